@@ -1,0 +1,449 @@
+//! The cache: key schema + codec + store + patterns, written once for every binding.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::try_join_all;
+
+use crate::clock::Clock;
+use crate::codec::{self, EncodeOptions, Meta, Value};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::KeySchema;
+use crate::metrics::{Counter, Metrics, MetricsSnapshot};
+use crate::patterns::{Loader, SingleFlight, Writer};
+use crate::store::{self, Entry, Store};
+
+/// A cache over one store. Cheap to clone: clones share the store, metrics and flights.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use polycache::{Cache, Value};
+///
+/// let cache = Cache::connect("memory://").await?;
+/// let user = cache
+///     .get_or_load("user:1", || async { Ok(Value::from("Ada")) }, None)
+///     .await?;
+/// assert_eq!(user, Value::from("Ada"));
+/// assert_eq!(cache.get("user:1").await?, Some(Value::from("Ada")));
+/// assert_eq!(cache.metrics().loads, 1);
+/// # Ok::<(), polycache::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    keys: KeySchema,
+    encode: EncodeOptions,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    metrics: Metrics,
+    flights: SingleFlight,
+    loader: Option<Arc<dyn Loader>>,
+    writer: Option<Arc<dyn Writer>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("store", &self.inner.store)
+            .field("namespace", &self.inner.keys.namespace())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Cache`] from a [`Config`] plus the parts that are code, not data: a loader
+/// (read-through), a writer (write-through), a clock, or a custom store.
+#[must_use]
+pub struct CacheBuilder {
+    config: Config,
+    loader: Option<Arc<dyn Loader>>,
+    writer: Option<Arc<dyn Writer>>,
+    clock: Clock,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheBuilder {
+    /// Makes `get` and `get_many` load missing keys through `loader` (read-through).
+    pub fn loader(mut self, loader: impl Loader + 'static) -> Self {
+        self.loader = Some(Arc::new(loader));
+        self
+    }
+
+    /// Like [`CacheBuilder::loader`], for a loader that is already shared.
+    pub fn shared_loader(mut self, loader: Arc<dyn Loader>) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// Makes `set` and `set_many` call `writer` first (write-through).
+    pub fn writer(mut self, writer: impl Writer + 'static) -> Self {
+        self.writer = Some(Arc::new(writer));
+        self
+    }
+
+    /// Like [`CacheBuilder::writer`], for a writer that is already shared.
+    pub fn shared_writer(mut self, writer: Arc<dyn Writer>) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// Uses `clock` for timestamps and in-process expiry (tests pass [`Clock::mock`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `store` instead of the one the URL names.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Validates the config and opens the store.
+    ///
+    /// # Errors
+    /// A config error for an invalid config; a connection or timeout error when Redis
+    /// cannot be reached within `connect_timeout`.
+    pub async fn build(self) -> Result<Cache> {
+        self.config.validate()?;
+        let store = match self.store {
+            Some(store) => store,
+            None => store::open(&self.config, self.clock.clone()).await?,
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                keys: self.config.key_schema()?,
+                encode: self.config.encode_options(),
+                config: self.config,
+                store,
+                clock: self.clock,
+                metrics: Metrics::default(),
+                flights: SingleFlight::default(),
+                loader: self.loader,
+                writer: self.writer,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+impl Cache {
+    /// A builder starting from `config`.
+    pub fn builder(config: Config) -> CacheBuilder {
+        CacheBuilder {
+            config,
+            loader: None,
+            writer: None,
+            clock: Clock::system(),
+            store: None,
+        }
+    }
+
+    /// Opens a cache on `config`.
+    ///
+    /// # Errors
+    /// As [`CacheBuilder::build`].
+    pub async fn new(config: Config) -> Result<Cache> {
+        Cache::builder(config).build().await
+    }
+
+    /// Opens a cache on a URL such as `memory://` or `redis://127.0.0.1:6379?namespace=app`.
+    ///
+    /// # Errors
+    /// As [`Config::from_url`] and [`CacheBuilder::build`].
+    pub async fn connect(url: &str) -> Result<Cache> {
+        Cache::new(Config::from_url(url)?).await
+    }
+
+    /// The config this cache was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The Redis key a user key is stored under.
+    ///
+    /// # Errors
+    /// A key error for an empty key.
+    pub fn redis_key(&self, key: &str) -> Result<String> {
+        self.inner.keys.redis_key(key)
+    }
+
+    /// The store behind this cache.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The value of `key`, or `None` on a miss. A cache built with a loader loads misses
+    /// (read-through). Undecodable bytes are a miss plus a counted decode error.
+    ///
+    /// # Errors
+    /// A key error, or a connection / timeout / server error from the store (a read-through
+    /// cache loads instead, see [`Cache::get_or_load`]).
+    pub async fn get(&self, key: &str) -> Result<Option<Value>> {
+        if let Some(loader) = &self.inner.loader {
+            let loader = loader.clone();
+            let load_key = key.to_owned();
+            return self
+                .get_or_load(key, move || loader.load(&load_key), None)
+                .await
+                .map(Some);
+        }
+        let redis_key = self.redis_key(key)?;
+        let bytes = self.timed(self.inner.store.get(&redis_key)).await?;
+        Ok(self.decode_counted(bytes))
+    }
+
+    /// The values of `keys`, in order, in one round trip per node. A read-through cache
+    /// loads the misses (each through single-flight).
+    ///
+    /// # Errors
+    /// As [`Cache::get`].
+    pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>> {
+        let redis_keys = keys
+            .iter()
+            .map(|k| self.redis_key(k))
+            .collect::<Result<Vec<_>>>()?;
+        let fetched = match self.timed(self.inner.store.get_many(&redis_keys)).await {
+            Ok(fetched) => fetched,
+            // Read-through fails open: load everything; the store error is already counted.
+            Err(_) if self.inner.loader.is_some() => vec![None; keys.len()],
+            Err(err) => return Err(err),
+        };
+        let mut values: Vec<Option<Value>> = fetched
+            .into_iter()
+            .map(|bytes| self.decode_counted(bytes))
+            .collect();
+        if let Some(loader) = &self.inner.loader {
+            let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+            let loaded = try_join_all(missing.iter().map(|&i| {
+                let loader = loader.clone();
+                let key = keys[i].to_owned();
+                async move {
+                    let load_key = key.clone();
+                    self.load_and_store(&key, move || loader.load(&load_key), None)
+                        .await
+                }
+            }))
+            .await?;
+            for (i, value) in missing.into_iter().zip(loaded) {
+                values[i] = Some(value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Stores `value` under `key` for `ttl` (the config's TTL when `None`), shortened by
+    /// the configured jitter. A write-through cache calls its writer first; if the writer
+    /// fails, the cache is not touched.
+    ///
+    /// # Errors
+    /// A key or codec error; a writer error; a store error.
+    pub async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        let entry = self.entry(key, value, ttl)?;
+        if let Some(writer) = &self.inner.writer {
+            writer.write(key, value).await?;
+        }
+        self.timed(self.inner.store.set(entry)).await?;
+        self.inner.metrics.add(Counter::Set, 1);
+        Ok(())
+    }
+
+    /// Stores several values, pipelined per node. A write-through cache calls its writer for
+    /// every entry first; if any write fails, the cache is not touched.
+    ///
+    /// # Errors
+    /// As [`Cache::set`].
+    pub async fn set_many(&self, entries: &[(&str, Value)], ttl: Option<Duration>) -> Result<()> {
+        let batch = entries
+            .iter()
+            .map(|(key, value)| self.entry(key, value, ttl))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(writer) = &self.inner.writer {
+            try_join_all(entries.iter().map(|(key, value)| writer.write(key, value))).await?;
+        }
+        let count = batch.len() as u64;
+        self.timed(self.inner.store.set_many(batch)).await?;
+        self.inner.metrics.add(Counter::Set, count);
+        Ok(())
+    }
+
+    /// Removes `key`; whether it was there.
+    ///
+    /// # Errors
+    /// A key error or a store error.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let redis_key = self.redis_key(key)?;
+        let existed = self.timed(self.inner.store.delete(&redis_key)).await?;
+        self.inner.metrics.add(Counter::Delete, 1);
+        Ok(existed)
+    }
+
+    /// Remaining time to live of `key`; `None` when it is missing or never expires.
+    ///
+    /// # Errors
+    /// A key error or a store error.
+    pub async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
+        let redis_key = self.redis_key(key)?;
+        self.timed(self.inner.store.ttl(&redis_key)).await
+    }
+
+    /// Cache-aside: the cached value of `key`, or the result of `loader`, which is then
+    /// stored for `ttl`. Concurrent callers for one key in this process share one loader
+    /// call (single-flight). When the store fails, the loader's value is still returned
+    /// (the cache fails open; the failure is counted in `storeErrors`).
+    ///
+    /// # Errors
+    /// A key error; a loader error carrying the loader's own error as its source.
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        key: &str,
+        loader: F,
+        ttl: Option<Duration>,
+    ) -> Result<Value>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value>>,
+    {
+        let redis_key = self.redis_key(key)?;
+        if let Ok(Some(value)) = self
+            .timed(self.inner.store.get(&redis_key))
+            .await
+            .map(|bytes| self.decode_counted(bytes))
+        {
+            return Ok(value);
+        }
+        self.load_and_store(key, loader, ttl).await
+    }
+
+    /// Runs the loader through single-flight and stores its value (best effort).
+    async fn load_and_store<F, Fut>(&self, key: &str, loader: F, ttl: Option<Duration>) -> Result<Value>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value>>,
+    {
+        let entry_key = self.redis_key(key)?;
+        self.inner
+            .flights
+            .run(&entry_key, || async {
+                self.inner.metrics.add(Counter::Load, 1);
+                let value = loader().await.map_err(|err| {
+                    self.inner.metrics.add(Counter::LoadError, 1);
+                    if err.kind() == ErrorKind::Loader {
+                        err
+                    } else {
+                        Error::new(ErrorKind::Loader, err.to_string()).with_source(err)
+                    }
+                })?;
+                let entry = self.entry(key, &value, ttl)?;
+                if self.timed(self.inner.store.set(entry)).await.is_ok() {
+                    self.inner.metrics.add(Counter::Set, 1);
+                }
+                Ok(value)
+            })
+            .await
+    }
+
+    /// A snapshot of the counters and the latency histogram.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot(self.inner.store.evictions())
+    }
+
+    /// Stops accepting calls; later calls fail with a connection error. Connections close
+    /// when the last clone of this cache is dropped.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn entry(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<Entry> {
+        let key = self.redis_key(key)?;
+        let value = if self.inner.config.raw {
+            match value {
+                Value::Bytes(b) => b.clone(),
+                Value::Str(s) => s.as_bytes().to_vec(),
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::Codec,
+                        format!("raw mode stores bytes or strings, not {}", other.kind_name()),
+                    ))
+                }
+            }
+        } else {
+            let meta = Meta {
+                created_at_ms: self.inner.clock.now_ms(),
+                ..Meta::default()
+            };
+            codec::encode(value, &self.inner.encode, &meta)?
+        };
+        Ok(Entry {
+            key,
+            value,
+            ttl: self.effective_ttl(ttl),
+        })
+    }
+
+    fn effective_ttl(&self, ttl: Option<Duration>) -> Option<Duration> {
+        let ttl = ttl.or(self.inner.config.ttl)?;
+        let jitter = self.inner.config.jitter;
+        if jitter > 0.0 {
+            let cut = ttl.mul_f64(jitter * fastrand::f64());
+            Some(ttl.saturating_sub(cut).max(Duration::from_millis(1)))
+        } else {
+            Some(ttl)
+        }
+    }
+
+    /// Bytes from the store to a value; undecodable bytes count as a miss and a decode
+    /// error, never an error to the caller.
+    fn decode_counted(&self, bytes: Option<Vec<u8>>) -> Option<Value> {
+        let metrics = &self.inner.metrics;
+        let Some(bytes) = bytes else {
+            metrics.add(Counter::Miss, 1);
+            return None;
+        };
+        if self.inner.config.raw {
+            metrics.add(Counter::Hit, 1);
+            return Some(Value::Bytes(bytes));
+        }
+        match codec::decode(&bytes) {
+            Ok((_, value)) => {
+                metrics.add(Counter::Hit, 1);
+                Some(value)
+            }
+            Err(_) => {
+                metrics.add(Counter::DecodeError, 1);
+                metrics.add(Counter::Miss, 1);
+                None
+            }
+        }
+    }
+
+    /// Runs a store call, recording its latency and counting its failure.
+    async fn timed<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Connection, "the cache is closed"));
+        }
+        let started = Instant::now();
+        let result = call.await;
+        self.inner.metrics.observe(started.elapsed());
+        if result.is_err() {
+            self.inner.metrics.add(Counter::StoreError, 1);
+        }
+        result
+    }
+}
+

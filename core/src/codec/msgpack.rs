@@ -1,0 +1,226 @@
+//! Canonical MessagePack (docs/FORMAT.md §2): shortest integers, float64 always, sorted map
+//! keys, bin for bytes. Encoding uses `rmp`'s writers, which pick the shortest forms; the
+//! decoder is hand-written so that every malformed input becomes a codec error (invalid
+//! UTF-8 is an error, never silently bytes; nesting is bounded so hostile input cannot
+//! exhaust the stack).
+
+use std::collections::BTreeMap;
+
+use super::Value;
+use crate::error::{Error, Result};
+
+/// Deepest nesting a decoder accepts.
+pub const MAX_DEPTH: usize = 256;
+
+/// Encodes `value` canonically.
+pub fn encode(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    write_value(&mut out, value);
+    out
+}
+
+/// Appends the canonical encoding of `value` to `out`.
+pub fn encode_into(out: &mut Vec<u8>, value: &Value) {
+    write_value(out, value);
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    use rmp::encode as w;
+    // Writing into a Vec cannot fail, so the io results are ignored on purpose.
+    match value {
+        Value::Nil => {
+            let _ = w::write_nil(out);
+        }
+        Value::Bool(b) => {
+            let _ = w::write_bool(out, *b);
+        }
+        Value::Int(i) => {
+            if *i >= 0 {
+                let _ = w::write_uint(out, *i as u64);
+            } else {
+                let _ = w::write_sint(out, *i);
+            }
+        }
+        Value::UInt(u) => {
+            let _ = w::write_uint(out, *u);
+        }
+        Value::Float(f) => {
+            let _ = w::write_f64(out, *f);
+        }
+        Value::Str(s) => {
+            let _ = w::write_str(out, s);
+        }
+        Value::Bytes(b) => {
+            let _ = w::write_bin(out, b);
+        }
+        Value::Array(items) => {
+            let _ = w::write_array_len(out, items.len() as u32);
+            for item in items {
+                write_value(out, item);
+            }
+        }
+        Value::Map(map) => {
+            let _ = w::write_map_len(out, map.len() as u32);
+            for (k, v) in map {
+                let _ = w::write_str(out, k);
+                write_value(out, v);
+            }
+        }
+    }
+}
+
+/// Decodes exactly one value spanning all of `bytes`.
+///
+/// # Errors
+/// A codec error for truncated input, trailing bytes, `ext` types, non-string map keys,
+/// invalid UTF-8 or nesting deeper than [`MAX_DEPTH`].
+pub fn decode(bytes: &[u8]) -> Result<Value> {
+    let mut reader = Reader { bytes, pos: 0 };
+    let value = reader.value(0)?;
+    if reader.pos != bytes.len() {
+        return Err(Error::codec(format!(
+            "msgpack: {} trailing bytes after the value",
+            bytes.len() - reader.pos
+        )));
+    }
+    Ok(value)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| Error::codec("msgpack: truncated value"))?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<usize> {
+        Ok(u16::from_be_bytes(self.array()?) as usize)
+    }
+    fn u32(&mut self) -> Result<usize> {
+        Ok(u32::from_be_bytes(self.array()?) as usize)
+    }
+
+    fn str(&mut self, len: usize) -> Result<String> {
+        let raw = self.take(len)?;
+        std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|_| Error::codec("msgpack: string is not valid UTF-8"))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value> {
+        if depth > MAX_DEPTH {
+            return Err(Error::codec("msgpack: nesting too deep"));
+        }
+        let marker = self.u8()?;
+        Ok(match marker {
+            0x00..=0x7f => Value::Int(i64::from(marker)),
+            0x80..=0x8f => self.map((marker & 0x0f) as usize, depth)?,
+            0x90..=0x9f => self.seq((marker & 0x0f) as usize, depth)?,
+            0xa0..=0xbf => Value::Str(self.str((marker & 0x1f) as usize)?),
+            0xc0 => Value::Nil,
+            0xc2 => Value::Bool(false),
+            0xc3 => Value::Bool(true),
+            0xc4 => {
+                let n = self.u8()? as usize;
+                Value::Bytes(self.take(n)?.to_vec())
+            }
+            0xc5 => {
+                let n = self.u16()?;
+                Value::Bytes(self.take(n)?.to_vec())
+            }
+            0xc6 => {
+                let n = self.u32()?;
+                Value::Bytes(self.take(n)?.to_vec())
+            }
+            0xc7..=0xc9 | 0xd4..=0xd8 => {
+                return Err(Error::codec("msgpack: ext types are not part of the value model"))
+            }
+            0xca => Value::Float(f64::from(f32::from_be_bytes(self.array()?))),
+            0xcb => Value::Float(f64::from_be_bytes(self.array()?)),
+            0xcc => Value::Int(i64::from(self.u8()?)),
+            0xcd => Value::Int(i64::from(u16::from_be_bytes(self.array()?))),
+            0xce => Value::Int(i64::from(u32::from_be_bytes(self.array()?))),
+            0xcf => Value::from(u64::from_be_bytes(self.array()?)),
+            0xd0 => Value::Int(i64::from(i8::from_be_bytes(self.array()?))),
+            0xd1 => Value::Int(i64::from(i16::from_be_bytes(self.array()?))),
+            0xd2 => Value::Int(i64::from(i32::from_be_bytes(self.array()?))),
+            0xd3 => Value::Int(i64::from_be_bytes(self.array()?)),
+            0xd9 => {
+                let n = self.u8()? as usize;
+                Value::Str(self.str(n)?)
+            }
+            0xda => {
+                let n = self.u16()?;
+                Value::Str(self.str(n)?)
+            }
+            0xdb => {
+                let n = self.u32()?;
+                Value::Str(self.str(n)?)
+            }
+            0xdc => {
+                let n = self.u16()?;
+                self.seq(n, depth)?
+            }
+            0xdd => {
+                let n = self.u32()?;
+                self.seq(n, depth)?
+            }
+            0xde => {
+                let n = self.u16()?;
+                self.map(n, depth)?
+            }
+            0xdf => {
+                let n = self.u32()?;
+                self.map(n, depth)?
+            }
+            0xe0..=0xff => Value::Int(i64::from(marker as i8)),
+            0xc1 => return Err(Error::codec("msgpack: reserved byte 0xc1")),
+        })
+    }
+
+    fn seq(&mut self, len: usize, depth: usize) -> Result<Value> {
+        // Every item takes at least one byte: a huge claimed length fails before allocating.
+        let mut items = Vec::with_capacity(len.min(self.bytes.len() - self.pos));
+        for _ in 0..len {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn map(&mut self, len: usize, depth: usize) -> Result<Value> {
+        let mut map = BTreeMap::new();
+        for _ in 0..len {
+            let key = match self.value(depth + 1)? {
+                Value::Str(s) => s,
+                other => {
+                    return Err(Error::codec(format!(
+                        "msgpack: map keys must be strings, found {}",
+                        other.kind_name()
+                    )))
+                }
+            };
+            let value = self.value(depth + 1)?;
+            map.insert(key, value);
+        }
+        Ok(Value::Map(map))
+    }
+}

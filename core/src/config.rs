@@ -1,0 +1,373 @@
+//! One `Config` for every binding: a builder in Rust, kwargs in Python, a plain object in
+//! Node (serde, camelCase, durations in seconds).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{Codec, Compression, EncodeOptions};
+use crate::error::{Error, Result};
+use crate::key::KeySchema;
+use crate::ring::Node;
+
+/// Everything that shapes a cache. `Default` is the embedded in-process store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[must_use]
+pub struct Config {
+    /// Where values live: `memory://`, `redis://`, `rediss://`, `redis+shards://`,
+    /// `redis+cluster://` (see the README for the formats).
+    pub url: String,
+    /// First part of every Redis key.
+    pub prefix: String,
+    /// Second part of every Redis key; caches with different namespaces never collide.
+    pub namespace: String,
+    /// User keys longer than this many UTF-8 bytes are replaced by their SHA-256.
+    pub max_key_length: usize,
+    /// Time to live of a value when a call gives none; `None` keeps values until evicted.
+    #[serde(with = "secs_opt")]
+    pub ttl: Option<Duration>,
+    /// Fraction (0–1) by which each TTL is randomly shortened, so keys written together do
+    /// not expire together.
+    pub jitter: f64,
+    /// Payload codec for new values.
+    pub codec: Codec,
+    /// Compression for payloads of at least `compress_threshold` bytes.
+    pub compression: Compression,
+    /// Smallest payload worth compressing, in bytes.
+    pub compress_threshold: usize,
+    /// Read and write bare bytes without the envelope (for keys shared with non-polycache
+    /// programs).
+    pub raw: bool,
+    /// Bound on establishing a connection to Redis.
+    #[serde(with = "secs")]
+    pub connect_timeout: Duration,
+    /// Bound on every Redis command, from send to reply (retries included).
+    #[serde(with = "secs")]
+    pub command_timeout: Duration,
+    /// Maximum number of entries of the in-process store.
+    pub memory_capacity: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            url: "memory://".into(),
+            prefix: "pc".into(),
+            namespace: "default".into(),
+            max_key_length: 200,
+            ttl: Some(Duration::from_secs(300)),
+            jitter: 0.0,
+            codec: Codec::Msgpack,
+            compression: Compression::Lz4,
+            compress_threshold: 1024,
+            raw: false,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            memory_capacity: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// A config for `url`, with options given as query parameters applied
+    /// (`?namespace=users&ttl=60&commandTimeout=0.5`).
+    ///
+    /// # Errors
+    /// A config error for an unknown scheme, a malformed host list or an unknown option.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut config = Config {
+            url: base.to_owned(),
+            ..Config::default()
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            config.set_option(name, value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn set_option(&mut self, name: &str, value: &str) -> Result<()> {
+        let bad = || Error::config(format!("invalid value {value:?} for URL option {name}"));
+        let number = || value.parse::<f64>().map_err(|_| bad());
+        let seconds = || {
+            number().and_then(|s| Duration::try_from_secs_f64(s).map_err(|_| bad()))
+        };
+        match name {
+            "prefix" => self.prefix = value.into(),
+            "namespace" => self.namespace = value.into(),
+            "maxKeyLength" => self.max_key_length = value.parse().map_err(|_| bad())?,
+            "ttl" => self.ttl = Some(seconds()?).filter(|d| !d.is_zero()),
+            "jitter" => self.jitter = number()?,
+            "codec" => {
+                self.codec = serde_json::from_value(serde_json::Value::from(value))
+                    .map_err(|_| bad())?
+            }
+            "compression" => {
+                self.compression = serde_json::from_value(serde_json::Value::from(value))
+                    .map_err(|_| bad())?
+            }
+            "compressThreshold" => self.compress_threshold = value.parse().map_err(|_| bad())?,
+            "raw" => self.raw = value.parse().map_err(|_| bad())?,
+            "connectTimeout" => self.connect_timeout = seconds()?,
+            "commandTimeout" => self.command_timeout = seconds()?,
+            "capacity" | "memoryCapacity" => {
+                self.memory_capacity = value.parse().map_err(|_| bad())?
+            }
+            // Consumed by the sharded store when it opens.
+            "weights" if self.url.contains("+shards://") => {
+                self.url = format!("{}?weights={value}", self.url)
+            }
+            _ => return Err(Error::config(format!("unknown URL option {name:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Checks every field; [`crate::Cache`] calls this before opening a store.
+    ///
+    /// # Errors
+    /// A config error naming the first invalid field.
+    pub fn validate(&self) -> Result<()> {
+        Target::parse(&self.url)?;
+        self.key_schema()?;
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(Error::config("jitter must be between 0 and 1"));
+        }
+        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::config("timeouts must be greater than zero"));
+        }
+        if self.memory_capacity == 0 {
+            return Err(Error::config("memoryCapacity must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn key_schema(&self) -> Result<KeySchema> {
+        KeySchema::new(&self.prefix, &self.namespace, self.max_key_length)
+    }
+
+    pub(crate) fn encode_options(&self) -> EncodeOptions {
+        EncodeOptions {
+            codec: self.codec,
+            compression: self.compression,
+            compress_threshold: self.compress_threshold,
+        }
+    }
+
+    /// Sets the URL.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// Sets the namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+    /// Sets the default TTL (`None`: no expiry).
+    pub fn ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+    /// Sets the TTL jitter fraction.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+    /// Sets the codec.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+    /// Sets the compression.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+    /// Sets the compression threshold in bytes.
+    pub fn compress_threshold(mut self, bytes: usize) -> Self {
+        self.compress_threshold = bytes;
+        self
+    }
+    /// Switches raw mode (no envelope).
+    pub fn raw(mut self, raw: bool) -> Self {
+        self.raw = raw;
+        self
+    }
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Sets the command timeout.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+    /// Sets the in-process store's capacity in entries.
+    pub fn memory_capacity(mut self, entries: u64) -> Self {
+        self.memory_capacity = entries;
+        self
+    }
+    /// Sets the maximum user-key length in bytes.
+    pub fn max_key_length(mut self, bytes: usize) -> Self {
+        self.max_key_length = bytes;
+        self
+    }
+}
+
+/// Where a URL points, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Memory,
+    /// One node; the URL is passed to redis-rs as is.
+    Redis(String),
+    /// Independent nodes behind the ring: per-node redis-rs URLs and ring nodes.
+    Shards(Vec<(String, Node)>),
+    /// Seed nodes of a Redis Cluster, as redis-rs URLs.
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Target> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| Error::config(format!("{url:?} is not a URL (expected scheme://…)")))?;
+        match scheme {
+            "memory" => Ok(Target::Memory),
+            "redis" | "rediss" => Ok(Target::Redis(url.to_owned())),
+            "redis+shards" | "rediss+shards" | "redis+cluster" | "rediss+cluster" => {
+                let (node_scheme, kind) = scheme.split_once('+').unwrap_or((scheme, ""));
+                let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let (auth, rest) = match rest.rsplit_once('@') {
+                    Some((auth, hosts)) => (format!("{auth}@"), hosts),
+                    None => (String::new(), rest),
+                };
+                let (hosts, db) = match rest.split_once('/') {
+                    Some((hosts, db)) => (hosts, format!("/{db}")),
+                    None => (rest, String::new()),
+                };
+                let hosts: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
+                if hosts.is_empty() {
+                    return Err(Error::config(format!("{url:?} names no hosts")));
+                }
+                let urls = hosts
+                    .iter()
+                    .map(|host| format!("{node_scheme}://{auth}{host}{db}"));
+                if kind == "cluster" {
+                    return Ok(Target::Cluster(urls.collect()));
+                }
+                let weights = parse_weights(query, hosts.len())?;
+                Ok(Target::Shards(
+                    urls.zip(hosts.iter().zip(weights))
+                        .map(|(url, (host, weight))| {
+                            (
+                                url,
+                                Node {
+                                    name: (*host).to_owned(),
+                                    weight,
+                                },
+                            )
+                        })
+                        .collect(),
+                ))
+            }
+            other => Err(Error::config(format!(
+                "unknown URL scheme {other:?} (expected memory, redis, rediss, redis+shards, redis+cluster)"
+            ))),
+        }
+    }
+}
+
+fn parse_weights(query: &str, hosts: usize) -> Result<Vec<u32>> {
+    let Some(list) = query.split('&').find_map(|p| p.strip_prefix("weights=")) else {
+        return Ok(vec![1; hosts]);
+    };
+    let weights: Vec<u32> = list
+        .split(',')
+        .map(|w| w.parse().ok().filter(|&w| w > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::config(format!("invalid weights {list:?}")))?;
+    if weights.len() != hosts {
+        return Err(Error::config(format!(
+            "{} weights given for {hosts} hosts",
+            weights.len()
+        )));
+    }
+    Ok(weights)
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+mod secs_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+    /// `null` or `0` mean "no expiry".
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            None => Ok(None),
+            Some(secs) => Duration::try_from_secs_f64(secs)
+                .map(|d| Some(d).filter(|d| !d.is_zero()))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_options_and_host_lists() {
+        let c = Config::from_url("redis://127.0.0.1:6379/0?namespace=users&ttl=60").unwrap();
+        assert_eq!(c.namespace, "users");
+        assert_eq!(c.ttl, Some(Duration::from_secs(60)));
+        assert_eq!(c.url, "redis://127.0.0.1:6379/0");
+
+        let t = Target::parse("redis+shards://:pw@a:1,b:2/3?weights=1,2").unwrap();
+        let Target::Shards(nodes) = t else {
+            panic!("not shards")
+        };
+        assert_eq!(nodes[0].0, "redis://:pw@a:1/3");
+        assert_eq!(nodes[1].1, Node { name: "b:2".into(), weight: 2 });
+
+        assert!(Config::from_url("mongodb://x").is_err());
+        assert!(Config::from_url("redis://x?bogus=1").is_err());
+        assert!(Config::from_url("redis+shards://a:1,b:2?weights=1").is_err());
+    }
+
+    #[test]
+    fn serde_uses_camel_case_and_seconds() {
+        let c: Config =
+            serde_json::from_str(r#"{"url":"memory://","commandTimeout":0.25,"ttl":null}"#)
+                .unwrap();
+        assert_eq!(c.command_timeout, Duration::from_millis(250));
+        assert_eq!(c.ttl, None);
+        assert!(serde_json::from_str::<Config>(r#"{"nope":1}"#).is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! Counters and a latency histogram: one struct, exposed the same way by every binding.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Upper bounds (µs) of the latency buckets; a last bucket counts everything slower.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
+
+/// Live counters, updated with relaxed atomics (they are statistics, not synchronization).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    load_errors: AtomicU64,
+    decode_errors: AtomicU64,
+    sets: AtomicU64,
+    deletes: AtomicU64,
+    store_errors: AtomicU64,
+    latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+}
+
+/// A point-in-time copy of [`Metrics`]; serializes with camelCase names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSnapshot {
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found nothing (decode errors included).
+    pub misses: u64,
+    /// Loader calls.
+    pub loads: u64,
+    /// Loader calls that failed.
+    pub load_errors: u64,
+    /// Stored bytes that could not be decoded (each also counted as a miss).
+    pub decode_errors: u64,
+    /// Values written.
+    pub sets: u64,
+    /// Keys deleted.
+    pub deletes: u64,
+    /// Store calls that failed (connection, timeout, server errors).
+    pub store_errors: u64,
+    /// Entries evicted from the in-process store to stay within its capacity.
+    pub evictions: u64,
+    /// Store round trips per latency bucket; bounds in [`LATENCY_BUCKETS_US`], then +Inf.
+    pub latency_us: Vec<(Option<u64>, u64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    Hit,
+    Miss,
+    Load,
+    LoadError,
+    DecodeError,
+    Set,
+    Delete,
+    StoreError,
+}
+
+impl Metrics {
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        let cell = match counter {
+            Counter::Hit => &self.hits,
+            Counter::Miss => &self.misses,
+            Counter::Load => &self.loads,
+            Counter::LoadError => &self.load_errors,
+            Counter::DecodeError => &self.decode_errors,
+            Counter::Set => &self.sets,
+            Counter::Delete => &self.deletes,
+            Counter::StoreError => &self.store_errors,
+        };
+        cell.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        let us = elapsed.as_micros() as u64;
+        let bucket = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Copies the counters; `evictions` comes from the store.
+    pub(crate) fn snapshot(&self, evictions: u64) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            loads: get(&self.loads),
+            load_errors: get(&self.load_errors),
+            decode_errors: get(&self.decode_errors),
+            sets: get(&self.sets),
+            deletes: get(&self.deletes),
+            store_errors: get(&self.store_errors),
+            evictions,
+            latency_us: self
+                .latency
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (LATENCY_BUCKETS_US.get(i).copied(), get(c)))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Real `redis-server` processes for polycache's test suites: a standalone server, N
+//! independent shards and an N-master cluster, on free loopback ports in temp dirs.
+//!
+//! Cleanup does not depend on destructors running: each server lives under a small `sh`
+//! guard that waits on a pipe from this process. When the pipe closes — on `Drop`, on a
+//! panic, on exit, even on `kill -9` of the test process — the guard kills the server and
+//! removes its directory.
+//!
+//! Set `POLYCACHE_TEST_REDIS` to the JSON that `polycache-harness` prints to reuse servers
+//! that are already running (one harness for every suite of `make test`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// The variable that points suites at already-running servers.
+pub const REUSE_ENV: &str = "POLYCACHE_TEST_REDIS";
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+/// Harness result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// URLs of a running topology, in the form `polycache` accepts; printed as JSON by the CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// `redis://127.0.0.1:<port>`.
+    pub standalone: Option<String>,
+    /// `redis+shards://127.0.0.1:<a>,127.0.0.1:<b>,…`.
+    pub shards: Option<String>,
+    /// `redis+cluster://127.0.0.1:<a>,…`.
+    pub cluster: Option<String>,
+}
+
+/// One `redis-server` under its cleanup guard.
+#[derive(Debug)]
+pub struct Server {
+    port: u16,
+    pid: u32,
+    dir: PathBuf,
+    guard: Child,
+    guard_stdin: Option<ChildStdin>,
+}
+
+impl Server {
+    /// Starts a server with extra `redis-server` arguments and waits until it answers PING.
+    ///
+    /// # Errors
+    /// When `redis-server` is missing or does not come up within 10 s.
+    pub fn start(extra_args: &[&str]) -> Result<Server> {
+        let mut last_err: Error = "no attempt".into();
+        for _ in 0..5 {
+            match Server::try_start(free_port()?, extra_args) {
+                Ok(server) => return Ok(server),
+                Err(err) => last_err = err,
+            }
+        }
+        Err(last_err)
+    }
+
+    fn try_start(port: u16, extra_args: &[&str]) -> Result<Server> {
+        let dir = std::env::temp_dir().join(format!("polycache-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let mut args = vec![
+            binary,
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--daemonize".into(),
+            "no".into(),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+        // The guard: start the server, print its pid, wait for our pipe to close, clean up.
+        let script = format!(
+            "{} >{}/redis.log 2>&1 & pid=$!; echo $pid; read _ignored; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf {}",
+            quoted.join(" "),
+            shell_quote(&dir.display().to_string()),
+            shell_quote(&dir.display().to_string()),
+        );
+        let mut guard = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let guard_stdin = guard.stdin.take();
+        let pid = read_pid(guard.stdout.take())?;
+        let server = Server {
+            port,
+            pid,
+            dir,
+            guard,
+            guard_stdin,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(reply) = command(self.port, &["PING"]) {
+                if reply == "PONG" {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                return Err(format!("redis-server on port {} did not start: {log}", self.port).into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr())
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        signal(self.pid, "STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid, "CONT");
+    }
+
+    /// Kills the server (SIGKILL): connections break, new ones are refused.
+    pub fn kill(&self) {
+        signal(self.pid, "KILL");
+    }
+
+    /// Sends one command and returns the reply as text (for test setup, not for speed).
+    ///
+    /// # Errors
+    /// On I/O errors or an error reply.
+    pub fn command(&self, args: &[&str]) -> Result<String> {
+        command(self.port, args)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.guard_stdin.take()); // EOF: the guard kills the server and removes its dir
+        let _ = self.guard.wait();
+    }
+}
+
+/// Servers of one topology, stopped when dropped.
+#[derive(Debug, Default)]
+pub struct Topology {
+    /// The standalone server.
+    pub standalone: Option<Server>,
+    /// Independent shard servers.
+    pub shards: Vec<Server>,
+    /// Cluster masters.
+    pub cluster: Vec<Server>,
+}
+
+impl Topology {
+    /// Starts a standalone server (if asked), `shards` independent servers and a cluster of
+    /// `cluster_masters` masters (0 for none; Redis needs at least 3).
+    ///
+    /// # Errors
+    /// When a server does not start or the cluster does not become ready.
+    pub fn start(standalone: bool, shards: usize, cluster_masters: usize) -> Result<Topology> {
+        let mut topology = Topology::default();
+        if standalone {
+            topology.standalone = Some(Server::start(&[])?);
+        }
+        for _ in 0..shards {
+            topology.shards.push(Server::start(&[])?);
+        }
+        if cluster_masters > 0 {
+            topology.cluster = start_cluster(cluster_masters)?;
+        }
+        Ok(topology)
+    }
+
+    /// The URLs of this topology.
+    pub fn endpoints(&self) -> Endpoints {
+        let list = |servers: &[Server]| {
+            servers
+                .iter()
+                .map(Server::addr)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Endpoints {
+            standalone: self.standalone.as_ref().map(Server::url),
+            shards: (!self.shards.is_empty()).then(|| format!("redis+shards://{}", list(&self.shards))),
+            cluster: (!self.cluster.is_empty())
+                .then(|| format!("redis+cluster://{}", list(&self.cluster))),
+        }
+    }
+}
+
+/// The endpoints every test in this process shares: from [`REUSE_ENV`] when set, otherwise
+/// a standalone server, 3 shards and a 3-master cluster started once (and cleaned up when
+/// the process exits).
+///
+/// # Panics
+/// When the servers cannot be started; tests cannot run without them.
+pub fn shared() -> &'static Endpoints {
+    static SHARED: OnceLock<Endpoints> = OnceLock::new();
+    static SERVERS: OnceLock<Topology> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        if let Ok(json) = std::env::var(REUSE_ENV) {
+            return serde_json::from_str(&json)
+                .unwrap_or_else(|e| panic!("{REUSE_ENV} is not harness JSON: {e}"));
+        }
+        let topology = SERVERS.get_or_init(|| {
+            Topology::start(true, 3, 3).unwrap_or_else(|e| panic!("starting redis: {e}"))
+        });
+        topology.endpoints()
+    })
+}
+
+fn start_cluster(masters: usize) -> Result<Vec<Server>> {
+    let servers = (0..masters)
+        .map(|_| {
+            Server::start(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+    let mut create = Command::new(cli);
+    create.args(["--cluster", "create"]);
+    create.args(servers.iter().map(Server::addr));
+    create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+    let output = create.stdin(Stdio::null()).output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for server in &servers {
+        loop {
+            let info = server.command(&["CLUSTER", "INFO"]).unwrap_or_default();
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("cluster not ready: {info}").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(servers)
+}
+
+/// A free port whose cluster-bus twin (port + 10000) is free too.
+fn free_port() -> Result<u16> {
+    for _ in 0..100 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        if port < 55_000 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10_000)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port pair found".into())
+}
+
+fn read_pid(stdout: Option<ChildStdout>) -> Result<u32> {
+    let stdout = stdout.ok_or("guard has no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    Ok(line.trim().parse()?)
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A minimal RESP exchange for setup commands (PING, CLUSTER INFO, FLUSHALL).
+fn command(port: u16, args: &[&str]) -> Result<String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let line = line.trim_end();
+    match line.as_bytes().first() {
+        Some(b'+') | Some(b':') => Ok(line[1..].to_owned()),
+        Some(b'-') => Err(line[1..].to_owned().into()),
+        Some(b'$') => {
+            let len: i64 = line[1..].parse()?;
+            if len < 0 {
+                return Ok(String::new());
+            }
+            let mut body = vec![0; len as usize + 2];
+            reader.read_exact(&mut body)?;
+            body.truncate(len as usize);
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        }
+        _ => Err(format!("unexpected reply {line:?}").into()),
+    }
+}

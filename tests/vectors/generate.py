@@ -1,0 +1,1514 @@
+"""Generate the cross-language test vectors for polycache.
+
+This is an independent Python implementation of docs/FORMAT.md (envelope v1,
+canonical MessagePack, JSON layout, keys and cluster slots, the ketama ring).
+It writes three files next to itself:
+
+    envelope.json   value envelope encode / decode / error cases
+    keys.json       Redis key derivation, hash tags and cluster slots
+    ring.json       ketama continuum placement and key movement
+
+The JSON files are committed; every runtime's test suite reads them. Re-run
+this script after changing the contract and commit the diff:
+
+    python3 -m venv /tmp/vecenv
+    /tmp/vecenv/bin/pip install msgpack lz4
+    /tmp/vecenv/bin/python tests/vectors/generate.py
+
+(plain `python3 tests/vectors/generate.py` works when msgpack and lz4 are
+importable). Output is deterministic: no randomness and no clock. Every case
+is checked against the reference decoder below before it is written. Only
+the LZ4 blocks of the `"exact": false` cases may change with the lz4 package
+version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from bisect import bisect_left
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import lz4.block
+import msgpack
+
+HERE = Path(__file__).resolve().parent
+
+# ---------------------------------------------------------------------------
+# Constants from the contract
+# ---------------------------------------------------------------------------
+
+MAGIC = b"\xc1PC"
+VERSION = 1
+CODEC_IDS = {"bytes": 0, "msgpack": 1, "json": 2}
+CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
+COMPRESSION_NAMES = {0: "none", 1: "lz4"}
+EXT_SCHEMA = 0x01
+EXT_TAG = 0x02
+MAX_UNCOMPRESSED = 512 * 1024 * 1024
+DEFAULT_THRESHOLD = 1024
+NO_COMPRESS = (
+    1 << 20
+)  # threshold for long compressible values whose exact bytes we want
+
+T0 = 1_700_000_000_000  # a fixed createdAt (2023-11-14T22:13:20Z)
+T1 = T0 + 60_000  # a fixed freshUntil, one minute later
+
+I64_MIN = -(2**63)
+U64_MAX = 2**64 - 1
+
+
+class CodecError(Exception):
+    """Any envelope or codec error (the contract's single error kind)."""
+
+
+# ---------------------------------------------------------------------------
+# Value model helpers
+# ---------------------------------------------------------------------------
+
+
+def utf8_key(s: str) -> bytes:
+    """Sort key for byte-wise ordering of strings."""
+    return s.encode("utf-8")
+
+
+def float_text(x: float) -> str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return repr(x)
+
+
+def to_typed(v: Any) -> dict[str, Any]:
+    """Python value -> typed JSON notation (map keys in byte-wise order)."""
+    if v is None:
+        return {"nil": None}
+    if isinstance(v, bool):
+        return {"bool": v}
+    if isinstance(v, int):
+        if not I64_MIN <= v <= U64_MAX:
+            raise ValueError(f"integer out of range: {v}")
+        return {"int": str(v)}
+    if isinstance(v, float):
+        return {"float": float_text(v)}
+    if isinstance(v, str):
+        return {"str": v}
+    if isinstance(v, (bytes, bytearray)):
+        return {"bytes": bytes(v).hex()}
+    if isinstance(v, (list, tuple)):
+        return {"array": [to_typed(x) for x in v]}
+    if isinstance(v, dict):
+        return {"map": {k: to_typed(v[k]) for k in sorted(v, key=utf8_key)}}
+    raise TypeError(f"not a model value: {type(v).__name__}")
+
+
+def canonical(v: Any) -> Any:
+    """Rebuild dicts with keys in byte-wise order (msgpack packs in order)."""
+    if isinstance(v, dict):
+        for k in v:
+            if not isinstance(k, str):
+                raise CodecError("map key is not a string")
+        return {k: canonical(v[k]) for k in sorted(v, key=utf8_key)}
+    if isinstance(v, (list, tuple)):
+        return [canonical(x) for x in v]
+    return v
+
+
+def check_model(v: Any) -> None:
+    """Reject anything a decoder may not return (ext, Timestamp, ...)."""
+    if v is None or isinstance(v, (bool, float, str, bytes)):
+        return
+    if isinstance(v, int):
+        if not I64_MIN <= v <= U64_MAX:
+            raise CodecError("integer out of range")
+        return
+    if isinstance(v, list):
+        for x in v:
+            check_model(x)
+        return
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise CodecError("map key is not a string")
+            check_model(x)
+        return
+    raise CodecError(f"not a model value: {type(v).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# MessagePack: the library encoder plus an own canonical encoder to cross-check
+# ---------------------------------------------------------------------------
+
+
+def _mp_len(
+    n: int, fix_base: int, fix_max: int, m16: int, m32: int, m8: int | None = None
+) -> bytes:
+    if n <= fix_max:
+        return bytes([fix_base | n])
+    if m8 is not None and n <= 0xFF:
+        return bytes([m8, n])
+    if n <= 0xFFFF:
+        return bytes([m16]) + struct.pack(">H", n)
+    return bytes([m32]) + struct.pack(">I", n)
+
+
+def own_msgpack(v: Any) -> bytes:
+    """Canonical MessagePack written straight from FORMAT.md section 2."""
+    if v is None:
+        return b"\xc0"
+    if isinstance(v, bool):
+        return b"\xc3" if v else b"\xc2"
+    if isinstance(v, int):
+        if v >= 0:
+            if v <= 0x7F:
+                return bytes([v])
+            for tag, fmt, top in (
+                (0xCC, ">B", 0xFF),
+                (0xCD, ">H", 0xFFFF),
+                (0xCE, ">I", 0xFFFFFFFF),
+            ):
+                if v <= top:
+                    return bytes([tag]) + struct.pack(fmt, v)
+            return b"\xcf" + struct.pack(">Q", v)
+        if v >= -32:
+            return struct.pack(">b", v)
+        for tag, fmt, low in (
+            (0xD0, ">b", -(2**7)),
+            (0xD1, ">h", -(2**15)),
+            (0xD2, ">i", -(2**31)),
+        ):
+            if v >= low:
+                return bytes([tag]) + struct.pack(fmt, v)
+        return b"\xd3" + struct.pack(">q", v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return bytes.fromhex("cb7ff8000000000000")
+        return b"\xcb" + struct.pack(">d", v)
+    if isinstance(v, str):
+        b = v.encode("utf-8")
+        return _mp_len(len(b), 0xA0, 31, 0xDA, 0xDB, m8=0xD9) + b
+    if isinstance(v, bytes):
+        return _mp_len(len(v), 0, -1, 0xC5, 0xC6, m8=0xC4) + v
+    if isinstance(v, (list, tuple)):
+        return _mp_len(len(v), 0x90, 15, 0xDC, 0xDD) + b"".join(
+            own_msgpack(x) for x in v
+        )
+    if isinstance(v, dict):
+        keys = sorted(v, key=utf8_key)
+        body = b"".join(own_msgpack(k) + own_msgpack(v[k]) for k in keys)
+        return _mp_len(len(v), 0x80, 15, 0xDE, 0xDF) + body
+    raise CodecError(f"cannot encode {type(v).__name__}")
+
+
+def msgpack_encode(v: Any) -> bytes:
+    data = msgpack.packb(canonical(v), use_bin_type=True)
+    if data != own_msgpack(v):
+        raise AssertionError(f"msgpack library and own encoder disagree for {v!r:.80}")
+    return data
+
+
+def msgpack_decode(raw: bytes) -> Any:
+    def pairs(items: list[tuple[Any, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, x in items:
+            if not isinstance(k, str):
+                raise CodecError("map key is not a string")
+            out[k] = x
+        return out
+
+    def ext(code: int, data: bytes) -> Any:
+        raise CodecError(f"ext type {code}")
+
+    try:
+        value = msgpack.unpackb(
+            raw,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            object_pairs_hook=pairs,
+            ext_hook=ext,
+            timestamp=0,
+        )
+    except CodecError:
+        raise
+    except Exception as exc:
+        raise CodecError(str(exc)) from exc
+    check_model(value)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# JSON codec (serde_json escaping, ryu float layout)
+# ---------------------------------------------------------------------------
+
+JSON_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+def json_string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch in JSON_ESCAPES:
+            out.append(JSON_ESCAPES[ch])
+        elif ord(ch) < 0x20:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def ryu_float(x: float) -> str:
+    """Shortest round-trip digits laid out like Rust's ryu (format64)."""
+    if not math.isfinite(x):
+        raise CodecError("NaN and infinities cannot be written as JSON")
+    if x == 0.0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    sign = "-" if x < 0 else ""
+    tup = Decimal(repr(abs(x))).as_tuple()
+    all_digits = "".join(str(d) for d in tup.digits).lstrip("0")
+    digits = all_digits.rstrip("0")
+    exp10 = (
+        int(tup.exponent) + len(all_digits) - len(digits)
+    )  # value = digits * 10^exp10
+    e = len(digits) - 1 + exp10  # value = d.ddd * 10^e
+    if -5 <= e <= 15:
+        if e >= 0:
+            padded = digits + "0" * max(0, e + 1 - len(digits))
+            body = padded[: e + 1] + "." + (padded[e + 1 :] or "0")
+        else:
+            body = "0." + "0" * (-e - 1) + digits
+    else:
+        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "") + "e" + str(e)
+    if float(sign + body) != x:
+        raise AssertionError(f"float layout does not round-trip: {x!r} -> {body}")
+    return sign + body
+
+
+def json_text(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return ryu_float(v)
+    if isinstance(v, str):
+        return json_string(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(json_text(x) for x in v) + "]"
+    if isinstance(v, dict):
+        keys = sorted(v, key=utf8_key)
+        return (
+            "{" + ",".join(json_string(k) + ":" + json_text(v[k]) for k in keys) + "}"
+        )
+    raise CodecError(f"{type(v).__name__} cannot be written as JSON")
+
+
+def json_decode(raw: bytes) -> Any:
+    def reject(name: str) -> Any:
+        raise CodecError(f"non-standard JSON constant {name}")
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        return dict(items)
+
+    try:
+        value = json.loads(
+            raw.decode("utf-8"),
+            parse_float=float,
+            # "-0" is the float -0.0: integers have no negative zero (FORMAT.md).
+            parse_int=lambda text: -0.0 if text == "-0" else int(text),
+            parse_constant=reject,
+            object_pairs_hook=pairs,
+        )
+    except CodecError:
+        raise
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CodecError(str(exc)) from exc
+    check_model(value)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Envelope
+# ---------------------------------------------------------------------------
+
+
+def codec_encode(value: Any, codec: str) -> bytes:
+    if codec == "msgpack":
+        return msgpack_encode(value)
+    if codec == "json":
+        return json_text(value).encode("utf-8")
+    if codec == "bytes":
+        if not isinstance(value, bytes):
+            raise CodecError("only a bytes value can use the bytes codec")
+        return value
+    raise ValueError(codec)
+
+
+def codec_decode(raw: bytes, codec: str) -> Any:
+    if codec == "msgpack":
+        return msgpack_decode(raw)
+    if codec == "json":
+        return json_decode(raw)
+    return bytes(raw)
+
+
+def tlv(kind: int, text: str) -> bytes:
+    data = text.encode("utf-8")
+    return struct.pack(">BH", kind, len(data)) + data
+
+
+def header(
+    codec_id: int, comp_id: int, created: int, fresh: int, ext: bytes = b""
+) -> bytes:
+    return (
+        MAGIC
+        + bytes([VERSION, codec_id, comp_id])
+        + struct.pack(">HQQ", 16 + len(ext), created, fresh)
+        + ext
+    )
+
+
+def lz4_payload(raw: bytes, stated: int | None = None) -> bytes:
+    # FORMAT.md does not name the byte order of this u32 (it sits in the payload,
+    # not the header); big-endian is assumed, like every other integer.
+    block = lz4.block.compress(raw, store_size=False)
+    return struct.pack(">I", len(raw) if stated is None else stated) + block
+
+
+def encode_envelope(
+    value: Any,
+    codec: str,
+    *,
+    threshold: int,
+    created: int,
+    fresh: int,
+    schema: str | None,
+    tags: list[str],
+) -> tuple[bytes, str]:
+    raw = codec_encode(value, codec)
+    comp_id, payload = 0, raw
+    if len(raw) >= threshold:
+        candidate = lz4_payload(raw)
+        block_smaller = len(candidate) - 4 < len(raw)
+        payload_smaller = len(candidate) < len(raw)
+        if block_smaller != payload_smaller:
+            raise AssertionError(
+                "case sits on the 'makes it smaller' ambiguity; pick another"
+            )
+        if payload_smaller:
+            comp_id, payload = 1, candidate
+    ext = b""
+    if schema is not None:
+        ext += tlv(EXT_SCHEMA, schema)
+    for tag in tags:
+        ext += tlv(EXT_TAG, tag)
+    return header(
+        CODEC_IDS[codec], comp_id, created, fresh, ext
+    ) + payload, COMPRESSION_NAMES[comp_id]
+
+
+def decode_envelope(data: bytes) -> dict[str, Any]:
+    if len(data) < 24:
+        raise CodecError("truncated header")
+    if data[:3] != MAGIC:
+        raise CodecError("wrong magic")
+    if data[3] != VERSION:
+        raise CodecError("unsupported version")
+    if data[4] not in CODEC_NAMES:
+        raise CodecError("unknown codec")
+    if data[5] not in COMPRESSION_NAMES:
+        raise CodecError("unknown compression")
+    (hlen,) = struct.unpack_from(">H", data, 6)
+    if hlen < 16:
+        raise CodecError("header length below 16")
+    end = 8 + hlen
+    if end > len(data):
+        raise CodecError("header length past end")
+    created, fresh = struct.unpack_from(">QQ", data, 8)
+    schema: str | None = None
+    tags: list[str] = []
+    pos = 24
+    while pos < end:
+        if pos + 3 > end:
+            raise CodecError("extension entry overruns header")
+        kind = data[pos]
+        (length,) = struct.unpack_from(">H", data, pos + 1)
+        pos += 3
+        if pos + length > end:
+            raise CodecError("extension value overruns header")
+        chunk = data[pos : pos + length]
+        pos += length
+        if kind in (EXT_SCHEMA, EXT_TAG):
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CodecError("extension is not UTF-8") from exc
+            if kind == EXT_SCHEMA:
+                schema = text
+            else:
+                tags.append(text)
+    payload = data[end:]
+    if data[5] == 1:
+        if len(payload) < 4:
+            raise CodecError("truncated compressed payload")
+        (stated,) = struct.unpack_from(">I", payload, 0)
+        if stated > MAX_UNCOMPRESSED:
+            raise CodecError("uncompressed length above 512 MiB")
+        try:
+            raw = lz4.block.decompress(payload[4:], uncompressed_size=stated)
+        except Exception as exc:
+            raise CodecError(str(exc)) from exc
+        if len(raw) != stated:
+            raise CodecError("LZ4 block does not match the stated length")
+    else:
+        raw = payload
+    codec = CODEC_NAMES[data[4]]
+    return {
+        "codec": codec,
+        "compression": COMPRESSION_NAMES[data[5]],
+        "createdAt": created,
+        "freshUntil": fresh,
+        "schema": schema,
+        "tags": tags,
+        "value": codec_decode(raw, codec),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Envelope cases
+# ---------------------------------------------------------------------------
+
+
+def pseudo_random(n: int, seed: bytes = b"polycache") -> bytes:
+    """Deterministic incompressible bytes (SHA-256 in counter mode)."""
+    out = b"".join(
+        hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(n // 32 + 1)
+    )
+    return out[:n]
+
+
+def str_of_bytes(n: int, unit: str = "a") -> str:
+    s = unit * (n // len(unit.encode("utf-8")))
+    if len(s.encode("utf-8")) != n:
+        raise AssertionError("unit does not divide the length")
+    return s
+
+
+class EnvelopeCases:
+    def __init__(self) -> None:
+        self.cases: list[dict[str, Any]] = []
+
+    def _add(self, case: dict[str, Any]) -> None:
+        self.cases.append(case)
+
+    def roundtrip(
+        self,
+        name: str,
+        value: Any,
+        codec: str = "msgpack",
+        *,
+        compression: str = "none",
+        threshold: int = DEFAULT_THRESHOLD,
+        created: int = T0,
+        fresh: int = 0,
+        schema: str | None = None,
+        tags: tuple[str, ...] = (),
+        expect_payload: str | None = None,
+    ) -> None:
+        data, comp = encode_envelope(
+            value,
+            codec,
+            threshold=threshold,
+            created=created,
+            fresh=fresh,
+            schema=schema,
+            tags=list(tags),
+        )
+        if comp != compression:
+            raise AssertionError(
+                f"{name}: expected compression {compression}, got {comp}"
+            )
+        if expect_payload is not None and comp == "none":
+            ext_len = len(data) - 24 - len(codec_encode(value, codec))
+            if data[24 + ext_len :].hex() != expect_payload:
+                raise AssertionError(
+                    f"{name}: payload {data[24 + ext_len :].hex()} != {expect_payload}"
+                )
+        decoded = decode_envelope(data)
+        if to_typed(decoded["value"]) != to_typed(value):
+            raise AssertionError(f"{name}: does not round-trip")
+        self._add(
+            {
+                "name": name,
+                "op": "roundtrip",
+                "codec": codec,
+                "compression": compression,
+                "compressThreshold": threshold,
+                "createdAt": created,
+                "freshUntil": fresh,
+                "schema": schema,
+                "tags": list(tags),
+                "value": to_typed(value),
+                "hex": data.hex(),
+                "exact": compression == "none",
+            }
+        )
+
+    def decode_ok(
+        self,
+        name: str,
+        data: bytes,
+        value: Any,
+        codec: str,
+        *,
+        created: int = T0,
+        fresh: int = 0,
+        schema: str | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> None:
+        got = decode_envelope(data)
+        want = {
+            "codec": codec,
+            "createdAt": created,
+            "freshUntil": fresh,
+            "schema": schema,
+            "tags": list(tags),
+        }
+        for key, expected in want.items():
+            if got[key] != expected:
+                raise AssertionError(f"{name}: {key} {got[key]!r} != {expected!r}")
+        if to_typed(got["value"]) != to_typed(value):
+            raise AssertionError(
+                f"{name}: decoded {got['value']!r:.80} != {value!r:.80}"
+            )
+        self._add(
+            {
+                "name": name,
+                "op": "decode",
+                "hex": data.hex(),
+                "value": to_typed(value),
+                "codec": codec,
+                "createdAt": created,
+                "freshUntil": fresh,
+                "schema": schema,
+                "tags": list(tags),
+            }
+        )
+
+    def decode_err(self, name: str, data: bytes) -> None:
+        try:
+            decode_envelope(data)
+        except CodecError:
+            pass
+        else:
+            raise AssertionError(f"{name}: expected a codec error")
+        self._add({"name": name, "op": "decode", "hex": data.hex(), "error": "codec"})
+
+    def encode_err(self, name: str, value: Any, codec: str) -> None:
+        try:
+            codec_encode(value, codec)
+        except CodecError:
+            pass
+        else:
+            raise AssertionError(f"{name}: expected an encode error")
+        self._add(
+            {
+                "name": name,
+                "op": "encode-error",
+                "value": to_typed(value),
+                "codec": codec,
+                "error": "codec",
+            }
+        )
+
+
+def mp_env(payload: bytes, ext: bytes = b"") -> bytes:
+    return header(CODEC_IDS["msgpack"], 0, T0, 0, ext) + payload
+
+
+def json_env(text: bytes) -> bytes:
+    return header(CODEC_IDS["json"], 0, T0, 0) + text
+
+
+def envelope_cases() -> list[dict[str, Any]]:
+    c = EnvelopeCases()
+
+    # --- MessagePack scalars ------------------------------------------------
+    c.roundtrip("msgpack-nil", None, expect_payload="c0")
+    c.roundtrip("msgpack-true", True, expect_payload="c3")
+    c.roundtrip("msgpack-false", False, expect_payload="c2")
+    ints = [
+        ("0", 0, "00"),
+        ("127", 127, "7f"),
+        ("128", 128, "cc80"),
+        ("255", 255, "ccff"),
+        ("256", 256, "cd0100"),
+        ("65535", 65535, "cdffff"),
+        ("65536", 65536, "ce00010000"),
+        ("u32-max", 2**32 - 1, "ceffffffff"),
+        ("2-pow-32", 2**32, "cf0000000100000000"),
+        ("i64-max", 2**63 - 1, "cf7fffffffffffffff"),
+        ("2-pow-63", 2**63, "cf8000000000000000"),
+        ("u64-max", U64_MAX, "cfffffffffffffffff"),
+        ("minus-1", -1, "ff"),
+        ("minus-32", -32, "e0"),
+        ("minus-33", -33, "d0df"),
+        ("minus-128", -128, "d080"),
+        ("minus-129", -129, "d1ff7f"),
+        ("minus-32768", -32768, "d18000"),
+        ("minus-32769", -32769, "d2ffff7fff"),
+        ("i32-min", -(2**31), "d280000000"),
+        ("i32-min-minus-1", -(2**31) - 1, "d3ffffffff7fffffff"),
+        ("i64-min", I64_MIN, "d38000000000000000"),
+    ]
+    for label, n, payload in ints:
+        c.roundtrip(f"msgpack-int-{label}", n, expect_payload=payload)
+    floats = [
+        ("zero", 0.0),
+        ("negative-zero", -0.0),
+        ("one", 1.0),
+        ("minus-1-5", -1.5),
+        ("0-1", 0.1),
+        ("1e16", 1e16),
+        ("1e-6", 1e-6),
+        ("0-00001", 0.00001),
+        ("1e300", 1e300),
+        ("min-subnormal", 5e-324),
+        ("max", 1.7976931348623157e308),
+        ("nan", math.nan),
+        ("inf", math.inf),
+        ("minus-inf", -math.inf),
+    ]
+    for label, x in floats:
+        c.roundtrip(f"msgpack-float-{label}", x)
+
+    # --- strings --------------------------------------------------------------
+    c.roundtrip("msgpack-str-empty", "", expect_payload="a0")
+    c.roundtrip("msgpack-str-ascii", "hello, world")
+    c.roundtrip("msgpack-str-cjk", "日本語のテキスト、中文")
+    c.roundtrip("msgpack-str-emoji", "emoji 😀👍🏽🇯🇵")
+    c.roundtrip("msgpack-str-combining-marks", "e\u0301 a\u0308 n\u0303 Z\u0335\u0321")
+    c.roundtrip("msgpack-str-control-and-nul", "a\u0000b\nc\u007f")
+    c.roundtrip("msgpack-str-31-bytes", str_of_bytes(31))
+    c.roundtrip("msgpack-str-32-bytes", str_of_bytes(32))
+    c.roundtrip("msgpack-str-32-bytes-multibyte", str_of_bytes(32, "é"))
+    c.roundtrip("msgpack-str-255-bytes", str_of_bytes(255, "xyz"))
+    c.roundtrip("msgpack-str-256-bytes", str_of_bytes(256, "ab"))
+    c.roundtrip(
+        "msgpack-str-65535-bytes", str_of_bytes(65535, "abc"), threshold=NO_COMPRESS
+    )
+    c.roundtrip(
+        "msgpack-str-65536-bytes", str_of_bytes(65536, "😀"), threshold=NO_COMPRESS
+    )
+
+    # --- bytes ----------------------------------------------------------------
+    c.roundtrip("msgpack-bytes-empty", b"", expect_payload="c400")
+    c.roundtrip("msgpack-bytes-1", b"\x00", expect_payload="c40100")
+    c.roundtrip("msgpack-bytes-255", bytes(range(255)))
+    c.roundtrip("msgpack-bytes-256", bytes(range(256)))
+    c.roundtrip(
+        "msgpack-bytes-65536",
+        bytes(i % 251 for i in range(65536)),
+        threshold=NO_COMPRESS,
+    )
+
+    # --- arrays ---------------------------------------------------------------
+    c.roundtrip("msgpack-array-empty", [], expect_payload="90")
+    c.roundtrip("msgpack-array-15", list(range(15)))
+    c.roundtrip("msgpack-array-16", list(range(16)))
+    c.roundtrip("msgpack-array-mixed", [None, True, -1, 2.5, "s", b"\x01\x02", [], {}])
+    c.roundtrip("msgpack-array-nested", [1, [2, [3, [4, []]]], ["x", ["y"]]])
+
+    # --- maps -----------------------------------------------------------------
+    c.roundtrip("msgpack-map-empty", {}, expect_payload="80")
+    c.roundtrip("msgpack-map-15", {f"k{i:02d}": i for i in range(15)})
+    c.roundtrip("msgpack-map-16", {f"k{i:02d}": i for i in range(16)})
+    c.roundtrip(
+        "msgpack-map-nested-3-deep", {"a": {"b": {"c": {"d": 1}}}, "z": [{"y": None}]}
+    )
+    sort_keys = {"B": 1, "a": 2, "é": 3, "Z": 4, "aa": 5, "a\u0000": 6}
+    c.roundtrip(
+        "msgpack-map-bytewise-key-order",
+        sort_keys,
+        expect_payload="86a14201a15a04a16102a2610006a2616105a2c3a903",
+    )
+    c.roundtrip(
+        "msgpack-map-unicode-keys", {"日本": 1, "😀": 2, "z": 3, "é": 4, "\u00ff": 5}
+    )
+    c.roundtrip(
+        "msgpack-map-mixed-values",
+        {
+            "name": "Ada",
+            "age": 36,
+            "score": 99.5,
+            "tags": ["x", "y"],
+            "blob": b"\xc1\x00",
+            "none": None,
+        },
+    )
+
+    # --- JSON codec -----------------------------------------------------------
+    c.roundtrip("json-null", None, "json", expect_payload=b"null".hex())
+    c.roundtrip("json-true", True, "json")
+    c.roundtrip("json-false", False, "json")
+    for label, n in [
+        ("0", 0),
+        ("minus-1", -1),
+        ("u64-max", U64_MAX),
+        ("i64-min", I64_MIN),
+        ("2-pow-53-plus-1", 2**53 + 1),
+    ]:
+        c.roundtrip(
+            f"json-int-{label}", n, "json", expect_payload=str(n).encode().hex()
+        )
+    json_floats = [
+        ("one", 1.0, "1.0"),
+        ("half", 0.5, "0.5"),
+        ("minus-1-5", -1.5, "-1.5"),
+        ("0-1", 0.1, "0.1"),
+        ("negative-zero", -0.0, "-0.0"),
+        ("1e15", 1e15, "1000000000000000.0"),
+        ("1e16", 1e16, "1e16"),
+        ("1-5e16", 1.5e16, "1.5e16"),
+        ("0-00001", 0.00001, "0.00001"),
+        ("1e-6", 1e-6, "1e-6"),
+        ("1-5e-7", 1.5e-7, "1.5e-7"),
+        ("minus-1-2345e100", -1.2345e100, "-1.2345e100"),
+        ("123456-789", 123456.789, "123456.789"),
+        ("1e300", 1e300, "1e300"),
+        ("min-subnormal", 5e-324, "5e-324"),
+        ("max", 1.7976931348623157e308, "1.7976931348623157e308"),
+        ("0-000123", 0.000123, "0.000123"),
+    ]
+    for label, x, text in json_floats:
+        c.roundtrip(
+            f"json-float-{label}", x, "json", expect_payload=text.encode().hex()
+        )
+    c.roundtrip("json-str-empty", "", "json", expect_payload=b'""'.hex())
+    c.roundtrip(
+        "json-str-escapes",
+        'q" b\\ s/ \b\f\n\r\t \u0000\u0001\u001f \u007f \u2028',
+        "json",
+        expect_payload=json_string(
+            'q" b\\ s/ \b\f\n\r\t \u0000\u0001\u001f \u007f \u2028'
+        )
+        .encode()
+        .hex(),
+    )
+    c.roundtrip("json-str-unicode", "日本語 😀 e\u0301", "json")
+    c.roundtrip("json-array-nested", [1, [2.5, [None, ["x"]]], []], "json")
+    c.roundtrip(
+        "json-map-bytewise-key-order",
+        sort_keys,
+        "json",
+        expect_payload='{"B":1,"Z":4,"a":2,"a\\u0000":6,"aa":5,"é":3}'.encode().hex(),
+    )
+    c.roundtrip(
+        "json-map-nested",
+        {"user": {"id": 7, "roles": ["admin"], "meta": {"ok": True, "ratio": 0.25}}},
+        "json",
+    )
+    c.roundtrip("json-map-empty", {}, "json", expect_payload=b"{}".hex())
+
+    # --- bytes codec ----------------------------------------------------------
+    c.roundtrip("bytes-codec-empty", b"", "bytes", expect_payload="")
+    c.roundtrip("bytes-codec-1", b"\xff", "bytes", expect_payload="ff")
+    c.roundtrip("bytes-codec-256", bytes(range(256)), "bytes")
+    c.roundtrip("bytes-codec-magic-lookalike", MAGIC + b"\x01\x01\x00", "bytes")
+
+    # --- extensions and timestamps -------------------------------------------
+    c.roundtrip("ext-schema-id", {"id": 1}, schema="user.v1")
+    c.roundtrip("ext-one-tag", "v", tags=("users",))
+    c.roundtrip(
+        "ext-schema-and-tags", [1, 2], schema="list.v2", tags=("a", "b", "users:42")
+    )
+    c.roundtrip(
+        "ext-unicode-schema-and-tags", "x", schema="スキーマ", tags=("タグ", "😀")
+    )
+    c.roundtrip("ext-empty-tag", 1, tags=("",))
+    c.roundtrip("ext-with-json-codec", {"a": 1}, "json", schema="s", tags=("t",))
+    c.roundtrip("fresh-until-set", "stale-ok", fresh=T1)
+    c.roundtrip(
+        "fresh-until-with-extensions", 7, fresh=T1, schema="n", tags=("t1", "t2")
+    )
+    c.roundtrip("created-at-zero", None, created=0)
+    c.roundtrip("created-at-large", True, created=2**53 - 1, fresh=2**53 - 1)
+
+    # --- compression ----------------------------------------------------------
+    c.roundtrip(
+        "lz4-msgpack-str", str_of_bytes(500, "abcd"), compression="lz4", threshold=64
+    )
+    c.roundtrip(
+        "lz4-msgpack-map",
+        {f"key{i}": "same value here" for i in range(20)},
+        compression="lz4",
+        threshold=64,
+    )
+    c.roundtrip(
+        "lz4-json",
+        [{"id": i, "name": "repeat"} for i in range(10)],
+        "json",
+        compression="lz4",
+        threshold=64,
+    )
+    c.roundtrip(
+        "lz4-bytes-codec", b"\x00" * 300, "bytes", compression="lz4", threshold=64
+    )
+    c.roundtrip(
+        "lz4-with-extensions",
+        "z" * 200,
+        compression="lz4",
+        threshold=64,
+        schema="s",
+        tags=("t",),
+        fresh=T1,
+    )
+    c.roundtrip(
+        "lz4-default-threshold", str_of_bytes(2000, "polycache "), compression="lz4"
+    )
+    c.roundtrip(
+        "lz4-exactly-at-threshold", "a" * 62, compression="lz4", threshold=64
+    )  # output is 64 bytes
+    c.roundtrip(
+        "uncompressed-one-below-threshold", "a" * 61, threshold=64
+    )  # output is 63 bytes
+    c.roundtrip("uncompressed-below-default-threshold", "a" * 1000)
+    c.roundtrip("uncompressed-incompressible", pseudo_random(256), threshold=64)
+    c.roundtrip("uncompressed-incompressible-bytes-codec", pseudo_random(2048), "bytes")
+
+    # --- valid but non-canonical decodes -------------------------------------
+    c.decode_ok(
+        "decode-float32-widened", mp_env(bytes.fromhex("ca3fc00000")), 1.5, "msgpack"
+    )
+    c.decode_ok(
+        "decode-float32-inexact",
+        mp_env(bytes.fromhex("ca3dcccccd")),
+        0.10000000149011612,
+        "msgpack",
+    )
+    c.decode_ok("decode-uint8-small-int", mp_env(bytes.fromhex("cc05")), 5, "msgpack")
+    c.decode_ok(
+        "decode-uint64-small-int",
+        mp_env(bytes.fromhex("cf0000000000000001")),
+        1,
+        "msgpack",
+    )
+    c.decode_ok("decode-int8-positive", mp_env(bytes.fromhex("d005")), 5, "msgpack")
+    c.decode_ok(
+        "decode-int64-minus-1",
+        mp_env(bytes.fromhex("d3ffffffffffffffff")),
+        -1,
+        "msgpack",
+    )
+    c.decode_ok(
+        "decode-str8-short", mp_env(bytes.fromhex("d903616263")), "abc", "msgpack"
+    )
+    c.decode_ok(
+        "decode-bin16-short",
+        mp_env(bytes.fromhex("c500020102")),
+        b"\x01\x02",
+        "msgpack",
+    )
+    c.decode_ok(
+        "decode-array16-short", mp_env(bytes.fromhex("dc000101")), [1], "msgpack"
+    )
+    c.decode_ok(
+        "decode-map16-short", mp_env(bytes.fromhex("de0001a16101")), {"a": 1}, "msgpack"
+    )
+    c.decode_ok(
+        "decode-unsorted-map-keys",
+        mp_env(bytes.fromhex("83a17a03a16202a16101")),
+        {"a": 1, "b": 2, "z": 3},
+        "msgpack",
+    )
+    c.decode_ok(
+        "decode-unknown-extension-skipped",
+        mp_env(b"\x2a", ext=bytes.fromhex("7f0003010203") + tlv(EXT_SCHEMA, "s")),
+        42,
+        "msgpack",
+        schema="s",
+    )
+    c.decode_ok(
+        "decode-unknown-extension-empty",
+        mp_env(
+            b"\xc0",
+            ext=bytes.fromhex("000000") + tlv(EXT_TAG, "t") + bytes.fromhex("ff0000"),
+        ),
+        None,
+        "msgpack",
+        tags=("t",),
+    )
+    c.decode_ok(
+        "decode-tags-before-schema",
+        mp_env(
+            b"\xc3", ext=tlv(EXT_TAG, "t1") + tlv(EXT_SCHEMA, "s") + tlv(EXT_TAG, "t2")
+        ),
+        True,
+        "msgpack",
+        schema="s",
+        tags=("t1", "t2"),
+    )
+    c.decode_ok(
+        "decode-json-whitespace",
+        json_env(b' { "b" : [ 1 , 2.5 ] ,\n"a" : null } '),
+        {"a": None, "b": [1, 2.5]},
+        "json",
+    )
+    c.decode_ok(
+        "decode-json-unicode-escapes",
+        json_env(b'"\\u00e9\\ud83d\\ude00\\/"'),
+        "é😀/",
+        "json",
+    )
+    c.decode_ok(
+        "decode-json-exponent-is-float",
+        json_env(b"[1E2,1e-7,2.50,-0,0]"),
+        [100.0, 1e-7, 2.5, -0.0, 0],
+        "json",
+    )
+    c.decode_ok("decode-json-top-level-string", json_env(b'"hi"'), "hi", "json")
+    c.decode_ok(
+        "decode-bytes-codec-any-payload",
+        header(0, 0, T0, 0) + b"hello \xc1\xff",
+        b"hello \xc1\xff",
+        "bytes",
+    )
+    lz4_stated = header(1, 1, T0, 0) + lz4_payload(own_msgpack("b" * 100))
+    c.decode_ok("decode-lz4-msgpack", lz4_stated, "b" * 100, "msgpack")
+
+    # --- decode errors --------------------------------------------------------
+    good = mp_env(b"\x01")
+    c.decode_err("error-empty-input", b"")
+    c.decode_err("error-wrong-magic", b"\xc1PD" + good[3:])
+    c.decode_err("error-foreign-json-text", b'{"a":1}')
+    c.decode_err("error-foreign-msgpack", bytes.fromhex("81a16101"))
+    c.decode_err("error-foreign-redis-cli-string", b"hello")
+    c.decode_err("error-foreign-pickle", bytes.fromhex("80049505000000000000004b2a2e"))
+    c.decode_err("error-version-00", good[:3] + b"\x00" + good[4:])
+    c.decode_err("error-version-02", good[:3] + b"\x02" + good[4:])
+    c.decode_err("error-unknown-codec-03", good[:4] + b"\x03" + good[5:])
+    c.decode_err("error-unknown-codec-ff", good[:4] + b"\xff" + good[5:])
+    c.decode_err("error-unknown-compression-02", good[:5] + b"\x02" + good[6:])
+    c.decode_err("error-truncated-header-magic-only", MAGIC)
+    c.decode_err("error-truncated-header-mid-timestamps", good[:20])
+    c.decode_err("error-header-length-15", good[:6] + b"\x00\x0f" + good[8:])
+    c.decode_err("error-header-length-0", good[:6] + b"\x00\x00" + good[8:])
+    c.decode_err("error-header-length-past-end", good[:6] + b"\x00\x30" + good[8:])
+    c.decode_err(
+        "error-extension-overruns-header",
+        mp_env(b"\x01", ext=bytes.fromhex("01000a6162")),
+    )
+    c.decode_err(
+        "error-extension-entry-cut", mp_env(b"\x01", ext=bytes.fromhex("0100"))
+    )
+    c.decode_err("error-msgpack-empty-payload", mp_env(b""))
+    c.decode_err("error-msgpack-truncated-array", mp_env(bytes.fromhex("9201")))
+    c.decode_err("error-msgpack-truncated-str", mp_env(bytes.fromhex("a56162")))
+    c.decode_err("error-msgpack-truncated-uint16", mp_env(bytes.fromhex("cd01")))
+    c.decode_err("error-msgpack-trailing-garbage", mp_env(bytes.fromhex("0102")))
+    c.decode_err("error-msgpack-reserved-byte-c1", mp_env(b"\xc1"))
+    c.decode_err("error-msgpack-int-map-key", mp_env(bytes.fromhex("810101")))
+    c.decode_err("error-msgpack-bin-map-key", mp_env(bytes.fromhex("81c4016101")))
+    c.decode_err("error-msgpack-nil-map-key", mp_env(bytes.fromhex("81c001")))
+    c.decode_err("error-msgpack-fixext1", mp_env(bytes.fromhex("d40100")))
+    c.decode_err("error-msgpack-timestamp-ext", mp_env(bytes.fromhex("d6ff00000000")))
+    c.decode_err("error-msgpack-ext8-nested", mp_env(bytes.fromhex("91c7010501")))
+    c.decode_err("error-msgpack-invalid-utf8", mp_env(bytes.fromhex("a2c328")))
+    c.decode_err("error-json-invalid", json_env(b"{"))
+    c.decode_err("error-json-empty", json_env(b""))
+    c.decode_err("error-json-nan-literal", json_env(b"NaN"))
+    c.decode_err("error-json-infinity-literal", json_env(b"[Infinity]"))
+    c.decode_err("error-json-single-quotes", json_env(b"{'a':1}"))
+    c.decode_err("error-json-trailing-garbage", json_env(b"1 2"))
+    c.decode_err("error-json-invalid-utf8", json_env(b'"\xc3\x28"'))
+    c.decode_err("error-json-raw-control-char", json_env(b'"a\nb"'))
+    raw = own_msgpack("c" * 100)
+    c.decode_err(
+        "error-lz4-stated-length-too-large",
+        header(1, 1, T0, 0) + lz4_payload(raw, stated=len(raw) + 1),
+    )
+    c.decode_err(
+        "error-lz4-stated-length-too-small",
+        header(1, 1, T0, 0) + lz4_payload(raw, stated=len(raw) - 1),
+    )
+    c.decode_err(
+        "error-lz4-corrupt-block",
+        header(1, 1, T0, 0) + struct.pack(">I", 100) + b"\xf0\x00",
+    )
+    c.decode_err(
+        "error-lz4-stated-length-over-512mib",
+        header(1, 1, T0, 0) + struct.pack(">I", MAX_UNCOMPRESSED + 1) + b"\x10\x61",
+    )
+    c.decode_err(
+        "error-lz4-payload-shorter-than-length", header(1, 1, T0, 0) + b"\x00\x00"
+    )
+
+    # --- encode errors --------------------------------------------------------
+    c.encode_err("encode-error-json-nan", math.nan, "json")
+    c.encode_err("encode-error-json-inf", math.inf, "json")
+    c.encode_err("encode-error-json-minus-inf", -math.inf, "json")
+    c.encode_err("encode-error-json-nested-nan", {"a": [1.0, math.nan]}, "json")
+    c.encode_err("encode-error-json-bytes", b"\x01", "json")
+    c.encode_err("encode-error-json-nested-bytes", {"k": [b""]}, "json")
+    c.encode_err("encode-error-bytes-codec-str", "text", "bytes")
+    c.encode_err("encode-error-bytes-codec-int", 1, "bytes")
+    c.encode_err("encode-error-bytes-codec-nil", None, "bytes")
+    c.encode_err("encode-error-bytes-codec-array-of-bytes", [b"\x01"], "bytes")
+    c.encode_err("encode-error-bytes-codec-map", {"a": b"\x01"}, "bytes")
+
+    return c.cases
+
+
+# ---------------------------------------------------------------------------
+# Keys and cluster slots
+# ---------------------------------------------------------------------------
+
+
+def crc16_xmodem(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def hash_tag(key: bytes) -> bytes:
+    start = key.find(b"{")
+    if start != -1:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def slot(key: bytes) -> int:
+    return crc16_xmodem(hash_tag(key)) % 16384
+
+
+class KeyDerivationError(Exception):
+    """Carries the contract's error kind ("key" or "config")."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def redis_key(prefix: str, namespace: str, key: str, max_len: int) -> str:
+    for part in (prefix, namespace):
+        if not part or "{" in part or "}" in part:
+            raise KeyDerivationError("config")
+    if not key:
+        raise KeyDerivationError("key")
+    raw = key.encode("utf-8")
+    # A key starting with "}" would leave an empty hash tag (its lock would land on
+    # another slot), so such keys are hashed like over-long ones.
+    hashed = len(raw) > max_len or key.startswith("}")
+    inner = "#" + hashlib.sha256(raw).hexdigest() if hashed else key
+    return f"{prefix}:{namespace}:{{{inner}}}"
+
+
+def keys_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def schema(
+        name: str,
+        key: str,
+        prefix: str = "pc",
+        namespace: str = "default",
+        max_len: int = 200,
+    ) -> None:
+        case: dict[str, Any] = {
+            "name": name,
+            "kind": "schema",
+            "prefix": prefix,
+            "namespace": namespace,
+            "maxKeyLength": max_len,
+            "key": key,
+        }
+        try:
+            rk = redis_key(prefix, namespace, key, max_len)
+        except KeyDerivationError as exc:
+            case["error"] = exc.kind
+        else:
+            tag = hash_tag(rk.encode("utf-8"))
+            case.update(
+                {
+                    "redisKey": rk,
+                    "lockKey": rk + ":lock",
+                    "hashTag": tag.decode("utf-8"),
+                    "slot": slot(rk.encode("utf-8")),
+                }
+            )
+        cases.append(case)
+
+    def raw_slot(name: str, key: str) -> None:
+        b = key.encode("utf-8")
+        cases.append(
+            {
+                "name": name,
+                "kind": "slot",
+                "redisKey": key,
+                "hashTag": hash_tag(b).decode("utf-8"),
+                "slot": slot(b),
+            }
+        )
+
+    schema("ascii", "user:1000")
+    schema("single-char", "a")
+    schema("space", "hello world")
+    schema("newline", "line1\nline2")
+    schema("tab-and-cr", "a\tb\r")
+    schema("nul-byte", "a\u0000b")
+    schema("colons", "a:b:c:")
+    schema("open-brace", "a{b")
+    schema("close-brace", "a}b")
+    schema("close-brace-first", "}x")
+    schema("braces-pair", "{braced}")
+    schema("empty-braces", "{}")
+    schema("lone-open-brace", "{")
+    schema("lone-close-brace", "}")
+    schema("brace-in-middle", "x{y}z")
+    schema("cjk", "日本語のキー")
+    schema("emoji", "emoji 😀")
+    schema("combining-mark", "cafe\u0301")
+    schema("precomposed", "caf\u00e9")
+    schema("len-199", "a" * 199)
+    schema("len-200-at-limit", "a" * 200)
+    schema("len-201-hashed", "a" * 201)
+    schema("len-1000-hashed", "k" * 1000)
+    schema("two-byte-200-at-limit", "é" * 100)
+    schema("two-byte-201-hashed", "é" * 100 + "a")
+    schema("two-byte-150-chars-300-bytes-hashed", "é" * 150)
+    schema("three-byte-200-at-limit", "€" * 66 + "é")
+    schema("three-byte-201-hashed", "€" * 67)
+    schema("four-byte-200-at-limit", "😀" * 50)
+    schema("four-byte-201-hashed", "😀" * 50 + "a")
+    schema("max16-at-limit", "k" * 16, max_len=16)
+    schema("max16-one-over", "k" * 17, max_len=16)
+    schema("max16-two-byte-at-limit", "é" * 8, max_len=16)
+    schema("max16-two-byte-one-over", "é" * 8 + "a", max_len=16)
+    schema("max16-four-byte-at-limit", "😀" * 4, max_len=16)
+    schema("max16-four-byte-one-over", "😀" * 4 + "x", max_len=16)
+    schema("max16-hashed-with-braces", "{user}:profile:x", max_len=16)
+    schema("max1-at-limit", "a", max_len=1)
+    schema("max1-one-over", "ab", max_len=1)
+    schema("custom-prefix-namespace", "user:1", prefix="app", namespace="sessions")
+    schema("prefix-with-colon", "k", prefix="my:app", namespace="v2")
+    schema("unicode-namespace", "k", namespace="名前空間")
+    schema("prefix-with-space", "k", prefix="my app", namespace="ns")
+    schema(
+        "custom-prefix-long-key-hashed", "x" * 201, prefix="app", namespace="sessions"
+    )
+    schema("error-empty-key", "")
+    schema("error-empty-key-custom", "", prefix="app", namespace="ns")
+    schema("error-empty-prefix", "k", prefix="")
+    schema("error-empty-namespace", "k", namespace="")
+    schema("error-prefix-open-brace", "k", prefix="a{b")
+    schema("error-prefix-close-brace", "k", prefix="a}")
+    schema("error-namespace-open-brace", "k", namespace="{")
+    schema("error-namespace-close-brace", "k", namespace="ns}")
+
+    raw_slot("slot-foo", "foo")
+    raw_slot("slot-bar", "bar")
+    raw_slot("slot-somekey", "somekey")
+    raw_slot("slot-123456789", "123456789")
+    raw_slot("slot-user1000-following", "{user1000}.following")
+    raw_slot("slot-user1000-followers", "{user1000}.followers")
+    raw_slot("slot-user1000-bare", "user1000")
+    raw_slot("slot-foo-hash-tag", "foo{hash_tag}")
+    raw_slot("slot-empty-tag-then-tag", "foo{}{bar}")
+    raw_slot("slot-double-open", "foo{{bar}}zap")
+    raw_slot("slot-first-tag-wins", "foo{bar}{zap}")
+    raw_slot("slot-empty-braces", "{}")
+    raw_slot("slot-reversed-braces", "}{")
+    raw_slot("slot-open-only", "a{b")
+    raw_slot("slot-close-only", "ab}")
+    raw_slot("slot-nested-braces", "{{}}")
+    raw_slot("slot-tag-at-end", "prefix{t}")
+    raw_slot("slot-unicode-tag", "{日本}語")
+    raw_slot("slot-unicode-whole", "😀")
+    raw_slot("slot-empty-key", "")
+    raw_slot("slot-polycache-key", "pc:default:{user:1}")
+    raw_slot("slot-polycache-lock", "pc:default:{user:1}:lock")
+    raw_slot("slot-tag-with-space", "x{a b}y")
+
+    known = {
+        "123456789": 12739,
+        "foo": 12182,
+        "bar": 5061,
+        "somekey": 11058,
+        "foo{hash_tag}": 2515,
+    }
+    for case in cases:
+        expected = (
+            known.get(case.get("redisKey", "")) if case["kind"] == "slot" else None
+        )
+        if expected is not None and case["slot"] != expected:
+            raise AssertionError(
+                f"slot of {case['redisKey']} is {case['slot']}, not {expected}"
+            )
+    return cases
+
+
+# ---------------------------------------------------------------------------
+# Ketama ring
+# ---------------------------------------------------------------------------
+
+Node = tuple[str, int]
+
+
+def continuum(nodes: list[Node]) -> list[tuple[int, bytes, int, str]]:
+    n = len(nodes)
+    total = sum(w for _, w in nodes)
+    points: list[tuple[int, bytes, int, str]] = []
+    for pos, (name, weight) in enumerate(nodes):
+        groups = weight * 40 * n // total
+        for j in range(groups):
+            d = hashlib.md5(f"{name}-{j}".encode()).digest()
+            for a in range(4):
+                value = int.from_bytes(d[4 * a : 4 * a + 4], "little")
+                points.append((value, name.encode("utf-8"), pos, name))
+    points.sort()
+    return points
+
+
+class Ring:
+    def __init__(self, nodes: list[Node]) -> None:
+        self.points = continuum(nodes)
+        self.values = [p[0] for p in self.points]
+
+    def node_for(self, key: str) -> str:
+        h = int.from_bytes(
+            hashlib.md5(hash_tag(key.encode("utf-8"))).digest()[:4], "little"
+        )
+        i = bisect_left(self.values, h)
+        return self.points[i % len(self.points)][3]
+
+
+PLACEMENT_KEYS = (
+    [f"key:{i}" for i in range(8)]
+    + ["user:alice", "session:0f3a", "日本語", "😀", "a b c", ""]
+    + [f"pc:default:{{user:{i}}}" for i in range(1, 9)]
+    + [
+        "pc:default:{user:42}",
+        "pc:default:{user:42}:lock",
+        "{shared}.a",
+        "{shared}.b",
+        "shared",
+    ]
+)
+TOGETHER = [
+    ("pc:default:{user:42}", "pc:default:{user:42}:lock"),
+    ("{shared}.a", "{shared}.b"),
+    ("{shared}.a", "shared"),
+]
+
+
+def node_list(nodes: list[Node]) -> list[dict[str, Any]]:
+    return [{"name": name, "weight": weight} for name, weight in nodes]
+
+
+def ring_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def placement(name: str, nodes: list[Node]) -> None:
+        ring = Ring(nodes)
+        placed = {k: ring.node_for(k) for k in PLACEMENT_KEYS}
+        for a, b in TOGETHER:
+            if placed[a] != placed[b]:
+                raise AssertionError(f"{name}: {a} and {b} split")
+        cases.append(
+            {
+                "name": name,
+                "kind": "placement",
+                "nodes": node_list(nodes),
+                "continuumSize": len(ring.points),
+                "continuumHead": [[p[0], p[3]] for p in ring.points[:8]],
+                "placements": [{"key": k, "node": placed[k]} for k in PLACEMENT_KEYS],
+            }
+        )
+
+    ports = [f"127.0.0.1:{7000 + i}" for i in range(20)]
+    placement("one-node", [("127.0.0.1:6379", 1)])
+    placement("one-node-weight-5", [("127.0.0.1:6379", 5)])
+    for n in [*range(2, 13), 16, 20]:
+        placement(f"equal-{n}-nodes", [(p, 1) for p in ports[:n]])
+    placement("three-nodes", [(f"redis-{c}:6379", 1) for c in "abc"])
+    placement("three-nodes-reversed-order", [(f"redis-{c}:6379", 1) for c in "cba"])
+    placement("five-nodes", [(f"10.0.0.{i}:6379", 1) for i in range(1, 6)])
+    placement(
+        "weighted-1-2-3",
+        [("redis-a:6379", 1), ("redis-b:6379", 2), ("redis-c:6379", 3)],
+    )
+    placement("weighted-1-2-floor", [("redis-a:6379", 1), ("redis-b:6379", 2)])
+    placement("weighted-3-7", [("cache-1:6379", 3), ("cache-2:6379", 7)])
+    placement("weighted-1-1-2", [("n1:6379", 1), ("n2:6379", 1), ("n3:6379", 2)])
+    placement("weighted-2-2-same-as-equal", [("n1:6379", 2), ("n2:6379", 2)])
+    placement("weighted-5-1", [("big:6379", 5), ("small:6379", 1)])
+    placement("weighted-1-to-5", [(f"w{w}:6379", w) for w in range(1, 6)])
+    placement("weighted-10-1-1", [("a:1", 10), ("b:1", 1), ("c:1", 1)])
+    placement(
+        "unicode-names", [("ノード-1:6379", 1), ("nœud-2:6379", 1), ("узел-3:6379", 1)]
+    )
+    placement(
+        "hostnames-no-port",
+        [
+            ("cache-east", 1),
+            ("cache-west", 1),
+            ("cache-central", 1),
+            ("cache-backup", 1),
+        ],
+    )
+    placement(
+        "ipv6-names", [("[::1]:6379", 1), ("[::1]:6380", 1), ("[2001:db8::7]:6379", 1)]
+    )
+
+    count = 10_000
+    keys = [f"key:{i}" for i in range(count)]
+
+    def movement(name: str, before: list[Node], after: list[Node]) -> None:
+        rb, ra = Ring(before), Ring(after)
+        old = [rb.node_for(k) for k in keys]
+        new = [ra.node_for(k) for k in keys]
+        moved = sum(1 for o, n in zip(old, new, strict=True) if o != n)
+        before_names = {n for n, _ in before}
+        after_names = {n for n, _ in after}
+        case: dict[str, Any] = {
+            "name": name,
+            "kind": "movement",
+            "before": node_list(before),
+            "after": node_list(after),
+            "keyPattern": "key:{i}",
+            "count": count,
+            "moved": moved,
+        }
+        if len(after) > len(before):
+            (added,) = after_names - before_names
+            to_new = sum(
+                1 for o, n in zip(old, new, strict=True) if o != n and n == added
+            )
+            case["movedToNew"] = to_new
+            ideal = 1 / len(after)
+            note = (
+                f"added {added}: moved {moved}/{count} = {moved / count:.4f}, "
+                f"1/(N+1) = {ideal:.4f}"
+            )
+            if to_new != moved:
+                note += (
+                    f"; only {to_new} went to the new node because the other "
+                    "nodes' point counts changed"
+                )
+        else:
+            (removed,) = before_names - after_names
+            from_removed = sum(
+                1 for o, n in zip(old, new, strict=True) if o != n and o == removed
+            )
+            if from_removed != old.count(removed):
+                raise AssertionError(f"{name}: a key stayed on the removed node")
+            case["movedFromRemoved"] = from_removed
+            ideal = 1 / len(before)
+            note = (
+                f"removed {removed}: moved {moved}/{count} = {moved / count:.4f}, "
+                f"1/N = {ideal:.4f}"
+            )
+            if from_removed != moved:
+                note += (
+                    f"; {moved - from_removed} moved between surviving nodes "
+                    "because their point counts changed"
+                )
+        case["balance"] = {n: new.count(n) for n, _ in after}
+        case["note"] = note
+        cases.append(case)
+
+    eq = [(p, 1) for p in ports]
+    for n in range(1, 13):
+        movement(f"add-node-{n}-to-{n + 1}", eq[:n], eq[: n + 1])
+    for n in range(2, 11):
+        movement(f"remove-last-{n}-to-{n - 1}", eq[:n], eq[: n - 1])
+    for i in range(4):
+        movement(f"remove-position-{i}-of-4", eq[:4], eq[:i] + eq[i + 1 : 4])
+    movement("remove-middle-of-five", eq[:5], eq[:2] + eq[3:5])
+    movement("remove-first-of-ten", eq[:10], eq[1:10])
+    abc = [(f"redis-{c}:6379", 1) for c in "abc"]
+    movement("add-node-named-hosts", abc, [*abc, ("redis-d:6379", 1)])
+    uni = [("ノード-1:6379", 1), ("nœud-2:6379", 1)]
+    movement("add-unicode-node", uni, [*uni, ("узел-3:6379", 1)])
+    w123 = [("redis-a:6379", 1), ("redis-b:6379", 2), ("redis-c:6379", 3)]
+    movement("weighted-add-mean-weight", w123, [*w123, ("redis-d:6379", 2)])
+    movement("weighted-add-heavy-node", w123, [*w123, ("redis-d:6379", 4)])
+    movement("weighted-remove-node", w123, w123[:2])
+    return cases
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+DESCRIPTIONS = {
+    "envelope.json": (
+        "polycache value envelope v1 (docs/FORMAT.md sections 1-2). op roundtrip: "
+        "decode(hex) gives value and header fields; encode(value, settings) gives "
+        "hex exactly when exact is true, otherwise the same header bytes and a "
+        "payload that decodes to value. op decode: decode(hex) gives value or a "
+        "codec error. op encode-error: encoding value with codec is a codec error. "
+        "Values use the typed notation in README.md."
+    ),
+    "keys.json": (
+        "polycache Redis keys, hash tags and cluster slots (docs/FORMAT.md section "
+        "3). kind schema: derive the Redis key from prefix, namespace, maxKeyLength"
+        " and key, or fail with error key/config. kind slot: the Redis Cluster hash"
+        " tag and CRC16-XMODEM slot of a raw Redis key."
+    ),
+    "ring.json": (
+        "polycache ketama ring (docs/FORMAT.md section 4). kind placement: "
+        "continuum size and first 8 points, and the node each Redis key lands on. "
+        "kind movement: how many of count keys (keyPattern with {i} replaced by "
+        "0..count-1) change node when one node is added or removed."
+    ),
+}
+
+
+def check_names(cases: list[dict[str, Any]], file: str) -> None:
+    names = [c["name"] for c in cases]
+    if len(names) != len(set(names)):
+        raise AssertionError(f"{file}: duplicate case names")
+    for n in names:
+        if not n or n != n.lower() or " " in n or "_" in n:
+            raise AssertionError(f"{file}: name {n!r} is not kebab-case")
+
+
+def write(file: str, cases: list[dict[str, Any]]) -> None:
+    check_names(cases, file)
+    if len(cases) < 60:
+        raise AssertionError(f"{file}: only {len(cases)} cases")
+    doc = {"description": DESCRIPTIONS[file], "cases": cases}
+    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    (HERE / file).write_text(text, encoding="utf-8")
+    print(f"{file}: {len(cases)} cases, {len(text.encode('utf-8'))} bytes")
+
+
+def main() -> None:
+    write("envelope.json", envelope_cases())
+    write("keys.json", keys_cases())
+    write("ring.json", ring_cases())
+
+
+if __name__ == "__main__":
+    main()
