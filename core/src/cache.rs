@@ -331,7 +331,12 @@ impl Cache {
     }
 
     /// Runs the loader through single-flight and stores its value (best effort).
-    async fn load_and_store<F, Fut>(&self, key: &str, loader: F, ttl: Option<Duration>) -> Result<Value>
+    async fn load_and_store<F, Fut>(
+        &self,
+        key: &str,
+        loader: F,
+        ttl: Option<Duration>,
+    ) -> Result<Value>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Value>>,
@@ -378,7 +383,10 @@ impl Cache {
                 other => {
                     return Err(Error::new(
                         ErrorKind::Codec,
-                        format!("raw mode stores bytes or strings, not {}", other.kind_name()),
+                        format!(
+                            "raw mode stores bytes or strings, not {}",
+                            other.kind_name()
+                        ),
                     ))
                 }
             }
@@ -446,4 +454,3 @@ impl Cache {
         result
     }
 }
-

@@ -92,9 +92,7 @@ impl Config {
     fn set_option(&mut self, name: &str, value: &str) -> Result<()> {
         let bad = || Error::config(format!("invalid value {value:?} for URL option {name}"));
         let number = || value.parse::<f64>().map_err(|_| bad());
-        let seconds = || {
-            number().and_then(|s| Duration::try_from_secs_f64(s).map_err(|_| bad()))
-        };
+        let seconds = || number().and_then(|s| Duration::try_from_secs_f64(s).map_err(|_| bad()));
         match name {
             "prefix" => self.prefix = value.into(),
             "namespace" => self.namespace = value.into(),
@@ -102,12 +100,12 @@ impl Config {
             "ttl" => self.ttl = Some(seconds()?).filter(|d| !d.is_zero()),
             "jitter" => self.jitter = number()?,
             "codec" => {
-                self.codec = serde_json::from_value(serde_json::Value::from(value))
-                    .map_err(|_| bad())?
+                self.codec =
+                    serde_json::from_value(serde_json::Value::from(value)).map_err(|_| bad())?
             }
             "compression" => {
-                self.compression = serde_json::from_value(serde_json::Value::from(value))
-                    .map_err(|_| bad())?
+                self.compression =
+                    serde_json::from_value(serde_json::Value::from(value)).map_err(|_| bad())?
             }
             "compressThreshold" => self.compress_threshold = value.parse().map_err(|_| bad())?,
             "raw" => self.raw = value.parse().map_err(|_| bad())?,
@@ -354,7 +352,13 @@ mod tests {
             panic!("not shards")
         };
         assert_eq!(nodes[0].0, "redis://:pw@a:1/3");
-        assert_eq!(nodes[1].1, Node { name: "b:2".into(), weight: 2 });
+        assert_eq!(
+            nodes[1].1,
+            Node {
+                name: "b:2".into(),
+                weight: 2
+            }
+        );
 
         assert!(Config::from_url("mongodb://x").is_err());
         assert!(Config::from_url("redis://x?bogus=1").is_err());

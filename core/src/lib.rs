@@ -46,3 +46,8 @@ pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
 pub use patterns::{Loader, SingleFlight, Writer};
 pub use ring::{Node, Ring};
 pub use store::{Entry, MemoryStore, Store};
+
+/// The README's Rust examples run as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

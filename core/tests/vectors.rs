@@ -8,7 +8,9 @@ use polycache::{ErrorKind, KeySchema, Node, Ring, Value};
 use serde_json::Value as Json;
 
 fn load(name: &str) -> Vec<Json> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let doc: Json = serde_json::from_str(&text).expect("vector file is JSON");
     doc["cases"].as_array().expect("cases").clone()
@@ -16,7 +18,10 @@ fn load(name: &str) -> Vec<Json> {
 
 /// The typed value notation of tests/vectors/README.md.
 fn typed(v: &Json) -> Value {
-    let (tag, inner) = v.as_object().and_then(|o| o.iter().next()).expect("typed value");
+    let (tag, inner) = v
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .expect("typed value");
     match tag.as_str() {
         "nil" => Value::Nil,
         "bool" => Value::Bool(inner.as_bool().expect("bool")),
@@ -73,11 +78,21 @@ fn run_all(file: &str, check: impl Fn(&Json) -> Result<(), String>) {
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|case| {
-            check(case).err().map(|why| format!("{}: {why}", case["name"]))
+            check(case)
+                .err()
+                .map(|why| format!("{}: {why}", case["name"]))
         })
         .collect();
-    println!("{file}: {} passed, {} failed", cases.len() - failures.len(), failures.len());
-    assert!(failures.is_empty(), "{file} failures:\n{}", failures.join("\n"));
+    println!(
+        "{file}: {} passed, {} failed",
+        cases.len() - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{file} failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 fn check_decoded(case: &Json, bytes: &[u8]) -> Result<(), String> {
@@ -99,10 +114,11 @@ fn envelope_vectors() {
     run_all("envelope.json", |case| {
         match case["op"].as_str().unwrap_or_default() {
             "roundtrip" => {
-                let expected = hex::decode(case["hex"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+                let expected = hex::decode(case["hex"].as_str().unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
                 check_decoded(case, &expected)?;
-                let compression: Compression =
-                    serde_json::from_value(case["compression"].clone()).map_err(|e| e.to_string())?;
+                let compression: Compression = serde_json::from_value(case["compression"].clone())
+                    .map_err(|e| e.to_string())?;
                 let options = EncodeOptions {
                     codec: codec_of(case["codec"].as_str().unwrap_or_default()),
                     compression: Compression::Lz4,
@@ -127,7 +143,8 @@ fn envelope_vectors() {
                 Ok(())
             }
             "decode" => {
-                let bytes = hex::decode(case["hex"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+                let bytes = hex::decode(case["hex"].as_str().unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
                 if case.get("error").is_some() {
                     return match codec::decode(&bytes) {
                         Err(e) if e.kind() == ErrorKind::Codec => Ok(()),
@@ -161,7 +178,11 @@ fn key_vectors() {
                 let result = KeySchema::new(&str_of("prefix"), &str_of("namespace"), max)
                     .and_then(|schema| schema.redis_key(&str_of("key")));
                 if let Some(kind) = case["error"].as_str() {
-                    let expected = if kind == "key" { ErrorKind::Key } else { ErrorKind::Config };
+                    let expected = if kind == "key" {
+                        ErrorKind::Key
+                    } else {
+                        ErrorKind::Config
+                    };
                     return match result {
                         Err(e) if e.kind() == expected => Ok(()),
                         other => Err(format!("expected a {kind} error, got {other:?}")),
@@ -202,49 +223,55 @@ fn nodes_of(v: &Json) -> Vec<Node> {
 
 #[test]
 fn ring_vectors() {
-    run_all("ring.json", |case| match case["kind"].as_str().unwrap_or_default() {
-        "placement" => {
-            let ring = Ring::new(nodes_of(&case["nodes"])).map_err(|e| e.to_string())?;
-            if ring.len() as u64 != case["continuumSize"].as_u64().unwrap_or(0) {
-                return Err(format!("continuum size {}", ring.len()));
-            }
-            let head: Vec<(u32, String)> = serde_json::from_value(case["continuumHead"].clone())
-                .map_err(|e| e.to_string())?;
-            let got_head: Vec<(u32, String)> =
-                ring.head(head.len()).into_iter().map(|(p, n)| (p, n.to_owned())).collect();
-            if got_head != head {
-                return Err(format!("continuum head {got_head:?}"));
-            }
-            for placement in case["placements"].as_array().into_iter().flatten() {
-                let key = placement["key"].as_str().unwrap_or_default();
-                let node = &ring.nodes()[ring.node_for(key)].name;
-                if node != placement["node"].as_str().unwrap_or_default() {
-                    return Err(format!("{key} placed on {node}"));
+    run_all("ring.json", |case| {
+        match case["kind"].as_str().unwrap_or_default() {
+            "placement" => {
+                let ring = Ring::new(nodes_of(&case["nodes"])).map_err(|e| e.to_string())?;
+                if ring.len() as u64 != case["continuumSize"].as_u64().unwrap_or(0) {
+                    return Err(format!("continuum size {}", ring.len()));
                 }
+                let head: Vec<(u32, String)> =
+                    serde_json::from_value(case["continuumHead"].clone())
+                        .map_err(|e| e.to_string())?;
+                let got_head: Vec<(u32, String)> = ring
+                    .head(head.len())
+                    .into_iter()
+                    .map(|(p, n)| (p, n.to_owned()))
+                    .collect();
+                if got_head != head {
+                    return Err(format!("continuum head {got_head:?}"));
+                }
+                for placement in case["placements"].as_array().into_iter().flatten() {
+                    let key = placement["key"].as_str().unwrap_or_default();
+                    let node = &ring.nodes()[ring.node_for(key)].name;
+                    if node != placement["node"].as_str().unwrap_or_default() {
+                        return Err(format!("{key} placed on {node}"));
+                    }
+                }
+                Ok(())
             }
-            Ok(())
+            "movement" => {
+                let before = Ring::new(nodes_of(&case["before"])).map_err(|e| e.to_string())?;
+                let after = Ring::new(nodes_of(&case["after"])).map_err(|e| e.to_string())?;
+                let pattern = case["keyPattern"].as_str().unwrap_or_default();
+                let count = case["count"].as_u64().unwrap_or(0);
+                let mut moved = 0u64;
+                let mut balance = std::collections::BTreeMap::<String, u64>::new();
+                for i in 0..count {
+                    let key = pattern.replace("{i}", &i.to_string());
+                    let from = &before.nodes()[before.node_for(&key)].name;
+                    let to = &after.nodes()[after.node_for(&key)].name;
+                    moved += u64::from(from != to);
+                    *balance.entry(to.clone()).or_default() += 1;
+                }
+                let want_balance: std::collections::BTreeMap<String, u64> =
+                    serde_json::from_value(case["balance"].clone()).map_err(|e| e.to_string())?;
+                if moved != case["moved"].as_u64().unwrap_or(u64::MAX) || balance != want_balance {
+                    return Err(format!("moved {moved}, balance {balance:?}"));
+                }
+                Ok(())
+            }
+            other => Err(format!("unknown kind {other}")),
         }
-        "movement" => {
-            let before = Ring::new(nodes_of(&case["before"])).map_err(|e| e.to_string())?;
-            let after = Ring::new(nodes_of(&case["after"])).map_err(|e| e.to_string())?;
-            let pattern = case["keyPattern"].as_str().unwrap_or_default();
-            let count = case["count"].as_u64().unwrap_or(0);
-            let mut moved = 0u64;
-            let mut balance = std::collections::BTreeMap::<String, u64>::new();
-            for i in 0..count {
-                let key = pattern.replace("{i}", &i.to_string());
-                let from = &before.nodes()[before.node_for(&key)].name;
-                let to = &after.nodes()[after.node_for(&key)].name;
-                moved += u64::from(from != to);
-                *balance.entry(to.clone()).or_default() += 1;
-            }
-            let want_balance: std::collections::BTreeMap<String, u64> =
-                serde_json::from_value(case["balance"].clone()).map_err(|e| e.to_string())?;
-            if moved != case["moved"].as_u64().unwrap_or(u64::MAX) || balance != want_balance {
-                return Err(format!("moved {moved}, balance {balance:?}"));
-            }
-            Ok(())
-        }
-        other => Err(format!("unknown kind {other}")),
     });
 }

@@ -63,7 +63,8 @@ impl Server {
     }
 
     fn try_start(port: u16, extra_args: &[&str]) -> Result<Server> {
-        let dir = std::env::temp_dir().join(format!("polycache-redis-{port}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("polycache-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut args = vec![
@@ -120,7 +121,9 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
-                return Err(format!("redis-server on port {} did not start: {log}", self.port).into());
+                return Err(
+                    format!("redis-server on port {} did not start: {log}", self.port).into(),
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -214,7 +217,8 @@ impl Topology {
         };
         Endpoints {
             standalone: self.standalone.as_ref().map(Server::url),
-            shards: (!self.shards.is_empty()).then(|| format!("redis+shards://{}", list(&self.shards))),
+            shards: (!self.shards.is_empty())
+                .then(|| format!("redis+shards://{}", list(&self.shards))),
             cluster: (!self.cluster.is_empty())
                 .then(|| format!("redis+cluster://{}", list(&self.cluster))),
         }
@@ -288,7 +292,9 @@ fn start_cluster(masters: usize) -> Result<Vec<Server>> {
 /// A free port whose cluster-bus twin (port + 10000) is free too.
 fn free_port() -> Result<u16> {
     for _ in 0..100 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         if port < 55_000 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10_000)).is_ok() {
             return Ok(port);
         }

@@ -180,14 +180,13 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
     let header_len_u16 = u16::try_from(header_len)
         .map_err(|_| Error::codec("envelope: header longer than 65535 bytes"))?;
 
-    let compressed = if options.compression == Compression::Lz4
-        && payload.len() >= options.compress_threshold
-    {
-        let block = lz4_flex::block::compress(&payload);
-        (block.len() + 4 < payload.len()).then_some(block)
-    } else {
-        None
-    };
+    let compressed =
+        if options.compression == Compression::Lz4 && payload.len() >= options.compress_threshold {
+            let block = lz4_flex::block::compress(&payload);
+            (block.len() + 4 < payload.len()).then_some(block)
+        } else {
+            None
+        };
 
     let body_len = compressed.as_ref().map_or(payload.len(), |b| b.len() + 4);
     let mut out = Vec::with_capacity(8 + header_len + body_len);
@@ -220,7 +219,9 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
 
 fn ext_value_len(s: &str) -> Result<usize> {
     if s.len() > u16::MAX as usize {
-        return Err(Error::codec("envelope: header string longer than 65535 bytes"));
+        return Err(Error::codec(
+            "envelope: header string longer than 65535 bytes",
+        ));
     }
     Ok(s.len())
 }

@@ -152,7 +152,9 @@ impl<'a> Reader<'a> {
                 Value::Bytes(self.take(n)?.to_vec())
             }
             0xc7..=0xc9 | 0xd4..=0xd8 => {
-                return Err(Error::codec("msgpack: ext types are not part of the value model"))
+                return Err(Error::codec(
+                    "msgpack: ext types are not part of the value model",
+                ))
             }
             0xca => Value::Float(f64::from(f32::from_be_bytes(self.array()?))),
             0xcb => Value::Float(f64::from_be_bytes(self.array()?)),

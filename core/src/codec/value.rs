@@ -258,6 +258,8 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Map(out))
     }
     fn visit_newtype_struct<D: Deserializer<'de>>(self, _d: D) -> Result<Value, D::Error> {
-        Err(de::Error::custom("extension types are not part of the value model"))
+        Err(de::Error::custom(
+            "extension types are not part of the value model",
+        ))
     }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{ClusterStore, RedisStore, ShardedStore};
+pub use memory::MemoryStore;
 
 use crate::clock::Clock;
 use crate::config::{Config, Target};

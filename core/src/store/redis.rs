@@ -57,7 +57,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("node", &self.name).finish()
+        f.debug_struct("RedisStore")
+            .field("node", &self.name)
+            .finish()
     }
 }
 

@@ -1,0 +1,45 @@
+# polycache: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# One cargo target dir outside the clone, reused by every build, binding and later clone
+# on this machine (CI runs on the same machine, so it starts warm when one exists).
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/polycache/target
+CARGO ?= cargo
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: demo
+demo: ## Run the cache-aside demo on the embedded store (no Redis); DEMO_URL=redis://… for Redis
+	$(CARGO) run -q -p polycache-cli -- demo --url "$(or $(DEMO_URL),memory://)"
+
+.PHONY: setup
+setup: ## Install what the tests need (redis-server via apt, clippy, rustfmt)
+	scripts/setup
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+.PHONY: build
+build: ## Build the workspace (core, harness, CLI) and the test binaries
+	$(CARGO) build --all-targets
+
+.PHONY: test
+test: setup lint build ## Install what is missing, lint, and run every suite against real Redis
+	scripts/with-redis $(CARGO) test
+
+.PHONY: bench
+bench: ## Criterion benches of the envelope and the ring
+	$(CARGO) bench -p polycache --bench core -- --warm-up-time 1 --measurement-time 3
+
+.PHONY: harness
+harness: build ## Start Redis servers and print their URLs as JSON (Ctrl-D stops them)
+	$(CARGO_TARGET_DIR)/debug/polycache-harness
+
+.PHONY: fmt
+fmt: ## Format the Rust code
+	$(CARGO) fmt --all
