@@ -43,7 +43,7 @@ pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use key::KeySchema;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
-pub use patterns::{Loader, SingleFlight, Writer};
+pub use patterns::{call_key, KeyTemplate, Loader, SingleFlight, Writer};
 pub use ring::{Node, Ring};
 pub use store::{Entry, MemoryStore, Store};
 

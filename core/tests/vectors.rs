@@ -275,3 +275,41 @@ fn ring_vectors() {
         }
     });
 }
+
+#[test]
+fn template_vectors() {
+    use polycache::{call_key, KeyTemplate};
+    run_all("templates.json", |case| {
+        let args: Vec<Value> = case["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(typed)
+            .collect();
+        match case["kind"].as_str().unwrap_or_default() {
+            "template" => {
+                let named = case["named"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), typed(v)))
+                    .collect();
+                let result = KeyTemplate::parse(case["template"].as_str().unwrap_or_default())
+                    .and_then(|t| t.render(&args, &named));
+                match (case["error"].as_str(), result) {
+                    (Some("config"), Err(e)) if e.kind() == ErrorKind::Config => Ok(()),
+                    (Some("key"), Err(e)) if e.kind() == ErrorKind::Key => Ok(()),
+                    (None, Ok(key)) if key == case["key"].as_str().unwrap_or_default() => Ok(()),
+                    (_, other) => Err(format!("got {other:?}")),
+                }
+            }
+            "default" => {
+                let key = call_key(case["function"].as_str().unwrap_or_default(), &args);
+                (key == case["key"].as_str().unwrap_or_default())
+                    .then_some(())
+                    .ok_or(format!("got {key}"))
+            }
+            other => Err(format!("unknown kind {other}")),
+        }
+    });
+}

@@ -1462,6 +1462,12 @@ def ring_cases() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------
 
 DESCRIPTIONS = {
+    "templates.json": (
+        "polycache function keys (docs/FORMAT.md section 5). kind template: render "
+        "template with positional args and named args to key, or fail with error "
+        "config (bad template) / key (missing or unrenderable argument). kind "
+        "default: call_key(function, args) gives key. Values use the typed notation."
+    ),
     "envelope.json": (
         "polycache value envelope v1 (docs/FORMAT.md sections 1-2). op roundtrip: "
         "decode(hex) gives value and header fields; encode(value, settings) gives "
@@ -1504,10 +1510,188 @@ def write(file: str, cases: list[dict[str, Any]]) -> None:
     print(f"{file}: {len(cases)} cases, {len(text.encode('utf-8'))} bytes")
 
 
+# ---------------------------------------------------------------------------
+# Function keys (FORMAT.md §5)
+
+
+class TemplateError(Exception):
+    """Carries the contract's error kind ("config" or "key")."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def parse_template(template: str) -> list[tuple[str, Any]]:
+    parts: list[tuple[str, Any]] = []
+    text = ""
+    i = 0
+    while i < len(template):
+        c = template[i]
+        if c in "{}" and template[i + 1 : i + 2] == c:
+            text += c
+            i += 2
+            continue
+        if c == "}":
+            raise TemplateError("config")
+        if c == "{":
+            end = template.find("}", i + 1)
+            inner = template[i + 1 : end] if end >= 0 else ""
+            if end < 0 or "{" in inner:
+                raise TemplateError("config")
+            name = inner.strip()
+            if not name:
+                raise TemplateError("config")
+            if text:
+                parts.append(("text", text))
+                text = ""
+            if name.isdigit() and name.isascii():
+                parts.append(("index", int(name)))
+            else:
+                parts.append(("name", name))
+            i = end + 1
+            continue
+        text += c
+        i += 1
+    if text:
+        parts.append(("text", text))
+    return parts
+
+
+def render_arg(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex()
+    try:
+        return json_text(canonical(v))
+    except CodecError as exc:
+        raise TemplateError("key") from exc
+
+
+def render_template(template: str, args: list[Any], named: dict[str, Any]) -> str:
+    out = ""
+    for kind, part in parse_template(template):
+        if kind == "text":
+            out += part
+        elif kind == "index":
+            if part >= len(args):
+                raise TemplateError("key")
+            out += render_arg(args[part])
+        else:
+            if part not in named:
+                raise TemplateError("key")
+            out += render_arg(named[part])
+    return out
+
+
+def call_key(function: str, args: list[Any]) -> str:
+    packed = msgpack_encode(canonical(list(args)))
+    return function + ":" + hashlib.sha256(packed).hexdigest()[:32]
+
+
+def templates_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def render(
+        name: str, template: str, args: list[Any], named: dict[str, Any] | None = None
+    ) -> None:
+        named = named or {}
+        case: dict[str, Any] = {
+            "name": name,
+            "kind": "template",
+            "template": template,
+            "args": [to_typed(a) for a in args],
+            "named": {k: to_typed(named[k]) for k in sorted(named, key=utf8_key)},
+        }
+        try:
+            case["key"] = render_template(template, args, named)
+        except TemplateError as exc:
+            case["error"] = exc.kind
+        cases.append(case)
+
+    def default(name: str, function: str, args: list[Any]) -> None:
+        cases.append(
+            {
+                "name": name,
+                "kind": "default",
+                "function": function,
+                "args": [to_typed(a) for a in args],
+                "key": call_key(function, args),
+            }
+        )
+
+    render("positional-int", "user:{0}", [42])
+    render("positional-str", "user:{0}", ["ada"])
+    render("two-positional", "{0}:{1}", ["a", "b"])
+    render("reordered", "{1}-{0}", ["a", "b"])
+    render("repeated", "{0}/{0}", [7])
+    render("named", "user:{id}:{lang}", [], {"id": 42, "lang": "en"})
+    render("named-and-positional", "{0}:{lang}", ["x"], {"lang": "fr"})
+    render("spaces-in-placeholder", "user:{ 0 }", [5])
+    render("literal-only", "constant", [1, 2])
+    render("empty-template", "", [])
+    render("escaped-braces", "{{literal}}:{0}", [1])
+    render("escaped-close", "a}}b", [])
+    render("negative-int", "n:{0}", [-17])
+    render("big-uint", "n:{0}", [2**64 - 1])
+    render("min-int", "n:{0}", [-(2**63)])
+    render("float", "f:{0}", [1.5])
+    render("float-integral", "f:{0}", [1.0])
+    render("float-small", "f:{0}", [1e-7])
+    render("float-large", "f:{0}", [1e21])
+    render("float-nan", "f:{0}", [math.nan])
+    render("float-inf", "f:{0}", [math.inf])
+    render("bool-true", "b:{0}", [True])
+    render("bool-false", "b:{0}", [False])
+    render("nil", "n:{0}", [None])
+    render("bytes", "b:{0}", [b"\x00\x01\xfe\xff"])
+    render("empty-bytes", "b:{0}", [b""])
+    render("empty-str", "s:{0}:", [""])
+    render("unicode-str", "u:{0}", ["日本語 🦀"])
+    render("str-with-braces", "s:{0}", ["{x}"])
+    render("str-with-colon", "s:{0}", ["a:b:c"])
+    render("array", "a:{0}", [[1, "two", None]])
+    render("nested-array", "a:{0}", [[[1], [2, [3]]]])
+    render("map-sorted", "m:{0}", [{"b": 1, "a": 2, "é": 3, "B": 4}])
+    render("map-nested", "m:{0}", [{"x": {"y": [True, 1.5]}}])
+    render("array-with-bytes", "a:{0}", [[b"\x01"]])
+    render("array-with-nan", "a:{0}", [[math.nan]])
+    render("missing-index", "user:{1}", [1])
+    render("missing-name", "user:{id}", [1])
+    render("no-args", "user:{0}", [])
+    render("unclosed", "user:{0", [1])
+    render("stray-close", "user:0}", [1])
+    render("empty-placeholder", "user:{}", [1])
+    render("nested-open", "user:{a{b}}", [1])
+    render("index-leading-zero", "{00}", ["z"])
+    render("long-template", "tenant:{0}:user:{1}:page:{2}:lang:{3}", ["acme", 9, 3, "de"])
+    render("map-with-unicode-keys", "m:{0}", [{"ü": 1, "u": 2}])
+    render("string-escapes-in-array", "a:{0}", [['q"uote', "back\\slash", "nl\n"]])
+    render("int-zero", "{0}", [0])
+    render("named-unicode", "{ключ}", [], {"ключ": "значение"})
+    render("named-missing-with-positional", "{0}:{x}", [1], {"y": 2})
+    default("default-no-args", "get_config", [])
+    default("default-int", "get_user", [42])
+    default("default-str", "get_user", ["ada"])
+    default("default-two", "price", ["EUR", 19.99])
+    default("default-nil", "f", [None])
+    default("default-bytes", "f", [b"\x00\xff"])
+    default("default-map", "search", [{"q": "rust", "page": 2}])
+    default("default-map-order", "search", [{"page": 2, "q": "rust"}])
+    default("default-nested", "f", [[1, [2, [3]]], {"a": {"b": None}}])
+    default("default-unicode", "überprüfen", ["日本"])
+    default("default-big", "f", [2**64 - 1, -(2**63)])
+    default("default-bool", "f", [True, False])
+    default("default-float-integral", "f", [1.0])
+    return cases
+
+
 def main() -> None:
     write("envelope.json", envelope_cases())
     write("keys.json", keys_cases())
     write("ring.json", ring_cases())
+    write("templates.json", templates_cases())
 
 
 if __name__ == "__main__":

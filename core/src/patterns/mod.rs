@@ -3,12 +3,14 @@
 //! call* the host function.
 
 mod single_flight;
+mod template;
 
 use std::future::Future;
 
 use futures_util::future::BoxFuture;
 
 pub use single_flight::SingleFlight;
+pub use template::{call_key, KeyTemplate};
 
 use crate::codec::Value;
 use crate::error::Result;
