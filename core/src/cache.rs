@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeySchema;
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
 use crate::patterns::{Loader, SingleFlight, Writer};
-use crate::store::{self, Entry, Store};
+use crate::store::{self, Entry, Io, Store};
 
 /// A cache over one store. Cheap to clone: clones share the store, metrics and flights.
 ///
@@ -67,6 +67,7 @@ pub struct CacheBuilder {
     writer: Option<Arc<dyn Writer>>,
     clock: Clock,
     store: Option<Arc<dyn Store>>,
+    io: Io,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -108,6 +109,14 @@ impl CacheBuilder {
         self
     }
 
+    /// Chooses async (default) or blocking stores. A blocking cache is driven with
+    /// [`crate::block_on`] on the caller's thread: no thread hop per call (Python's sync
+    /// `Cache`, the WASI component).
+    pub fn io(mut self, io: Io) -> Self {
+        self.io = io;
+        self
+    }
+
     /// Uses `store` instead of the one the URL names.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
@@ -123,7 +132,7 @@ impl CacheBuilder {
         self.config.validate()?;
         let store = match self.store {
             Some(store) => store,
-            None => store::open(&self.config, self.clock.clone()).await?,
+            None => store::open(&self.config, self.clock.clone(), self.io).await?,
         };
         Ok(Cache {
             inner: Arc::new(Inner {
@@ -151,6 +160,7 @@ impl Cache {
             writer: None,
             clock: Clock::system(),
             store: None,
+            io: Io::Async,
         }
     }
 

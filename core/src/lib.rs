@@ -25,6 +25,7 @@
 //! The wire format (envelope, keys, ring) is specified byte for byte in `docs/FORMAT.md`
 //! and checked by the vectors in `tests/vectors/`.
 
+mod block_on;
 mod cache;
 pub mod clock;
 pub mod codec;
@@ -36,6 +37,7 @@ pub mod patterns;
 pub mod ring;
 pub mod store;
 
+pub use block_on::block_on;
 pub use cache::{Cache, CacheBuilder};
 pub use clock::{Clock, MockClock};
 pub use codec::{from_value, to_value, Codec, Compression, Value};
@@ -45,7 +47,7 @@ pub use key::KeySchema;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
 pub use patterns::{call_key, KeyTemplate, Loader, SingleFlight, Writer};
 pub use ring::{Node, Ring};
-pub use store::{Entry, MemoryStore, Store};
+pub use store::{Entry, Io, MemoryStore, Store};
 
 /// The README's Rust examples run as doctests, so they cannot rot.
 #[cfg(doctest)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use polycache::{
-    Cache, CacheBuilder, Clock, Codec, Config, Entry, Error, ErrorKind, MockClock, Value,
+    Cache, CacheBuilder, Clock, Codec, Config, Entry, Error, ErrorKind, Io, MockClock, Value,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,10 @@ enum Backend {
     Redis,
     Sharded,
     Cluster,
+    /// The blocking stores (Python's sync `Cache`, WASI) on the same servers.
+    RedisBlocking,
+    ShardedBlocking,
+    ClusterBlocking,
 }
 
 /// A cache on `backend` in a namespace of its own, plus the mock clock for memory.
@@ -29,13 +33,21 @@ fn fixture(backend: Backend, test: &str, tweak: impl FnOnce(Config) -> Config) -
     let endpoints = polycache_harness::shared();
     let url = match backend {
         Backend::Memory => "memory://".to_owned(),
-        Backend::Redis => endpoints.standalone.clone().expect("standalone"),
-        Backend::Sharded => endpoints.shards.clone().expect("shards"),
-        Backend::Cluster => endpoints.cluster.clone().expect("cluster"),
+        Backend::Redis | Backend::RedisBlocking => {
+            endpoints.standalone.clone().expect("standalone")
+        }
+        Backend::Sharded | Backend::ShardedBlocking => endpoints.shards.clone().expect("shards"),
+        Backend::Cluster | Backend::ClusterBlocking => endpoints.cluster.clone().expect("cluster"),
     };
     let namespace = format!("{test}-{}", fastrand_suffix());
     let config = tweak(Config::from_url(&url).expect("url").namespace(namespace));
     let mut builder = Cache::builder(config);
+    if matches!(
+        backend,
+        Backend::RedisBlocking | Backend::ShardedBlocking | Backend::ClusterBlocking
+    ) {
+        builder = builder.io(Io::Blocking);
+    }
     let mut mock = None;
     if backend == Backend::Memory {
         let (clock, handle) = Clock::mock();
@@ -469,4 +481,48 @@ suite! {
     redis => Backend::Redis,
     sharded => Backend::Sharded,
     cluster => Backend::Cluster,
+    redis_blocking => Backend::RedisBlocking,
+    sharded_blocking => Backend::ShardedBlocking,
+    cluster_blocking => Backend::ClusterBlocking,
+}
+
+/// The way blocking caches are really used: plain threads, `block_on`, no runtime.
+/// 16 threads ask for one cold key; single-flight still makes exactly one loader call.
+#[test]
+fn blocking_cache_on_plain_threads_single_flight() {
+    let url = polycache_harness::shared()
+        .standalone
+        .clone()
+        .expect("standalone");
+    let config = Config::from_url(&url)
+        .unwrap()
+        .namespace(format!("threads-{}", fastrand_suffix()));
+    let cache = polycache::block_on(Cache::builder(config).io(Io::Blocking).build()).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                polycache::block_on(cache.get_or_load(
+                    "cold",
+                    || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(100)); // a slow query
+                        Ok(Value::from("v"))
+                    },
+                    None,
+                ))
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap().unwrap(), Value::from("v"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        polycache::block_on(cache.get("cold")).unwrap(),
+        Some(Value::from("v"))
+    );
 }

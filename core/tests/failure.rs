@@ -156,3 +156,36 @@ async fn closed_cache_refuses_calls() {
         ErrorKind::Connection
     );
 }
+
+/// The blocking stores bound calls with socket timeouts instead of tokio timers.
+#[test]
+fn blocking_store_on_a_paused_or_killed_server_fails_within_the_bound() {
+    use polycache::{block_on, Io};
+    let server = Server::start(&[]).unwrap();
+    let cache = block_on(
+        Cache::builder(config(&server.url()))
+            .io(Io::Blocking)
+            .build(),
+    )
+    .unwrap();
+    block_on(cache.set("k", &1.into(), None)).unwrap();
+    server.pause();
+    let started = Instant::now();
+    let err = block_on(cache.get("k")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert_bounded(started);
+    server.resume();
+    assert_eq!(
+        block_on(cache.get("k")).unwrap(),
+        Some(1.into()),
+        "recovers"
+    );
+    server.kill();
+    let started = Instant::now();
+    let err = block_on(cache.get("k")).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+        "{err:?}"
+    );
+    assert_bounded(started);
+}

@@ -1,8 +1,7 @@
-//! The Redis stores: one node, independent shards behind the ring, and Redis Cluster.
+//! The async Redis stores (tokio): one node and Redis Cluster.
 //! Every call is bounded by `command_timeout` here, whatever redis-rs does inside
 //! (reconnects, cluster retries), so a dead or paused server never hangs a caller.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -13,11 +12,9 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline};
 
-use super::{Entry, Store};
+use super::{group_by_slot, pttl, set_cmd, Entry, Store};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::key::slot;
-use crate::ring::{Node, Ring};
 
 async fn bounded<T>(
     limit: Duration,
@@ -31,20 +28,6 @@ async fn bounded<T>(
             format!("{what} did not finish within {limit:?}"),
         )),
     }
-}
-
-fn set_cmd(entry: &Entry) -> Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(&entry.key).arg(&entry.value);
-    if let Some(ttl) = entry.ttl {
-        cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
-    }
-    cmd
-}
-
-fn pttl(ms: i64) -> Option<Duration> {
-    // -2: no such key, -1: no expiry.
-    u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
 /// One Redis node over a reconnecting multiplexed connection (`redis://`, `rediss://`).
@@ -142,89 +125,6 @@ impl Store for RedisStore {
     }
 }
 
-/// Independent Redis nodes; each key goes to the node the ring picks for its hash tag.
-#[derive(Debug, Clone)]
-pub struct ShardedStore {
-    ring: Ring,
-    nodes: Vec<RedisStore>,
-}
-
-impl ShardedStore {
-    /// Connects to every node (concurrently) and builds the ring.
-    ///
-    /// # Errors
-    /// As [`RedisStore::connect`] for any node; a config error for a bad node list.
-    pub async fn connect(nodes: Vec<(String, Node)>, config: &Config) -> Result<Self> {
-        let (urls, ring_nodes): (Vec<String>, Vec<Node>) = nodes.into_iter().unzip();
-        let ring = Ring::new(ring_nodes)?;
-        let nodes = try_join_all(urls.iter().map(|url| RedisStore::connect(url, config))).await?;
-        Ok(ShardedStore { ring, nodes })
-    }
-
-    /// The ring that places keys.
-    pub fn ring(&self) -> &Ring {
-        &self.ring
-    }
-
-    fn node(&self, key: &str) -> &RedisStore {
-        &self.nodes[self.ring.node_for(key)]
-    }
-
-    /// Indices of `keys`, grouped by the node that owns them.
-    fn group<'a>(&self, keys: impl Iterator<Item = &'a str>) -> BTreeMap<usize, Vec<usize>> {
-        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (i, key) in keys.enumerate() {
-            groups.entry(self.ring.node_for(key)).or_default().push(i);
-        }
-        groups
-    }
-}
-
-#[async_trait]
-impl Store for ShardedStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.node(key).get(key).await
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let groups = self.group(keys.iter().map(String::as_str));
-        let replies = try_join_all(groups.iter().map(|(&node, indices)| {
-            let node_keys: Vec<String> = indices.iter().map(|&i| keys[i].clone()).collect();
-            async move { self.nodes[node].get_many(&node_keys).await }
-        }))
-        .await?;
-        let mut out = vec![None; keys.len()];
-        for ((_, indices), values) in groups.iter().zip(replies) {
-            for (&i, value) in indices.iter().zip(values) {
-                out[i] = value;
-            }
-        }
-        Ok(out)
-    }
-
-    async fn set(&self, entry: Entry) -> Result<()> {
-        self.node(&entry.key).set(entry).await
-    }
-
-    async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
-        let groups = self.group(entries.iter().map(|e| e.key.as_str()));
-        try_join_all(groups.iter().map(|(&node, indices)| {
-            let batch: Vec<Entry> = indices.iter().map(|&i| entries[i].clone()).collect();
-            self.nodes[node].set_many(batch)
-        }))
-        .await?;
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.node(key).delete(key).await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        self.node(key).ttl(key).await
-    }
-}
-
 /// Redis Cluster through redis-rs's cluster client (slot routing, MOVED/ASK handling).
 #[derive(Clone)]
 pub struct ClusterStore {
@@ -268,15 +168,6 @@ impl ClusterStore {
         let mut conn = self.conn.clone();
         bounded(self.timeout, "cluster command", cmd.query_async(&mut conn)).await
     }
-
-    /// Indices of `keys`, grouped by slot: a multi-key command must stay within one slot.
-    fn group<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<u16, Vec<usize>> {
-        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        for (i, key) in keys.enumerate() {
-            groups.entry(slot(key.as_bytes())).or_default().push(i);
-        }
-        groups
-    }
 }
 
 #[async_trait]
@@ -286,7 +177,7 @@ impl Store for ClusterStore {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let groups = Self::group(keys.iter().map(String::as_str));
+        let groups = group_by_slot(keys.iter().map(String::as_str));
         let replies = try_join_all(groups.values().map(|indices| {
             let mut cmd = redis::cmd("MGET");
             for &i in indices {

@@ -1,0 +1,231 @@
+//! Blocking Redis stores: synchronous redis-rs connections from a small pool, used on the
+//! caller's thread (see the module docs of [`super`]). Socket read and write timeouts bound
+//! every call by `command_timeout`; connecting is bounded by `connect_timeout`.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::cluster::{ClusterClientBuilder, ClusterConnection};
+use redis::{Cmd, ConnectionLike, RedisResult};
+
+use super::{pttl, set_cmd, Entry, Store};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Idle connections kept per store; more callers than this open extra connections.
+const MAX_IDLE: usize = 16;
+
+/// A pool of connections of type `C` with a way to make more.
+struct Pool<C> {
+    idle: Mutex<Vec<C>>,
+    connect: Box<dyn Fn() -> RedisResult<C> + Send + Sync>,
+}
+
+impl<C: ConnectionLike> Pool<C> {
+    fn new(connect: impl Fn() -> RedisResult<C> + Send + Sync + 'static) -> Self {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            connect: Box::new(connect),
+        }
+    }
+
+    /// Runs `call` on a connection. A pooled connection that turns out to be broken (the
+    /// server restarted since it was used) is dropped and the call retried once on a
+    /// fresh one; a connection that failed on I/O is never returned to the pool.
+    fn with<T>(&self, call: impl Fn(&mut C) -> RedisResult<T>) -> Result<T> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let was_pooled = pooled.is_some();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => (self.connect)()?,
+        };
+        let mut result = call(&mut conn);
+        if was_pooled
+            && result
+                .as_ref()
+                .is_err_and(|e| e.is_connection_dropped() || e.is_io_error())
+        {
+            conn = (self.connect)()?;
+            result = call(&mut conn);
+        }
+        match &result {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {}
+            _ => {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                if idle.len() < MAX_IDLE && conn.is_open() {
+                    idle.push(conn);
+                }
+            }
+        }
+        result.map_err(Error::from)
+    }
+}
+
+/// One Redis node over blocking connections (`redis://`, `rediss://`).
+pub struct BlockingRedisStore {
+    pool: Pool<redis::Connection>,
+    name: String,
+}
+
+impl std::fmt::Debug for BlockingRedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingRedisStore")
+            .field("node", &self.name)
+            .finish()
+    }
+}
+
+impl BlockingRedisStore {
+    /// Connects to `url` (one connection now, more on demand).
+    ///
+    /// # Errors
+    /// A config error for a URL redis-rs rejects; a connection or timeout error otherwise.
+    pub fn connect(url: &str, config: &Config) -> Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::config(format!("invalid Redis URL: {e}")))?;
+        let name = client.get_connection_info().addr().to_string();
+        let (connect_timeout, command_timeout) = (config.connect_timeout, config.command_timeout);
+        let pool = Pool::new(move || {
+            let conn = client.get_connection_with_timeout(connect_timeout)?;
+            conn.set_read_timeout(Some(command_timeout))?;
+            conn.set_write_timeout(Some(command_timeout))?;
+            Ok(conn)
+        });
+        // Connect once now so a wrong address fails at open time, like the async stores.
+        pool.with(|conn| redis::cmd("PING").query::<()>(conn))?;
+        Ok(BlockingRedisStore { pool, name })
+    }
+
+    fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.pool.with(|conn| cmd.query(conn))
+    }
+}
+
+#[async_trait]
+impl Store for BlockingRedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.query(redis::cmd("GET").arg(key))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query(redis::cmd("MGET").arg(keys))
+    }
+
+    async fn set(&self, entry: Entry) -> Result<()> {
+        self.query(&set_cmd(&entry))
+    }
+
+    async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for entry in &entries {
+            pipe.add_command(set_cmd(entry)).ignore();
+        }
+        self.pool.with(|conn| pipe.query::<()>(conn))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let removed: i64 = self.query(redis::cmd("DEL").arg(key))?;
+        Ok(removed > 0)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
+        Ok(pttl(self.query(redis::cmd("PTTL").arg(key))?))
+    }
+}
+
+/// Redis Cluster over blocking cluster connections (slot routing, MOVED/ASK handling).
+pub struct BlockingClusterStore {
+    pool: Pool<ClusterConnection>,
+}
+
+impl std::fmt::Debug for BlockingClusterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingClusterStore")
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingClusterStore {
+    /// Connects through the seed nodes and discovers the cluster.
+    ///
+    /// # Errors
+    /// A config error for bad seeds; a connection, cluster or timeout error otherwise.
+    pub fn connect(seeds: &[String], config: &Config) -> Result<Self> {
+        let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.command_timeout)
+            .retries(2)
+            .min_retry_wait(10)
+            .max_retry_wait(100)
+            .build()
+            .map_err(|e| Error::config(format!("invalid cluster seeds: {e}")))?;
+        let command_timeout = config.command_timeout;
+        let pool = Pool::new(move || {
+            let conn = client.get_connection()?;
+            conn.set_read_timeout(Some(command_timeout))?;
+            conn.set_write_timeout(Some(command_timeout))?;
+            Ok(conn)
+        });
+        pool.with(|conn| redis::cmd("PING").query::<()>(conn))?;
+        Ok(BlockingClusterStore { pool })
+    }
+
+    fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.pool.with(|conn| cmd.query(conn))
+    }
+}
+
+#[async_trait]
+impl Store for BlockingClusterStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.query(redis::cmd("GET").arg(key))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A cluster pipeline sends one batch per node, whatever the slots.
+        let mut pipe = redis::cluster::cluster_pipe();
+        for key in keys {
+            pipe.add_command(redis::cmd("GET").arg(key).to_owned());
+        }
+        self.pool.with(|conn| pipe.query(conn))
+    }
+
+    async fn set(&self, entry: Entry) -> Result<()> {
+        self.query(&set_cmd(&entry))
+    }
+
+    async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // A cluster pipeline sends one batch per node.
+        let mut pipe = redis::cluster::cluster_pipe();
+        for entry in &entries {
+            pipe.add_command(set_cmd(entry)).ignore();
+        }
+        self.pool.with(|conn| pipe.query::<()>(conn))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let removed: i64 = self.query(redis::cmd("DEL").arg(key))?;
+        Ok(removed > 0)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
+        Ok(pttl(self.query(redis::cmd("PTTL").arg(key))?))
+    }
+}
