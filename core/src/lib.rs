@@ -47,7 +47,9 @@ pub use key::KeySchema;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
 pub use patterns::{call_key, KeyTemplate, Loader, SingleFlight, Writer};
 pub use ring::{Node, Ring};
-pub use store::{Entry, Io, MemoryStore, Store};
+#[cfg(feature = "memory")]
+pub use store::MemoryStore;
+pub use store::{Entry, Io, Store};
 
 /// The README's Rust examples run as doctests, so they cannot rot.
 #[cfg(doctest)]

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "redis")]
 mod blocking;
+#[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "tokio-redis")]
 mod redis;
@@ -25,12 +26,13 @@ use async_trait::async_trait;
 pub use self::blocking::{BlockingClusterStore, BlockingRedisStore};
 #[cfg(feature = "tokio-redis")]
 pub use self::redis::{ClusterStore, RedisStore};
+#[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use sharded::ShardedStore;
 
 use crate::clock::Clock;
 use crate::config::{Config, Target};
-#[cfg(not(all(feature = "redis", feature = "tokio-redis")))]
+#[cfg(not(all(feature = "redis", feature = "tokio-redis", feature = "memory")))]
 use crate::error::Error;
 use crate::error::Result;
 use crate::key::slot;
@@ -85,12 +87,24 @@ pub enum Io {
 pub async fn open(config: &Config, clock: Clock, io: Io) -> Result<Arc<dyn Store>> {
     let target = Target::parse(&config.url)?;
     if let Target::Memory = target {
-        return Ok(Arc::new(MemoryStore::new(config.memory_capacity, clock)));
+        return open_memory(config, clock);
     }
     match io {
         Io::Async => open_async(target, config).await,
         Io::Blocking => open_blocking(target, config),
     }
+}
+
+#[cfg(feature = "memory")]
+fn open_memory(config: &Config, clock: Clock) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(MemoryStore::new(config.memory_capacity, clock)))
+}
+
+#[cfg(not(feature = "memory"))]
+fn open_memory(_: &Config, _: Clock) -> Result<Arc<dyn Store>> {
+    Err(Error::config(
+        "this build of polycache has no memory:// store (feature `memory` is off)",
+    ))
 }
 
 #[cfg(feature = "tokio-redis")]
