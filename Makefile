@@ -6,6 +6,10 @@ SHELL := /bin/bash
 # on this machine (CI runs on the same machine, so it starts warm when one exists).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/polycache/target
 CARGO ?= cargo
+# Always name the target triple: napi passes --target, and cargo keeps explicit-target
+# artifacts apart from implicit ones; naming it everywhere lets every build share them.
+export CARGO_BUILD_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
+BIN_DIR := $(CARGO_TARGET_DIR)/$(CARGO_BUILD_TARGET)
 
 .PHONY: help
 help: ## List the targets
@@ -38,7 +42,7 @@ bench: ## Criterion benches of the envelope and the ring
 
 .PHONY: harness
 harness: build ## Start Redis servers and print their URLs as JSON (Ctrl-D stops them)
-	$(CARGO_TARGET_DIR)/debug/polycache-harness
+	$(BIN_DIR)/debug/polycache-harness
 
 .PHONY: fmt
 fmt: ## Format the Rust code
