@@ -20,13 +20,15 @@ demo: ## Run the cache-aside demo on the embedded store (no Redis); DEMO_URL=red
 	$(CARGO) run -q -p polycache-cli -- demo --url "$(or $(DEMO_URL),memory://)"
 
 .PHONY: setup
-setup: ## Install what the tests need (redis-server via apt, clippy, rustfmt)
+setup: ## Install what the tests need (redis-server via apt, clippy, rustfmt, …)
 	scripts/setup
+	@for step in $(SETUP_STEPS); do $(MAKE) --no-print-directory $$step || exit 1; done
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy -D warnings
+lint: ## cargo fmt --check, clippy -D warnings, and each language's linters
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@for step in $(LINT_STEPS); do $(MAKE) --no-print-directory $$step || exit 1; done
 
 .PHONY: build
 build: ## Build the workspace (core, harness, CLI) and the test binaries
@@ -34,10 +36,28 @@ build: ## Build the workspace (core, harness, CLI) and the test binaries
 
 .PHONY: test
 test: setup lint build ## Install what is missing, lint, and run every suite against real Redis
-	scripts/with-redis $(CARGO) test
+	scripts/with-redis $(MAKE) --no-print-directory suites
+
+# Each language adds its pieces in mk/<lang>.mk: SETUP_STEPS, LINT_STEPS, SUITES, BENCHES.
+SETUP_STEPS :=
+LINT_STEPS :=
+SUITES := test-rust
+BENCHES := bench-rust
+-include mk/*.mk
+
+.PHONY: suites
+suites: $(SUITES) ## Run every suite (needs POLYCACHE_TEST_REDIS; `make test` sets it)
+
+.PHONY: test-rust
+test-rust: ## The Rust suites: vectors, behaviour on every store, failures, placement, doctests
+	$(CARGO) test
 
 .PHONY: bench
-bench: ## Criterion benches of the envelope and the ring
+bench: ## Every benchmark, side by side with peer libraries where they exist
+	@for step in $(BENCHES); do $(MAKE) --no-print-directory $$step || exit 1; done
+
+.PHONY: bench-rust
+bench-rust: ## Criterion benches of the envelope and the ring
 	$(CARGO) bench -p polycache --bench core -- --warm-up-time 1 --measurement-time 3
 
 .PHONY: harness
