@@ -9,6 +9,7 @@
 //! Set `POLYCACHE_TEST_REDIS` to the JSON that `polycache-harness` prints to reuse servers
 //! that are already running (one harness for every suite of `make test`).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ pub struct Endpoints {
     pub shards: Option<String>,
     /// `redis+cluster://127.0.0.1:<a>,…`.
     pub cluster: Option<String>,
+    /// `127.0.0.1:<port>` → pid of every server, so tests can pause or kill one.
+    #[serde(default)]
+    pub pids: BTreeMap<String, u32>,
 }
 
 /// One `redis-server` under its cleanup guard.
@@ -221,6 +225,13 @@ impl Topology {
                 .then(|| format!("redis+shards://{}", list(&self.shards))),
             cluster: (!self.cluster.is_empty())
                 .then(|| format!("redis+cluster://{}", list(&self.cluster))),
+            pids: self
+                .standalone
+                .iter()
+                .chain(&self.shards)
+                .chain(&self.cluster)
+                .map(|s| (s.addr(), s.pid))
+                .collect(),
         }
     }
 }

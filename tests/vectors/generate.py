@@ -51,9 +51,7 @@ EXT_SCHEMA = 0x01
 EXT_TAG = 0x02
 MAX_UNCOMPRESSED = 512 * 1024 * 1024
 DEFAULT_THRESHOLD = 1024
-NO_COMPRESS = (
-    1 << 20
-)  # threshold for long compressible values whose exact bytes we want
+NO_COMPRESS = 1 << 20  # threshold for long compressible values whose exact bytes we want
 
 T0 = 1_700_000_000_000  # a fixed createdAt (2023-11-14T22:13:20Z)
 T1 = T0 + 60_000  # a fixed freshUntil, one minute later
@@ -195,9 +193,7 @@ def own_msgpack(v: Any) -> bytes:
     if isinstance(v, bytes):
         return _mp_len(len(v), 0, -1, 0xC5, 0xC6, m8=0xC4) + v
     if isinstance(v, (list, tuple)):
-        return _mp_len(len(v), 0x90, 15, 0xDC, 0xDD) + b"".join(
-            own_msgpack(x) for x in v
-        )
+        return _mp_len(len(v), 0x90, 15, 0xDC, 0xDD) + b"".join(own_msgpack(x) for x in v)
     if isinstance(v, dict):
         keys = sorted(v, key=utf8_key)
         body = b"".join(own_msgpack(k) + own_msgpack(v[k]) for k in keys)
@@ -280,9 +276,7 @@ def ryu_float(x: float) -> str:
     tup = Decimal(repr(abs(x))).as_tuple()
     all_digits = "".join(str(d) for d in tup.digits).lstrip("0")
     digits = all_digits.rstrip("0")
-    exp10 = (
-        int(tup.exponent) + len(all_digits) - len(digits)
-    )  # value = digits * 10^exp10
+    exp10 = int(tup.exponent) + len(all_digits) - len(digits)  # value = digits * 10^exp10
     e = len(digits) - 1 + exp10  # value = d.ddd * 10^e
     if -5 <= e <= 15:
         if e >= 0:
@@ -312,9 +306,7 @@ def json_text(v: Any) -> str:
         return "[" + ",".join(json_text(x) for x in v) + "]"
     if isinstance(v, dict):
         keys = sorted(v, key=utf8_key)
-        return (
-            "{" + ",".join(json_string(k) + ":" + json_text(v[k]) for k in keys) + "}"
-        )
+        return "{" + ",".join(json_string(k) + ":" + json_text(v[k]) for k in keys) + "}"
     raise CodecError(f"{type(v).__name__} cannot be written as JSON")
 
 
@@ -372,9 +364,7 @@ def tlv(kind: int, text: str) -> bytes:
     return struct.pack(">BH", kind, len(data)) + data
 
 
-def header(
-    codec_id: int, comp_id: int, created: int, fresh: int, ext: bytes = b""
-) -> bytes:
+def header(codec_id: int, comp_id: int, created: int, fresh: int, ext: bytes = b"") -> bytes:
     return (
         MAGIC
         + bytes([VERSION, codec_id, comp_id])
@@ -407,9 +397,7 @@ def encode_envelope(
         block_smaller = len(candidate) - 4 < len(raw)
         payload_smaller = len(candidate) < len(raw)
         if block_smaller != payload_smaller:
-            raise AssertionError(
-                "case sits on the 'makes it smaller' ambiguity; pick another"
-            )
+            raise AssertionError("case sits on the 'makes it smaller' ambiguity; pick another")
         if payload_smaller:
             comp_id, payload = 1, candidate
     ext = b""
@@ -417,9 +405,9 @@ def encode_envelope(
         ext += tlv(EXT_SCHEMA, schema)
     for tag in tags:
         ext += tlv(EXT_TAG, tag)
-    return header(
-        CODEC_IDS[codec], comp_id, created, fresh, ext
-    ) + payload, COMPRESSION_NAMES[comp_id]
+    return header(CODEC_IDS[codec], comp_id, created, fresh, ext) + payload, COMPRESSION_NAMES[
+        comp_id
+    ]
 
 
 def decode_envelope(data: bytes) -> dict[str, Any]:
@@ -496,9 +484,7 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
 
 def pseudo_random(n: int, seed: bytes = b"polycache") -> bytes:
     """Deterministic incompressible bytes (SHA-256 in counter mode)."""
-    out = b"".join(
-        hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(n // 32 + 1)
-    )
+    out = b"".join(hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(n // 32 + 1))
     return out[:n]
 
 
@@ -540,9 +526,7 @@ class EnvelopeCases:
             tags=list(tags),
         )
         if comp != compression:
-            raise AssertionError(
-                f"{name}: expected compression {compression}, got {comp}"
-            )
+            raise AssertionError(f"{name}: expected compression {compression}, got {comp}")
         if expect_payload is not None and comp == "none":
             ext_len = len(data) - 24 - len(codec_encode(value, codec))
             if data[24 + ext_len :].hex() != expect_payload:
@@ -593,9 +577,7 @@ class EnvelopeCases:
             if got[key] != expected:
                 raise AssertionError(f"{name}: {key} {got[key]!r} != {expected!r}")
         if to_typed(got["value"]) != to_typed(value):
-            raise AssertionError(
-                f"{name}: decoded {got['value']!r:.80} != {value!r:.80}"
-            )
+            raise AssertionError(f"{name}: decoded {got['value']!r:.80} != {value!r:.80}")
         self._add(
             {
                 "name": name,
@@ -709,12 +691,8 @@ def envelope_cases() -> list[dict[str, Any]]:
     c.roundtrip("msgpack-str-32-bytes-multibyte", str_of_bytes(32, "é"))
     c.roundtrip("msgpack-str-255-bytes", str_of_bytes(255, "xyz"))
     c.roundtrip("msgpack-str-256-bytes", str_of_bytes(256, "ab"))
-    c.roundtrip(
-        "msgpack-str-65535-bytes", str_of_bytes(65535, "abc"), threshold=NO_COMPRESS
-    )
-    c.roundtrip(
-        "msgpack-str-65536-bytes", str_of_bytes(65536, "😀"), threshold=NO_COMPRESS
-    )
+    c.roundtrip("msgpack-str-65535-bytes", str_of_bytes(65535, "abc"), threshold=NO_COMPRESS)
+    c.roundtrip("msgpack-str-65536-bytes", str_of_bytes(65536, "😀"), threshold=NO_COMPRESS)
 
     # --- bytes ----------------------------------------------------------------
     c.roundtrip("msgpack-bytes-empty", b"", expect_payload="c400")
@@ -738,18 +716,14 @@ def envelope_cases() -> list[dict[str, Any]]:
     c.roundtrip("msgpack-map-empty", {}, expect_payload="80")
     c.roundtrip("msgpack-map-15", {f"k{i:02d}": i for i in range(15)})
     c.roundtrip("msgpack-map-16", {f"k{i:02d}": i for i in range(16)})
-    c.roundtrip(
-        "msgpack-map-nested-3-deep", {"a": {"b": {"c": {"d": 1}}}, "z": [{"y": None}]}
-    )
+    c.roundtrip("msgpack-map-nested-3-deep", {"a": {"b": {"c": {"d": 1}}}, "z": [{"y": None}]})
     sort_keys = {"B": 1, "a": 2, "é": 3, "Z": 4, "aa": 5, "a\u0000": 6}
     c.roundtrip(
         "msgpack-map-bytewise-key-order",
         sort_keys,
         expect_payload="86a14201a15a04a16102a2610006a2616105a2c3a903",
     )
-    c.roundtrip(
-        "msgpack-map-unicode-keys", {"日本": 1, "😀": 2, "z": 3, "é": 4, "\u00ff": 5}
-    )
+    c.roundtrip("msgpack-map-unicode-keys", {"日本": 1, "😀": 2, "z": 3, "é": 4, "\u00ff": 5})
     c.roundtrip(
         "msgpack-map-mixed-values",
         {
@@ -773,9 +747,7 @@ def envelope_cases() -> list[dict[str, Any]]:
         ("i64-min", I64_MIN),
         ("2-pow-53-plus-1", 2**53 + 1),
     ]:
-        c.roundtrip(
-            f"json-int-{label}", n, "json", expect_payload=str(n).encode().hex()
-        )
+        c.roundtrip(f"json-int-{label}", n, "json", expect_payload=str(n).encode().hex())
     json_floats = [
         ("one", 1.0, "1.0"),
         ("half", 0.5, "0.5"),
@@ -796,17 +768,13 @@ def envelope_cases() -> list[dict[str, Any]]:
         ("0-000123", 0.000123, "0.000123"),
     ]
     for label, x, text in json_floats:
-        c.roundtrip(
-            f"json-float-{label}", x, "json", expect_payload=text.encode().hex()
-        )
+        c.roundtrip(f"json-float-{label}", x, "json", expect_payload=text.encode().hex())
     c.roundtrip("json-str-empty", "", "json", expect_payload=b'""'.hex())
     c.roundtrip(
         "json-str-escapes",
         'q" b\\ s/ \b\f\n\r\t \u0000\u0001\u001f \u007f \u2028',
         "json",
-        expect_payload=json_string(
-            'q" b\\ s/ \b\f\n\r\t \u0000\u0001\u001f \u007f \u2028'
-        )
+        expect_payload=json_string('q" b\\ s/ \b\f\n\r\t \u0000\u0001\u001f \u007f \u2028')
         .encode()
         .hex(),
     )
@@ -834,25 +802,17 @@ def envelope_cases() -> list[dict[str, Any]]:
     # --- extensions and timestamps -------------------------------------------
     c.roundtrip("ext-schema-id", {"id": 1}, schema="user.v1")
     c.roundtrip("ext-one-tag", "v", tags=("users",))
-    c.roundtrip(
-        "ext-schema-and-tags", [1, 2], schema="list.v2", tags=("a", "b", "users:42")
-    )
-    c.roundtrip(
-        "ext-unicode-schema-and-tags", "x", schema="スキーマ", tags=("タグ", "😀")
-    )
+    c.roundtrip("ext-schema-and-tags", [1, 2], schema="list.v2", tags=("a", "b", "users:42"))
+    c.roundtrip("ext-unicode-schema-and-tags", "x", schema="スキーマ", tags=("タグ", "😀"))
     c.roundtrip("ext-empty-tag", 1, tags=("",))
     c.roundtrip("ext-with-json-codec", {"a": 1}, "json", schema="s", tags=("t",))
     c.roundtrip("fresh-until-set", "stale-ok", fresh=T1)
-    c.roundtrip(
-        "fresh-until-with-extensions", 7, fresh=T1, schema="n", tags=("t1", "t2")
-    )
+    c.roundtrip("fresh-until-with-extensions", 7, fresh=T1, schema="n", tags=("t1", "t2"))
     c.roundtrip("created-at-zero", None, created=0)
     c.roundtrip("created-at-large", True, created=2**53 - 1, fresh=2**53 - 1)
 
     # --- compression ----------------------------------------------------------
-    c.roundtrip(
-        "lz4-msgpack-str", str_of_bytes(500, "abcd"), compression="lz4", threshold=64
-    )
+    c.roundtrip("lz4-msgpack-str", str_of_bytes(500, "abcd"), compression="lz4", threshold=64)
     c.roundtrip(
         "lz4-msgpack-map",
         {f"key{i}": "same value here" for i in range(20)},
@@ -866,9 +826,7 @@ def envelope_cases() -> list[dict[str, Any]]:
         compression="lz4",
         threshold=64,
     )
-    c.roundtrip(
-        "lz4-bytes-codec", b"\x00" * 300, "bytes", compression="lz4", threshold=64
-    )
+    c.roundtrip("lz4-bytes-codec", b"\x00" * 300, "bytes", compression="lz4", threshold=64)
     c.roundtrip(
         "lz4-with-extensions",
         "z" * 200,
@@ -878,23 +836,17 @@ def envelope_cases() -> list[dict[str, Any]]:
         tags=("t",),
         fresh=T1,
     )
-    c.roundtrip(
-        "lz4-default-threshold", str_of_bytes(2000, "polycache "), compression="lz4"
-    )
+    c.roundtrip("lz4-default-threshold", str_of_bytes(2000, "polycache "), compression="lz4")
     c.roundtrip(
         "lz4-exactly-at-threshold", "a" * 62, compression="lz4", threshold=64
     )  # output is 64 bytes
-    c.roundtrip(
-        "uncompressed-one-below-threshold", "a" * 61, threshold=64
-    )  # output is 63 bytes
+    c.roundtrip("uncompressed-one-below-threshold", "a" * 61, threshold=64)  # output is 63 bytes
     c.roundtrip("uncompressed-below-default-threshold", "a" * 1000)
     c.roundtrip("uncompressed-incompressible", pseudo_random(256), threshold=64)
     c.roundtrip("uncompressed-incompressible-bytes-codec", pseudo_random(2048), "bytes")
 
     # --- valid but non-canonical decodes -------------------------------------
-    c.decode_ok(
-        "decode-float32-widened", mp_env(bytes.fromhex("ca3fc00000")), 1.5, "msgpack"
-    )
+    c.decode_ok("decode-float32-widened", mp_env(bytes.fromhex("ca3fc00000")), 1.5, "msgpack")
     c.decode_ok(
         "decode-float32-inexact",
         mp_env(bytes.fromhex("ca3dcccccd")),
@@ -915,21 +867,15 @@ def envelope_cases() -> list[dict[str, Any]]:
         -1,
         "msgpack",
     )
-    c.decode_ok(
-        "decode-str8-short", mp_env(bytes.fromhex("d903616263")), "abc", "msgpack"
-    )
+    c.decode_ok("decode-str8-short", mp_env(bytes.fromhex("d903616263")), "abc", "msgpack")
     c.decode_ok(
         "decode-bin16-short",
         mp_env(bytes.fromhex("c500020102")),
         b"\x01\x02",
         "msgpack",
     )
-    c.decode_ok(
-        "decode-array16-short", mp_env(bytes.fromhex("dc000101")), [1], "msgpack"
-    )
-    c.decode_ok(
-        "decode-map16-short", mp_env(bytes.fromhex("de0001a16101")), {"a": 1}, "msgpack"
-    )
+    c.decode_ok("decode-array16-short", mp_env(bytes.fromhex("dc000101")), [1], "msgpack")
+    c.decode_ok("decode-map16-short", mp_env(bytes.fromhex("de0001a16101")), {"a": 1}, "msgpack")
     c.decode_ok(
         "decode-unsorted-map-keys",
         mp_env(bytes.fromhex("83a17a03a16202a16101")),
@@ -955,9 +901,7 @@ def envelope_cases() -> list[dict[str, Any]]:
     )
     c.decode_ok(
         "decode-tags-before-schema",
-        mp_env(
-            b"\xc3", ext=tlv(EXT_TAG, "t1") + tlv(EXT_SCHEMA, "s") + tlv(EXT_TAG, "t2")
-        ),
+        mp_env(b"\xc3", ext=tlv(EXT_TAG, "t1") + tlv(EXT_SCHEMA, "s") + tlv(EXT_TAG, "t2")),
         True,
         "msgpack",
         schema="s",
@@ -1013,9 +957,7 @@ def envelope_cases() -> list[dict[str, Any]]:
         "error-extension-overruns-header",
         mp_env(b"\x01", ext=bytes.fromhex("01000a6162")),
     )
-    c.decode_err(
-        "error-extension-entry-cut", mp_env(b"\x01", ext=bytes.fromhex("0100"))
-    )
+    c.decode_err("error-extension-entry-cut", mp_env(b"\x01", ext=bytes.fromhex("0100")))
     c.decode_err("error-msgpack-empty-payload", mp_env(b""))
     c.decode_err("error-msgpack-truncated-array", mp_env(bytes.fromhex("9201")))
     c.decode_err("error-msgpack-truncated-str", mp_env(bytes.fromhex("a56162")))
@@ -1054,9 +996,7 @@ def envelope_cases() -> list[dict[str, Any]]:
         "error-lz4-stated-length-over-512mib",
         header(1, 1, T0, 0) + struct.pack(">I", MAX_UNCOMPRESSED + 1) + b"\x10\x61",
     )
-    c.decode_err(
-        "error-lz4-payload-shorter-than-length", header(1, 1, T0, 0) + b"\x00\x00"
-    )
+    c.decode_err("error-lz4-payload-shorter-than-length", header(1, 1, T0, 0) + b"\x00\x00")
 
     # --- encode errors --------------------------------------------------------
     c.encode_err("encode-error-json-nan", math.nan, "json")
@@ -1213,9 +1153,7 @@ def keys_cases() -> list[dict[str, Any]]:
     schema("prefix-with-colon", "k", prefix="my:app", namespace="v2")
     schema("unicode-namespace", "k", namespace="名前空間")
     schema("prefix-with-space", "k", prefix="my app", namespace="ns")
-    schema(
-        "custom-prefix-long-key-hashed", "x" * 201, prefix="app", namespace="sessions"
-    )
+    schema("custom-prefix-long-key-hashed", "x" * 201, prefix="app", namespace="sessions")
     schema("error-empty-key", "")
     schema("error-empty-key-custom", "", prefix="app", namespace="ns")
     schema("error-empty-prefix", "k", prefix="")
@@ -1257,13 +1195,9 @@ def keys_cases() -> list[dict[str, Any]]:
         "foo{hash_tag}": 2515,
     }
     for case in cases:
-        expected = (
-            known.get(case.get("redisKey", "")) if case["kind"] == "slot" else None
-        )
+        expected = known.get(case.get("redisKey", "")) if case["kind"] == "slot" else None
         if expected is not None and case["slot"] != expected:
-            raise AssertionError(
-                f"slot of {case['redisKey']} is {case['slot']}, not {expected}"
-            )
+            raise AssertionError(f"slot of {case['redisKey']} is {case['slot']}, not {expected}")
     return cases
 
 
@@ -1295,9 +1229,7 @@ class Ring:
         self.values = [p[0] for p in self.points]
 
     def node_for(self, key: str) -> str:
-        h = int.from_bytes(
-            hashlib.md5(hash_tag(key.encode("utf-8"))).digest()[:4], "little"
-        )
+        h = int.from_bytes(hashlib.md5(hash_tag(key.encode("utf-8"))).digest()[:4], "little")
         i = bisect_left(self.values, h)
         return self.points[i % len(self.points)][3]
 
@@ -1364,9 +1296,7 @@ def ring_cases() -> list[dict[str, Any]]:
     placement("weighted-5-1", [("big:6379", 5), ("small:6379", 1)])
     placement("weighted-1-to-5", [(f"w{w}:6379", w) for w in range(1, 6)])
     placement("weighted-10-1-1", [("a:1", 10), ("b:1", 1), ("c:1", 1)])
-    placement(
-        "unicode-names", [("ノード-1:6379", 1), ("nœud-2:6379", 1), ("узел-3:6379", 1)]
-    )
+    placement("unicode-names", [("ノード-1:6379", 1), ("nœud-2:6379", 1), ("узел-3:6379", 1)])
     placement(
         "hostnames-no-port",
         [
@@ -1376,9 +1306,7 @@ def ring_cases() -> list[dict[str, Any]]:
             ("cache-backup", 1),
         ],
     )
-    placement(
-        "ipv6-names", [("[::1]:6379", 1), ("[::1]:6380", 1), ("[2001:db8::7]:6379", 1)]
-    )
+    placement("ipv6-names", [("[::1]:6379", 1), ("[::1]:6380", 1), ("[2001:db8::7]:6379", 1)])
 
     count = 10_000
     keys = [f"key:{i}" for i in range(count)]
@@ -1401,14 +1329,11 @@ def ring_cases() -> list[dict[str, Any]]:
         }
         if len(after) > len(before):
             (added,) = after_names - before_names
-            to_new = sum(
-                1 for o, n in zip(old, new, strict=True) if o != n and n == added
-            )
+            to_new = sum(1 for o, n in zip(old, new, strict=True) if o != n and n == added)
             case["movedToNew"] = to_new
             ideal = 1 / len(after)
             note = (
-                f"added {added}: moved {moved}/{count} = {moved / count:.4f}, "
-                f"1/(N+1) = {ideal:.4f}"
+                f"added {added}: moved {moved}/{count} = {moved / count:.4f}, 1/(N+1) = {ideal:.4f}"
             )
             if to_new != moved:
                 note += (
@@ -1417,16 +1342,13 @@ def ring_cases() -> list[dict[str, Any]]:
                 )
         else:
             (removed,) = before_names - after_names
-            from_removed = sum(
-                1 for o, n in zip(old, new, strict=True) if o != n and o == removed
-            )
+            from_removed = sum(1 for o, n in zip(old, new, strict=True) if o != n and o == removed)
             if from_removed != old.count(removed):
                 raise AssertionError(f"{name}: a key stayed on the removed node")
             case["movedFromRemoved"] = from_removed
             ideal = 1 / len(before)
             note = (
-                f"removed {removed}: moved {moved}/{count} = {moved / count:.4f}, "
-                f"1/N = {ideal:.4f}"
+                f"removed {removed}: moved {moved}/{count} = {moved / count:.4f}, 1/N = {ideal:.4f}"
             )
             if from_removed != moved:
                 note += (

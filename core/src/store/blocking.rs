@@ -18,14 +18,16 @@ const MAX_IDLE: usize = 16;
 
 /// A pool of connections of type `C` with a way to make more.
 struct Pool<C> {
-    idle: Mutex<Vec<C>>,
+    /// Idle connections and the pid of the process that opened them: after `fork()` a
+    /// child must not talk on its parent's sockets, so it leaves them alone and reconnects.
+    idle: Mutex<(u32, Vec<C>)>,
     connect: Box<dyn Fn() -> RedisResult<C> + Send + Sync>,
 }
 
 impl<C: ConnectionLike> Pool<C> {
     fn new(connect: impl Fn() -> RedisResult<C> + Send + Sync + 'static) -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new((std::process::id(), Vec::new())),
             connect: Box::new(connect),
         }
     }
@@ -34,11 +36,17 @@ impl<C: ConnectionLike> Pool<C> {
     /// server restarted since it was used) is dropped and the call retried once on a
     /// fresh one; a connection that failed on I/O is never returned to the pool.
     fn with<T>(&self, call: impl Fn(&mut C) -> RedisResult<T>) -> Result<T> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let pooled = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let pid = std::process::id();
+            if idle.0 != pid {
+                // Forked: leak the parent's connections; closing them here could send a
+                // TLS close_notify on the parent's stream.
+                std::mem::forget(std::mem::take(&mut idle.1));
+                idle.0 = pid;
+            }
+            idle.1.pop()
+        };
         let was_pooled = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -57,8 +65,8 @@ impl<C: ConnectionLike> Pool<C> {
             Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {}
             _ => {
                 let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.len() < MAX_IDLE && conn.is_open() {
-                    idle.push(conn);
+                if idle.1.len() < MAX_IDLE && conn.is_open() && idle.0 == std::process::id() {
+                    idle.1.push(conn);
                 }
             }
         }

@@ -1,0 +1,550 @@
+//! `Cache` (sync) and `AsyncCache` (asyncio): argument conversion around `polycache::Cache`.
+//!
+//! `Cache` uses core's blocking stores: a call releases the GIL and does its Redis round trip
+//! on the calling thread (no hop into another thread). `AsyncCache` uses the async stores
+//! on the shared tokio runtime and resolves an asyncio future when the call completes.
+
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use polycache::{block_on, Cache as CoreCache, Config, Io, Loader, Value, Writer};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use tokio::sync::oneshot;
+
+use crate::errors::{self, loader_error, writer_error};
+use crate::runtime;
+use crate::value::{json_to_py, py_to_json, to_py, to_value};
+
+/// Builds a core config from a URL and Python keyword options (snake_case or camelCase).
+fn config(url: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
+    let base = Config::from_url(url).map_err(errors::to_py)?;
+    let Some(options) = options.filter(|o| !o.is_empty()) else {
+        return Ok(base);
+    };
+    let mut json = serde_json::to_value(&base).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let object = json.as_object_mut().ok_or_else(|| PyValueError::new_err("config"))?;
+    for (name, value) in options.iter() {
+        let name = name.cast::<PyString>()?.to_cow()?.into_owned();
+        object.insert(camel_case(&name), py_to_json(&value)?);
+    }
+    let config: Config = serde_json::from_value(json).map_err(|e| {
+        errors::ConfigError::new_err(e.to_string().replace("`", "'"))
+    })?;
+    config.validate().map_err(errors::to_py)?;
+    Ok(config)
+}
+
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn ttl_of(ttl: Option<f64>) -> PyResult<Option<Duration>> {
+    ttl.map(|s| {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| PyValueError::new_err(format!("ttl must be a non-negative number of seconds, not {s}")))
+    })
+    .transpose()
+}
+
+fn items_of(items: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Value)>> {
+    let iterable = match items.cast::<PyDict>() {
+        Ok(dict) => dict.items().into_any(),
+        Err(_) => items.clone(),
+    };
+    iterable
+        .try_iter()?
+        .map(|pair| {
+            let (key, value): (String, Bound<'_, PyAny>) = pair?.extract()?;
+            Ok((key, to_value(&value)?))
+        })
+        .collect()
+}
+
+/// Calls a sync Python loader (`key` given for read-through loaders).
+fn call_sync(func: &Py<PyAny>, key: Option<&str>) -> PyResult<Value> {
+    Python::attach(|py| {
+        let out = match key {
+            Some(key) => func.call1(py, (key,))?,
+            None => func.call0(py)?,
+        };
+        to_value(out.bind(py))
+    })
+}
+
+/// A Python read-through loader for the sync cache.
+struct SyncLoader(Py<PyAny>);
+
+impl Loader for SyncLoader {
+    fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
+        let result = call_sync(&self.0, Some(key)).map_err(loader_error);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// A Python write-through writer for the sync cache.
+struct SyncWriter(Py<PyAny>);
+
+impl Writer for SyncWriter {
+    fn write(&self, key: &str, value: &Value) -> BoxFuture<'static, polycache::Result<()>> {
+        let result = Python::attach(|py| {
+            self.0.call1(py, (key, to_py(py, value)?)).map(drop)
+        })
+        .map_err(writer_error);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// A synchronous cache. Methods release the GIL while they wait on Redis.
+#[pyclass(module = "polycache._native", frozen)]
+#[derive(Debug)]
+pub struct Cache {
+    inner: CoreCache,
+}
+
+#[pymethods]
+impl Cache {
+    #[new]
+    #[pyo3(signature = (url = "memory://", *, loader = None, writer = None, **options))]
+    fn new(
+        py: Python<'_>,
+        url: &str,
+        loader: Option<Py<PyAny>>,
+        writer: Option<Py<PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let mut builder = CoreCache::builder(config(url, options)?).io(Io::Blocking);
+        if let Some(loader) = loader {
+            builder = builder.loader(SyncLoader(loader));
+        }
+        if let Some(writer) = writer {
+            builder = builder.writer(SyncWriter(writer));
+        }
+        let inner = py.detach(|| block_on(builder.build())).map_err(errors::to_py)?;
+        Ok(Cache { inner })
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get(&self, py: Python<'_>, key: &str, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let found = py.detach(|| block_on(self.inner.get(key))).map_err(errors::to_py)?;
+        match found {
+            Some(value) => to_py(py, &value),
+            None => Ok(default.unwrap_or_else(|| py.None())),
+        }
+    }
+
+    #[pyo3(signature = (key, value, ttl = None))]
+    fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
+        let value = to_value(value)?;
+        let ttl = ttl_of(ttl)?;
+        py.detach(|| block_on(self.inner.set(key, &value, ttl))).map_err(errors::to_py)
+    }
+
+    fn delete(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        py.detach(|| block_on(self.inner.delete(key))).map_err(errors::to_py)
+    }
+
+    fn ttl(&self, py: Python<'_>, key: &str) -> PyResult<Option<f64>> {
+        let left = py.detach(|| block_on(self.inner.ttl(key))).map_err(errors::to_py)?;
+        Ok(left.map(|d| d.as_secs_f64()))
+    }
+
+    fn get_many(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Py<PyAny>>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = py.detach(|| block_on(self.inner.get_many(&refs))).map_err(errors::to_py)?;
+        found
+            .iter()
+            .map(|v| v.as_ref().map_or_else(|| Ok(py.None()), |v| to_py(py, v)))
+            .collect()
+    }
+
+    #[pyo3(signature = (items, ttl = None))]
+    fn set_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
+        let items = items_of(items)?;
+        let ttl = ttl_of(ttl)?;
+        let entries: Vec<(&str, Value)> = items.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        py.detach(|| block_on(self.inner.set_many(&entries, ttl))).map_err(errors::to_py)
+    }
+
+    #[pyo3(signature = (key, loader, ttl = None))]
+    fn get_or_load(&self, py: Python<'_>, key: &str, loader: Py<PyAny>, ttl: Option<f64>) -> PyResult<Py<PyAny>> {
+        let ttl = ttl_of(ttl)?;
+        let load = || async { call_sync(&loader, None).map_err(loader_error) };
+        let value = py
+            .detach(|| block_on(self.inner.get_or_load(key, load, ttl)))
+            .map_err(errors::to_py)?;
+        to_py(py, &value)
+    }
+
+    /// `@cache.cached(ttl=60, key="user:{0}")`: memoizes a function in this cache (the
+    /// decorator lives in `polycache.cached`; see its docs for the key template).
+    #[pyo3(signature = (*, ttl = None, key = None))]
+    fn cached(slf: Py<Self>, py: Python<'_>, ttl: Option<f64>, key: Option<String>) -> PyResult<Py<PyAny>> {
+        decorator(py, slf.into_any(), ttl, key)
+    }
+
+    fn metrics(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        metrics(py, &self.inner)
+    }
+
+    fn redis_key(&self, key: &str) -> PyResult<String> {
+        self.inner.redis_key(key).map_err(errors::to_py)
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(&self, _exc: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>, _tb: &Bound<'_, PyAny>) {
+        self.inner.close();
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Cache({:?}, namespace={:?})", self.inner.config().url, self.inner.config().namespace)
+    }
+}
+
+fn decorator(py: Python<'_>, cache: Py<PyAny>, ttl: Option<f64>, key: Option<String>) -> PyResult<Py<PyAny>> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("ttl", ttl)?;
+    kwargs.set_item("key", key)?;
+    let cached = py.import("polycache")?.getattr("cached")?;
+    Ok(cached.call((cache,), Some(&kwargs))?.unbind())
+}
+
+fn metrics(py: Python<'_>, cache: &CoreCache) -> PyResult<Py<PyAny>> {
+    let json = serde_json::to_value(cache.metrics()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    json_to_py(py, &json)
+}
+
+// ---------------------------------------------------------------------------------------
+// asyncio
+
+tokio::task_local! {
+    /// The event loop of the call being served, for loaders that are coroutines.
+    static EVENT_LOOP: Py<PyAny>;
+}
+
+static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Completes an asyncio future unless it was cancelled (runs on the loop's thread).
+#[pyfunction]
+fn _resolve(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    if ok {
+        future.call_method1("set_result", (value,))?;
+    } else {
+        future.call_method1("set_exception", (value,))?;
+    }
+    Ok(())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let resolve = wrap_pyfunction!(_resolve, m)?;
+    let _ = RESOLVE.set(m.py(), resolve.clone().into_any().unbind());
+    m.add_function(resolve)?;
+    m.add_class::<Cache>()?;
+    m.add_class::<AsyncCache>()?;
+    Ok(())
+}
+
+/// Runs `work` on the tokio runtime and returns an asyncio future for its result;
+/// `convert` turns the result into a Python object under the GIL.
+fn spawn<T, F, C>(py: Python<'_>, work: F, convert: C) -> PyResult<Bound<'_, PyAny>>
+where
+    T: Send + 'static,
+    F: Future<Output = polycache::Result<T>> + Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    let future = event_loop.call_method0("create_future")?;
+    let runtime = runtime::get().map_err(errors::to_py)?;
+    let (loop_ref, future_ref) = (event_loop.clone().unbind(), future.clone().unbind());
+    runtime.spawn(EVENT_LOOP.scope(event_loop.unbind(), async move {
+        let outcome = work.await;
+        if runtime::stopped() {
+            return; // the interpreter is exiting: do not touch Python
+        }
+        Python::attach(|py| {
+            let (ok, value) = match outcome.map_err(errors::to_py).and_then(|v| convert(py, v)) {
+                Ok(value) => (true, value),
+                Err(err) => (false, err.into_value(py).into_any()),
+            };
+            let Some(resolve) = RESOLVE.get(py) else { return };
+            // A closed loop cannot take callbacks any more; nobody is waiting then.
+            let _ = loop_ref.call_method1(py, "call_soon_threadsafe", (resolve, future_ref, ok, value));
+        });
+    }));
+    Ok(future)
+}
+
+/// The done-callback of a loader coroutine scheduled on the event loop.
+#[pyclass(module = "polycache._native", frozen)]
+struct Done {
+    sender: Mutex<Option<oneshot::Sender<PyResult<Py<PyAny>>>>>,
+}
+
+#[pymethods]
+impl Done {
+    fn __call__(&self, future: &Bound<'_, PyAny>) {
+        let result = future.call_method0("result").map(Bound::unbind);
+        if let Some(sender) = self.sender.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = sender.send(result);
+        }
+    }
+}
+
+/// Calls an async (or plain) Python function with `args` from a tokio task: a coroutine is
+/// scheduled on the caller's event loop and awaited through a done-callback.
+async fn call_async(
+    func: Py<PyAny>,
+    args: Vec<Value>,
+    host_error: fn(PyErr) -> polycache::Error,
+) -> polycache::Result<Py<PyAny>> {
+    let event_loop = EVENT_LOOP
+        .try_with(|l| Python::attach(|py| l.clone_ref(py)))
+        .map_err(|_| polycache::Error::new(polycache::ErrorKind::Loader, "no event loop for the loader"))?;
+    let (sender, receiver) = oneshot::channel();
+    let scheduled = Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
+        let args = args.iter().map(|a| to_py(py, a)).collect::<PyResult<Vec<_>>>()?;
+        let out = func.call1(py, PyTuple::new(py, args)?)?;
+        let asyncio = py.import("asyncio")?;
+        if !asyncio.call_method1("iscoroutine", (&out,))?.is_truthy()? {
+            return Ok(Some(out)); // a plain function: its return value is the result
+        }
+        let done = Done { sender: Mutex::new(Some(sender)) };
+        asyncio
+            .call_method1("run_coroutine_threadsafe", (out, event_loop))?
+            .call_method1("add_done_callback", (done,))?;
+        Ok(None)
+    })
+    .map_err(host_error)?;
+    if let Some(value) = scheduled {
+        return Ok(value);
+    }
+    match receiver.await {
+        Ok(result) => result.map_err(host_error),
+        Err(_) => Err(host_error(PyValueError::new_err("the coroutine was dropped"))),
+    }
+}
+
+async fn load_async(func: Py<PyAny>, args: Vec<Value>) -> polycache::Result<Value> {
+    let out = call_async(func, args, loader_error).await?;
+    Python::attach(|py| to_value(out.bind(py))).map_err(loader_error)
+}
+
+struct AsyncLoader(Py<PyAny>);
+
+impl Loader for AsyncLoader {
+    fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
+        let func = Python::attach(|py| self.0.clone_ref(py));
+        Box::pin(load_async(func, vec![Value::from(key)]))
+    }
+}
+
+struct AsyncWriter(Py<PyAny>);
+
+impl Writer for AsyncWriter {
+    fn write(&self, key: &str, value: &Value) -> BoxFuture<'static, polycache::Result<()>> {
+        let func = Python::attach(|py| self.0.clone_ref(py));
+        let args = vec![Value::from(key), value.clone()];
+        Box::pin(async move { call_async(func, args, writer_error).await.map(drop) })
+    }
+}
+
+/// An asyncio cache: every method returns an awaitable; loaders and writers may be
+/// coroutine functions.
+#[pyclass(module = "polycache._native", frozen)]
+#[derive(Debug)]
+pub struct AsyncCache {
+    inner: CoreCache,
+}
+
+#[pymethods]
+impl AsyncCache {
+    /// Connects while constructing (blocks until connected or `connect_timeout`); inside a
+    /// running loop prefer `await AsyncCache.connect(...)`.
+    #[new]
+    #[pyo3(signature = (url = "memory://", *, loader = None, writer = None, **options))]
+    fn new(
+        py: Python<'_>,
+        url: &str,
+        loader: Option<Py<PyAny>>,
+        writer: Option<Py<PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let builder = async_builder(url, loader, writer, options)?;
+        let runtime = runtime::get().map_err(errors::to_py)?;
+        let inner = py.detach(|| runtime.block_on(builder.build())).map_err(errors::to_py)?;
+        Ok(AsyncCache { inner })
+    }
+
+    /// `await AsyncCache.connect(url, **options)`: connects without blocking the loop.
+    #[staticmethod]
+    #[pyo3(signature = (url = "memory://", *, loader = None, writer = None, **options))]
+    fn connect<'py>(
+        py: Python<'py>,
+        url: &str,
+        loader: Option<Py<PyAny>>,
+        writer: Option<Py<PyAny>>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let builder = async_builder(url, loader, writer, options)?;
+        spawn(py, builder.build(), |py, inner| {
+            Ok(Py::new(py, AsyncCache { inner })?.into_any())
+        })
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(&self, py: Python<'py>, key: String, default: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        let cache = self.inner.clone();
+        spawn(py, async move { cache.get(&key).await }, move |py, found| match found {
+            Some(value) => to_py(py, &value),
+            None => Ok(default.unwrap_or_else(|| py.None())),
+        })
+    }
+
+    #[pyo3(signature = (key, value, ttl = None))]
+    fn set<'py>(&self, py: Python<'py>, key: String, value: &Bound<'py, PyAny>, ttl: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let (cache, value, ttl) = (self.inner.clone(), to_value(value)?, ttl_of(ttl)?);
+        spawn(py, async move { cache.set(&key, &value, ttl).await }, |py, ()| Ok(py.None()))
+    }
+
+    fn delete<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let cache = self.inner.clone();
+        spawn(py, async move { cache.delete(&key).await }, |py, existed| {
+            Ok(existed.into_pyobject(py)?.to_owned().into_any().unbind())
+        })
+    }
+
+    fn ttl<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let cache = self.inner.clone();
+        spawn(py, async move { cache.ttl(&key).await }, |py, left| {
+            Ok(left.map(|d| d.as_secs_f64()).into_pyobject(py)?.into_any().unbind())
+        })
+    }
+
+    fn get_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let cache = self.inner.clone();
+        spawn(
+            py,
+            async move {
+                let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                cache.get_many(&refs).await
+            },
+            |py, found| {
+                let list = pyo3::types::PyList::empty(py);
+                for value in &found {
+                    list.append(value.as_ref().map_or_else(|| Ok(py.None()), |v| to_py(py, v))?)?;
+                }
+                Ok(list.into_any().unbind())
+            },
+        )
+    }
+
+    #[pyo3(signature = (items, ttl = None))]
+    fn set_many<'py>(&self, py: Python<'py>, items: &Bound<'py, PyAny>, ttl: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let (cache, items, ttl) = (self.inner.clone(), items_of(items)?, ttl_of(ttl)?);
+        spawn(
+            py,
+            async move {
+                let entries: Vec<(&str, Value)> = items.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                cache.set_many(&entries, ttl).await
+            },
+            |py, ()| Ok(py.None()),
+        )
+    }
+
+    #[pyo3(signature = (key, loader, ttl = None))]
+    fn get_or_load<'py>(&self, py: Python<'py>, key: String, loader: Py<PyAny>, ttl: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let (cache, ttl) = (self.inner.clone(), ttl_of(ttl)?);
+        spawn(
+            py,
+            async move { cache.get_or_load(&key, || load_async(loader, Vec::new()), ttl).await },
+            |py, value| to_py(py, &value),
+        )
+    }
+
+    /// `@cache.cached(ttl=60, key="user:{0}")`: memoizes a function in this cache (the
+    /// decorator lives in `polycache.cached`; see its docs for the key template).
+    #[pyo3(signature = (*, ttl = None, key = None))]
+    fn cached(slf: Py<Self>, py: Python<'_>, ttl: Option<f64>, key: Option<String>) -> PyResult<Py<PyAny>> {
+        decorator(py, slf.into_any(), ttl, key)
+    }
+
+    fn metrics(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        metrics(py, &self.inner)
+    }
+
+    fn redis_key(&self, key: &str) -> PyResult<String> {
+        self.inner.redis_key(key).map_err(errors::to_py)
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn __aenter__<'py>(slf: Py<Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let future = event_loop.call_method0("create_future")?;
+        future.call_method1("set_result", (slf,))?;
+        Ok(future)
+    }
+
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, PyAny>,
+        _value: &Bound<'py, PyAny>,
+        _tb: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.close();
+        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let future = event_loop.call_method0("create_future")?;
+        future.call_method1("set_result", (py.None(),))?;
+        Ok(future)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("AsyncCache({:?}, namespace={:?})", self.inner.config().url, self.inner.config().namespace)
+    }
+}
+
+fn async_builder(
+    url: &str,
+    loader: Option<Py<PyAny>>,
+    writer: Option<Py<PyAny>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<polycache::CacheBuilder> {
+    let mut builder = CoreCache::builder(config(url, options)?);
+    if let Some(loader) = loader {
+        builder = builder.loader(AsyncLoader(loader));
+    }
+    if let Some(writer) = writer {
+        builder = builder.writer(AsyncWriter(writer));
+    }
+    Ok(builder)
+}
+

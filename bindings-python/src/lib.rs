@@ -1,0 +1,27 @@
+//! `polycache._native`: the PyO3 module behind the `polycache` Python package. Thin:
+//! conversion in `value.rs`, errors in `errors.rs`, the runtime in `runtime.rs`; all cache
+//! logic lives in the `polycache` crate.
+
+mod cache;
+mod contract;
+mod errors;
+mod runtime;
+mod value;
+
+use pyo3::prelude::*;
+
+/// Stops the async runtime before the interpreter finalizes (registered with `atexit`).
+#[pyfunction]
+fn _shutdown(py: Python<'_>) {
+    py.detach(runtime::shutdown);
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    cache::register(m)?;
+    contract::register(m)?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

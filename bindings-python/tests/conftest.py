@@ -1,0 +1,86 @@
+"""Fixtures: real Redis from the harness (never a mock).
+
+`POLYCACHE_TEST_REDIS` (set by `scripts/with-redis` in `make test`) names running servers;
+without it the session starts `polycache-harness`, which stops its servers when its stdin
+closes, so a crashed pytest cannot leak them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VECTORS = ROOT / "tests" / "vectors"
+
+
+def harness_binary() -> str:
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    triple = os.environ.get("CARGO_BUILD_TARGET", f"{platform.machine()}-unknown-linux-gnu")
+    for candidate in (target / triple / "debug", target / "debug"):
+        if (candidate / "polycache-harness").exists():
+            return str(candidate / "polycache-harness")
+    pytest.fail("polycache-harness is not built: run `make build` first")
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[dict[str, Any]]:
+    reuse = os.environ.get("POLYCACHE_TEST_REDIS")
+    if reuse:
+        yield json.loads(reuse)
+        return
+    proc = subprocess.Popen(
+        [harness_binary()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    line = proc.stdout.readline()
+    if not line:
+        pytest.fail("polycache-harness did not start")
+    try:
+        yield json.loads(line)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(params=["memory", "standalone", "shards", "cluster"])
+def url(request: pytest.FixtureRequest, endpoints: dict[str, Any]) -> str:
+    """Each test using `url` runs once per store."""
+    if request.param == "memory":
+        return "memory://"
+    return str(endpoints[request.param])
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace of its own, so tests sharing servers never see each other's keys."""
+    return f"py-{uuid.uuid4().hex[:12]}"
+
+
+def load_vectors(name: str) -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = json.loads((VECTORS / name).read_text("utf-8"))["cases"]
+    return cases
+
+
+@pytest.fixture
+def own_server() -> Iterator[tuple[str, int]]:
+    """A standalone redis-server of this test's own (it may pause or kill it)."""
+    proc = subprocess.Popen(
+        [harness_binary(), "--standalone"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    info = json.loads(proc.stdout.readline())
+    (pid,) = info["pids"].values()
+    try:
+        yield info["standalone"], pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)

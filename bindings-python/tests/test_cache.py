@@ -1,0 +1,210 @@
+"""The sync `Cache` on every store (memory, standalone, shards, cluster)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import polycache
+from polycache import Cache
+
+SAMPLE = {
+    "name": "Zoë 🦀",
+    "id": 2**64 - 1,
+    "neg": -42,
+    "ratio": 0.25,
+    "blob": b"\x00\x01\xff",
+    "tags": ["a", None, True],
+    "nested": {"deep": {"x": 1}},
+}
+
+
+def test_get_set_delete(url: str, namespace: str) -> None:
+    with Cache(url, namespace=namespace) as cache:
+        assert cache.get("user:1") is None
+        assert cache.get("user:1", "fallback") == "fallback"
+        cache.set("user:1", SAMPLE)
+        assert cache.get("user:1") == SAMPLE
+        assert cache.delete("user:1") is True
+        assert cache.delete("user:1") is False
+        assert cache.get("user:1") is None
+        m = cache.metrics()
+        assert (m["hits"], m["misses"], m["sets"], m["deletes"]) == (1, 3, 1, 2)
+
+
+def test_value_types_round_trip(url: str, namespace: str) -> None:
+    cache = Cache(url, namespace=namespace)
+    values: list[Any] = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**63 - 1,
+        -(2**63),
+        2**64 - 1,
+        1.5,
+        1.0,
+        "",
+        "ü",
+        b"",
+        b"\x00",
+        [],
+        {},
+        [1, [2, [3]]],
+        {"a": {"b": None}},
+    ]
+    for i, value in enumerate(values):
+        cache.set(f"v{i}", value)
+        got = cache.get(f"v{i}", "MISSING")
+        assert got == value and type(got) is type(value), (value, got)
+    cache.set("tuple", (1, "two"))
+    assert cache.get("tuple") == [1, "two"]
+    cache.set("bytearray", bytearray(b"ab"))
+    assert cache.get("bytearray") == b"ab"
+
+
+def test_unsupported_values_raise_type_error_naming_the_type(namespace: str) -> None:
+    cache = Cache("memory://", namespace=namespace)
+    with pytest.raises(TypeError, match="set"):
+        cache.set("k", {1, 2})
+    with pytest.raises(TypeError, match="object"):
+        cache.set("k", object())
+    with pytest.raises(TypeError, match="int"):
+        cache.set("k", {1: "non-str key"})
+    with pytest.raises(OverflowError):
+        cache.set("k", 2**64)
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match="cyclic"):
+        cache.set("k", cyclic)
+    with pytest.raises(polycache.KeyError):
+        cache.get("")
+
+
+def test_ttl_and_expiry(url: str, namespace: str) -> None:
+    cache = Cache(url, namespace=namespace, ttl=100, jitter=0.5)
+    cache.set("default", 1)
+    left = cache.ttl("default")
+    assert left is not None and 49 < left <= 100
+    cache.set("short", 1, ttl=0.2)
+    deadline = time.monotonic() + 5
+    while cache.get("short") is not None:
+        assert time.monotonic() < deadline, "value never expired"
+        time.sleep(0.02)
+    assert cache.ttl("missing") is None
+
+
+def test_many(url: str, namespace: str) -> None:
+    cache = Cache(url, namespace=namespace)
+    cache.set_many({f"k{i}": i for i in range(0, 100, 2)})
+    cache.set_many([("pair", "x")], ttl=60)
+    got = cache.get_many([f"k{i}" for i in range(100)] + ["pair"])
+    assert got == [i if i % 2 == 0 else None for i in range(100)] + ["x"]
+
+
+def test_get_or_load_single_flight_across_threads(url: str, namespace: str) -> None:
+    cache = Cache(url, namespace=namespace)
+    calls = 0
+    barrier = threading.Barrier(16)
+
+    def loader() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        time.sleep(0.1)  # a slow query: every thread piles up behind it
+        return {"n": 1}
+
+    results: list[Any] = []
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(cache.get_or_load("hot", loader, ttl=60))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [{"n": 1}] * 16
+    assert calls == 1
+    assert cache.metrics()["loads"] == 1
+
+
+def test_loader_exception_reaches_the_caller_unchanged(url: str, namespace: str) -> None:
+    class Boom(Exception):
+        pass
+
+    cache = Cache(url, namespace=namespace)
+    err = Boom("database down")
+
+    def loader() -> None:
+        raise err
+
+    with pytest.raises(Boom) as caught:
+        cache.get_or_load("k", loader)
+    assert caught.value is err
+    assert cache.get("k") is None
+    assert cache.metrics()["loadErrors"] == 1
+
+
+def test_read_through_and_write_through(url: str, namespace: str) -> None:
+    loaded: list[str] = []
+    written: list[tuple[str, Any]] = []
+
+    def loader(key: str) -> str:
+        loaded.append(key)
+        return f"row {key}"
+
+    def writer(key: str, value: Any) -> None:
+        if value == "reject":
+            raise PermissionError("read-only primary")
+        written.append((key, value))
+
+    cache = Cache(url, namespace=namespace, loader=loader, writer=writer)
+    assert cache.get("a") == "row a"
+    assert cache.get("a") == "row a"
+    assert cache.get_many(["a", "b"]) == ["row a", "row b"]
+    assert loaded == ["a", "b"]
+    cache.set("c", 3)
+    assert written == [("c", 3)]
+    with pytest.raises(PermissionError):
+        cache.set("c", "reject")
+    assert cache.get("c") == 3, "a failed write-through leaves the cache untouched"
+
+
+def test_foreign_bytes_are_a_miss_and_a_decode_error(url: str, namespace: str) -> None:
+    if url == "memory://":
+        pytest.skip("separate memory:// caches do not share a store")
+    raw = Cache(url, namespace=namespace, raw=True)
+    raw.set("foreign", b"written by redis-cli")
+    cache = Cache(url, namespace=namespace)
+    assert cache.get("foreign") is None
+    assert cache.metrics()["decodeErrors"] == 1
+    assert raw.get("foreign") == b"written by redis-cli"
+
+
+def test_config_errors_are_typed() -> None:
+    with pytest.raises(polycache.ConfigError, match="scheme"):
+        Cache("mongodb://x")
+    with pytest.raises(polycache.ConfigError, match="unknown"):
+        Cache("memory://", not_an_option=1)
+    with pytest.raises(polycache.ConfigError):
+        Cache("memory://", jitter=3)
+    assert issubclass(polycache.TimeoutError, polycache.PolycacheError)
+
+
+def test_unreachable_redis_is_a_connection_error() -> None:
+    started = time.monotonic()
+    with pytest.raises((polycache.ConnectionError, polycache.TimeoutError)):
+        Cache("redis://127.0.0.1:1", connect_timeout=0.3)
+    assert time.monotonic() - started < 5
+
+
+def test_close_and_context_manager(namespace: str) -> None:
+    with Cache("memory://", namespace=namespace) as cache:
+        cache.set("k", 1)
+    with pytest.raises(polycache.ConnectionError, match="closed"):
+        cache.get("k")

@@ -1,0 +1,165 @@
+"""Every case of tests/vectors/*.json, through the Python binding."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import polycache
+from conftest import load_vectors
+from polycache import contract
+
+
+def typed(v: dict[str, Any]) -> Any:
+    """The typed notation of tests/vectors/README.md as a Python value."""
+    ((tag, inner),) = v.items()
+    if tag == "nil":
+        return None
+    if tag == "bool":
+        return bool(inner)
+    if tag == "int":
+        return int(inner)
+    if tag == "float":
+        return float(inner)
+    if tag == "str":
+        return str(inner)
+    if tag == "bytes":
+        return bytes.fromhex(inner)
+    if tag == "array":
+        return [typed(x) for x in inner]
+    if tag == "map":
+        return {k: typed(x) for k, x in inner.items()}
+    raise AssertionError(f"unknown tag {tag}")
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality where NaN equals NaN and int never equals float (1 != 1.0 here)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1, a) == math.copysign(1, b)
+        )
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+ENVELOPE = load_vectors("envelope.json")
+KEYS = load_vectors("keys.json")
+RING = load_vectors("ring.json")
+TEMPLATES = load_vectors("templates.json")
+
+
+def test_every_file_has_at_least_50_cases() -> None:
+    assert min(len(ENVELOPE), len(KEYS), len(RING), len(TEMPLATES)) >= 50
+
+
+def check_decoded(case: dict[str, Any], data: bytes) -> None:
+    got = contract.decode_envelope(data)
+    assert same(got["value"], typed(case["value"]))
+    assert got["codec"] == case["codec"]
+    assert got["created_at"] == case["createdAt"]
+    assert got["fresh_until"] == case["freshUntil"]
+    assert got["schema"] == case["schema"]
+    assert got["tags"] == case["tags"]
+
+
+@pytest.mark.parametrize("case", ENVELOPE, ids=lambda c: c["name"])
+def test_envelope(case: dict[str, Any]) -> None:
+    op = case["op"]
+    if op == "encode-error":
+        with pytest.raises(polycache.CodecError):
+            contract.encode_envelope(typed(case["value"]), codec=case["codec"])
+        return
+    data = bytes.fromhex(case["hex"])
+    if op == "decode":
+        if "error" in case:
+            with pytest.raises(polycache.CodecError):
+                contract.decode_envelope(data)
+        else:
+            check_decoded(case, data)
+        return
+    check_decoded(case, data)
+    encoded = contract.encode_envelope(
+        typed(case["value"]),
+        codec=case["codec"],
+        compression="lz4",
+        compress_threshold=case["compressThreshold"],
+        created_at=case["createdAt"],
+        fresh_until=case["freshUntil"],
+        schema=case["schema"],
+        tags=case["tags"],
+    )
+    if case["exact"]:
+        assert encoded.hex() == case["hex"]
+    else:
+        header_len = 8 + int.from_bytes(data[6:8], "big")
+        assert encoded[:header_len] == data[:header_len]
+        check_decoded(case, encoded)
+    assert encoded[5] == (1 if case["compression"] == "lz4" else 0)
+
+
+@pytest.mark.parametrize("case", KEYS, ids=lambda c: c["name"])
+def test_keys(case: dict[str, Any]) -> None:
+    if case["kind"] == "slot":
+        raw = case["redisKey"].encode()
+        assert contract.hash_tag(raw) == case["hashTag"].encode()
+        assert contract.slot(raw) == case["slot"]
+        return
+    kwargs = {
+        "prefix": case["prefix"],
+        "namespace": case["namespace"],
+        "max_key_length": case["maxKeyLength"],
+    }
+    if "error" in case:
+        error = polycache.KeyError if case["error"] == "key" else polycache.ConfigError
+        with pytest.raises(error):
+            contract.redis_key(case["key"], **kwargs)
+        return
+    key = contract.redis_key(case["key"], **kwargs)
+    assert key == case["redisKey"]
+    assert contract.hash_tag(key.encode()) == case["hashTag"].encode()
+    assert contract.slot(key.encode()) == case["slot"]
+
+
+def ring_of(nodes: list[dict[str, Any]]) -> contract.Ring:
+    return contract.Ring([(n["name"], n["weight"]) for n in nodes])
+
+
+@pytest.mark.parametrize("case", RING, ids=lambda c: c["name"])
+def test_ring(case: dict[str, Any]) -> None:
+    if case["kind"] == "placement":
+        ring = ring_of(case["nodes"])
+        assert len(ring) == case["continuumSize"]
+        assert [list(p) for p in ring.head(len(case["continuumHead"]))] == case["continuumHead"]
+        for placement in case["placements"]:
+            assert ring.node_for(placement["key"]) == placement["node"], placement["key"]
+        return
+    before, after = ring_of(case["before"]), ring_of(case["after"])
+    keys = [case["keyPattern"].replace("{i}", str(i)) for i in range(case["count"])]
+    moved = sum(before.node_for(k) != after.node_for(k) for k in keys)
+    balance: dict[str, int] = {}
+    for k in keys:
+        balance[after.node_for(k)] = balance.get(after.node_for(k), 0) + 1
+    assert moved == case["moved"]
+    assert balance == case["balance"]
+
+
+@pytest.mark.parametrize("case", TEMPLATES, ids=lambda c: c["name"])
+def test_templates(case: dict[str, Any]) -> None:
+    args = [typed(a) for a in case["args"]]
+    if case["kind"] == "default":
+        assert contract.call_key(case["function"], args) == case["key"]
+        return
+    named = {k: typed(v) for k, v in case["named"].items()}
+    if "error" in case:
+        error = polycache.KeyError if case["error"] == "key" else polycache.ConfigError
+        with pytest.raises(error):
+            contract.render_key(case["template"], args, named)
+        return
+    assert contract.render_key(case["template"], args, named) == case["key"]
