@@ -4,18 +4,15 @@
 //! on the calling thread (no hop into another thread). `AsyncCache` uses the async stores
 //! on the shared tokio runtime and resolves an asyncio future when the call completes.
 
-use std::future::Future;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use polycache::{block_on, Cache as CoreCache, Config, Io, Loader, Value, Writer};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple};
-use tokio::sync::oneshot;
+use pyo3::types::{PyDict, PyString};
 
+use crate::asyncio::{self, spawn};
 use crate::errors::{self, loader_error, writer_error};
 use crate::runtime;
 use crate::value::{json_to_py, py_to_json, to_py, to_value};
@@ -27,14 +24,15 @@ fn config(url: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
         return Ok(base);
     };
     let mut json = serde_json::to_value(&base).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let object = json.as_object_mut().ok_or_else(|| PyValueError::new_err("config"))?;
+    let object = json
+        .as_object_mut()
+        .ok_or_else(|| PyValueError::new_err("config"))?;
     for (name, value) in options.iter() {
         let name = name.cast::<PyString>()?.to_cow()?.into_owned();
         object.insert(camel_case(&name), py_to_json(&value)?);
     }
-    let config: Config = serde_json::from_value(json).map_err(|e| {
-        errors::ConfigError::new_err(e.to_string().replace("`", "'"))
-    })?;
+    let config: Config = serde_json::from_value(json)
+        .map_err(|e| errors::ConfigError::new_err(e.to_string().replace("`", "'")))?;
     config.validate().map_err(errors::to_py)?;
     Ok(config)
 }
@@ -57,8 +55,11 @@ fn camel_case(name: &str) -> String {
 
 fn ttl_of(ttl: Option<f64>) -> PyResult<Option<Duration>> {
     ttl.map(|s| {
-        Duration::try_from_secs_f64(s)
-            .map_err(|_| PyValueError::new_err(format!("ttl must be a non-negative number of seconds, not {s}")))
+        Duration::try_from_secs_f64(s).map_err(|_| {
+            PyValueError::new_err(format!(
+                "ttl must be a non-negative number of seconds, not {s}"
+            ))
+        })
     })
     .transpose()
 }
@@ -103,10 +104,8 @@ struct SyncWriter(Py<PyAny>);
 
 impl Writer for SyncWriter {
     fn write(&self, key: &str, value: &Value) -> BoxFuture<'static, polycache::Result<()>> {
-        let result = Python::attach(|py| {
-            self.0.call1(py, (key, to_py(py, value)?)).map(drop)
-        })
-        .map_err(writer_error);
+        let result = Python::attach(|py| self.0.call1(py, (key, to_py(py, value)?)).map(drop))
+            .map_err(writer_error);
         Box::pin(std::future::ready(result))
     }
 }
@@ -136,13 +135,17 @@ impl Cache {
         if let Some(writer) = writer {
             builder = builder.writer(SyncWriter(writer));
         }
-        let inner = py.detach(|| block_on(builder.build())).map_err(errors::to_py)?;
+        let inner = py
+            .detach(|| block_on(builder.build()))
+            .map_err(errors::to_py)?;
         Ok(Cache { inner })
     }
 
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &str, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let found = py.detach(|| block_on(self.inner.get(key))).map_err(errors::to_py)?;
+        let found = py
+            .detach(|| block_on(self.inner.get(key)))
+            .map_err(errors::to_py)?;
         match found {
             Some(value) => to_py(py, &value),
             None => Ok(default.unwrap_or_else(|| py.None())),
@@ -150,24 +153,36 @@ impl Cache {
     }
 
     #[pyo3(signature = (key, value, ttl = None))]
-    fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<()> {
         let value = to_value(value)?;
         let ttl = ttl_of(ttl)?;
-        py.detach(|| block_on(self.inner.set(key, &value, ttl))).map_err(errors::to_py)
+        py.detach(|| block_on(self.inner.set(key, &value, ttl)))
+            .map_err(errors::to_py)
     }
 
     fn delete(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
-        py.detach(|| block_on(self.inner.delete(key))).map_err(errors::to_py)
+        py.detach(|| block_on(self.inner.delete(key)))
+            .map_err(errors::to_py)
     }
 
     fn ttl(&self, py: Python<'_>, key: &str) -> PyResult<Option<f64>> {
-        let left = py.detach(|| block_on(self.inner.ttl(key))).map_err(errors::to_py)?;
+        let left = py
+            .detach(|| block_on(self.inner.ttl(key)))
+            .map_err(errors::to_py)?;
         Ok(left.map(|d| d.as_secs_f64()))
     }
 
     fn get_many(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Py<PyAny>>> {
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let found = py.detach(|| block_on(self.inner.get_many(&refs))).map_err(errors::to_py)?;
+        let found = py
+            .detach(|| block_on(self.inner.get_many(&refs)))
+            .map_err(errors::to_py)?;
         found
             .iter()
             .map(|v| v.as_ref().map_or_else(|| Ok(py.None()), |v| to_py(py, v)))
@@ -178,12 +193,20 @@ impl Cache {
     fn set_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
         let items = items_of(items)?;
         let ttl = ttl_of(ttl)?;
-        let entries: Vec<(&str, Value)> = items.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        py.detach(|| block_on(self.inner.set_many(&entries, ttl))).map_err(errors::to_py)
+        let entries: Vec<(&str, Value)> =
+            items.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        py.detach(|| block_on(self.inner.set_many(&entries, ttl)))
+            .map_err(errors::to_py)
     }
 
     #[pyo3(signature = (key, loader, ttl = None))]
-    fn get_or_load(&self, py: Python<'_>, key: &str, loader: Py<PyAny>, ttl: Option<f64>) -> PyResult<Py<PyAny>> {
+    fn get_or_load(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        loader: Py<PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
         let ttl = ttl_of(ttl)?;
         let load = || async { call_sync(&loader, None).map_err(loader_error) };
         let value = py
@@ -195,7 +218,12 @@ impl Cache {
     /// `@cache.cached(ttl=60, key="user:{0}")`: memoizes a function in this cache (the
     /// decorator lives in `polycache.cached`; see its docs for the key template).
     #[pyo3(signature = (*, ttl = None, key = None))]
-    fn cached(slf: Py<Self>, py: Python<'_>, ttl: Option<f64>, key: Option<String>) -> PyResult<Py<PyAny>> {
+    fn cached(
+        slf: Py<Self>,
+        py: Python<'_>,
+        ttl: Option<f64>,
+        key: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
         decorator(py, slf.into_any(), ttl, key)
     }
 
@@ -220,11 +248,26 @@ impl Cache {
     }
 
     fn __repr__(&self) -> String {
-        format!("Cache({:?}, namespace={:?})", self.inner.config().url, self.inner.config().namespace)
+        format!(
+            "Cache({:?}, namespace={:?})",
+            self.inner.config().url,
+            self.inner.config().namespace
+        )
     }
 }
 
-fn decorator(py: Python<'_>, cache: Py<PyAny>, ttl: Option<f64>, key: Option<String>) -> PyResult<Py<PyAny>> {
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Cache>()?;
+    m.add_class::<AsyncCache>()?;
+    Ok(())
+}
+
+fn decorator(
+    py: Python<'_>,
+    cache: Py<PyAny>,
+    ttl: Option<f64>,
+    key: Option<String>,
+) -> PyResult<Py<PyAny>> {
     let kwargs = PyDict::new(py);
     kwargs.set_item("ttl", ttl)?;
     kwargs.set_item("key", key)?;
@@ -233,125 +276,13 @@ fn decorator(py: Python<'_>, cache: Py<PyAny>, ttl: Option<f64>, key: Option<Str
 }
 
 fn metrics(py: Python<'_>, cache: &CoreCache) -> PyResult<Py<PyAny>> {
-    let json = serde_json::to_value(cache.metrics()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let json =
+        serde_json::to_value(cache.metrics()).map_err(|e| PyValueError::new_err(e.to_string()))?;
     json_to_py(py, &json)
 }
 
-// ---------------------------------------------------------------------------------------
-// asyncio
-
-tokio::task_local! {
-    /// The event loop of the call being served, for loaders that are coroutines.
-    static EVENT_LOOP: Py<PyAny>;
-}
-
-static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// Completes an asyncio future unless it was cancelled (runs on the loop's thread).
-#[pyfunction]
-fn _resolve(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
-    if future.call_method0("done")?.is_truthy()? {
-        return Ok(());
-    }
-    if ok {
-        future.call_method1("set_result", (value,))?;
-    } else {
-        future.call_method1("set_exception", (value,))?;
-    }
-    Ok(())
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let resolve = wrap_pyfunction!(_resolve, m)?;
-    let _ = RESOLVE.set(m.py(), resolve.clone().into_any().unbind());
-    m.add_function(resolve)?;
-    m.add_class::<Cache>()?;
-    m.add_class::<AsyncCache>()?;
-    Ok(())
-}
-
-/// Runs `work` on the tokio runtime and returns an asyncio future for its result;
-/// `convert` turns the result into a Python object under the GIL.
-fn spawn<T, F, C>(py: Python<'_>, work: F, convert: C) -> PyResult<Bound<'_, PyAny>>
-where
-    T: Send + 'static,
-    F: Future<Output = polycache::Result<T>> + Send + 'static,
-    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
-{
-    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
-    let future = event_loop.call_method0("create_future")?;
-    let runtime = runtime::get().map_err(errors::to_py)?;
-    let (loop_ref, future_ref) = (event_loop.clone().unbind(), future.clone().unbind());
-    runtime.spawn(EVENT_LOOP.scope(event_loop.unbind(), async move {
-        let outcome = work.await;
-        if runtime::stopped() {
-            return; // the interpreter is exiting: do not touch Python
-        }
-        Python::attach(|py| {
-            let (ok, value) = match outcome.map_err(errors::to_py).and_then(|v| convert(py, v)) {
-                Ok(value) => (true, value),
-                Err(err) => (false, err.into_value(py).into_any()),
-            };
-            let Some(resolve) = RESOLVE.get(py) else { return };
-            // A closed loop cannot take callbacks any more; nobody is waiting then.
-            let _ = loop_ref.call_method1(py, "call_soon_threadsafe", (resolve, future_ref, ok, value));
-        });
-    }));
-    Ok(future)
-}
-
-/// The done-callback of a loader coroutine scheduled on the event loop.
-#[pyclass(module = "polycache._native", frozen)]
-struct Done {
-    sender: Mutex<Option<oneshot::Sender<PyResult<Py<PyAny>>>>>,
-}
-
-#[pymethods]
-impl Done {
-    fn __call__(&self, future: &Bound<'_, PyAny>) {
-        let result = future.call_method0("result").map(Bound::unbind);
-        if let Some(sender) = self.sender.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = sender.send(result);
-        }
-    }
-}
-
-/// Calls an async (or plain) Python function with `args` from a tokio task: a coroutine is
-/// scheduled on the caller's event loop and awaited through a done-callback.
-async fn call_async(
-    func: Py<PyAny>,
-    args: Vec<Value>,
-    host_error: fn(PyErr) -> polycache::Error,
-) -> polycache::Result<Py<PyAny>> {
-    let event_loop = EVENT_LOOP
-        .try_with(|l| Python::attach(|py| l.clone_ref(py)))
-        .map_err(|_| polycache::Error::new(polycache::ErrorKind::Loader, "no event loop for the loader"))?;
-    let (sender, receiver) = oneshot::channel();
-    let scheduled = Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
-        let args = args.iter().map(|a| to_py(py, a)).collect::<PyResult<Vec<_>>>()?;
-        let out = func.call1(py, PyTuple::new(py, args)?)?;
-        let asyncio = py.import("asyncio")?;
-        if !asyncio.call_method1("iscoroutine", (&out,))?.is_truthy()? {
-            return Ok(Some(out)); // a plain function: its return value is the result
-        }
-        let done = Done { sender: Mutex::new(Some(sender)) };
-        asyncio
-            .call_method1("run_coroutine_threadsafe", (out, event_loop))?
-            .call_method1("add_done_callback", (done,))?;
-        Ok(None)
-    })
-    .map_err(host_error)?;
-    if let Some(value) = scheduled {
-        return Ok(value);
-    }
-    match receiver.await {
-        Ok(result) => result.map_err(host_error),
-        Err(_) => Err(host_error(PyValueError::new_err("the coroutine was dropped"))),
-    }
-}
-
 async fn load_async(func: Py<PyAny>, args: Vec<Value>) -> polycache::Result<Value> {
-    let out = call_async(func, args, loader_error).await?;
+    let out = asyncio::call(func, args, loader_error).await?;
     Python::attach(|py| to_value(out.bind(py))).map_err(loader_error)
 }
 
@@ -370,7 +301,7 @@ impl Writer for AsyncWriter {
     fn write(&self, key: &str, value: &Value) -> BoxFuture<'static, polycache::Result<()>> {
         let func = Python::attach(|py| self.0.clone_ref(py));
         let args = vec![Value::from(key), value.clone()];
-        Box::pin(async move { call_async(func, args, writer_error).await.map(drop) })
+        Box::pin(async move { asyncio::call(func, args, writer_error).await.map(drop) })
     }
 }
 
@@ -397,7 +328,9 @@ impl AsyncCache {
     ) -> PyResult<Self> {
         let builder = async_builder(url, loader, writer, options)?;
         let runtime = runtime::get().map_err(errors::to_py)?;
-        let inner = py.detach(|| runtime.block_on(builder.build())).map_err(errors::to_py)?;
+        let inner = py
+            .detach(|| runtime.block_on(builder.build()))
+            .map_err(errors::to_py)?;
         Ok(AsyncCache { inner })
     }
 
@@ -418,31 +351,56 @@ impl AsyncCache {
     }
 
     #[pyo3(signature = (key, default = None))]
-    fn get<'py>(&self, py: Python<'py>, key: String, default: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let cache = self.inner.clone();
-        spawn(py, async move { cache.get(&key).await }, move |py, found| match found {
-            Some(value) => to_py(py, &value),
-            None => Ok(default.unwrap_or_else(|| py.None())),
-        })
+        spawn(
+            py,
+            async move { cache.get(&key).await },
+            move |py, found| match found {
+                Some(value) => to_py(py, &value),
+                None => Ok(default.unwrap_or_else(|| py.None())),
+            },
+        )
     }
 
     #[pyo3(signature = (key, value, ttl = None))]
-    fn set<'py>(&self, py: Python<'py>, key: String, value: &Bound<'py, PyAny>, ttl: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn set<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        value: &Bound<'py, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (cache, value, ttl) = (self.inner.clone(), to_value(value)?, ttl_of(ttl)?);
-        spawn(py, async move { cache.set(&key, &value, ttl).await }, |py, ()| Ok(py.None()))
+        spawn(
+            py,
+            async move { cache.set(&key, &value, ttl).await },
+            |py, ()| Ok(py.None()),
+        )
     }
 
     fn delete<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let cache = self.inner.clone();
-        spawn(py, async move { cache.delete(&key).await }, |py, existed| {
-            Ok(existed.into_pyobject(py)?.to_owned().into_any().unbind())
-        })
+        spawn(
+            py,
+            async move { cache.delete(&key).await },
+            |py, existed| Ok(existed.into_pyobject(py)?.to_owned().into_any().unbind()),
+        )
     }
 
     fn ttl<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let cache = self.inner.clone();
         spawn(py, async move { cache.ttl(&key).await }, |py, left| {
-            Ok(left.map(|d| d.as_secs_f64()).into_pyobject(py)?.into_any().unbind())
+            Ok(left
+                .map(|d| d.as_secs_f64())
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
         })
     }
 
@@ -457,7 +415,11 @@ impl AsyncCache {
             |py, found| {
                 let list = pyo3::types::PyList::empty(py);
                 for value in &found {
-                    list.append(value.as_ref().map_or_else(|| Ok(py.None()), |v| to_py(py, v))?)?;
+                    list.append(
+                        value
+                            .as_ref()
+                            .map_or_else(|| Ok(py.None()), |v| to_py(py, v))?,
+                    )?;
                 }
                 Ok(list.into_any().unbind())
             },
@@ -465,12 +427,18 @@ impl AsyncCache {
     }
 
     #[pyo3(signature = (items, ttl = None))]
-    fn set_many<'py>(&self, py: Python<'py>, items: &Bound<'py, PyAny>, ttl: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn set_many<'py>(
+        &self,
+        py: Python<'py>,
+        items: &Bound<'py, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (cache, items, ttl) = (self.inner.clone(), items_of(items)?, ttl_of(ttl)?);
         spawn(
             py,
             async move {
-                let entries: Vec<(&str, Value)> = items.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                let entries: Vec<(&str, Value)> =
+                    items.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 cache.set_many(&entries, ttl).await
             },
             |py, ()| Ok(py.None()),
@@ -478,11 +446,21 @@ impl AsyncCache {
     }
 
     #[pyo3(signature = (key, loader, ttl = None))]
-    fn get_or_load<'py>(&self, py: Python<'py>, key: String, loader: Py<PyAny>, ttl: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn get_or_load<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        loader: Py<PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (cache, ttl) = (self.inner.clone(), ttl_of(ttl)?);
         spawn(
             py,
-            async move { cache.get_or_load(&key, || load_async(loader, Vec::new()), ttl).await },
+            async move {
+                cache
+                    .get_or_load(&key, || load_async(loader, Vec::new()), ttl)
+                    .await
+            },
             |py, value| to_py(py, &value),
         )
     }
@@ -490,7 +468,12 @@ impl AsyncCache {
     /// `@cache.cached(ttl=60, key="user:{0}")`: memoizes a function in this cache (the
     /// decorator lives in `polycache.cached`; see its docs for the key template).
     #[pyo3(signature = (*, ttl = None, key = None))]
-    fn cached(slf: Py<Self>, py: Python<'_>, ttl: Option<f64>, key: Option<String>) -> PyResult<Py<PyAny>> {
+    fn cached(
+        slf: Py<Self>,
+        py: Python<'_>,
+        ttl: Option<f64>,
+        key: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
         decorator(py, slf.into_any(), ttl, key)
     }
 
@@ -528,7 +511,11 @@ impl AsyncCache {
     }
 
     fn __repr__(&self) -> String {
-        format!("AsyncCache({:?}, namespace={:?})", self.inner.config().url, self.inner.config().namespace)
+        format!(
+            "AsyncCache({:?}, namespace={:?})",
+            self.inner.config().url,
+            self.inner.config().namespace
+        )
     }
 }
 
@@ -547,4 +534,3 @@ fn async_builder(
     }
     Ok(builder)
 }
-

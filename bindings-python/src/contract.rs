@@ -36,7 +36,12 @@ fn encode_envelope<'py>(
         compression: parse::<Compression>("compression", compression)?,
         compress_threshold,
     };
-    let meta = Meta { created_at_ms: created_at, fresh_until_ms: fresh_until, schema, tags };
+    let meta = Meta {
+        created_at_ms: created_at,
+        fresh_until_ms: fresh_until,
+        schema,
+        tags,
+    };
     let bytes = codec::encode(&to_value(value)?, &options, &meta).map_err(errors::to_py)?;
     Ok(PyBytes::new(py, &bytes))
 }
@@ -49,7 +54,10 @@ fn decode_envelope<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyD
     let out = PyDict::new(py);
     out.set_item("value", to_py(py, &value)?)?;
     out.set_item("codec", format!("{:?}", header.codec).to_lowercase())?;
-    out.set_item("compression", format!("{:?}", header.compression).to_lowercase())?;
+    out.set_item(
+        "compression",
+        format!("{:?}", header.compression).to_lowercase(),
+    )?;
     out.set_item("created_at", header.meta.created_at_ms)?;
     out.set_item("fresh_until", header.meta.fresh_until_ms)?;
     out.set_item("schema", header.meta.schema)?;
@@ -81,7 +89,11 @@ fn slot(redis_key: &[u8]) -> u16 {
 /// Renders a function-key template with positional and named arguments.
 #[pyfunction]
 #[pyo3(signature = (template, args, named = None))]
-fn render_key(template: &str, args: Vec<Bound<'_, PyAny>>, named: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+fn render_key(
+    template: &str,
+    args: Vec<Bound<'_, PyAny>>,
+    named: Option<&Bound<'_, PyDict>>,
+) -> PyResult<String> {
     let args = args.iter().map(to_value).collect::<PyResult<Vec<_>>>()?;
     let mut named_values = BTreeMap::new();
     if let Some(named) = named {
@@ -92,6 +104,57 @@ fn render_key(template: &str, args: Vec<Bound<'_, PyAny>>, named: Option<&Bound<
     KeyTemplate::parse(template)
         .and_then(|t| t.render(&args, &named_values))
         .map_err(errors::to_py)
+}
+
+/// A parsed function-key template (docs/FORMAT.md §5); parse once, render per call.
+#[pyclass(module = "polycache._native", frozen, name = "KeyTemplate")]
+#[derive(Debug)]
+struct PyKeyTemplate {
+    inner: KeyTemplate,
+}
+
+#[pymethods]
+impl PyKeyTemplate {
+    #[new]
+    fn new(template: &str) -> PyResult<Self> {
+        Ok(PyKeyTemplate {
+            inner: KeyTemplate::parse(template).map_err(errors::to_py)?,
+        })
+    }
+
+    /// Renders with positional `args` (any sequence) and optional `named` arguments.
+    #[pyo3(signature = (args, named = None))]
+    fn render(
+        &self,
+        args: &Bound<'_, PyAny>,
+        named: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        let args = args
+            .try_iter()?
+            .map(|a| to_value(&a?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut named_values = BTreeMap::new();
+        if let Some(named) = named {
+            for (k, v) in named.iter() {
+                named_values.insert(k.extract::<String>()?, to_value(&v)?);
+            }
+        }
+        self.inner
+            .render(&args, &named_values)
+            .map_err(errors::to_py)
+    }
+
+    /// How many positional arguments the template reads.
+    #[getter]
+    fn positional_arity(&self) -> usize {
+        self.inner.positional_arity()
+    }
+
+    /// Whether the template reads named arguments.
+    #[getter]
+    fn uses_names(&self) -> bool {
+        self.inner.uses_names()
+    }
 }
 
 /// The key of a call without a template: `<function>:<hash of the arguments>`.
@@ -112,18 +175,29 @@ impl Ring {
     /// `Ring([("10.0.0.1:6379", 1), ("10.0.0.2:6379", 2)])`.
     #[new]
     fn new(nodes: Vec<(String, u32)>) -> PyResult<Self> {
-        let nodes = nodes.into_iter().map(|(name, weight)| Node { name, weight }).collect();
-        Ok(Ring { inner: CoreRing::new(nodes).map_err(errors::to_py)? })
+        let nodes = nodes
+            .into_iter()
+            .map(|(name, weight)| Node { name, weight })
+            .collect();
+        Ok(Ring {
+            inner: CoreRing::new(nodes).map_err(errors::to_py)?,
+        })
     }
 
     /// The node name that owns a Redis key.
     fn node_for(&self, redis_key: &str) -> String {
-        self.inner.nodes()[self.inner.node_for(redis_key)].name.clone()
+        self.inner.nodes()[self.inner.node_for(redis_key)]
+            .name
+            .clone()
     }
 
     /// The first `n` continuum points as `(value, node name)`.
     fn head(&self, n: usize) -> Vec<(u32, String)> {
-        self.inner.head(n).into_iter().map(|(p, name)| (p, name.to_owned())).collect()
+        self.inner
+            .head(n)
+            .into_iter()
+            .map(|(p, name)| (p, name.to_owned()))
+            .collect()
     }
 
     fn __len__(&self) -> usize {
@@ -140,5 +214,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_key, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
     m.add_class::<Ring>()?;
+    m.add_class::<PyKeyTemplate>()?;
     Ok(())
 }

@@ -5,16 +5,61 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(polycache, PolycacheError, PyException, "Base class of every polycache error.");
-create_exception!(polycache, ConfigError, PolycacheError, "Invalid configuration or URL.");
-create_exception!(polycache, KeyError, PolycacheError, "An unusable cache key (e.g. empty).");
-create_exception!(polycache, CodecError, PolycacheError, "A value that cannot be encoded.");
-create_exception!(polycache, ConnectionError, PolycacheError, "Redis could not be reached.");
-create_exception!(polycache, TimeoutError, PolycacheError, "Redis did not answer in time.");
-create_exception!(polycache, ServerError, PolycacheError, "Redis answered with an error.");
-create_exception!(polycache, ClusterError, PolycacheError, "Redis Cluster could not route.");
+create_exception!(
+    polycache,
+    PolycacheError,
+    PyException,
+    "Base class of every polycache error."
+);
+create_exception!(
+    polycache,
+    ConfigError,
+    PolycacheError,
+    "Invalid configuration or URL."
+);
+create_exception!(
+    polycache,
+    KeyError,
+    PolycacheError,
+    "An unusable cache key (e.g. empty)."
+);
+create_exception!(
+    polycache,
+    CodecError,
+    PolycacheError,
+    "A value that cannot be encoded."
+);
+create_exception!(
+    polycache,
+    ConnectionError,
+    PolycacheError,
+    "Redis could not be reached."
+);
+create_exception!(
+    polycache,
+    TimeoutError,
+    PolycacheError,
+    "Redis did not answer in time."
+);
+create_exception!(
+    polycache,
+    ServerError,
+    PolycacheError,
+    "Redis answered with an error."
+);
+create_exception!(
+    polycache,
+    ClusterError,
+    PolycacheError,
+    "Redis Cluster could not route."
+);
 create_exception!(polycache, LoaderError, PolycacheError, "A loader failed.");
-create_exception!(polycache, WriterError, PolycacheError, "A write-through writer failed.");
+create_exception!(
+    polycache,
+    WriterError,
+    PolycacheError,
+    "A write-through writer failed."
+);
 
 /// A Python exception raised by a loader or writer, carried through core unchanged.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! conversion in `value.rs`, errors in `errors.rs`, the runtime in `runtime.rs`; all cache
 //! logic lives in the `polycache` crate.
 
+mod asyncio;
 mod cache;
 mod contract;
 mod errors;

@@ -25,7 +25,10 @@ pub fn stopped() -> bool {
 /// The runtime of this process, built on first use.
 pub fn get() -> polycache::Result<Arc<Runtime>> {
     if stopped() {
-        return Err(Error::new(ErrorKind::Connection, "the interpreter is shutting down"));
+        return Err(Error::new(
+            ErrorKind::Connection,
+            "the interpreter is shutting down",
+        ));
     }
     let mut slot = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
     let pid = std::process::id();
@@ -52,7 +55,10 @@ pub fn get() -> polycache::Result<Arc<Runtime>> {
 /// Stops the runtime (called from `atexit`, with the GIL released).
 pub fn shutdown() {
     STOPPED.store(true, Ordering::Release);
-    let taken = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let taken = RUNTIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     if let Some((owner, runtime)) = taken {
         if owner != std::process::id() {
             std::mem::forget(runtime);

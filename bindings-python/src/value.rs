@@ -7,8 +7,7 @@ use polycache::Value;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString,
-    PyTuple,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 
 /// A Python object as a value. Unsupported types raise `TypeError` naming the type.
@@ -44,17 +43,17 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         let mut map = BTreeMap::new();
         for (k, v) in d.iter() {
             let key = k.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "dict keys must be str, not {}",
-                    type_name(&k)
-                ))
+                PyTypeError::new_err(format!("dict keys must be str, not {}", type_name(&k)))
             })?;
             map.insert(key.to_cow()?.into_owned(), convert(&v, depth + 1)?);
         }
         return Ok(Value::Map(map));
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        let items = l.iter().map(|item| convert(&item, depth + 1)).collect::<PyResult<_>>()?;
+        let items = l
+            .iter()
+            .map(|item| convert(&item, depth + 1))
+            .collect::<PyResult<_>>()?;
         return Ok(Value::Array(items));
     }
     if obj.is_instance_of::<PyFloat>() {
@@ -67,13 +66,17 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Bytes(b.as_bytes().to_vec()));
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        let items = t.iter().map(|item| convert(&item, depth + 1)).collect::<PyResult<_>>()?;
+        let items = t
+            .iter()
+            .map(|item| convert(&item, depth + 1))
+            .collect::<PyResult<_>>()?;
         return Ok(Value::Array(items));
     }
     if obj.is_instance_of::<PyByteArray>() || obj.is_instance_of::<PyMemoryView>() {
-        return Ok(Value::Bytes(obj.extract::<Vec<u8>>().or_else(|_| {
-            obj.call_method0("tobytes")?.extract::<Vec<u8>>()
-        })?));
+        return Ok(Value::Bytes(
+            obj.extract::<Vec<u8>>()
+                .or_else(|_| obj.call_method0("tobytes")?.extract::<Vec<u8>>())?,
+        ));
     }
     Err(PyTypeError::new_err(format!(
         "polycache cannot store a value of type {}: use None, bool, int, float, str, bytes, list, tuple or dict",
@@ -123,7 +126,9 @@ pub fn json_to_py(py: Python<'_>, value: &serde_json::Value) -> PyResult<Py<PyAn
         serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
             (Some(i), _) => i.into_pyobject(py)?.into_any().unbind(),
             (_, Some(u)) => u.into_pyobject(py)?.into_any().unbind(),
-            _ => PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any().unbind(),
+            _ => PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN))
+                .into_any()
+                .unbind(),
         },
         serde_json::Value::String(s) => PyString::new(py, s).into_any().unbind(),
         serde_json::Value::Array(items) => {

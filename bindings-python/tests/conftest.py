@@ -23,9 +23,11 @@ VECTORS = ROOT / "tests" / "vectors"
 
 
 def harness_binary() -> str:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    # The Makefile's default target dir, unless CARGO_TARGET_DIR says otherwise.
+    default = Path.home() / ".cache" / "polycache" / "target"
+    target = Path(os.environ.get("CARGO_TARGET_DIR", default))
     triple = os.environ.get("CARGO_BUILD_TARGET", f"{platform.machine()}-unknown-linux-gnu")
-    for candidate in (target / triple / "debug", target / "debug"):
+    for candidate in (target / triple / "debug", target / "debug", ROOT / "target" / "debug"):
         if (candidate / "polycache-harness").exists():
             return str(candidate / "polycache-harness")
     pytest.fail("polycache-harness is not built: run `make build` first")

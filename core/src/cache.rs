@@ -245,7 +245,8 @@ impl Cache {
                 let key = keys[i].to_owned();
                 async move {
                     let load_key = key.clone();
-                    self.load_and_store(&key, move || loader.load(&load_key), None)
+                    let redis_key = self.redis_key(&key)?;
+                    self.load_and_store(redis_key, move || loader.load(&load_key), None)
                         .await
                 }
             }))
@@ -264,7 +265,7 @@ impl Cache {
     /// # Errors
     /// A key or codec error; a writer error; a store error.
     pub async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        let entry = self.entry(key, value, ttl)?;
+        let entry = self.entry(self.redis_key(key)?, value, ttl)?;
         if let Some(writer) = &self.inner.writer {
             writer.write(key, value).await?;
         }
@@ -281,7 +282,7 @@ impl Cache {
     pub async fn set_many(&self, entries: &[(&str, Value)], ttl: Option<Duration>) -> Result<()> {
         let batch = entries
             .iter()
-            .map(|(key, value)| self.entry(key, value, ttl))
+            .map(|(key, value)| self.entry(self.redis_key(key)?, value, ttl))
             .collect::<Result<Vec<_>>>()?;
         if let Some(writer) = &self.inner.writer {
             try_join_all(entries.iter().map(|(key, value)| writer.write(key, value))).await?;
@@ -337,13 +338,13 @@ impl Cache {
         {
             return Ok(value);
         }
-        self.load_and_store(key, loader, ttl).await
+        self.load_and_store(redis_key, loader, ttl).await
     }
 
     /// Runs the loader through single-flight and stores its value (best effort).
     async fn load_and_store<F, Fut>(
         &self,
-        key: &str,
+        redis_key: String,
         loader: F,
         ttl: Option<Duration>,
     ) -> Result<Value>
@@ -351,10 +352,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Value>>,
     {
-        let entry_key = self.redis_key(key)?;
+        let flight_key = redis_key.clone();
         self.inner
             .flights
-            .run(&entry_key, || async {
+            .run(&flight_key, || async {
                 self.inner.metrics.add(Counter::Load, 1);
                 let value = loader().await.map_err(|err| {
                     self.inner.metrics.add(Counter::LoadError, 1);
@@ -364,7 +365,7 @@ impl Cache {
                         Error::new(ErrorKind::Loader, err.to_string()).with_source(err)
                     }
                 })?;
-                let entry = self.entry(key, &value, ttl)?;
+                let entry = self.entry(redis_key, &value, ttl)?;
                 if self.timed(self.inner.store.set(entry)).await.is_ok() {
                     self.inner.metrics.add(Counter::Set, 1);
                 }
@@ -384,8 +385,8 @@ impl Cache {
         self.inner.closed.store(true, Ordering::Relaxed);
     }
 
-    fn entry(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<Entry> {
-        let key = self.redis_key(key)?;
+    fn entry(&self, redis_key: String, value: &Value, ttl: Option<Duration>) -> Result<Entry> {
+        let key = redis_key;
         let value = if self.inner.config.raw {
             match value {
                 Value::Bytes(b) => b.clone(),

@@ -58,27 +58,48 @@ atexit.register(_native._shutdown)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _call_key(
-    fn: Callable[..., Any], signature: inspect.Signature, key: str | None, args: Any, kwargs: Any
-) -> str:
-    """The user key of one call: the template rendered with the call's arguments
-    (docs/FORMAT.md §5), or the function name plus a hash of the positional arguments."""
-    bound = signature.bind(*args, **kwargs)
-    bound.apply_defaults()
-    positional: list[Any] = []
-    named: dict[str, Any] = {}
-    for name, value in bound.arguments.items():
-        kind = signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            positional.extend(value)
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            named.update(value)
+class _CallKey:
+    """Turns one call's arguments into its user key (docs/FORMAT.md §5): the template
+    rendered with the call's arguments, or the function name plus a hash of the
+    positional arguments. Calls with plain positional arguments skip `inspect` binding."""
+
+    def __init__(self, fn: Callable[..., Any], key: str | None) -> None:
+        self.name = fn.__name__
+        self.signature = inspect.signature(fn)
+        self.template = _native.KeyTemplate(key) if key is not None else None
+        params = list(self.signature.parameters.values())
+        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        # Without kwargs, `args` alone is the positional list when the template needs no
+        # names and (without a template) no default has to be filled in.
+        if self.template is None:
+            self.fast_arity = len(params) if plain else -1
+        elif plain and not self.template.uses_names:
+            self.fast_arity = self.template.positional_arity
         else:
-            positional.append(value)
-            named[name] = value
-    if key is None:
-        return _native.call_key(fn.__name__, positional)
-    return _native.render_key(key, positional, named)
+            self.fast_arity = -1
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if not kwargs and self.fast_arity >= 0:
+            if self.template is not None and len(args) >= self.fast_arity:
+                return self.template.render(args)
+            if self.template is None and len(args) == self.fast_arity:
+                return _native.call_key(self.name, list(args))
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        positional: list[Any] = []
+        named: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = self.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                positional.extend(value)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                named.update(value)
+            else:
+                positional.append(value)
+                named[name] = value
+        if self.template is None:
+            return _native.call_key(self.name, positional)
+        return self.template.render(positional, named)
 
 
 def cached(
@@ -87,14 +108,14 @@ def cached(
     """Memoizes a sync or async function in `cache` (see `Cache.cached`)."""
 
     def decorate(fn: F) -> F:
-        signature = inspect.signature(fn)
+        call_key = _CallKey(fn, key)
         if inspect.iscoroutinefunction(fn):
             if not isinstance(cache, AsyncCache):
                 raise TypeError("an async function needs an AsyncCache")
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                user_key = _call_key(fn, signature, key, args, kwargs)
+                user_key = call_key(args, kwargs)
                 return await cache.get_or_load(user_key, lambda: fn(*args, **kwargs), ttl)
 
             return async_wrapper  # type: ignore[return-value]
@@ -103,7 +124,7 @@ def cached(
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            user_key = _call_key(fn, signature, key, args, kwargs)
+            user_key = call_key(args, kwargs)
             return cache.get_or_load(user_key, lambda: fn(*args, **kwargs), ttl)
 
         return wrapper  # type: ignore[return-value]

@@ -91,6 +91,23 @@ impl KeyTemplate {
         Ok(KeyTemplate { parts })
     }
 
+    /// How many positional arguments the template reads (highest `{N}` + 1).
+    pub fn positional_arity(&self) -> usize {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Index(i) => Some(i + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether the template reads named arguments (`{name}`).
+    pub fn uses_names(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Name(_)))
+    }
+
     /// Renders the template with positional `args` and `named` arguments.
     ///
     /// # Errors

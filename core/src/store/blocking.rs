@@ -16,6 +16,16 @@ use crate::error::{Error, Result};
 /// Idle connections kept per store; more callers than this open extra connections.
 const MAX_IDLE: usize = 16;
 
+/// The id of this process. WASI has no `fork` (and `std::process::id` panics there), so the
+/// component always reports one id.
+fn process_id() -> u32 {
+    if cfg!(target_os = "wasi") {
+        0
+    } else {
+        std::process::id()
+    }
+}
+
 /// A pool of connections of type `C` with a way to make more.
 struct Pool<C> {
     /// Idle connections and the pid of the process that opened them: after `fork()` a
@@ -27,7 +37,7 @@ struct Pool<C> {
 impl<C: ConnectionLike> Pool<C> {
     fn new(connect: impl Fn() -> RedisResult<C> + Send + Sync + 'static) -> Self {
         Pool {
-            idle: Mutex::new((std::process::id(), Vec::new())),
+            idle: Mutex::new((process_id(), Vec::new())),
             connect: Box::new(connect),
         }
     }
@@ -38,7 +48,7 @@ impl<C: ConnectionLike> Pool<C> {
     fn with<T>(&self, call: impl Fn(&mut C) -> RedisResult<T>) -> Result<T> {
         let pooled = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let pid = std::process::id();
+            let pid = process_id();
             if idle.0 != pid {
                 // Forked: leak the parent's connections; closing them here could send a
                 // TLS close_notify on the parent's stream.
@@ -65,7 +75,7 @@ impl<C: ConnectionLike> Pool<C> {
             Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {}
             _ => {
                 let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.1.len() < MAX_IDLE && conn.is_open() && idle.0 == std::process::id() {
+                if idle.1.len() < MAX_IDLE && conn.is_open() && idle.0 == process_id() {
                     idle.1.push(conn);
                 }
             }
