@@ -242,13 +242,8 @@ impl Cache {
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
             let loaded = try_join_all(missing.iter().map(|&i| {
                 let loader = loader.clone();
-                let key = keys[i].to_owned();
-                async move {
-                    let load_key = key.clone();
-                    let redis_key = self.redis_key(&key)?;
-                    self.load_and_store(redis_key, move || loader.load(&load_key), None)
-                        .await
-                }
+                let (key, redis_key) = (keys[i], redis_keys[i].clone());
+                self.load_and_store(redis_key, move || loader.load(key), None)
             }))
             .await?;
             for (i, value) in missing.into_iter().zip(loaded) {
