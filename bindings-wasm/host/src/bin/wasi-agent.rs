@@ -1,0 +1,237 @@
+//! The WASI side of the interop matrix (tests/interop/matrix.py): the commands of
+//! `tests/interop/agent.py`, each carried out by `polycache.wasm` in wasmtime (TCP to
+//! loopback only). One JSON line out.
+//!
+//! ```text
+//! wasi-agent write|read URL NS | delete|get|ttl URL NS KEY | place URL NS COUNT
+//!            | cached URL NS ARG | raw URL NS
+//! ```
+//!
+//! The component is `$POLYCACHE_WASM`, else `$CARGO_TARGET_DIR/wasm32-wasip2/wasm/polycache.wasm`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use polycache::codec::msgpack;
+use polycache::Value;
+use polycache_wasm_host::notation::typed;
+use polycache_wasm_host::{
+    default_component_path, CacheHandle, Codec, Guest, Host, Network, Node, Options,
+};
+use serde_json::{json, Value as Json};
+
+/// Keys the orchestrator writes bare with redis-cli.
+const RAW_KEYS: [(&str, &[u8]); 2] = [
+    ("plain:text", b"hello from redis-cli"),
+    ("plain:json", b"{\"a\": 1}"),
+];
+
+fn cases() -> Vec<Json> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/cases.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let doc: Json = serde_json::from_str(&text).expect("cases.json is JSON");
+    doc["cases"].as_array().expect("cases").clone()
+}
+
+/// Options for a namespace, with a case's codec settings when given.
+fn options(ns: &str, case: Option<&Json>, raw: bool) -> Options {
+    let codec = case
+        .and_then(|c| c["codec"].as_str())
+        .map(|name| match name {
+            "json" => Codec::Json,
+            "bytes" => Codec::Bytes,
+            _ => Codec::Msgpack,
+        });
+    Options {
+        prefix: None,
+        namespace: Some(ns.to_owned()),
+        ttl: None,
+        jitter: None,
+        codec,
+        compression: None,
+        compress_threshold: case
+            .and_then(|c| c["compressThreshold"].as_u64())
+            .map(|n| n as u32),
+        raw: Some(raw),
+        connect_timeout: None,
+        command_timeout: None,
+        max_key_length: None,
+        memory_capacity: None,
+        read_through: None,
+    }
+}
+
+/// Plain JSON for a value, as the other agents print a loaded value.
+fn to_json(value: &Value) -> Json {
+    match value {
+        Value::Nil => Json::Null,
+        Value::Bool(b) => json!(b),
+        Value::Int(i) => json!(i),
+        Value::UInt(u) => json!(u),
+        Value::Float(f) => json!(f),
+        Value::Str(s) => json!(s),
+        Value::Bytes(b) => json!(hex::encode(b)),
+        Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Map(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+    }
+}
+
+struct Agent {
+    guest: Guest,
+    url: String,
+    ns: String,
+}
+
+impl Agent {
+    fn open(&mut self, case: Option<&Json>, raw: bool) -> Result<CacheHandle, String> {
+        let options = options(&self.ns, case, raw);
+        call(self.guest.open(&self.url, &options))
+    }
+
+    fn run(&mut self, command: &str, arg: &str, loaded: &AtomicBool) -> Result<Json, String> {
+        Ok(match command {
+            "write" => {
+                let cases = cases();
+                for case in &cases {
+                    let cache = self.open(Some(case), false)?;
+                    let key = case["key"].as_str().unwrap_or_default();
+                    let value = msgpack::encode(&typed(&case["value"]));
+                    call(self.guest.set(cache, key, &value, case["ttl"].as_f64()))?;
+                }
+                json!({ "written": cases.len() })
+            }
+            "read" => {
+                let cases = cases();
+                let mut failed = Vec::new();
+                for case in &cases {
+                    let cache = self.open(Some(case), false)?;
+                    let key = case["key"].as_str().unwrap_or_default();
+                    let got = call(self.guest.get(cache, key))?;
+                    let got = got.map(|bytes| msgpack::decode(&bytes)).transpose();
+                    let got = got.map_err(|e| e.to_string())?;
+                    if got.as_ref() != Some(&typed(&case["value"])) {
+                        failed.push(json!({ "name": case["name"], "got": format!("{got:?}") }));
+                    }
+                }
+                json!({ "passed": cases.len() - failed.len(), "failed": failed })
+            }
+            "delete" => {
+                let cache = self.open(None, false)?;
+                json!({ "deleted": call(self.guest.delete(cache, arg))? })
+            }
+            "get" => {
+                let cache = self.open(None, false)?;
+                json!({ "found": call(self.guest.get(cache, arg))?.is_some() })
+            }
+            "ttl" => {
+                let cache = self.open(None, false)?;
+                json!({ "ttl": call(self.guest.ttl(cache, arg))? })
+            }
+            "place" => {
+                let cache = self.open(None, false)?;
+                let count: usize = arg.parse().unwrap_or(0);
+                let entries: Vec<(String, Vec<u8>)> = (0..count)
+                    .map(|i| (format!("user:{i}"), msgpack::encode(&Value::from(i as u64))))
+                    .collect();
+                call(self.guest.set_many(cache, &entries, Some(600.0)))?;
+                let hosts = self.url.split_once("://").map_or("", |(_, rest)| rest);
+                let nodes: Vec<Node> = hosts
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|host| Node {
+                        name: host.to_owned(),
+                        weight: 1,
+                    })
+                    .collect();
+                let ring = call(self.guest.ring(&nodes))?;
+                let mut placed = Vec::with_capacity(count);
+                for (key, _) in &entries {
+                    let redis_key = call(self.guest.redis_key(cache, key))?;
+                    let index = self
+                        .guest
+                        .node_for(ring, &redis_key)
+                        .map_err(|e| e.to_string())?;
+                    placed.push(nodes[index as usize].name.clone());
+                }
+                json!({ "nodes": placed })
+            }
+            "cached" => {
+                // A memoized function in the component: the same template, get-or-load
+                // with the host's loader.
+                let cache = self.open(None, false)?;
+                let n: i64 = arg.parse().unwrap_or(0);
+                let arg = msgpack::encode(&Value::from(n));
+                let key = call(self.guest.render_template("report:{0}", &[arg], &[]))?;
+                let value = call(self.guest.get_or_load(cache, &key, Some(600.0)))?;
+                let value = msgpack::decode(&value).map_err(|e| e.to_string())?;
+                json!({ "value": to_json(&value), "loaded": loaded.load(Ordering::Relaxed) })
+            }
+            "raw" => {
+                let raw = self.open(None, true)?;
+                let plain = self.open(None, false)?;
+                let (mut raw_ok, mut missed) = (Vec::new(), Vec::new());
+                for (key, bytes) in RAW_KEYS {
+                    let got = call(self.guest.get(raw, key))?;
+                    let got = got.map(|b| msgpack::decode(&b)).transpose();
+                    raw_ok.push(got.ok().flatten() == Some(Value::Bytes(bytes.to_vec())));
+                    missed.push(call(self.guest.get(plain, key))?.is_none());
+                }
+                let metrics = self.guest.metrics(plain).map_err(|e| e.to_string())?;
+                json!({ "raw": raw_ok, "enveloped": missed, "decodeErrors": metrics.decode_errors })
+            }
+            other => return Err(format!("unknown command {other}")),
+        })
+    }
+}
+
+/// A call's two layers of failure as one message: a trap, or the WIT error.
+fn call<T>(result: polycache_wasm_host::Call<T>) -> Result<T, String> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(format!("{}Error: {}", err.kind_name(), err.message())),
+        Err(trap) => Err(format!("trap: {trap:?}")),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 3 {
+        eprintln!("usage: wasi-agent COMMAND URL NAMESPACE [ARG]");
+        std::process::exit(2);
+    }
+    // The loader of the `cached` command: the memoized function's body.
+    let loaded = Arc::new(AtomicBool::new(false));
+    let flag = loaded.clone();
+    let n: i64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let report = Value::from_iter([("report", Value::from(n)), ("by", Value::from("wasi"))]);
+    let result = Host::load(&default_component_path())
+        .and_then(|host| {
+            host.instantiate(Network::Loopback, move |_key: &str| {
+                flag.store(true, Ordering::Relaxed);
+                Ok(msgpack::encode(&report))
+            })
+        })
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|guest| {
+            let mut agent = Agent {
+                guest,
+                url: args[1].clone(),
+                ns: args[2].clone(),
+            };
+            agent.run(
+                &args[0],
+                args.get(3).map(String::as_str).unwrap_or_default(),
+                &loaded,
+            )
+        });
+    match result {
+        Ok(out) => println!("{out}"),
+        Err(error) => {
+            println!("{}", json!({ "error": error }));
+            std::process::exit(1);
+        }
+    }
+}

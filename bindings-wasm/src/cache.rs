@@ -1,0 +1,184 @@
+//! The `cache` interface: a core [`polycache::Cache`] on blocking stores, one call at a
+//! time on the component's thread.
+
+use std::time::Duration;
+
+use polycache::{block_on, Config, Error, ErrorKind, Io, MetricsSnapshot, Value};
+use serde_json::{json, Map, Value as Json};
+
+use crate::bindings::exports::polycache::cache::cache::{
+    Cache, Guest, GuestCache, LatencyBucket, Metrics, Options,
+};
+use crate::bindings::polycache::cache::loader;
+use crate::bindings::polycache::cache::types::Error as WitError;
+use crate::envelope::{codec_from_wit, compression_from_wit};
+use crate::errors::wit;
+use crate::{value, Component};
+
+impl Guest for Component {
+    type Cache = CacheResource;
+}
+
+/// The `cache` resource.
+#[derive(Debug)]
+pub(crate) struct CacheResource {
+    cache: polycache::Cache,
+}
+
+impl GuestCache for CacheResource {
+    fn open(url: String, options: Options) -> Result<Cache, WitError> {
+        let read_through = options.read_through == Some(true);
+        let config = wit(config(&url, options))?;
+        let mut builder = polycache::Cache::builder(config).io(Io::Blocking);
+        if read_through {
+            builder = builder.loader(|key: String| async move { load(&key) });
+        }
+        let cache = wit(block_on(builder.build()))?;
+        Ok(Cache::new(CacheResource { cache }))
+    }
+
+    fn get(&self, key: String) -> Result<Option<Vec<u8>>, WitError> {
+        let found = wit(block_on(self.cache.get(&key)))?;
+        Ok(found.as_ref().map(value::to_wit))
+    }
+
+    fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, WitError> {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = wit(block_on(self.cache.get_many(&keys)))?;
+        Ok(found
+            .iter()
+            .map(|v| v.as_ref().map(value::to_wit))
+            .collect())
+    }
+
+    fn set(&self, key: String, value: Vec<u8>, ttl: Option<f64>) -> Result<(), WitError> {
+        let value = wit(value::from_wit(&value))?;
+        let ttl = wit(seconds(ttl))?;
+        wit(block_on(self.cache.set(&key, &value, ttl)))
+    }
+
+    fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Option<f64>) -> Result<(), WitError> {
+        let entries = entries
+            .iter()
+            .map(|(key, v)| value::from_wit(v).map(|v| (key.as_str(), v)))
+            .collect::<polycache::Result<Vec<_>>>();
+        let entries = wit(entries)?;
+        let ttl = wit(seconds(ttl))?;
+        wit(block_on(self.cache.set_many(&entries, ttl)))
+    }
+
+    fn delete(&self, key: String) -> Result<bool, WitError> {
+        wit(block_on(self.cache.delete(&key)))
+    }
+
+    fn ttl(&self, key: String) -> Result<Option<f64>, WitError> {
+        let ttl = wit(block_on(self.cache.ttl(&key)))?;
+        Ok(ttl.map(|d| d.as_secs_f64()))
+    }
+
+    fn get_or_load(&self, key: String, ttl: Option<f64>) -> Result<Vec<u8>, WitError> {
+        let ttl = wit(seconds(ttl))?;
+        let value = block_on(self.cache.get_or_load(&key, || async { load(&key) }, ttl));
+        Ok(value::to_wit(&wit(value)?))
+    }
+
+    fn redis_key(&self, key: String) -> Result<String, WitError> {
+        wit(self.cache.redis_key(&key))
+    }
+
+    fn metrics(&self) -> Metrics {
+        metrics_to_wit(self.cache.metrics())
+    }
+}
+
+/// Calls the host's loader for a user key.
+fn load(key: &str) -> polycache::Result<Value> {
+    let bytes = loader::load(key).map_err(|message| Error::new(ErrorKind::Loader, message))?;
+    value::from_wit(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Loader,
+            format!(
+                "the loader returned a value that is not MessagePack: {}",
+                e.message()
+            ),
+        )
+    })
+}
+
+/// The URL's config with the given options laid over it. The options go through core's
+/// serde form of [`Config`] (camelCase, seconds), exactly as a Node options object does,
+/// so their meaning (`ttl: 0` is no expiry …) and validation are core's.
+fn config(url: &str, options: Options) -> polycache::Result<Config> {
+    let base = Config::from_url(url)?;
+    let mut fields = match serde_json::to_value(&base) {
+        Ok(Json::Object(fields)) => fields,
+        _ => Map::new(),
+    };
+    let Options {
+        prefix,
+        namespace,
+        ttl,
+        jitter,
+        codec,
+        compression,
+        compress_threshold,
+        raw,
+        connect_timeout,
+        command_timeout,
+        max_key_length,
+        memory_capacity,
+        read_through: _,
+    } = options;
+    let overrides = [
+        ("prefix", prefix.map(Json::from)),
+        ("namespace", namespace.map(Json::from)),
+        ("ttl", ttl.map(Json::from)),
+        ("jitter", jitter.map(Json::from)),
+        ("codec", codec.map(|c| json!(codec_from_wit(c)))),
+        (
+            "compression",
+            compression.map(|c| json!(compression_from_wit(c))),
+        ),
+        ("compressThreshold", compress_threshold.map(Json::from)),
+        ("raw", raw.map(Json::from)),
+        ("connectTimeout", connect_timeout.map(Json::from)),
+        ("commandTimeout", command_timeout.map(Json::from)),
+        ("maxKeyLength", max_key_length.map(Json::from)),
+        ("memoryCapacity", memory_capacity.map(Json::from)),
+    ];
+    for (name, value) in overrides {
+        if let Some(value) = value {
+            fields.insert(name.to_owned(), value);
+        }
+    }
+    serde_json::from_value(Json::Object(fields))
+        .map_err(|e| Error::new(ErrorKind::Config, format!("invalid options: {e}")))
+}
+
+/// A per-call TTL in seconds.
+fn seconds(ttl: Option<f64>) -> polycache::Result<Option<Duration>> {
+    ttl.map(|secs| {
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| Error::new(ErrorKind::Config, format!("invalid TTL {secs} s")))
+    })
+    .transpose()
+}
+
+fn metrics_to_wit(m: MetricsSnapshot) -> Metrics {
+    Metrics {
+        hits: m.hits,
+        misses: m.misses,
+        loads: m.loads,
+        load_errors: m.load_errors,
+        decode_errors: m.decode_errors,
+        sets: m.sets,
+        deletes: m.deletes,
+        store_errors: m.store_errors,
+        evictions: m.evictions,
+        latency_us: m
+            .latency_us
+            .into_iter()
+            .map(|(le_us, count)| LatencyBucket { le_us, count })
+            .collect(),
+    }
+}

@@ -1,0 +1,86 @@
+// The Node side of the interop matrix: the same commands as agent.py (see its docs),
+// one JSON line out. Loads the binding from bindings-node/ (built by `make test-node`).
+'use strict'
+const path = require('node:path')
+const fs = require('node:fs')
+const { isDeepStrictEqual } = require('node:util')
+const { Cache, Ring } = require(path.join(__dirname, '..', '..', 'bindings-node'))
+
+const CASES = JSON.parse(fs.readFileSync(path.join(__dirname, 'cases.json'), 'utf8')).cases
+const RAW_KEYS = { 'plain:text': Buffer.from('hello from redis-cli'), 'plain:json': Buffer.from('{"a": 1}') }
+
+function typed (v) {
+  const [tag, inner] = Object.entries(v)[0]
+  switch (tag) {
+    case 'nil': return null
+    case 'bool': case 'str': return inner
+    case 'int': {
+      const big = BigInt(inner)
+      return big >= -(2n ** 53n - 1n) && big <= 2n ** 53n - 1n ? Number(big) : big
+    }
+    case 'float': return Number(inner)
+    case 'bytes': return Buffer.from(inner, 'hex')
+    case 'array': return inner.map(typed)
+    default: return Object.fromEntries(Object.entries(inner).map(([k, x]) => [k, typed(x)]))
+  }
+}
+
+const cacheFor = (url, ns, c, extra = {}) => Cache.connect(url, {
+  namespace: ns,
+  ...(c ? { codec: c.codec, compressThreshold: c.compressThreshold } : {}),
+  ...extra
+})
+
+const jsonSafe = (_, v) => typeof v === 'bigint' ? v.toString() : (v && v.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v)
+
+async function main ([command, url, ns, arg]) {
+  switch (command) {
+    case 'write':
+      for (const c of CASES) await (await cacheFor(url, ns, c)).set(c.key, typed(c.value), { ttl: c.ttl })
+      return { written: CASES.length }
+    case 'read': {
+      const failed = []
+      for (const c of CASES) {
+        const got = await (await cacheFor(url, ns, c)).get(c.key)
+        if (!isDeepStrictEqual(got, typed(c.value))) failed.push({ name: c.name, got: JSON.stringify(got, jsonSafe)?.slice(0, 200) })
+      }
+      return { passed: CASES.length - failed.length, failed }
+    }
+    case 'delete': return { deleted: await (await cacheFor(url, ns)).delete(arg) }
+    case 'get': return { found: (await (await cacheFor(url, ns)).get(arg)) !== undefined }
+    case 'ttl': return { ttl: await (await cacheFor(url, ns)).ttl(arg) }
+    case 'place': {
+      const cache = await cacheFor(url, ns)
+      const keys = Array.from({ length: Number(arg) }, (_, i) => `user:${i}`)
+      await cache.setMany(keys.map((k, i) => [k, i]), { ttl: 600 })
+      const hosts = url.split('://')[1].split('/')[0].split(',')
+      const ring = new Ring(hosts.map((name) => ({ name, weight: 1 })))
+      return { nodes: keys.map((k) => ring.nodeFor(cache.redisKey(k))) }
+    }
+    case 'cached': {
+      const cache = await cacheFor(url, ns)
+      let loaded = false
+      const report = cache.wrap(async (n) => { loaded = true; return { report: n, by: 'node' } }, { key: 'report:{0}', ttl: 600 })
+      return { value: await report(Number(arg)), loaded }
+    }
+    case 'raw': {
+      const raw = await cacheFor(url, ns, null, { raw: true })
+      const plain = await cacheFor(url, ns)
+      const out = { raw: [], enveloped: [] }
+      for (const [k, v] of Object.entries(RAW_KEYS)) {
+        out.raw.push(Buffer.isBuffer(await raw.get(k)) && (await raw.get(k)).equals(v))
+        out.enveloped.push((await plain.get(k)) === undefined)
+      }
+      out.decodeErrors = plain.metrics().decodeErrors
+      return out
+    }
+    default: throw new Error(`unknown command ${command}`)
+  }
+}
+
+// Exit only once stdout is flushed: a pipe write is asynchronous in Node.
+const emit = (out, code) => process.stdout.write(JSON.stringify(out, jsonSafe) + '\n', () => process.exit(code))
+main(process.argv.slice(2)).then(
+  (out) => emit(out, 0),
+  (err) => emit({ error: `${err.code || err.name}: ${err.message}` }, 1)
+)
