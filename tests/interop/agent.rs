@@ -8,7 +8,10 @@ use polycache::{Cache, Config, KeyTemplate, Node, Ring, Value};
 use serde_json::{json, Value as Json};
 
 fn typed(v: &Json) -> Value {
-    let (tag, inner) = v.as_object().and_then(|o| o.iter().next()).expect("typed value");
+    let (tag, inner) = v
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .expect("typed value");
     match tag.as_str() {
         "nil" => Value::Nil,
         "bool" => Value::Bool(inner.as_bool().expect("bool")),
@@ -35,8 +38,8 @@ fn typed(v: &Json) -> Value {
 
 fn cases() -> Vec<Json> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cases.json");
-    let doc: Json = serde_json::from_str(&std::fs::read_to_string(path).expect("cases.json"))
-        .expect("json");
+    let doc: Json =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("cases.json")).expect("json");
     doc["cases"].as_array().expect("cases").clone()
 }
 
@@ -112,14 +115,20 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
             // The Rust form of a memoized function: the same template, get_or_load.
             let c = cache(url, ns, None, false).await?;
             let n: i64 = arg.parse().unwrap_or(0);
-            let key = KeyTemplate::parse("report:{0}")?.render(&[Value::from(n)], &Default::default())?;
+            let key =
+                KeyTemplate::parse("report:{0}")?.render(&[Value::from(n)], &Default::default())?;
             let mut loaded = false;
             let value = c
                 .get_or_load(
                     &key,
                     || {
                         loaded = true;
-                        async move { Ok(Value::from_iter([("report", Value::from(n)), ("by", Value::from("rust"))])) }
+                        async move {
+                            Ok(Value::from_iter([
+                                ("report", Value::from(n)),
+                                ("by", Value::from("rust")),
+                            ]))
+                        }
                     },
                     Some(Duration::from_secs(600)),
                 )

@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from polycache.contract import redis_key
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CASES = json.loads((HERE / "cases.json").read_text("utf-8"))["cases"]
@@ -91,8 +93,26 @@ class Run:
                 cells[writer, reader] = ok
         total = len(self.runtimes) ** 2
         print(f"interop {topology}: {sum(cells.values())}/{total}")
+        if topology == "standalone":
+            self.same_bytes(url)
         self.deletes_and_ttls(topology, url)
         return cells
+
+    def same_bytes(self, url: str) -> None:
+        """The stored envelopes are byte-identical whoever wrote them (created-at aside)."""
+        print("\nsame value bytes from every writer (standalone)")
+        host, port = url.split("://", 1)[1].split("/")[0].split(":")
+        for case in CASES:
+            stored = {
+                w: resp_get(
+                    host, int(port), redis_key(case["key"], namespace=self.ns("standalone", w))
+                )
+                for w in self.runtimes
+            }
+            blobs = {w: (b[:8] + b[16:]) if b else None for w, b in stored.items()}
+            first = blobs[self.runtimes[0]]
+            ok = first is not None and all(b == first for b in blobs.values())
+            self.check(ok, f"{case['name']}: {len(first or b'')} bytes, identical from all writers")
 
     def deletes_and_ttls(self, topology: str, url: str) -> None:
         source = self.ns(topology, self.runtimes[0])
@@ -155,6 +175,22 @@ class Run:
             self.check(out.get("raw") == [True, True], f"{runtime} reads them in raw mode")
             ok = out.get("enveloped") == [True, True] and out.get("decodeErrors") == 2
             self.check(ok, f"{runtime} counts them as 2 decode errors otherwise ({out})")
+
+
+def resp_get(host: str, port: int, key: str) -> bytes | None:
+    """GET over a raw socket: the exact stored bytes (redis-cli would reformat them)."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=5) as sock:
+        raw = key.encode()
+        sock.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(raw), raw))
+        reader = sock.makefile("rb")
+        header = reader.readline()
+        if header.startswith(b"$-1"):
+            return None
+        if not header.startswith(b"$"):
+            raise RuntimeError(f"unexpected reply {header!r}")
+        return reader.read(int(header[1:]))
 
 
 def redis_cli(host: str, port: str, *args: str) -> str:

@@ -2,6 +2,7 @@
 //! single-flight. [`crate::Cache`] decides *when* they run; bindings only know *how to
 //! call* the host function.
 
+pub mod batch;
 mod single_flight;
 mod template;
 

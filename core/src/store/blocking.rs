@@ -75,7 +75,9 @@ impl<C: ConnectionLike> Pool<C> {
             Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {}
             _ => {
                 let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.1.len() < MAX_IDLE && conn.is_open() && idle.0 == process_id() {
+                // No pid check here: a forked child has only the forking thread, so a
+                // connection checked out before the fork never comes back in the child.
+                if idle.1.len() < MAX_IDLE && conn.is_open() {
                     idle.1.push(conn);
                 }
             }

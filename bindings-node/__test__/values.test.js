@@ -1,0 +1,79 @@
+'use strict'
+// FORMAT.md §2, the Node column: how JS values map to the envelope and back.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { Cache, encodeEnvelope, decodeEnvelope } = require('..')
+const { same } = require('./helpers')
+
+const roundtrip = (value) => decodeEnvelope(encodeEnvelope(value)).value
+
+test('numbers: integral safe numbers are integers, the rest floats', () => {
+  // Payload bytes after the 24-byte header: canonical MessagePack.
+  const payload = (v) => encodeEnvelope(v).subarray(24).toString('hex')
+  assert.equal(payload(1), '01')
+  assert.equal(payload(1.0), '01', '1.0 from Node is the integer 1')
+  assert.equal(payload(-0), '00')
+  assert.equal(payload(1.5), 'cb3ff8000000000000')
+  assert.equal(payload(2 ** 53), 'cb4340000000000000', 'beyond MAX_SAFE_INTEGER a number stays a float')
+  assert.equal(payload(NaN), 'cb7ff8000000000000')
+  assert.equal(payload(-1), 'ff')
+  assert.ok(same(roundtrip(Infinity), Infinity))
+  assert.ok(same(roundtrip(NaN), NaN))
+})
+
+test('bigint: 64-bit integers, read back as bigint beyond 2^53', () => {
+  assert.equal(roundtrip(5n), 5, 'a small bigint is an integer, read back as a number')
+  assert.equal(roundtrip(2n ** 64n - 1n), 2n ** 64n - 1n)
+  assert.equal(roundtrip(-(2n ** 63n)), -(2n ** 63n))
+  assert.equal(roundtrip(2n ** 53n), 2n ** 53n)
+  assert.equal(roundtrip(Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER)
+  for (const wide of [2n ** 64n, -(2n ** 63n) - 1n, 2n ** 100n]) {
+    assert.throws(() => encodeEnvelope(wide), (err) => err instanceof TypeError && err.code === 'ECODEC')
+  }
+})
+
+test('bytes, strings, arrays, plain objects', () => {
+  const bytes = roundtrip(new Uint8Array([0, 1, 255]))
+  assert.ok(Buffer.isBuffer(bytes) && bytes.equals(Buffer.from([0, 1, 255])))
+  assert.ok(roundtrip(Buffer.alloc(0)).equals(Buffer.alloc(0)))
+  assert.equal(roundtrip('日本語 🦀'), '日本語 🦀')
+  assert.deepEqual(roundtrip([1, [undefined, null], { a: undefined }]), [1, [null, null], { a: null }])
+  assert.deepEqual(roundtrip(Object.assign(Object.create(null), { z: 1, a: 2 })), { a: 2, z: 1 })
+  // Keys are sorted byte-wise in the payload, whatever the insertion order.
+  assert.ok(encodeEnvelope({ b: 1, a: 2 }).equals(encodeEnvelope({ a: 2, b: 1 })))
+})
+
+test('a "__proto__" key comes back as an own property, not a prototype', () => {
+  const value = JSON.parse('{"__proto__": {"polluted": true}, "x": 1}')
+  const back = roundtrip(value)
+  assert.equal(Object.getPrototypeOf(back), Object.prototype)
+  assert.deepEqual(Object.keys(back).sort(), ['__proto__', 'x'])
+  assert.equal(back.polluted, undefined)
+  assert.equal({}.polluted, undefined)
+})
+
+test('unsupported values are a TypeError with code ECODEC', async () => {
+  const cyclic = { a: [] }
+  cyclic.a.push(cyclic)
+  let deep = []
+  for (let i = 0; i < 600; i++) deep = [deep]
+  class User { constructor() { this.id = 1 } }
+  const bad = [() => 1, Symbol('s'), undefined, cyclic, deep, new Date(), new Map(), new User(), new Float32Array(2), 2n ** 64n]
+  const cache = new Cache()
+  for (const value of bad) {
+    assert.throws(() => encodeEnvelope(value), (err) => err instanceof TypeError && err.code === 'ECODEC', String(value))
+    await assert.rejects(cache.set('k', value), (err) => err instanceof TypeError && err.code === 'ECODEC')
+  }
+  assert.deepEqual(cache.metrics().sets, 0)
+})
+
+test('JSON codec: what JSON cannot hold is ECODEC; bytes codec stores bytes only', async () => {
+  const json = new Cache({ codec: 'json' })
+  await json.set('ok', { a: [1, 2.5, 'x'] })
+  assert.deepEqual(await json.get('ok'), { a: [1, 2.5, 'x'] })
+  await assert.rejects(json.set('nan', NaN), (err) => err.code === 'ECODEC')
+  const bytes = new Cache({ codec: 'bytes' })
+  await bytes.set('b', Buffer.from('raw'))
+  assert.ok((await bytes.get('b')).equals(Buffer.from('raw')))
+  await assert.rejects(bytes.set('s', 'text'), (err) => err.code === 'ECODEC')
+})

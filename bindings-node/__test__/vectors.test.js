@@ -1,0 +1,146 @@
+'use strict'
+// Every case of tests/vectors/*.json through the binding: the JS <-> value mapping and the
+// contract functions (docs/FORMAT.md). Node has no integral floats, so those few cases are
+// checked in the decode direction only (counted in the test names).
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const pc = require('..')
+const { typed, representable, same, vectors } = require('./helpers')
+
+function throwsCode(fn, code) {
+  assert.throws(fn, (err) => err.code === code, `expected ${code}`)
+}
+
+function header(c) {
+  return { codec: c.codec, createdAt: c.createdAt, freshUntil: c.freshUntil, schema: c.schema ?? undefined, tags: c.tags }
+}
+
+function checkDecoded(c, bytes) {
+  const got = pc.decodeEnvelope(bytes)
+  assert.ok(same(got.value, typed(c.value)), `${c.name}: decoded ${String(got.value)}`)
+  assert.deepEqual(
+    { codec: got.codec, createdAt: got.createdAt, freshUntil: got.freshUntil, schema: got.schema ?? undefined, tags: got.tags },
+    header(c),
+    c.name,
+  )
+}
+
+test('envelope.json', async (t) => {
+  const cases = vectors('envelope')
+  let decodeOnly = 0
+  for (const c of cases) {
+    const bytes = Buffer.from(c.hex ?? '', 'hex')
+    if (c.op === 'roundtrip') {
+      checkDecoded(c, bytes)
+      if (!representable(c.value)) {
+        decodeOnly++
+        continue
+      }
+      const encoded = pc.encodeEnvelope(typed(c.value), {
+        codec: c.codec,
+        compression: 'lz4',
+        compressThreshold: c.compressThreshold,
+        createdAt: c.createdAt,
+        freshUntil: c.freshUntil,
+        schema: c.schema ?? undefined,
+        tags: c.tags,
+      })
+      if (c.exact) {
+        assert.equal(encoded.toString('hex'), c.hex, c.name)
+      } else {
+        const headerLength = 8 + bytes.readUInt16BE(6)
+        assert.equal(encoded.subarray(0, headerLength).toString('hex'), c.hex.slice(0, headerLength * 2), c.name)
+        checkDecoded(c, encoded)
+      }
+      assert.equal(encoded[5], c.compression === 'lz4' ? 1 : 0, `${c.name}: compression id`)
+    } else if (c.op === 'decode') {
+      if (c.error) throwsCode(() => pc.decodeEnvelope(bytes), 'ECODEC')
+      else checkDecoded(c, bytes)
+    } else if (c.op === 'encode-error') {
+      throwsCode(() => pc.encodeEnvelope(typed(c.value), { codec: c.codec }), 'ECODEC')
+    } else {
+      assert.fail(`${c.name}: unknown op ${c.op}`)
+    }
+  }
+  await t.test(`${cases.length} cases, ${decodeOnly} integral-float cases decode-only`, () => {
+    assert.ok(cases.length >= 50)
+  })
+})
+
+test('keys.json', () => {
+  const cases = vectors('keys')
+  assert.ok(cases.length >= 50)
+  for (const c of cases) {
+    if (c.kind === 'schema') {
+      const run = () => pc.redisKey(c.prefix, c.namespace, c.maxKeyLength, c.key)
+      if (c.error) {
+        throwsCode(run, c.error === 'key' ? 'EKEY' : 'ECONFIG')
+        continue
+      }
+      const redisKey = run()
+      assert.deepEqual(
+        [redisKey, pc.lockKey(redisKey), pc.hashTag(redisKey), pc.slot(redisKey)],
+        [c.redisKey, c.lockKey, c.hashTag, c.slot],
+        c.name,
+      )
+    } else if (c.kind === 'slot') {
+      assert.deepEqual([pc.hashTag(c.redisKey), pc.slot(c.redisKey)], [c.hashTag, c.slot], c.name)
+    } else {
+      assert.fail(`${c.name}: unknown kind ${c.kind}`)
+    }
+  }
+})
+
+test('ring.json', () => {
+  const cases = vectors('ring')
+  assert.ok(cases.length >= 50)
+  for (const c of cases) {
+    if (c.kind === 'placement') {
+      const ring = new pc.Ring(c.nodes)
+      assert.equal(ring.size, c.continuumSize, c.name)
+      assert.deepEqual(ring.head(c.continuumHead.length), c.continuumHead, c.name)
+      for (const p of c.placements) assert.equal(ring.nodeFor(p.key), p.node, `${c.name}: ${p.key}`)
+    } else if (c.kind === 'movement') {
+      const before = new pc.Ring(c.before)
+      const after = new pc.Ring(c.after)
+      let moved = 0
+      const balance = {}
+      for (let i = 0; i < c.count; i++) {
+        const key = c.keyPattern.replace('{i}', String(i))
+        const to = after.nodeFor(key)
+        if (before.nodeFor(key) !== to) moved++
+        balance[to] = (balance[to] ?? 0) + 1
+      }
+      assert.equal(moved, c.moved, c.name)
+      assert.deepEqual(balance, c.balance, c.name)
+    } else {
+      assert.fail(`${c.name}: unknown kind ${c.kind}`)
+    }
+  }
+})
+
+test('templates.json', async (t) => {
+  const cases = vectors('templates')
+  let keyOnly = 0
+  for (const c of cases) {
+    if (!c.args.every(representable) || !Object.values(c.named ?? {}).every(representable)) {
+      keyOnly++ // an integral float argument: Node passes the integer
+      continue
+    }
+    const args = c.args.map(typed)
+    if (c.kind === 'template') {
+      const named = Object.fromEntries(Object.entries(c.named).map(([k, v]) => [k, typed(v)]))
+      const run = () => pc.renderKey(c.template, args, named)
+      if (c.error) throwsCode(run, c.error === 'key' ? 'EKEY' : 'ECONFIG')
+      else assert.equal(run(), c.key, c.name)
+    } else if (c.kind === 'default') {
+      assert.equal(pc.callKey(c.function, args), c.key, c.name)
+    } else {
+      assert.fail(`${c.name}: unknown kind ${c.kind}`)
+    }
+  }
+  await t.test(`${cases.length} cases, ${keyOnly} with integral-float arguments skipped`, () => {
+    assert.ok(cases.length >= 50)
+    assert.ok(keyOnly <= 3)
+  })
+})

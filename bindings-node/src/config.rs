@@ -1,0 +1,124 @@
+//! An options object -> core's `Config` (serde, camelCase, seconds) plus the parts that are
+//! code: the `loader` and `writer` functions.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{JsObjectValue, Object, Unknown};
+use napi::{Env, Result, ValueType};
+use polycache::Config;
+use serde_json::{Map, Value as Json};
+
+use crate::errors;
+use crate::patterns::{self, JsFunction, JsFunctionRef};
+
+/// What `new Cache(options)` / `Cache.connect(url, options)` were given.
+pub struct Options {
+    pub config: Config,
+    pub loader: Option<Arc<JsFunctionRef>>,
+    pub writer: Option<Arc<JsFunctionRef>>,
+    /// `io: "async"`: no tick batches on the JS thread (see batch.rs).
+    pub io_async: bool,
+}
+
+/// Reads the options: every key except `loader` and `writer` is a field of core's `Config`
+/// (unknown keys are an `ECONFIG` error there). A `url` argument comes first and the
+/// object's fields override its query options.
+pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<Options> {
+    let mut fields = Map::new();
+    let mut loader = None;
+    let mut writer = None;
+    let mut io_async = false;
+    if let Some(options) = options {
+        for name in Object::keys(&options)? {
+            let value: Unknown = options.get_named_property(&name)?;
+            match name.as_str() {
+                "loader" | "writer" | "io" if value.get_type()? == ValueType::Undefined => {}
+                "io" => {
+                    let io: String = options.get_named_property(&name)?;
+                    io_async = match io.as_str() {
+                        "auto" => false,
+                        "async" => true,
+                        other => {
+                            return Err(errors::to_js(
+                                env,
+                                &polycache::Error::new(
+                                    polycache::ErrorKind::Config,
+                                    format!("io must be \"auto\" or \"async\", not {other:?}"),
+                                ),
+                            ))
+                        }
+                    };
+                }
+                "loader" => loader = Some(function(env, &options, &name, value)?),
+                "writer" => writer = Some(function(env, &options, &name, value)?),
+                _ if value.get_type()? == ValueType::Undefined => {}
+                _ => {
+                    let json: Json = env.from_js_value(value)?;
+                    fields.insert(name, json);
+                }
+            }
+        }
+    }
+    let config = config(url, fields).map_err(|err| errors::to_js(env, &err))?;
+    Ok(Options {
+        config,
+        loader,
+        writer,
+        io_async,
+    })
+}
+
+fn config(url: Option<String>, fields: Map<String, Json>) -> polycache::Result<Config> {
+    let base = match url {
+        Some(url) => Config::from_url(&url)?,
+        None if fields.is_empty() => return Ok(Config::default()),
+        None => Config::default(),
+    };
+    let Json::Object(mut merged) = serde_json::to_value(&base).unwrap_or_default() else {
+        unreachable!("Config serializes to an object")
+    };
+    merged.extend(fields);
+    let config: Config = serde_json::from_value(Json::Object(merged)).map_err(|e| {
+        polycache::Error::new(
+            polycache::ErrorKind::Config,
+            format!("invalid options: {e}"),
+        )
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn function(
+    env: &Env,
+    options: &Object<'_>,
+    name: &str,
+    value: Unknown<'_>,
+) -> Result<Arc<JsFunctionRef>> {
+    if value.get_type()? != ValueType::Function {
+        return Err(errors::config_type_error(
+            env,
+            format!("the {name} option must be a function"),
+        ));
+    }
+    let function: JsFunction<'_> = options.get_named_property(name)?;
+    patterns::keep(&function)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_override_url_query() {
+        let mut fields = Map::new();
+        fields.insert("namespace".into(), Json::from("b"));
+        fields.insert("ttl".into(), Json::Null);
+        let c = config(Some("memory://?namespace=a&ttl=5".into()), fields).unwrap();
+        assert_eq!(c.namespace, "b");
+        assert_eq!(c.ttl, None);
+        let mut bad = Map::new();
+        bad.insert("nope".into(), Json::from(1));
+        let err = config(None, bad).unwrap_err();
+        assert_eq!(err.kind(), polycache::ErrorKind::Config);
+    }
+}

@@ -1,0 +1,309 @@
+//! JS loaders and writers as core's [`Loader`] / [`Writer`]: core decides when they run; this
+//! file only knows how to call a JS function from a Rust thread and await its result.
+//!
+//! Each cache owns two thread-safe functions over a small trampoline, `(f, args) =>
+//! f(...args)` that turns a synchronous throw into a rejection (one whose value is used,
+//! one whose result is ignored), so calling any JS function — the `loader` option, the
+//! function given to `getOrLoad`, the `writer` — costs a reference, not a new thread-safe
+//! function per call. Both are weak: a cache never keeps the process alive.
+#![allow(unsafe_code)] // the JS values passed through the thread-safe functions
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use napi::bindgen_prelude::{
+    FnArgs, FromNapiValue, Function, FunctionRef, JsObjectValue, Promise, ToNapiValue, TypeName,
+    Unknown, ValidateNapiValue,
+};
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::{sys, Env, JsValue as NapiJsValue, Result, Status, ValueType};
+use polycache::{Loader, Value, Writer};
+
+use crate::value::JsValue;
+
+/// A JS function kept alive across threads.
+pub type JsFunctionRef = FunctionRef<(), ()>;
+/// A JS function argument (called only through the invoker).
+pub type JsFunction<'env> = Function<'env, (), ()>;
+
+/// What a JS loader returned: a promise of a value, or a value.
+pub enum Returned {
+    Promise(Promise<Loaded>),
+    Value(Loaded),
+}
+
+/// A loaded value, or the TypeError it raised when converted (kept as the JS object, so
+/// the caller gets that very error rather than a rebuilt one).
+pub struct Loaded(napi::Result<Value>);
+
+impl FromNapiValue for Loaded {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+        Ok(Loaded(JsValue::from_napi_value(env, value).map(|v| v.0)))
+    }
+}
+
+/// What a JS writer returned; only whether it (or its promise) failed matters.
+pub enum Settled {
+    Promise(Promise<Ignored>),
+    Done,
+}
+
+/// A JS value that is not looked at.
+pub struct Ignored;
+
+unsafe fn is_promise(env: sys::napi_env, value: sys::napi_value) -> Result<bool> {
+    let mut is = false;
+    let status = sys::napi_is_promise(env, value, &mut is);
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::new(
+            Status::from(status),
+            "napi_is_promise failed",
+        ));
+    }
+    Ok(is)
+}
+
+impl FromNapiValue for Returned {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+        if is_promise(env, value)? {
+            Ok(Returned::Promise(Promise::from_napi_value(env, value)?))
+        } else {
+            Ok(Returned::Value(Loaded::from_napi_value(env, value)?))
+        }
+    }
+}
+
+impl FromNapiValue for Settled {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+        if is_promise(env, value)? {
+            Ok(Settled::Promise(Promise::from_napi_value(env, value)?))
+        } else {
+            Ok(Settled::Done)
+        }
+    }
+}
+
+impl FromNapiValue for Ignored {
+    unsafe fn from_napi_value(_: sys::napi_env, _: sys::napi_value) -> Result<Self> {
+        Ok(Ignored)
+    }
+}
+
+macro_rules! any_type {
+    ($($t:ty),*) => {$(
+        impl TypeName for $t {
+            fn type_name() -> &'static str {
+                "unknown"
+            }
+            fn value_type() -> ValueType {
+                ValueType::Unknown
+            }
+        }
+        impl ValidateNapiValue for $t {}
+    )*};
+}
+any_type!(Returned, Settled, Ignored, Loaded);
+
+/// The function to call, turned back into a JS value on the JS thread.
+pub struct Target(Arc<JsFunctionRef>);
+
+impl ToNapiValue for Target {
+    unsafe fn to_napi_value(env: sys::napi_env, target: Self) -> Result<sys::napi_value> {
+        let env = Env::from_raw(env);
+        Ok(NapiJsValue::raw(&target.0.borrow_back(&env)?))
+    }
+}
+
+/// One call: which function, with which arguments.
+pub struct Call {
+    target: Arc<JsFunctionRef>,
+    args: Vec<Value>,
+}
+
+type ApplyArgs = FnArgs<(Target, Vec<JsValue>)>;
+
+/// Calls `f(...args)`; a synchronous throw becomes a rejection, as from an async function.
+const TRAMPOLINE: &str =
+    "(function polycacheCall(f, args) { try { return f(...args) } catch (e) { return Promise.reject(e) } })";
+type Apply<R> = ThreadsafeFunction<Call, R, ApplyArgs, Status, false, true>;
+
+/// Calls JS functions from any thread (see the module docs).
+#[derive(Clone)]
+pub struct Invoker {
+    load: Arc<Apply<Returned>>,
+    write: Arc<Apply<Settled>>,
+}
+
+impl std::fmt::Debug for Invoker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Invoker")
+    }
+}
+
+fn apply_args(ctx: napi::threadsafe_function::ThreadsafeCallContext<Call>) -> Result<ApplyArgs> {
+    let Call { target, args } = ctx.value;
+    Ok(FnArgs::from((
+        Target(target),
+        args.into_iter().map(JsValue).collect(),
+    )))
+}
+
+impl Invoker {
+    /// Builds the two thread-safe functions over the trampoline.
+    pub fn new(env: &Env) -> Result<Self> {
+        let apply: Function<'_, Unknown<'_>, Returned> = env.run_script(TRAMPOLINE)?;
+        let load = apply
+            .build_threadsafe_function::<Call>()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build_callback(apply_args)?;
+        let apply: Function<'_, Unknown<'_>, Settled> = env.run_script(TRAMPOLINE)?;
+        let write = apply
+            .build_threadsafe_function::<Call>()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build_callback(apply_args)?;
+        Ok(Invoker {
+            load: Arc::new(load),
+            write: Arc::new(write),
+        })
+    }
+
+    /// Calls a loader with `args` and awaits the value it returns or resolves to.
+    pub fn load(
+        &self,
+        target: Arc<JsFunctionRef>,
+        args: Vec<Value>,
+    ) -> BoxFuture<'static, polycache::Result<Value>> {
+        let load = self.load.clone();
+        Box::pin(async move {
+            let returned = load
+                .call_async(Call { target, args })
+                .await
+                .map_err(polycache::Error::loader)?;
+            let loaded = match returned {
+                Returned::Value(loaded) => loaded,
+                Returned::Promise(promise) => promise.await.map_err(polycache::Error::loader)?,
+            };
+            loaded.0.map_err(polycache::Error::loader)
+        })
+    }
+
+    /// Calls a writer with `(key, value)` and awaits it.
+    pub fn write(
+        &self,
+        target: Arc<JsFunctionRef>,
+        key: &str,
+        value: &Value,
+    ) -> BoxFuture<'static, polycache::Result<()>> {
+        let write = self.write.clone();
+        let args = vec![Value::from(key), value.clone()];
+        Box::pin(async move {
+            let settled = write
+                .call_async(Call { target, args })
+                .await
+                .map_err(polycache::Error::writer)?;
+            if let Settled::Promise(promise) = settled {
+                promise.await.map_err(polycache::Error::writer)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The `loader` option: read-through for `get` and `getMany`.
+pub struct JsLoader {
+    pub invoker: Invoker,
+    pub target: Arc<JsFunctionRef>,
+}
+
+impl Loader for JsLoader {
+    fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
+        self.invoker
+            .load(self.target.clone(), vec![Value::from(key)])
+    }
+}
+
+/// The `writer` option: write-through for `set` and `setMany`.
+pub struct JsWriter {
+    pub invoker: Invoker,
+    pub target: Arc<JsFunctionRef>,
+}
+
+impl Writer for JsWriter {
+    fn write(&self, key: &str, value: &Value) -> BoxFuture<'static, polycache::Result<()>> {
+        self.invoker.write(self.target.clone(), key, value)
+    }
+}
+
+/// `target.bind(undefined, ...args)`, kept: the loader of one `wrap`ped call, which runs
+/// the function with the caller's own arguments.
+pub fn bind(
+    env: &Env,
+    target: &JsFunctionRef,
+    args: &[sys::napi_value],
+) -> Result<Arc<JsFunctionRef>> {
+    let function = target.borrow_back(env)?;
+    let bind: Function<'_, (), ()> = function.get_named_property("bind")?;
+    let raw = env.raw();
+    let mut argv = Vec::with_capacity(args.len() + 1);
+    let mut undefined = std::ptr::null_mut();
+    let mut bound = std::ptr::null_mut();
+    // SAFETY: live handles of the current call on the JS thread.
+    unsafe {
+        sys::napi_get_undefined(raw, &mut undefined);
+        argv.push(undefined);
+        argv.extend_from_slice(args);
+        let status = sys::napi_call_function(
+            raw,
+            NapiJsValue::raw(&function),
+            NapiJsValue::raw(&bind),
+            argv.len(),
+            argv.as_ptr(),
+            &mut bound,
+        );
+        if status != sys::Status::napi_ok {
+            return Err(napi::Error::new(
+                Status::from(status),
+                "Function.prototype.bind failed",
+            ));
+        }
+        let bound = JsFunction::from_napi_value(raw, bound)?;
+        keep(&bound)
+    }
+}
+
+/// Calls `function(...args)` with `this` undefined, on the JS thread.
+pub fn call(
+    env: &Env,
+    function: &Function<'_, (), ()>,
+    args: &[sys::napi_value],
+) -> Result<sys::napi_value> {
+    let raw = env.raw();
+    let mut undefined = std::ptr::null_mut();
+    let mut out = std::ptr::null_mut();
+    // SAFETY: live handles on the JS thread.
+    let status = unsafe {
+        sys::napi_get_undefined(raw, &mut undefined);
+        sys::napi_call_function(
+            raw,
+            undefined,
+            NapiJsValue::raw(function),
+            args.len(),
+            args.as_ptr(),
+            &mut out,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::new(
+            Status::from(status),
+            "calling a JS function failed",
+        ));
+    }
+    Ok(out)
+}
+
+/// Keeps a JS function for calls from other threads.
+pub fn keep(function: &JsFunction<'_>) -> Result<Arc<JsFunctionRef>> {
+    Ok(Arc::new(function.create_ref()?))
+}

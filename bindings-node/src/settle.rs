@@ -1,0 +1,313 @@
+//! Settling JS promises from other threads with one thread-safe function per cache.
+//!
+//! napi-rs's `async fn` / `spawn_future` create (and tear down) a thread-safe function for
+//! every call; measured, that dominated a sequential `await cache.get()` (see docs/node.md,
+//! "Speed"). Here a call costs `napi_create_promise` on the JS thread and one
+//! `napi_call_threadsafe_function` from the worker; completions that arrive together are
+//! settled in one turn of the event loop. The function is referenced only while promises
+//! are pending, so an idle cache never keeps the process alive.
+#![allow(unsafe_code)] // Node-API thread-safe functions and deferreds are raw C handles
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{JsError, Unknown};
+use napi::{sys, Env, Error, Result, Status};
+
+fn check(status: sys::napi_status, what: &str) -> Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(Error::new(Status::from(status), format!("{what} failed")))
+    }
+}
+
+/// Turns a worker's result into a JS value on the JS thread.
+type Settle = Box<dyn FnOnce(&Env) -> Result<sys::napi_value> + Send>;
+
+struct Settlement {
+    /// Keeps the function alive until this settlement has run.
+    settler: Arc<Settler>,
+    deferred: sys::napi_deferred,
+    settle: Settle,
+}
+
+/// One thread-safe function that settles promises (see the module docs).
+pub struct Settler {
+    tsfn: sys::napi_threadsafe_function,
+    /// Set when Node finalizes the function (environment teardown): then it must not be
+    /// released again.
+    finalized: Arc<AtomicBool>,
+    /// Promises created and not yet settled; touched on the JS thread only.
+    pending: AtomicUsize,
+}
+
+// SAFETY: a thread-safe function handle may be called and released from any thread; the
+// ref/unref calls that need the JS thread are made only from the JS thread.
+unsafe impl Send for Settler {}
+unsafe impl Sync for Settler {}
+
+impl std::fmt::Debug for Settler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settler")
+            .field("pending", &self.pending.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Settler {
+    /// Creates the thread-safe function (unreferenced until a promise is pending).
+    pub fn new(env: &Env) -> Result<Arc<Settler>> {
+        let raw = env.raw();
+        let mut name = ptr::null_mut();
+        let mut tsfn = ptr::null_mut();
+        let finalized = Arc::new(AtomicBool::new(false));
+        let finalize_data = Arc::into_raw(finalized.clone()) as *mut c_void;
+        // SAFETY: plain Node-API calls with live handles.
+        unsafe {
+            check(
+                sys::napi_create_string_utf8(raw, c"polycache".as_ptr(), 9, &mut name),
+                "napi_create_string_utf8",
+            )?;
+            check(
+                sys::napi_create_threadsafe_function(
+                    raw,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    name,
+                    0,
+                    1,
+                    finalize_data,
+                    Some(on_finalize),
+                    ptr::null_mut(),
+                    Some(call_js),
+                    &mut tsfn,
+                ),
+                "napi_create_threadsafe_function",
+            )?;
+            check(
+                sys::napi_unref_threadsafe_function(raw, tsfn),
+                "napi_unref_threadsafe_function",
+            )?;
+        }
+        Ok(Arc::new(Settler {
+            tsfn,
+            finalized,
+            pending: AtomicUsize::new(0),
+        }))
+    }
+
+    /// A new promise (to return to JS) and the handle that settles it from any thread.
+    pub fn promise<'env>(self: &Arc<Self>, env: &'env Env) -> Result<(Unknown<'env>, Pending)> {
+        let mut deferred = ptr::null_mut();
+        let mut promise = ptr::null_mut();
+        // SAFETY: live env on the JS thread.
+        unsafe {
+            check(
+                sys::napi_create_promise(env.raw(), &mut deferred, &mut promise),
+                "napi_create_promise",
+            )?;
+            if self.pending.fetch_add(1, Ordering::Relaxed) == 0 {
+                check(
+                    sys::napi_ref_threadsafe_function(env.raw(), self.tsfn),
+                    "napi_ref_threadsafe_function",
+                )?;
+            }
+            Ok((
+                Unknown::from_raw_unchecked(env.raw(), promise),
+                Pending {
+                    settler: self.clone(),
+                    deferred: Some(deferred),
+                },
+            ))
+        }
+    }
+}
+
+impl Drop for Settler {
+    fn drop(&mut self) {
+        if self.finalized.load(Ordering::Acquire) {
+            return;
+        }
+        // SAFETY: releasing may happen on any thread; the function is not used afterwards.
+        unsafe {
+            sys::napi_release_threadsafe_function(
+                self.tsfn,
+                sys::ThreadsafeFunctionReleaseMode::release,
+            );
+        }
+    }
+}
+
+/// A promise waiting to be settled. Dropping it unsettled rejects the promise.
+pub struct Pending {
+    settler: Arc<Settler>,
+    deferred: Option<sys::napi_deferred>,
+}
+
+// SAFETY: the deferred is only dereferenced by Node on the JS thread, in `call_js`.
+unsafe impl Send for Pending {}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+impl Pending {
+    /// Settles the promise with what `settle` returns on the JS thread (an `Err` rejects).
+    pub fn settle(mut self, settle: impl FnOnce(&Env) -> Result<sys::napi_value> + Send + 'static) {
+        if let Some(deferred) = self.deferred.take() {
+            self.send(deferred, Box::new(settle));
+        }
+    }
+
+    /// Settles the promise now; only on the JS thread (the fast path, which already is).
+    pub fn settle_now(
+        mut self,
+        env: &Env,
+        settle: impl FnOnce(&Env) -> Result<sys::napi_value> + Send + 'static,
+    ) {
+        if let Some(deferred) = self.deferred.take() {
+            finish(env, &self.settler, deferred, Box::new(settle));
+        }
+    }
+
+    fn send(&self, deferred: sys::napi_deferred, settle: Settle) {
+        let data = Box::into_raw(Box::new(Settlement {
+            settler: self.settler.clone(),
+            deferred,
+            settle,
+        }));
+        // SAFETY: `data` is reclaimed by `call_js` (or leaked if Node is shutting down,
+        // when the function no longer runs).
+        let status = unsafe {
+            sys::napi_call_threadsafe_function(
+                self.settler.tsfn,
+                data.cast(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            // SAFETY: not handed to Node, so still ours.
+            drop(unsafe { Box::from_raw(data) });
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(deferred) = self.deferred.take() {
+            self.send(
+                deferred,
+                Box::new(|_| {
+                    Err(Error::new(
+                        Status::Cancelled,
+                        "the operation was dropped before it finished",
+                    ))
+                }),
+            );
+        }
+    }
+}
+
+unsafe extern "C" fn on_finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    let finalized = Arc::from_raw(data as *const AtomicBool);
+    finalized.store(true, Ordering::Release);
+}
+
+unsafe extern "C" fn call_js(
+    env: sys::napi_env,
+    _callback: sys::napi_value,
+    _context: *mut c_void,
+    data: *mut c_void,
+) {
+    let settlement = Box::from_raw(data.cast::<Settlement>());
+    if env.is_null() {
+        return; // the environment is going away; nothing can be settled
+    }
+    let Settlement {
+        settler,
+        deferred,
+        settle,
+    } = *settlement;
+    finish(&Env::from_raw(env), &settler, deferred, settle);
+}
+
+/// Settles `deferred` on the JS thread and drops the function's reference when nothing is
+/// pending any more.
+fn finish(env: &Env, settler: &Settler, deferred: sys::napi_deferred, settle: Settle) {
+    let raw = env.raw();
+    // SAFETY: on the JS thread with a live env; each deferred is settled exactly once.
+    unsafe {
+        match settle(env) {
+            Ok(value) => {
+                sys::napi_resolve_deferred(raw, deferred, value);
+            }
+            Err(err) => {
+                let value = JsError::from(err).into_value(raw);
+                sys::napi_reject_deferred(raw, deferred, value);
+            }
+        }
+        if settler.pending.fetch_sub(1, Ordering::Relaxed) == 1 {
+            sys::napi_unref_threadsafe_function(raw, settler.tsfn);
+        }
+    }
+}
+
+/// A promise already rejected with `err`.
+pub fn rejected<'env>(env: &'env Env, err: Error) -> Result<Unknown<'env>> {
+    let mut deferred = ptr::null_mut();
+    let mut promise = ptr::null_mut();
+    // SAFETY: live env on the JS thread; the deferred is settled right away.
+    unsafe {
+        check(
+            sys::napi_create_promise(env.raw(), &mut deferred, &mut promise),
+            "napi_create_promise",
+        )?;
+        let value = JsError::from(err).into_value(env.raw());
+        sys::napi_reject_deferred(env.raw(), deferred, value);
+        Ok(Unknown::from_raw_unchecked(env.raw(), promise))
+    }
+}
+
+/// A JS value kept alive until it is taken back on the JS thread (used once).
+pub struct Kept(sys::napi_ref);
+
+// SAFETY: the reference is created and deleted on the JS thread only (`keep`, `take`).
+unsafe impl Send for Kept {}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kept")
+    }
+}
+
+impl Kept {
+    /// Keeps `value` (a JS object) alive.
+    pub fn keep(env: &Env, value: sys::napi_value) -> Result<Kept> {
+        let mut reference = ptr::null_mut();
+        // SAFETY: live env and value on the JS thread.
+        check(
+            unsafe { sys::napi_create_reference(env.raw(), value, 1, &mut reference) },
+            "napi_create_reference",
+        )?;
+        Ok(Kept(reference))
+    }
+
+    /// The kept value; the reference is released.
+    pub fn take(self, env: &Env) -> Result<sys::napi_value> {
+        let mut value = ptr::null_mut();
+        // SAFETY: on the JS thread; the reference was created in this env.
+        unsafe {
+            check(
+                sys::napi_get_reference_value(env.raw(), self.0, &mut value),
+                "napi_get_reference_value",
+            )?;
+            sys::napi_delete_reference(env.raw(), self.0);
+        }
+        Ok(value)
+    }
+}
