@@ -44,6 +44,7 @@ pub struct Endpoints {
 #[derive(Debug)]
 pub struct Server {
     port: u16,
+    tls: bool,
     pid: u32,
     dir: PathBuf,
     guard: Child,
@@ -56,9 +57,22 @@ impl Server {
     /// # Errors
     /// When `redis-server` is missing or does not come up within 10 s.
     pub fn start(extra_args: &[&str]) -> Result<Server> {
+        Server::start_with(extra_args, false)
+    }
+
+    /// Starts a server that speaks only TLS on its port, with a fresh self-signed
+    /// certificate (clients connect with `rediss://…/#insecure`; see [`Server::url`]).
+    ///
+    /// # Errors
+    /// As [`Server::start`], or when `openssl` cannot make the certificate.
+    pub fn start_tls() -> Result<Server> {
+        Server::start_with(&[], true)
+    }
+
+    fn start_with(extra_args: &[&str], tls: bool) -> Result<Server> {
         let mut last_err: Error = "no attempt".into();
         for _ in 0..5 {
-            match Server::try_start(free_port()?, extra_args) {
+            match Server::try_start(free_port()?, extra_args, tls) {
                 Ok(server) => return Ok(server),
                 Err(err) => last_err = err,
             }
@@ -66,15 +80,55 @@ impl Server {
         Err(last_err)
     }
 
-    fn try_start(port: u16, extra_args: &[&str]) -> Result<Server> {
+    fn try_start(port: u16, extra_args: &[&str], tls: bool) -> Result<Server> {
         let dir =
             std::env::temp_dir().join(format!("polycache-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let mut args = vec![
-            binary,
-            "--port".into(),
-            port.to_string(),
+        let mut args = vec![binary];
+        if tls {
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            let made = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if !made.success() {
+                return Err("openssl could not make a test certificate".into());
+            }
+            let (cert, key) = (cert.display().to_string(), key.display().to_string());
+            for arg in [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-auth-clients",
+            ] {
+                args.push(arg.to_owned());
+            }
+            args.extend(["no".into(), "--tls-cert-file".into(), cert.clone()]);
+            args.extend([
+                "--tls-key-file".into(),
+                key,
+                "--tls-ca-cert-file".into(),
+                cert,
+            ]);
+        } else {
+            args.extend(["--port".into(), port.to_string()]);
+        }
+        args.extend([
             "--bind".into(),
             "127.0.0.1".into(),
             "--dir".into(),
@@ -85,7 +139,7 @@ impl Server {
             "no".into(),
             "--daemonize".into(),
             "no".into(),
-        ];
+        ]);
         args.extend(extra_args.iter().map(|a| a.to_string()));
         let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
         // The guard: start the server, print its pid, wait for our pipe to close, clean up.
@@ -106,6 +160,7 @@ impl Server {
         let pid = read_pid(guard.stdout.take())?;
         let server = Server {
             port,
+            tls,
             pid,
             dir,
             guard,
@@ -118,10 +173,8 @@ impl Server {
     fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(reply) = command(self.port, &["PING"]) {
-                if reply == "PONG" {
-                    return Ok(());
-                }
+            if self.ping() {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
@@ -131,6 +184,17 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn ping(&self) -> bool {
+        if !self.tls {
+            return command(self.port, &["PING"]).is_ok_and(|reply| reply == "PONG");
+        }
+        let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+        Command::new(cli)
+            .args(["--tls", "--insecure", "-p", &self.port.to_string(), "PING"])
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "PONG")
     }
 
     /// The port the server listens on.
@@ -143,9 +207,14 @@ impl Server {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`, or for a TLS server `rediss://127.0.0.1:<port>/#insecure`
+    /// (its certificate is self-signed).
     pub fn url(&self) -> String {
-        format!("redis://{}", self.addr())
+        if self.tls {
+            format!("rediss://{}/#insecure", self.addr())
+        } else {
+            format!("redis://{}", self.addr())
+        }
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.

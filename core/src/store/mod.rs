@@ -86,6 +86,11 @@ pub enum Io {
 /// when Redis cannot be reached within `connect_timeout`.
 pub async fn open(config: &Config, clock: Clock, io: Io) -> Result<Arc<dyn Store>> {
     let target = Target::parse(&config.url)?;
+    #[cfg(feature = "tls")]
+    if config.url.starts_with("rediss") {
+        // rustls needs a process-wide crypto provider; a second install is a no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     if let Target::Memory = target {
         return open_memory(config, clock);
     }
