@@ -412,13 +412,11 @@ impl Cache {
 
     fn effective_ttl(&self, ttl: Option<Duration>) -> Option<Duration> {
         let ttl = ttl.or(self.inner.config.ttl)?;
-        let jitter = self.inner.config.jitter;
-        if jitter > 0.0 {
-            let cut = ttl.mul_f64(jitter * fastrand::f64());
-            Some(ttl.saturating_sub(cut).max(Duration::from_millis(1)))
-        } else {
-            Some(ttl)
-        }
+        Some(crate::ttl::jittered(
+            ttl,
+            self.inner.config.jitter,
+            fastrand::f64(),
+        ))
     }
 
     /// Bytes from the store to a value; undecodable bytes count as a miss and a decode

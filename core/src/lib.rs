@@ -36,6 +36,7 @@ mod metrics;
 pub mod patterns;
 pub mod ring;
 pub mod store;
+pub mod ttl;
 
 pub use block_on::block_on;
 pub use cache::{Cache, CacheBuilder};

@@ -141,3 +141,28 @@ fn whole(n: &JsValue, what: &str) -> Result<u64, JsValue> {
         ))),
     }
 }
+
+/// The TTL a cache would write for `ttlSeconds` with `jitter` (0–1): shortened by
+/// `jitter × random`, never below 1 ms (core's `ttl::jittered`). `random` defaults to
+/// `Math.random()`; pass it to make the decision reproducible.
+#[wasm_bindgen(js_name = jitteredTtl)]
+pub fn jittered_ttl(ttl_seconds: f64, jitter: f64, random: Option<f64>) -> Result<f64, JsValue> {
+    let ttl = std::time::Duration::try_from_secs_f64(ttl_seconds).map_err(|_| {
+        config_error(&format!(
+            "ttl must be a non-negative number of seconds, not {ttl_seconds}"
+        ))
+    })?;
+    let unit = random.unwrap_or_else(js_sys::Math::random);
+    Ok(polycache::ttl::jittered(ttl, jitter, unit).as_secs_f64())
+}
+
+/// Whether stored envelope bytes are inside their fresh window at `nowMs` (ms since the
+/// epoch; stale-while-revalidate). A value without a window is fresh until it expires.
+///
+/// # Errors
+/// `ECODEC` for bytes that are not a valid envelope.
+#[wasm_bindgen(js_name = isFresh)]
+pub fn is_fresh(bytes: &[u8], now_ms: f64) -> Result<bool, JsValue> {
+    let (header, _) = js(codec::decode(bytes))?;
+    Ok(polycache::ttl::is_fresh(&header.meta, now_ms as u64))
+}

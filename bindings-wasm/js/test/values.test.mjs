@@ -61,3 +61,19 @@ test('contract errors carry the ErrorKind code', () => {
   assert.throws(() => pc.renderKey('user:{', []), (err) => err.code === 'ECONFIG')
   assert.throws(() => pc.renderKey('user:{0}', []), (err) => err.code === 'EKEY')
 })
+
+test('TTL decisions match core: jitter only shortens, freshness follows the header', () => {
+  assert.equal(pc.jitteredTtl(100, 0, 0.9), 100)
+  assert.equal(pc.jitteredTtl(100, 0.5, 0.5), 75)
+  assert.equal(pc.jitteredTtl(0.001, 1, 0.99), 0.001)
+  for (let i = 0; i < 100; i++) {
+    const ttl = pc.jitteredTtl(60, 0.2)
+    assert.ok(ttl > 47.9 && ttl <= 60, `${ttl}`)
+  }
+  assert.throws(() => pc.jitteredTtl(-1, 0), { code: 'ECONFIG' })
+  const windowed = pc.encodeEnvelope('v', { freshUntil: 1_000 })
+  assert.equal(pc.isFresh(windowed, 999), true)
+  assert.equal(pc.isFresh(windowed, 1_000), false)
+  assert.equal(pc.isFresh(pc.encodeEnvelope('v'), Date.now()), true)
+  assert.throws(() => pc.isFresh(new Uint8Array([1, 2, 3]), 0), { code: 'ECODEC' })
+})
