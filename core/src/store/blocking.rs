@@ -86,21 +86,81 @@ impl<C: ConnectionLike> Pool<C> {
     }
 }
 
-/// One Redis node over blocking connections (`redis://`, `rediss://`).
-pub struct BlockingRedisStore {
-    pool: Pool<redis::Connection>,
+/// How a connection type batches several keys: one node takes `MGET` and one pipeline;
+/// a cluster connection splits a cluster pipeline per node.
+pub trait Batching: ConnectionLike + Send + 'static {
+    /// The values of `keys`, in order.
+    fn get_many(&mut self, keys: &[String]) -> RedisResult<Vec<Option<Vec<u8>>>>;
+    /// Writes every entry.
+    fn set_many(&mut self, entries: &[Entry]) -> RedisResult<()>;
+}
+
+impl Batching for redis::Connection {
+    fn get_many(&mut self, keys: &[String]) -> RedisResult<Vec<Option<Vec<u8>>>> {
+        redis::cmd("MGET").arg(keys).query(self)
+    }
+
+    fn set_many(&mut self, entries: &[Entry]) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for entry in entries {
+            pipe.add_command(set_cmd(entry)).ignore();
+        }
+        pipe.query(self)
+    }
+}
+
+impl Batching for ClusterConnection {
+    fn get_many(&mut self, keys: &[String]) -> RedisResult<Vec<Option<Vec<u8>>>> {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for key in keys {
+            pipe.add_command(redis::cmd("GET").arg(key).to_owned());
+        }
+        pipe.query(self)
+    }
+
+    fn set_many(&mut self, entries: &[Entry]) -> RedisResult<()> {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for entry in entries {
+            pipe.add_command(set_cmd(entry)).ignore();
+        }
+        pipe.query(self)
+    }
+}
+
+/// Redis over pooled blocking connections: one node (`C` = [`redis::Connection`]) or a
+/// cluster (`C` = [`ClusterConnection`], with slot routing and MOVED/ASK handling).
+pub struct BlockingStore<C> {
+    pool: Pool<C>,
     name: String,
 }
 
-impl std::fmt::Debug for BlockingRedisStore {
+/// One Redis node over blocking connections (`redis://`, `rediss://`).
+pub type BlockingRedisStore = BlockingStore<redis::Connection>;
+/// Redis Cluster over blocking cluster connections.
+pub type BlockingClusterStore = BlockingStore<ClusterConnection>;
+
+impl<C> std::fmt::Debug for BlockingStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingRedisStore")
-            .field("node", &self.name)
+        f.debug_struct("BlockingStore")
+            .field("redis", &self.name)
             .finish()
     }
 }
 
-impl BlockingRedisStore {
+impl<C: Batching> BlockingStore<C> {
+    /// Wraps a pool, connecting once now so a wrong address fails at open time, like the
+    /// async stores.
+    fn open(pool: Pool<C>, name: String) -> Result<Self> {
+        pool.with(|conn| redis::cmd("PING").query::<()>(conn))?;
+        Ok(BlockingStore { pool, name })
+    }
+
+    fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.pool.with(|conn| cmd.query(conn))
+    }
+}
+
+impl BlockingStore<redis::Connection> {
     /// Connects to `url` (one connection now, more on demand).
     ///
     /// # Errors
@@ -116,67 +176,11 @@ impl BlockingRedisStore {
             conn.set_write_timeout(Some(command_timeout))?;
             Ok(conn)
         });
-        // Connect once now so a wrong address fails at open time, like the async stores.
-        pool.with(|conn| redis::cmd("PING").query::<()>(conn))?;
-        Ok(BlockingRedisStore { pool, name })
-    }
-
-    fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        self.pool.with(|conn| cmd.query(conn))
+        BlockingStore::open(pool, name)
     }
 }
 
-#[async_trait]
-impl Store for BlockingRedisStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.query(redis::cmd("GET").arg(key))
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.query(redis::cmd("MGET").arg(keys))
-    }
-
-    async fn set(&self, entry: Entry) -> Result<()> {
-        self.query(&set_cmd(&entry))
-    }
-
-    async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for entry in &entries {
-            pipe.add_command(set_cmd(entry)).ignore();
-        }
-        self.pool.with(|conn| pipe.query::<()>(conn))
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        let removed: i64 = self.query(redis::cmd("DEL").arg(key))?;
-        Ok(removed > 0)
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        Ok(pttl(self.query(redis::cmd("PTTL").arg(key))?))
-    }
-}
-
-/// Redis Cluster over blocking cluster connections (slot routing, MOVED/ASK handling).
-pub struct BlockingClusterStore {
-    pool: Pool<ClusterConnection>,
-}
-
-impl std::fmt::Debug for BlockingClusterStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingClusterStore")
-            .finish_non_exhaustive()
-    }
-}
-
-impl BlockingClusterStore {
+impl BlockingStore<ClusterConnection> {
     /// Connects through the seed nodes and discovers the cluster.
     ///
     /// # Errors
@@ -197,17 +201,12 @@ impl BlockingClusterStore {
             conn.set_write_timeout(Some(command_timeout))?;
             Ok(conn)
         });
-        pool.with(|conn| redis::cmd("PING").query::<()>(conn))?;
-        Ok(BlockingClusterStore { pool })
-    }
-
-    fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        self.pool.with(|conn| cmd.query(conn))
+        BlockingStore::open(pool, format!("cluster {}", seeds.join(",")))
     }
 }
 
 #[async_trait]
-impl Store for BlockingClusterStore {
+impl<C: Batching> Store for BlockingStore<C> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.query(redis::cmd("GET").arg(key))
     }
@@ -216,12 +215,7 @@ impl Store for BlockingClusterStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // A cluster pipeline sends one batch per node, whatever the slots.
-        let mut pipe = redis::cluster::cluster_pipe();
-        for key in keys {
-            pipe.add_command(redis::cmd("GET").arg(key).to_owned());
-        }
-        self.pool.with(|conn| pipe.query(conn))
+        self.pool.with(|conn| conn.get_many(keys))
     }
 
     async fn set(&self, entry: Entry) -> Result<()> {
@@ -232,12 +226,7 @@ impl Store for BlockingClusterStore {
         if entries.is_empty() {
             return Ok(());
         }
-        // A cluster pipeline sends one batch per node.
-        let mut pipe = redis::cluster::cluster_pipe();
-        for entry in &entries {
-            pipe.add_command(set_cmd(entry)).ignore();
-        }
-        self.pool.with(|conn| pipe.query::<()>(conn))
+        self.pool.with(|conn| conn.set_many(&entries))
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 #[cfg(feature = "redis")]
-pub use self::blocking::{BlockingClusterStore, BlockingRedisStore};
+pub use self::blocking::{Batching, BlockingClusterStore, BlockingRedisStore, BlockingStore};
 #[cfg(feature = "tokio-redis")]
 pub use self::redis::{ClusterStore, RedisStore};
 #[cfg(feature = "memory")]
