@@ -13,7 +13,7 @@ BIN_DIR := $(CARGO_TARGET_DIR)/$(CARGO_BUILD_TARGET)
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: demo
 demo: ## Run the cache-aside demo on the embedded store (no Redis); DEMO_URL=redis://… for Redis
