@@ -8,30 +8,24 @@
 //!   blocking cache is bounded by a small budget (5 ms per command, 20 ms to connect), so
 //!   the event loop is never held longer; a store failure within the budget turns the fast
 //!   path off for a second and the calls go the async way, which reports real errors
-//!   within `commandTimeout`.
+//!   within `commandTimeout`. Core's [`FastPath`] holds that policy.
 //! * **Async**: core's async cache on a tokio runtime; promises are settled through one
 //!   thread-safe function per cache. Used for loaders and writers (JS functions that must
 //!   be awaited), for read-through misses, with `io: "async"`, and as the fallback above.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use napi::bindgen_prelude::{FunctionRef, JsObjectValue, Unknown};
 use napi::{sys, Env, JsValue as _, Result};
 use polycache::patterns::batch::{Batch, Done, Op};
+use polycache::patterns::FastPath;
 use polycache::{Config, Io, MetricsSnapshot, Value};
 
 use crate::errors;
 use crate::patterns::{self, Invoker, JsFunctionRef, JsLoader, JsWriter};
 use crate::settle::{Pending, Settler};
 use crate::value;
-
-/// Longest a command of the fast path may hold the event loop.
-const FAST_COMMAND_BUDGET: Duration = Duration::from_millis(5);
-/// Longest connecting may hold the event loop (once per connection).
-const FAST_CONNECT_BUDGET: Duration = Duration::from_millis(20);
-/// How long the fast path stays off after a store failure.
-const FAST_COOL_DOWN: Duration = Duration::from_secs(1);
 
 /// One process-wide tokio runtime for the async path, built on first use.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -124,7 +118,7 @@ pub struct Shared {
     async_cache: tokio::sync::OnceCell<polycache::Cache>,
     /// The fast path's cache; touched on the JS thread only.
     blocking: Mutex<Option<polycache::Cache>>,
-    fast_off_until: Mutex<Option<Instant>>,
+    fast_path: FastPath,
     tick: Mutex<Vec<(Call, Pending)>>,
     /// `queueMicrotask` and this cache's flush function.
     schedule: OnceLock<(FunctionRef<(), ()>, FunctionRef<(), ()>)>,
@@ -158,7 +152,7 @@ impl Shared {
             settler: Settler::new(env)?,
             async_cache: tokio::sync::OnceCell::new(),
             blocking: Mutex::new(None),
-            fast_off_until: Mutex::new(None),
+            fast_path: FastPath::new(),
             tick: Mutex::new(Vec::new()),
             schedule: OnceLock::new(),
             config,
@@ -254,8 +248,7 @@ impl Shared {
     }
 
     fn fast_path_on(&self) -> bool {
-        self.io == IoMode::Auto
-            && lock(&self.fast_off_until).is_none_or(|until| Instant::now() >= until)
+        self.io == IoMode::Auto && self.fast_path.is_open()
     }
 
     fn schedule_flush(&self, env: &Env) -> Result<()> {
@@ -270,24 +263,18 @@ impl Shared {
     fn blocking_cache(&self) -> Option<polycache::Cache> {
         let mut blocking = lock(&self.blocking);
         if blocking.is_none() {
-            let mut config = self.config.clone();
-            config.command_timeout = config.command_timeout.min(FAST_COMMAND_BUDGET);
-            config.connect_timeout = config.connect_timeout.min(FAST_CONNECT_BUDGET);
+            let config = FastPath::budgeted(&self.config);
             let built =
                 polycache::block_on(polycache::Cache::builder(config).io(Io::Blocking).build());
             match built {
                 Ok(cache) => *blocking = Some(cache),
                 Err(_) => {
-                    self.cool_down();
+                    self.fast_path.record_failure();
                     return None;
                 }
             }
         }
         blocking.clone()
-    }
-
-    fn cool_down(&self) {
-        *lock(&self.fast_off_until) = Some(Instant::now() + FAST_COOL_DOWN);
     }
 
     /// Runs this tick's calls (the microtask scheduled by the first of them): on the JS
@@ -306,7 +293,7 @@ impl Shared {
         let (batch, spans) = batch_of(&calls);
         let ran = polycache::block_on(batch.run(&blocking, true));
         if ran.stopped.is_some() {
-            self.cool_down();
+            self.fast_path.record_failure();
         }
         let mut results = ran.results.into_iter();
         let mut rest = Vec::new();
@@ -462,12 +449,7 @@ impl Shared {
         if let Some(cache) = self.async_cache.get() {
             cache.close();
         }
-        self.cool_down_forever();
-    }
-
-    fn cool_down_forever(&self) {
-        // A closed cache answers from the async path, which reports the closed state.
-        *lock(&self.fast_off_until) = Some(Instant::now() + Duration::from_secs(u32::MAX as u64));
+        self.fast_path.shut();
     }
 }
 
