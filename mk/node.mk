@@ -33,7 +33,7 @@ lint-node: ## clippy for the Node crate, the index.d.ts drift gate, tsc --noEmit
 
 .PHONY: test-node
 test-node: node-build ## The Node suite (node --test) on real Redis, then the fresh-app install test
-	cd $(NODE_DIR) && node --test --test-concurrency=1 __test__/
+	cd $(NODE_DIR) && POLYCACHE_PYTHON=$(PY) node --test --test-concurrency=1 __test__/
 	$(NODE_DIR)/scripts/fresh-app-test
 
 .PHONY: bench-node

@@ -1,8 +1,9 @@
 'use strict'
 // Python and Node on one Redis: a value written by one is read by the other, and a
 // Python `@cache.cached(key=...)` function shares its entries with Node's `cache.wrap`.
-// Needs the Python binding built in bindings-python/python (its suite builds it); without
-// it this file reports a skip and says why.
+// Uses the interpreter in POLYCACHE_PYTHON (`make test` passes the venv where
+// `pip install ./bindings-python` went), else python3 with bindings-python/python on its
+// path; without a built Python binding this file reports a skip and says why.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
@@ -10,10 +11,11 @@ const { execFileSync } = require('node:child_process')
 const { Cache } = require('..')
 const { redis, root, uniqueNamespace } = require('./helpers')
 
-const pythonPath = path.join(root, 'bindings-python', 'python')
+const interpreter = process.env.POLYCACHE_PYTHON
+const pythonPath = interpreter ? {} : { PYTHONPATH: path.join(root, 'bindings-python', 'python') }
 function python(code, env = {}) {
-  return execFileSync('python3', ['-c', code], {
-    env: { ...process.env, PYTHONPATH: pythonPath, ...env },
+  return execFileSync(interpreter || 'python3', ['-c', code], {
+    env: { ...process.env, ...pythonPath, ...env },
     encoding: 'utf8',
   }).trim()
 }
