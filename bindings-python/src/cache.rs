@@ -141,6 +141,20 @@ impl Cache {
         Ok(Cache { inner })
     }
 
+    /// `Cache.from_url("redis://h:6379?namespace=app&ttl=60", **options)`: the same as the
+    /// constructor; URL query options and keyword options combine (keywords win).
+    #[staticmethod]
+    #[pyo3(signature = (url, *, loader = None, writer = None, **options))]
+    fn from_url(
+        py: Python<'_>,
+        url: &str,
+        loader: Option<Py<PyAny>>,
+        writer: Option<Py<PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        Cache::new(py, url, loader, writer, options)
+    }
+
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &str, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         let found = py

@@ -186,6 +186,15 @@ def test_foreign_bytes_are_a_miss_and_a_decode_error(url: str, namespace: str) -
     assert raw.get("foreign") == b"written by redis-cli"
 
 
+def test_from_url_combines_url_and_keyword_options(url: str) -> None:
+    sep = "&" if "?" in url else "?"
+    cache = Cache.from_url(f"{url}{sep}namespace=from-url&ttl=60", command_timeout=0.5)
+    assert cache.redis_key("k") == "pc:from-url:{k}"
+    cache.set("k", 1)
+    left = cache.ttl("k")
+    assert left is not None and 0 < left <= 60
+
+
 def test_config_errors_are_typed() -> None:
     with pytest.raises(polycache.ConfigError, match="scheme"):
         Cache("mongodb://x")
