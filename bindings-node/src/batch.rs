@@ -435,7 +435,7 @@ impl Shared {
         let fast = lock(&self.blocking).as_ref().map(polycache::Cache::metrics);
         let slow = self.async_cache.get().map(polycache::Cache::metrics);
         match (fast, slow) {
-            (Some(a), Some(b)) => add(a, &b, is_memory(&self.config)),
+            (Some(a), Some(b)) => a.combined(&b, is_memory(&self.config)),
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => MetricsSnapshot::default(),
         }
@@ -451,24 +451,6 @@ impl Shared {
         }
         self.fast_path.shut();
     }
-}
-
-fn add(mut a: MetricsSnapshot, b: &MetricsSnapshot, shared_store: bool) -> MetricsSnapshot {
-    a.hits += b.hits;
-    a.misses += b.misses;
-    a.loads += b.loads;
-    a.load_errors += b.load_errors;
-    a.decode_errors += b.decode_errors;
-    a.sets += b.sets;
-    a.deletes += b.deletes;
-    a.store_errors += b.store_errors;
-    if !shared_store {
-        a.evictions += b.evictions;
-    }
-    for (bucket, other) in a.latency_us.iter_mut().zip(&b.latency_us) {
-        bucket.1 += other.1;
-    }
-    a
 }
 
 /// The batch of a tick's calls and how many operations each call contributed.
