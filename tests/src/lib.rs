@@ -1,5 +1,8 @@
 //! Real `redis-server` processes for polycache's test suites: a standalone server, N
-//! independent shards and an N-master cluster, on free loopback ports in temp dirs.
+//! independent shards and an N-master cluster, on free loopback ports in temp dirs; and,
+//! for the fault suites only (they take seconds to start), a cluster whose masters each
+//! have a replica, a Sentinel setup (a master, a replica, three sentinels) and a
+//! black-holed address ([`BlackHole`]).
 //!
 //! Cleanup does not depend on destructors running: each server lives under a small `sh`
 //! guard that waits on a pipe from this process. When the pipe closes — on `Drop`, on a
@@ -38,7 +41,21 @@ pub struct Endpoints {
     /// `127.0.0.1:<port>` → pid of every server, so tests can pause or kill one.
     #[serde(default)]
     pub pids: BTreeMap<String, u32>,
+    /// `redis+cluster://…` of a cluster whose masters each have a replica
+    /// (`--cluster-replicas 1`); every node is a seed. Only when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_replicas: Option<String>,
+    /// `redis+sentinel://<s1>,<s2>,<s3>/mymaster`: three sentinels watching a master with
+    /// one replica. Only when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<String>,
+    /// `redis://127.0.0.1:<port>` of a [`BlackHole`]: connects to it hang. Only when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blackhole: Option<String>,
 }
+
+/// The master name the harness's sentinels monitor.
+pub const SENTINEL_MASTER: &str = "mymaster";
 
 /// One `redis-server` under its cleanup guard.
 #[derive(Debug)]
@@ -69,10 +86,31 @@ impl Server {
         Server::start_with(&[], true)
     }
 
+    /// Starts a sentinel (`redis-server <conf> --sentinel`) that monitors the master at
+    /// `master` (`127.0.0.1:<port>`) as [`SENTINEL_MASTER`] with a quorum of 2, calling it
+    /// down after 1 s without answers.
+    ///
+    /// # Errors
+    /// As [`Server::start`].
+    pub fn start_sentinel(master: &str) -> Result<Server> {
+        let (host, port) = master.split_once(':').ok_or("master is not host:port")?;
+        let conf = format!(
+            "sentinel monitor {SENTINEL_MASTER} {host} {port} 2\n\
+             sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+             sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
+             sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+        );
+        Server::start_configured(&[], false, Some(&conf))
+    }
+
     fn start_with(extra_args: &[&str], tls: bool) -> Result<Server> {
+        Server::start_configured(extra_args, tls, None)
+    }
+
+    fn start_configured(extra_args: &[&str], tls: bool, sentinel: Option<&str>) -> Result<Server> {
         let mut last_err: Error = "no attempt".into();
         for _ in 0..5 {
-            match Server::try_start(free_port()?, extra_args, tls) {
+            match Server::try_start(free_port()?, extra_args, tls, sentinel) {
                 Ok(server) => return Ok(server),
                 Err(err) => last_err = err,
             }
@@ -80,12 +118,23 @@ impl Server {
         Err(last_err)
     }
 
-    fn try_start(port: u16, extra_args: &[&str], tls: bool) -> Result<Server> {
+    fn try_start(
+        port: u16,
+        extra_args: &[&str],
+        tls: bool,
+        sentinel: Option<&str>,
+    ) -> Result<Server> {
         let dir =
             std::env::temp_dir().join(format!("polycache-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut args = vec![binary];
+        if let Some(conf) = sentinel {
+            // A sentinel rewrites its config file, so it gets one of its own, first.
+            let path = dir.join("sentinel.conf");
+            std::fs::write(&path, conf)?;
+            args.extend([path.display().to_string(), "--sentinel".into()]);
+        }
         if tls {
             let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
             let made = Command::new("openssl")
@@ -197,6 +246,11 @@ impl Server {
             .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "PONG")
     }
 
+    /// The server's pid (for `kill -STOP` and the like).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
@@ -248,6 +302,83 @@ impl Drop for Server {
     }
 }
 
+/// An address that accepts nothing and answers nothing: a loopback listener that never
+/// accepts, with a backlog of 0 already filled by connections it holds. The kernel drops
+/// every further SYN, so a `connect` to it hangs until the client's own timeout, as with a
+/// firewalled or unplugged host.
+///
+/// Why not a non-routable address such as `10.255.255.1`: on the sandboxes this project is
+/// built on, outbound connections go through a proxy that completes the handshake at once,
+/// so such an address does not hang (and WASI guests may only use loopback anyway).
+#[derive(Debug)]
+pub struct BlackHole {
+    addr: SocketAddr,
+    _listener: socket2::Socket,
+    _held: Vec<TcpStream>,
+}
+
+impl BlackHole {
+    /// Binds a free loopback port and fills its accept queue.
+    ///
+    /// # Errors
+    /// When the port cannot be bound, or the queue does not fill within 64 connections.
+    pub fn start() -> Result<BlackHole> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        listener.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+        listener.listen(0)?;
+        let addr = listener
+            .local_addr()?
+            .as_socket()
+            .ok_or("the listener has no IP address")?;
+        let mut held = Vec::new();
+        // Connections complete until the queue is full; the first one that times out
+        // proves that SYNs are now dropped.
+        while held.len() < 64 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(stream) => held.push(stream),
+                Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
+                    return Ok(BlackHole {
+                        addr,
+                        _listener: listener,
+                        _held: held,
+                    })
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err("the black hole's accept queue did not fill".into())
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+}
+
+/// What a [`Topology`] starts. The first three are what every suite shares; the others
+/// take seconds and exist for the fault suites.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spec {
+    /// A standalone server.
+    pub standalone: bool,
+    /// Independent shard servers.
+    pub shards: usize,
+    /// Masters of a cluster without replicas (0 for none; Redis needs at least 3).
+    pub cluster: usize,
+    /// Masters of a cluster where each master has one replica (0 for none, else ≥ 3).
+    pub cluster_replicas: usize,
+    /// A master, its replica and three sentinels.
+    pub sentinel: bool,
+    /// A [`BlackHole`].
+    pub blackhole: bool,
+}
+
 /// Servers of one topology, stopped when dropped.
 #[derive(Debug, Default)]
 pub struct Topology {
@@ -257,6 +388,16 @@ pub struct Topology {
     pub shards: Vec<Server>,
     /// Cluster masters.
     pub cluster: Vec<Server>,
+    /// Nodes of the cluster with replicas, as `redis-cli --cluster create` got them: the
+    /// first half start as masters, the second half as their replicas (ask `ROLE` or
+    /// `CLUSTER NODES` for the current roles: a failover swaps them).
+    pub cluster_replicas: Vec<Server>,
+    /// The Sentinel setup's data nodes: the initial master, then its replica.
+    pub sentinel_data: Vec<Server>,
+    /// The three sentinels.
+    pub sentinels: Vec<Server>,
+    /// The black-holed address.
+    pub blackhole: Option<BlackHole>,
 }
 
 impl Topology {
@@ -266,15 +407,37 @@ impl Topology {
     /// # Errors
     /// When a server does not start or the cluster does not become ready.
     pub fn start(standalone: bool, shards: usize, cluster_masters: usize) -> Result<Topology> {
+        Topology::start_spec(Spec {
+            standalone,
+            shards,
+            cluster: cluster_masters,
+            ..Spec::default()
+        })
+    }
+
+    /// Starts everything `spec` asks for.
+    ///
+    /// # Errors
+    /// When a server does not start, or a cluster or the sentinels do not become ready.
+    pub fn start_spec(spec: Spec) -> Result<Topology> {
         let mut topology = Topology::default();
-        if standalone {
+        if spec.standalone {
             topology.standalone = Some(Server::start(&[])?);
         }
-        for _ in 0..shards {
+        for _ in 0..spec.shards {
             topology.shards.push(Server::start(&[])?);
         }
-        if cluster_masters > 0 {
-            topology.cluster = start_cluster(cluster_masters)?;
+        if spec.cluster > 0 {
+            topology.cluster = start_cluster(spec.cluster, 0)?;
+        }
+        if spec.cluster_replicas > 0 {
+            topology.cluster_replicas = start_cluster(spec.cluster_replicas, 1)?;
+        }
+        if spec.sentinel {
+            (topology.sentinel_data, topology.sentinels) = start_sentinel()?;
+        }
+        if spec.blackhole {
+            topology.blackhole = Some(BlackHole::start()?);
         }
         Ok(topology)
     }
@@ -299,8 +462,20 @@ impl Topology {
                 .iter()
                 .chain(&self.shards)
                 .chain(&self.cluster)
+                .chain(&self.cluster_replicas)
+                .chain(&self.sentinel_data)
+                .chain(&self.sentinels)
                 .map(|s| (s.addr(), s.pid))
                 .collect(),
+            cluster_replicas: (!self.cluster_replicas.is_empty())
+                .then(|| format!("redis+cluster://{}", list(&self.cluster_replicas))),
+            sentinel: (!self.sentinels.is_empty()).then(|| {
+                format!(
+                    "redis+sentinel://{}/{SENTINEL_MASTER}",
+                    list(&self.sentinels)
+                )
+            }),
+            blackhole: self.blackhole.as_ref().map(BlackHole::url),
         }
     }
 }
@@ -326,8 +501,11 @@ pub fn shared() -> &'static Endpoints {
     })
 }
 
-fn start_cluster(masters: usize) -> Result<Vec<Server>> {
-    let servers = (0..masters)
+/// `masters` masters, each with `replicas` replicas. With replicas, a node is called failed
+/// after 1 s (2 s without: nothing to fail over to).
+fn start_cluster(masters: usize, replicas: usize) -> Result<Vec<Server>> {
+    let node_timeout = if replicas > 0 { "1000" } else { "2000" };
+    let servers = (0..masters * (1 + replicas))
         .map(|_| {
             Server::start(&[
                 "--cluster-enabled",
@@ -335,7 +513,7 @@ fn start_cluster(masters: usize) -> Result<Vec<Server>> {
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                "2000",
+                node_timeout,
             ])
         })
         .collect::<Result<Vec<_>>>()?;
@@ -343,7 +521,7 @@ fn start_cluster(masters: usize) -> Result<Vec<Server>> {
     let mut create = Command::new(cli);
     create.args(["--cluster", "create"]);
     create.args(servers.iter().map(Server::addr));
-    create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+    create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
     let output = create.stdin(Stdio::null()).output()?;
     if !output.status.success() {
         return Err(format!(
@@ -366,7 +544,51 @@ fn start_cluster(masters: usize) -> Result<Vec<Server>> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    // Every replica has finished its first sync, so a failover has data to promote.
+    for server in &servers {
+        wait_until(deadline, || {
+            let info = server.command(&["INFO", "replication"]).unwrap_or_default();
+            info.contains("role:master") || info.contains("master_link_status:up")
+        })?;
+    }
     Ok(servers)
+}
+
+/// A master, its replica (in sync) and three sentinels that know both and each other.
+fn start_sentinel() -> Result<(Vec<Server>, Vec<Server>)> {
+    let master = Server::start(&[])?;
+    let port = master.port().to_string();
+    let replica = Server::start(&["--replicaof", "127.0.0.1", &port])?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_until(deadline, || {
+        let info = replica
+            .command(&["INFO", "replication"])
+            .unwrap_or_default();
+        info.contains("master_link_status:up")
+    })?;
+    let sentinels = (0..3)
+        .map(|_| Server::start_sentinel(&master.addr()))
+        .collect::<Result<Vec<_>>>()?;
+    // Sentinels find the replica through the master and each other through hello
+    // messages (every 2 s); a failover needs both.
+    for sentinel in &sentinels {
+        wait_until(deadline, || {
+            let info = sentinel.command(&["INFO", "sentinel"]).unwrap_or_default();
+            info.contains("status=ok") && info.contains("slaves=1") && info.contains("sentinels=3")
+        })?;
+    }
+    Ok((vec![master, replica], sentinels))
+}
+
+/// Polls `ready` every 50 ms until it holds or `deadline` passes.
+fn wait_until(deadline: Instant, mut ready: impl FnMut() -> bool) -> Result<()> {
+    while !ready() {
+        if Instant::now() > deadline {
+            return Err("servers not ready in time".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// A free port whose cluster-bus twin (port + 10000) is free too.
