@@ -313,3 +313,247 @@ fn template_vectors() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile input: bounded time and memory (docs/FORMAT.md §1, "Limits")
+// ---------------------------------------------------------------------------------------
+
+/// Peak resident memory of this process so far, in bytes (Linux; 0 elsewhere).
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Resets the peak to the current resident size where the kernel allows it.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs `body` alone in a fresh process of this test binary, so the peak memory it
+/// measures is its own and not that of tests running beside it.
+fn in_own_process(test: &str, body: impl FnOnce()) {
+    if std::env::var("POLYCACHE_OWN_PROCESS").as_deref() == Ok(test) {
+        body();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("POLYCACHE_OWN_PROCESS", test)
+        .output()
+        .expect("run the test binary");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{test} failed in its own process ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Peak memory a hostile input may add, and the time it may take to refuse (a hang
+/// detector with slack for debug builds, not a speed assertion).
+const HOSTILE_MAX_RSS: u64 = 64 * 1024 * 1024;
+const HOSTILE_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An LZ4 block whose output is `prefix` followed by `zeros` zero bytes: the prefix and
+/// one zero as literals, one match at offset 1 for the rest but 5, and 5 literal zeros.
+fn lz4_zeros(prefix: &[u8], zeros: usize) -> Vec<u8> {
+    fn length(out: &mut Vec<u8>, mut n: usize) {
+        while n >= 255 {
+            out.push(255);
+            n -= 255;
+        }
+        out.push(n as u8);
+    }
+    let literals = prefix.len() + 1;
+    let matched = zeros - 6;
+    let mut out = vec![((literals.min(15) as u8) << 4) | (matched - 4).min(15) as u8];
+    if literals >= 15 {
+        length(&mut out, literals - 15);
+    }
+    out.extend_from_slice(prefix);
+    out.push(0);
+    out.extend_from_slice(&[1, 0]);
+    if matched - 4 >= 15 {
+        length(&mut out, matched - 4 - 15);
+    }
+    out.extend_from_slice(&[0x50, 0, 0, 0, 0, 0]);
+    out
+}
+
+/// The decode bomb: a valid LZ4 block of a MessagePack array32 of `n` zero bytes.
+fn decode_bomb(n: u32) -> Vec<u8> {
+    let mut prefix = vec![0xdd];
+    prefix.extend_from_slice(&n.to_be_bytes());
+    let mut out = vec![0xC1, b'P', b'C', 1, 1, 1, 0, 16];
+    out.extend_from_slice(&[0; 16]);
+    out.extend_from_slice(&(5 + n).to_be_bytes());
+    out.extend_from_slice(&lz4_zeros(&prefix, n as usize));
+    out
+}
+
+#[test]
+fn decode_bomb_is_refused_in_bounded_time_and_memory() {
+    in_own_process("decode_bomb_is_refused_in_bounded_time_and_memory", || {
+        // 128 Mi items (above the payload cap) and 12 Mi items (under it, above the value
+        // budget): both must fail without memory proportional to the claim.
+        for n in [128 << 20, 12 << 20] {
+            let bomb = decode_bomb(n);
+            reset_peak_rss();
+            let before = peak_rss();
+            let started = std::time::Instant::now();
+            let result = codec::decode(&bomb);
+            let elapsed = started.elapsed();
+            let grew = peak_rss().saturating_sub(before);
+            println!(
+                "bomb of {n} items ({} bytes stored): {elapsed:?}, peak RSS +{} KiB",
+                bomb.len(),
+                grew / 1024
+            );
+            assert!(matches!(&result, Err(e) if e.kind() == ErrorKind::Codec));
+            assert!(elapsed < HOSTILE_MAX_TIME, "took {elapsed:?}");
+            assert!(grew < HOSTILE_MAX_RSS, "peak RSS grew by {grew} bytes");
+        }
+    });
+}
+
+/// The bytes of a hostile case: hex strings and `{repeat, times}` runs, concatenated.
+fn hostile_bytes(case: &Json) -> Vec<u8> {
+    let mut out = Vec::new();
+    for segment in case["bytes"].as_array().expect("bytes segments") {
+        match segment {
+            Json::String(hex) => out.extend(hex::decode(hex).expect("hex")),
+            run => {
+                let unit = hex::decode(run["repeat"].as_str().expect("repeat")).expect("hex");
+                for _ in 0..run["times"].as_u64().expect("times") {
+                    out.extend_from_slice(&unit);
+                }
+            }
+        }
+    }
+    assert_eq!(out.len() as u64, case["size"].as_u64().expect("size"));
+    out
+}
+
+#[test]
+fn hostile_vectors() {
+    in_own_process("hostile_vectors", || {
+        let cases: Vec<(Json, Vec<u8>)> = load("hostile.json")
+            .into_iter()
+            .map(|case| {
+                let bytes = hostile_bytes(&case);
+                (case, bytes)
+            })
+            .collect();
+        let slowest = std::cell::Cell::new(std::time::Duration::ZERO);
+        let heaviest = std::cell::Cell::new(0u64);
+        run_all("hostile.json", |case| {
+            let bytes = &cases
+                .iter()
+                .find(|(c, _)| c["name"] == case["name"])
+                .expect("case")
+                .1;
+            reset_peak_rss();
+            let before = peak_rss();
+            let started = std::time::Instant::now();
+            let result = codec::decode(bytes);
+            let elapsed = started.elapsed();
+            let grew = peak_rss().saturating_sub(before);
+            slowest.set(slowest.get().max(elapsed));
+            heaviest.set(heaviest.get().max(grew));
+            let outcome = match (case["expect"].as_str().unwrap_or_default(), &result) {
+                ("decode_error", Err(e)) if e.kind() == ErrorKind::Codec => Ok(()),
+                ("ok", Ok(_)) => Ok(()),
+                ("value", Ok((_, v))) if *v == typed(&case["value"]) => Ok(()),
+                (expect, got) => Err(format!(
+                    "expected {expect}, got {:?}",
+                    got.as_ref().map(|(_, v)| v.kind_name())
+                )),
+            };
+            drop(result);
+            outcome?;
+            if elapsed > HOSTILE_MAX_TIME {
+                return Err(format!("took {elapsed:?}"));
+            }
+            if grew > HOSTILE_MAX_RSS {
+                return Err(format!("peak RSS grew by {} KiB", grew / 1024));
+            }
+            Ok(())
+        });
+        println!(
+            "hostile.json: slowest case {:?}, largest peak RSS growth {} KiB",
+            slowest.get(),
+            heaviest.get() / 1024
+        );
+    });
+}
+
+/// Every hostile value planted in a real Redis reads as a miss plus a counted decode
+/// error, within the time bound and without memory proportional to a claim.
+#[test]
+fn hostile_values_in_redis_are_counted_misses() {
+    in_own_process("hostile_values_in_redis_are_counted_misses", || {
+        let server = polycache_harness::Server::start(&[]).expect("redis-server");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut conn = redis::Client::open(server.url())
+            .and_then(|c| c.get_connection())
+            .expect("plain connection");
+        let schema = KeySchema::new("pc", "default", 200).expect("schema");
+        let hostile: Vec<(String, Vec<u8>)> = load("hostile.json")
+            .iter()
+            .filter(|case| case["expect"] == "decode_error")
+            .map(|case| {
+                (
+                    case["name"].as_str().expect("name").to_owned(),
+                    hostile_bytes(case),
+                )
+            })
+            .collect();
+        for (name, bytes) in &hostile {
+            let key = schema.redis_key(name).expect("key");
+            redis::cmd("SET")
+                .arg(key)
+                .arg(bytes.as_slice())
+                .exec(&mut conn)
+                .expect("SET");
+        }
+        runtime.block_on(async {
+            let cache = polycache::Cache::new(polycache::Config::from_url(&server.url()).unwrap())
+                .await
+                .expect("cache");
+            for (name, _) in &hostile {
+                reset_peak_rss();
+                let before = peak_rss();
+                let started = std::time::Instant::now();
+                let got = cache.get(name).await;
+                let elapsed = started.elapsed();
+                let grew = peak_rss().saturating_sub(before);
+                assert!(matches!(got, Ok(None)), "{name}: {got:?}");
+                assert!(elapsed < HOSTILE_MAX_TIME, "{name}: took {elapsed:?}");
+                assert!(
+                    grew < HOSTILE_MAX_RSS,
+                    "{name}: peak RSS grew by {grew} bytes"
+                );
+            }
+            let metrics = cache.metrics();
+            assert_eq!(metrics.decode_errors, hostile.len() as u64);
+            assert_eq!(metrics.misses, hostile.len() as u64);
+            assert_eq!(metrics.hits, 0);
+            println!(
+                "{} hostile values in Redis: all counted misses",
+                hostile.len()
+            );
+        });
+    });
+}

@@ -2,9 +2,10 @@
 
 This is an independent Python implementation of docs/FORMAT.md (envelope v1,
 canonical MessagePack, JSON layout, keys and cluster slots, the ketama ring).
-It writes three files next to itself:
+It writes these files next to itself:
 
     envelope.json   value envelope encode / decode / error cases
+    hostile.json    bombs, huge length claims, deep nesting: must fail fast and small
     keys.json       Redis key derivation, hash tags and cluster slots
     ring.json       ketama continuum placement and key movement
 
@@ -1380,10 +1381,575 @@ def ring_cases() -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------
+# Hostile input (FORMAT.md section 1, "Limits")
+# ---------------------------------------------------------------------------
+
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024  # default maxPayloadBytes
+MAX_VALUE_BYTES = 256 * 1024 * 1024  # default maxValueBytes
+VALUE_SLOT = 32  # counted per value, map keys included
+MAX_DEPTH = 256  # a value deeper than this is refused (top level = depth 0)
+LZ4_MAX_EXPANSION = 255  # no LZ4 block expands more than this
+
+
+class Budget:
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def require(self, n: int) -> None:
+        if n > self.left:
+            raise CodecError("decoded value exceeds maxValueBytes")
+
+    def charge(self, n: int) -> None:
+        self.require(n)
+        self.left -= n
+
+
+def limited_msgpack(raw: bytes, max_value: int) -> Any:
+    """A second, hand-written MessagePack reader that applies the limits of FORMAT.md."""
+    budget = Budget(max_value)
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(raw):
+            raise CodecError("truncated")
+        out = raw[pos : pos + n]
+        pos += n
+        return out
+
+    def uint(n: int) -> int:
+        return int.from_bytes(take(n), "big")
+
+    def text(n: int) -> str:
+        data = take(n)
+        budget.charge(n)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CodecError("invalid UTF-8") from exc
+
+    def claim(n: int, min_bytes: int, min_cost: int) -> None:
+        if n * min_bytes > len(raw) - pos:
+            raise CodecError("truncated")
+        budget.require(n * min_cost)
+
+    def value(depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise CodecError("nesting too deep")
+        budget.charge(VALUE_SLOT)
+        m = uint(1)
+        if m <= 0x7F:
+            return m
+        if m >= 0xE0:
+            return m - 0x100
+        if 0x80 <= m <= 0x8F:
+            return mapping(m & 0x0F, depth)
+        if 0x90 <= m <= 0x9F:
+            return seq(m & 0x0F, depth)
+        if 0xA0 <= m <= 0xBF:
+            return text(m & 0x1F)
+        simple = {0xC0: None, 0xC2: False, 0xC3: True}
+        if m in simple:
+            return simple[m]
+        if m in (0xC4, 0xC5, 0xC6):
+            n = uint({0xC4: 1, 0xC5: 2, 0xC6: 4}[m])
+            data = take(n)
+            budget.charge(n)
+            return data
+        if m == 0xCA:
+            return struct.unpack(">f", take(4))[0]
+        if m == 0xCB:
+            return struct.unpack(">d", take(8))[0]
+        if 0xCC <= m <= 0xCF:
+            return uint(1 << (m - 0xCC))
+        if 0xD0 <= m <= 0xD3:
+            return int.from_bytes(take(1 << (m - 0xD0)), "big", signed=True)
+        if m in (0xD9, 0xDA, 0xDB):
+            return text(uint({0xD9: 1, 0xDA: 2, 0xDB: 4}[m]))
+        if m in (0xDC, 0xDD):
+            return seq(uint(2 if m == 0xDC else 4), depth)
+        if m in (0xDE, 0xDF):
+            return mapping(uint(2 if m == 0xDE else 4), depth)
+        raise CodecError(f"marker {m:#x} (ext or reserved)")
+
+    def seq(n: int, depth: int) -> list[Any]:
+        claim(n, 1, VALUE_SLOT)
+        return [value(depth + 1) for _ in range(n)]
+
+    def mapping(n: int, depth: int) -> dict[str, Any]:
+        claim(n, 2, 2 * VALUE_SLOT)
+        out: dict[str, Any] = {}
+        for _ in range(n):
+            if depth + 1 > MAX_DEPTH:
+                raise CodecError("nesting too deep")
+            budget.charge(VALUE_SLOT)
+            m = uint(1)
+            if 0xA0 <= m <= 0xBF:
+                key = text(m & 0x1F)
+            elif m in (0xD9, 0xDA, 0xDB):
+                key = text(uint({0xD9: 1, 0xDA: 2, 0xDB: 4}[m]))
+            else:
+                raise CodecError("map key is not a string")
+            out[key] = value(depth + 1)
+        return out
+
+    result = value(0)
+    if pos != len(raw):
+        raise CodecError("trailing bytes")
+    return result
+
+
+def counted_size(v: Any) -> int:
+    """What a decoded value counts against maxValueBytes (FORMAT.md section 1)."""
+    if isinstance(v, str):
+        return VALUE_SLOT + len(v.encode("utf-8"))
+    if isinstance(v, bytes):
+        return VALUE_SLOT + len(v)
+    if isinstance(v, list):
+        return VALUE_SLOT + sum(counted_size(x) for x in v)
+    if isinstance(v, dict):
+        return VALUE_SLOT + sum(
+            VALUE_SLOT + len(k.encode("utf-8")) + counted_size(x) for k, x in v.items()
+        )
+    return VALUE_SLOT
+
+
+def json_depth(raw: bytes) -> int:
+    """Deepest nesting of a JSON text's values (top level = 0), scanning past strings."""
+    deepest = depth = 0
+    in_str = escaped = False
+    for b in raw:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:
+                escaped = True
+            elif b == 0x22:
+                in_str = False
+            continue
+        if b == 0x22:
+            in_str = True
+            deepest = max(deepest, depth)
+        elif b in (0x5B, 0x7B):
+            deepest = max(deepest, depth)
+            depth += 1
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+        elif b not in b" \t\r\n,:":
+            deepest = max(deepest, depth)
+    return deepest
+
+
+def limited_payload(raw: bytes, codec: str, max_value: int) -> Any:
+    if codec == "msgpack":
+        value = limited_msgpack(raw, max_value)
+        if to_typed(value) != to_typed(msgpack_decode(raw)):
+            raise AssertionError("the two MessagePack readers disagree")
+        return value
+    if codec == "json":
+        if json_depth(raw) > MAX_DEPTH:
+            raise CodecError("nesting too deep")
+        value = json_decode(raw)
+        try:
+            size = counted_size(value)
+        except UnicodeEncodeError as exc:  # a lone surrogate from a \ud800 escape
+            raise CodecError("string is not valid UTF-8") from exc
+        if size > max_value:
+            raise CodecError("decoded value exceeds maxValueBytes")
+        return value
+    if VALUE_SLOT + len(raw) > max_value:
+        raise CodecError("decoded value exceeds maxValueBytes")
+    return bytes(raw)
+
+
+def limited_envelope(
+    data: bytes, max_payload: int = MAX_PAYLOAD_BYTES, max_value: int = MAX_VALUE_BYTES
+) -> Any:
+    """decode_envelope with the limits: refuse a stated length before decompressing."""
+    if len(data) >= 24 and data[:3] == MAGIC and data[5] == 1:
+        end = 8 + struct.unpack_from(">H", data, 6)[0]
+        payload = data[end:]
+        if len(payload) >= 4 and end <= len(data):
+            (stated,) = struct.unpack_from(">I", payload, 0)
+            if stated > max_payload:
+                raise CodecError("stated length above maxPayloadBytes")
+            if stated > (len(payload) - 4) * LZ4_MAX_EXPANSION:
+                raise CodecError("stated length beyond what the block can expand to")
+    decoded = decode_envelope_raw(data)
+    raw, codec = decoded
+    if len(raw) > max_payload:
+        raise CodecError("payload above maxPayloadBytes")
+    return limited_payload(raw, codec, max_value)
+
+
+def decode_envelope_raw(data: bytes) -> tuple[bytes, str]:
+    """The envelope checks of decode_envelope, returning the payload undecoded."""
+    if len(data) < 24 or data[:3] != MAGIC or data[3] != VERSION:
+        raise CodecError("not a v1 envelope")
+    if data[4] not in CODEC_NAMES or data[5] not in COMPRESSION_NAMES:
+        raise CodecError("unknown id")
+    (hlen,) = struct.unpack_from(">H", data, 6)
+    end = 8 + hlen
+    if hlen < 16 or end > len(data):
+        raise CodecError("bad header length")
+    pos = 24
+    while pos < end:
+        if pos + 3 > end:
+            raise CodecError("extension entry overruns header")
+        kind = data[pos]
+        (length,) = struct.unpack_from(">H", data, pos + 1)
+        pos += 3
+        if pos + length > end:
+            raise CodecError("extension value overruns header")
+        if kind in (EXT_SCHEMA, EXT_TAG):
+            try:
+                data[pos : pos + length].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CodecError("extension is not UTF-8") from exc
+        pos += length
+    payload = data[end:]
+    if data[5] == 1:
+        if len(payload) < 4:
+            raise CodecError("truncated compressed payload")
+        (stated,) = struct.unpack_from(">I", payload, 0)
+        try:
+            raw = lz4.block.decompress(payload[4:], uncompressed_size=stated)
+        except Exception as exc:
+            raise CodecError(str(exc)) from exc
+        if len(raw) != stated:
+            raise CodecError("LZ4 block does not match the stated length")
+        return raw, CODEC_NAMES[data[4]]
+    return payload, CODEC_NAMES[data[4]]
+
+
+def lz4_length(n: int) -> bytes:
+    return b"\xff" * (n // 255) + bytes([n % 255])
+
+
+def lz4_repeat(prefix: bytes, unit: bytes, count: int) -> bytes:
+    """An LZ4 block of prefix + unit * count, written by hand (no compressor): the prefix
+    and one unit as literals, one match at offset len(unit) for all but the last 5 bytes,
+    then those 5 bytes as literals. About count * len(unit) / 255 bytes long."""
+    # Checked against the lz4 package up to 16 MiB of output (larger ones share the code).
+    body = unit * count if len(unit) * count <= 16 << 20 else None
+    total = len(unit) * count
+    literals = prefix + unit
+    matched = total - len(unit) - 5
+    if matched < 4:
+        raise ValueError("too short for a match")
+    tail_start = len(unit) + matched  # offset of the last 5 bytes inside the repetition
+    tail = bytes(unit[(tail_start + i) % len(unit)] for i in range(5))
+    token = (min(len(literals), 15) << 4) | min(matched - 4, 15)
+    out = bytearray([token])
+    if len(literals) >= 15:
+        out += lz4_length(len(literals) - 15)
+    out += literals + struct.pack("<H", len(unit))
+    if matched - 4 >= 15:
+        out += lz4_length(matched - 4 - 15)
+    out += b"\x50" + tail
+    if body is not None:
+        got = lz4.block.decompress(bytes(out), uncompressed_size=len(prefix) + total)
+        if got != prefix + body:
+            raise AssertionError("hand-written LZ4 block is wrong")
+    return bytes(out)
+
+
+def lz4_env(codec: str, stated: int, block: bytes) -> bytes:
+    return header(CODEC_IDS[codec], 1, T0, 0) + struct.pack(">I", stated) + block
+
+
+def bomb(codec: str, prefix: bytes, unit: bytes, count: int) -> bytes:
+    """An envelope whose LZ4 payload is prefix + unit * count."""
+    return lz4_env(codec, len(prefix) + len(unit) * count, lz4_repeat(prefix, unit, count))
+
+
+def segments(data: bytes) -> list[Any]:
+    """Compact form of the bytes: hex strings, with runs of 64+ bytes that repeat a unit of
+    1-8 bytes written as {"repeat": hex unit, "times": n}. Concatenated in order they give
+    the bytes."""
+    out: list[Any] = []
+    start = i = 0
+    while i < len(data):
+        best_unit, best_times = 1, 1
+        for p in range(1, 9):
+            unit = data[i : i + p]
+            if len(unit) < p:
+                break
+            j = i + p
+            while data[j : j + p] == unit:
+                j += p
+            if j - i > best_unit * best_times:
+                best_unit, best_times = p, (j - i) // p
+        if best_unit * best_times >= 64:
+            if start < i:
+                out.append(data[start:i].hex())
+            out.append({"repeat": data[i : i + best_unit].hex(), "times": best_times})
+            i += best_unit * best_times
+            start = i
+        else:
+            i += 1
+    if start < len(data):
+        out.append(data[start:].hex())
+    return out
+
+
+def expand(segs: list[Any]) -> bytes:
+    return b"".join(
+        bytes.fromhex(s) if isinstance(s, str) else bytes.fromhex(s["repeat"]) * s["times"]
+        for s in segs
+    )
+
+
+def hostile_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def case(name: str, data: bytes, note: str, value: Any = CodecError) -> None:
+        try:
+            got = limited_envelope(data)
+        except CodecError:
+            got = CodecError
+        if value is CodecError:
+            if got is not CodecError:
+                raise AssertionError(f"{name}: expected a decode error, got {got!r:.80}")
+            outcome: dict[str, Any] = {"expect": "decode_error"}
+        elif value is ...:
+            if got is CodecError:
+                raise AssertionError(f"{name}: expected a value")
+            outcome = {"expect": "ok"}
+        else:
+            if got is CodecError or to_typed(got) != to_typed(value):
+                raise AssertionError(f"{name}: decoded {got!r:.80}")
+            outcome = {"expect": "value", "value": to_typed(value)}
+        segs = segments(data)
+        if expand(segs) != data:
+            raise AssertionError(f"{name}: segments do not expand to the bytes")
+        cases.append({"name": name, "note": note, "bytes": segs, "size": len(data), **outcome})
+
+    mp = "msgpack"
+    # --- the issue's decode bomb and its relatives ----------------------------------
+    case(
+        "bomb-lz4-array32-128mi-zeros",
+        bomb(mp, b"\xdd" + struct.pack(">I", 128 << 20), b"\x00", 128 << 20),
+        "issue 9: LZ4 block of a MessagePack array32 of 128 Mi zeros; states a payload "
+        "above maxPayloadBytes, refused before decompressing",
+    )
+    case(
+        "bomb-lz4-array32-512mi-zeros",
+        bomb(mp, b"\xdd" + struct.pack(">I", 512 << 20), b"\x00", (512 << 20) - 5),
+        "about 2 MB stored, states 512 MiB: refused by maxPayloadBytes",
+    )
+    case(
+        "bomb-lz4-array32-12mi-zeros-under-payload-cap",
+        bomb(mp, b"\xdd" + struct.pack(">I", 12 << 20), b"\x00", 12 << 20),
+        "12 MiB payload (under the cap): 12 Mi items would count 384 MiB, above "
+        "maxValueBytes; refused from the claim, no slot per item allocated",
+    )
+    case(
+        "bomb-lz4-map32-6mi-entries",
+        bomb(mp, b"\xdf" + struct.pack(">I", 6 << 20), b"\xa0\x00", 6 << 20),
+        "map32 of 6 Mi entries {'': 0}: 12 MiB payload, 384 MiB counted",
+    )
+    case(
+        "bomb-lz4-array32-of-empty-maps",
+        bomb(mp, b"\xdd" + struct.pack(">I", 9 << 20), b"\x80", 9 << 20),
+        "array32 of 9 Mi empty maps: each a slot, 288 MiB counted",
+    )
+    case(
+        "bomb-lz4-deep-nesting-1mi",
+        bomb(mp, b"", b"\x91", 1 << 20) + b"",
+        "1 Mi nested fixarrays (and no innermost value): refused by the nesting limit",
+    )
+    case(
+        "bomb-lz4-json-deep-nesting-1mi",
+        bomb("json", b"", b"[", 1 << 20),
+        "JSON: 1 Mi '[': refused by the nesting limit",
+    )
+    case(
+        "bomb-lz4-bytes-codec-over-payload-cap",
+        bomb("bytes", b"", b"\x00", (64 << 20) + 1),
+        "bytes codec, 64 MiB + 1 of zeros: above maxPayloadBytes",
+    )
+    # --- LZ4 size claims ---------------------------------------------------------------
+    tiny = lz4.block.compress(b"\x01" * 1, store_size=False)
+    case(
+        "lz4-claim-cap-plus-1",
+        lz4_env(mp, MAX_PAYLOAD_BYTES + 1, tiny),
+        "stated length maxPayloadBytes + 1, tiny block",
+    )
+    case("lz4-claim-u32-max", lz4_env(mp, 0xFFFFFFFF, tiny), "stated length 2^32 - 1")
+    case(
+        "lz4-claim-at-cap-tiny-block",
+        lz4_env(mp, MAX_PAYLOAD_BYTES, tiny),
+        "stated 64 MiB (allowed) from a 2-byte block: more than 255x the block, refused "
+        "before the 64 MiB buffer exists",
+    )
+    case(
+        "lz4-claim-beyond-expansion",
+        lz4_env(mp, 1 << 20, b"\x1f\x00\x01\x00" + b"\xff" * 6),
+        "stated 1 MiB from a 10-byte block",
+    )
+    case(
+        "lz4-claim-larger-than-output",
+        lz4_env(mp, 1000, lz4_repeat(b"\xdc\x03\x00", b"\x00", 768)),
+        "the block decompresses to 771 bytes, 1000 stated",
+    )
+    case(
+        "lz4-claim-smaller-than-output",
+        lz4_env(mp, 500, lz4_repeat(b"\xdc\x03\x00", b"\x00", 768)),
+        "the block decompresses to 771 bytes, 500 stated",
+    )
+    case(
+        "lz4-offset-before-start",
+        lz4_env(mp, 100, b"\x0f\x10\x00" + b"\x40" + b"\x00" * 4 + b"\x50" + b"\x00" * 5),
+        "a match offset pointing before the start of the output",
+    )
+    case("lz4-empty-block", lz4_env(mp, 1, b""), "stated 1 byte, empty block")
+    case("lz4-length-field-cut", header(1, 1, T0, 0) + b"\x00\x00\x01", "3 of 4 length bytes")
+    case(
+        "lz4-valid-array16-of-zeros",
+        lz4_env(mp, 3 + 768, lz4_repeat(b"\xdc\x03\x00", b"\x00", 768)),
+        "a valid hand-written block: array16 of 768 zeros",
+        [0] * 768,
+    )
+    # --- MessagePack length claims (uncompressed) ------------------------------------------
+    claims = [
+        ("array32-u32-max", "ddffffffff"),
+        ("array32-u32-max-with-items", "ddffffffff" + "00" * 64),
+        ("array16-u16-max-truncated", "dcffff0000"),
+        ("map32-u32-max", "dfffffffff"),
+        ("map32-u32-max-with-entries", "dfffffffff" + "a000" * 32),
+        ("map16-u16-max-truncated", "deffffa000"),
+        ("str32-u32-max", "dbffffffff61"),
+        ("str32-4gib-minus-1-nothing", "dbffffffff"),
+        ("str16-truncated", "da0100" + "61" * 10),
+        ("bin32-u32-max", "c6ffffffff00"),
+        ("bin16-truncated", "c50100" + "00" * 10),
+        ("nested-array32-claims", "dd00000002ddffffffffddffffffff"),
+        ("array-of-str32-claims", "92dbffffffffdbffffffff"),
+    ]
+    for label, payload in claims:
+        case(
+            f"msgpack-claim-{label}", mp_env(bytes.fromhex(payload)), "length claim past the input"
+        )
+    # --- nesting ----------------------------------------------------------------------------
+    case(
+        "msgpack-nesting-100k",
+        mp_env(b"\x91" * 100_000 + b"\xc0"),
+        "100k nested fixarrays",
+    )
+    case(
+        "msgpack-nesting-map-100k",
+        mp_env(b"\x81\xa0" * 100_000 + b"\xc0"),
+        "100k nested single-entry maps",
+    )
+    case(
+        "msgpack-nesting-at-limit",
+        mp_env(b"\x91" * MAX_DEPTH + b"\xc0"),
+        "nil at depth 256 inside 256 arrays: accepted",
+        ...,
+    )
+    case(
+        "msgpack-nesting-one-past-limit",
+        mp_env(b"\x91" * (MAX_DEPTH + 1) + b"\xc0"),
+        "nil at depth 257: refused",
+    )
+    case(
+        "msgpack-nesting-map-one-past-limit",
+        mp_env(b"\x81\xa0" * (MAX_DEPTH + 1) + b"\xc0"),
+        "map value at depth 257: refused",
+    )
+    case("json-nesting-100k", json_env(b"[" * 100_000 + b"]" * 100_000), "100k nested arrays")
+    case(
+        "json-nesting-objects-100k",
+        json_env(b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        "100k nested objects",
+    )
+    case(
+        "json-nesting-at-limit",
+        json_env(b"[" * MAX_DEPTH + b"1" + b"]" * MAX_DEPTH),
+        "1 at depth 256 inside 256 arrays: accepted (not serde_json's own limit of 128)",
+        ...,
+    )
+    case(
+        "json-nesting-one-past-limit",
+        json_env(b"[" * (MAX_DEPTH + 1) + b"1" + b"]" * (MAX_DEPTH + 1)),
+        "1 at depth 257: refused",
+    )
+    case("json-unclosed-100k", json_env(b"[" * 100_000), "100k unclosed arrays")
+    # --- bad UTF-8 ----------------------------------------------------------------------
+    for label, raw in [
+        ("lone-continuation", "a180"),
+        ("overlong-nul", "a2c080"),
+        ("surrogate", "a3eda080"),
+        ("above-u10ffff", "a4f4908080"),
+        ("truncated-sequence", "a2e282"),
+        ("map-key", "81a1ff01"),
+    ]:
+        case(f"msgpack-utf8-{label}", mp_env(bytes.fromhex(raw)), "invalid UTF-8 in a string")
+    case("json-utf8-surrogate", json_env(b'"\xed\xa0\x80"'), "a raw surrogate in JSON text")
+    case("json-utf8-lone-escape-surrogate", json_env(b'"\\ud800"'), "a lone escaped surrogate")
+    case("header-tag-bad-utf8", mp_env(b"\x01", ext=b"\x02\x00\x01\xff"), "tag not UTF-8")
+    # --- ext types ----------------------------------------------------------------------
+    for label, raw in [
+        ("fixext1", "d40100"),
+        ("fixext16", "d801" + "00" * 16),
+        ("ext8", "c7010100"),
+        ("ext16", "c800010100"),
+        ("ext32-u32-max", "c9ffffffff01"),
+        ("timestamp96", "c70cff" + "00" * 12),
+        ("in-map-value", "81a161d40100"),
+        ("as-map-key", "81d4010001"),
+    ]:
+        case(f"msgpack-ext-{label}", mp_env(bytes.fromhex(raw)), "ext types are not values")
+    # --- truncated headers and unknown ids ----------------------------------------------------
+    good = mp_env(b"\x01")
+    for n in (1, 3, 7, 8, 23):
+        case(f"truncated-header-{n}-bytes", good[:n], f"the first {n} bytes of an envelope")
+    case("header-length-65535", good[:6] + b"\xff\xff" + good[8:], "header length past the end")
+    case("header-extension-overruns", mp_env(b"\x01", ext=b"\x01\xff\xff"), "TLV past the header")
+    case("unknown-version-ff", good[:3] + b"\xff" + good[4:], "version 255")
+    case("unknown-codec-7f", good[:4] + b"\x7f" + good[5:], "codec 127")
+    case("unknown-compression-ff", good[:5] + b"\xff" + good[6:], "compression 255")
+    case("foreign-bytes", bytes(range(256)), "not an envelope")
+    # --- trailing bytes -----------------------------------------------------------------------
+    case("msgpack-trailing-byte", mp_env(b"\x01\x00"), "one byte after the value")
+    case("msgpack-trailing-64k", mp_env(b"\xc0" + b"\x00" * 65536), "64 KiB after the value")
+    case("json-trailing-value", json_env(b"[1] [2]"), "a second JSON value")
+    case(
+        "lz4-trailing-after-value",
+        lz4_env(mp, 3 + 768 + 1, lz4_repeat(b"\xdc\x03\x00", b"\x00", 769)),
+        "the decompressed payload has one byte after the array",
+    )
+    # --- big but allowed -----------------------------------------------------------------------
+    case(
+        "msgpack-array16-65535-nils",
+        mp_env(b"\xdc\xff\xff" + b"\xc0" * 65535),
+        "a 64 Ki-item array, well within the caps",
+        ...,
+    )
+    case(
+        "lz4-bin32-4mib-zeros",
+        bomb(mp, b"\xc6" + struct.pack(">I", 4 << 20), b"\x00", 4 << 20),
+        "4 MiB of zero bytes from 16 KiB stored: within both caps",
+        ...,
+    )
+    return cases
+
+
+# ---------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------
 
 DESCRIPTIONS = {
+    "hostile.json": (
+        "polycache hostile input (docs/FORMAT.md section 1, Limits), read with the default "
+        "limits (maxPayloadBytes 64 MiB, maxValueBytes 256 MiB, nesting 256). bytes: "
+        "segments to concatenate, a hex string or {repeat: hex byte, times: n}; size: the "
+        "total length. expect decode_error: decoding is a codec error (a cache: a miss plus "
+        "a counted decode error); expect value: decoding gives value; expect ok: decoding "
+        "succeeds (value too deep or too big to write here). Every case must finish "
+        "quickly and without peak memory proportional to a claimed length."
+    ),
     "templates.json": (
         "polycache function keys (docs/FORMAT.md section 5). kind template: render "
         "template with positional args and named args to key, or fail with error "
@@ -1614,6 +2180,7 @@ def main() -> None:
     write("keys.json", keys_cases())
     write("ring.json", ring_cases())
     write("templates.json", templates_cases())
+    write("hostile.json", hostile_cases())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
 //! Canonical JSON (docs/FORMAT.md §2): no whitespace, sorted keys, serde_json escaping,
-//! ryu float layout. Bytes and non-finite floats cannot be written.
+//! ryu float layout. Bytes and non-finite floats cannot be written. Decoding follows the
+//! same limits as MessagePack: nesting and counted memory.
 
-use super::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::msgpack::MAX_DEPTH;
+use super::{Budget, DecodeLimits, Value, VALUE_SLOT_BYTES};
 use crate::error::{Error, Result};
 
 /// Encodes `value` as canonical JSON text.
@@ -66,33 +73,142 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Decodes JSON text into a value; numbers with a fraction or exponent become floats.
+/// Decodes JSON text into a value with the default [`DecodeLimits`]; numbers with a
+/// fraction or exponent become floats.
 ///
 /// # Errors
-/// A codec error for anything that is not one valid JSON document.
+/// A codec error for anything that is not one valid JSON document, nesting deeper than
+/// [`MAX_DEPTH`] or a value above the limits.
 pub fn decode(bytes: &[u8]) -> Result<Value> {
-    let parsed: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::codec(format!("json: {e}")))?;
-    Ok(from_json(parsed))
+    decode_with(bytes, &DecodeLimits::default())
 }
 
-fn from_json(v: serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::UInt(u)
-            } else {
-                Value::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
+/// Decodes JSON text into a value whose counted memory stays within
+/// `limits.max_value_bytes`, nesting at most [`MAX_DEPTH`] deep: the same rules as
+/// MessagePack. serde_json's own recursion limit (128) is switched off so that one rule
+/// applies to both codecs; the depth check below bounds the recursion instead.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<Value> {
+    let mut budget = Budget::new(limits);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = ValueSeed {
+        budget: &mut budget,
+        depth: 0,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v))
+    .map_err(|e| Error::codec(format!("json: {e}")))?;
+    Ok(value)
+}
+
+/// Builds one value at `depth`, counting it against the budget before it is built.
+struct ValueSeed<'b> {
+    budget: &'b mut Budget,
+    depth: usize,
+}
+
+impl ValueSeed<'_> {
+    fn child(&mut self) -> ValueSeed<'_> {
+        ValueSeed {
+            budget: self.budget,
+            depth: self.depth + 1,
         }
-        serde_json::Value::String(s) => Value::Str(s),
-        serde_json::Value::Array(items) => Value::Array(items.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(map) => {
-            Value::Map(map.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+    }
+}
+
+fn custom<E: de::Error>(e: Error) -> E {
+    E::custom(e.to_string())
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(de::Error::custom("nesting too deep"));
         }
+        self.budget.charge(VALUE_SLOT_BYTES).map_err(custom)?;
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Value, E> {
+        self.budget.charge(v.len()).map_err(custom)?;
+        Ok(Value::Str(v.to_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child())? {
+            self.budget.grow(&mut items);
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let mut out = BTreeMap::new();
+        loop {
+            let key = map.next_key_seed(KeySeed {
+                budget: &mut *self.budget,
+                depth: self.depth + 1,
+            })?;
+            let Some(key) = key else { break };
+            let value = map.next_value_seed(self.child())?;
+            out.insert(key, value);
+        }
+        Ok(Value::Map(out))
+    }
+}
+
+/// An object key: counted like a string value.
+struct KeySeed<'b> {
+    budget: &'b mut Budget,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<String, D::Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(de::Error::custom("nesting too deep"));
+        }
+        self.budget.charge(VALUE_SLOT_BYTES).map_err(custom)?;
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<String, E> {
+        self.budget.charge(v.len()).map_err(custom)?;
+        Ok(v.to_owned())
     }
 }

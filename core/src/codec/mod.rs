@@ -2,6 +2,8 @@
 
 pub mod json;
 pub mod msgpack;
+#[cfg(test)]
+mod props;
 mod value;
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +18,17 @@ pub const MAGIC: [u8; 3] = [0xC1, b'P', b'C'];
 pub const VERSION: u8 = 1;
 /// Fixed header bytes after the length field: created-at and fresh-until.
 const FIXED_HEADER: usize = 16;
-/// Largest uncompressed payload a reader accepts from an LZ4 block.
-pub const MAX_UNCOMPRESSED: usize = 512 * 1024 * 1024;
+/// Default [`DecodeLimits::max_payload_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// Default [`DecodeLimits::max_value_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 256 * 1024 * 1024;
+/// What every decoded value counts against [`DecodeLimits::max_value_bytes`], on top of the
+/// bytes of its string or binary content (docs/FORMAT.md §1, "Limits"). It is the size of
+/// one [`Value`] here, so the count follows the memory the decoder really holds.
+pub const VALUE_SLOT_BYTES: usize = 32;
+/// No LZ4 block expands more than this many times: one input byte of a length field adds
+/// at most 255 output bytes. A larger stated length is refused before anything is allocated.
+pub const LZ4_MAX_EXPANSION: usize = 255;
 
 const EXT_SCHEMA: u8 = 0x01;
 const EXT_TAG: u8 = 0x02;
@@ -73,15 +84,33 @@ impl Codec {
         }
     }
 
-    /// Decodes a payload written by this codec.
+    /// Decodes a payload written by this codec, with the default [`DecodeLimits`].
     ///
     /// # Errors
-    /// A codec error when the payload is not valid for the codec.
+    /// A codec error when the payload is not valid for the codec or exceeds a limit.
     pub fn decode(self, payload: &[u8]) -> Result<Value> {
+        self.decode_with(payload, &DecodeLimits::default())
+    }
+
+    /// Decodes a payload written by this codec within `limits`.
+    ///
+    /// # Errors
+    /// A codec error when the payload is not valid for the codec or exceeds a limit.
+    pub fn decode_with(self, payload: &[u8], limits: &DecodeLimits) -> Result<Value> {
+        if payload.len() > limits.max_payload_bytes {
+            return Err(Error::codec(format!(
+                "payload of {} bytes exceeds maxPayloadBytes ({})",
+                payload.len(),
+                limits.max_payload_bytes
+            )));
+        }
         match self {
-            Codec::Msgpack => msgpack::decode(payload),
-            Codec::Json => json::decode(payload),
-            Codec::Bytes => Ok(Value::Bytes(payload.to_vec())),
+            Codec::Msgpack => msgpack::decode_with(payload, limits),
+            Codec::Json => json::decode_with(payload, limits),
+            Codec::Bytes => {
+                Budget::new(limits).charge(VALUE_SLOT_BYTES.saturating_add(payload.len()))?;
+                Ok(Value::Bytes(payload.to_vec()))
+            }
         }
     }
 }
@@ -135,6 +164,91 @@ impl Default for EncodeOptions {
             compression: Compression::Lz4,
             compress_threshold: 1024,
         }
+    }
+}
+
+/// Bounds a reader applies to bytes it did not write (docs/FORMAT.md §1, "Limits"). Every
+/// stored value is untrusted: anyone who can write a key can hand every reader these bytes.
+///
+/// ```
+/// use polycache::codec::{self, DecodeLimits};
+///
+/// let limits = DecodeLimits { max_payload_bytes: 1024, ..DecodeLimits::default() };
+/// // An LZ4 payload claiming 1 MiB is refused before anything is allocated.
+/// let mut bomb = vec![0xC1, b'P', b'C', 1, 1, 1, 0, 16];
+/// bomb.extend_from_slice(&[0; 16]);
+/// bomb.extend_from_slice(&(1u32 << 20).to_be_bytes());
+/// bomb.extend_from_slice(&[0x1f, 0x00, 0x01, 0x00, 0xff, 0xff, 0xff]);
+/// assert!(codec::decode_with(&bomb, &limits).unwrap_err().is_codec_error());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DecodeLimits {
+    /// Largest payload after decompression, in bytes. An envelope stating a larger LZ4
+    /// length is a decode error before anything is allocated.
+    pub max_payload_bytes: usize,
+    /// Largest decoded value, counted while decoding: [`VALUE_SLOT_BYTES`] per value (map
+    /// keys included) plus the bytes of every string, bytes value and map key.
+    pub max_value_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        }
+    }
+}
+
+impl DecodeLimits {
+    /// No caps beyond the nesting limit: for bytes this process produced itself.
+    pub const UNLIMITED: DecodeLimits = DecodeLimits {
+        max_payload_bytes: usize::MAX,
+        max_value_bytes: usize::MAX,
+    };
+}
+
+/// The memory a decoder may still spend on the value it builds.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: &DecodeLimits) -> Self {
+        Budget {
+            left: limits.max_value_bytes,
+            limit: limits.max_value_bytes,
+        }
+    }
+
+    /// Spends `bytes`, or fails when the value would outgrow the limit.
+    pub(crate) fn charge(&mut self, bytes: usize) -> Result<()> {
+        self.require(bytes)?;
+        self.left -= bytes;
+        Ok(())
+    }
+
+    /// Grows `items` for one more item, never past what the budget could still pay for:
+    /// doubling alone would reserve up to twice the counted memory.
+    pub(crate) fn grow<T>(&self, items: &mut Vec<T>) {
+        if items.len() == items.capacity() {
+            let room = self.left / VALUE_SLOT_BYTES;
+            items.reserve_exact(items.len().min(room).max(1));
+        }
+    }
+
+    /// Fails unless `bytes` could still be spent: a claimed length checked before the
+    /// items it announces are read.
+    pub(crate) fn require(&self, bytes: usize) -> Result<()> {
+        if bytes > self.left {
+            return Err(Error::codec(format!(
+                "decoded value exceeds maxValueBytes ({} bytes)",
+                self.limit
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -237,12 +351,22 @@ pub fn looks_like_envelope(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
 }
 
-/// Decodes an envelope into its header and value.
+/// Decodes an envelope into its header and value, with the default [`DecodeLimits`].
 ///
 /// # Errors
 /// A codec error for anything that is not a complete, valid v1 envelope: foreign bytes,
-/// newer versions, unknown ids, truncation, bad compression or an invalid payload.
+/// newer versions, unknown ids, truncation, bad compression, an invalid payload, or a
+/// payload or value above the limits.
 pub fn decode(bytes: &[u8]) -> Result<(Header, Value)> {
+    decode_with(bytes, &DecodeLimits::default())
+}
+
+/// Decodes an envelope into its header and value within `limits`. Memory use is bounded by
+/// the limits and the input, never by a length the input claims.
+///
+/// # Errors
+/// As [`decode`], with these limits.
+pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, Value)> {
     if bytes.len() < 8 {
         return Err(Error::codec(if looks_like_envelope(bytes) {
             "envelope: truncated header"
@@ -298,23 +422,33 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Value)> {
 
     let body = &bytes[8 + header_len..];
     let value = match compression {
-        Compression::None => codec.decode(body)?,
+        Compression::None => codec.decode_with(body, limits)?,
         Compression::Lz4 => {
             if body.len() < 4 {
                 return Err(Error::codec("envelope: truncated compressed payload"));
             }
             let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
-            if size > MAX_UNCOMPRESSED {
+            let block = &body[4..];
+            // Both checks come before the output buffer is allocated: the stated length is
+            // a claim, and only the cap and the block's own length bound it.
+            if size > limits.max_payload_bytes {
                 return Err(Error::codec(format!(
-                    "envelope: uncompressed size {size} exceeds {MAX_UNCOMPRESSED}"
+                    "envelope: uncompressed size {size} exceeds maxPayloadBytes ({})",
+                    limits.max_payload_bytes
                 )));
             }
-            let payload = lz4_flex::block::decompress(&body[4..], size)
+            if size > block.len().saturating_mul(LZ4_MAX_EXPANSION) {
+                return Err(Error::codec(format!(
+                    "envelope: an lz4 block of {} bytes cannot expand to {size}",
+                    block.len()
+                )));
+            }
+            let payload = lz4_flex::block::decompress(block, size)
                 .map_err(|e| Error::codec(format!("envelope: lz4: {e}")))?;
             if payload.len() != size {
                 return Err(Error::codec("envelope: lz4 block has the wrong length"));
             }
-            codec.decode(&payload)?
+            codec.decode_with(&payload, limits)?
         }
     };
     Ok((

@@ -2,15 +2,22 @@
 //! keys, bin for bytes. Encoding uses `rmp`'s writers, which pick the shortest forms; the
 //! decoder is hand-written so that every malformed input becomes a codec error (invalid
 //! UTF-8 is an error, never silently bytes; nesting is bounded so hostile input cannot
-//! exhaust the stack).
+//! exhaust the stack; the memory of the value built is counted against
+//! [`DecodeLimits::max_value_bytes`] and no buffer is sized by a claimed length alone).
 
 use std::collections::BTreeMap;
 
-use super::Value;
+use super::{Budget, DecodeLimits, Value, VALUE_SLOT_BYTES};
 use crate::error::{Error, Result};
 
-/// Deepest nesting a decoder accepts.
+/// Deepest nesting a decoder accepts: the top-level value is at depth 0, the items of a
+/// container at depth `d` are at depth `d + 1`, and a value deeper than this is refused.
+/// The same limit applies to JSON (docs/FORMAT.md §1, "Limits").
 pub const MAX_DEPTH: usize = 256;
+
+/// Slots reserved up front for an array, at most: a claimed length reserves no more, and
+/// larger arrays grow as their items are actually read (and counted).
+const PREALLOC_ITEMS: usize = 1024;
 
 /// Encodes `value` canonically.
 pub fn encode(value: &Value) -> Vec<u8> {
@@ -69,13 +76,26 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Decodes exactly one value spanning all of `bytes`.
+/// Decodes exactly one value spanning all of `bytes`, with the default [`DecodeLimits`].
 ///
 /// # Errors
 /// A codec error for truncated input, trailing bytes, `ext` types, non-string map keys,
-/// invalid UTF-8 or nesting deeper than [`MAX_DEPTH`].
+/// invalid UTF-8, nesting deeper than [`MAX_DEPTH`] or a value above the limits.
 pub fn decode(bytes: &[u8]) -> Result<Value> {
-    let mut reader = Reader { bytes, pos: 0 };
+    decode_with(bytes, &DecodeLimits::default())
+}
+
+/// Decodes exactly one value spanning all of `bytes`; the value's counted memory must stay
+/// within `limits.max_value_bytes` (the payload cap is the envelope's business).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<Value> {
+    let mut reader = Reader {
+        bytes,
+        pos: 0,
+        budget: Budget::new(limits),
+    };
     let value = reader.value(0)?;
     if reader.pos != bytes.len() {
         return Err(Error::codec(format!(
@@ -89,6 +109,7 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    budget: Budget,
 }
 
 impl<'a> Reader<'a> {
@@ -121,35 +142,69 @@ impl<'a> Reader<'a> {
 
     fn str(&mut self, len: usize) -> Result<String> {
         let raw = self.take(len)?;
+        self.budget.charge(len)?;
         std::str::from_utf8(raw)
             .map(str::to_owned)
             .map_err(|_| Error::codec("msgpack: string is not valid UTF-8"))
+    }
+
+    fn bin(&mut self, len: usize) -> Result<Value> {
+        let raw = self.take(len)?;
+        self.budget.charge(len)?;
+        Ok(Value::Bytes(raw.to_vec()))
     }
 
     fn value(&mut self, depth: usize) -> Result<Value> {
         if depth > MAX_DEPTH {
             return Err(Error::codec("msgpack: nesting too deep"));
         }
+        self.budget.charge(VALUE_SLOT_BYTES)?;
         let marker = self.u8()?;
+        // Only containers recurse; everything else is read in `scalar`, so this frame,
+        // repeated once per nesting level, stays small (a debug build would otherwise need
+        // more than a 2 MiB thread stack for 256 levels).
+        match marker {
+            0x80..=0x8f => self.map((marker & 0x0f) as usize, depth),
+            0x90..=0x9f => self.seq((marker & 0x0f) as usize, depth),
+            0xdc => {
+                let n = self.u16()?;
+                self.seq(n, depth)
+            }
+            0xdd => {
+                let n = self.u32()?;
+                self.seq(n, depth)
+            }
+            0xde => {
+                let n = self.u16()?;
+                self.map(n, depth)
+            }
+            0xdf => {
+                let n = self.u32()?;
+                self.map(n, depth)
+            }
+            _ => self.scalar(marker),
+        }
+    }
+
+    #[inline(never)]
+    fn scalar(&mut self, marker: u8) -> Result<Value> {
         Ok(match marker {
             0x00..=0x7f => Value::Int(i64::from(marker)),
-            0x80..=0x8f => self.map((marker & 0x0f) as usize, depth)?,
-            0x90..=0x9f => self.seq((marker & 0x0f) as usize, depth)?,
             0xa0..=0xbf => Value::Str(self.str((marker & 0x1f) as usize)?),
             0xc0 => Value::Nil,
             0xc2 => Value::Bool(false),
             0xc3 => Value::Bool(true),
             0xc4 => {
                 let n = self.u8()? as usize;
-                Value::Bytes(self.take(n)?.to_vec())
+                self.bin(n)?
             }
             0xc5 => {
                 let n = self.u16()?;
-                Value::Bytes(self.take(n)?.to_vec())
+                self.bin(n)?
             }
             0xc6 => {
                 let n = self.u32()?;
-                Value::Bytes(self.take(n)?.to_vec())
+                self.bin(n)?
             }
             0xc7..=0xc9 | 0xd4..=0xd8 => {
                 return Err(Error::codec(
@@ -178,51 +233,82 @@ impl<'a> Reader<'a> {
                 let n = self.u32()?;
                 Value::Str(self.str(n)?)
             }
-            0xdc => {
-                let n = self.u16()?;
-                self.seq(n, depth)?
-            }
-            0xdd => {
-                let n = self.u32()?;
-                self.seq(n, depth)?
-            }
-            0xde => {
-                let n = self.u16()?;
-                self.map(n, depth)?
-            }
-            0xdf => {
-                let n = self.u32()?;
-                self.map(n, depth)?
-            }
             0xe0..=0xff => Value::Int(i64::from(marker as i8)),
             0xc1 => return Err(Error::codec("msgpack: reserved byte 0xc1")),
+            // Containers are read in `value`, never here.
+            0x80..=0x9f | 0xdc..=0xdf => return Err(Error::codec("msgpack: misplaced container")),
         })
     }
 
+    /// Fails unless `len` items of at least `min_bytes` input bytes and `min_cost` counted
+    /// bytes each can still exist: a claim the input or the budget cannot back is refused
+    /// before any item is read.
+    fn claim(&self, len: usize, min_bytes: usize, min_cost: usize) -> Result<()> {
+        if len.saturating_mul(min_bytes) > self.bytes.len() - self.pos {
+            return Err(Error::codec("msgpack: truncated value"));
+        }
+        self.budget.require(len.saturating_mul(min_cost))
+    }
+
     fn seq(&mut self, len: usize, depth: usize) -> Result<Value> {
-        // Every item takes at least one byte: a huge claimed length fails before allocating.
-        let mut items = Vec::with_capacity(len.min(self.bytes.len() - self.pos));
+        // Every item takes at least one input byte and one counted slot.
+        self.claim(len, 1, VALUE_SLOT_BYTES)?;
+        let mut items = Vec::with_capacity(len.min(PREALLOC_ITEMS));
         for _ in 0..len {
-            items.push(self.value(depth + 1)?);
+            let item = self.value(depth + 1)?;
+            self.budget.grow(&mut items);
+            items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn map(&mut self, len: usize, depth: usize) -> Result<Value> {
+        // Every entry takes at least two input bytes and two counted slots (key and value).
+        self.claim(len, 2, 2 * VALUE_SLOT_BYTES)?;
         let mut map = BTreeMap::new();
         for _ in 0..len {
-            let key = match self.value(depth + 1)? {
-                Value::Str(s) => s,
-                other => {
-                    return Err(Error::codec(format!(
-                        "msgpack: map keys must be strings, found {}",
-                        other.kind_name()
-                    )))
-                }
-            };
+            let key = self.key(depth + 1)?;
             let value = self.value(depth + 1)?;
             map.insert(key, value);
         }
         Ok(Value::Map(map))
+    }
+
+    /// A map key: a string, refused by its marker before anything else is decoded.
+    fn key(&mut self, depth: usize) -> Result<String> {
+        if depth > MAX_DEPTH {
+            return Err(Error::codec("msgpack: nesting too deep"));
+        }
+        self.budget.charge(VALUE_SLOT_BYTES)?;
+        let marker = self.u8()?;
+        let len = match marker {
+            0xa0..=0xbf => (marker & 0x1f) as usize,
+            0xd9 => self.u8()? as usize,
+            0xda => self.u16()?,
+            0xdb => self.u32()?,
+            other => {
+                return Err(Error::codec(format!(
+                    "msgpack: map keys must be strings, found {}",
+                    kind_of_marker(other)
+                )))
+            }
+        };
+        self.str(len)
+    }
+}
+
+/// The kind a MessagePack marker byte starts, for error messages.
+fn kind_of_marker(marker: u8) -> &'static str {
+    match marker {
+        0x00..=0x7f | 0xcc..=0xd3 | 0xe0..=0xff => "int",
+        0x80..=0x8f | 0xde | 0xdf => "map",
+        0x90..=0x9f | 0xdc | 0xdd => "array",
+        0xa0..=0xbf | 0xd9..=0xdb => "str",
+        0xc0 => "nil",
+        0xc2 | 0xc3 => "bool",
+        0xc4..=0xc6 => "bytes",
+        0xca | 0xcb => "float",
+        0xc7..=0xc9 | 0xd4..=0xd8 => "ext",
+        0xc1 => "reserved byte 0xc1",
     }
 }

@@ -168,7 +168,7 @@ impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Value {
 /// non-string keys, for example).
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
     let bytes = rmp_serde::to_vec_named(value).map_err(|e| Error::codec(e.to_string()))?;
-    super::msgpack::decode(&bytes)
+    super::msgpack::decode_with(&bytes, &super::DecodeLimits::UNLIMITED)
 }
 
 /// Converts a [`Value`] into any serde-deserializable Rust type.
