@@ -431,7 +431,7 @@ impl Cache {
             metrics.add(Counter::Hit, 1);
             return Some(Value::Bytes(bytes));
         }
-        match codec::decode(&bytes) {
+        match codec::decode_with(&bytes, &self.inner.config.decode_limits()) {
             Ok((_, value)) => {
                 metrics.add(Counter::Hit, 1);
                 Some(value)

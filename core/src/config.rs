@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{Codec, Compression, EncodeOptions};
+use crate::codec::{Codec, Compression, DecodeLimits, EncodeOptions};
 use crate::error::{Error, Result};
 use crate::key::KeySchema;
 use crate::ring::Node;
@@ -47,6 +47,14 @@ pub struct Config {
     pub command_timeout: Duration,
     /// Maximum number of entries of the in-process store.
     pub memory_capacity: u64,
+    /// Largest payload a read accepts after decompression, in bytes (default 64 MiB). A
+    /// stored value claiming more is a miss plus a decode error, before anything is
+    /// allocated.
+    pub max_payload_bytes: usize,
+    /// Largest memory a decoded value may take, in bytes, counted while decoding as
+    /// docs/FORMAT.md §1 describes (default 256 MiB). A larger value is a miss plus a
+    /// decode error.
+    pub max_value_bytes: usize,
 }
 
 impl Default for Config {
@@ -65,6 +73,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
             memory_capacity: 10_000,
+            max_payload_bytes: crate::codec::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_value_bytes: crate::codec::DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -114,6 +124,8 @@ impl Config {
             "capacity" | "memoryCapacity" => {
                 self.memory_capacity = value.parse().map_err(|_| bad())?
             }
+            "maxPayloadBytes" => self.max_payload_bytes = value.parse().map_err(|_| bad())?,
+            "maxValueBytes" => self.max_value_bytes = value.parse().map_err(|_| bad())?,
             // Consumed by the sharded store when it opens.
             "weights" if self.url.contains("+shards://") => {
                 self.url = format!("{}?weights={value}", self.url)
@@ -139,11 +151,24 @@ impl Config {
         if self.memory_capacity == 0 {
             return Err(Error::config("memoryCapacity must be at least 1"));
         }
+        if self.max_payload_bytes == 0 || self.max_value_bytes == 0 {
+            return Err(Error::config(
+                "maxPayloadBytes and maxValueBytes must be at least 1",
+            ));
+        }
         Ok(())
     }
 
     pub(crate) fn key_schema(&self) -> Result<KeySchema> {
         KeySchema::new(&self.prefix, &self.namespace, self.max_key_length)
+    }
+
+    /// The bounds every read applies to stored bytes.
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_payload_bytes: self.max_payload_bytes,
+            max_value_bytes: self.max_value_bytes,
+        }
     }
 
     pub(crate) fn encode_options(&self) -> EncodeOptions {
@@ -217,6 +242,16 @@ impl Config {
     /// Sets the maximum user-key length in bytes.
     pub fn max_key_length(mut self, bytes: usize) -> Self {
         self.max_key_length = bytes;
+        self
+    }
+    /// Sets the largest payload a read accepts after decompression, in bytes.
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+    /// Sets the largest memory a decoded value may take, in bytes.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
         self
     }
 }
@@ -373,5 +408,25 @@ mod tests {
         assert_eq!(c.command_timeout, Duration::from_millis(250));
         assert_eq!(c.ttl, None);
         assert!(serde_json::from_str::<Config>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn decode_caps_have_safe_defaults_and_every_spelling() {
+        let d = Config::default();
+        assert_eq!(d.max_payload_bytes, 64 << 20);
+        assert_eq!(d.max_value_bytes, 256 << 20);
+        assert_eq!(d.decode_limits(), DecodeLimits::default());
+
+        let c = Config::from_url("memory://?maxPayloadBytes=1024&maxValueBytes=4096").unwrap();
+        assert_eq!((c.max_payload_bytes, c.max_value_bytes), (1024, 4096));
+        let c: Config =
+            serde_json::from_str(r#"{"maxPayloadBytes":10,"maxValueBytes":20}"#).unwrap();
+        assert_eq!(c.decode_limits().max_payload_bytes, 10);
+        assert_eq!(c.decode_limits().max_value_bytes, 20);
+        let c = Config::default().max_payload_bytes(7).max_value_bytes(9);
+        assert_eq!((c.max_payload_bytes, c.max_value_bytes), (7, 9));
+
+        assert!(Config::from_url("memory://?maxValueBytes=0").is_err());
+        assert!(Config::from_url("memory://?maxPayloadBytes=-1").is_err());
     }
 }
