@@ -144,3 +144,84 @@ test('templates.json', async (t) => {
     assert.ok(keyOnly <= 3)
   })
 })
+
+// --- hostile.json: bounded time and memory (docs/FORMAT.md section 1, "Limits") ----------
+const fs = require('node:fs')
+const { redis, uniqueNamespace } = require('./helpers')
+
+const HOSTILE_MAX_RSS = 64 * 1024 * 1024
+const HOSTILE_MAX_MS = 2000 // a hang detector, not a speed assertion
+
+function hostileBytes(c) {
+  const parts = c.bytes.map((s) =>
+    typeof s === 'string' ? Buffer.from(s, 'hex') : Buffer.from(s.repeat.repeat(s.times), 'hex'),
+  )
+  const out = Buffer.concat(parts)
+  assert.equal(out.length, c.size, c.name)
+  return out
+}
+
+/** Peak resident memory of this process (VmHWM), in bytes. */
+function peakRss() {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))
+  return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024
+}
+
+/** Lowers the peak to the current size where Linux allows it. */
+function resetPeakRss() {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5')
+  } catch {}
+}
+
+/** Runs `fn`, returning its elapsed time and how much the peak RSS grew meanwhile. */
+async function measured(fn) {
+  resetPeakRss()
+  const before = peakRss()
+  const started = performance.now()
+  const result = await fn()
+  return { result, ms: performance.now() - started, grew: peakRss() - before }
+}
+
+test('hostile.json', async () => {
+  const cases = vectors('hostile')
+  assert.ok(cases.length >= 50)
+  for (const c of cases) {
+    const bytes = hostileBytes(c)
+    const { result, ms, grew } = await measured(() => {
+      try {
+        return { value: pc.decodeEnvelope(bytes).value }
+      } catch (err) {
+        return { err }
+      }
+    })
+    if (c.expect === 'decode_error') assert.equal(result.err?.code, 'ECODEC', c.name)
+    else {
+      assert.equal(result.err, undefined, `${c.name}: ${result.err}`)
+      if (c.expect === 'value') assert.ok(same(result.value, typed(c.value)), c.name)
+    }
+    assert.ok(ms < HOSTILE_MAX_MS, `${c.name}: took ${ms} ms`)
+    assert.ok(grew < HOSTILE_MAX_RSS, `${c.name}: peak RSS grew by ${grew} bytes`)
+  }
+})
+
+test('hostile values in Redis are counted misses', async () => {
+  const url = (await redis()).standalone
+  const namespace = uniqueNamespace('hostile')
+  const hostile = vectors('hostile').filter((c) => c.expect === 'decode_error')
+  const raw = await pc.Cache.connect(url, { namespace, raw: true })
+  for (const c of hostile) await raw.set(c.name, hostileBytes(c))
+  const cache = await pc.Cache.connect(url, { namespace })
+  for (const c of hostile) {
+    const { result, ms, grew } = await measured(() => cache.get(c.name))
+    assert.equal(result, undefined, c.name)
+    assert.ok(ms < HOSTILE_MAX_MS, `${c.name}: took ${ms} ms`)
+    assert.ok(grew < HOSTILE_MAX_RSS, `${c.name}: peak RSS grew by ${grew} bytes`)
+  }
+  const m = cache.metrics()
+  assert.equal(m.decodeErrors, hostile.length)
+  assert.equal(m.misses, hostile.length)
+  assert.equal(m.hits, 0)
+  raw.close()
+  cache.close()
+})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import resource
+import time
 from typing import Any
 
 import pytest
@@ -53,10 +55,11 @@ ENVELOPE = load_vectors("envelope.json")
 KEYS = load_vectors("keys.json")
 RING = load_vectors("ring.json")
 TEMPLATES = load_vectors("templates.json")
+HOSTILE = load_vectors("hostile.json")
 
 
 def test_every_file_has_at_least_50_cases() -> None:
-    assert min(len(ENVELOPE), len(KEYS), len(RING), len(TEMPLATES)) >= 50
+    assert min(len(ENVELOPE), len(KEYS), len(RING), len(TEMPLATES), len(HOSTILE)) >= 50
 
 
 def check_decoded(case: dict[str, Any], data: bytes) -> None:
@@ -163,3 +166,87 @@ def test_templates(case: dict[str, Any]) -> None:
             contract.render_key(case["template"], args, named)
         return
     assert contract.render_key(case["template"], args, named) == case["key"]
+
+
+# --- hostile.json: bounded time and memory (docs/FORMAT.md section 1, "Limits") ----------
+
+HOSTILE_MAX_RSS = 64 * 1024 * 1024
+HOSTILE_MAX_SECONDS = 2.0  # a hang detector, not a speed assertion
+
+
+def hostile_bytes(case: dict[str, Any]) -> bytes:
+    out = b"".join(
+        bytes.fromhex(s) if isinstance(s, str) else bytes.fromhex(s["repeat"]) * s["times"]
+        for s in case["bytes"]
+    )
+    assert len(out) == case["size"]
+    return out
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process, in bytes (VmHWM; ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> None:
+    """Lower the peak to the current size where Linux allows it, so growth is this case's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=lambda c: c["name"])
+def test_hostile(case: dict[str, Any]) -> None:
+    data = hostile_bytes(case)
+    reset_peak_rss()
+    before = peak_rss()
+    started = time.monotonic()
+    got: Any = None
+    try:
+        got = contract.decode_envelope(data)
+    except polycache.CodecError:
+        got = polycache.CodecError
+    elapsed = time.monotonic() - started
+    grew = peak_rss() - before
+    if case["expect"] == "decode_error":
+        assert got is polycache.CodecError
+    else:
+        assert got is not polycache.CodecError
+        if case["expect"] == "value":
+            assert same(got["value"], typed(case["value"]))
+    del got
+    assert elapsed < HOSTILE_MAX_SECONDS, f"took {elapsed:.3f} s"
+    assert grew < HOSTILE_MAX_RSS, f"peak RSS grew by {grew} bytes"
+
+
+def test_hostile_values_in_redis_are_counted_misses(
+    endpoints: dict[str, Any], namespace: str
+) -> None:
+    url = endpoints["standalone"]
+    hostile = [c for c in HOSTILE if c["expect"] == "decode_error"]
+    raw = polycache.Cache(url, namespace=namespace, raw=True)
+    for case in hostile:
+        raw.set(case["name"], hostile_bytes(case))
+    cache = polycache.Cache(url, namespace=namespace)
+    for case in hostile:
+        reset_peak_rss()
+        before = peak_rss()
+        started = time.monotonic()
+        assert cache.get(case["name"]) is None, case["name"]
+        elapsed = time.monotonic() - started
+        grew = peak_rss() - before
+        assert elapsed < HOSTILE_MAX_SECONDS, f"{case['name']}: took {elapsed:.3f} s"
+        assert grew < HOSTILE_MAX_RSS, f"{case['name']}: peak RSS grew by {grew} bytes"
+    metrics = cache.metrics()
+    assert metrics["decodeErrors"] == len(hostile)
+    assert metrics["misses"] == len(hostile)
+    assert metrics["hits"] == 0
