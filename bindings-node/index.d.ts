@@ -44,7 +44,7 @@ export interface CacheOptions {
   loader?: (key: string) => CacheValue | Promise<CacheValue>
   /** Write-through: `set` and `setMany` call it first; if it fails the cache is not touched. */
   writer?: (key: string, value: CacheValue) => unknown
-  /** `auto` (default): the calls of one event-loop turn run as one batch on the JS thread, each command bounded to 5 ms, falling back to async; `async`: always off the JS thread. */
+  /** Kept for compatibility: `auto` (default) and `async` are the same path now. The calls of one event-loop turn run as one batch off the JS thread (reads: one `MGET` per node); each call settles on its own reply. */
   io?: 'auto' | 'async'
 }
 

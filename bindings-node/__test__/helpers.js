@@ -18,21 +18,45 @@ async function redis() {
     endpoints = JSON.parse(process.env.POLYCACHE_TEST_REDIS)
     return endpoints
   }
+  endpoints = (await harness([])).endpoints
+  return endpoints
+}
+
+/**
+ * Servers of this process's own (`polycache-harness` flags such as `--standalone`,
+ * `--shards 3`), for tests that pause or kill them. `stop()` ends them; so does the
+ * process's exit (the harness stops its servers when its stdin closes).
+ */
+async function harness(args) {
   const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target')
   const triple = process.env.CARGO_BUILD_TARGET || ''
-  const harness = path.join(targetDir, triple, 'debug', 'polycache-harness')
-  const child = spawn(harness, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const binary = path.join(targetDir, triple, 'debug', 'polycache-harness')
+  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] })
   const line = await new Promise((resolve, reject) => {
     child.once('error', reject)
     readline.createInterface({ input: child.stdout }).once('line', resolve)
   })
-  // From here on the harness must not keep this process alive; its stdin closes when
-  // the process exits, and it then stops its servers.
+  // From here on the harness must not keep this process alive.
   child.unref()
   child.stdout.destroy()
   child.stdin.unref()
-  endpoints = JSON.parse(line)
-  return endpoints
+  const stop = () => {
+    const exited = new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve()
+      else child.once('exit', resolve)
+    })
+    child.ref() // keep the process alive until the servers are gone
+    child.stdin.end()
+    return exited
+  }
+  return { endpoints: JSON.parse(line), stop }
+}
+
+/** Sends `signal` (SIGSTOP, SIGCONT, SIGKILL) to the server at `addr` of `endpoints`. */
+function signal(endpoints, addr, name) {
+  const pid = endpoints.pids[addr]
+  if (!pid) throw new Error(`no pid for ${addr}`)
+  process.kill(pid, name)
 }
 
 /** Typed vector notation (tests/vectors/README.md) -> a JS value, per FORMAT.md's Node column. */
@@ -96,4 +120,4 @@ function uniqueNamespace(label) {
   return `node-${label}-${process.pid}-${Date.now().toString(36)}`
 }
 
-module.exports = { redis, typed, representable, same, vectors, uniqueNamespace, root }
+module.exports = { redis, harness, signal, typed, representable, same, vectors, uniqueNamespace, root }

@@ -3,23 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use napi::bindgen_prelude::{
-    FunctionCallContext, JavaScriptClassExt, JsObjectValue, Object, Unknown,
-};
+use napi::bindgen_prelude::{FunctionCallContext, JavaScriptClassExt, JsObjectValue, Unknown};
 use napi::{Env, JsValue as _, Result};
 use napi_derive::napi;
+use polycache::patterns::batch::Op;
 use polycache::{ErrorKind, KeySchema, KeyTemplate, Value};
 
-use crate::batch::{runtime, Call, IoMode, Shared};
+use crate::args;
+use crate::batch::{runtime, Shared};
 use crate::config;
 use crate::errors;
-use crate::patterns::{self, JsFunction};
+use crate::patterns;
 use crate::settle::{self, Kept};
 use crate::value::{self, RawValue};
 
+// Declared for index.d.ts only: the methods read options by hand (args.rs) so that a wrong
+// type rejects with `ECONFIG` instead of throwing napi's `InvalidArg`.
 /// Per-call options of `set`, `setMany` and `getOrLoad`.
+#[allow(dead_code)]
 #[napi(object)]
 #[derive(Debug, Default)]
 pub struct SetOptions {
@@ -28,6 +30,7 @@ pub struct SetOptions {
 }
 
 /// Options of `wrap`.
+#[allow(dead_code)]
 #[napi(object)]
 #[derive(Debug, Default)]
 pub struct WrapOptions {
@@ -42,16 +45,12 @@ fn config_error(env: &Env, message: String) -> napi::Error {
     errors::to_js(env, &polycache::Error::new(ErrorKind::Config, message))
 }
 
-fn ttl_of(env: &Env, ttl: Option<f64>) -> Result<Option<Duration>> {
-    ttl.map(|secs| {
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            config_error(
-                env,
-                format!("ttl must be a non-negative number of seconds, not {secs}"),
-            )
-        })
-    })
-    .transpose()
+/// The promise of a call whose arguments converted, or a rejected one.
+fn submit<'env>(shared: &Arc<Shared>, env: &'env Env, op: Result<Op>) -> Result<Unknown<'env>> {
+    match op {
+        Ok(op) => shared.submit(env, op),
+        Err(err) => shared.rejected(env, err),
+    }
 }
 
 /// A polycache cache: `memory://` by default, Redis with a `redis://`, `redis+shards://` or
@@ -68,14 +67,10 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    fn open(env: &Env, url: Option<String>, options: Option<Object<'_>>) -> Result<Cache> {
+    fn open(env: &Env, url: Option<String>, options: Option<Unknown<'_>>) -> Result<Cache> {
+        let options = args::options(env, options)?;
         let options = config::read(env, url, options)?;
-        let io = if options.io_async {
-            IoMode::Async
-        } else {
-            IoMode::Auto
-        };
-        let shared = Shared::new(env, options.config, io, options.loader, options.writer)?;
+        let shared = Shared::new(env, options.config, options.loader, options.writer)?;
         Ok(Cache { shared })
     }
 }
@@ -85,7 +80,7 @@ impl Cache {
     /// A cache from options (`url` defaults to `memory://`). Connects on first use; use
     /// `Cache.connect` to connect up front.
     #[napi(constructor, ts_args_type = "options?: CacheOptions")]
-    pub fn new(env: Env, options: Option<Object<'_>>) -> Result<Self> {
+    pub fn new(env: Env, options: Option<Unknown<'_>>) -> Result<Self> {
         Cache::open(&env, None, options)
     }
 
@@ -97,10 +92,11 @@ impl Cache {
     )]
     pub fn connect<'env>(
         env: &'env Env,
-        url: String,
-        options: Option<Object<'_>>,
+        url: Unknown<'_>,
+        options: Option<Unknown<'_>>,
     ) -> Result<Unknown<'env>> {
-        let cache = match Cache::open(env, Some(url), options) {
+        let url = args::string(env, &url, "url");
+        let cache = match url.and_then(|url| Cache::open(env, Some(url), options)) {
             Ok(cache) => cache,
             Err(err) => return settle::rejected(env, err),
         };
@@ -110,7 +106,7 @@ impl Cache {
         let (promise, pending) = shared.promise(env)?;
         let connecting = shared.clone();
         runtime().spawn(async move {
-            let connected = connecting.cache().await.map(|_| ());
+            let connected = connecting.batcher().await.map(|_| ());
             pending.settle(move |env| {
                 let instance = kept.take(env);
                 errors::check(env, connected)?;
@@ -123,19 +119,21 @@ impl Cache {
     /// The value of `key`, or `undefined` on a miss. With a `loader` option, misses load.
     #[napi(
         ts_generic_types = "T = CacheValue",
+        ts_args_type = "key: string",
         ts_return_type = "Promise<T | undefined>"
     )]
-    pub fn get<'env>(&self, env: &'env Env, key: String) -> Result<Unknown<'env>> {
-        self.shared.submit(env, Call::Get(key))
+    pub fn get<'env>(&self, env: &'env Env, key: Unknown<'_>) -> Result<Unknown<'env>> {
+        submit(&self.shared, env, args::key(env, &key).map(Op::Get))
     }
 
     /// The values of `keys`, in order (`undefined` for misses), in one round trip per node.
     #[napi(
         ts_generic_types = "T = CacheValue",
+        ts_args_type = "keys: Array<string>",
         ts_return_type = "Promise<Array<T | undefined>>"
     )]
-    pub fn get_many<'env>(&self, env: &'env Env, keys: Vec<String>) -> Result<Unknown<'env>> {
-        self.shared.submit(env, Call::GetMany(keys))
+    pub fn get_many<'env>(&self, env: &'env Env, keys: Unknown<'_>) -> Result<Unknown<'env>> {
+        submit(&self.shared, env, args::keys(env, &keys).map(Op::GetMany))
     }
 
     /// Stores `value` under `key` for `ttl` seconds. With a `writer` option, the writer
@@ -147,17 +145,17 @@ impl Cache {
     pub fn set<'env>(
         &self,
         env: &'env Env,
-        key: String,
+        key: Unknown<'_>,
         value: Unknown<'_>,
-        options: Option<SetOptions>,
+        options: Option<Unknown<'_>>,
     ) -> Result<Unknown<'env>> {
-        let ttl = ttl_of(env, options.unwrap_or_default().ttl);
-        let value = value::read(env, &value);
-        let (ttl, value) = match ttl.and_then(|ttl| Ok((ttl, value?))) {
-            Ok(args) => args,
-            Err(err) => return self.shared.rejected(env, err),
-        };
-        self.shared.submit(env, Call::Set { key, value, ttl })
+        let op = (|| {
+            let key = args::key(env, &key)?;
+            let ttl = args::ttl(env, options)?;
+            let value = value::read(env, &value)?;
+            Ok(Op::Set { key, value, ttl })
+        })();
+        submit(&self.shared, env, op)
     }
 
     /// Stores several values (a plain object or `[key, value]` pairs), pipelined per node.
@@ -169,49 +167,47 @@ impl Cache {
         &self,
         env: &'env Env,
         entries: Unknown<'_>,
-        options: Option<SetOptions>,
+        options: Option<Unknown<'_>>,
     ) -> Result<Unknown<'env>> {
-        let ttl = ttl_of(env, options.unwrap_or_default().ttl);
-        let read = value::read(env, &entries);
-        let (ttl, entries) = match ttl.and_then(|ttl| Ok((ttl, read?))) {
-            Ok(args) => args,
-            Err(err) => return self.shared.rejected(env, err),
-        };
-        let shape = || errors::type_error(env, "setMany takes an object or [key, value] pairs");
-        let entries = match entries {
-            Value::Map(map) => Ok(map.into_iter().collect()),
-            Value::Array(pairs) => pairs
-                .into_iter()
-                .map(|pair| match pair {
-                    Value::Array(kv) if kv.len() == 2 => {
-                        let mut kv = kv.into_iter();
-                        match (kv.next(), kv.next()) {
-                            (Some(Value::Str(key)), Some(value)) => Ok((key, value)),
-                            _ => Err(()),
+        let op = (|| {
+            let ttl = args::ttl(env, options)?;
+            let entries = value::read(env, &entries)?;
+            let shape = || errors::type_error(env, "setMany takes an object or [key, value] pairs");
+            let entries = match entries {
+                Value::Map(map) => map.into_iter().collect(),
+                Value::Array(pairs) => pairs
+                    .into_iter()
+                    .map(|pair| match pair {
+                        Value::Array(kv) if kv.len() == 2 => {
+                            let mut kv = kv.into_iter();
+                            match (kv.next(), kv.next()) {
+                                (Some(Value::Str(key)), Some(value)) => Ok((key, value)),
+                                _ => Err(shape()),
+                            }
                         }
-                    }
-                    _ => Err(()),
-                })
-                .collect::<std::result::Result<Vec<_>, ()>>(),
-            _ => Err(()),
-        };
-        let entries = match entries {
-            Ok(entries) => entries,
-            Err(()) => return self.shared.rejected(env, shape()),
-        };
-        self.shared.submit(env, Call::SetMany { entries, ttl })
+                        _ => Err(shape()),
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                _ => return Err(shape()),
+            };
+            Ok(Op::SetMany { entries, ttl })
+        })();
+        submit(&self.shared, env, op)
     }
 
     /// Removes `key`; whether it was there.
-    #[napi(ts_return_type = "Promise<boolean>")]
-    pub fn delete<'env>(&self, env: &'env Env, key: String) -> Result<Unknown<'env>> {
-        self.shared.submit(env, Call::Delete(key))
+    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<boolean>")]
+    pub fn delete<'env>(&self, env: &'env Env, key: Unknown<'_>) -> Result<Unknown<'env>> {
+        submit(&self.shared, env, args::key(env, &key).map(Op::Delete))
     }
 
     /// Remaining time to live of `key` in seconds; `null` when missing or without expiry.
-    #[napi(ts_return_type = "Promise<number | null>")]
-    pub fn ttl<'env>(&self, env: &'env Env, key: String) -> Result<Unknown<'env>> {
-        self.shared.submit(env, Call::Ttl(key))
+    #[napi(
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<number | null>"
+    )]
+    pub fn ttl<'env>(&self, env: &'env Env, key: Unknown<'_>) -> Result<Unknown<'env>> {
+        submit(&self.shared, env, args::key(env, &key).map(Op::Ttl))
     }
 
     /// Cache-aside: the cached value of `key`, or what `loader()` returns (or resolves
@@ -225,17 +221,18 @@ impl Cache {
     pub fn get_or_load<'env>(
         &self,
         env: &'env Env,
-        key: String,
-        loader: JsFunction<'_>,
-        options: Option<SetOptions>,
+        key: Unknown<'_>,
+        loader: Unknown<'_>,
+        options: Option<Unknown<'_>>,
     ) -> Result<Unknown<'env>> {
-        let ttl = match ttl_of(env, options.unwrap_or_default().ttl) {
-            Ok(ttl) => ttl,
-            Err(err) => return self.shared.rejected(env, err),
-        };
-        let loader = patterns::keep(&loader)?;
-        self.shared
-            .submit(env, Call::GetOrLoad { key, loader, ttl })
+        let op = (|| {
+            let key = args::key(env, &key)?;
+            let loader = args::function(env, loader, "the loader")?;
+            let ttl = args::ttl(env, options)?;
+            let loader = self.shared.call_loader(patterns::keep(&loader)?);
+            Ok(Op::GetOrLoad { key, loader, ttl })
+        })();
+        submit(&self.shared, env, op)
     }
 
     /// Memoizes `fn`: the returned function answers from the cache and calls `fn` on a
@@ -249,13 +246,17 @@ impl Cache {
     pub fn wrap<'env>(
         &self,
         env: &'env Env,
-        function: JsFunction<'_>,
-        options: Option<WrapOptions>,
+        function: Unknown<'_>,
+        options: Option<Unknown<'_>>,
     ) -> Result<napi::bindgen_prelude::Function<'env, (), RawValue>> {
-        let options = options.unwrap_or_default();
-        let ttl = ttl_of(env, options.ttl)?;
-        let template = match &options.key {
-            Some(template) => Some(errors::check(env, KeyTemplate::parse(template))?),
+        let function = args::function(env, function, "the function to wrap")?;
+        let options = args::options(env, options)?;
+        let ttl = match &options {
+            Some(options) => args::ttl_of(env, options)?,
+            None => None,
+        };
+        let template = match args::string_option(env, options.as_ref(), "key")? {
+            Some(template) => Some(errors::check(env, KeyTemplate::parse(&template))?),
             None => None,
         };
         let name: String = function.get_named_property("name").unwrap_or_default();
@@ -273,19 +274,22 @@ impl Cache {
             move |ctx: FunctionCallContext<'_>| {
                 let env: &Env = ctx.env;
                 let args: Vec<Unknown<'_>> = ctx.arguments()?;
-                let raw: Vec<_> = args.iter().map(|arg| arg.raw()).collect();
-                let values = args
-                    .iter()
-                    .map(|arg| value::read_lenient(env, arg))
-                    .collect::<Result<Vec<Value>>>()?;
-                let key = match &template {
-                    Some(template) => {
-                        errors::check(env, template.render(&values, &BTreeMap::new()))?
-                    }
-                    None => polycache::call_key(&name, &values),
-                };
-                let loader = patterns::bind(env, &target, &raw)?;
-                let promise = shared.submit(env, Call::GetOrLoad { key, loader, ttl })?;
+                let op = (|| {
+                    let raw: Vec<_> = args.iter().map(|arg| arg.raw()).collect();
+                    let values = args
+                        .iter()
+                        .map(|arg| value::read_lenient(env, arg))
+                        .collect::<Result<Vec<Value>>>()?;
+                    let key = match &template {
+                        Some(template) => {
+                            errors::check(env, template.render(&values, &BTreeMap::new()))?
+                        }
+                        None => polycache::call_key(&name, &values),
+                    };
+                    let loader = shared.call_loader(patterns::bind(env, &target, &raw)?);
+                    Ok(Op::GetOrLoad { key, loader, ttl })
+                })();
+                let promise = submit(&shared, env, op)?;
                 Ok(RawValue(promise.raw()))
             },
         )?;
@@ -301,8 +305,9 @@ impl Cache {
     }
 
     /// The Redis key `key` is stored under.
-    #[napi]
-    pub fn redis_key(&self, env: Env, key: String) -> Result<String> {
+    #[napi(ts_args_type = "key: string")]
+    pub fn redis_key(&self, env: Env, key: Unknown<'_>) -> Result<String> {
+        let key = args::key(&env, &key)?;
         let config = &self.shared.config;
         let schema = errors::check(
             &env,

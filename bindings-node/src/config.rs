@@ -8,6 +8,7 @@ use napi::{Env, Result, ValueType};
 use polycache::Config;
 use serde_json::{Map, Value as Json};
 
+use crate::args;
 use crate::errors;
 use crate::patterns::{self, JsFunction, JsFunctionRef};
 
@@ -16,8 +17,6 @@ pub struct Options {
     pub config: Config,
     pub loader: Option<Arc<JsFunctionRef>>,
     pub writer: Option<Arc<JsFunctionRef>>,
-    /// `io: "async"`: no tick batches on the JS thread (see batch.rs).
-    pub io_async: bool,
 }
 
 /// Reads the options: every key except `loader` and `writer` is a field of core's `Config`
@@ -27,17 +26,17 @@ pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<O
     let mut fields = Map::new();
     let mut loader = None;
     let mut writer = None;
-    let mut io_async = false;
     if let Some(options) = options {
         for name in Object::keys(&options)? {
             let value: Unknown = options.get_named_property(&name)?;
             match name.as_str() {
                 "loader" | "writer" | "io" if value.get_type()? == ValueType::Undefined => {}
                 "io" => {
-                    let io: String = options.get_named_property(&name)?;
-                    io_async = match io.as_str() {
-                        "auto" => false,
-                        "async" => true,
+                    // Both modes are now the one non-blocking path (batch.rs); the option
+                    // stays for compatibility.
+                    let io = args::string_option(env, Some(&options), &name)?;
+                    match io.as_deref().unwrap_or("auto") {
+                        "auto" | "async" => {}
                         other => {
                             return Err(errors::to_js(
                                 env,
@@ -52,6 +51,24 @@ pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<O
                 "loader" => loader = Some(function(env, &options, &name, value)?),
                 "writer" => writer = Some(function(env, &options, &name, value)?),
                 _ if value.get_type()? == ValueType::Undefined => {}
+                _ if value.get_type()? == ValueType::Number => {
+                    // JSON has no NaN or infinities (they would become null): refuse them
+                    // here, with core's own check for a TTL.
+                    let number: f64 = options.get_named_property(&name)?;
+                    if name == "ttl" {
+                        errors::check(env, args::ttl_from_secs(number))?;
+                    } else if !number.is_finite() {
+                        return Err(errors::to_js(
+                            env,
+                            &polycache::Error::new(
+                                polycache::ErrorKind::Config,
+                                format!("the {name} option must be a finite number, not {number}"),
+                            ),
+                        ));
+                    }
+                    let json: Json = env.from_js_value(value)?;
+                    fields.insert(name, json);
+                }
                 _ => {
                     let json: Json = env.from_js_value(value)?;
                     fields.insert(name, json);
@@ -64,7 +81,6 @@ pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<O
         config,
         loader,
         writer,
-        io_async,
     })
 }
 

@@ -64,7 +64,12 @@ pub fn type_error(env: &Env, message: impl AsRef<str>) -> Error {
 
 /// A `TypeError` with code `ECONFIG` for a bad argument (a loader that is not a function …).
 pub fn config_type_error(env: &Env, message: impl AsRef<str>) -> Error {
-    make(env.raw(), &code(ErrorKind::Config), message.as_ref(), true)
+    kind_type_error(env, ErrorKind::Config, message)
+}
+
+/// A `TypeError` with the code of `kind` for an argument of the wrong type.
+pub fn kind_type_error(env: &Env, kind: ErrorKind, message: impl AsRef<str>) -> Error {
+    make(env.raw(), &code(kind), message.as_ref(), true)
 }
 
 fn make(env: sys::napi_env, code: &str, message: &str, type_error: bool) -> Error {

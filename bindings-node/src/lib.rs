@@ -1,7 +1,7 @@
 //! Node binding of polycache (package `polycache`): a thin napi-rs layer over the `polycache`
-//! crate. Files mirror core: `cache.rs` (the `Cache` class), `config.rs` (options ->
-//! `Config`), `value.rs` (JS values <-> `Value`), `patterns.rs` (JS loaders and writers),
-//! `batch.rs` (the call path: tick batches and the async path), `settle.rs` (settling
+//! crate. Files mirror core: `cache.rs` (the `Cache` class), `args.rs` (checked arguments),
+//! `config.rs` (options -> `Config`), `value.rs` (JS values <-> `Value`), `patterns.rs` (JS loaders and writers),
+//! `batch.rs` (the call path: a tick's calls handed to core's batcher), `settle.rs` (settling
 //! promises from other threads), `contract.rs` (the FORMAT.md functions) and `errors.rs`
 //! (the one place errors become JS errors with `err.code`).
 
@@ -9,6 +9,7 @@
 // as unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod args;
 mod batch;
 mod cache;
 mod config;

@@ -123,8 +123,26 @@ pub struct Call {
 type ApplyArgs = FnArgs<(Target, Vec<JsValue>)>;
 
 /// Calls `f(...args)`; a synchronous throw becomes a rejection, as from an async function.
-const TRAMPOLINE: &str =
-    "(function polycacheCall(f, args) { try { return f(...args) } catch (e) { return Promise.reject(e) } })";
+/// A rejection is carried in an `Error` under [`REJECTION_KEY`]: Node-API hands non-Error
+/// rejection values (`42`, `{ status: 404 }`) back as new, empty `Error`s, so the wrapper
+/// is what crosses the Rust side, and `settle` rejects the caller's promise with the value
+/// inside it, unchanged.
+const TRAMPOLINE: &str = r#"(function polycacheCall(f, args) {
+  const carry = (e) => {
+    let message = 'the function rejected'
+    try { if (e instanceof Error) message = String(e.message) } catch {}
+    const w = new Error(message)
+    w.__polycacheRejection = e
+    return w
+  }
+  let r
+  try { r = f(...args) } catch (e) { return Promise.reject(carry(e)) }
+  if (r instanceof Promise) return Promise.prototype.then.call(r, undefined, (e) => { throw carry(e) })
+  return r
+})"#;
+
+/// The property of the `Error` that carries a rejection value (see [`TRAMPOLINE`]).
+pub const REJECTION_KEY: &std::ffi::CStr = c"__polycacheRejection";
 type Apply<R> = ThreadsafeFunction<Call, R, ApplyArgs, Status, false, true>;
 
 /// Calls JS functions from any thread (see the module docs).
@@ -221,6 +239,18 @@ impl Loader for JsLoader {
     fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
         self.invoker
             .load(self.target.clone(), vec![Value::from(key)])
+    }
+}
+
+/// The function given to `getOrLoad` (or a `wrap`ped call): called with no arguments.
+pub struct JsCall {
+    pub invoker: Invoker,
+    pub target: Arc<JsFunctionRef>,
+}
+
+impl Loader for JsCall {
+    fn load(&self, _key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
+        self.invoker.load(self.target.clone(), Vec::new())
     }
 }
 

@@ -164,17 +164,6 @@ impl Pending {
         }
     }
 
-    /// Settles the promise now; only on the JS thread (the fast path, which already is).
-    pub fn settle_now(
-        mut self,
-        env: &Env,
-        settle: impl FnOnce(&Env) -> Result<sys::napi_value> + Send + 'static,
-    ) {
-        if let Some(deferred) = self.deferred.take() {
-            finish(env, &self.settler, deferred, Box::new(settle));
-        }
-    }
-
     fn send(&self, deferred: sys::napi_deferred, settle: Settle) {
         let data = Box::into_raw(Box::new(Settlement {
             settler: self.settler.clone(),
@@ -247,13 +236,39 @@ fn finish(env: &Env, settler: &Settler, deferred: sys::napi_deferred, settle: Se
                 sys::napi_resolve_deferred(raw, deferred, value);
             }
             Err(err) => {
-                let value = JsError::from(err).into_value(raw);
+                let value = carried(raw, JsError::from(err).into_value(raw));
                 sys::napi_reject_deferred(raw, deferred, value);
             }
         }
         if settler.pending.fetch_sub(1, Ordering::Relaxed) == 1 {
             sys::napi_unref_threadsafe_function(raw, settler.tsfn);
         }
+    }
+}
+
+/// The value a loader or writer rejected with when `error` carries one (see
+/// `patterns::TRAMPOLINE`), else `error` itself.
+///
+/// # Safety
+/// On the JS thread, with a live `env` and `error`.
+unsafe fn carried(env: sys::napi_env, error: sys::napi_value) -> sys::napi_value {
+    if error.is_null() {
+        return error;
+    }
+    let key = crate::patterns::REJECTION_KEY;
+    let mut name = ptr::null_mut();
+    let mut has = false;
+    let mut inner = ptr::null_mut();
+    let found =
+        sys::napi_create_string_utf8(env, key.as_ptr(), key.count_bytes() as isize, &mut name)
+            == sys::Status::napi_ok
+            && sys::napi_has_own_property(env, error, name, &mut has) == sys::Status::napi_ok
+            && has
+            && sys::napi_get_property(env, error, name, &mut inner) == sys::Status::napi_ok;
+    if found {
+        inner
+    } else {
+        error
     }
 }
 

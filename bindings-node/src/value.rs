@@ -24,9 +24,15 @@ pub struct JsValue(pub Value);
 
 /// Largest integer a JS `number` holds exactly (`Number.MAX_SAFE_INTEGER`).
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-/// Nesting deeper than this is refused (a cycle is reported as such before it gets here).
-/// Reading recurses on the JS thread's stack, which V8 also watches: keep well inside it.
-const MAX_DEPTH: usize = 200;
+/// Nesting deeper than core's decoders accept is refused before anything is stored (a
+/// cycle is reported as such before it gets here): the top-level value is at depth 0.
+const MAX_DEPTH: usize = polycache::codec::msgpack::MAX_DEPTH;
+/// Longest array (and largest object) accepted: every item costs a decoder at least one
+/// 32-byte value slot, and core refuses to decode values above 256 MiB, so a longer array
+/// could be written but never read back. Checked before any item is read, so a huge or
+/// sparse `length` costs nothing.
+// TODO: take it from core's decode limits once they are configurable (issue 9, item 1).
+pub const MAX_ITEMS: usize = 256 * 1024 * 1024 / 32;
 
 fn check(status: sys::napi_status) -> Result<()> {
     if status == sys::Status::napi_ok {
@@ -169,6 +175,7 @@ impl Reader {
             return Ok(Value::Bytes(bytes));
         }
         if self.ancestors.len() >= MAX_DEPTH {
+            // This container's items would be deeper than MAX_DEPTH.
             return refuse(format!(
                 "values nested deeper than {MAX_DEPTH} levels cannot be cached"
             ));
@@ -192,12 +199,31 @@ impl Reader {
     }
 
     unsafe fn array(&mut self, value: sys::napi_value) -> std::result::Result<Value, Fault> {
+        let env = self.env;
         let mut len = 0u32;
-        ok(sys::napi_get_array_length(self.env, value, &mut len))?;
-        let mut items = Vec::with_capacity(len as usize);
+        ok(sys::napi_get_array_length(env, value, &mut len))?;
+        if len as usize > MAX_ITEMS {
+            return refuse(format!(
+                "an array of {len} items cannot be cached (at most {MAX_ITEMS})"
+            ));
+        }
+        let mut items = Vec::with_capacity((len as usize).min(1024));
         for i in 0..len {
             let mut item = ptr::null_mut();
-            ok(sys::napi_get_element(self.env, value, i, &mut item))?;
+            ok(sys::napi_get_element(env, value, i, &mut item))?;
+            let mut ty = 0;
+            ok(sys::napi_typeof(env, item, &mut ty))?;
+            if ty == sys::ValueType::napi_undefined {
+                // A hole reads as undefined too: a sparse array is refused at its first hole
+                // rather than stored as a run of nils.
+                let mut has = false;
+                ok(sys::napi_has_element(env, value, i, &mut has))?;
+                if !has {
+                    return refuse(format!(
+                        "a sparse array cannot be cached (index {i} of {len} is a hole)"
+                    ));
+                }
+            }
             items.push(self.read(item, true)?);
         }
         Ok(Value::Array(items))
@@ -234,6 +260,11 @@ impl Reader {
         ))?;
         let mut len = 0u32;
         ok(sys::napi_get_array_length(env, keys, &mut len))?;
+        if len as usize > MAX_ITEMS {
+            return refuse(format!(
+                "an object of {len} properties cannot be cached (at most {MAX_ITEMS})"
+            ));
+        }
         let mut map = BTreeMap::new();
         for i in 0..len {
             let mut key = ptr::null_mut();

@@ -1,19 +1,48 @@
-//! Coalescing calls: the operations a host collects in one turn of its event loop run in
-//! order, with every run of consecutive reads sent as one [`Cache::get_many`] (one round
-//! trip per node), while each operation keeps its own result. The Node binding uses it to
-//! turn the `get`s of one tick into one `MGET`.
+//! Coalescing calls: a host collects the calls of one turn of its event loop and hands them
+//! to a [`Batcher`], which runs them all at once on one async [`Cache`]:
+//!
+//! * a run of consecutive `Get`s becomes one `get_many` **per node** (one `MGET` per node,
+//!   per slot on a cluster), so a dead or slow node fails or delays only its own keys;
+//! * every other call is its own future, started in order, so consecutive writes are
+//!   pipelined on the node's multiplexed connection rather than awaited one by one;
+//! * each call's result is handed back as soon as *its own* reply arrives, never after the
+//!   calls queued before it (a paused server costs every call one `command_timeout`, not
+//!   one per call ahead of it).
+//!
+//! Commands reach each node's connection in call order (futures are first polled in the
+//! order they were queued), so a `get` after a `set` of the same key in one batch sees the
+//! value. The Node binding submits every call of a tick here.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::cache::Cache;
 use crate::codec::Value;
-use crate::error::{Error, ErrorKind, Result};
+use crate::config::Target;
+use crate::error::Result;
+use crate::key::slot;
+use crate::patterns::Loader;
+use crate::ring::Ring;
 
 /// One queued cache call.
-#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// [`Cache::get`].
+    /// [`Cache::get`]; consecutive ones are coalesced per node.
     Get(String),
+    /// [`Cache::get_many`].
+    GetMany(Vec<String>),
+    /// [`Cache::get_or_load`] with a host loader (called with the key).
+    GetOrLoad {
+        /// The user key.
+        key: String,
+        /// Produces the value on a miss.
+        loader: Arc<dyn Loader>,
+        /// Its time to live (`None`: the cache's default).
+        ttl: Option<Duration>,
+    },
     /// [`Cache::set`].
     Set {
         /// The user key.
@@ -32,225 +61,367 @@ pub enum Op {
     },
     /// [`Cache::delete`].
     Delete(String),
+    /// [`Cache::ttl`].
+    Ttl(String),
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Get(key) => f.debug_tuple("Get").field(key).finish(),
+            Op::GetMany(keys) => f.debug_tuple("GetMany").field(keys).finish(),
+            Op::GetOrLoad { key, ttl, .. } => f
+                .debug_struct("GetOrLoad")
+                .field("key", key)
+                .field("ttl", ttl)
+                .finish_non_exhaustive(),
+            Op::Set { key, ttl, .. } => f
+                .debug_struct("Set")
+                .field("key", key)
+                .field("ttl", ttl)
+                .finish_non_exhaustive(),
+            Op::SetMany { entries, ttl } => f
+                .debug_struct("SetMany")
+                .field("entries", &entries.len())
+                .field("ttl", ttl)
+                .finish(),
+            Op::Delete(key) => f.debug_tuple("Delete").field(key).finish(),
+            Op::Ttl(key) => f.debug_tuple("Ttl").field(key).finish(),
+        }
+    }
 }
 
 /// The result of one [`Op`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Done {
-    /// What a `Get` found.
+    /// What a `Get` found (or a `GetOrLoad` returned: always `Some`).
     Value(Option<Value>),
+    /// What a `GetMany` found, in order.
+    Values(Vec<Option<Value>>),
     /// A `Set` or `SetMany` stored its values.
     Stored,
     /// Whether a `Delete` removed something.
     Deleted(bool),
+    /// A `Ttl`'s remaining time to live.
+    Ttl(Option<Duration>),
 }
 
-/// Operations in arrival order.
-#[derive(Debug, Default, Clone)]
-pub struct Batch {
-    ops: Vec<Op>,
-}
-
-/// What [`Batch::run`] did.
+/// Which node serves a Redis key, mirroring the store the cache's URL opens.
 #[derive(Debug)]
-pub struct Ran {
-    /// Results of the operations that ran, in order (the first `results.len()` ops).
-    pub results: Vec<Result<Done>>,
-    /// When the run stopped at a store failure: that failure and the operations that did
-    /// not run (the failed one first), to retry elsewhere.
-    pub stopped: Option<(Error, Vec<Op>)>,
+enum Placement {
+    /// One node (or the in-process store): one group.
+    One,
+    /// `redis+shards://`: the ring of docs/FORMAT.md §4, as [`crate::store::ShardedStore`].
+    Ring(Ring),
+    /// `redis+cluster://`: the hash slot (a slot lives on one node).
+    Slots,
 }
 
-/// Whether a failure is the store's (the same call may succeed on another connection).
-pub fn is_store_failure(err: &Error) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Cluster
-    )
+impl Placement {
+    fn of(url: &str) -> Placement {
+        match Target::parse(url) {
+            Ok(Target::Shards(nodes)) => {
+                match Ring::new(nodes.into_iter().map(|(_, node)| node).collect()) {
+                    Ok(ring) => Placement::Ring(ring),
+                    Err(_) => Placement::One,
+                }
+            }
+            Ok(Target::Cluster(_)) => Placement::Slots,
+            _ => Placement::One,
+        }
+    }
+
+    fn group(&self, redis_key: &str) -> usize {
+        match self {
+            Placement::One => 0,
+            Placement::Ring(ring) => ring.node_for(redis_key),
+            Placement::Slots => usize::from(slot(redis_key.as_bytes())),
+        }
+    }
 }
 
-impl Batch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Batch::default()
+/// The results a future of one run hands back: `(position, result)` pairs.
+type Settled = Vec<(usize, Result<Done>)>;
+
+/// Runs batches of calls on one cache (see the module docs). Cheap to share.
+#[derive(Debug)]
+pub struct Batcher {
+    cache: Cache,
+    placement: Placement,
+    reads_through: bool,
+}
+
+impl Batcher {
+    /// A batcher over `cache`. `reads_through` says the cache was built with a loader: its
+    /// `Get`s then run one by one, so loading one key never delays another key's reply.
+    pub fn new(cache: Cache, reads_through: bool) -> Batcher {
+        let placement = Placement::of(&cache.config().url);
+        Batcher {
+            cache,
+            placement,
+            reads_through,
+        }
     }
 
-    /// Queues an operation; returns its position.
-    pub fn push(&mut self, op: Op) -> usize {
-        self.ops.push(op);
-        self.ops.len() - 1
+    /// The cache the batches run on.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
-    /// Number of queued operations.
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Runs the operations in order. Consecutive `Get`s go as one `get_many`; a key that
-    /// is invalid fails alone, not the reads around it. With `stop_at_store_failure`, the
-    /// first connection, timeout or cluster failure stops the run and hands back the
-    /// operations from the failed one on (see [`Ran::stopped`]); otherwise every operation
-    /// runs and carries its own result.
-    pub async fn run(self, cache: &Cache, stop_at_store_failure: bool) -> Ran {
-        let mut results: Vec<Result<Done>> = Vec::with_capacity(self.ops.len());
-        let mut ops = self.ops.into_iter().peekable();
-        while let Some(op) = ops.next() {
-            let (outcome, unrun) = match op {
-                Op::Get(key) => {
-                    let mut keys = vec![key];
-                    while let Some(Op::Get(_)) = ops.peek() {
-                        if let Some(Op::Get(key)) = ops.next() {
-                            keys.push(key);
-                        }
-                    }
-                    match read(cache, &keys).await {
-                        Ok(found) => (Ok(found), Vec::new()),
-                        Err(err) => (Err(err), keys.into_iter().map(Op::Get).collect()),
-                    }
+    /// Runs `ops` (see the module docs) and calls `each(position, result)` once per op, as
+    /// soon as that op's reply arrives; returns when every op has been answered.
+    pub async fn run(&self, ops: Vec<Op>, mut each: impl FnMut(usize, Result<Done>)) {
+        let mut running: FuturesUnordered<BoxFuture<'_, Settled>> = FuturesUnordered::new();
+        let mut reads: Vec<(usize, String)> = Vec::new();
+        for (position, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Get(key) if !self.reads_through => {
+                    reads.push((position, key));
+                    continue;
                 }
-                Op::Set { key, value, ttl } => match cache.set(&key, &value, ttl).await {
-                    Ok(()) => (Ok(vec![Ok(Done::Stored)]), Vec::new()),
-                    Err(err) => (Err(err), vec![Op::Set { key, value, ttl }]),
-                },
-                Op::SetMany { entries, ttl } => {
-                    let refs: Vec<(&str, Value)> = entries
-                        .iter()
-                        .map(|(key, value)| (key.as_str(), value.clone()))
-                        .collect();
-                    match cache.set_many(&refs, ttl).await {
-                        Ok(()) => (Ok(vec![Ok(Done::Stored)]), Vec::new()),
-                        Err(err) => (Err(err), vec![Op::SetMany { entries, ttl }]),
-                    }
+                op => {
+                    self.read_run(std::mem::take(&mut reads), &mut running, &mut each);
+                    running.push(Box::pin(self.one(position, op)));
                 }
-                Op::Delete(key) => match cache.delete(&key).await {
-                    Ok(existed) => (Ok(vec![Ok(Done::Deleted(existed))]), Vec::new()),
-                    Err(err) => (Err(err), vec![Op::Delete(key)]),
-                },
-            };
-            match outcome {
-                Ok(found) => results.extend(found),
-                Err(err) if stop_at_store_failure && is_store_failure(&err) => {
-                    let mut rest = unrun;
-                    rest.extend(ops);
-                    return Ran {
-                        results,
-                        stopped: Some((err, rest)),
-                    };
-                }
-                Err(err) => results.extend(unrun.iter().map(|_| Err(err.clone()))),
             }
         }
-        Ran {
-            results,
-            stopped: None,
+        self.read_run(reads, &mut running, &mut each);
+        while let Some(settled) = running.next().await {
+            for (position, result) in settled {
+                each(position, result);
+            }
         }
     }
-}
 
-/// One run of reads: invalid keys fail alone, the others go as one `get_many`. An `Err`
-/// is the `get_many` failure, shared by the whole run.
-async fn read(cache: &Cache, keys: &[String]) -> Result<Vec<Result<Done>>> {
-    let mut out: Vec<Option<Result<Done>>> = keys
-        .iter()
-        .map(|key| cache.redis_key(key).err().map(Err))
-        .collect();
-    let valid: Vec<&str> = keys
-        .iter()
-        .zip(&out)
-        .filter(|(_, failed)| failed.is_none())
-        .map(|(key, _)| key.as_str())
-        .collect();
-    if !valid.is_empty() {
-        let mut values = cache.get_many(&valid).await?.into_iter();
-        for slot in out.iter_mut().filter(|slot| slot.is_none()) {
-            *slot = Some(Ok(Done::Value(values.next().flatten())));
+    /// Queues one run of consecutive `Get`s: invalid keys are answered now, the others go
+    /// as one `get_many` per node.
+    fn read_run<'a>(
+        &'a self,
+        reads: Vec<(usize, String)>,
+        running: &mut FuturesUnordered<BoxFuture<'a, Settled>>,
+        each: &mut impl FnMut(usize, Result<Done>),
+    ) {
+        let mut groups: BTreeMap<usize, Vec<(usize, String)>> = BTreeMap::new();
+        for (position, key) in reads {
+            match self.cache.redis_key(&key) {
+                Ok(redis_key) => groups
+                    .entry(self.placement.group(&redis_key))
+                    .or_default()
+                    .push((position, key)),
+                Err(err) => each(position, Err(err)),
+            }
+        }
+        for (_, group) in groups {
+            running.push(Box::pin(async move {
+                let keys: Vec<&str> = group.iter().map(|(_, key)| key.as_str()).collect();
+                match self.cache.get_many(&keys).await {
+                    Ok(values) => group
+                        .iter()
+                        .zip(values)
+                        .map(|((position, _), value)| (*position, Ok(Done::Value(value))))
+                        .collect(),
+                    Err(err) => group
+                        .iter()
+                        .map(|(position, _)| (*position, Err(err.clone())))
+                        .collect(),
+                }
+            }));
         }
     }
-    Ok(out.into_iter().flatten().collect())
+
+    /// Runs one op that is not coalesced.
+    async fn one(&self, position: usize, op: Op) -> Settled {
+        let cache = &self.cache;
+        let result = match op {
+            Op::Get(key) => cache.get(&key).await.map(Done::Value),
+            Op::GetMany(keys) => {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                cache.get_many(&keys).await.map(Done::Values)
+            }
+            Op::GetOrLoad { key, loader, ttl } => cache
+                .get_or_load(&key, || loader.load(&key), ttl)
+                .await
+                .map(|value| Done::Value(Some(value))),
+            Op::Set { key, value, ttl } => {
+                cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
+            }
+            Op::SetMany { entries, ttl } => {
+                let (keys, values): (Vec<String>, Vec<Value>) = entries.into_iter().unzip();
+                let entries: Vec<(&str, Value)> =
+                    keys.iter().map(String::as_str).zip(values).collect();
+                cache.set_many(&entries, ttl).await.map(|()| Done::Stored)
+            }
+            Op::Delete(key) => cache.delete(&key).await.map(Done::Deleted),
+            Op::Ttl(key) => cache.ttl(&key).await.map(Done::Ttl),
+        };
+        vec![(position, result)]
+    }
 }
 
 #[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
-    use crate::Config;
+    use crate::{Config, ErrorKind};
 
     fn block<F: std::future::Future>(f: F) -> F::Output {
         crate::block_on(f)
     }
 
+    fn run(batcher: &Batcher, ops: Vec<Op>) -> Vec<(usize, Result<Done>)> {
+        let mut out = Vec::new();
+        block(batcher.run(ops, |position, result| out.push((position, result))));
+        out.sort_by_key(|(position, _)| *position);
+        out
+    }
+
     #[test]
     fn runs_in_order_with_one_result_per_op() {
         let cache = block(Cache::new(Config::default().namespace("batch"))).unwrap();
-        let mut batch = Batch::new();
-        batch.push(Op::Get("a".into()));
-        batch.push(Op::Set {
-            key: "a".into(),
-            value: Value::from(1),
-            ttl: None,
-        });
-        batch.push(Op::Get("a".into()));
-        batch.push(Op::Get(String::new()));
-        batch.push(Op::Get("b".into()));
-        batch.push(Op::Delete("a".into()));
-        batch.push(Op::Get("a".into()));
-        batch.push(Op::SetMany {
-            entries: vec![("x".into(), Value::from("y"))],
-            ttl: None,
-        });
-        batch.push(Op::Get("x".into()));
-        assert_eq!(batch.len(), 9);
-        let ran = block(batch.run(&cache, true));
-        assert!(ran.stopped.is_none());
-        let results: Vec<_> = ran
-            .results
+        let batcher = Batcher::new(cache.clone(), false);
+        let loader: Arc<dyn Loader> =
+            Arc::new(|key: String| async move { Ok(Value::from(format!("loaded {key}"))) });
+        let ops = vec![
+            Op::Get("a".into()),
+            Op::Set {
+                key: "a".into(),
+                value: Value::from(1),
+                ttl: None,
+            },
+            Op::Get("a".into()),
+            Op::Get(String::new()),
+            Op::Get("b".into()),
+            Op::Delete("a".into()),
+            Op::Get("a".into()),
+            Op::SetMany {
+                entries: vec![("x".into(), Value::from("y"))],
+                ttl: None,
+            },
+            Op::GetMany(vec!["x".into(), "a".into()]),
+            Op::GetOrLoad {
+                key: "l".into(),
+                loader,
+                ttl: None,
+            },
+            Op::Ttl("nope".into()),
+        ];
+        let results: Vec<_> = run(&batcher, ops)
             .into_iter()
-            .map(|r| r.map_err(|e| e.kind()))
+            .map(|(position, r)| (position, r.map_err(|e| e.kind())))
             .collect();
         assert_eq!(
             results,
             vec![
-                Ok(Done::Value(None)),
-                Ok(Done::Stored),
-                Ok(Done::Value(Some(Value::from(1)))),
-                Err(ErrorKind::Key),
-                Ok(Done::Value(None)),
-                Ok(Done::Deleted(true)),
-                Ok(Done::Value(None)),
-                Ok(Done::Stored),
-                Ok(Done::Value(Some(Value::from("y")))),
+                (0, Ok(Done::Value(None))),
+                (1, Ok(Done::Stored)),
+                (2, Ok(Done::Value(Some(Value::from(1))))),
+                (3, Err(ErrorKind::Key)),
+                (4, Ok(Done::Value(None))),
+                (5, Ok(Done::Deleted(true))),
+                (6, Ok(Done::Value(None))),
+                (7, Ok(Done::Stored)),
+                (8, Ok(Done::Values(vec![Some(Value::from("y")), None]))),
+                (9, Ok(Done::Value(Some(Value::from("loaded l"))))),
+                (10, Ok(Done::Ttl(None))),
             ]
         );
-        // Five lookups reached the store: the empty key failed alone, before it.
+        // Lookups that reached the store: 4 gets (the empty key failed alone, before it),
+        // 2 of getMany, 1 of getOrLoad; each miss counted once (5), never twice.
         let metrics = cache.metrics();
-        assert_eq!(metrics.hits + metrics.misses, 5);
+        assert_eq!(metrics.hits + metrics.misses, 7);
+        assert_eq!(metrics.misses, 5);
     }
 
     #[test]
-    fn store_failures_stop_the_run_and_hand_back_the_rest() {
+    fn each_op_is_answered_on_its_own_reply() {
+        // A loader that waits until the `Get` queued after it has been answered: if the
+        // batch answered ops only when all were done, this would never finish.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cache = Cache::new(Config::default()).await.unwrap();
+            cache.set("hit", &Value::from(1), None).await.unwrap();
+            let batcher = Batcher::new(cache, false);
+            let (release, released) = tokio::sync::oneshot::channel::<()>();
+            let released = std::sync::Mutex::new(Some(released));
+            let loader: Arc<dyn Loader> = Arc::new(move |_key: String| {
+                let released = released.lock().unwrap().take();
+                async move {
+                    if let Some(released) = released {
+                        let _ = released.await;
+                    }
+                    Ok(Value::from("slow"))
+                }
+            });
+            let ops = vec![
+                Op::GetOrLoad {
+                    key: "slow".into(),
+                    loader,
+                    ttl: None,
+                },
+                Op::Get("hit".into()),
+            ];
+            let mut release = Some(release);
+            let mut order = Vec::new();
+            let ran = batcher.run(ops, |position, result| {
+                order.push((position, result.unwrap()));
+                if position == 1 {
+                    if let Some(release) = release.take() {
+                        let _ = release.send(());
+                    }
+                }
+            });
+            tokio::time::timeout(Duration::from_secs(5), ran)
+                .await
+                .expect("the get was answered before the slow load finished");
+            assert_eq!(
+                order,
+                vec![
+                    (1, Done::Value(Some(Value::from(1)))),
+                    (0, Done::Value(Some(Value::from("slow")))),
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn store_failures_are_each_calls_own() {
         let cache = block(Cache::new(Config::default())).unwrap();
         cache.close(); // every store call now fails with a connection error
-        let mut batch = Batch::new();
-        batch.push(Op::Get("a".into()));
-        batch.push(Op::Get("b".into()));
-        batch.push(Op::Delete("c".into()));
-        let ran = block(batch.clone().run(&cache, true));
-        assert!(ran.results.is_empty());
-        let (err, rest) = ran.stopped.expect("stopped");
-        assert!(is_store_failure(&err));
-        assert_eq!(rest.len(), 3);
-        assert_eq!(rest[2], Op::Delete("c".into()));
-
-        let ran = block(batch.run(&cache, false));
-        assert!(ran.stopped.is_none());
-        assert_eq!(ran.results.len(), 3);
-        assert!(ran
-            .results
+        let batcher = Batcher::new(cache, false);
+        let ops = vec![
+            Op::Get("a".into()),
+            Op::Get("b".into()),
+            Op::Delete("c".into()),
+        ];
+        let results = run(&batcher, ops);
+        assert_eq!(results.len(), 3);
+        assert!(results
             .iter()
-            .all(|r| r.as_ref().is_err_and(is_store_failure)));
+            .all(|(_, r)| r.as_ref().is_err_and(|e| e.kind() == ErrorKind::Connection)));
+    }
+
+    #[test]
+    fn placement_follows_the_url() {
+        assert!(matches!(Placement::of("memory://"), Placement::One));
+        assert!(matches!(Placement::of("redis://h:1"), Placement::One));
+        assert!(matches!(
+            Placement::of("redis+cluster://h:1,h:2"),
+            Placement::Slots
+        ));
+        let Placement::Ring(ring) = Placement::of("redis+shards://a:1,b:2,c:3") else {
+            panic!("a ring")
+        };
+        let expected = Ring::new(vec![
+            crate::Node::new("a:1"),
+            crate::Node::new("b:2"),
+            crate::Node::new("c:3"),
+        ])
+        .unwrap();
+        for i in 0..100 {
+            let key = format!("pc:k:{i}");
+            assert_eq!(ring.node_for(&key), expected.node_for(&key));
+        }
     }
 }

@@ -1,10 +1,9 @@
 //! The pieces the cache patterns are built from: host-supplied loaders and writers,
-//! single-flight, and the fast-path switch of hosts that batch calls per event-loop turn.
+//! single-flight, and the batcher of hosts that collect calls per event-loop turn.
 //! [`crate::Cache`] decides *when* they run; bindings only know *how to call* the host
 //! function.
 
 pub mod batch;
-mod fast_path;
 mod single_flight;
 mod template;
 
@@ -12,7 +11,6 @@ use std::future::Future;
 
 use futures_util::future::BoxFuture;
 
-pub use fast_path::FastPath;
 pub use single_flight::SingleFlight;
 pub use template::{call_key, KeyTemplate};
 
