@@ -40,6 +40,10 @@ export interface CacheOptions {
   commandTimeout?: number
   /** Entries kept by `memory://` (default 10000). */
   memoryCapacity?: number
+  /** Largest payload a read accepts after decompression, in bytes (default 64 MiB); a stored value claiming more is a miss plus a decode error. */
+  maxPayloadBytes?: number
+  /** Largest memory a decoded value may take, in bytes (default 256 MiB); a larger one is a miss plus a decode error. Writes refuse arrays and objects of more than maxValueBytes / 32 items (ECODEC). */
+  maxValueBytes?: number
   /** Read-through: `get` and `getMany` load misses with it (single-flight per key). */
   loader?: (key: string) => CacheValue | Promise<CacheValue>
   /** Write-through: `set` and `setMany` call it first; if it fails the cache is not touched. */

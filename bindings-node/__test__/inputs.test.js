@@ -108,6 +108,11 @@ test('sparse and oversized arrays are ECODEC, refused quickly', async () => {
   await assert.rejects(cache.set('nested', { a: [[, 1]] }), code('ECODEC'))
   // Not a speed assertion: the refusals must not walk billions of holes (minutes before).
   assert.ok(performance.now() - started < 5000)
+  // The longest array is maxValueBytes / 32 (a decoder's slot per item).
+  const small = new Cache({ maxValueBytes: 32 * 1000 })
+  await assert.rejects(small.set('long', new Array(1001).fill(0)), code('ECODEC'))
+  await assert.rejects(small.set('wide', Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`k${i}`, 0]))), code('ECODEC'))
+  await small.set('fits', new Array(100).fill(0))
   // An explicit undefined inside an array is nil, as documented; holes are not.
   await cache.set('explicit', [1, undefined, 3])
   assert.deepEqual(await cache.get('explicit'), [1, null, 3])

@@ -152,7 +152,7 @@ impl Cache {
         let op = (|| {
             let key = args::key(env, &key)?;
             let ttl = args::ttl(env, options)?;
-            let value = value::read(env, &value)?;
+            let value = value::read_for(env, &value, &self.shared.config)?;
             Ok(Op::Set { key, value, ttl })
         })();
         submit(&self.shared, env, op)
@@ -171,7 +171,7 @@ impl Cache {
     ) -> Result<Unknown<'env>> {
         let op = (|| {
             let ttl = args::ttl(env, options)?;
-            let entries = value::read(env, &entries)?;
+            let entries = value::read_for(env, &entries, &self.shared.config)?;
             let shape = || errors::type_error(env, "setMany takes an object or [key, value] pairs");
             let entries = match entries {
                 Value::Map(map) => map.into_iter().collect(),

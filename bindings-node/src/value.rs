@@ -27,12 +27,13 @@ const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 /// Nesting deeper than core's decoders accept is refused before anything is stored (a
 /// cycle is reported as such before it gets here): the top-level value is at depth 0.
 const MAX_DEPTH: usize = polycache::codec::msgpack::MAX_DEPTH;
-/// Longest array (and largest object) accepted: every item costs a decoder at least one
-/// 32-byte value slot, and core refuses to decode values above 256 MiB, so a longer array
-/// could be written but never read back. Checked before any item is read, so a huge or
-/// sparse `length` costs nothing.
-// TODO: take it from core's decode limits once they are configurable (issue 9, item 1).
-pub const MAX_ITEMS: usize = 256 * 1024 * 1024 / 32;
+/// Longest array (and largest object) a cache with `config` accepts: every item costs a
+/// decoder at least one value slot of its `maxValueBytes` budget, so a longer array could be
+/// written but never read back. Checked before any item is read, so a huge or sparse
+/// `length` costs nothing.
+pub fn max_items(config: &polycache::Config) -> usize {
+    config.max_value_bytes / polycache::codec::VALUE_SLOT_BYTES
+}
 
 fn check(status: sys::napi_status) -> Result<()> {
     if status == sys::Status::napi_ok {
@@ -72,6 +73,8 @@ struct Reader {
     object_prototype: sys::napi_value,
     /// The arrays and objects being read, to detect cycles.
     ancestors: Vec<sys::napi_value>,
+    /// Most items an array or object may have (see [`max_items`]).
+    max_items: usize,
 }
 
 impl Reader {
@@ -202,9 +205,10 @@ impl Reader {
         let env = self.env;
         let mut len = 0u32;
         ok(sys::napi_get_array_length(env, value, &mut len))?;
-        if len as usize > MAX_ITEMS {
+        if len as usize > self.max_items {
             return refuse(format!(
-                "an array of {len} items cannot be cached (at most {MAX_ITEMS})"
+                "an array of {len} items cannot be cached (at most {}, from maxValueBytes)",
+                self.max_items
             ));
         }
         let mut items = Vec::with_capacity((len as usize).min(1024));
@@ -260,9 +264,10 @@ impl Reader {
         ))?;
         let mut len = 0u32;
         ok(sys::napi_get_array_length(env, keys, &mut len))?;
-        if len as usize > MAX_ITEMS {
+        if len as usize > self.max_items {
             return refuse(format!(
-                "an object of {len} properties cannot be cached (at most {MAX_ITEMS})"
+                "an object of {len} properties cannot be cached (at most {}, from maxValueBytes)",
+                self.max_items
             ));
         }
         let mut map = BTreeMap::new();
@@ -488,14 +493,24 @@ unsafe fn write_direct(env: sys::napi_env, value: &Value) -> Result<sys::napi_va
 /// # Safety
 /// `env` and `value` must be live handles of the current Node-API call.
 pub(crate) unsafe fn read_value(env: sys::napi_env, value: sys::napi_value) -> Result<Value> {
-    read_top(env, value, false)
+    read_top(env, value, false, default_max_items())
 }
 
-unsafe fn read_top(env: sys::napi_env, value: sys::napi_value, nested: bool) -> Result<Value> {
+fn default_max_items() -> usize {
+    polycache::codec::DEFAULT_MAX_VALUE_BYTES / polycache::codec::VALUE_SLOT_BYTES
+}
+
+unsafe fn read_top(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    nested: bool,
+    max_items: usize,
+) -> Result<Value> {
     let mut reader = Reader {
         env,
         object_prototype: ptr::null_mut(),
         ancestors: Vec::new(),
+        max_items,
     };
     match reader.read(value, nested) {
         Ok(value) => Ok(value),
@@ -512,7 +527,7 @@ pub(crate) unsafe fn read_value_lenient(
     env: sys::napi_env,
     value: sys::napi_value,
 ) -> Result<Value> {
-    read_top(env, value, true)
+    read_top(env, value, true, default_max_items())
 }
 
 /// A JS value handed back as it is (a promise, a function).
@@ -614,11 +629,15 @@ pub fn read_lenient(env: &Env, value: &napi::bindgen_prelude::Unknown<'_>) -> Re
     unsafe { read_value_lenient(env.raw(), value.raw()) }
 }
 
-/// Reads a JS value (safe wrapper for code outside this file).
-pub fn read(env: &Env, value: &napi::bindgen_prelude::Unknown<'_>) -> Result<Value> {
+/// Reads a JS value to store in a cache with `config` (its `maxValueBytes` bounds arrays).
+pub fn read_for(
+    env: &Env,
+    value: &napi::bindgen_prelude::Unknown<'_>,
+    config: &polycache::Config,
+) -> Result<Value> {
     use napi::JsValue as _;
     // SAFETY: a live `Env` and a value of the current call.
-    unsafe { read_value(env.raw(), value.raw()) }
+    unsafe { read_top(env.raw(), value.raw(), false, max_items(config)) }
 }
 
 #[cfg(test)]
