@@ -37,11 +37,12 @@ test-node: node-build ## The Node suite (node --test) on real Redis, then the fr
 	$(NODE_DIR)/scripts/fresh-app-test
 
 .PHONY: bench-node
-bench-node: ## Node side by side: ioredis, node-redis, cache-manager + @keyv/redis, bentocache
-	@[ -d $(NODE_BENCH_DIR)/node_modules ] || (cd $(NODE_BENCH_DIR) && npm ci --no-audit --no-fund)
+bench-node: ## Node side by side: ioredis, node-redis, cache-manager + @keyv/redis, bentocache; then the HTTP benchmark
+	@[ -x $(NODE_BENCH_DIR)/node_modules/.bin/autocannon ] || (cd $(NODE_BENCH_DIR) && npm ci --no-audit --no-fund)
 	$(CARGO) build -q -p polycache-harness
 	$(NAPI) build --platform --release >/dev/null
 	node $(NODE_BENCH_DIR)/bench.mjs
+	node $(NODE_BENCH_DIR)/http.mjs
 
 .PHONY: node-pack
 node-pack: ## Pack bindings-node/polycache-<version>.tgz (release addon inside) for `npm install <tarball>`
