@@ -43,7 +43,7 @@ SETUP_STEPS :=
 LINT_STEPS :=
 SUITES := test-rust
 BENCHES := bench-rust
--include mk/python.mk mk/node.mk mk/wasm.mk mk/interop.mk
+-include mk/python.mk mk/node.mk mk/wasm.mk mk/interop.mk mk/faults.mk
 
 .PHONY: suites
 suites: $(SUITES) ## Run every suite (needs POLYCACHE_TEST_REDIS; `make test` sets it)

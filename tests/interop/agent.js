@@ -1,8 +1,11 @@
 // The Node side of the interop matrix: the same commands as agent.py (see its docs),
 // one JSON line out. Loads the binding from bindings-node/ (built by `make test-node`).
+// The fault suite's `fault` and `load` commands take SPEC.mode as the `io` option
+// (`auto` or `async`).
 'use strict'
 const path = require('node:path')
 const fs = require('node:fs')
+const readline = require('node:readline')
 const { isDeepStrictEqual } = require('node:util')
 const { Cache, Ring } = require(path.join(__dirname, '..', '..', 'bindings-node'))
 
@@ -33,8 +36,77 @@ const cacheFor = (url, ns, c, extra = {}) => Cache.connect(url, {
 
 const jsonSafe = (_, v) => typeof v === 'bigint' ? v.toString() : (v && v.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v)
 
+const errorText = (err) => `${err.code || err.name}: ${err.message}`.slice(0, 300)
+const now = () => Number(process.hrtime.bigint()) / 1e9
+
+// Prints the ready line and resolves on the driver's next line on stdin.
+function waitForGo () {
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n')
+  const lines = readline.createInterface({ input: process.stdin })
+  return new Promise((resolve) => lines.once('line', () => { lines.close(); resolve() }))
+}
+
+async function timed (cells, api, call) {
+  const started = now()
+  let err = null
+  try { await call() } catch (e) { err = errorText(e) }
+  ;(cells[api] ||= []).push([now() - started, err])
+}
+
+async function fault (url, ns, spec) {
+  const options = { namespace: ns, commandTimeout: spec.timeout, connectTimeout: spec.timeout, io: spec.mode || 'auto' }
+  const cache = await Cache.connect(url, options)
+  const keys = spec.keys
+  await cache.setMany(keys.map((k) => [k, 'before']), { ttl: 600 })
+  await waitForGo()
+  const cells = {}
+  for (let round = 0; round < spec.rounds; round++) {
+    await timed(cells, 'get', () => cache.get(keys[0]))
+    await timed(cells, 'set', () => cache.set(keys[0], 'after', { ttl: 60 }))
+    await timed(cells, 'delete', () => cache.delete(keys[0]))
+    await timed(cells, 'ttl', () => cache.ttl(keys[0]))
+    await timed(cells, 'get_many', () => cache.getMany(keys))
+    await timed(cells, 'set_many', () => cache.setMany(keys.map((k) => [k, 'after']), { ttl: 60 }))
+    await timed(cells, 'get_or_load', () => cache.getOrLoad(keys[0], () => 'loaded', { ttl: 60 }))
+    await timed(cells, 'open', () => Cache.connect(spec.openUrl || url, options))
+  }
+  return { cells }
+}
+
+async function load (url, ns, spec) {
+  const cache = await Cache.connect(url, { namespace: ns, commandTimeout: spec.timeout, connectTimeout: spec.timeout, io: spec.mode || 'auto' })
+  for (let start = 0; start < spec.count; start += 500) {
+    const batch = []
+    for (let i = start; i < Math.min(spec.count, start + 500); i++) batch.push([`k${i}`, i])
+    await cache.setMany(batch, { ttl: 600 })
+  }
+  await waitForGo()
+  const t = { ops: 0, errors: 0, wrong: 0, misses: 0, firstError: null, lastError: null, sample: [] }
+  const end = now() + spec.seconds
+  for (let i = 0; now() < end; i++, t.ops++) {
+    const n = i % spec.count
+    try {
+      let write = i % 10 === 0
+      if (!write) {
+        const got = await cache.get(`k${n}`)
+        if (got === undefined || got === null) { t.misses++; write = true } else if (got !== n) t.wrong++
+      }
+      if (write) await cache.set(`k${n}`, n, { ttl: 600 })
+    } catch (err) {
+      const at = Date.now() / 1000
+      t.errors++
+      t.firstError ??= at
+      t.lastError = at
+      if (t.sample.length < 3) t.sample.push(errorText(err))
+    }
+  }
+  return t
+}
+
 async function main ([command, url, ns, arg]) {
   switch (command) {
+    case 'fault': return fault(url, ns, JSON.parse(arg))
+    case 'load': return load(url, ns, JSON.parse(arg))
     case 'write':
       for (const c of CASES) await (await cacheFor(url, ns, c)).set(c.key, typed(c.value), { ttl: c.ttl })
       return { written: CASES.length }

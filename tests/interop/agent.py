@@ -10,18 +10,33 @@
     agent.py raw URL NS              read bare keys written by redis-cli, raw and enveloped
 
 Each prints one JSON line. The other runtimes' agents take the same commands.
+
+The fault suite (tests/faults/faults.py) adds two commands that talk with the driver over
+stdin/stdout; SPEC is a JSON object, `mode` picks the I/O mode (`sync` or `async` here):
+
+    agent.py fault URL NS SPEC       open a cache with connect and command timeouts of
+                                     SPEC.timeout s, set SPEC.keys, print {"ready": true},
+                                     wait for a line on stdin (the driver injects a fault
+                                     meanwhile), then time SPEC.rounds calls of every API and
+                                     one open of SPEC.openUrl: {"cells": {api: [[s, err]…]}}
+    agent.py load URL NS SPEC        write SPEC.count keys, print {"ready": true}, wait for a
+                                     line, then for SPEC.seconds loop over the keys (a set
+                                     every 10th op, else a get checked against its value):
+                                     ops, errors, wrong values, misses, error times
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import polycache
-from polycache import Cache, contract
+from polycache import AsyncCache, Cache, contract
 
 CASES = json.loads((Path(__file__).parent / "cases.json").read_text("utf-8"))["cases"]
 
@@ -63,8 +78,167 @@ def cache_for(url: str, ns: str, case: dict[str, Any] | None = None, **extra: An
     return Cache(url, **options)
 
 
+def timed_calls(spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    keys: list[str] = spec["keys"]
+    return [
+        ("get", lambda c: c.get(keys[0])),
+        ("set", lambda c: c.set(keys[0], "after", ttl=60)),
+        ("delete", lambda c: c.delete(keys[0])),
+        ("ttl", lambda c: c.ttl(keys[0])),
+        ("get_many", lambda c: c.get_many(keys)),
+        ("set_many", lambda c: c.set_many({k: "after" for k in keys}, ttl=60)),
+        ("get_or_load", lambda c: c.get_or_load(keys[0], lambda: "loaded", ttl=60)),
+    ]
+
+
+def error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:300]
+
+
+def wait_for_go() -> None:
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()
+
+
+def fault_sync(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    t = spec["timeout"]
+    options = {"namespace": ns, "command_timeout": t, "connect_timeout": t}
+    cache = Cache(url, **options)
+    cache.set_many({k: "before" for k in spec["keys"]}, ttl=600)
+    wait_for_go()
+    cells: dict[str, list[list[Any]]] = {}
+    for _ in range(spec["rounds"]):
+        for api, call in timed_calls(spec):
+            started = time.perf_counter()
+            try:
+                call(cache)
+                err = None
+            except Exception as e:  # noqa: BLE001 - any failure is an outcome to report
+                err = error_text(e)
+            cells.setdefault(api, []).append([time.perf_counter() - started, err])
+        started = time.perf_counter()
+        try:
+            Cache(spec.get("openUrl") or url, **options)
+            err = None
+        except Exception as e:  # noqa: BLE001
+            err = error_text(e)
+        cells.setdefault("open", []).append([time.perf_counter() - started, err])
+    return {"cells": cells}
+
+
+async def fault_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    t = spec["timeout"]
+    options = {"namespace": ns, "command_timeout": t, "connect_timeout": t}
+    cache = await AsyncCache.connect(url, **options)
+    await cache.set_many({k: "before" for k in spec["keys"]}, ttl=600)
+    await asyncio.get_running_loop().run_in_executor(None, wait_for_go)
+    cells: dict[str, list[list[Any]]] = {}
+    for _ in range(spec["rounds"]):
+        for api, call in timed_calls(spec):
+            started = time.perf_counter()
+            try:
+                await call(cache)
+                err = None
+            except Exception as e:  # noqa: BLE001
+                err = error_text(e)
+            cells.setdefault(api, []).append([time.perf_counter() - started, err])
+        started = time.perf_counter()
+        try:
+            await AsyncCache.connect(spec.get("openUrl") or url, **options)
+            err = None
+        except Exception as e:  # noqa: BLE001
+            err = error_text(e)
+        cells.setdefault("open", []).append([time.perf_counter() - started, err])
+    return {"cells": cells}
+
+
+class Tally:
+    """What a load loop saw: a set every 10th op, else a get checked against its value."""
+
+    def __init__(self) -> None:
+        self.ops = self.errors = self.wrong = self.misses = 0
+        self.first_error: float | None = None
+        self.last_error: float | None = None
+        self.sample: list[str] = []
+
+    def error(self, err: BaseException) -> None:
+        now = time.time()
+        self.errors += 1
+        self.first_error = self.first_error or now
+        self.last_error = now
+        if len(self.sample) < 3:
+            self.sample.append(error_text(err))
+
+    def seen(self, i: int, got: Any) -> bool:
+        """Counts a read; whether the key must be written again (a miss)."""
+        if got is None:
+            self.misses += 1
+            return True
+        if got != i:
+            self.wrong += 1
+        return False
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "ops": self.ops,
+            "errors": self.errors,
+            "wrong": self.wrong,
+            "misses": self.misses,
+            "firstError": self.first_error,
+            "lastError": self.last_error,
+            "sample": self.sample,
+        }
+
+
+def load_sync(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    t = spec["timeout"]
+    cache = Cache(url, namespace=ns, command_timeout=t, connect_timeout=t)
+    count = spec["count"]
+    for start in range(0, count, 500):
+        cache.set_many({f"k{i}": i for i in range(start, min(count, start + 500))}, ttl=600)
+    wait_for_go()
+    tally, end, i = Tally(), time.monotonic() + spec["seconds"], 0
+    while time.monotonic() < end:
+        n = i % count
+        try:
+            if i % 10 == 0 or tally.seen(n, cache.get(f"k{n}")):
+                cache.set(f"k{n}", n, ttl=600)
+        except polycache.PolycacheError as err:
+            tally.error(err)
+        tally.ops += 1
+        i += 1
+    return tally.report()
+
+
+async def load_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    t = spec["timeout"]
+    cache = await AsyncCache.connect(url, namespace=ns, command_timeout=t, connect_timeout=t)
+    count = spec["count"]
+    for start in range(0, count, 500):
+        batch = {f"k{i}": i for i in range(start, min(count, start + 500))}
+        await cache.set_many(batch, ttl=600)
+    await asyncio.get_running_loop().run_in_executor(None, wait_for_go)
+    tally, end, i = Tally(), time.monotonic() + spec["seconds"], 0
+    while time.monotonic() < end:
+        n = i % count
+        try:
+            if i % 10 == 0 or tally.seen(n, await cache.get(f"k{n}")):
+                await cache.set(f"k{n}", n, ttl=600)
+        except polycache.PolycacheError as err:
+            tally.error(err)
+        tally.ops += 1
+        i += 1
+    return tally.report()
+
+
 def main(argv: list[str]) -> Any:
     command, url, ns, *rest = argv
+    if command in ("fault", "load"):
+        spec = json.loads(rest[0])
+        if spec.get("mode") == "async":
+            run = fault_async if command == "fault" else load_async
+            return asyncio.run(run(url, ns, spec))
+        return (fault_sync if command == "fault" else load_sync)(url, ns, spec)
     if command == "write":
         for case in CASES:
             cache_for(url, ns, case).set(case["key"], typed(case["value"]), ttl=case["ttl"])

@@ -1,10 +1,13 @@
 //! The Rust side of the interop matrix: the same commands as `agent.py` (see its docs),
-//! one JSON line out.
+//! one JSON line out. The fault suite's `fault` and `load` commands take SPEC.mode
+//! `async` (tokio stores) or `blocking` (blocking stores driven by `polycache::block_on`).
 
+use std::future::Future;
+use std::io::BufRead;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use polycache::{Cache, Config, KeyTemplate, Node, Ring, Value};
+use polycache::{Cache, Config, Io, KeyTemplate, Node, Ring, Value};
 use serde_json::{json, Value as Json};
 
 fn typed(v: &Json) -> Value {
@@ -164,14 +167,182 @@ fn to_json(value: &Value) -> Json {
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// How the fault commands drive a cache's futures: on a tokio runtime (async stores) or on
+/// this thread (blocking stores, which complete inside the first poll).
+enum Driver {
+    Async(tokio::runtime::Runtime),
+    Blocking,
+}
+
+impl Driver {
+    fn new(mode: &str) -> Driver {
+        if mode == "blocking" {
+            return Driver::Blocking;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        Driver::Async(runtime)
+    }
+
+    fn run<F: Future>(&self, future: F) -> F::Output {
+        match self {
+            Driver::Async(runtime) => runtime.block_on(future),
+            Driver::Blocking => polycache::block_on(future),
+        }
+    }
+
+    fn open(&self, url: &str, ns: &str, timeout: Duration) -> polycache::Result<Cache> {
+        let config = Config::from_url(url)?
+            .namespace(ns)
+            .connect_timeout(timeout)
+            .command_timeout(timeout);
+        let io = match self {
+            Driver::Async(_) => Io::Async,
+            Driver::Blocking => Io::Blocking,
+        };
+        self.run(Cache::builder(config).io(io).build())
+    }
+}
+
+fn wait_for_go() {
+    println!("{}", json!({ "ready": true }));
+    let _ = std::io::stdin().lock().read_line(&mut String::new());
+}
+
+fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn error_text(err: &polycache::Error) -> String {
+    format!("{:?}: {err}", err.kind())
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// `fault URL NS SPEC`: see agent.py.
+fn fault(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
+    let driver = Driver::new(spec["mode"].as_str().unwrap_or("async"));
+    let timeout = Duration::from_secs_f64(spec["timeout"].as_f64().unwrap_or(1.0));
+    let keys: Vec<&str> = spec["keys"]
+        .as_array()
+        .map(|keys| keys.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    let open_url = spec["openUrl"].as_str().unwrap_or(url);
+    let ttl = Some(Duration::from_secs(60));
+    let cache = driver.open(url, ns, timeout)?;
+    let before: Vec<(&str, Value)> = keys.iter().map(|k| (*k, Value::from("before"))).collect();
+    driver.run(cache.set_many(&before, Some(Duration::from_secs(600))))?;
+    let after: Vec<(&str, Value)> = keys.iter().map(|k| (*k, Value::from("after"))).collect();
+    wait_for_go();
+    let mut cells = serde_json::Map::new();
+    let mut record = |api: &str, started: Instant, result: polycache::Result<()>| {
+        let elapsed = started.elapsed().as_secs_f64();
+        let err = result.err().map(|e| error_text(&e));
+        let list = cells.entry(api).or_insert_with(|| json!([]));
+        list.as_array_mut()
+            .expect("list")
+            .push(json!([elapsed, err]));
+    };
+    for _ in 0..spec["rounds"].as_u64().unwrap_or(1) {
+        let key = keys[0];
+        let t = Instant::now();
+        record("get", t, driver.run(cache.get(key)).map(drop));
+        let t = Instant::now();
+        record("set", t, driver.run(cache.set(key, &"after".into(), ttl)));
+        let t = Instant::now();
+        record("delete", t, driver.run(cache.delete(key)).map(drop));
+        let t = Instant::now();
+        record("ttl", t, driver.run(cache.ttl(key)).map(drop));
+        let t = Instant::now();
+        record("get_many", t, driver.run(cache.get_many(&keys)).map(drop));
+        let t = Instant::now();
+        record("set_many", t, driver.run(cache.set_many(&after, ttl)));
+        let t = Instant::now();
+        let loaded = cache.get_or_load(key, || async { Ok(Value::from("loaded")) }, ttl);
+        record("get_or_load", t, driver.run(loaded).map(drop));
+        let t = Instant::now();
+        record("open", t, driver.open(open_url, ns, timeout).map(drop));
+    }
+    Ok(json!({ "cells": cells }))
+}
+
+/// `load URL NS SPEC`: see agent.py.
+fn load(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
+    let driver = Driver::new(spec["mode"].as_str().unwrap_or("async"));
+    let timeout = Duration::from_secs_f64(spec["timeout"].as_f64().unwrap_or(1.0));
+    let count = spec["count"].as_u64().unwrap_or(10_000) as usize;
+    let ttl = Some(Duration::from_secs(600));
+    let cache = driver.open(url, ns, timeout)?;
+    let keys: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+    for start in (0..count).step_by(500) {
+        let batch: Vec<(&str, Value)> = (start..count.min(start + 500))
+            .map(|i| (keys[i].as_str(), Value::from(i as u64)))
+            .collect();
+        driver.run(cache.set_many(&batch, ttl))?;
+    }
+    wait_for_go();
+    let end = Instant::now() + Duration::from_secs_f64(spec["seconds"].as_f64().unwrap_or(10.0));
+    let (mut ops, mut errors, mut wrong, mut misses) = (0u64, 0u64, 0u64, 0u64);
+    let (mut first_error, mut last_error, mut sample) = (None, None, Vec::new());
+    let mut i = 0usize;
+    while Instant::now() < end {
+        let n = i % count;
+        let result = driver.run(async {
+            let mut write = i.is_multiple_of(10);
+            if !write {
+                match cache.get(&keys[n]).await? {
+                    None => {
+                        misses += 1;
+                        write = true;
+                    }
+                    Some(got) if got != Value::from(n as u64) => wrong += 1,
+                    Some(_) => {}
+                }
+            }
+            if write {
+                cache.set(&keys[n], &Value::from(n as u64), ttl).await?;
+            }
+            polycache::Result::Ok(())
+        });
+        if let Err(err) = result {
+            let at = epoch_secs();
+            errors += 1;
+            first_error.get_or_insert(at);
+            last_error = Some(at);
+            if sample.len() < 3 {
+                sample.push(error_text(&err));
+            }
+        }
+        ops += 1;
+        i += 1;
+    }
+    Ok(json!({
+        "ops": ops, "errors": errors, "wrong": wrong, "misses": misses,
+        "firstError": first_error, "lastError": last_error, "sample": sample,
+    }))
+}
+
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
         eprintln!("usage: interop-agent COMMAND URL NAMESPACE [ARG]");
         std::process::exit(2);
     }
-    match run(&args).await {
+    let result = match args[0].as_str() {
+        "fault" | "load" => {
+            let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))
+                .unwrap_or_else(|e| panic!("SPEC is not JSON: {e}"));
+            let run = if args[0] == "fault" { fault } else { load };
+            run(&args[1], &args[2], &spec)
+        }
+        _ => Driver::new("async").run(run(&args)),
+    };
+    match result {
         Ok(out) => println!("{out}"),
         Err(err) => {
             println!("{}", json!({ "error": err.to_string() }));

@@ -4,14 +4,19 @@
 //!
 //! ```text
 //! wasi-agent write|read URL NS | delete|get|ttl URL NS KEY | place URL NS COUNT
-//!            | cached URL NS ARG | raw URL NS
+//!            | cached URL NS ARG | raw URL NS | fault|load URL NS SPEC
 //! ```
+//!
+//! `fault` and `load` are the fault suite's (tests/faults/faults.py): they talk with the
+//! driver over stdin/stdout as `tests/interop/agent.py` describes.
 //!
 //! The component is `$POLYCACHE_WASM`, else `$CARGO_TARGET_DIR/wasm32-wasip2/wasm/polycache.wasm`.
 
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use polycache::codec::msgpack;
 use polycache::Value;
@@ -89,8 +94,146 @@ impl Agent {
         call(self.guest.open(&self.url, &options))
     }
 
+    /// A cache with connect and command timeouts of `timeout` seconds.
+    fn open_bounded(&mut self, url: &str, timeout: f64) -> Result<CacheHandle, String> {
+        let mut options = options(&self.ns, None, false);
+        options.connect_timeout = Some(timeout);
+        options.command_timeout = Some(timeout);
+        call(self.guest.open(url, &options))
+    }
+
+    /// `fault URL NS SPEC`: see tests/interop/agent.py.
+    fn fault(&mut self, spec: &Json) -> Result<Json, String> {
+        let timeout = spec["timeout"].as_f64().unwrap_or(1.0);
+        let keys: Vec<String> = spec["keys"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let url = self.url.clone();
+        let open_url = spec["openUrl"].as_str().unwrap_or(&url).to_owned();
+        let cache = self.open_bounded(&url, timeout)?;
+        let entries = |text: &str| -> Vec<(String, Vec<u8>)> {
+            let bytes = msgpack::encode(&Value::from(text));
+            keys.iter().map(|k| (k.clone(), bytes.clone())).collect()
+        };
+        call(self.guest.set_many(cache, &entries("before"), Some(600.0)))?;
+        let after = entries("after");
+        wait_for_go();
+        let mut cells = serde_json::Map::new();
+        let mut record = |api: &str, started: Instant, err: Option<String>| {
+            let elapsed = started.elapsed().as_secs_f64();
+            let list = cells.entry(api).or_insert_with(|| json!([]));
+            list.as_array_mut()
+                .expect("list")
+                .push(json!([elapsed, err]));
+        };
+        let key = keys[0].as_str();
+        let value = msgpack::encode(&Value::from("after"));
+        for _ in 0..spec["rounds"].as_u64().unwrap_or(1) {
+            let t = Instant::now();
+            record("get", t, call(self.guest.get(cache, key)).err());
+            let t = Instant::now();
+            record(
+                "set",
+                t,
+                call(self.guest.set(cache, key, &value, Some(60.0))).err(),
+            );
+            let t = Instant::now();
+            record("delete", t, call(self.guest.delete(cache, key)).err());
+            let t = Instant::now();
+            record("ttl", t, call(self.guest.ttl(cache, key)).err());
+            let t = Instant::now();
+            record("get_many", t, call(self.guest.get_many(cache, &keys)).err());
+            let t = Instant::now();
+            record(
+                "set_many",
+                t,
+                call(self.guest.set_many(cache, &after, Some(60.0))).err(),
+            );
+            let t = Instant::now();
+            record(
+                "get_or_load",
+                t,
+                call(self.guest.get_or_load(cache, key, Some(60.0))).err(),
+            );
+            let t = Instant::now();
+            record("open", t, self.open_bounded(&open_url, timeout).err());
+        }
+        Ok(json!({ "cells": cells }))
+    }
+
+    /// `load URL NS SPEC`: see tests/interop/agent.py.
+    fn load(&mut self, spec: &Json) -> Result<Json, String> {
+        let timeout = spec["timeout"].as_f64().unwrap_or(1.0);
+        let count = spec["count"].as_u64().unwrap_or(10_000) as usize;
+        let url = self.url.clone();
+        let cache = self.open_bounded(&url, timeout)?;
+        let keys: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+        let values: Vec<Vec<u8>> = (0..count)
+            .map(|i| msgpack::encode(&Value::from(i as u64)))
+            .collect();
+        for start in (0..count).step_by(500) {
+            let batch: Vec<(String, Vec<u8>)> = (start..count.min(start + 500))
+                .map(|i| (keys[i].clone(), values[i].clone()))
+                .collect();
+            call(self.guest.set_many(cache, &batch, Some(600.0)))?;
+        }
+        wait_for_go();
+        let seconds = spec["seconds"].as_f64().unwrap_or(10.0);
+        let end = Instant::now() + Duration::from_secs_f64(seconds);
+        let (mut ops, mut errors, mut wrong, mut misses) = (0u64, 0u64, 0u64, 0u64);
+        let (mut first_error, mut last_error, mut sample) = (None, None, Vec::new());
+        let mut i = 0usize;
+        while Instant::now() < end {
+            let n = i % count;
+            let mut write = i % 10 == 0;
+            let mut result = Ok(());
+            if !write {
+                match call(self.guest.get(cache, &keys[n])) {
+                    Ok(None) => {
+                        misses += 1;
+                        write = true;
+                    }
+                    Ok(Some(got)) if got != values[n] => wrong += 1,
+                    Ok(Some(_)) => {}
+                    Err(err) => result = Err(err),
+                }
+            }
+            if write && result.is_ok() {
+                result = call(self.guest.set(cache, &keys[n], &values[n], Some(600.0)));
+            }
+            if let Err(err) = result {
+                let at = epoch_secs();
+                errors += 1;
+                first_error.get_or_insert(at);
+                last_error = Some(at);
+                if sample.len() < 3 {
+                    sample.push(err);
+                }
+            }
+            ops += 1;
+            i += 1;
+        }
+        Ok(json!({
+            "ops": ops, "errors": errors, "wrong": wrong, "misses": misses,
+            "firstError": first_error, "lastError": last_error, "sample": sample,
+        }))
+    }
+
     fn run(&mut self, command: &str, arg: &str, loaded: &AtomicBool) -> Result<Json, String> {
         Ok(match command {
+            "fault" | "load" => {
+                let spec: Json = serde_json::from_str(arg).map_err(|e| e.to_string())?;
+                return if command == "fault" {
+                    self.fault(&spec)
+                } else {
+                    self.load(&spec)
+                };
+            }
             "write" => {
                 let cases = cases();
                 for case in &cases {
@@ -185,6 +328,17 @@ impl Agent {
             other => return Err(format!("unknown command {other}")),
         })
     }
+}
+
+fn wait_for_go() {
+    println!("{}", json!({ "ready": true }));
+    let _ = std::io::stdin().lock().read_line(&mut String::new());
+}
+
+fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A call's two layers of failure as one message: a trap, or the WIT error.

@@ -1,0 +1,18 @@
+# The fault suite (tests/faults/faults.py): every public call in every binding under a
+# paused, killed, paused-cluster-master and black-holed Redis (the deadline table), and
+# clients in every runtime under load while a cluster master is killed, slots are
+# resharded and a Sentinel master is killed. It starts its own servers (it kills them), so
+# it needs no POLYCACHE_TEST_REDIS. `make faults` runs it alone; it joins SUITES (as
+# test-faults) once every cell passes.
+FAULTS_ARGS ?=
+
+.PHONY: faults-deps
+faults-deps: interop-deps
+	$(CARGO) build -q -p polycache-harness
+
+.PHONY: test-faults
+test-faults: faults-deps ## The fault suite: deadline table, failover and Sentinel under load
+	POLYCACHE_WASI_AGENT="$(WASI_AGENT)" $(PY) tests/faults/faults.py $(FAULTS_ARGS)
+
+.PHONY: faults
+faults: setup build test-faults ## Run the fault suite alone (FAULTS_ARGS='--matrices deadline' …)
