@@ -266,6 +266,58 @@ pub(crate) enum Target {
     Shards(Vec<(String, Node)>),
     /// Seed nodes of a Redis Cluster, as redis-rs URLs.
     Cluster(Vec<String>),
+    /// A master found through Redis Sentinel.
+    Sentinel(SentinelTarget),
+}
+
+/// `redis+sentinel://[user:pass@]s1:p1,s2:p2/<master name>[/<db>]`: the sentinels' addresses,
+/// the name they monitor, and how to reach the data nodes (the credentials and database
+/// are the data nodes'; the sentinels are asked without them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelTarget {
+    pub(crate) sentinels: Vec<String>,
+    pub(crate) master_name: String,
+    node_scheme: String,
+    auth: String,
+    db: String,
+}
+
+impl SentinelTarget {
+    /// The redis-rs URL of the data node at `addr` (`host:port`).
+    pub(crate) fn node_url(&self, addr: &str) -> String {
+        format!("{}://{}{addr}{}", self.node_scheme, self.auth, self.db)
+    }
+
+    fn parse(url: &str, scheme: &str, rest: &str) -> Result<SentinelTarget> {
+        let rest = rest.split_once('?').map_or(rest, |(rest, _)| rest);
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let mut parts = rest.split('/');
+        let sentinels: Vec<String> = parts
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let master_name = parts.next().unwrap_or_default().to_owned();
+        let db = parts.next().filter(|db| !db.is_empty());
+        if sentinels.is_empty() || master_name.is_empty() || parts.next().is_some() {
+            return Err(Error::config(format!(
+                "{:?} is not a Sentinel URL (expected {scheme}://host:port,…/master-name[/db])",
+                url.split_once('@').map_or(url, |(_, hosts)| hosts)
+            )));
+        }
+        Ok(SentinelTarget {
+            sentinels,
+            master_name,
+            node_scheme: scheme.split_once('+').map_or(scheme, |(s, _)| s).to_owned(),
+            auth,
+            db: db.map(|db| format!("/{db}")).unwrap_or_default(),
+        })
+    }
 }
 
 impl Target {
@@ -312,8 +364,11 @@ impl Target {
                         .collect(),
                 ))
             }
+            "redis+sentinel" | "rediss+sentinel" => Ok(Target::Sentinel(SentinelTarget::parse(
+                url, scheme, rest,
+            )?)),
             other => Err(Error::config(format!(
-                "unknown URL scheme {other:?} (expected memory, redis, rediss, redis+shards, redis+cluster)"
+                "unknown URL scheme {other:?} (expected memory, redis, rediss, redis+shards, redis+cluster, redis+sentinel)"
             ))),
         }
     }
@@ -374,6 +429,31 @@ mod secs_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentinel_urls() {
+        let t = Target::parse("redis+sentinel://:pw@a:1,b:2/mymaster/3").unwrap();
+        let Target::Sentinel(t) = t else {
+            panic!("not a sentinel target")
+        };
+        assert_eq!(t.sentinels, ["a:1", "b:2"]);
+        assert_eq!(t.master_name, "mymaster");
+        assert_eq!(t.node_url("m:9"), "redis://:pw@m:9/3");
+        let t = Target::parse("rediss+sentinel://a:1/m").unwrap();
+        let Target::Sentinel(t) = t else {
+            panic!("not a sentinel target")
+        };
+        assert_eq!(t.node_url("m:9"), "rediss://m:9");
+        for bad in [
+            "redis+sentinel://a:1",
+            "redis+sentinel://a:1/",
+            "redis+sentinel:///m",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        let err = Target::parse("redis+sentinel://:secret@a:1").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
 
     #[test]
     fn url_options_and_host_lists() {

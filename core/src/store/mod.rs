@@ -13,6 +13,8 @@ mod blocking;
 mod memory;
 #[cfg(feature = "tokio-redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod sentinel;
 mod sharded;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,8 @@ use async_trait::async_trait;
 pub use self::blocking::{Batching, BlockingClusterStore, BlockingRedisStore, BlockingStore};
 #[cfg(feature = "tokio-redis")]
 pub use self::redis::{ClusterStore, RedisStore};
+#[cfg(feature = "redis")]
+pub use self::sentinel::SentinelStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use sharded::ShardedStore;
@@ -119,6 +123,9 @@ async fn open_async(target: Target, config: &Config) -> Result<Arc<dyn Store>> {
         Target::Memory => unreachable!("handled by open"),
         Target::Redis(url) => Arc::new(RedisStore::connect(&url, config).await?),
         Target::Cluster(seeds) => Arc::new(ClusterStore::connect(&seeds, config).await?),
+        Target::Sentinel(target) => {
+            Arc::new(SentinelStore::connect(target, config, Io::Async).await?)
+        }
         Target::Shards(nodes) => {
             let (urls, ring_nodes): (Vec<String>, Vec<_>) = nodes.into_iter().unzip();
             let ring = crate::Ring::new(ring_nodes)?;
@@ -145,6 +152,11 @@ fn open_blocking(target: Target, config: &Config) -> Result<Arc<dyn Store>> {
         Target::Memory => unreachable!("handled by open"),
         Target::Redis(url) => Arc::new(BlockingRedisStore::connect(&url, config)?),
         Target::Cluster(seeds) => Arc::new(BlockingClusterStore::connect(&seeds, config)?),
+        Target::Sentinel(target) => Arc::new(crate::block_on(SentinelStore::connect(
+            target,
+            config,
+            Io::Blocking,
+        ))?),
         Target::Shards(nodes) => {
             let (urls, ring_nodes): (Vec<String>, Vec<_>) = nodes.into_iter().unzip();
             let ring = crate::Ring::new(ring_nodes)?;

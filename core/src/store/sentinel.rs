@@ -1,0 +1,273 @@
+//! Redis Sentinel (`redis+sentinel://s1:26379,s2:26380,s3:26381/mymaster`): the sentinels
+//! name the current master of a replicated set; every call goes to that master.
+//!
+//! The store keeps one node store (async or blocking, as the cache's I/O mode says) for the
+//! master it last resolved. A call that fails in a way a failover explains (the connection
+//! broke or timed out, or the node answers `READONLY` because it is now a replica) drops
+//! that store, so the next call asks the sentinels again and connects to whoever they name.
+//! A failed call is never retried inside itself: its deadline is the cache's timeouts.
+//!
+//! Async mode asks through redis-rs's [`redis::sentinel::Sentinel`] (which also checks the
+//! named node's role), bounded by `connect_timeout`. Blocking mode asks each sentinel with
+//! `SENTINEL GET-MASTER-ADDR-BY-NAME` over a connection with read and write timeouts:
+//! redis-rs's blocking sentinel client has none, and a paused sentinel would hang the caller.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Entry, Io, Store};
+use crate::config::{Config, SentinelTarget};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The master of a Sentinel-managed set, found through its sentinels.
+pub struct SentinelStore {
+    target: SentinelTarget,
+    config: Config,
+    io: Io,
+    /// The master's address and a store connected to it; `None` until resolved, and again
+    /// after a call fails in a way that suggests a failover.
+    current: RwLock<Option<(String, Arc<dyn Store>)>>,
+    /// One resolution at a time; holds redis-rs's sentinel client (and its connections to
+    /// the sentinels) in async mode.
+    resolver: tokio::sync::Mutex<Resolver>,
+}
+
+#[derive(Default)]
+struct Resolver {
+    #[cfg(feature = "tokio-redis")]
+    sentinel: Option<redis::sentinel::Sentinel>,
+}
+
+impl std::fmt::Debug for SentinelStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let master = self.current_store().map(|(addr, _)| addr);
+        f.debug_struct("SentinelStore")
+            .field("sentinels", &self.target.sentinels)
+            .field("master_name", &self.target.master_name)
+            .field("master", &master)
+            .finish()
+    }
+}
+
+impl SentinelStore {
+    /// Asks the sentinels for the master and connects to it.
+    ///
+    /// # Errors
+    /// A connection or timeout error when no sentinel answers or the master cannot be
+    /// reached within `connect_timeout`; a server error when no sentinel knows the name.
+    pub async fn connect(target: SentinelTarget, config: &Config, io: Io) -> Result<Self> {
+        let store = SentinelStore {
+            target,
+            config: config.clone(),
+            io,
+            current: RwLock::new(None),
+            resolver: tokio::sync::Mutex::new(Resolver::default()),
+        };
+        store.master().await?;
+        Ok(store)
+    }
+
+    fn current_store(&self) -> Option<(String, Arc<dyn Store>)> {
+        self.current.read().ok().and_then(|current| current.clone())
+    }
+
+    /// The store of the current master, resolving and connecting when there is none.
+    async fn master(&self) -> Result<Arc<dyn Store>> {
+        if let Some((_, store)) = self.current_store() {
+            return Ok(store);
+        }
+        let mut resolver = self.resolver.lock().await;
+        // Another call may have resolved it while this one waited.
+        if let Some((_, store)) = self.current_store() {
+            return Ok(store);
+        }
+        let addr = self.resolve(&mut resolver).await?;
+        let url = self.target.node_url(&addr);
+        let store: Arc<dyn Store> = match self.io {
+            Io::Async => connect_async(&url, &self.config).await?,
+            Io::Blocking => connect_blocking(&url, &self.config)?,
+        };
+        if let Ok(mut current) = self.current.write() {
+            *current = Some((addr, store.clone()));
+        }
+        Ok(store)
+    }
+
+    async fn resolve(&self, resolver: &mut Resolver) -> Result<String> {
+        match self.io {
+            Io::Async => self.resolve_async(resolver).await,
+            Io::Blocking => self.resolve_blocking(),
+        }
+    }
+
+    #[cfg(feature = "tokio-redis")]
+    async fn resolve_async(&self, resolver: &mut Resolver) -> Result<String> {
+        let limit = self.config.connect_timeout;
+        let sentinel = match resolver.sentinel.as_mut() {
+            Some(sentinel) => sentinel,
+            None => {
+                let urls: Vec<String> = self
+                    .target
+                    .sentinels
+                    .iter()
+                    .map(|addr| format!("redis://{addr}"))
+                    .collect();
+                let sentinel = redis::sentinel::Sentinel::build(urls)
+                    .map_err(|e| Error::config(format!("invalid sentinel addresses: {e}")))?;
+                resolver.sentinel.insert(sentinel)
+            }
+        };
+        let asked = sentinel.async_master_for(&self.target.master_name, None);
+        let client = match tokio::time::timeout(limit, asked).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => {
+                // Its cached connections may be the broken ones: start afresh next time.
+                resolver.sentinel = None;
+                return Err(self.lookup_failed(Error::from(err)));
+            }
+            Err(_) => {
+                resolver.sentinel = None;
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no sentinel of {:?} ({}) named its master within {limit:?}",
+                        self.target.master_name,
+                        self.target.sentinels.join(",")
+                    ),
+                ));
+            }
+        };
+        Ok(client.get_connection_info().addr().to_string())
+    }
+
+    #[cfg(not(feature = "tokio-redis"))]
+    async fn resolve_async(&self, _: &mut Resolver) -> Result<String> {
+        Err(Error::config(
+            "this build of polycache has no async Redis stores (feature `tokio-redis` is off)",
+        ))
+    }
+
+    fn resolve_blocking(&self) -> Result<String> {
+        let limit = self.config.connect_timeout;
+        let mut last = None;
+        for addr in &self.target.sentinels {
+            match ask_sentinel(addr, &self.target.master_name, limit) {
+                Ok(Some(master)) => return Ok(master),
+                Ok(None) => {
+                    last = Some(Error::new(
+                        ErrorKind::Server,
+                        format!(
+                            "sentinel {addr} knows no master named {:?}",
+                            self.target.master_name
+                        ),
+                    ))
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(self.lookup_failed(last.unwrap_or_else(|| Error::config("no sentinel addresses"))))
+    }
+
+    fn lookup_failed(&self, err: Error) -> Error {
+        Error::new(
+            err.kind(),
+            format!(
+                "asking the sentinels ({}) for the master {:?}: {}",
+                self.target.sentinels.join(","),
+                self.target.master_name,
+                err.message()
+            ),
+        )
+    }
+
+    /// Passes a call's result through, forgetting the master when the failure suggests
+    /// that it is gone or demoted.
+    fn watch<T>(&self, store: &Arc<dyn Store>, result: Result<T>) -> Result<T> {
+        if let Err(err) = &result {
+            let failover = match err.kind() {
+                ErrorKind::Connection | ErrorKind::Timeout => true,
+                ErrorKind::Server => err.message().contains("READONLY"),
+                _ => false,
+            };
+            if failover {
+                if let Ok(mut current) = self.current.write() {
+                    if current.as_ref().is_some_and(|(_, s)| Arc::ptr_eq(s, store)) {
+                        *current = None;
+                    }
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(feature = "tokio-redis")]
+async fn connect_async(url: &str, config: &Config) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(super::RedisStore::connect(url, config).await?))
+}
+
+#[cfg(not(feature = "tokio-redis"))]
+async fn connect_async(_: &str, _: &Config) -> Result<Arc<dyn Store>> {
+    Err(Error::config(
+        "this build of polycache has no async Redis stores (feature `tokio-redis` is off)",
+    ))
+}
+
+fn connect_blocking(url: &str, config: &Config) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(super::BlockingRedisStore::connect(url, config)?))
+}
+
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel, every step bounded by `limit`.
+fn ask_sentinel(addr: &str, name: &str, limit: Duration) -> Result<Option<String>> {
+    let client = redis::Client::open(format!("redis://{addr}"))
+        .map_err(|e| Error::config(format!("invalid sentinel address {addr:?}: {e}")))?;
+    let mut conn = client.get_connection_with_timeout(limit)?;
+    conn.set_read_timeout(Some(limit))?;
+    conn.set_write_timeout(Some(limit))?;
+    let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(name)
+        .query(&mut conn)?;
+    Ok(reply.map(|(host, port)| format!("{host}:{port}")))
+}
+
+#[async_trait]
+impl Store for SentinelStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let store = self.master().await?;
+        let result = store.get(key).await;
+        self.watch(&store, result)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let store = self.master().await?;
+        let result = store.get_many(keys).await;
+        self.watch(&store, result)
+    }
+
+    async fn set(&self, entry: Entry) -> Result<()> {
+        let store = self.master().await?;
+        let result = store.set(entry).await;
+        self.watch(&store, result)
+    }
+
+    async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
+        let store = self.master().await?;
+        let result = store.set_many(entries).await;
+        self.watch(&store, result)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let store = self.master().await?;
+        let result = store.delete(key).await;
+        self.watch(&store, result)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
+        let store = self.master().await?;
+        let result = store.ttl(key).await;
+        self.watch(&store, result)
+    }
+}
