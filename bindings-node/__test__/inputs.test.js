@@ -138,3 +138,22 @@ test('10,000 getOrLoad calls count 10,000 misses, not 20,000', async () => {
   assert.equal(m.loads, 10000)
   assert.equal(m.hits, 0)
 })
+
+test('a loader that asks for its own key is refused with ELOADER, not a deadlock', async () => {
+  const cache = new Cache()
+  const within = (promise) => Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('still waiting after 5 s: a deadlock')), 5000).unref()),
+  ])
+  const loader = async () => (await cache.getOrLoad('self', loader)) + 1
+  await assert.rejects(within(cache.getOrLoad('self', loader)), code('ELOADER'))
+  // Another key inside a load is fine, and so is the same key once the load is done.
+  assert.equal(await within(cache.getOrLoad('outer', async () => (await cache.getOrLoad('inner', () => 1)) + 1)), 2)
+  assert.equal(await cache.getOrLoad('outer', () => 0), 2)
+  // Read-through: the cache's loader asking for the key it loads.
+  const rt = new Cache({ loader: async (key) => (await rt.get(key)) ?? 'never' })
+  await assert.rejects(within(rt.get('k')), code('ELOADER'))
+  // wrap: a memoized function calling itself with the same arguments.
+  const fact = cache.wrap(async (n) => (n <= 1 ? 1 : n * await fact(n)), { key: 'fact:{0}' })
+  await assert.rejects(within(fact(3)), code('ELOADER'))
+})

@@ -162,6 +162,13 @@ impl Shared {
 
     /// A new promise for a call, which runs with the other calls of this tick.
     pub fn submit<'env>(self: &Arc<Self>, env: &'env Env, op: Op) -> Result<Unknown<'env>> {
+        if let Some(key) = self.reentrant(env, &op)? {
+            let err = polycache::Error::new(
+                ErrorKind::Loader,
+                format!("the loader of {key:?} asked for {key:?} again: it would wait for itself forever"),
+            );
+            return self.rejected(env, errors::to_js(env, &err));
+        }
         let (promise, pending) = self.settler.promise(env)?;
         let mut tick = lock(&self.tick);
         tick.push((op, pending));
@@ -170,6 +177,24 @@ impl Shared {
             self.schedule_flush(env)?;
         }
         Ok(promise)
+    }
+
+    /// The key of a call that would load a key whose load is running the JS code making
+    /// the call (it would wait for itself): single-flight cannot see that the load awaits
+    /// this very call, the JS async context can.
+    fn reentrant<'op>(&self, env: &Env, op: &'op Op) -> Result<Option<&'op str>> {
+        let keys: &[String] = match op {
+            Op::GetOrLoad { key, .. } => std::slice::from_ref(key),
+            Op::Get(key) if self.loader.is_some() => std::slice::from_ref(key),
+            Op::GetMany(keys) if self.loader.is_some() => keys,
+            _ => &[],
+        };
+        for key in keys {
+            if self.invoker.loading(env, key)? {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
     }
 
     fn schedule_flush(&self, env: &Env) -> Result<()> {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use napi::bindgen_prelude::{
-    FnArgs, FromNapiValue, Function, FunctionRef, JsObjectValue, Promise, ToNapiValue, TypeName,
-    Unknown, ValidateNapiValue,
+    FnArgs, FromNapiValue, Function, FunctionRef, JsObjectValue, Object, Promise, ToNapiValue,
+    TypeName, Unknown, ValidateNapiValue,
 };
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{sys, Env, JsValue as NapiJsValue, Result, Status, ValueType};
@@ -114,20 +114,32 @@ impl ToNapiValue for Target {
     }
 }
 
-/// One call: which function, with which arguments.
+/// One call: which function, with which arguments, and for a load the key being loaded
+/// (`[cache id, key]`, else nil).
 pub struct Call {
     target: Arc<JsFunctionRef>,
     args: Vec<Value>,
+    loading: Value,
 }
 
-type ApplyArgs = FnArgs<(Target, Vec<JsValue>)>;
+type ApplyArgs = FnArgs<(Target, Vec<JsValue>, JsValue)>;
 
 /// Calls `f(...args)`; a synchronous throw becomes a rejection, as from an async function.
 /// A rejection is carried in an `Error` under [`REJECTION_KEY`]: Node-API hands non-Error
 /// rejection values (`42`, `{ status: 404 }`) back as new, empty `Error`s, so the wrapper
 /// is what crosses the Rust side, and `settle` rejects the caller's promise with the value
 /// inside it, unchanged.
-const TRAMPOLINE: &str = r#"(function polycacheCall(f, args) {
+///
+/// A load runs inside an `AsyncLocalStorage` context naming its cache and key, which
+/// `loading(cache, key)` looks up: a `getOrLoad` made from inside the load of its own key
+/// (which would wait for itself forever) is recognised on the JS thread, where the async
+/// context is known, and refused.
+const TRAMPOLINE: &str = r#"(function () {
+  let als = null
+  try {
+    const { AsyncLocalStorage } = process.getBuiltinModule('node:async_hooks')
+    als = new AsyncLocalStorage()
+  } catch {}
   const carry = (e) => {
     let message = 'the function rejected'
     try { if (e instanceof Error) message = String(e.message) } catch {}
@@ -135,11 +147,26 @@ const TRAMPOLINE: &str = r#"(function polycacheCall(f, args) {
     w.__polycacheRejection = e
     return w
   }
-  let r
-  try { r = f(...args) } catch (e) { return Promise.reject(carry(e)) }
-  if (r instanceof Promise) return Promise.prototype.then.call(r, undefined, (e) => { throw carry(e) })
-  return r
-})"#;
+  const apply = (f, args) => {
+    let r
+    try { r = f(...args) } catch (e) { return Promise.reject(carry(e)) }
+    if (r instanceof Promise) return Promise.prototype.then.call(r, undefined, (e) => { throw carry(e) })
+    return r
+  }
+  return {
+    call(f, args, loading) {
+      if (loading === null || als === null) return apply(f, args)
+      const [cache, key] = loading
+      return als.run({ cache, key, outer: als.getStore() }, apply, f, args)
+    },
+    loading(cache, key) {
+      for (let s = als === null ? undefined : als.getStore(); s !== undefined; s = s.outer) {
+        if (s.cache === cache && s.key === key) return true
+      }
+      return false
+    },
+  }
+})()"#;
 
 /// The property of the `Error` that carries a rejection value (see [`TRAMPOLINE`]).
 pub const REJECTION_KEY: &std::ffi::CStr = c"__polycacheRejection";
@@ -148,8 +175,12 @@ type Apply<R> = ThreadsafeFunction<Call, R, ApplyArgs, Status, false, true>;
 /// Calls JS functions from any thread (see the module docs).
 #[derive(Clone)]
 pub struct Invoker {
+    /// Names this cache in load contexts.
+    id: u32,
     load: Arc<Apply<Returned>>,
     write: Arc<Apply<Settled>>,
+    /// The trampoline's `loading(cache, key)`; called on the JS thread only.
+    loading: Arc<FunctionRef<FnArgs<(u32, String)>, bool>>,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -159,44 +190,69 @@ impl std::fmt::Debug for Invoker {
 }
 
 fn apply_args(ctx: napi::threadsafe_function::ThreadsafeCallContext<Call>) -> Result<ApplyArgs> {
-    let Call { target, args } = ctx.value;
+    let Call {
+        target,
+        args,
+        loading,
+    } = ctx.value;
     Ok(FnArgs::from((
         Target(target),
         args.into_iter().map(JsValue).collect(),
+        JsValue(loading),
     )))
 }
 
 impl Invoker {
     /// Builds the two thread-safe functions over the trampoline.
     pub fn new(env: &Env) -> Result<Self> {
-        let apply: Function<'_, Unknown<'_>, Returned> = env.run_script(TRAMPOLINE)?;
+        static IDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let trampoline: Object<'_> = env.run_script(TRAMPOLINE)?;
+        let apply: Function<'_, Unknown<'_>, Returned> = trampoline.get_named_property("call")?;
         let load = apply
             .build_threadsafe_function::<Call>()
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(apply_args)?;
-        let apply: Function<'_, Unknown<'_>, Settled> = env.run_script(TRAMPOLINE)?;
+        let apply: Function<'_, Unknown<'_>, Settled> = trampoline.get_named_property("call")?;
         let write = apply
             .build_threadsafe_function::<Call>()
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(apply_args)?;
+        let loading: Function<'_, FnArgs<(u32, String)>, bool> =
+            trampoline.get_named_property("loading")?;
         Ok(Invoker {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             load: Arc::new(load),
             write: Arc::new(write),
+            loading: Arc::new(loading.create_ref()?),
         })
     }
 
+    /// Whether the JS code running now is (inside) a load of `key` by this cache; on the
+    /// JS thread only.
+    pub fn loading(&self, env: &Env, key: &str) -> Result<bool> {
+        let loading = self.loading.borrow_back(env)?;
+        loading.call(FnArgs::from((self.id, key.to_owned())))
+    }
+
     /// Calls a loader with `args` and awaits the value it returns or resolves to.
+    /// The call runs inside a load context for `key` (see [`TRAMPOLINE`]).
     pub fn load(
         &self,
         target: Arc<JsFunctionRef>,
         args: Vec<Value>,
+        key: &str,
     ) -> BoxFuture<'static, polycache::Result<Value>> {
         let load = self.load.clone();
+        let loading = Value::Array(vec![Value::from(u64::from(self.id)), Value::from(key)]);
         Box::pin(async move {
             let returned = load
-                .call_async(Call { target, args })
+                .call_async(Call {
+                    target,
+                    args,
+                    loading,
+                })
                 .await
                 .map_err(polycache::Error::loader)?;
             let loaded = match returned {
@@ -218,7 +274,11 @@ impl Invoker {
         let args = vec![Value::from(key), value.clone()];
         Box::pin(async move {
             let settled = write
-                .call_async(Call { target, args })
+                .call_async(Call {
+                    target,
+                    args,
+                    loading: Value::Nil,
+                })
                 .await
                 .map_err(polycache::Error::writer)?;
             if let Settled::Promise(promise) = settled {
@@ -238,7 +298,7 @@ pub struct JsLoader {
 impl Loader for JsLoader {
     fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
         self.invoker
-            .load(self.target.clone(), vec![Value::from(key)])
+            .load(self.target.clone(), vec![Value::from(key)], key)
     }
 }
 
@@ -249,8 +309,8 @@ pub struct JsCall {
 }
 
 impl Loader for JsCall {
-    fn load(&self, _key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
-        self.invoker.load(self.target.clone(), Vec::new())
+    fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
+        self.invoker.load(self.target.clone(), Vec::new(), key)
     }
 }
 
