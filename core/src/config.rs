@@ -130,6 +130,11 @@ impl Config {
             "weights" if self.url.contains("+shards://") => {
                 self.url = format!("{}?weights={value}", self.url)
             }
+            // Consumed by the Sentinel store when it opens.
+            "replicaReads" if self.url.contains("+sentinel://") => {
+                let on: bool = value.parse().map_err(|_| bad())?;
+                self.url = format!("{}?replicaReads={on}", self.url)
+            }
             _ => return Err(Error::config(format!("unknown URL option {name:?}"))),
         }
         Ok(())
@@ -277,6 +282,8 @@ pub(crate) enum Target {
 pub struct SentinelTarget {
     pub(crate) sentinels: Vec<String>,
     pub(crate) master_name: String,
+    /// `?replicaReads=true`: reads go to a replica (default false).
+    pub(crate) replica_reads: bool,
     node_scheme: String,
     auth: String,
     db: String,
@@ -289,7 +296,8 @@ impl SentinelTarget {
     }
 
     fn parse(url: &str, scheme: &str, rest: &str) -> Result<SentinelTarget> {
-        let rest = rest.split_once('?').map_or(rest, |(rest, _)| rest);
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let replica_reads = query.split('&').any(|p| p == "replicaReads=true");
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((auth, hosts)) => (format!("{auth}@"), hosts),
             None => (String::new(), rest),
@@ -313,6 +321,7 @@ impl SentinelTarget {
         Ok(SentinelTarget {
             sentinels,
             master_name,
+            replica_reads,
             node_scheme: scheme.split_once('+').map_or(scheme, |(s, _)| s).to_owned(),
             auth,
             db: db.map(|db| format!("/{db}")).unwrap_or_default(),
@@ -439,6 +448,13 @@ mod tests {
         assert_eq!(t.sentinels, ["a:1", "b:2"]);
         assert_eq!(t.master_name, "mymaster");
         assert_eq!(t.node_url("m:9"), "redis://:pw@m:9/3");
+        assert!(!t.replica_reads);
+        let c = Config::from_url("redis+sentinel://a:1/m?replicaReads=true&ttl=5").unwrap();
+        let Target::Sentinel(t) = Target::parse(&c.url).unwrap() else {
+            panic!("not a sentinel target")
+        };
+        assert!(t.replica_reads);
+        assert!(Config::from_url("redis://a:1?replicaReads=true").is_err());
         let t = Target::parse("rediss+sentinel://a:1/m").unwrap();
         let Target::Sentinel(t) = t else {
             panic!("not a sentinel target")

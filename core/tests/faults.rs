@@ -183,3 +183,58 @@ async fn sentinel_url_without_sentinels_fails_within_the_connect_timeout() {
         "took {elapsed:?}: {err}"
     );
 }
+
+/// With `replicaReads=true` reads go to the replica: they are served while the master is
+/// paused, when a master-only cache times out.
+fn replica_reads_while_the_master_is_paused(io: Io) {
+    let (topology, url) = sentinel_topology();
+    let open = |url: String| block_on(Cache::builder(config(&url, "replica-reads")).io(io).build());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = |future| match io {
+        Io::Async => runtime.block_on(future),
+        Io::Blocking => block_on(future),
+    };
+    let (writer, reader) = match io {
+        Io::Async => runtime.block_on(async {
+            let writer = Cache::new(config(&url, "replica-reads")).await.unwrap();
+            let reader = Cache::new(config(&format!("{url}?replicaReads=true"), "replica-reads"));
+            (writer, reader.await.unwrap())
+        }),
+        Io::Blocking => (
+            open(url.clone()).unwrap(),
+            open(format!("{url}?replicaReads=true")).unwrap(),
+        ),
+    };
+    run(Box::pin(async {
+        writer.set("k", &Value::from(7u64), None).await.unwrap();
+        // Replication is asynchronous: poll until the replica has the value.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reader.get("k").await.unwrap() != Some(Value::from(7u64)) {
+            assert!(Instant::now() < deadline, "the replica never got the value");
+            std::thread::yield_now();
+        }
+        topology.sentinel_data[0].pause();
+        let read = reader.get("k").await;
+        let master_only = writer.get("k").await;
+        topology.sentinel_data[0].resume();
+        assert_eq!(
+            read.unwrap(),
+            Some(Value::from(7u64)),
+            "{io:?}: read from the replica"
+        );
+        assert!(
+            master_only.unwrap_err().is_timeout(),
+            "{io:?}: the master is paused"
+        );
+    }));
+}
+
+#[test]
+fn replica_reads_async() {
+    replica_reads_while_the_master_is_paused(Io::Async);
+}
+
+#[test]
+fn replica_reads_blocking() {
+    replica_reads_while_the_master_is_paused(Io::Blocking);
+}

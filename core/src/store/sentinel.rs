@@ -1,5 +1,7 @@
 //! Redis Sentinel (`redis+sentinel://s1:26379,s2:26380,s3:26381/mymaster`): the sentinels
-//! name the current master of a replicated set; every call goes to that master.
+//! name the current master of a replicated set; every call goes to that master, unless
+//! `?replicaReads=true` sends reads (`get`, `get_many`, `ttl`) to a replica the sentinels
+//! list (replication is asynchronous: a read may miss a write just made).
 //!
 //! The store keeps one node store (async or blocking, as the cache's I/O mode says) for the
 //! master it last resolved. A call that fails in a way a failover explains (the connection
@@ -29,6 +31,8 @@ pub struct SentinelStore {
     /// The master's address and a store connected to it; `None` until resolved, and again
     /// after a call fails in a way that suggests a failover.
     current: RwLock<Option<(String, Arc<dyn Store>)>>,
+    /// The same for the replica that serves reads, with `replicaReads=true`.
+    replica: RwLock<Option<(String, Arc<dyn Store>)>>,
     /// One resolution at a time; holds redis-rs's sentinel client (and its connections to
     /// the sentinels) in async mode.
     resolver: tokio::sync::Mutex<Resolver>,
@@ -63,6 +67,7 @@ impl SentinelStore {
             config: config.clone(),
             io,
             current: RwLock::new(None),
+            replica: RwLock::new(None),
             resolver: tokio::sync::Mutex::new(Resolver::default()),
         };
         store.master().await?;
@@ -71,6 +76,38 @@ impl SentinelStore {
 
     fn current_store(&self) -> Option<(String, Arc<dyn Store>)> {
         self.current.read().ok().and_then(|current| current.clone())
+    }
+
+    fn replica_store(&self) -> Option<Arc<dyn Store>> {
+        let replica = self.replica.read().ok()?;
+        replica.as_ref().map(|(_, store)| store.clone())
+    }
+
+    /// Where reads go: the master, or with `replicaReads=true` a replica.
+    async fn reader(&self) -> Result<Arc<dyn Store>> {
+        if !self.target.replica_reads {
+            return self.master().await;
+        }
+        if let Some(store) = self.replica_store() {
+            return Ok(store);
+        }
+        let mut resolver = self.resolver.lock().await;
+        if let Some(store) = self.replica_store() {
+            return Ok(store);
+        }
+        let addr = match self.io {
+            Io::Async => self.replica_async(&mut resolver).await?,
+            Io::Blocking => self.replica_blocking()?,
+        };
+        let url = self.target.node_url(&addr);
+        let store: Arc<dyn Store> = match self.io {
+            Io::Async => connect_async(&url, &self.config).await?,
+            Io::Blocking => connect_blocking(&url, &self.config)?,
+        };
+        if let Ok(mut replica) = self.replica.write() {
+            *replica = Some((addr, store.clone()));
+        }
+        Ok(store)
     }
 
     /// The store of the current master, resolving and connecting when there is none.
@@ -170,6 +207,67 @@ impl SentinelStore {
         Err(self.lookup_failed(last.unwrap_or_else(|| Error::config("no sentinel addresses"))))
     }
 
+    /// A replica in sync that the sentinels list, checked by its role (redis-rs).
+    #[cfg(feature = "tokio-redis")]
+    async fn replica_async(&self, resolver: &mut Resolver) -> Result<String> {
+        let limit = self.config.connect_timeout;
+        let Some(sentinel) = resolver.sentinel.as_mut() else {
+            // Built by the master's resolution, which always runs first.
+            return Err(Error::new(ErrorKind::Connection, "no sentinel client yet"));
+        };
+        let asked = sentinel.async_get_replica_clients(&self.target.master_name, None);
+        let clients = match tokio::time::timeout(limit, asked).await {
+            Ok(Ok(clients)) => clients,
+            Ok(Err(err)) => return Err(self.lookup_failed(Error::from(err))),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no replica of {:?} found within {limit:?}",
+                        self.target.master_name
+                    ),
+                ))
+            }
+        };
+        let pick = clients.get(fastrand::usize(..clients.len().max(1)));
+        pick.map(|client| client.get_connection_info().addr().to_string())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "the sentinels list no usable replica of {:?}",
+                        self.target.master_name
+                    ),
+                )
+            })
+    }
+
+    #[cfg(not(feature = "tokio-redis"))]
+    async fn replica_async(&self, _: &mut Resolver) -> Result<String> {
+        self.resolve_async(&mut Resolver::default()).await
+    }
+
+    /// A replica that the first answering sentinel lists as up and linked to its master.
+    fn replica_blocking(&self) -> Result<String> {
+        let limit = self.config.connect_timeout;
+        let mut last = None;
+        for addr in &self.target.sentinels {
+            match ask_replicas(addr, &self.target.master_name, limit) {
+                Ok(replicas) if !replicas.is_empty() => {
+                    return Ok(replicas[fastrand::usize(..replicas.len())].clone())
+                }
+                Ok(_) => {
+                    last = Some(Error::new(
+                        ErrorKind::Connection,
+                        format!("sentinel {addr} lists no usable replica"),
+                    ))
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(self.lookup_failed(last.unwrap_or_else(|| Error::config("no sentinel addresses"))))
+    }
+
     fn lookup_failed(&self, err: Error) -> Error {
         Error::new(
             err.kind(),
@@ -182,8 +280,8 @@ impl SentinelStore {
         )
     }
 
-    /// Passes a call's result through, forgetting the master when the failure suggests
-    /// that it is gone or demoted.
+    /// Passes a call's result through, forgetting the node that served it (master or
+    /// replica) when the failure suggests that it is gone or demoted.
     fn watch<T>(&self, store: &Arc<dyn Store>, result: Result<T>) -> Result<T> {
         if let Err(err) = &result {
             let failover = match err.kind() {
@@ -192,9 +290,11 @@ impl SentinelStore {
                 _ => false,
             };
             if failover {
-                if let Ok(mut current) = self.current.write() {
-                    if current.as_ref().is_some_and(|(_, s)| Arc::ptr_eq(s, store)) {
-                        *current = None;
+                for slot in [&self.current, &self.replica] {
+                    if let Ok(mut node) = slot.write() {
+                        if node.as_ref().is_some_and(|(_, s)| Arc::ptr_eq(s, store)) {
+                            *node = None;
+                        }
                     }
                 }
             }
@@ -233,16 +333,39 @@ fn ask_sentinel(addr: &str, name: &str, limit: Duration) -> Result<Option<String
     Ok(reply.map(|(host, port)| format!("{host}:{port}")))
 }
 
+/// `SENTINEL REPLICAS`: the replicas that are up and linked to their master, as `host:port`.
+fn ask_replicas(addr: &str, name: &str, limit: Duration) -> Result<Vec<String>> {
+    let client = redis::Client::open(format!("redis://{addr}"))
+        .map_err(|e| Error::config(format!("invalid sentinel address {addr:?}: {e}")))?;
+    let mut conn = client.get_connection_with_timeout(limit)?;
+    conn.set_read_timeout(Some(limit))?;
+    conn.set_write_timeout(Some(limit))?;
+    let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg(name)
+        .query(&mut conn)?;
+    Ok(replicas
+        .iter()
+        .filter(|r| {
+            let flags = r.get("flags").map_or("", String::as_str);
+            !flags.contains("down")
+                && !flags.contains("disconnected")
+                && r.get("master-link-status").map(String::as_str) == Some("ok")
+        })
+        .filter_map(|r| Some(format!("{}:{}", r.get("ip")?, r.get("port")?)))
+        .collect())
+}
+
 #[async_trait]
 impl Store for SentinelStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let store = self.master().await?;
+        let store = self.reader().await?;
         let result = store.get(key).await;
         self.watch(&store, result)
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let store = self.master().await?;
+        let store = self.reader().await?;
         let result = store.get_many(keys).await;
         self.watch(&store, result)
     }
@@ -266,7 +389,7 @@ impl Store for SentinelStore {
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let store = self.master().await?;
+        let store = self.reader().await?;
         let result = store.ttl(key).await;
         self.watch(&store, result)
     }
