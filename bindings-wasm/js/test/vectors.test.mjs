@@ -141,3 +141,56 @@ test('templates.json', async (t) => {
   assert.ok(cases.length >= 50)
   await t.test(`${cases.length} cases, ${skipped} with integral floats not expressible in JS`, () => {})
 })
+
+// --- hostile.json: bounded time and memory (docs/FORMAT.md section 1, "Limits") ----------
+const HOSTILE_MAX_RSS = 64 * 1024 * 1024
+const HOSTILE_MAX_MS = 2000 // a hang detector, not a speed assertion
+
+function hostileBytes(c) {
+  const out = Buffer.concat(
+    c.bytes.map((s) => (typeof s === 'string' ? Buffer.from(s, 'hex') : Buffer.from(s.repeat.repeat(s.times), 'hex'))),
+  )
+  assert.equal(out.length, c.size, c.name)
+  return out
+}
+
+/** Peak resident memory of this process (VmHWM), in bytes. */
+async function peakRss() {
+  const { readFileSync } = await import('node:fs')
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))
+  return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024
+}
+
+/** Lowers the peak to the current size where Linux allows it. */
+async function resetPeakRss() {
+  const { writeFileSync } = await import('node:fs')
+  try {
+    writeFileSync('/proc/self/clear_refs', '5')
+  } catch {}
+}
+
+test('hostile.json', async () => {
+  const cases = vectors('hostile')
+  assert.ok(cases.length >= 50)
+  for (const c of cases) {
+    const bytes = hostileBytes(c)
+    await resetPeakRss()
+    const before = await peakRss()
+    const started = performance.now()
+    let result
+    try {
+      result = { value: pc.decodeEnvelope(bytes).value }
+    } catch (err) {
+      result = { err }
+    }
+    const ms = performance.now() - started
+    const grew = (await peakRss()) - before
+    if (c.expect === 'decode_error') assert.equal(result.err?.code, 'ECODEC', c.name)
+    else {
+      assert.equal(result.err, undefined, `${c.name}: ${result.err}`)
+      if (c.expect === 'value') assert.ok(same(result.value, typed(c.value)), c.name)
+    }
+    assert.ok(ms < HOSTILE_MAX_MS, `${c.name}: took ${ms} ms`)
+    assert.ok(grew < HOSTILE_MAX_RSS, `${c.name}: peak RSS grew by ${grew} bytes`)
+  }
+})

@@ -323,3 +323,100 @@ fn template_vectors_in_the_component() {
         }
     });
 }
+
+// --- hostile.json: bounded time and memory (docs/FORMAT.md §1, "Limits") ---------------
+
+const HOSTILE_MAX_RSS: u64 = 64 * 1024 * 1024;
+/// A hang detector, not a speed assertion.
+const HOSTILE_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn hostile_bytes(case: &Json) -> Vec<u8> {
+    let mut out = Vec::new();
+    for segment in case["bytes"].as_array().expect("bytes segments") {
+        match segment {
+            Json::String(hex) => out.extend(hex::decode(hex).expect("hex")),
+            run => {
+                let unit = hex::decode(run["repeat"].as_str().expect("repeat")).expect("hex");
+                for _ in 0..run["times"].as_u64().expect("times") {
+                    out.extend_from_slice(&unit);
+                }
+            }
+        }
+    }
+    assert_eq!(out.len() as u64, case["size"].as_u64().expect("size"));
+    out
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs `body` alone in a fresh process of this test binary, so the memory it measures
+/// is its own.
+fn in_own_process(test: &str, body: impl FnOnce()) {
+    if std::env::var("POLYCACHE_OWN_PROCESS").as_deref() == Ok(test) {
+        body();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("POLYCACHE_OWN_PROCESS", test)
+        .output()
+        .expect("run the test binary");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{test} failed in its own process ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hostile_vectors_in_the_component() {
+    in_own_process("vectors::hostile_vectors_in_the_component", || {
+        let inputs: BTreeMap<String, Vec<u8>> = cases("hostile.json")
+            .iter()
+            .map(|c| (str_of(c, "name").to_owned(), hostile_bytes(c)))
+            .collect();
+        run("hostile.json", |guest, case| {
+            let bytes = &inputs[str_of(case, "name")];
+            reset_peak_rss();
+            let before = peak_rss();
+            let started = std::time::Instant::now();
+            let result = guest.decode(bytes).map_err(|e| e.to_string())?;
+            let elapsed = started.elapsed();
+            let grew = peak_rss().saturating_sub(before);
+            match str_of(case, "expect") {
+                "decode_error" => expect_error("codec", result)?,
+                "ok" => drop(result.map_err(|e| format!("decode failed: {e:?}"))?),
+                _ => {
+                    let decoded = result.map_err(|e| format!("decode failed: {e:?}"))?;
+                    if decoded.value != pack(&typed(&case["value"])) {
+                        return Err("decoded another value".into());
+                    }
+                }
+            }
+            if elapsed > HOSTILE_MAX_TIME {
+                return Err(format!("took {elapsed:?}"));
+            }
+            if grew > HOSTILE_MAX_RSS {
+                return Err(format!("peak RSS grew by {} KiB", grew / 1024));
+            }
+            Ok(())
+        });
+    });
+}
