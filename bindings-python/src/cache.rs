@@ -54,14 +54,9 @@ fn camel_case(name: &str) -> String {
 }
 
 fn ttl_of(ttl: Option<f64>) -> PyResult<Option<Duration>> {
-    ttl.map(|s| {
-        Duration::try_from_secs_f64(s).map_err(|_| {
-            PyValueError::new_err(format!(
-                "ttl must be a non-negative number of seconds, not {s}"
-            ))
-        })
-    })
-    .transpose()
+    ttl.map(polycache::ttl::from_secs)
+        .transpose()
+        .map_err(errors::to_py)
 }
 
 fn items_of(items: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Value)>> {
@@ -264,7 +259,7 @@ impl Cache {
     fn __repr__(&self) -> String {
         format!(
             "Cache({:?}, namespace={:?})",
-            self.inner.config().url,
+            self.inner.config().redacted_url(),
             self.inner.config().namespace
         )
     }
@@ -527,7 +522,7 @@ impl AsyncCache {
     fn __repr__(&self) -> String {
         format!(
             "AsyncCache({:?}, namespace={:?})",
-            self.inner.config().url,
+            self.inner.config().redacted_url(),
             self.inner.config().namespace
         )
     }

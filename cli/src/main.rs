@@ -74,7 +74,10 @@ async fn demo(url: &str, latency: Duration) -> polycache::Result<()> {
         queries: Arc::new(AtomicUsize::new(0)),
         latency,
     };
-    println!("polycache demo on {url} (namespace \"demo\", database latency {latency:?})\n");
+    println!(
+        "polycache demo on {} (namespace \"demo\", database latency {latency:?})\n",
+        polycache::redact_url(url)
+    );
     for key in ["user:42", "user:7"] {
         cache.delete(key).await?; // a clean start when the store is shared
     }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 
 use crate::clock::Clock;
 use crate::codec::{self, EncodeOptions, Meta, Value};
@@ -52,6 +52,7 @@ struct Inner {
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
+            .field("url", &self.inner.config.redacted_url())
             .field("store", &self.inner.store)
             .field("namespace", &self.inner.keys.namespace())
             .finish_non_exhaustive()
@@ -228,7 +229,10 @@ impl Cache {
             .iter()
             .map(|k| self.redis_key(k))
             .collect::<Result<Vec<_>>>()?;
-        let fetched = match self.timed(self.inner.store.get_many(&redis_keys)).await {
+        let started = Instant::now();
+        let fetched = self.timed(self.inner.store.get_many(&redis_keys)).await;
+        let budget = self.budget_after(started, fetched.is_ok());
+        let fetched = match fetched {
             Ok(fetched) => fetched,
             // Read-through fails open: load everything; the store error is already counted.
             Err(_) if self.inner.loader.is_some() => vec![None; keys.len()],
@@ -243,7 +247,7 @@ impl Cache {
             let loaded = try_join_all(missing.iter().map(|&i| {
                 let loader = loader.clone();
                 let (key, redis_key) = (keys[i], redis_keys[i].clone());
-                self.load_and_store(redis_key, move || loader.load(key), None)
+                self.load_and_store(redis_key, move || loader.load(key), None, budget)
             }))
             .await?;
             for (i, value) in missing.into_iter().zip(loaded) {
@@ -251,6 +255,58 @@ impl Cache {
             }
         }
         Ok(values)
+    }
+
+    /// The values of `keys`, each with its own result, in one round trip per node: over
+    /// several nodes (shards, a cluster), a node that fails fails only its own keys. A
+    /// read-through cache loads the misses and the keys whose node failed.
+    pub async fn get_each(&self, keys: &[&str]) -> Vec<Result<Option<Value>>> {
+        let mut out: Vec<Result<Option<Value>>> = Vec::with_capacity(keys.len());
+        let mut asked = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            match self.redis_key(key) {
+                Ok(redis_key) => {
+                    asked.push((i, redis_key));
+                    out.push(Ok(None));
+                }
+                Err(err) => out.push(Err(err)),
+            }
+        }
+        let redis_keys: Vec<String> = asked.iter().map(|(_, k)| k.clone()).collect();
+        let started = Instant::now();
+        let fetched = match self.check_open() {
+            Ok(()) => {
+                let fetched = self.inner.store.get_each(&redis_keys).await;
+                self.inner.metrics.observe(started.elapsed());
+                fetched
+            }
+            Err(closed) => vec![Err(closed); redis_keys.len()],
+        };
+        for ((i, _), result) in asked.iter().zip(fetched) {
+            out[*i] = match result {
+                Ok(bytes) => Ok(self.decode_counted(bytes)),
+                Err(err) => {
+                    self.inner.metrics.add(Counter::StoreError, 1);
+                    Err(err)
+                }
+            };
+        }
+        if let Some(loader) = &self.inner.loader {
+            let missing: Vec<(usize, String)> = asked
+                .into_iter()
+                .filter(|(i, _)| !matches!(out[*i], Ok(Some(_))))
+                .collect();
+            let loaded = join_all(missing.iter().map(|(i, redis_key)| {
+                let (loader, key) = (loader.clone(), keys[*i]);
+                let budget = self.budget_after(started, out[*i].is_ok());
+                self.load_and_store(redis_key.clone(), move || loader.load(key), None, budget)
+            }))
+            .await;
+            for ((i, _), value) in missing.into_iter().zip(loaded) {
+                out[i] = value.map(Some);
+            }
+        }
+        out
     }
 
     /// Stores `value` under `key` for `ttl` (the config's TTL when `None`), shortened by
@@ -326,14 +382,27 @@ impl Cache {
         Fut: std::future::Future<Output = Result<Value>>,
     {
         let redis_key = self.redis_key(key)?;
-        if let Ok(Some(value)) = self
-            .timed(self.inner.store.get(&redis_key))
-            .await
-            .map(|bytes| self.decode_counted(bytes))
-        {
+        let started = Instant::now();
+        let read = self.timed(self.inner.store.get(&redis_key)).await;
+        let budget = self.budget_after(started, read.is_ok());
+        if let Ok(Some(value)) = read.map(|bytes| self.decode_counted(bytes)) {
             return Ok(value);
         }
-        self.load_and_store(redis_key, loader, ttl).await
+        self.load_and_store(redis_key, loader, ttl, budget).await
+    }
+
+    /// What is left of a call's store budget (`command_timeout`) after a read that started
+    /// at `started`: the write after a load draws on it, so the call's store steps together
+    /// stay within one timeout. Nothing is left after a failed read: the store is failing,
+    /// and the loaded value is returned without waiting on it again.
+    fn budget_after(&self, started: Instant, read_ok: bool) -> Duration {
+        if !read_ok {
+            return Duration::ZERO;
+        }
+        self.inner
+            .config
+            .command_timeout
+            .saturating_sub(started.elapsed())
     }
 
     /// Runs the loader through single-flight and stores its value (best effort).
@@ -342,6 +411,7 @@ impl Cache {
         redis_key: String,
         loader: F,
         ttl: Option<Duration>,
+        budget: Duration,
     ) -> Result<Value>
     where
         F: FnOnce() -> Fut,
@@ -361,7 +431,12 @@ impl Cache {
                     }
                 })?;
                 let entry = self.entry(redis_key, &value, ttl)?;
-                if self.timed(self.inner.store.set(entry)).await.is_ok() {
+                if !budget.is_zero()
+                    && self
+                        .timed(self.inner.store.set_within(entry, budget))
+                        .await
+                        .is_ok()
+                {
                     self.inner.metrics.add(Counter::Set, 1);
                 }
                 Ok(value)
@@ -406,17 +481,26 @@ impl Cache {
         Ok(Entry {
             key,
             value,
-            ttl: self.effective_ttl(ttl),
+            ttl: self.effective_ttl(ttl)?,
         })
     }
 
-    fn effective_ttl(&self, ttl: Option<Duration>) -> Option<Duration> {
-        let ttl = ttl.or(self.inner.config.ttl)?;
-        Some(crate::ttl::jittered(
+    /// The TTL a write uses: the call's, else the config's; zero means no expiry in both.
+    fn effective_ttl(&self, ttl: Option<Duration>) -> Result<Option<Duration>> {
+        let Some(ttl) = ttl.or(self.inner.config.ttl).filter(|t| !t.is_zero()) else {
+            return Ok(None);
+        };
+        if ttl > crate::ttl::MAX {
+            return Err(Error::config(format!(
+                "ttl {ttl:?} is above the maximum of {} s",
+                crate::ttl::MAX.as_secs()
+            )));
+        }
+        Ok(Some(crate::ttl::jittered(
             ttl,
             self.inner.config.jitter,
             fastrand::f64(),
-        ))
+        )))
     }
 
     /// Bytes from the store to a value; undecodable bytes count as a miss and a decode
@@ -444,11 +528,16 @@ impl Cache {
         }
     }
 
-    /// Runs a store call, recording its latency and counting its failure.
-    async fn timed<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Connection, "the cache is closed"));
         }
+        Ok(())
+    }
+
+    /// Runs a store call, recording its latency and counting its failure.
+    async fn timed<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.check_open()?;
         let started = Instant::now();
         let result = call.await;
         self.inner.metrics.observe(started.elapsed());

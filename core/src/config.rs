@@ -11,7 +11,7 @@ use crate::key::KeySchema;
 use crate::ring::Node;
 
 /// Everything that shapes a cache. `Default` is the embedded in-process store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[must_use]
 pub struct Config {
@@ -55,6 +55,15 @@ pub struct Config {
     /// docs/FORMAT.md §1 describes (default 256 MiB). A larger value is a miss plus a
     /// decode error.
     pub max_value_bytes: usize,
+}
+
+/// Shows every option, with the URL's credentials redacted ([`crate::redact_url`]).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        shown["url"] = serde_json::Value::from(self.redacted_url());
+        write!(f, "Config {shown}")
+    }
 }
 
 impl Default for Config {
@@ -103,11 +112,12 @@ impl Config {
         let bad = || Error::config(format!("invalid value {value:?} for URL option {name}"));
         let number = || value.parse::<f64>().map_err(|_| bad());
         let seconds = || number().and_then(|s| Duration::try_from_secs_f64(s).map_err(|_| bad()));
+        let ttl = || number().and_then(crate::ttl::from_secs);
         match name {
             "prefix" => self.prefix = value.into(),
             "namespace" => self.namespace = value.into(),
             "maxKeyLength" => self.max_key_length = value.parse().map_err(|_| bad())?,
-            "ttl" => self.ttl = Some(seconds()?).filter(|d| !d.is_zero()),
+            "ttl" => self.ttl = Some(ttl()?).filter(|d| !d.is_zero()),
             "jitter" => self.jitter = number()?,
             "codec" => {
                 self.codec =
@@ -150,6 +160,12 @@ impl Config {
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(Error::config("jitter must be between 0 and 1"));
         }
+        if self.ttl.is_some_and(|ttl| ttl > crate::ttl::MAX) {
+            return Err(Error::config(format!(
+                "ttl must be at most {} s",
+                crate::ttl::MAX.as_secs()
+            )));
+        }
         if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::config("timeouts must be greater than zero"));
         }
@@ -162,6 +178,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The URL as it may be shown to humans: credentials replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        crate::redact_url(&self.url)
     }
 
     pub(crate) fn key_schema(&self) -> Result<KeySchema> {
@@ -331,9 +352,12 @@ impl SentinelTarget {
 
 impl Target {
     pub(crate) fn parse(url: &str) -> Result<Target> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| Error::config(format!("{url:?} is not a URL (expected scheme://…)")))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            Error::config(format!(
+                "{:?} is not a URL (expected scheme://…)",
+                crate::redact_url(url)
+            ))
+        })?;
         match scheme {
             "memory" => Ok(Target::Memory),
             "redis" | "rediss" => Ok(Target::Redis(url.to_owned())),
@@ -350,7 +374,10 @@ impl Target {
                 };
                 let hosts: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
                 if hosts.is_empty() {
-                    return Err(Error::config(format!("{url:?} names no hosts")));
+                    return Err(Error::config(format!(
+                        "{:?} names no hosts",
+                        crate::redact_url(url)
+                    )));
                 }
                 let urls = hosts
                     .iter()
@@ -428,9 +455,9 @@ mod secs_opt {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<f64>::deserialize(d)? {
             None => Ok(None),
-            Some(secs) => Duration::try_from_secs_f64(secs)
+            Some(secs) => crate::ttl::from_secs(secs)
                 .map(|d| Some(d).filter(|d| !d.is_zero()))
-                .map_err(serde::de::Error::custom),
+                .map_err(|e| serde::de::Error::custom(e.message())),
         }
     }
 }

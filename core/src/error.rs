@@ -117,6 +117,12 @@ impl Error {
         Error::new(ErrorKind::Codec, message)
     }
 
+    /// This error with the node it happened on (`host:port`) in front of its message.
+    pub(crate) fn on_node(mut self, node: &str) -> Self {
+        self.message = format!("{node}: {}", self.message);
+        self
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -34,6 +34,7 @@ mod error;
 pub mod key;
 mod metrics;
 pub mod patterns;
+mod redact;
 pub mod ring;
 pub mod store;
 pub mod ttl;
@@ -47,6 +48,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use key::KeySchema;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
 pub use patterns::{call_key, KeyTemplate, Loader, SingleFlight, Writer};
+pub use redact::redact_url;
 pub use ring::{Node, Ring};
 #[cfg(feature = "memory")]
 pub use store::MemoryStore;

@@ -89,10 +89,11 @@ impl MemoryStore {
     fn insert(&self, entry: Entry) {
         let expires_at_ms = entry
             .ttl
-            .map(|ttl| self.clock.now_ms().saturating_add(ttl.as_millis() as u64));
+            .and_then(crate::ttl::as_px)
+            .map(|px| self.clock.now_ms().saturating_add(px));
         let slot = Slot {
             bytes: entry.value.into(),
-            ttl: entry.ttl,
+            ttl: entry.ttl.filter(|t| !t.is_zero()),
             expires_at_ms,
         };
         self.entries.insert(entry.key, slot);

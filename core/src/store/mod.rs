@@ -9,6 +9,7 @@
 
 #[cfg(feature = "redis")]
 mod blocking;
+mod lazy;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "tokio-redis")]
@@ -23,13 +24,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+#[allow(unused_imports)] // unused in builds without Redis
+use futures_util::future::BoxFuture;
 
 #[cfg(feature = "redis")]
-pub use self::blocking::{Batching, BlockingClusterStore, BlockingRedisStore, BlockingStore};
+pub use self::blocking::{BlockingClusterStore, BlockingRedisStore};
 #[cfg(feature = "tokio-redis")]
 pub use self::redis::{ClusterStore, RedisStore};
 #[cfg(feature = "redis")]
 pub use self::sentinel::SentinelStore;
+pub use lazy::{LazyStore, RETRY_AFTER};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use sharded::ShardedStore;
@@ -48,7 +52,7 @@ pub struct Entry {
     pub key: String,
     /// The stored bytes (an envelope, or bare bytes in raw mode).
     pub value: Vec<u8>,
-    /// Time to live; `None` keeps the value until evicted.
+    /// Time to live; `None` (or zero) keeps the value until evicted.
     pub ttl: Option<Duration>,
 }
 
@@ -59,8 +63,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// The bytes under each key, in order, in as few round trips as the topology allows.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Like [`Store::get_many`] with a result per key, so that over several nodes a failing
+    /// node fails only its own keys. The default fails every key with the one error.
+    async fn get_each(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        match self.get_many(keys).await {
+            Ok(values) => values.into_iter().map(Ok).collect(),
+            Err(err) => vec![Err(err); keys.len()],
+        }
+    }
     /// Writes one value.
     async fn set(&self, entry: Entry) -> Result<()>;
+    /// Writes one value within `budget` instead of the command timeout: the last step of
+    /// a call that already spent part of its deadline.
+    async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {
+        let _ = budget;
+        self.set(entry).await
+    }
     /// Writes several values, pipelined per node.
     async fn set_many(&self, entries: Vec<Entry>) -> Result<()>;
     /// Removes `key`; whether it existed.
@@ -99,8 +117,8 @@ pub async fn open(config: &Config, clock: Clock, io: Io) -> Result<Arc<dyn Store
         return open_memory(config, clock);
     }
     match io {
-        Io::Async => open_async(target, config).await,
-        Io::Blocking => open_blocking(target, config),
+        Io::Async => open_async(target, config, clock).await,
+        Io::Blocking => open_blocking(target, config, clock).await,
     }
 }
 
@@ -117,8 +135,7 @@ fn open_memory(_: &Config, _: Clock) -> Result<Arc<dyn Store>> {
 }
 
 #[cfg(feature = "tokio-redis")]
-async fn open_async(target: Target, config: &Config) -> Result<Arc<dyn Store>> {
-    use futures_util::future::try_join_all;
+async fn open_async(target: Target, config: &Config, clock: Clock) -> Result<Arc<dyn Store>> {
     Ok(match target {
         Target::Memory => unreachable!("handled by open"),
         Target::Redis(url) => Arc::new(RedisStore::connect(&url, config).await?),
@@ -129,25 +146,62 @@ async fn open_async(target: Target, config: &Config) -> Result<Arc<dyn Store>> {
         Target::Shards(nodes) => {
             let (urls, ring_nodes): (Vec<String>, Vec<_>) = nodes.into_iter().unzip();
             let ring = crate::Ring::new(ring_nodes)?;
-            let stores = try_join_all(urls.iter().map(|url| RedisStore::connect(url, config)))
-                .await?
-                .into_iter()
-                .map(|store| Arc::new(store) as Arc<dyn Store>)
-                .collect();
-            Arc::new(ShardedStore::new(ring, stores)?)
+            let config = node_config(config);
+            let stores = futures_util::future::join_all(urls.into_iter().map(|url| {
+                let (config, clock) = (config.clone(), clock.clone());
+                async move {
+                    let first = RedisStore::connect(&url, &config).await;
+                    let name = crate::redact_url(&url);
+                    let reopen = move || {
+                        let (url, config) = (url.clone(), config.clone());
+                        Box::pin(async move {
+                            let store = RedisStore::connect(&url, &config).await?;
+                            Ok(Arc::new(store) as Arc<dyn Store>)
+                        }) as BoxFuture<'static, _>
+                    };
+                    LazyStore::new(name, clock, first.map(arc), Box::new(reopen))
+                }
+            }))
+            .await;
+            sharded(ring, stores)?
         }
     })
 }
 
+/// The config a shard's node opens with: a node reopened during a call must not take
+/// longer than the call may.
+fn node_config(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.connect_timeout = config.connect_timeout.min(config.command_timeout);
+    config
+}
+
+/// The sharded store over nodes that may be down; an error when none is up.
+fn sharded(ring: crate::Ring, nodes: Vec<LazyStore>) -> Result<Arc<dyn Store>> {
+    if let Some(down) = nodes.iter().find(|node| !node.is_up()) {
+        if nodes.iter().all(|node| !node.is_up()) {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Connection,
+                format!("no shard is reachable (first: {down:?})"),
+            ));
+        }
+    }
+    let nodes = nodes
+        .into_iter()
+        .map(|node| Arc::new(node) as Arc<dyn Store>)
+        .collect();
+    Ok(Arc::new(ShardedStore::new(ring, nodes)?))
+}
+
 #[cfg(not(feature = "tokio-redis"))]
-async fn open_async(_: Target, _: &Config) -> Result<Arc<dyn Store>> {
+async fn open_async(_: Target, _: &Config, _: Clock) -> Result<Arc<dyn Store>> {
     Err(Error::config(
         "this build of polycache has no async Redis stores (feature `tokio-redis` is off)",
     ))
 }
 
 #[cfg(feature = "redis")]
-fn open_blocking(target: Target, config: &Config) -> Result<Arc<dyn Store>> {
+async fn open_blocking(target: Target, config: &Config, clock: Clock) -> Result<Arc<dyn Store>> {
     Ok(match target {
         Target::Memory => unreachable!("handled by open"),
         Target::Redis(url) => Arc::new(BlockingRedisStore::connect(&url, config)?),
@@ -160,20 +214,45 @@ fn open_blocking(target: Target, config: &Config) -> Result<Arc<dyn Store>> {
         Target::Shards(nodes) => {
             let (urls, ring_nodes): (Vec<String>, Vec<_>) = nodes.into_iter().unzip();
             let ring = crate::Ring::new(ring_nodes)?;
-            let stores = urls
-                .iter()
-                .map(|url| {
-                    BlockingRedisStore::connect(url, config)
-                        .map(|store| Arc::new(store) as Arc<dyn Store>)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Arc::new(ShardedStore::new(ring, stores)?)
+            // Nodes open one after another on this thread, all within one connect_timeout.
+            let deadline = std::time::Instant::now() + config.connect_timeout;
+            let config = node_config(config);
+            let mut stores = Vec::with_capacity(urls.len());
+            for url in urls {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let first = if left.is_zero() {
+                    Err(crate::Error::new(
+                        crate::ErrorKind::Timeout,
+                        format!(
+                            "{}: not opened within connectTimeout",
+                            crate::redact_url(&url)
+                        ),
+                    ))
+                } else {
+                    let mut first = config.clone();
+                    first.connect_timeout = left.min(first.connect_timeout);
+                    BlockingRedisStore::connect(&url, &first).map(arc)
+                };
+                let name = crate::redact_url(&url);
+                let config = config.clone();
+                let reopen = move || {
+                    let opened = BlockingRedisStore::connect(&url, &config).map(arc);
+                    Box::pin(std::future::ready(opened)) as BoxFuture<'static, _>
+                };
+                stores.push(LazyStore::new(name, clock.clone(), first, Box::new(reopen)));
+            }
+            sharded(ring, stores)?
         }
     })
 }
 
+#[allow(dead_code)] // unused in builds without Redis
+fn arc<S: Store + 'static>(store: S) -> Arc<dyn Store> {
+    Arc::new(store)
+}
+
 #[cfg(not(feature = "redis"))]
-fn open_blocking(_: Target, _: &Config) -> Result<Arc<dyn Store>> {
+async fn open_blocking(_: Target, _: &Config, _: Clock) -> Result<Arc<dyn Store>> {
     Err(Error::config(
         "this build of polycache has no Redis support (feature `redis` is off)",
     ))
@@ -183,8 +262,8 @@ fn open_blocking(_: Target, _: &Config) -> Result<Arc<dyn Store>> {
 fn set_cmd(entry: &Entry) -> ::redis::Cmd {
     let mut cmd = ::redis::cmd("SET");
     cmd.arg(&entry.key).arg(&entry.value);
-    if let Some(ttl) = entry.ttl {
-        cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+    if let Some(px) = entry.ttl.and_then(crate::ttl::as_px) {
+        cmd.arg("PX").arg(px);
     }
     cmd
 }

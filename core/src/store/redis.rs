@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -22,7 +22,7 @@ async fn bounded<T>(
     fut: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T> {
     match tokio::time::timeout(limit, fut).await {
-        Ok(result) => result.map_err(Error::from),
+        Ok(result) => result.map_err(|e| Error::from(e).on_node(what)),
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
             format!("{what} did not finish within {limit:?}"),
@@ -77,8 +77,21 @@ impl RedisStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.query_within(cmd, self.timeout).await
+    }
+
+    async fn query_within<T: redis::FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        budget: Duration,
+    ) -> Result<T> {
         let mut conn = self.conn.clone();
-        bounded(self.timeout, &self.name, cmd.query_async(&mut conn)).await
+        bounded(
+            budget.min(self.timeout),
+            &self.name,
+            cmd.query_async(&mut conn),
+        )
+        .await
     }
 
     async fn pipeline(&self, pipe: &Pipeline) -> Result<()> {
@@ -102,6 +115,10 @@ impl Store for RedisStore {
 
     async fn set(&self, entry: Entry) -> Result<()> {
         self.query(&set_cmd(&entry)).await
+    }
+
+    async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {
+        self.query_within(&set_cmd(&entry), budget).await
     }
 
     async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
@@ -165,8 +182,17 @@ impl ClusterStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.query_within(cmd, self.timeout).await
+    }
+
+    async fn query_within<T: redis::FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        budget: Duration,
+    ) -> Result<T> {
         let mut conn = self.conn.clone();
-        bounded(self.timeout, "cluster command", cmd.query_async(&mut conn)).await
+        let budget = budget.min(self.timeout);
+        bounded(budget, "cluster command", cmd.query_async(&mut conn)).await
     }
 }
 
@@ -174,6 +200,34 @@ impl ClusterStore {
 impl Store for ClusterStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    async fn get_each(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        let groups = group_by_slot(keys.iter().map(String::as_str));
+        let replies = join_all(groups.values().map(|indices| {
+            let mut cmd = redis::cmd("MGET");
+            for &i in indices {
+                cmd.arg(&keys[i]);
+            }
+            async move { self.query::<Vec<Option<Vec<u8>>>>(&cmd).await }
+        }))
+        .await;
+        let mut out: Vec<Result<Option<Vec<u8>>>> = keys.iter().map(|_| Ok(None)).collect();
+        for (indices, reply) in groups.values().zip(replies) {
+            match reply {
+                Ok(values) => {
+                    for (&i, value) in indices.iter().zip(values) {
+                        out[i] = Ok(value);
+                    }
+                }
+                Err(err) => {
+                    for &i in indices {
+                        out[i] = Err(err.clone());
+                    }
+                }
+            }
+        }
+        out
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -197,6 +251,10 @@ impl Store for ClusterStore {
 
     async fn set(&self, entry: Entry) -> Result<()> {
         self.query(&set_cmd(&entry)).await
+    }
+
+    async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {
+        self.query_within(&set_cmd(&entry), budget).await
     }
 
     async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 
 use super::{Entry, Store};
 use crate::error::{Error, Result};
@@ -74,8 +74,28 @@ impl Store for ShardedStore {
         Ok(out)
     }
 
+    async fn get_each(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        let groups = self.group(keys.iter().map(String::as_str));
+        let replies = join_all(groups.iter().map(|(&node, indices)| {
+            let node_keys: Vec<String> = indices.iter().map(|&i| keys[i].clone()).collect();
+            async move { self.nodes[node].get_each(&node_keys).await }
+        }))
+        .await;
+        let mut out: Vec<Result<Option<Vec<u8>>>> = keys.iter().map(|_| Ok(None)).collect();
+        for ((_, indices), values) in groups.iter().zip(replies) {
+            for (&i, value) in indices.iter().zip(values) {
+                out[i] = value;
+            }
+        }
+        out
+    }
+
     async fn set(&self, entry: Entry) -> Result<()> {
         self.node(&entry.key).set(entry).await
+    }
+
+    async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {
+        self.node(&entry.key).set_within(entry, budget).await
     }
 
     async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
