@@ -29,7 +29,9 @@ fn config(url: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
         .ok_or_else(|| PyValueError::new_err("config"))?;
     for (name, value) in options.iter() {
         let name = name.cast::<PyString>()?.to_cow()?.into_owned();
-        object.insert(camel_case(&name), py_to_json(&value)?);
+        let value = py_to_json(&value)
+            .map_err(|e| errors::ConfigError::new_err(format!("option {name}: {e}")))?;
+        object.insert(camel_case(&name), value);
     }
     let config: Config = serde_json::from_value(json)
         .map_err(|e| errors::ConfigError::new_err(e.to_string().replace("`", "'")))?;

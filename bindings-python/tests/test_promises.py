@@ -1,0 +1,160 @@
+"""Promises under fault and hostile input: every call ends within its timeout against a
+paused server, TTLs are checked, and no repr or error shows a password."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import polycache
+from polycache import AsyncCache, Cache
+
+TIMEOUT = 0.4
+# The promise: within the timeout plus 20 % and 50 ms of scheduling slack.
+LIMIT = TIMEOUT * 1.2 + 0.05
+SECRET = "S3cr3t-pw"
+
+
+@pytest.fixture
+def paused(own_server: tuple[str, int]) -> Iterator[str]:
+    """A server of this test's own; the test pauses it with `os.kill(pid, SIGSTOP)`."""
+    url, pid = own_server
+    yield url
+    os.kill(pid, signal.SIGCONT)
+
+
+SYNC_CALLS: dict[str, Callable[[Cache], Any]] = {
+    "get": lambda c: c.get("k"),
+    "set": lambda c: c.set("k", 2),
+    "delete": lambda c: c.delete("k"),
+    "ttl": lambda c: c.ttl("k"),
+    "get_many": lambda c: c.get_many(["k", "j"]),
+    "set_many": lambda c: c.set_many({"k": 3}),
+}
+
+
+def test_every_sync_call_on_a_paused_server_ends_within_its_timeout(
+    own_server: tuple[str, int],
+) -> None:
+    url, pid = own_server
+    cache = Cache(url, command_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    cache.set("k", 1)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):  # the second round runs on connections opened after timeouts
+            for name, call in SYNC_CALLS.items():
+                started = time.monotonic()
+                with pytest.raises((polycache.TimeoutError, polycache.ConnectionError)) as err:
+                    call(cache)
+                elapsed = time.monotonic() - started
+                assert elapsed <= LIMIT, f"{name} took {elapsed:.3f}s"
+                assert url.rsplit("/", 1)[-1].split("?")[0] in str(err.value), str(err.value)
+            started = time.monotonic()
+            assert cache.get_or_load("k", lambda: "db") == "db"  # fails open
+            assert time.monotonic() - started <= LIMIT
+        started = time.monotonic()
+        with pytest.raises(polycache.TimeoutError):
+            Cache(url, command_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+        assert time.monotonic() - started <= LIMIT
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert cache.get("k") is not None  # recovers
+
+
+def test_every_async_call_on_a_paused_server_ends_within_its_timeout(
+    own_server: tuple[str, int],
+) -> None:
+    url, pid = own_server
+
+    async def main() -> None:
+        cache = await AsyncCache.connect(url, command_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+        await cache.set("k", 1)
+        os.kill(pid, signal.SIGSTOP)
+        calls = {
+            "get": lambda: cache.get("k"),
+            "set": lambda: cache.set("k", 2),
+            "delete": lambda: cache.delete("k"),
+            "ttl": lambda: cache.ttl("k"),
+            "get_many": lambda: cache.get_many(["k", "j"]),
+            "set_many": lambda: cache.set_many({"k": 3}),
+        }
+        for name, call in calls.items():
+            started = time.monotonic()
+            with pytest.raises((polycache.TimeoutError, polycache.ConnectionError)):
+                await call()
+            elapsed = time.monotonic() - started
+            assert elapsed <= LIMIT, f"{name} took {elapsed:.3f}s"
+        started = time.monotonic()
+        assert await cache.get_or_load("k", lambda: "db") == "db"
+        assert time.monotonic() - started <= LIMIT
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 1e17, 18446744073709553.0])
+def test_bad_ttls_are_config_errors(bad: float, namespace: str) -> None:
+    cache = Cache("memory://", namespace=namespace)
+    with pytest.raises(polycache.ConfigError, match="ttl"):
+        cache.set("k", 1, ttl=bad)
+    with pytest.raises(polycache.ConfigError, match="ttl"):
+        cache.get_or_load("k", lambda: 1, ttl=bad)
+    with pytest.raises(polycache.ConfigError):
+        Cache("memory://", ttl=bad)
+
+
+def test_ttl_zero_per_call_means_no_expiry_as_in_the_config(url: str, namespace: str) -> None:
+    cache = Cache(url, namespace=namespace, ttl=60)
+    cache.set("forever", 1, ttl=0)
+    assert cache.get("forever") == 1
+    assert cache.ttl("forever") is None
+    cache.set("minute", 1)
+    left = cache.ttl("minute")
+    assert left is not None and 0 < left <= 60
+
+
+def test_no_repr_or_error_shows_the_password(own_server: tuple[str, int]) -> None:
+    url, _ = own_server
+    host = url.split("://", 1)[1]
+    printed: list[str] = []
+    bad_urls = [
+        f"redis://:{SECRET}@{host}?bogus=1",
+        f"redis://:{SECRET}@{host}?ttl=nope",
+        f"mongodb://:{SECRET}@{host}",
+        f"redis+shards://:{SECRET}@",
+        f":{SECRET}@{host}",
+    ]
+    for bad in bad_urls:
+        with pytest.raises(polycache.PolycacheError) as err:
+            Cache(bad)
+        printed += [str(err.value), repr(err.value)]
+    # A server that wants a password, given a wrong one and the right one.
+    Cache(url).set("probe", 1)
+    subprocess.run(
+        ["redis-cli", "-p", host.rsplit(":", 1)[1], "CONFIG", "SET", "requirepass", SECRET],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(polycache.PolycacheError) as err:
+        Cache(f"redis://:{SECRET}x@{host}")
+    printed += [str(err.value), repr(err.value)]
+    good = f"redis://:{SECRET}@{host}"
+    printed += [repr(Cache(good)), repr(Cache.from_url(good, namespace="n"))]
+
+    async def open_async() -> str:
+        return repr(await AsyncCache.connect(good))
+
+    printed.append(asyncio.run(open_async()))
+    printed.append(repr(AsyncCache(good)))
+    for text in printed:
+        assert SECRET not in text, text
+    assert any("***" in text for text in printed)
