@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
-use polycache::{call_key as core_call_key, KeySchema, KeyTemplate, Node, Ring as CoreRing};
+use polycache::{call_key_named, KeySchema, KeyTemplate, Node, Ring as CoreRing};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -157,11 +157,21 @@ impl PyKeyTemplate {
     }
 }
 
-/// The key of a call without a template: `<function>:<hash of the arguments>`.
+/// The key of a call without a template: `<function>:<hash of the arguments>`; named
+/// arguments (`**kwargs`) count whatever order they were given in.
 #[pyfunction]
-fn call_key(function: &str, args: Vec<Bound<'_, PyAny>>) -> PyResult<String> {
+#[pyo3(signature = (function, args, named = None))]
+fn call_key(
+    function: &str,
+    args: Vec<Bound<'_, PyAny>>,
+    named: Option<&Bound<'_, PyDict>>,
+) -> PyResult<String> {
     let args = args.iter().map(to_value).collect::<PyResult<Vec<_>>>()?;
-    Ok(core_call_key(function, &args))
+    let mut named_values = BTreeMap::new();
+    for (k, v) in named.into_iter().flat_map(|named| named.iter()) {
+        named_values.insert(k.extract::<String>()?, to_value(&v)?);
+    }
+    Ok(call_key_named(function, &args, &named_values))
 }
 
 /// The consistent-hash ring over named, weighted nodes.

@@ -68,3 +68,23 @@ def test_async_decorator(url: str, namespace: str) -> None:
         assert await cache.get("report:3") == [0, 1, 2]
 
     asyncio.run(main())
+
+
+def test_default_key_includes_keyword_arguments(namespace: str) -> None:
+    cache = Cache("memory://", namespace=namespace)
+    calls: list[tuple[int, dict[str, str]]] = []
+
+    @cache.cached()
+    def export(report: int, **options: str) -> str:
+        calls.append((report, options))
+        return f"{report}.{options.get('fmt', 'txt')}"
+
+    assert export(1, fmt="pdf") == "1.pdf"
+    assert export(1, fmt="csv") == "1.csv"  # not the pdf entry
+    assert export(1, fmt="pdf", lang="en") == "1.pdf"
+    assert export(1, lang="en", fmt="pdf") == "1.pdf"  # the order of names does not count
+    assert len(calls) == 3
+    # The key is the documented one (FORMAT.md §5), so other runtimes can compute it.
+    key = contract.call_key("export", [1], {"fmt": "csv"})
+    assert cache.get(key) == "1.csv"
+    assert contract.call_key("export", [1], {}) == contract.call_key("export", [1])

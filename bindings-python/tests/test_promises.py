@@ -158,3 +158,17 @@ def test_no_repr_or_error_shows_the_password(own_server: tuple[str, int]) -> Non
     for text in printed:
         assert SECRET not in text, text
     assert any("***" in text for text in printed)
+
+
+def test_a_loader_asking_for_its_own_key_raises_instead_of_hanging(
+    url: str, namespace: str
+) -> None:
+    cache = Cache(url, namespace=namespace)
+
+    def loader() -> Any:
+        return cache.get_or_load("self", lambda: 1)
+
+    with pytest.raises(polycache.LoaderError, match="wait for itself"):
+        cache.get_or_load("self", loader)
+    # Other keys may be loaded from inside a loader.
+    assert cache.get_or_load("outer", lambda: cache.get_or_load("inner", lambda: 2)) == 2

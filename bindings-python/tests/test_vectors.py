@@ -157,7 +157,8 @@ def test_ring(case: dict[str, Any]) -> None:
 def test_templates(case: dict[str, Any]) -> None:
     args = [typed(a) for a in case["args"]]
     if case["kind"] == "default":
-        assert contract.call_key(case["function"], args) == case["key"]
+        named_args = {k: typed(v) for k, v in case["named"].items()}
+        assert contract.call_key(case["function"], args, named_args) == case["key"]
         return
     named = {k: typed(v) for k, v in case["named"].items()}
     if "error" in case:

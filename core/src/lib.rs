@@ -47,7 +47,7 @@ pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use key::KeySchema;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
-pub use patterns::{call_key, KeyTemplate, Loader, SingleFlight, Writer};
+pub use patterns::{call_key, call_key_named, KeyTemplate, Loader, SingleFlight, Writer};
 pub use redact::redact_url;
 pub use ring::{Node, Ring};
 #[cfg(feature = "memory")]

@@ -449,6 +449,41 @@ async fn typed_rust_values(backend: Backend) {
     assert_eq!(back, ada);
 }
 
+/// A loader that asks for its own key gets a clear error instead of waiting for itself.
+async fn reentrant_get_or_load(backend: Backend) {
+    let cache = open(backend, "reentrant").await;
+    let inner = cache.clone();
+    let err = cache
+        .get_or_load(
+            "self",
+            || async move {
+                inner
+                    .get_or_load("self", || async { Ok(Value::from(1)) }, None)
+                    .await
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Loader, "{err:?}");
+    assert!(err.message().contains("wait for itself"), "{err}");
+    // Other keys are fine from inside a loader.
+    let inner = cache.clone();
+    let value = cache
+        .get_or_load(
+            "outer",
+            || async move {
+                inner
+                    .get_or_load("other", || async { Ok(Value::from(2)) }, None)
+                    .await
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(value, Value::from(2));
+}
+
 macro_rules! suite {
     ($($backend:ident => $variant:expr),* $(,)?) => {$(
         mod $backend {
@@ -472,6 +507,8 @@ macro_rules! suite {
             async fn codecs_and_compression() { super::codecs_and_compression(B).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn typed_rust_values() { super::typed_rust_values(B).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reentrant_get_or_load() { super::reentrant_get_or_load(B).await }
         }
     )*};
 }

@@ -278,7 +278,7 @@ fn ring_vectors() {
 
 #[test]
 fn template_vectors() {
-    use polycache::{call_key, KeyTemplate};
+    use polycache::{call_key_named, KeyTemplate};
     run_all("templates.json", |case| {
         let args: Vec<Value> = case["args"]
             .as_array()
@@ -304,7 +304,14 @@ fn template_vectors() {
                 }
             }
             "default" => {
-                let key = call_key(case["function"].as_str().unwrap_or_default(), &args);
+                let named: std::collections::BTreeMap<String, Value> = case["named"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), typed(v)))
+                    .collect();
+                let key =
+                    call_key_named(case["function"].as_str().unwrap_or_default(), &args, &named);
                 (key == case["key"].as_str().unwrap_or_default())
                     .then_some(())
                     .ok_or(format!("got {key}"))

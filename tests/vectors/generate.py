@@ -2073,8 +2073,9 @@ def render_template(template: str, args: list[Any], named: dict[str, Any]) -> st
     return out
 
 
-def call_key(function: str, args: list[Any]) -> str:
-    packed = msgpack_encode(canonical(list(args)))
+def call_key(function: str, args: list[Any], named: dict[str, Any] | None = None) -> str:
+    hashed: Any = list(args) if not named else [list(args), named]
+    packed = msgpack_encode(canonical(hashed))
     return function + ":" + hashlib.sha256(packed).hexdigest()[:32]
 
 
@@ -2098,14 +2099,18 @@ def templates_cases() -> list[dict[str, Any]]:
             case["error"] = exc.kind
         cases.append(case)
 
-    def default(name: str, function: str, args: list[Any]) -> None:
+    def default(
+        name: str, function: str, args: list[Any], named: dict[str, Any] | None = None
+    ) -> None:
+        named = named or {}
         cases.append(
             {
                 "name": name,
                 "kind": "default",
                 "function": function,
                 "args": [to_typed(a) for a in args],
-                "key": call_key(function, args),
+                "named": {k: to_typed(named[k]) for k in sorted(named, key=utf8_key)},
+                "key": call_key(function, args, named),
             }
         )
 
@@ -2172,6 +2177,12 @@ def templates_cases() -> list[dict[str, Any]]:
     default("default-big", "f", [2**64 - 1, -(2**63)])
     default("default-bool", "f", [True, False])
     default("default-float-integral", "f", [1.0])
+    # Named arguments (Python **kwargs): hashed as [positional, named], names in byte order.
+    default("default-named", "export", [1], {"fmt": "pdf"})
+    default("default-named-other", "export", [1], {"fmt": "csv"})
+    default("default-named-order", "export", [1], {"z": 1, "a": 2})
+    default("default-named-only", "export", [], {"fmt": "pdf"})
+    default("default-named-unicode", "export", ["x"], {"ü": [1, {"b": None}], "a": b"\x01"})
     return cases
 
 

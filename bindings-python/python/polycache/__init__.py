@@ -61,7 +61,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _CallKey:
     """Turns one call's arguments into its user key (docs/FORMAT.md §5): the template
     rendered with the call's arguments, or the function name plus a hash of the
-    positional arguments. Calls with plain positional arguments skip `inspect` binding."""
+    arguments (the parameters in signature order, then any `**kwargs` by name). Calls
+    with plain positional arguments skip `inspect` binding."""
 
     def __init__(self, fn: Callable[..., Any], key: str | None) -> None:
         self.name = fn.__name__
@@ -88,17 +89,19 @@ class _CallKey:
         bound.apply_defaults()
         positional: list[Any] = []
         named: dict[str, Any] = {}
+        extra: dict[str, Any] = {}  # **kwargs: in the default key by name, not position
         for name, value in bound.arguments.items():
             kind = self.signature.parameters[name].kind
             if kind is inspect.Parameter.VAR_POSITIONAL:
                 positional.extend(value)
             elif kind is inspect.Parameter.VAR_KEYWORD:
                 named.update(value)
+                extra.update(value)
             else:
                 positional.append(value)
                 named[name] = value
         if self.template is None:
-            return _native.call_key(self.name, positional)
+            return _native.call_key(self.name, positional, extra)
         return self.template.render(positional, named)
 
 

@@ -133,7 +133,10 @@ test('templates.json', async (t) => {
       if (c.error) throwsCode(render, c.error === 'key' ? 'EKEY' : 'ECONFIG', c.name)
       else assert.equal(render(), c.key, c.name)
     } else if (c.kind === 'default') {
-      assert.equal(pc.callKey(c.function, args), c.key, c.name)
+      // Named arguments (FORMAT.md §5): passed as the argument list [positional, named].
+      const named = Object.fromEntries(Object.entries(c.named).map(([k, v]) => [k, typed(v)]))
+      const hashed = Object.keys(named).length ? [args, named] : args
+      assert.equal(pc.callKey(c.function, hashed), c.key, c.name)
     } else {
       assert.fail(`${c.name}: unknown kind ${c.kind}`)
     }

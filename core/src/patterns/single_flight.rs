@@ -1,15 +1,44 @@
 //! Local single-flight: concurrent callers for one key share one in-flight load.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use tokio::sync::OnceCell;
 
 use crate::codec::Value;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 
 type Flight = Arc<OnceCell<Result<Value>>>;
+
+thread_local! {
+    /// The loads being polled on this thread right now: (single-flight, key) pairs.
+    static LOADING: RefCell<Vec<(usize, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A load future that marks its key as loading on this thread while it is polled, so a
+/// call for the same key made from inside the load (a loader asking for its own key) is
+/// recognised instead of waiting for itself forever.
+struct Loading<Fut> {
+    load: Pin<Box<Fut>>,
+    owner: usize,
+    key: String,
+}
+
+impl<Fut: Future> Future for Loading<Fut> {
+    type Output = Fut::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fut::Output> {
+        let entry = (self.owner, self.key.clone());
+        LOADING.with(|loading| loading.borrow_mut().push(entry));
+        let polled = self.load.as_mut().poll(cx);
+        LOADING.with(|loading| loading.borrow_mut().pop());
+        polled
+    }
+}
 
 /// Deduplicates concurrent loads per key within one process.
 ///
@@ -28,11 +57,31 @@ impl SingleFlight {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value>>,
     {
+        let owner = self as *const Self as usize;
+        let reentrant = LOADING.with(|loading| {
+            loading
+                .borrow()
+                .iter()
+                .any(|(o, k)| *o == owner && k == key)
+        });
+        if reentrant {
+            return Err(Error::new(
+                ErrorKind::Loader,
+                format!(
+                    "the loader of {key:?} asked for {key:?} again: it would wait for itself forever"
+                ),
+            ));
+        }
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
             flights.entry(key.to_owned()).or_default().clone()
         };
-        let result = flight.get_or_init(load).await.clone();
+        let loading = || Loading {
+            load: Box::pin(load()),
+            owner,
+            key: key.to_owned(),
+        };
+        let result = flight.get_or_init(loading).await.clone();
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
         if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
             flights.remove(key);

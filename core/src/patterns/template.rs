@@ -169,7 +169,22 @@ fn render_value(out: &mut String, value: &Value) -> Result<()> {
 /// of SHA-256 over the canonical MessagePack of the argument array. Stable across
 /// runtimes, but function names differ between languages: give a template to share.
 pub fn call_key(function: &str, args: &[Value]) -> String {
-    let packed = msgpack::encode(&Value::Array(args.to_vec()));
+    digest_key(function, &Value::Array(args.to_vec()))
+}
+
+/// [`call_key`] for a call with named arguments (Python's `**kwargs`): the hashed value is
+/// the pair `[positional array, named map]`, the map's keys in byte order whatever order
+/// the call gave them. Without named arguments it is exactly [`call_key`].
+pub fn call_key_named(function: &str, args: &[Value], named: &BTreeMap<String, Value>) -> String {
+    if named.is_empty() {
+        return call_key(function, args);
+    }
+    let pair = Value::Array(vec![Value::Array(args.to_vec()), Value::Map(named.clone())]);
+    digest_key(function, &pair)
+}
+
+fn digest_key(function: &str, hashed: &Value) -> String {
+    let packed = msgpack::encode(hashed);
     let digest = Sha256::digest(&packed);
     let mut out = String::with_capacity(function.len() + 33);
     out.push_str(function);

@@ -310,7 +310,26 @@ fn template_vectors_in_the_component() {
                     .collect();
                 guest.render_template(str_of(case, "template"), &args, &named)
             }
-            "default" => guest.call_key(str_of(case, "function"), &args),
+            "default" => {
+                // Named arguments (FORMAT.md §5) go in as the argument list [positional, named].
+                let named: polycache::Value = case["named"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), typed(v)))
+                    .collect();
+                let hashed = match &named {
+                    polycache::Value::Map(m) if !m.is_empty() => {
+                        let positional = case["args"].as_array().into_iter().flatten().map(typed);
+                        vec![
+                            pack(&polycache::Value::Array(positional.collect())),
+                            pack(&named),
+                        ]
+                    }
+                    _ => args,
+                };
+                guest.call_key(str_of(case, "function"), &hashed)
+            }
             other => return Err(format!("unknown kind {other}")),
         }
         .map_err(|e| e.to_string())?;
