@@ -67,3 +67,16 @@ harness: build ## Start Redis servers and print their URLs as JSON (Ctrl-D stops
 .PHONY: fmt
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all
+
+# cargo-fuzz passes nightly's -Z flags; RUSTC_BOOTSTRAP=1 lets the stable compiler take them.
+# The fuzz crate is outside the workspace (its own [workspace]), so no other build sees it.
+# -malloc_limit_mb=64: one allocation above 64 MB is reported as a crash; the target's
+# limits are 64 KiB, so such an allocation could only come from a claimed length.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: ## Fuzz the envelope decoder for FUZZ_SECONDS (default 60) with cargo-fuzz; not in `make test`
+	@cargo fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	python3 fuzz/seed.py fuzz/corpus/decode
+	cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/fuzz cargo fuzz run \
+	  --target $(CARGO_BUILD_TARGET) decode corpus/decode -- \
+	  -max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=64
