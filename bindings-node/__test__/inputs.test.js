@@ -63,8 +63,7 @@ test('TTLs: NaN, negative, infinite and huge are ECONFIG', async () => {
   }
 })
 
-// Needs core's rule "a per-call 0 is no expiry" (issue 9, item 6; core/src/cache.rs).
-test('a per-call ttl of 0 means what the config\'s 0 means: no expiry', { todo: 'until core treats a per-call 0 as no expiry' }, async () => {
+test('a per-call ttl of 0 means what the config\'s 0 means: no expiry', async () => {
   const expiring = new Cache({ ttl: 60 })
   await expiring.set('forever', 1, { ttl: 0 })
   await new Promise((resolve) => setTimeout(resolve, 20)) // time for a 1 ms expiry to pass

@@ -155,7 +155,7 @@ pub fn ttl_of(env: &Env, options: &Object<'_>) -> Result<Option<Duration>> {
         ValueType::Number => {
             // SAFETY: a number, checked.
             let secs = unsafe { f64::from_napi_value(env.raw(), value.raw()) }?;
-            errors::check(env, ttl_from_secs(secs)).map(Some)
+            errors::check(env, polycache::ttl::from_secs(secs)).map(Some)
         }
         ty => Err(errors::kind_type_error(
             env,
@@ -163,22 +163,4 @@ pub fn ttl_of(env: &Env, options: &Object<'_>) -> Result<Option<Duration>> {
             format!("ttl must be a number of seconds, not {}", type_name(ty)),
         )),
     }
-}
-
-/// Core's TTL check, `polycache::ttl::from_secs` (finite, at least 0, at most 100 years;
-/// 0 = no expiry).
-// TODO: call `polycache::ttl::from_secs` once it is on main (issue 9, being added to
-// core/src/ttl.rs); this mirrors its signature and rule until then.
-pub fn ttl_from_secs(secs: f64) -> polycache::Result<Duration> {
-    const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    if !secs.is_finite() || secs < 0.0 || secs > MAX.as_secs_f64() {
-        return Err(polycache::Error::new(
-            ErrorKind::Config,
-            format!(
-                "ttl must be a number of seconds between 0 and {} (0 = no expiry), not {secs}",
-                MAX.as_secs()
-            ),
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }

@@ -56,7 +56,7 @@ pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<O
                     // here, with core's own check for a TTL.
                     let number: f64 = options.get_named_property(&name)?;
                     if name == "ttl" {
-                        errors::check(env, args::ttl_from_secs(number))?;
+                        errors::check(env, polycache::ttl::from_secs(number))?;
                     } else if !number.is_finite() {
                         return Err(errors::to_js(
                             env,
