@@ -9,7 +9,8 @@ Matrices, each printed with one summary line per topology (`<matrix> <topology>:
   deadline, never retried past). Faults: a paused server (SIGSTOP), a killed server
   (SIGKILL), a paused cluster master, a black-holed address (opening a cache on an address
   whose connects hang; the other calls on a server that is paused with its accept queue
-  full, so existing connections get no answer and new ones hang in connect).
+  full, so existing connections get no answer and new ones hang in connect), and a paused
+  Sentinel master (`redis+sentinel://`; the sentinels fail over after 1 s, mid-run).
 - failover: clients in every runtime loop over 10,000 keys (a set every 10th op, else a
   checked get) while a cluster master with a replica is killed, and while a slot range
   is resharded; a cell passes with 0 wrong values and recovery before the run ends.
@@ -20,7 +21,8 @@ The agents are the interop matrix's (tests/interop/agent.*, the wasmtime host's 
 with their `fault` and `load` commands.
 
 Usage: faults.py [--bindings rust-async,…] [--matrices deadline,failover,sentinel]
-                 [--faults paused,killed,cluster-paused,blackhole] [--timeout 0.5]
+                 [--faults paused,killed,cluster-paused,blackhole,sentinel-paused]
+                 [--timeout 0.5]
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ BINDINGS: dict[str, tuple[str, str]] = {
     "wasi": ("wasi", ""),
 }
 APIS = ("open", "get", "set", "delete", "ttl", "get_many", "set_many", "get_or_load")
-FAULTS = ("paused", "killed", "cluster-paused", "blackhole")
+FAULTS = ("paused", "killed", "cluster-paused", "blackhole", "sentinel-paused")
 AGENT_DEADLINE = 240.0  # seconds an agent may take before it counts as hung
 
 
@@ -263,6 +265,10 @@ class Suite:
             keys = [f"fault:{i}" for i in range(2000) if owner(nodes, slot_of(i)) == target][:3]
             spec["keys"] = keys
             victim = target
+        elif fault == "sentinel-paused":
+            harness = Harness("--sentinel")
+            url = harness.endpoints["sentinel"]
+            victim = sentinel_master(url)
         else:
             flags = ["--standalone", "--blackhole"] if fault == "blackhole" else ["--standalone"]
             harness = Harness(*flags)

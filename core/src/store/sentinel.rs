@@ -280,6 +280,36 @@ impl SentinelStore {
         )
     }
 
+    /// Runs one call within `command_timeout` in async mode: finding the master after a
+    /// failover, connecting to it and the command itself draw from that one deadline. (In
+    /// blocking mode the socket timeouts bound each step.)
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        #[cfg(feature = "tokio-redis")]
+        if self.io == Io::Async {
+            let limit = self.config.command_timeout;
+            return match tokio::time::timeout(limit, call).await {
+                Ok(result) => result,
+                Err(_) => {
+                    // Which node stalled is unknown here: ask the sentinels again next time.
+                    for slot in [&self.current, &self.replica] {
+                        if let Ok(mut node) = slot.write() {
+                            *node = None;
+                        }
+                    }
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "master {:?} (via sentinels {}): no reply within {limit:?}",
+                            self.target.master_name,
+                            self.target.sentinels.join(",")
+                        ),
+                    ))
+                }
+            };
+        }
+        call.await
+    }
+
     /// Passes a call's result through, forgetting the node that served it (master or
     /// replica) when the failure suggests that it is gone or demoted.
     fn watch<T>(&self, store: &Arc<dyn Store>, result: Result<T>) -> Result<T> {
@@ -359,38 +389,56 @@ fn ask_replicas(addr: &str, name: &str, limit: Duration) -> Result<Vec<String>> 
 #[async_trait]
 impl Store for SentinelStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let store = self.reader().await?;
-        let result = store.get(key).await;
-        self.watch(&store, result)
+        self.bounded(async {
+            let store = self.reader().await?;
+            let result = store.get(key).await;
+            self.watch(&store, result)
+        })
+        .await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let store = self.reader().await?;
-        let result = store.get_many(keys).await;
-        self.watch(&store, result)
+        self.bounded(async {
+            let store = self.reader().await?;
+            let result = store.get_many(keys).await;
+            self.watch(&store, result)
+        })
+        .await
     }
 
     async fn set(&self, entry: Entry) -> Result<()> {
-        let store = self.master().await?;
-        let result = store.set(entry).await;
-        self.watch(&store, result)
+        self.bounded(async {
+            let store = self.master().await?;
+            let result = store.set(entry).await;
+            self.watch(&store, result)
+        })
+        .await
     }
 
     async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
-        let store = self.master().await?;
-        let result = store.set_many(entries).await;
-        self.watch(&store, result)
+        self.bounded(async {
+            let store = self.master().await?;
+            let result = store.set_many(entries).await;
+            self.watch(&store, result)
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let store = self.master().await?;
-        let result = store.delete(key).await;
-        self.watch(&store, result)
+        self.bounded(async {
+            let store = self.master().await?;
+            let result = store.delete(key).await;
+            self.watch(&store, result)
+        })
+        .await
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let store = self.reader().await?;
-        let result = store.ttl(key).await;
-        self.watch(&store, result)
+        self.bounded(async {
+            let store = self.reader().await?;
+            let result = store.ttl(key).await;
+            self.watch(&store, result)
+        })
+        .await
     }
 }
