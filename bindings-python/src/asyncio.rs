@@ -202,25 +202,33 @@ pub async fn call(
             ))
         })?;
     let (sender, receiver) = oneshot::channel();
-    let scheduled = Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
-        let args = args
-            .iter()
-            .map(|a| to_py(py, a))
-            .collect::<PyResult<Vec<_>>>()?;
-        let out = func.call1(py, PyTuple::new(py, args)?)?;
-        let asyncio = py.import("asyncio")?;
-        if !asyncio.call_method1("iscoroutine", (&out,))?.is_truthy()? {
-            return Ok(Some(out)); // a plain function: its return value is the result
-        }
-        let done = Done {
-            sender: Mutex::new(Some(sender)),
-        };
-        asyncio
-            .call_method1("run_coroutine_threadsafe", (out, event_loop))?
-            .call_method1("add_done_callback", (done,))?;
-        Ok(None)
-    })
-    .map_err(host_error)?;
+    // The callable may be a plain function doing slow work: it runs on a blocking-pool
+    // thread, never on a runtime worker, so it cannot hold up other calls' I/O and timers.
+    // A coroutine it returns runs on the caller's event loop.
+    let call = move || {
+        Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
+            let args = args
+                .iter()
+                .map(|a| to_py(py, a))
+                .collect::<PyResult<Vec<_>>>()?;
+            let out = func.call1(py, PyTuple::new(py, args)?)?;
+            let asyncio = py.import("asyncio")?;
+            if !asyncio.call_method1("iscoroutine", (&out,))?.is_truthy()? {
+                return Ok(Some(out)); // a plain function: its return value is the result
+            }
+            let done = Done {
+                sender: Mutex::new(Some(sender)),
+            };
+            asyncio
+                .call_method1("run_coroutine_threadsafe", (out, event_loop))?
+                .call_method1("add_done_callback", (done,))?;
+            Ok(None)
+        })
+    };
+    let scheduled = tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| host_error(PyValueError::new_err(format!("the callback panicked: {e}"))))?
+        .map_err(host_error)?;
     if let Some(value) = scheduled {
         return Ok(value);
     }

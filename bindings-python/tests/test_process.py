@@ -74,6 +74,15 @@ def test_a_forked_child_builds_and_uses_its_own_cache(endpoints: dict[str, str])
             parent.set("parent-cache-in-child", "ok")  # the inherited cache reconnects
 
             async def main() -> None:
+                # The inherited AsyncCache's connections are the parent's: a clear error at
+                # once, not a timeout per call.
+                started = time.monotonic()
+                try:
+                    await parent_async.get("from-parent")
+                    raise AssertionError("an inherited AsyncCache must refuse")
+                except polycache.ConnectionError as err:
+                    assert "fork" in str(err), str(err)
+                assert time.monotonic() - started < 0.2
                 cache = await AsyncCache.connect(url, namespace="fork")
                 await cache.set("async-child", 1)
                 assert await cache.get("async-child") == 1

@@ -172,3 +172,38 @@ def test_a_loader_asking_for_its_own_key_raises_instead_of_hanging(
         cache.get_or_load("self", loader)
     # Other keys may be loaded from inside a loader.
     assert cache.get_or_load("outer", lambda: cache.get_or_load("inner", lambda: 2)) == 2
+
+
+def test_plain_slow_loaders_do_not_hold_up_other_async_calls(url: str, namespace: str) -> None:
+    """A plain (non-async) loader that blocks runs off the runtime's workers: other calls
+    keep their timeout while it works."""
+    if url == "memory://":
+        pytest.skip("memory calls do no I/O to hold up")
+
+    def slow_loader() -> int:
+        time.sleep(1.0)
+        return 1
+
+    async def main() -> None:
+        cache = await AsyncCache.connect(url, namespace=namespace, command_timeout=TIMEOUT)
+        await cache.set("fast", 2)
+        loads = [
+            asyncio.ensure_future(cache.get_or_load(f"slow{i}", slow_loader)) for i in range(4)
+        ]
+        await asyncio.sleep(0)  # let the loads start
+        for _ in range(10):
+            started = time.monotonic()
+            assert await cache.get("fast") == 2
+            assert time.monotonic() - started <= LIMIT
+        assert await asyncio.gather(*loads) == [1, 1, 1, 1]
+
+    asyncio.run(main())
+
+
+def test_tls_to_a_plain_port_says_so(own_server: tuple[str, int]) -> None:
+    url, _ = own_server
+    tls_url = url.replace("redis://", "rediss://") + "/#insecure"
+    started = time.monotonic()
+    with pytest.raises(polycache.ConnectionError, match="TLS"):
+        Cache(tls_url, connect_timeout=TIMEOUT, command_timeout=TIMEOUT)
+    assert time.monotonic() - started <= LIMIT

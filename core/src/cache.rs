@@ -47,6 +47,12 @@ struct Inner {
     loader: Option<Arc<dyn Loader>>,
     writer: Option<Arc<dyn Writer>>,
     closed: AtomicBool,
+    /// The process that opened the store, and whether its connections belong to an async
+    /// runtime: after `fork()` those are the parent's (their driver tasks do not exist in
+    /// the child), so the child gets a clear error instead of a timeout per call. Blocking
+    /// stores reconnect in a child by themselves; the memory store is plain memory.
+    opened_by: u32,
+    fork_sensitive: bool,
 }
 
 impl std::fmt::Debug for Cache {
@@ -131,6 +137,8 @@ impl CacheBuilder {
     /// cannot be reached within `connect_timeout`.
     pub async fn build(self) -> Result<Cache> {
         self.config.validate()?;
+        let fork_sensitive =
+            self.io == Io::Async && self.store.is_none() && !self.config.url.starts_with("memory:");
         let store = match self.store {
             Some(store) => store,
             None => store::open(&self.config, self.clock.clone(), self.io).await?,
@@ -147,6 +155,8 @@ impl CacheBuilder {
                 loader: self.loader,
                 writer: self.writer,
                 closed: AtomicBool::new(false),
+                opened_by: store::process_id(),
+                fork_sensitive,
             }),
         })
     }
@@ -531,6 +541,16 @@ impl Cache {
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Connection, "the cache is closed"));
+        }
+        if self.inner.fork_sensitive && store::process_id() != self.inner.opened_by {
+            return Err(Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "this cache was opened in process {} and this is a fork of it: its \
+                     connections belong to the parent; open a new cache in the child",
+                    self.inner.opened_by
+                ),
+            ));
         }
         Ok(())
     }

@@ -47,3 +47,33 @@ async fn plain_redis_on_a_tls_port_is_a_typed_error_within_the_bound() {
         started.elapsed()
     );
 }
+
+/// `rediss://` pointed at a plain server: a connection error that says TLS failed, within
+/// the connect timeout, in both I/O modes.
+#[test]
+fn tls_to_a_plain_port_says_so() {
+    let server = Server::start(&[]).unwrap();
+    let url = format!("rediss://{}/#insecure", server.addr());
+    let timeout = Duration::from_millis(300);
+    let config = Config::from_url(&url)
+        .unwrap()
+        .connect_timeout(timeout)
+        .command_timeout(timeout);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for io in [Io::Async, Io::Blocking] {
+        let started = Instant::now();
+        let built = Cache::builder(config.clone()).io(io).build();
+        let err = match io {
+            Io::Blocking => block_on(built),
+            _ => runtime.block_on(built),
+        }
+        .unwrap_err();
+        let elapsed = started.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{io:?} {err:?}");
+        assert!(err.message().contains("TLS"), "{io:?} {err}");
+        assert!(
+            elapsed <= timeout.mul_f64(1.2) + Duration::from_millis(50),
+            "{io:?} took {elapsed:?}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::{Cmd, ConnectionLike, RedisError, RedisResult};
 
-use super::{pttl, set_cmd, Entry, Store};
+use super::{process_id, pttl, set_cmd, tls_timeout, Entry, Store};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::slot;
@@ -28,16 +28,6 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 /// Redirects (MOVED/ASK) and refreshes one cluster call may follow.
 const MAX_REDIRECTS: usize = 16;
 const SLOTS: usize = 16384;
-
-/// The id of this process. WASI has no `fork` (and `std::process::id` panics there), so the
-/// component always reports one id.
-fn process_id() -> u32 {
-    if cfg!(target_os = "wasi") {
-        0
-    } else {
-        std::process::id()
-    }
-}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -93,6 +83,7 @@ pub struct Node {
     /// Replies redis-rs reads while connecting (AUTH or HELLO, SELECT); it gives each read
     /// the whole connect timeout, so the timeout is divided among them.
     handshake_replies: u32,
+    tls: bool,
     connect_timeout: Duration,
     /// Idle connections and the pid of the process that opened them: after `fork()` a
     /// child must not talk on its parent's sockets, so it leaves them alone and reconnects.
@@ -118,10 +109,15 @@ impl Node {
             settings.password().is_some() || settings.protocol() != redis::ProtocolVersion::RESP2,
         ) + u32::from(settings.db() != 0);
         let client = redis::Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        );
         Ok(Node {
             name: client.get_connection_info().addr().to_string(),
             client,
             handshake_replies,
+            tls,
             connect_timeout: config.connect_timeout,
             idle: Mutex::new((process_id(), Vec::new())),
         })
@@ -161,7 +157,9 @@ impl Node {
             .client
             .get_connection_with_timeout(per_step)
             .map_err(|e| {
-                if e.is_timeout() {
+                if e.is_timeout() && self.tls {
+                    tls_timeout(&self.name, limit).with_source(e)
+                } else if e.is_timeout() {
                     Error::new(
                         ErrorKind::Timeout,
                         format!("{}: no connection within {limit:?}", self.name),
@@ -179,6 +177,16 @@ impl Node {
         let left = remaining(deadline, budget, &self.name)?;
         conn.bound(left)
             .map_err(|e| node_error(e, &self.name, budget))?;
+        if self.tls && self.handshake_replies == 0 {
+            // Nothing was sent yet, so TLS has not shaken hands (rustls does it on first
+            // use): do it now, so a port without TLS is reported as such.
+            conn.bound(left.min(limit))
+                .and_then(|()| redis::cmd("PING").query::<()>(&mut conn.conn))
+                .map_err(|e| match e.is_timeout() {
+                    true => tls_timeout(&self.name, limit).with_source(e),
+                    false => node_error(e, &self.name, budget),
+                })?;
+        }
         Ok(conn)
     }
 

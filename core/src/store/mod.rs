@@ -91,6 +91,29 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 }
 
+/// The error of a TLS connect that timed out: a plain Redis port never answers a TLS hello,
+/// so this is almost always `rediss://` pointed at a server without TLS.
+#[allow(dead_code)] // unused in builds without Redis
+pub(crate) fn tls_timeout(node: &str, limit: Duration) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Connection,
+        format!(
+            "{node}: no TLS handshake within {limit:?}: is this port serving TLS? \
+             (a plain Redis port never answers; use redis:// for it)"
+        ),
+    )
+}
+
+/// The id of this process. WASI has no `fork` (and `std::process::id` panics there), so the
+/// component always reports one id.
+pub(crate) fn process_id() -> u32 {
+    if cfg!(target_os = "wasi") {
+        0
+    } else {
+        std::process::id()
+    }
+}
+
 /// How a cache's stores do I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Io {

@@ -63,12 +63,20 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(100));
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        );
         let conn = bounded(
             config.connect_timeout,
             &format!("connecting to {name}"),
             ConnectionManager::new_with_config(client, manager_config),
         )
-        .await?;
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::Timeout if tls => super::tls_timeout(&name, config.connect_timeout),
+            _ => e,
+        })?;
         Ok(RedisStore {
             conn,
             name,
