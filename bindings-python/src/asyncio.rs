@@ -187,11 +187,50 @@ impl Done {
     }
 }
 
+/// The `(cache id, key)` pairs whose loader runs in the current asyncio context: a load
+/// for a key that is already loading in this context is a loader asking for its own key.
+/// (Core detects that on the polling thread; an asyncio loader runs on the event loop, so
+/// the binding carries the mark in the loader's context.)
+static LOADING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn loading_var(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    Ok(LOADING
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py
+                .import("contextvars")?
+                .getattr("ContextVar")?
+                .call1(("polycache_loading",))?
+                .unbind())
+        })?
+        .bind(py))
+}
+
+/// For a load of `key` in `cache` called from the current context: the error when that key
+/// is already loading here, else a context for the loader with the key marked.
+pub fn loading_context(
+    py: Python<'_>,
+    cache: usize,
+    key: &str,
+) -> PyResult<Result<Py<PyAny>, polycache::Error>> {
+    let var = loading_var(py)?;
+    let marked = var.call_method1("get", (PyTuple::empty(py),))?;
+    let mark = (cache, key).into_pyobject(py)?;
+    if marked.contains(&mark)? {
+        return Ok(Err(polycache::patterns::reentrant_load(key)));
+    }
+    let context = py.import("contextvars")?.call_method0("copy_context")?;
+    let with_mark = marked.add(PyTuple::new(py, [mark])?)?;
+    context.call_method1("run", (var.getattr("set")?, with_mark))?;
+    Ok(Ok(context.unbind()))
+}
+
 /// Calls an async (or plain) Python function with `args` from a tokio task: a coroutine is
-/// scheduled on the caller's event loop and awaited through a done-callback.
+/// scheduled on the caller's event loop (in `context` when given) and awaited through a
+/// done-callback.
 pub async fn call(
     func: Py<PyAny>,
     args: Vec<Value>,
+    context: Option<Py<PyAny>>,
     host_error: fn(PyErr) -> polycache::Error,
 ) -> polycache::Result<Py<PyAny>> {
     let event_loop = EVENT_LOOP
@@ -219,9 +258,13 @@ pub async fn call(
             let done = Done {
                 sender: Mutex::new(Some(sender)),
             };
-            asyncio
-                .call_method1("run_coroutine_threadsafe", (out, event_loop))?
-                .call_method1("add_done_callback", (done,))?;
+            let schedule = asyncio.getattr("run_coroutine_threadsafe")?;
+            // The task takes the context current when it is scheduled.
+            let scheduled = match &context {
+                Some(context) => context.call_method1(py, "run", (schedule, out, event_loop))?,
+                None => schedule.call1((out, event_loop))?.unbind(),
+            };
+            scheduled.call_method1(py, "add_done_callback", (done,))?;
             Ok(None)
         })
     };

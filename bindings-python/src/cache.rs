@@ -292,8 +292,12 @@ fn metrics(py: Python<'_>, cache: &CoreCache) -> PyResult<Py<PyAny>> {
     json_to_py(py, &json)
 }
 
-async fn load_async(func: Py<PyAny>, args: Vec<Value>) -> polycache::Result<Value> {
-    let out = asyncio::call(func, args, loader_error).await?;
+async fn load_async(
+    func: Py<PyAny>,
+    args: Vec<Value>,
+    context: Option<Py<PyAny>>,
+) -> polycache::Result<Value> {
+    let out = asyncio::call(func, args, context, loader_error).await?;
     Python::attach(|py| to_value(out.bind(py))).map_err(loader_error)
 }
 
@@ -302,7 +306,7 @@ struct AsyncLoader(Py<PyAny>);
 impl Loader for AsyncLoader {
     fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
         let func = Python::attach(|py| self.0.clone_ref(py));
-        Box::pin(load_async(func, vec![Value::from(key)]))
+        Box::pin(load_async(func, vec![Value::from(key)], None))
     }
 }
 
@@ -312,7 +316,11 @@ impl Writer for AsyncWriter {
     fn write(&self, key: &str, value: &Value) -> BoxFuture<'static, polycache::Result<()>> {
         let func = Python::attach(|py| self.0.clone_ref(py));
         let args = vec![Value::from(key), value.clone()];
-        Box::pin(async move { asyncio::call(func, args, writer_error).await.map(drop) })
+        Box::pin(async move {
+            asyncio::call(func, args, None, writer_error)
+                .await
+                .map(drop)
+        })
     }
 }
 
@@ -458,18 +466,20 @@ impl AsyncCache {
 
     #[pyo3(signature = (key, loader, ttl = None))]
     fn get_or_load<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         key: String,
         loader: Py<PyAny>,
         ttl: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (cache, ttl) = (self.inner.clone(), ttl_of(ttl)?);
+        let py = slf.py();
+        let (cache, ttl) = (slf.get().inner.clone(), ttl_of(ttl)?);
+        let context =
+            asyncio::loading_context(py, slf.as_ptr() as usize, &key)?.map_err(errors::to_py)?;
         spawn(
             py,
             async move {
                 cache
-                    .get_or_load(&key, || load_async(loader, Vec::new()), ttl)
+                    .get_or_load(&key, || load_async(loader, Vec::new(), Some(context)), ttl)
                     .await
             },
             |py, value| to_py(py, &value),

@@ -207,3 +207,25 @@ def test_tls_to_a_plain_port_says_so(own_server: tuple[str, int]) -> None:
     with pytest.raises(polycache.ConnectionError, match="TLS"):
         Cache(tls_url, connect_timeout=TIMEOUT, command_timeout=TIMEOUT)
     assert time.monotonic() - started <= LIMIT
+
+
+def test_an_async_loader_asking_for_its_own_key_raises_instead_of_hanging(
+    url: str, namespace: str
+) -> None:
+    async def main() -> None:
+        cache = await AsyncCache.connect(url, namespace=namespace)
+
+        async def loader() -> Any:
+            return await cache.get_or_load("self", lambda: 1)
+
+        with pytest.raises(polycache.LoaderError, match="wait for itself"):
+            await asyncio.wait_for(cache.get_or_load("self", loader), timeout=5)
+
+        async def outer() -> Any:
+            return await cache.get_or_load("inner", lambda: 2)
+
+        # Other keys may be loaded from inside a loader, and concurrent callers still share.
+        assert await cache.get_or_load("outer", outer) == 2
+        assert await asyncio.gather(*(cache.get_or_load("x", outer) for _ in range(5))) == [2] * 5
+
+    asyncio.run(main())

@@ -11,7 +11,7 @@ use std::future::Future;
 
 use futures_util::future::BoxFuture;
 
-pub use single_flight::SingleFlight;
+pub use single_flight::{reentrant_load, SingleFlight};
 pub use template::{call_key, call_key_named, KeyTemplate};
 
 use crate::codec::Value;

@@ -40,6 +40,16 @@ impl<Fut: Future> Future for Loading<Fut> {
     }
 }
 
+/// The error of a load for `key` asked for by the loader of `key` itself (which would
+/// otherwise wait for its own result forever). Hosts whose loaders run outside the polling
+/// thread (asyncio, JS) detect the case themselves and report it with this.
+pub fn reentrant_load(key: &str) -> Error {
+    Error::new(
+        ErrorKind::Loader,
+        format!("the loader of {key:?} asked for {key:?} again: it would wait for itself forever"),
+    )
+}
+
 /// Deduplicates concurrent loads per key within one process.
 ///
 /// The first caller's future runs; later callers wait for its result (errors included, so
@@ -65,12 +75,7 @@ impl SingleFlight {
                 .any(|(o, k)| *o == owner && k == key)
         });
         if reentrant {
-            return Err(Error::new(
-                ErrorKind::Loader,
-                format!(
-                    "the loader of {key:?} asked for {key:?} again: it would wait for itself forever"
-                ),
-            ));
+            return Err(reentrant_load(key));
         }
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
