@@ -6,14 +6,7 @@ const assert = require('node:assert/strict')
 const net = require('node:net')
 const { spawn } = require('node:child_process')
 const { Cache } = require('..')
-
-async function freePort() {
-  const server = net.createServer()
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
+const { freePort } = require('./helpers')
 
 async function startRedis() {
   const port = await freePort()

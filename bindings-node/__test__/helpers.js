@@ -115,9 +115,19 @@ function vectors(name) {
   return require(path.join(root, 'tests', 'vectors', `${name}.json`)).cases
 }
 
+/** A loopback port nothing listens on (bound, read, closed). */
+async function freePort() {
+  const net = require('node:net')
+  const server = net.createServer()
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
 /** A namespace no other test uses, so suites sharing one Redis never collide. */
 function uniqueNamespace(label) {
   return `node-${label}-${process.pid}-${Date.now().toString(36)}`
 }
 
-module.exports = { redis, harness, signal, typed, representable, same, vectors, uniqueNamespace, root }
+module.exports = { redis, harness, signal, typed, representable, same, vectors, uniqueNamespace, freePort, root }

@@ -4,21 +4,12 @@
 // cache itself.
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const net = require('node:net')
 const util = require('node:util')
 const { execFileSync } = require('node:child_process')
 const { Cache } = require('..')
-const { harness } = require('./helpers')
+const { harness, freePort } = require('./helpers')
 
 const SECRET = 'S3cr3t-pw'
-
-async function freePort() {
-  const server = net.createServer()
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 function shown(value) {
   if (value instanceof Error) return `${value.message}\n${value.stack}\n${util.inspect(value)}`
