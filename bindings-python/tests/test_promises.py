@@ -4,6 +4,7 @@ paused server, TTLs are checked, and no repr or error shows a password."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -229,3 +230,47 @@ def test_an_async_loader_asking_for_its_own_key_raises_instead_of_hanging(
         assert await asyncio.gather(*(cache.get_or_load("x", outer) for _ in range(5))) == [2] * 5
 
     asyncio.run(main())
+
+
+def test_a_sharded_cache_opens_with_a_dead_shard_and_isolates_it(namespace: str) -> None:
+    from conftest import harness_binary
+
+    proc = subprocess.Popen(
+        [harness_binary(), "--shards", "3"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        info = json.loads(proc.stdout.readline())
+        url = info["shards"]
+        dead_addr, dead_pid = sorted(info["pids"].items())[1]
+        os.kill(dead_pid, signal.SIGKILL)
+        cache = Cache(url, namespace=namespace, command_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+        dead, live = [], []
+        for i in range(40):
+            key = f"k{i}"
+            started = time.monotonic()
+            try:
+                cache.set(key, i)
+                live.append(key)
+            except polycache.ConnectionError as err:
+                assert dead_addr in str(err), str(err)
+                dead.append(key)
+            assert time.monotonic() - started <= LIMIT
+        assert dead and live
+        assert [cache.get(key) for key in live] == [int(k[1:]) for k in live]
+
+        async def main() -> None:
+            async_cache = await AsyncCache.connect(
+                url, namespace=namespace, command_timeout=TIMEOUT
+            )
+            assert await async_cache.get(live[0]) == int(live[0][1:])
+            with pytest.raises(polycache.ConnectionError):
+                await async_cache.get(dead[0])
+
+        asyncio.run(main())
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
