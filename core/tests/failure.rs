@@ -85,11 +85,18 @@ fn calls() -> Vec<(&'static str, Call)> {
         ("ttl", |c, k| {
             Box::pin(async move { c.ttl(k).await.map(drop) })
         }),
+        // Several commands in one pipeline must still share one timeout.
         ("get_many", |c, k| {
-            Box::pin(async move { c.get_many(&[k, k]).await.map(drop) })
+            Box::pin(async move { c.get_many(&[k, "a", "b", "c"]).await.map(drop) })
         }),
         ("set_many", |c, k| {
-            Box::pin(async move { c.set_many(&[(k, Value::from(3))], None).await })
+            Box::pin(async move {
+                let entries: Vec<(&str, Value)> = [k, "a", "b", "c"]
+                    .iter()
+                    .map(|k| (*k, Value::from(3)))
+                    .collect();
+                c.set_many(&entries, None).await
+            })
         }),
         ("get_or_load", |c, k| {
             Box::pin(async move {
@@ -238,6 +245,23 @@ fn a_paused_cluster_master_slows_only_its_own_keys() {
                 "{mode:?} healthy {key} took {elapsed:?}"
             );
         }
+        // Batches over the sick master's keys (several slots, one pipeline) keep one timeout.
+        let batch: Vec<&str> = sick.iter().map(|k| k.as_str()).collect();
+        let started = Instant::now();
+        assert!(driver.run(cache.get_many(&batch)).is_err());
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed <= limit(TIMEOUT),
+            "{mode:?} get_many took {elapsed:?}"
+        );
+        let entries: Vec<(&str, Value)> = batch.iter().map(|k| (*k, Value::from(2))).collect();
+        let started = Instant::now();
+        assert!(driver.run(cache.set_many(&entries, None)).is_err());
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed <= limit(TIMEOUT),
+            "{mode:?} set_many took {elapsed:?}"
+        );
         for key in sick {
             let started = Instant::now();
             let err = driver.run(cache.get(key)).unwrap_err();

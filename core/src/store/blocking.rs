@@ -230,6 +230,39 @@ impl Node {
     }
 }
 
+/// Sends `commands` as one pipeline and reads their replies, stopping at the first reply
+/// that does not arrive. (redis-rs's own pipeline goes on reading every remaining reply,
+/// each with the full socket timeout, after one timed out: N commands on a paused server
+/// took N timeouts.) Error replies are read past, so the connection stays in step, and the
+/// first is returned.
+fn pipeline<T: redis::FromRedisValue>(
+    conn: &mut redis::Connection,
+    commands: &[Cmd],
+) -> RedisResult<Vec<T>> {
+    let mut packed = Vec::new();
+    for cmd in commands {
+        packed.extend_from_slice(&cmd.get_packed_command());
+    }
+    conn.send_packed_command(&packed)?;
+    let mut replies = Vec::with_capacity(commands.len());
+    let mut first_error = None;
+    for _ in commands {
+        match conn.recv_response()?.extract_error() {
+            Ok(reply) => replies.push(reply),
+            Err(err) => {
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    if let Some(err) = first_error {
+        return Err(err);
+    }
+    replies
+        .into_iter()
+        .map(|reply| T::from_redis_value(reply).map_err(RedisError::from))
+        .collect()
+}
+
 fn get_many_cmd(keys: &[&str]) -> Cmd {
     let mut cmd = redis::cmd("MGET");
     cmd.arg(keys);
@@ -300,11 +333,8 @@ impl Store for BlockingRedisStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for entry in &entries {
-            pipe.add_command(set_cmd(entry)).ignore();
-        }
-        self.run(|conn| pipe.query(conn))
+        let commands: Vec<Cmd> = entries.iter().map(set_cmd).collect();
+        self.run(|conn| pipeline::<()>(conn, &commands).map(drop))
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -490,9 +520,10 @@ impl BlockingClusterStore {
                 // The slot is migrating and the key already moved: ask its new node once.
                 Some(node) => {
                     return node.run(deadline, budget, |conn| {
-                        let mut pipe = redis::pipe();
-                        pipe.cmd("ASKING").ignore().add_command(cmd.clone());
-                        pipe.query::<(T,)>(conn).map(|(value,)| value)
+                        let commands = [redis::cmd("ASKING"), cmd.clone()];
+                        let mut replies = pipeline::<redis::Value>(conn, &commands)?;
+                        let reply = replies.pop().unwrap_or(redis::Value::Nil);
+                        T::from_redis_value(reply).map_err(RedisError::from)
                     });
                 }
                 None => match self.owner(slot) {
@@ -581,11 +612,8 @@ impl BlockingClusterStore {
         let mut out: Vec<Option<T>> = batch.iter().map(|_| None).collect();
         for (node, indices) in by_node {
             if let Some(node) = node {
-                let mut pipe = redis::pipe();
-                for &i in &indices {
-                    pipe.add_command(batch[i].1.clone());
-                }
-                match node.run(deadline, budget, |conn| pipe.query::<Vec<T>>(conn)) {
+                let commands: Vec<Cmd> = indices.iter().map(|&i| batch[i].1.clone()).collect();
+                match node.run(deadline, budget, |conn| pipeline::<T>(conn, &commands)) {
                     Ok(values) => {
                         for (i, value) in indices.into_iter().zip(values) {
                             out[i] = Some(value);
