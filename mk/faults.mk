@@ -2,9 +2,10 @@
 # paused, killed, paused-cluster-master and black-holed Redis (the deadline table), and
 # clients in every runtime under load while a cluster master is killed, slots are
 # resharded and a Sentinel master is killed. It starts its own servers (it kills them), so
-# it needs no POLYCACHE_TEST_REDIS. `make faults` runs it alone; it joins SUITES (as
-# test-faults) once every cell passes.
+# it needs no POLYCACHE_TEST_REDIS. `make faults` runs it alone; `make test` runs it as
+# the last suite.
 FAULTS_ARGS ?=
+SUITES += test-faults
 
 .PHONY: faults-deps
 faults-deps: interop-deps

@@ -312,6 +312,7 @@ pub struct SentinelTarget {
 
 impl SentinelTarget {
     /// The redis-rs URL of the data node at `addr` (`host:port`).
+    #[cfg(feature = "redis")]
     pub(crate) fn node_url(&self, addr: &str) -> String {
         format!("{}://{}{addr}{}", self.node_scheme, self.auth, self.db)
     }

@@ -118,6 +118,7 @@ impl Error {
     }
 
     /// This error with the node it happened on (`host:port`) in front of its message.
+    #[cfg(feature = "redis")]
     pub(crate) fn on_node(mut self, node: &str) -> Self {
         self.message = format!("{node}: {}", self.message);
         self

@@ -193,6 +193,7 @@ async fn open_async(target: Target, config: &Config, clock: Clock) -> Result<Arc
 
 /// The config a shard's node opens with: a node reopened during a call must not take
 /// longer than the call may.
+#[cfg(feature = "redis")]
 fn node_config(config: &Config) -> Config {
     let mut config = config.clone();
     config.connect_timeout = config.connect_timeout.min(config.command_timeout);
@@ -200,6 +201,7 @@ fn node_config(config: &Config) -> Config {
 }
 
 /// The sharded store over nodes that may be down; an error when none is up.
+#[cfg(feature = "redis")]
 fn sharded(ring: crate::Ring, nodes: Vec<LazyStore>) -> Result<Arc<dyn Store>> {
     if let Some(down) = nodes.iter().find(|node| !node.is_up()) {
         if nodes.iter().all(|node| !node.is_up()) {
