@@ -238,3 +238,33 @@ fn replica_reads_async() {
 fn replica_reads_blocking() {
     replica_reads_while_the_master_is_paused(Io::Blocking);
 }
+
+/// A blocking call that must ask the sentinels again (its master went away) while every
+/// sentinel is paused ends within its timeout: the sentinels share one lookup budget
+/// instead of costing one timeout (or three, with redis-rs's handshake) each.
+#[test]
+fn paused_sentinels_cost_one_timeout_in_blocking_mode() {
+    let (topology, url) = sentinel_topology();
+    let cache = block_on(
+        Cache::builder(config(&url, "paused-sentinels"))
+            .io(Io::Blocking)
+            .build(),
+    )
+    .unwrap();
+    block_on(cache.set("k", &Value::from(1u64), None)).unwrap();
+    for sentinel in &topology.sentinels {
+        sentinel.pause();
+    }
+    topology.sentinel_data[0].kill();
+    let limit = TIMEOUT.mul_f64(1.2) + Duration::from_millis(50);
+    // The first call finds the master gone; the next ones must ask the paused sentinels.
+    for call in 0..3 {
+        let started = Instant::now();
+        let err = block_on(cache.get("k")).unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(elapsed <= limit, "call {call} took {elapsed:?}: {err}");
+    }
+    for sentinel in &topology.sentinels {
+        sentinel.resume();
+    }
+}

@@ -51,7 +51,7 @@ fn timeout(node: &str, budget: Duration) -> Error {
 
 /// A redis-rs error as a polycache error naming the node; socket timeouts (which the OS
 /// reports as "Resource temporarily unavailable") become plain timeout errors.
-fn node_error(err: RedisError, node: &str, budget: Duration) -> Error {
+pub(super) fn node_error(err: RedisError, node: &str, budget: Duration) -> Error {
     if err.is_timeout() {
         return timeout(node, budget).with_source(err);
     }

@@ -15,7 +15,7 @@
 //! redis-rs's blocking sentinel client has none, and a paused sentinel would hang the caller.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -95,14 +95,15 @@ impl SentinelStore {
         if let Some(store) = self.replica_store() {
             return Ok(store);
         }
+        let deadline = self.lookup_deadline();
         let addr = match self.io {
             Io::Async => self.replica_async(&mut resolver).await?,
-            Io::Blocking => self.replica_blocking()?,
+            Io::Blocking => self.replica_blocking(deadline)?,
         };
         let url = self.target.node_url(&addr);
         let store: Arc<dyn Store> = match self.io {
             Io::Async => connect_async(&url, &self.config).await?,
-            Io::Blocking => connect_blocking(&url, &self.config)?,
+            Io::Blocking => self.connect_blocking(&url, deadline)?,
         };
         if let Ok(mut replica) = self.replica.write() {
             *replica = Some((addr, store.clone()));
@@ -120,23 +121,20 @@ impl SentinelStore {
         if let Some((_, store)) = self.current_store() {
             return Ok(store);
         }
-        let addr = self.resolve(&mut resolver).await?;
+        let deadline = self.lookup_deadline();
+        let addr = match self.io {
+            Io::Async => self.resolve_async(&mut resolver).await?,
+            Io::Blocking => self.resolve_blocking(deadline)?,
+        };
         let url = self.target.node_url(&addr);
         let store: Arc<dyn Store> = match self.io {
             Io::Async => connect_async(&url, &self.config).await?,
-            Io::Blocking => connect_blocking(&url, &self.config)?,
+            Io::Blocking => self.connect_blocking(&url, deadline)?,
         };
         if let Ok(mut current) = self.current.write() {
             *current = Some((addr, store.clone()));
         }
         Ok(store)
-    }
-
-    async fn resolve(&self, resolver: &mut Resolver) -> Result<String> {
-        match self.io {
-            Io::Async => self.resolve_async(resolver).await,
-            Io::Blocking => self.resolve_blocking(),
-        }
     }
 
     #[cfg(feature = "tokio-redis")]
@@ -186,10 +184,42 @@ impl SentinelStore {
         ))
     }
 
-    fn resolve_blocking(&self) -> Result<String> {
-        let limit = self.config.connect_timeout;
+    /// When a blocking lookup (asking the sentinels, then connecting) must be done: it
+    /// happens inside a call, so it gets the smaller of the two timeouts, all told.
+    fn lookup_deadline(&self) -> Instant {
+        Instant::now() + self.config.connect_timeout.min(self.config.command_timeout)
+    }
+
+    /// The time the `i`-th of the sentinels may take: its share of what is left, so paused
+    /// sentinels cannot add one timeout each.
+    fn share(&self, deadline: Instant, i: usize) -> Option<Duration> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let count = self.target.sentinels.len().saturating_sub(i).max(1) as u32;
+        (!left.is_zero()).then(|| (left / count).max(Duration::from_millis(50)).min(left))
+    }
+
+    fn connect_blocking(&self, url: &str, deadline: Instant) -> Result<Arc<dyn Store>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the master {:?} was found but not reached in time",
+                    self.target.master_name
+                ),
+            ));
+        }
+        let mut config = self.config.clone();
+        config.connect_timeout = left;
+        Ok(Arc::new(super::BlockingRedisStore::connect(url, &config)?))
+    }
+
+    fn resolve_blocking(&self, deadline: Instant) -> Result<String> {
         let mut last = None;
-        for addr in &self.target.sentinels {
+        for (i, addr) in self.target.sentinels.iter().enumerate() {
+            let Some(limit) = self.share(deadline, i) else {
+                break;
+            };
             match ask_sentinel(addr, &self.target.master_name, limit) {
                 Ok(Some(master)) => return Ok(master),
                 Ok(None) => {
@@ -248,10 +278,12 @@ impl SentinelStore {
     }
 
     /// A replica that the first answering sentinel lists as up and linked to its master.
-    fn replica_blocking(&self) -> Result<String> {
-        let limit = self.config.connect_timeout;
+    fn replica_blocking(&self, deadline: Instant) -> Result<String> {
         let mut last = None;
-        for addr in &self.target.sentinels {
+        for (i, addr) in self.target.sentinels.iter().enumerate() {
+            let Some(limit) = self.share(deadline, i) else {
+                break;
+            };
             match ask_replicas(addr, &self.target.master_name, limit) {
                 Ok(replicas) if !replicas.is_empty() => {
                     return Ok(replicas[fastrand::usize(..replicas.len())].clone())
@@ -345,35 +377,43 @@ async fn connect_async(_: &str, _: &Config) -> Result<Arc<dyn Store>> {
     ))
 }
 
-fn connect_blocking(url: &str, config: &Config) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(super::BlockingRedisStore::connect(url, config)?))
+/// A connection to one sentinel, every step bounded by `limit`. No `CLIENT SETINFO`: redis-rs
+/// gives each of its replies the whole timeout, so a paused sentinel would cost three.
+fn sentinel_connection(addr: &str, limit: Duration) -> Result<redis::Connection> {
+    let invalid =
+        |e: redis::RedisError| Error::config(format!("invalid sentinel address {addr:?}: {e}"));
+    let info = redis::Client::open(format!("redis://{addr}"))
+        .map_err(invalid)?
+        .get_connection_info()
+        .clone();
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let client = redis::Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
+    let failed = |e| super::blocking::node_error(e, addr, limit);
+    let conn = client.get_connection_with_timeout(limit).map_err(failed)?;
+    conn.set_read_timeout(Some(limit)).map_err(failed)?;
+    conn.set_write_timeout(Some(limit)).map_err(failed)?;
+    Ok(conn)
 }
 
 /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel, every step bounded by `limit`.
 fn ask_sentinel(addr: &str, name: &str, limit: Duration) -> Result<Option<String>> {
-    let client = redis::Client::open(format!("redis://{addr}"))
-        .map_err(|e| Error::config(format!("invalid sentinel address {addr:?}: {e}")))?;
-    let mut conn = client.get_connection_with_timeout(limit)?;
-    conn.set_read_timeout(Some(limit))?;
-    conn.set_write_timeout(Some(limit))?;
+    let mut conn = sentinel_connection(addr, limit)?;
     let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
         .arg(name)
-        .query(&mut conn)?;
+        .query(&mut conn)
+        .map_err(|e| super::blocking::node_error(e, addr, limit))?;
     Ok(reply.map(|(host, port)| format!("{host}:{port}")))
 }
 
 /// `SENTINEL REPLICAS`: the replicas that are up and linked to their master, as `host:port`.
 fn ask_replicas(addr: &str, name: &str, limit: Duration) -> Result<Vec<String>> {
-    let client = redis::Client::open(format!("redis://{addr}"))
-        .map_err(|e| Error::config(format!("invalid sentinel address {addr:?}: {e}")))?;
-    let mut conn = client.get_connection_with_timeout(limit)?;
-    conn.set_read_timeout(Some(limit))?;
-    conn.set_write_timeout(Some(limit))?;
+    let mut conn = sentinel_connection(addr, limit)?;
     let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
         .arg("REPLICAS")
         .arg(name)
-        .query(&mut conn)?;
+        .query(&mut conn)
+        .map_err(|e| super::blocking::node_error(e, addr, limit))?;
     Ok(replicas
         .iter()
         .filter(|r| {
