@@ -72,7 +72,7 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("url", &self.config.url)
+            .field("url", &self.config.redacted_url())
             .finish_non_exhaustive()
     }
 }
