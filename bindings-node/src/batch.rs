@@ -163,10 +163,7 @@ impl Shared {
     /// A new promise for a call, which runs with the other calls of this tick.
     pub fn submit<'env>(self: &Arc<Self>, env: &'env Env, op: Op) -> Result<Unknown<'env>> {
         if let Some(key) = self.reentrant(env, &op)? {
-            let err = polycache::Error::new(
-                ErrorKind::Loader,
-                format!("the loader of {key:?} asked for {key:?} again: it would wait for itself forever"),
-            );
+            let err = polycache::patterns::reentrant_load(key);
             return self.rejected(env, errors::to_js(env, &err));
         }
         let (promise, pending) = self.settler.promise(env)?;
