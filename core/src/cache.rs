@@ -92,21 +92,9 @@ impl CacheBuilder {
         self
     }
 
-    /// Like [`CacheBuilder::loader`], for a loader that is already shared.
-    pub fn shared_loader(mut self, loader: Arc<dyn Loader>) -> Self {
-        self.loader = Some(loader);
-        self
-    }
-
     /// Makes `set` and `set_many` call `writer` first (write-through).
     pub fn writer(mut self, writer: impl Writer + 'static) -> Self {
         self.writer = Some(Arc::new(writer));
-        self
-    }
-
-    /// Like [`CacheBuilder::writer`], for a writer that is already shared.
-    pub fn shared_writer(mut self, writer: Arc<dyn Writer>) -> Self {
-        self.writer = Some(writer);
         self
     }
 

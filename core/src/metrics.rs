@@ -51,30 +51,6 @@ pub struct MetricsSnapshot {
     pub latency_us: Vec<(Option<u64>, u64)>,
 }
 
-impl MetricsSnapshot {
-    /// The sum of two snapshots (a host that runs one logical cache as two core caches,
-    /// such as Node's fast and async paths). `evictions` is added only when the two caches
-    /// have separate stores: a shared store reports the same evictions to both.
-    #[must_use]
-    pub fn combined(mut self, other: &MetricsSnapshot, shared_store: bool) -> MetricsSnapshot {
-        self.hits += other.hits;
-        self.misses += other.misses;
-        self.loads += other.loads;
-        self.load_errors += other.load_errors;
-        self.decode_errors += other.decode_errors;
-        self.sets += other.sets;
-        self.deletes += other.deletes;
-        self.store_errors += other.store_errors;
-        if !shared_store {
-            self.evictions += other.evictions;
-        }
-        for (bucket, more) in self.latency_us.iter_mut().zip(&other.latency_us) {
-            bucket.1 += more.1;
-        }
-        self
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
     Hit,
@@ -131,25 +107,5 @@ impl Metrics {
                 .map(|(i, c)| (LATENCY_BUCKETS_US.get(i).copied(), get(c)))
                 .collect(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn combined_snapshots_add_up_and_count_shared_evictions_once() {
-        let (a, b) = (Metrics::default(), Metrics::default());
-        a.add(Counter::Hit, 2);
-        b.add(Counter::Hit, 3);
-        b.add(Counter::Miss, 1);
-        a.observe(Duration::from_micros(10));
-        b.observe(Duration::from_micros(10));
-        let sum = a.snapshot(4).combined(&b.snapshot(4), true);
-        assert_eq!((sum.hits, sum.misses, sum.evictions), (5, 1, 4));
-        assert_eq!(sum.latency_us[0], (Some(50), 2));
-        let separate = a.snapshot(4).combined(&b.snapshot(6), false);
-        assert_eq!(separate.evictions, 10);
     }
 }

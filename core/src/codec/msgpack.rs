@@ -26,11 +26,6 @@ pub fn encode(value: &Value) -> Vec<u8> {
     out
 }
 
-/// Appends the canonical encoding of `value` to `out`.
-pub fn encode_into(out: &mut Vec<u8>, value: &Value) {
-    write_value(out, value);
-}
-
 fn write_value(out: &mut Vec<u8>, value: &Value) {
     use rmp::encode as w;
     // Writing into a Vec cannot fail, so the io results are ignored on purpose.

@@ -93,12 +93,4 @@ impl SingleFlight {
         }
         result
     }
-
-    /// Number of keys with a load in flight.
-    pub fn in_flight(&self) -> usize {
-        self.flights
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
