@@ -30,6 +30,7 @@ mod cache;
 pub mod clock;
 pub mod codec;
 mod config;
+pub mod contract;
 mod error;
 pub mod key;
 mod metrics;

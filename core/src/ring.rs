@@ -98,9 +98,15 @@ impl Ring {
             .collect()
     }
 
-    /// The index (into [`Ring::nodes`]) of the node that owns a Redis key. Keys with the
-    /// same hash tag land on the same node.
-    pub fn node_for(&self, redis_key: &str) -> usize {
+    /// The name of the node that owns a Redis key. Keys with the same hash tag land on the
+    /// same node.
+    pub fn node_for(&self, redis_key: &str) -> &str {
+        &self.nodes[self.index_for(redis_key)].name
+    }
+
+    /// The index (into [`Ring::nodes`]) of the node that owns a Redis key: what a store
+    /// holding one connection per node looks up.
+    pub fn index_for(&self, redis_key: &str) -> usize {
         let digest = Md5::digest(hash_tag(redis_key.as_bytes()));
         let h = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
         let at = self.points.partition_point(|&(p, _)| p < h);

@@ -243,7 +243,7 @@ fn ring_vectors() {
                 }
                 for placement in case["placements"].as_array().into_iter().flatten() {
                     let key = placement["key"].as_str().unwrap_or_default();
-                    let node = &ring.nodes()[ring.node_for(key)].name;
+                    let node = ring.node_for(key);
                     if node != placement["node"].as_str().unwrap_or_default() {
                         return Err(format!("{key} placed on {node}"));
                     }
@@ -259,10 +259,10 @@ fn ring_vectors() {
                 let mut balance = std::collections::BTreeMap::<String, u64>::new();
                 for i in 0..count {
                     let key = pattern.replace("{i}", &i.to_string());
-                    let from = &before.nodes()[before.node_for(&key)].name;
-                    let to = &after.nodes()[after.node_for(&key)].name;
+                    let from = before.node_for(&key);
+                    let to = after.node_for(&key);
                     moved += u64::from(from != to);
-                    *balance.entry(to.clone()).or_default() += 1;
+                    *balance.entry(to.to_owned()).or_default() += 1;
                 }
                 let want_balance: std::collections::BTreeMap<String, u64> =
                     serde_json::from_value(case["balance"].clone()).map_err(|e| e.to_string())?;

@@ -110,7 +110,7 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
             let ring = Ring::new(hosts.split(',').map(Node::new).collect())?;
             let nodes: Vec<String> = keys
                 .iter()
-                .map(|k| Ok(ring.nodes()[ring.node_for(&c.redis_key(k)?)].name.clone()))
+                .map(|k| Ok(ring.node_for(&c.redis_key(k)?).to_owned()))
                 .collect::<polycache::Result<_>>()?;
             json!({ "nodes": nodes })
         }

@@ -134,7 +134,7 @@ impl Placement {
     fn group(&self, redis_key: &str) -> usize {
         match self {
             Placement::One => 0,
-            Placement::Ring(ring) => ring.node_for(redis_key),
+            Placement::Ring(ring) => ring.index_for(redis_key),
             Placement::Slots => usize::from(slot(redis_key.as_bytes())),
         }
     }

@@ -39,14 +39,14 @@ impl ShardedStore {
     }
 
     fn node(&self, key: &str) -> &dyn Store {
-        self.nodes[self.ring.node_for(key)].as_ref()
+        self.nodes[self.ring.index_for(key)].as_ref()
     }
 
     /// Indices of `keys`, grouped by the node that owns them.
     fn group<'a>(&self, keys: impl Iterator<Item = &'a str>) -> BTreeMap<usize, Vec<usize>> {
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (i, key) in keys.enumerate() {
-            groups.entry(self.ring.node_for(key)).or_default().push(i);
+            groups.entry(self.ring.index_for(key)).or_default().push(i);
         }
         groups
     }
