@@ -1,9 +1,11 @@
 //! One `Config` for every binding: a builder in Rust, kwargs in Python, a plain object in
 //! Node (serde, camelCase, durations in seconds).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
 
 use crate::codec::{Codec, Compression, DecodeLimits, EncodeOptions};
 use crate::error::{Error, Result};
@@ -60,9 +62,7 @@ pub struct Config {
 /// Shows every option, with the URL's credentials redacted ([`crate::redact_url`]).
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        shown["url"] = serde_json::Value::from(self.redacted_url());
-        write!(f, "Config {shown}")
+        write!(f, "Config {}", self.describe())
     }
 }
 
@@ -90,62 +90,109 @@ impl Default for Config {
 
 impl Config {
     /// A config for `url`, with options given as query parameters applied
-    /// (`?namespace=users&ttl=60&commandTimeout=0.5`).
+    /// (`?namespace=users&ttl=60&commandTimeout=0.5`; names in camelCase or snake_case,
+    /// values percent-decoded). The store's own parameters (`weights`, `replicaReads`,
+    /// redis-rs's `protocol`) stay in [`Config::url`], where the store reads them.
     ///
     /// # Errors
-    /// A config error for an unknown scheme, a malformed host list or an unknown option.
+    /// A config error for an unknown scheme, a malformed host list, an unknown option or
+    /// an invalid value.
     pub fn from_url(url: &str) -> Result<Self> {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut config = Config {
-            url: base.to_owned(),
-            ..Config::default()
+        Config::with_overrides(url, &Map::new())
+    }
+
+    /// The config every binding builds: `url` (see [`Config::from_url`]) with `overrides`
+    /// laid over its query options. `overrides` maps option names (camelCase or
+    /// snake_case, as Node objects and Python kwargs spell them) to JSON values: strings,
+    /// numbers (durations in seconds), booleans; `ttl` may be `null` or `0` (no expiry). A
+    /// `url` entry replaces the `url` argument.
+    ///
+    /// ```
+    /// # use polycache::Config;
+    /// let overrides = serde_json::json!({"command_timeout": 0.5, "namespace": "b"});
+    /// let c = Config::with_overrides("memory://?namespace=a&ttl=60", overrides.as_object().unwrap())?;
+    /// assert_eq!((c.namespace.as_str(), c.ttl.unwrap().as_secs()), ("b", 60));
+    /// # Ok::<(), polycache::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A config error naming the option for an unknown name or an invalid value, or one
+    /// of [`Config::validate`]'s.
+    pub fn with_overrides(url: &str, overrides: &Map<String, Json>) -> Result<Self> {
+        let url = match overrides.get("url") {
+            None | Some(Json::Null) => url,
+            Some(Json::String(url)) => url,
+            Some(other) => return Err(invalid("url", &Given::Json(other), "a string")),
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            config.set_option(name, value)?;
+        let mut config = Config::parse_url(url)?;
+        for (name, value) in overrides.iter().filter(|(name, _)| *name != "url") {
+            config.set_option(name, &Given::Json(value))?;
         }
         config.validate()?;
         Ok(config)
     }
 
-    fn set_option(&mut self, name: &str, value: &str) -> Result<()> {
-        let bad = || Error::config(format!("invalid value {value:?} for URL option {name}"));
-        let number = || value.parse::<f64>().map_err(|_| bad());
-        let seconds = || number().and_then(|s| Duration::try_from_secs_f64(s).map_err(|_| bad()));
-        let ttl = || number().and_then(crate::ttl::from_secs);
-        match name {
-            "prefix" => self.prefix = value.into(),
-            "namespace" => self.namespace = value.into(),
-            "maxKeyLength" => self.max_key_length = value.parse().map_err(|_| bad())?,
-            "ttl" => self.ttl = Some(ttl()?).filter(|d| !d.is_zero()),
-            "jitter" => self.jitter = number()?,
-            "codec" => {
-                self.codec =
-                    serde_json::from_value(serde_json::Value::from(value)).map_err(|_| bad())?
+    /// The resolved config as canonical JSON (keys sorted, no spaces; durations in
+    /// seconds; the URL's credentials redacted): what the URL vectors check in every
+    /// language.
+    pub fn describe(&self) -> String {
+        let Ok(Json::Object(fields)) = serde_json::to_value(self) else {
+            unreachable!("Config serializes to an object")
+        };
+        let mut sorted: std::collections::BTreeMap<String, Json> = fields.into_iter().collect();
+        sorted.insert("url".into(), Json::from(self.redacted_url()));
+        serde_json::to_string(&sorted).unwrap_or_default()
+    }
+
+    /// [`Config::with_overrides`] then [`Config::describe`], with the overrides as JSON
+    /// text: the `resolve_config` contract function of every binding.
+    ///
+    /// # Errors
+    /// A config error when `options_json` is not a JSON object, or one of
+    /// [`Config::with_overrides`]'s.
+    pub fn resolve(url: &str, options_json: &str) -> Result<String> {
+        let options = match serde_json::from_str(options_json) {
+            Ok(Json::Object(options)) => options,
+            _ => return Err(Error::config("options must be a JSON object")),
+        };
+        Ok(Config::with_overrides(url, &options)?.describe())
+    }
+
+    /// The URL's options applied to the defaults, not yet validated.
+    fn parse_url(url: &str) -> Result<Self> {
+        let parts = UrlParts::split(url);
+        let mut store_params = Vec::new();
+        let mut config = Config::default();
+        for (raw, name, value) in parts.params() {
+            if STORE_PARAMS.contains(&name.as_ref()) {
+                store_params.push(raw);
+            } else {
+                config.set_option(&name, &Given::Text(&value))?;
             }
-            "compression" => {
-                self.compression =
-                    serde_json::from_value(serde_json::Value::from(value)).map_err(|_| bad())?
-            }
-            "compressThreshold" => self.compress_threshold = value.parse().map_err(|_| bad())?,
-            "raw" => self.raw = value.parse().map_err(|_| bad())?,
-            "connectTimeout" => self.connect_timeout = seconds()?,
-            "commandTimeout" => self.command_timeout = seconds()?,
-            "capacity" | "memoryCapacity" => {
-                self.memory_capacity = value.parse().map_err(|_| bad())?
-            }
-            "maxPayloadBytes" => self.max_payload_bytes = value.parse().map_err(|_| bad())?,
-            "maxValueBytes" => self.max_value_bytes = value.parse().map_err(|_| bad())?,
-            // Consumed by the sharded store when it opens.
-            "weights" if self.url.contains("+shards://") => {
-                self.url = format!("{}?weights={value}", self.url)
-            }
-            // Consumed by the Sentinel store when it opens.
-            "replicaReads" if self.url.contains("+sentinel://") => {
-                let on: bool = value.parse().map_err(|_| bad())?;
-                self.url = format!("{}?replicaReads={on}", self.url)
-            }
-            _ => return Err(Error::config(format!("unknown URL option {name:?}"))),
+        }
+        config.url = parts.with_query(&store_params.join("&"));
+        Ok(config)
+    }
+
+    /// Sets one option from a URL query value or an override.
+    fn set_option(&mut self, name: &str, value: &Given<'_>) -> Result<()> {
+        let camel = camel_case(name);
+        match camel.as_ref() {
+            "prefix" => self.prefix = value.string(name)?,
+            "namespace" => self.namespace = value.string(name)?,
+            "maxKeyLength" => self.max_key_length = value.whole(name)?,
+            "ttl" => self.ttl = value.ttl(name)?,
+            "jitter" => self.jitter = value.number(name)?,
+            "codec" => self.codec = value.string(name)?.parse()?,
+            "compression" => self.compression = value.string(name)?.parse()?,
+            "compressThreshold" => self.compress_threshold = value.whole(name)?,
+            "raw" => self.raw = value.boolean(name)?,
+            "connectTimeout" => self.connect_timeout = value.seconds(name)?,
+            "commandTimeout" => self.command_timeout = value.seconds(name)?,
+            "capacity" | "memoryCapacity" => self.memory_capacity = value.whole(name)?,
+            "maxPayloadBytes" => self.max_payload_bytes = value.whole(name)?,
+            "maxValueBytes" => self.max_value_bytes = value.whole(name)?,
+            _ => return Err(Error::config(format!("unknown option {name:?}"))),
         }
         Ok(())
     }
@@ -308,18 +355,21 @@ pub struct SentinelTarget {
     node_scheme: String,
     auth: String,
     db: String,
+    /// redis-rs's own parameters for the data nodes (`?protocol=…`, `#insecure`).
+    node_params: String,
 }
 
 impl SentinelTarget {
     /// The redis-rs URL of the data node at `addr` (`host:port`).
     #[cfg(feature = "redis")]
     pub(crate) fn node_url(&self, addr: &str) -> String {
-        format!("{}://{}{addr}{}", self.node_scheme, self.auth, self.db)
+        format!(
+            "{}://{}{addr}{}{}",
+            self.node_scheme, self.auth, self.db, self.node_params
+        )
     }
 
-    fn parse(url: &str, scheme: &str, rest: &str) -> Result<SentinelTarget> {
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let replica_reads = query.split('&').any(|p| p == "replicaReads=true");
+    fn parse(url: &str, scheme: &str, rest: &str, params: StoreParams) -> Result<SentinelTarget> {
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((auth, hosts)) => (format!("{auth}@"), hosts),
             None => (String::new(), rest),
@@ -343,28 +393,98 @@ impl SentinelTarget {
         Ok(SentinelTarget {
             sentinels,
             master_name,
-            replica_reads,
+            replica_reads: params.replica_reads,
             node_scheme: scheme.split_once('+').map_or(scheme, |(s, _)| s).to_owned(),
             auth,
             db: db.map(|db| format!("/{db}")).unwrap_or_default(),
+            node_params: params.node_params,
         })
+    }
+}
+
+/// The store parameters of a URL ([`STORE_PARAMS`]), decoded and checked against its
+/// scheme.
+#[derive(Default)]
+struct StoreParams {
+    weights: Option<String>,
+    replica_reads: bool,
+    /// What every node URL built from a host list carries for redis-rs: `?protocol=…`
+    /// and the fragment (`#insecure`), as the user wrote them.
+    node_params: String,
+}
+
+impl StoreParams {
+    fn parse(scheme: &str, parts: &UrlParts<'_>) -> Result<Self> {
+        let mut params = StoreParams::default();
+        let mut protocol = "";
+        for (raw, name, value) in parts.params() {
+            match name.as_ref() {
+                // redis-rs's own parameter, read by redis-rs.
+                "protocol" if scheme != "memory" => {
+                    if !["2", "3", "resp2", "resp3"].contains(&value.as_ref()) {
+                        return Err(Error::config(format!(
+                            "invalid value {value:?} for URL parameter protocol: expected resp2 or resp3"
+                        )));
+                    }
+                    protocol = raw;
+                }
+                "weights" if scheme.ends_with("+shards") => {
+                    params.weights = Some(value.into_owned());
+                }
+                "replicaReads" if scheme.ends_with("+sentinel") => {
+                    params.replica_reads = Given::Text(&value).boolean("replicaReads")?;
+                }
+                name => {
+                    return Err(Error::config(format!(
+                        "{name:?} is not a parameter of a {scheme}:// URL"
+                    )))
+                }
+            }
+        }
+        if !protocol.is_empty() {
+            params.node_params = format!("?{protocol}");
+        }
+        params.node_params.push_str(parts.fragment);
+        Ok(params)
     }
 }
 
 impl Target {
     pub(crate) fn parse(url: &str) -> Result<Target> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        let (scheme, _) = url.split_once("://").ok_or_else(|| {
             Error::config(format!(
                 "{:?} is not a URL (expected scheme://…)",
                 crate::redact_url(url)
             ))
         })?;
-        match scheme {
-            "memory" => Ok(Target::Memory),
-            "redis" | "rediss" => Ok(Target::Redis(url.to_owned())),
-            "redis+shards" | "rediss+shards" | "redis+cluster" | "rediss+cluster" => {
-                let (node_scheme, kind) = scheme.split_once('+').unwrap_or((scheme, ""));
-                let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let known = [
+            "memory",
+            "redis",
+            "rediss",
+            "redis+shards",
+            "rediss+shards",
+            "redis+cluster",
+            "rediss+cluster",
+            "redis+sentinel",
+            "rediss+sentinel",
+        ];
+        if !known.contains(&scheme) {
+            return Err(Error::config(format!(
+                "unknown URL scheme {scheme:?} (expected memory, redis, rediss, redis+shards, redis+cluster, redis+sentinel)"
+            )));
+        }
+        let parts = UrlParts::split(url);
+        let params = StoreParams::parse(scheme, &parts)?;
+        let rest = &parts.head[scheme.len() + 3..];
+        let (node_scheme, kind) = scheme.split_once('+').unwrap_or((scheme, ""));
+        match kind {
+            _ if scheme == "memory" => Ok(Target::Memory),
+            // redis-rs reads the whole URL itself.
+            "" => Ok(Target::Redis(url.to_owned())),
+            "sentinel" => Ok(Target::Sentinel(SentinelTarget::parse(
+                url, scheme, rest, params,
+            )?)),
+            _ => {
                 let (auth, rest) = match rest.rsplit_once('@') {
                     Some((auth, hosts)) => (format!("{auth}@"), hosts),
                     None => (String::new(), rest),
@@ -382,11 +502,11 @@ impl Target {
                 }
                 let urls = hosts
                     .iter()
-                    .map(|host| format!("{node_scheme}://{auth}{host}{db}"));
+                    .map(|host| format!("{node_scheme}://{auth}{host}{db}{}", params.node_params));
                 if kind == "cluster" {
                     return Ok(Target::Cluster(urls.collect()));
                 }
-                let weights = parse_weights(query, hosts.len())?;
+                let weights = parse_weights(params.weights.as_deref(), hosts.len())?;
                 Ok(Target::Shards(
                     urls.zip(hosts.iter().zip(weights))
                         .map(|(url, (host, weight))| {
@@ -401,18 +521,12 @@ impl Target {
                         .collect(),
                 ))
             }
-            "redis+sentinel" | "rediss+sentinel" => Ok(Target::Sentinel(SentinelTarget::parse(
-                url, scheme, rest,
-            )?)),
-            other => Err(Error::config(format!(
-                "unknown URL scheme {other:?} (expected memory, redis, rediss, redis+shards, redis+cluster, redis+sentinel)"
-            ))),
         }
     }
 }
 
-fn parse_weights(query: &str, hosts: usize) -> Result<Vec<u32>> {
-    let Some(list) = query.split('&').find_map(|p| p.strip_prefix("weights=")) else {
+fn parse_weights(list: Option<&str>, hosts: usize) -> Result<Vec<u32>> {
+    let Some(list) = list else {
         return Ok(vec![1; hosts]);
     };
     let weights: Vec<u32> = list
@@ -427,6 +541,169 @@ fn parse_weights(query: &str, hosts: usize) -> Result<Vec<u32>> {
         )));
     }
     Ok(weights)
+}
+
+/// URL query parameters that belong to the store, not to [`Config`]'s fields: they stay
+/// in [`Config::url`] and [`Target::parse`] checks them against the scheme.
+const STORE_PARAMS: [&str; 3] = ["weights", "replicaReads", "protocol"];
+
+/// `snake_case` → `camelCase`; camelCase names pass unchanged.
+fn camel_case(name: &str) -> Cow<'_, str> {
+    if !name.contains('_') {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// An option's value: text from a URL query, or JSON from a binding's overrides. Text is
+/// parsed; JSON must already have the right type (`"60"` is not a TTL in an object).
+enum Given<'a> {
+    Text(&'a str),
+    Json(&'a Json),
+}
+
+impl std::fmt::Display for Given<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Given::Text(text) => write!(f, "{text:?}"),
+            Given::Json(json) => write!(f, "{json}"),
+        }
+    }
+}
+
+fn invalid(name: &str, value: &Given<'_>, expected: &str) -> Error {
+    Error::config(format!(
+        "invalid value {value} for option {name}: expected {expected}"
+    ))
+}
+
+impl Given<'_> {
+    fn string(&self, name: &str) -> Result<String> {
+        match self {
+            Given::Text(text) => Ok((*text).to_owned()),
+            Given::Json(Json::String(text)) => Ok(text.clone()),
+            _ => Err(invalid(name, self, "a string")),
+        }
+    }
+
+    fn number(&self, name: &str) -> Result<f64> {
+        let number = match self {
+            Given::Text(text) => text.parse::<f64>().ok(),
+            Given::Json(json) => json.as_f64(),
+        };
+        number
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| invalid(name, self, "a finite number"))
+    }
+
+    fn whole<T: TryFrom<u64>>(&self, name: &str) -> Result<T> {
+        let whole = match self {
+            Given::Text(text) => text.parse::<u64>().ok(),
+            Given::Json(json) => json.as_u64().or_else(|| {
+                // JS numbers and Python floats such as 1024.0.
+                json.as_f64()
+                    .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < u64::MAX as f64)
+                    .map(|f| f as u64)
+            }),
+        };
+        whole
+            .and_then(|w| T::try_from(w).ok())
+            .ok_or_else(|| invalid(name, self, "a whole number at least 0"))
+    }
+
+    fn boolean(&self, name: &str) -> Result<bool> {
+        match self {
+            Given::Text("true") | Given::Json(Json::Bool(true)) => Ok(true),
+            Given::Text("false") | Given::Json(Json::Bool(false)) => Ok(false),
+            _ => Err(invalid(name, self, "true or false")),
+        }
+    }
+
+    fn seconds(&self, name: &str) -> Result<Duration> {
+        Duration::try_from_secs_f64(self.number(name)?)
+            .map_err(|_| invalid(name, self, "a number of seconds at least 0"))
+    }
+
+    /// `null` and `0` mean no expiry; otherwise [`crate::ttl::from_secs`]'s rule.
+    fn ttl(&self, name: &str) -> Result<Option<Duration>> {
+        if let Given::Json(Json::Null) = self {
+            return Ok(None);
+        }
+        let secs = match self {
+            Given::Text(text) => text.parse::<f64>().ok(),
+            Given::Json(json) => json.as_f64(),
+        }
+        .ok_or_else(|| invalid(name, self, "a number of seconds"))?;
+        Ok(Some(crate::ttl::from_secs(secs)?).filter(|d| !d.is_zero()))
+    }
+}
+
+/// A URL cut where polycache reads it: `<head>[?<query>][#<fragment>]`.
+struct UrlParts<'a> {
+    head: &'a str,
+    query: &'a str,
+    /// `#…` or empty (redis-rs reads `rediss://…/#insecure`).
+    fragment: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    fn split(url: &'a str) -> Self {
+        // The authority (user info included, where `/`, `?` and `#` must be escaped, as
+        // for redis-rs's parser) ends at the first of them.
+        let authority = url.find("://").map_or(0, |i| i + 3);
+        let rest = authority
+            + url[authority..]
+                .find(['/', '?', '#'])
+                .unwrap_or(url.len() - authority);
+        let (before_fragment, fragment) = match url[rest..].find('#') {
+            Some(i) => url.split_at(rest + i),
+            None => (url, ""),
+        };
+        let (head, query) = match before_fragment[rest..].find('?') {
+            Some(i) => (&url[..rest + i], &before_fragment[rest + i + 1..]),
+            None => (before_fragment, ""),
+        };
+        UrlParts {
+            head,
+            query,
+            fragment,
+        }
+    }
+
+    /// Every query parameter: the raw `name=value` text and its decoded name and value
+    /// (percent-decoding and `+` as space, as redis-rs's `url` crate reads them).
+    fn params(&self) -> impl Iterator<Item = (&'a str, Cow<'a, str>, Cow<'a, str>)> {
+        self.query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| {
+                let (name, value) = form_urlencoded::parse(pair.as_bytes()).next()?;
+                Some((pair, name, value))
+            })
+    }
+
+    /// The URL with `query` in place of its own.
+    fn with_query(&self, query: &str) -> String {
+        let mut url = self.head.to_owned();
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(query);
+        }
+        url.push_str(self.fragment);
+        url
+    }
 }
 
 mod secs {
@@ -522,6 +799,84 @@ mod tests {
         assert!(Config::from_url("mongodb://x").is_err());
         assert!(Config::from_url("redis://x?bogus=1").is_err());
         assert!(Config::from_url("redis+shards://a:1,b:2?weights=1").is_err());
+    }
+
+    #[test]
+    fn url_queries_are_decoded_and_store_parameters_kept() {
+        let c = Config::from_url("redis://h:1/2?name%73pace=a%20b+c&max_key_length=9").unwrap();
+        assert_eq!((c.namespace.as_str(), c.max_key_length), ("a b c", 9));
+        assert_eq!(c.url, "redis://h:1/2");
+
+        let c = Config::from_url("rediss://:p%40ss@h:1/?protocol=resp3&ttl=0#insecure").unwrap();
+        assert_eq!(c.url, "rediss://:p%40ss@h:1/?protocol=resp3#insecure");
+        assert_eq!(c.ttl, None);
+        assert!(Config::from_url("redis://h?protocol=resp9").is_err());
+        assert!(Config::from_url("memory://?protocol=resp3").is_err());
+
+        let c = Config::from_url("redis+shards://a:1,b:2?weights=1%2C3&protocol=3").unwrap();
+        let Target::Shards(nodes) = Target::parse(&c.url).unwrap() else {
+            panic!("not shards")
+        };
+        assert_eq!(nodes[1].0, "redis://b:2?protocol=3");
+        assert_eq!(nodes[1].1.weight, 3);
+        let c = Config::from_url("rediss+cluster://a:1,b:2/0#insecure").unwrap();
+        let Target::Cluster(seeds) = Target::parse(&c.url).unwrap() else {
+            panic!("not a cluster")
+        };
+        assert_eq!(
+            seeds,
+            ["rediss://a:1/0#insecure", "rediss://b:2/0#insecure"]
+        );
+    }
+
+    #[test]
+    fn overrides_win_and_name_the_bad_option() {
+        let overrides = serde_json::json!({
+            "namespace": "b", "ttl": null, "command_timeout": 0.25, "codec": "json", "raw": true
+        });
+        let c = Config::with_overrides(
+            "memory://?namespace=a&ttl=5",
+            overrides.as_object().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.namespace, "b");
+        assert_eq!(c.ttl, None);
+        assert_eq!(c.command_timeout, Duration::from_millis(250));
+        assert_eq!((c.codec, c.raw), (Codec::Json, true));
+
+        for (name, value) in [
+            ("bogus", serde_json::json!(1)),
+            ("ttl", serde_json::json!("60")),
+            ("ttl", serde_json::json!(-1)),
+            ("maxKeyLength", serde_json::json!(1.5)),
+            ("codec", serde_json::json!("xml")),
+            ("connect_timeout", serde_json::json!(-1)),
+        ] {
+            let mut overrides = Map::new();
+            overrides.insert(name.into(), value);
+            let err = Config::with_overrides("memory://", &overrides).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{name}");
+        }
+        let err = Config::from_url("redis://h?bogus=1").unwrap_err();
+        assert!(err.message().contains("bogus"), "{err}");
+
+        let mut url = Map::new();
+        url.insert("url".into(), Json::from("redis://h?bogus=1"));
+        assert!(Config::with_overrides("memory://", &url).is_err());
+    }
+
+    #[test]
+    fn resolve_is_sorted_json_without_the_password() {
+        let json = Config::resolve("redis://:secret@h:1?ttl=1.5", r#"{"jitter":0.5}"#).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+        let value: Json = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["ttl"], 1.5);
+        assert_eq!(value["url"], "redis://***@h:1");
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(Config::resolve("memory://", "[]").is_err());
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! One error type for the whole crate. Bindings map [`ErrorKind`] to same-named host errors
-//! (Python exception classes, JS `err.code`, a WIT `variant`) in exactly one file each.
+//! (Python exception classes, JS `err.code` from [`ErrorKind::code`], a WIT `variant`) in
+//! exactly one file each.
+//!
+//! One message format: every binding shows [`Error::message`], the message without the
+//! kind, because each host carries the kind in its own channel (the exception class, the
+//! `code`, the variant case). Only Rust's `Display`, which has no such channel, puts the
+//! kind in front (`Timeout error: …`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,6 +48,22 @@ impl ErrorKind {
             ErrorKind::Cluster => "Cluster",
             ErrorKind::Loader => "Loader",
             ErrorKind::Writer => "Writer",
+        }
+    }
+
+    /// The stable JS `err.code`: `E` + the name in capitals (`ETIMEOUT`, `ECODEC` …), in
+    /// the style of Node's own `ECONNREFUSED`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "ECONFIG",
+            ErrorKind::Key => "EKEY",
+            ErrorKind::Codec => "ECODEC",
+            ErrorKind::Connection => "ECONNECTION",
+            ErrorKind::Timeout => "ETIMEOUT",
+            ErrorKind::Server => "ESERVER",
+            ErrorKind::Cluster => "ECLUSTER",
+            ErrorKind::Loader => "ELOADER",
+            ErrorKind::Writer => "EWRITER",
         }
     }
 
@@ -129,7 +151,7 @@ impl Error {
         self.kind
     }
 
-    /// The message without the kind prefix.
+    /// The message without the kind prefix: what every binding shows (see the module docs).
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -197,5 +219,23 @@ impl From<redis::RedisError> for Error {
             ErrorKind::Server
         };
         Error::new(kind, err.to_string()).with_source(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_e_and_the_name_in_capitals() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(
+                kind.code(),
+                format!("E{}", kind.name().to_ascii_uppercase())
+            );
+        }
+        let err = Error::new(ErrorKind::Timeout, "no reply");
+        assert_eq!(err.message(), "no reply");
+        assert_eq!(err.to_string(), "Timeout error: no reply");
     }
 }

@@ -48,6 +48,15 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// The name used in options and URLs (`"msgpack"`, `"json"`, `"bytes"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::Bytes => "bytes",
+            Codec::Msgpack => "msgpack",
+            Codec::Json => "json",
+        }
+    }
+
     /// The id written in the envelope.
     pub fn id(self) -> u8 {
         match self {
@@ -127,6 +136,14 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The name used in options and URLs (`"none"`, `"lz4"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+        }
+    }
+
     /// The id written in the envelope.
     pub fn id(self) -> u8 {
         match self {
@@ -141,6 +158,37 @@ impl Compression {
             1 => Ok(Compression::Lz4),
             other => Err(Error::codec(format!(
                 "envelope: unknown compression id {other}"
+            ))),
+        }
+    }
+}
+
+/// A codec from its option name (`"messagepack"` is accepted for `"msgpack"`).
+impl std::str::FromStr for Codec {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "msgpack" | "messagepack" => Ok(Codec::Msgpack),
+            "json" => Ok(Codec::Json),
+            "bytes" => Ok(Codec::Bytes),
+            other => Err(Error::config(format!(
+                "unknown codec {other:?} (expected msgpack, json or bytes)"
+            ))),
+        }
+    }
+}
+
+/// A compression from its option name.
+impl std::str::FromStr for Compression {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            other => Err(Error::config(format!(
+                "unknown compression {other:?} (expected none or lz4)"
             ))),
         }
     }
