@@ -165,3 +165,14 @@ pub fn render_key(
 pub fn call_key(function_name: &str, args: &[Value], named: &BTreeMap<String, Value>) -> String {
     call_key_named(function_name, args, named)
 }
+
+/// The config every binding builds from `url` and `options` (a JSON object of option
+/// names, camelCase or snake_case, to values), as canonical JSON: keys sorted, durations in
+/// seconds, the URL's credentials redacted ([`crate::Config::resolve`]). The URL vectors
+/// (tests/vectors/urls.json) check it in every language.
+///
+/// # Errors
+/// A config error for an invalid URL, an unknown option or an invalid value.
+pub fn resolve_config(url: &str, options: &str) -> Result<String> {
+    crate::Config::resolve(url, options)
+}

@@ -309,6 +309,7 @@ fn call(name: &str, a: &[Json]) -> Json {
             &values(&a[1]),
             &named(&a[2]),
         )),
+        "resolve_config" => Json::from(contract::resolve_config(text(&a[0]), text(&a[1])).unwrap()),
         other => panic!("contract.json describes {other}; call it here"),
     }
 }
