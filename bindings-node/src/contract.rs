@@ -190,9 +190,7 @@ impl Ring {
     /// The name of the node that owns a Redis key.
     #[napi]
     pub fn node_for(&self, redis_key: String) -> String {
-        self.ring.nodes()[self.ring.node_for(&redis_key)]
-            .name
-            .clone()
+        self.ring.node_for(&redis_key).to_owned()
     }
 }
 

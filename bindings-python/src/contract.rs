@@ -196,9 +196,7 @@ impl Ring {
 
     /// The node name that owns a Redis key.
     fn node_for(&self, redis_key: &str) -> String {
-        self.inner.nodes()[self.inner.node_for(redis_key)]
-            .name
-            .clone()
+        self.inner.node_for(redis_key).to_owned()
     }
 
     /// The first `n` continuum points as `(value, node name)`.

@@ -31,7 +31,7 @@ impl GuestContinuum for RingResource {
 
     fn node_for(&self, redis_key: String) -> u32 {
         // A ring has far fewer than 2^32 nodes.
-        self.0.node_for(&redis_key) as u32
+        self.0.index_for(&redis_key) as u32
     }
 
     fn len(&self) -> u32 {

@@ -75,6 +75,6 @@ impl Ring {
     /// The name of the node that owns a Redis key.
     #[wasm_bindgen(js_name = nodeFor)]
     pub fn node_for(&self, redis_key: &str) -> String {
-        self.0.nodes()[self.0.node_for(redis_key)].name.clone()
+        self.0.node_for(redis_key).to_owned()
     }
 }

@@ -249,7 +249,7 @@ fn a_key_lands_on_the_same_shard_as_from_rust() {
             .unwrap()
             .unwrap();
         let redis_key = guest.redis_key(cache, &key).unwrap().unwrap();
-        let owner = rust_ring.node_for(&redis_key);
+        let owner = rust_ring.index_for(&redis_key);
         assert_eq!(guest.node_for(ring, &redis_key).unwrap() as usize, owner);
         per_node[owner] += 1;
         for (node, conn) in conns.iter_mut().enumerate() {
