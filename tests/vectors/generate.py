@@ -1937,10 +1937,199 @@ def hostile_cases() -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------
+# URL and options -> config (README.md, "Options"): written out by hand, not computed,
+# so the expected configs are independent of every implementation.
+# ---------------------------------------------------------------------------
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "codec": "msgpack",
+    "commandTimeout": 1.0,
+    "compressThreshold": 1024,
+    "compression": "lz4",
+    "connectTimeout": 1.0,
+    "jitter": 0.0,
+    "maxKeyLength": 200,
+    "maxPayloadBytes": 64 << 20,
+    "maxValueBytes": 256 << 20,
+    "memoryCapacity": 10000,
+    "namespace": "default",
+    "prefix": "pc",
+    "raw": False,
+    "ttl": 300.0,
+    "url": "memory://",
+}
+
+
+def snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def urls_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def ok(name: str, given: str, options: dict[str, Any], **changes: Any) -> None:
+        config = dict(CONFIG_DEFAULTS, **changes)
+        cases.append({"name": name, "url": given, "options": options, "config": config})
+
+    def error(name: str, given: str, options: dict[str, Any]) -> None:
+        cases.append({"name": name, "url": given, "options": options, "error": "config"})
+
+    ok("defaults", "memory://", {})
+    # Every option three ways: a URL query parameter (camelCase and snake_case) and an
+    # override; each value differs from the default.
+    given = [
+        ("prefix", "app", "app"),
+        ("namespace", "users", "users"),
+        ("maxKeyLength", "64", 64),
+        ("ttl", "60", 60.0),
+        ("jitter", "0.25", 0.25),
+        ("codec", "json", "json"),
+        ("compression", "none", "none"),
+        ("compressThreshold", "4096", 4096),
+        ("raw", "true", True),
+        ("connectTimeout", "2.5", 2.5),
+        ("commandTimeout", "0.5", 0.5),
+        ("memoryCapacity", "5", 5),
+        ("maxPayloadBytes", "1024", 1024),
+        ("maxValueBytes", "2048", 2048),
+    ]
+    for option, text, value in given:
+        kebab = snake(option).replace("_", "-")
+        ok(f"query-{kebab}", f"memory://?{option}={text}", {}, **{option: value})
+        if snake(option) != option:
+            ok(f"query-snake-{kebab}", f"memory://?{snake(option)}={text}", {}, **{option: value})
+        ok(f"override-{kebab}", "memory://", {option: value}, **{option: value})
+        ok(f"override-snake-{kebab}", "memory://", {snake(option): value}, **{option: value})
+
+    # Overrides win over the URL's query; null and 0 are no expiry.
+    ok("override-wins", "memory://?namespace=a&ttl=5", {"namespace": "b"}, namespace="b", ttl=5.0)
+    ok("ttl-null", "memory://?ttl=5", {"ttl": None}, ttl=None)
+    ok("ttl-zero-query", "memory://?ttl=0", {}, ttl=None)
+    ok("ttl-zero-override", "memory://", {"ttl": 0}, ttl=None)
+    ok("ttl-fraction", "memory://?ttl=0.25", {}, ttl=0.25)
+    ok("codec-alias", "memory://?codec=messagepack", {}, codec="msgpack")
+    ok("capacity-alias", "memory://?capacity=7", {}, memoryCapacity=7)
+    ok("url-override", "memory://", {"url": "memory://?namespace=n"}, namespace="n")
+    ok("whole-float", "memory://", {"maxKeyLength": 64.0}, maxKeyLength=64)
+
+    # Query values are percent-decoded (and + is a space), as redis-rs reads them.
+    ok("percent-decoded", "memory://?namespace=a%20b%2Fc", {}, namespace="a b/c")
+    ok("plus-is-space", "memory://?namespace=a+b", {}, namespace="a b")
+    ok("percent-name", "memory://?name%73pace=x", {}, namespace="x")
+    ok("utf8-value", "memory://?namespace=%C3%BC", {}, namespace="\u00fc")
+
+    # Redis URLs: options leave the URL, the store's own parameters stay, the credentials
+    # are redacted.
+    ok("redis", "redis://127.0.0.1:6379/0", {}, url="redis://127.0.0.1:6379/0")
+    ok(
+        "redis-options-leave-url",
+        "redis://h:6379/2?namespace=n&ttl=1",
+        {},
+        url="redis://h:6379/2",
+        namespace="n",
+        ttl=1.0,
+    )
+    ok("redis-password-redacted", "redis://:s3cret@h:6379", {}, url="redis://***@h:6379")
+    ok(
+        "redis-user-password-encoded",
+        "redis://u%40x:p%3Aw@h:6379?namespace=n",
+        {},
+        url="redis://***@h:6379",
+        namespace="n",
+    )
+    ok("redis-protocol", "redis://h:6379?protocol=resp3", {}, url="redis://h:6379?protocol=resp3")
+    ok(
+        "redis-protocol-2",
+        "redis://h:6379?protocol=2&ttl=9",
+        {},
+        url="redis://h:6379?protocol=2",
+        ttl=9.0,
+    )
+    ok("rediss-insecure", "rediss://h:6380/#insecure", {}, url="rediss://h:6380/#insecure")
+    ok(
+        "rediss-query-and-fragment",
+        "rediss://h:6380/?namespace=n#insecure",
+        {},
+        url="rediss://h:6380/#insecure",
+        namespace="n",
+    )
+    ok(
+        "shards-weights",
+        "redis+shards://a:1,b:2?weights=1,3&namespace=n",
+        {},
+        url="redis+shards://a:1,b:2?weights=1,3",
+        namespace="n",
+    )
+    ok(
+        "shards-weights-encoded",
+        "redis+shards://a:1,b:2?weights=1%2C3",
+        {},
+        url="redis+shards://a:1,b:2?weights=1%2C3",
+    )
+    ok(
+        "cluster",
+        "redis+cluster://a:1,b:2?protocol=resp3",
+        {},
+        url="redis+cluster://a:1,b:2?protocol=resp3",
+    )
+    ok(
+        "sentinel-replica-reads",
+        "redis+sentinel://a:1,b:2/mymaster?replicaReads=true&ttl=2",
+        {},
+        url="redis+sentinel://a:1,b:2/mymaster?replicaReads=true",
+        ttl=2.0,
+    )
+
+    # Errors: all config errors.
+    error("unknown-option-query", "redis://h?bogus=1", {})
+    error("unknown-option-override", "memory://", {"bogus": 1})
+    error("unknown-option-in-url-override", "memory://", {"url": "redis://h?bogus=1"})
+    error("unknown-scheme", "mongodb://h", {})
+    error("not-a-url", "localhost:6379", {})
+    error("store-param-wrong-scheme", "redis://h?weights=1", {})
+    error("replica-reads-not-sentinel", "redis://h?replicaReads=true", {})
+    error("protocol-memory", "memory://?protocol=resp3", {})
+    error("protocol-bad", "redis://h?protocol=resp9", {})
+    error("weights-count", "redis+shards://a:1,b:2?weights=1", {})
+    error("weights-zero", "redis+shards://a:1,b:2?weights=0,1", {})
+    error("shards-no-hosts", "redis+shards://", {})
+    error("sentinel-no-master", "redis+sentinel://a:1", {})
+    error("ttl-text-override", "memory://", {"ttl": "60"})
+    error("ttl-negative", "memory://?ttl=-1", {})
+    error("ttl-nan", "memory://?ttl=NaN", {})
+    error("ttl-inf", "memory://?ttl=inf", {})
+    error("ttl-too-long", "memory://", {"ttl": 1e10})
+    error("ttl-word", "memory://?ttl=nope", {})
+    error("jitter-above-one", "memory://?jitter=1.5", {})
+    error("codec-unknown", "memory://?codec=xml", {})
+    error("compression-unknown", "memory://", {"compression": "zstd9"})
+    error("max-key-length-fraction", "memory://", {"maxKeyLength": 1.5})
+    error("max-key-length-negative", "memory://?maxKeyLength=-1", {})
+    error("raw-not-bool", "memory://?raw=yes", {})
+    error("raw-number-override", "memory://", {"raw": 1})
+    error("timeout-zero", "memory://?commandTimeout=0", {})
+    error("timeout-negative", "memory://", {"connectTimeout": -1})
+    error("capacity-zero", "memory://?memoryCapacity=0", {})
+    error("namespace-empty", "memory://?namespace=", {})
+    error("namespace-brace", "memory://", {"namespace": "a{b"})
+    error("prefix-not-string", "memory://", {"prefix": 1})
+    error("null-namespace", "memory://", {"namespace": None})
+    error("url-not-string", "memory://", {"url": 1})
+    return cases
+
+
+# ---------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------
 
 DESCRIPTIONS = {
+    "urls.json": (
+        "polycache URL and options -> config (README.md, Options). resolve_config(url, "
+        "options) with options as a JSON object gives config (every field; durations in "
+        "seconds, ttl null for no expiry, the URL without the options it carried and with "
+        "credentials redacted) or fails with error config. Compare numbers by value "
+        "(60 equals 60.0)."
+    ),
     "hostile.json": (
         "polycache hostile input (docs/FORMAT.md section 1, Limits), read with the default "
         "limits (maxPayloadBytes 64 MiB, maxValueBytes 256 MiB, nesting 256). bytes: "
@@ -2192,6 +2381,7 @@ def main() -> None:
     write("ring.json", ring_cases())
     write("templates.json", templates_cases())
     write("hostile.json", hostile_cases())
+    write("urls.json", urls_cases())
 
 
 if __name__ == "__main__":
