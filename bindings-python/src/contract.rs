@@ -3,20 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
-use polycache::{call_key_named, KeySchema, KeyTemplate, Node, Ring as CoreRing};
+use polycache::contract::{self, EnvelopeOptions, Node, Ring as CoreRing};
+use polycache::{Codec, Compression, KeyTemplate, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors;
 use crate::value::{to_py, to_value};
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, name: &str) -> PyResult<T> {
-    serde_json::from_value(serde_json::Value::from(name))
-        .map_err(|_| errors::ConfigError::new_err(format!("unknown {what} {name:?}")))
-}
-
-/// Encodes `value` into an envelope (bytes).
+/// Encodes `value` into an envelope (bytes); the options are keyword arguments.
 #[pyfunction]
 #[pyo3(signature = (value, *, codec = "msgpack", compression = "lz4", compress_threshold = 1024, created_at = 0, fresh_until = 0, schema = None, tags = Vec::new()))]
 #[allow(clippy::too_many_arguments)]
@@ -31,59 +26,70 @@ fn encode_envelope<'py>(
     schema: Option<String>,
     tags: Vec<String>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let options = EncodeOptions {
-        codec: parse::<Codec>("codec", codec)?,
-        compression: parse::<Compression>("compression", compression)?,
+    let options = EnvelopeOptions {
+        codec: codec.parse::<Codec>().map_err(errors::to_py)?,
+        compression: compression.parse::<Compression>().map_err(errors::to_py)?,
         compress_threshold,
-    };
-    let meta = Meta {
-        created_at_ms: created_at,
-        fresh_until_ms: fresh_until,
+        created_at,
+        fresh_until,
         schema,
         tags,
     };
-    let bytes = codec::encode(&to_value(value)?, &options, &meta).map_err(errors::to_py)?;
+    let bytes = contract::encode_envelope(&to_value(value)?, &options).map_err(errors::to_py)?;
     Ok(PyBytes::new(py, &bytes))
 }
 
 /// Decodes an envelope into a dict: value, codec, compression, created_at, fresh_until,
 /// schema, tags. Raises CodecError for anything that is not a valid v1 envelope.
 #[pyfunction]
-fn decode_envelope<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    let (header, value) = codec::decode(data).map_err(errors::to_py)?;
+fn decode_envelope<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    let envelope = contract::decode_envelope(bytes).map_err(errors::to_py)?;
     let out = PyDict::new(py);
-    out.set_item("value", to_py(py, &value)?)?;
-    out.set_item("codec", format!("{:?}", header.codec).to_lowercase())?;
-    out.set_item(
-        "compression",
-        format!("{:?}", header.compression).to_lowercase(),
-    )?;
-    out.set_item("created_at", header.meta.created_at_ms)?;
-    out.set_item("fresh_until", header.meta.fresh_until_ms)?;
-    out.set_item("schema", header.meta.schema)?;
-    out.set_item("tags", header.meta.tags)?;
+    out.set_item("value", to_py(py, &envelope.value)?)?;
+    out.set_item("codec", envelope.codec.as_str())?;
+    out.set_item("compression", envelope.compression.as_str())?;
+    out.set_item("created_at", envelope.created_at)?;
+    out.set_item("fresh_until", envelope.fresh_until)?;
+    out.set_item("schema", envelope.schema)?;
+    out.set_item("tags", envelope.tags)?;
     Ok(out)
 }
 
 /// The Redis key of a user key (`<prefix>:<namespace>:{<key>}`).
 #[pyfunction]
-#[pyo3(signature = (key, *, prefix = "pc", namespace = "default", max_key_length = 200))]
-fn redis_key(key: &str, prefix: &str, namespace: &str, max_key_length: usize) -> PyResult<String> {
-    KeySchema::new(prefix, namespace, max_key_length)
-        .and_then(|schema| schema.redis_key(key))
-        .map_err(errors::to_py)
+fn redis_key(prefix: &str, namespace: &str, max_key_length: usize, key: &str) -> PyResult<String> {
+    contract::redis_key(prefix, namespace, max_key_length, key).map_err(errors::to_py)
+}
+
+/// The stampede-lock key of a Redis key (same hash tag, same slot).
+#[pyfunction]
+fn lock_key(redis_key: &str) -> String {
+    contract::lock_key(redis_key)
 }
 
 /// The Redis Cluster hash tag of a Redis key.
 #[pyfunction]
-fn hash_tag<'py>(py: Python<'py>, redis_key: &[u8]) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, polycache::key::hash_tag(redis_key))
+fn hash_tag(redis_key: &str) -> &str {
+    contract::hash_tag(redis_key)
 }
 
 /// The Redis Cluster slot of a Redis key.
 #[pyfunction]
-fn slot(redis_key: &[u8]) -> u16 {
-    polycache::key::slot(redis_key)
+fn slot(redis_key: &str) -> u16 {
+    contract::slot(redis_key)
+}
+
+/// Positional arguments and an optional dict of named ones as core values.
+fn arguments(
+    args: &[Bound<'_, PyAny>],
+    named: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(Vec<Value>, BTreeMap<String, Value>)> {
+    let args = args.iter().map(to_value).collect::<PyResult<Vec<_>>>()?;
+    let mut named_values = BTreeMap::new();
+    for (k, v) in named.into_iter().flat_map(|named| named.iter()) {
+        named_values.insert(k.extract::<String>()?, to_value(&v)?);
+    }
+    Ok((args, named_values))
 }
 
 /// Renders a function-key template with positional and named arguments.
@@ -94,16 +100,8 @@ fn render_key(
     args: Vec<Bound<'_, PyAny>>,
     named: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
-    let args = args.iter().map(to_value).collect::<PyResult<Vec<_>>>()?;
-    let mut named_values = BTreeMap::new();
-    if let Some(named) = named {
-        for (k, v) in named.iter() {
-            named_values.insert(k.extract::<String>()?, to_value(&v)?);
-        }
-    }
-    KeyTemplate::parse(template)
-        .and_then(|t| t.render(&args, &named_values))
-        .map_err(errors::to_py)
+    let (args, named) = arguments(&args, named)?;
+    contract::render_key(template, &args, &named).map_err(errors::to_py)
 }
 
 /// A parsed function-key template (docs/FORMAT.md §5); parse once, render per call.
@@ -157,21 +155,24 @@ impl PyKeyTemplate {
     }
 }
 
-/// The key of a call without a template: `<function>:<hash of the arguments>`; named
+/// The key of a call without a template: `<function_name>:<hash of the arguments>`; named
 /// arguments (`**kwargs`) count whatever order they were given in.
 #[pyfunction]
-#[pyo3(signature = (function, args, named = None))]
+#[pyo3(signature = (function_name, args, named = None))]
 fn call_key(
-    function: &str,
+    function_name: &str,
     args: Vec<Bound<'_, PyAny>>,
     named: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
-    let args = args.iter().map(to_value).collect::<PyResult<Vec<_>>>()?;
-    let mut named_values = BTreeMap::new();
-    for (k, v) in named.into_iter().flat_map(|named| named.iter()) {
-        named_values.insert(k.extract::<String>()?, to_value(&v)?);
-    }
-    Ok(call_key_named(function, &args, &named_values))
+    let (args, named) = arguments(&args, named)?;
+    Ok(contract::call_key(function_name, &args, &named))
+}
+
+/// The config a cache would use for `url` and `options` (a JSON object of option names to
+/// values), as canonical JSON with the URL's credentials redacted.
+#[pyfunction]
+fn resolve_config(url: &str, options: &str) -> PyResult<String> {
+    contract::resolve_config(url, options).map_err(errors::to_py)
 }
 
 /// The consistent-hash ring over named, weighted nodes.
@@ -217,10 +218,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_envelope, m)?)?;
     m.add_function(wrap_pyfunction!(decode_envelope, m)?)?;
     m.add_function(wrap_pyfunction!(redis_key, m)?)?;
+    m.add_function(wrap_pyfunction!(lock_key, m)?)?;
     m.add_function(wrap_pyfunction!(hash_tag, m)?)?;
     m.add_function(wrap_pyfunction!(slot, m)?)?;
     m.add_function(wrap_pyfunction!(render_key, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_config, m)?)?;
     m.add_class::<Ring>()?;
     m.add_class::<PyKeyTemplate>()?;
     Ok(())

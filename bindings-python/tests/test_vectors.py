@@ -110,24 +110,20 @@ def test_envelope(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", KEYS, ids=lambda c: c["name"])
 def test_keys(case: dict[str, Any]) -> None:
     if case["kind"] == "slot":
-        raw = case["redisKey"].encode()
-        assert contract.hash_tag(raw) == case["hashTag"].encode()
-        assert contract.slot(raw) == case["slot"]
+        assert contract.hash_tag(case["redisKey"]) == case["hashTag"]
+        assert contract.slot(case["redisKey"]) == case["slot"]
         return
-    kwargs = {
-        "prefix": case["prefix"],
-        "namespace": case["namespace"],
-        "max_key_length": case["maxKeyLength"],
-    }
+    schema = (case["prefix"], case["namespace"], case["maxKeyLength"])
     if "error" in case:
         error = polycache.KeyError if case["error"] == "key" else polycache.ConfigError
         with pytest.raises(error):
-            contract.redis_key(case["key"], **kwargs)
+            contract.redis_key(*schema, case["key"])
         return
-    key = contract.redis_key(case["key"], **kwargs)
+    key = contract.redis_key(*schema, case["key"])
     assert key == case["redisKey"]
-    assert contract.hash_tag(key.encode()) == case["hashTag"].encode()
-    assert contract.slot(key.encode()) == case["slot"]
+    assert contract.lock_key(key) == case["lockKey"]
+    assert contract.hash_tag(key) == case["hashTag"]
+    assert contract.slot(key) == case["slot"]
 
 
 def ring_of(nodes: list[dict[str, Any]]) -> contract.Ring:

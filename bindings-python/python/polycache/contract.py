@@ -1,6 +1,7 @@
 """The cross-language contract (docs/FORMAT.md) as plain functions: envelope bytes, Redis
-keys, cluster slots, ring placement and function keys. The same functions exist in every
-binding; `tests/vectors/*.json` checks them all."""
+keys, cluster slots, ring placement and function keys. The same functions, with the same
+parameters in the same order, exist in every binding: `tests/vectors/contract.json`
+describes them and `tests/test_contract.py` checks this module against it."""
 
 from ._native import (
     Ring,
@@ -8,8 +9,10 @@ from ._native import (
     decode_envelope,
     encode_envelope,
     hash_tag,
+    lock_key,
     redis_key,
     render_key,
+    resolve_config,
     slot,
 )
 
@@ -19,7 +22,9 @@ __all__ = [
     "decode_envelope",
     "encode_envelope",
     "hash_tag",
+    "lock_key",
     "redis_key",
     "render_key",
+    "resolve_config",
     "slot",
 ]
