@@ -202,6 +202,13 @@ export declare function redisKey(prefix: string, namespace: string, maxKeyLength
  */
 export declare function renderKey(template: string, args: CacheValue[], named?: Record<string, CacheValue>): string
 
+/**
+ * The config a cache would resolve from `url` and `options` (JSON text of an options
+ * object), as canonical JSON with the credentials redacted; `ECONFIG` when invalid. The
+ * URL vectors (tests/vectors/urls.json) check it.
+ */
+export declare function resolveConfig(url: string, options: string): string
+
 /** A node on the ring. */
 export interface RingNode {
   name: string

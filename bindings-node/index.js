@@ -846,4 +846,5 @@ module.exports.hashTag = nativeBinding.hashTag
 module.exports.lockKey = nativeBinding.lockKey
 module.exports.redisKey = nativeBinding.redisKey
 module.exports.renderKey = nativeBinding.renderKey
+module.exports.resolveConfig = nativeBinding.resolveConfig
 module.exports.slot = nativeBinding.slot

@@ -65,6 +65,14 @@ test('key and config errors', async () => {
   assert.throws(() => new Cache({ jitter: 2 }), (err) => err.code === 'ECONFIG')
   await assert.rejects(Cache.connect('redis+shards://a:1,b:2?weights=1'), (err) => err.code === 'ECONFIG')
   await assert.rejects(Cache.connect('memory://?bogus=1'), (err) => err.code === 'ECONFIG')
+  // The url of an options object is read as a URL: its query is not ignored.
+  assert.throws(
+    () => new Cache({ url: 'redis://127.0.0.1:1?bogus=1' }),
+    (err) => err.code === 'ECONFIG' && /bogus/.test(err.message),
+  )
+  assert.equal(new Cache({ url: 'memory://?namespace=q' }).redisKey('k'), 'pc:q:{k}')
+  // One message format in every language: the kind is in `code`, not in the message.
+  assert.throws(() => new Cache({ nope: 1 }), (err) => err.message === 'unknown option "nope"')
 })
 
 test('a writer failure is the writer\'s own error and leaves the cache untouched', async () => {

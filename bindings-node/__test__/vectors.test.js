@@ -186,6 +186,16 @@ async function measured(fn) {
   return { result, ms: performance.now() - started, grew: peakRss() - before }
 }
 
+test('urls.json', () => {
+  const cases = vectors('urls')
+  assert.ok(cases.length >= 60)
+  for (const c of cases) {
+    const resolve = () => JSON.parse(pc.resolveConfig(c.url, JSON.stringify(c.options)))
+    if (c.error) throwsCode(resolve, `E${c.error.toUpperCase()}`)
+    else assert.deepEqual(resolve(), c.config, c.name)
+  }
+})
+
 test('hostile.json', async () => {
   const cases = vectors('hostile')
   assert.ok(cases.length >= 50)

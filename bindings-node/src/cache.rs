@@ -8,7 +8,7 @@ use napi::bindgen_prelude::{FunctionCallContext, JavaScriptClassExt, JsObjectVal
 use napi::{Env, JsValue as _, Result};
 use napi_derive::napi;
 use polycache::patterns::batch::Op;
-use polycache::{ErrorKind, KeySchema, KeyTemplate, Value};
+use polycache::{ErrorKind, KeyTemplate, Value};
 
 use crate::args;
 use crate::batch::{runtime, Shared};
@@ -308,11 +308,7 @@ impl Cache {
     #[napi(ts_args_type = "key: string")]
     pub fn redis_key(&self, env: Env, key: Unknown<'_>) -> Result<String> {
         let key = args::key(&env, &key)?;
-        let config = &self.shared.config;
-        let schema = errors::check(
-            &env,
-            KeySchema::new(&config.prefix, &config.namespace, config.max_key_length),
-        )?;
+        let schema = errors::check(&env, self.shared.config.key_schema())?;
         errors::check(&env, schema.redis_key(&key))
     }
 

@@ -1,5 +1,5 @@
-//! An options object -> core's `Config` (serde, camelCase, seconds) plus the parts that are
-//! code: the `loader` and `writer` functions.
+//! An options object -> the map core's `Config::with_overrides` reads, plus the parts that
+//! are code: the `loader` and `writer` functions.
 
 use std::sync::Arc;
 
@@ -19,8 +19,9 @@ pub struct Options {
     pub writer: Option<Arc<JsFunctionRef>>,
 }
 
-/// Reads the options: every key except `loader` and `writer` is a field of core's `Config`
-/// (unknown keys are an `ECONFIG` error there). A `url` argument comes first and the
+/// Reads the options: every key except `loader`, `writer` and `io` is an option for core's
+/// `Config::with_overrides` (which names an unknown one in an `ECONFIG` error). The URL
+/// (the `url` argument, else the object's `url`, else core's default) comes first and the
 /// object's fields override its query options.
 pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<Options> {
     let mut fields = Map::new();
@@ -52,17 +53,15 @@ pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<O
                 "writer" => writer = Some(function(env, &options, &name, value)?),
                 _ if value.get_type()? == ValueType::Undefined => {}
                 _ if value.get_type()? == ValueType::Number => {
-                    // JSON has no NaN or infinities (they would become null): refuse them
-                    // here, with core's own check for a TTL.
+                    // JSON has no NaN or infinities (they would become null, "no expiry"
+                    // for a TTL): refuse them while converting.
                     let number: f64 = options.get_named_property(&name)?;
-                    if name == "ttl" {
-                        errors::check(env, polycache::ttl::from_secs(number))?;
-                    } else if !number.is_finite() {
+                    if !number.is_finite() {
                         return Err(errors::to_js(
                             env,
                             &polycache::Error::new(
                                 polycache::ErrorKind::Config,
-                                format!("the {name} option must be a finite number, not {number}"),
+                                format!("invalid value {number} for option {name}: expected a finite number"),
                             ),
                         ));
                     }
@@ -85,23 +84,8 @@ pub fn read(env: &Env, url: Option<String>, options: Option<Object>) -> Result<O
 }
 
 fn config(url: Option<String>, fields: Map<String, Json>) -> polycache::Result<Config> {
-    let base = match url {
-        Some(url) => Config::from_url(&url)?,
-        None if fields.is_empty() => return Ok(Config::default()),
-        None => Config::default(),
-    };
-    let Json::Object(mut merged) = serde_json::to_value(&base).unwrap_or_default() else {
-        unreachable!("Config serializes to an object")
-    };
-    merged.extend(fields);
-    let config: Config = serde_json::from_value(Json::Object(merged)).map_err(|e| {
-        polycache::Error::new(
-            polycache::ErrorKind::Config,
-            format!("invalid options: {e}"),
-        )
-    })?;
-    config.validate()?;
-    Ok(config)
+    let url = url.unwrap_or_else(|| Config::default().url);
+    Config::with_overrides(&url, &fields)
 }
 
 fn function(
@@ -136,5 +120,10 @@ mod tests {
         bad.insert("nope".into(), Json::from(1));
         let err = config(None, bad).unwrap_err();
         assert_eq!(err.kind(), polycache::ErrorKind::Config);
+        // The URL of an options object is read as a URL: its query is not ignored.
+        let mut url = Map::new();
+        url.insert("url".into(), Json::from("redis://h?bogus=1"));
+        let err = config(None, url).unwrap_err();
+        assert!(err.message().contains("bogus"), "{err}");
     }
 }

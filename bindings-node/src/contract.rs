@@ -220,3 +220,11 @@ pub fn call_key(function_name: String, args: Vec<JsValue>) -> String {
     let args: Vec<Value> = args.into_iter().map(|v| v.0).collect();
     polycache::call_key(&function_name, &args)
 }
+
+/// The config a cache would resolve from `url` and `options` (JSON text of an options
+/// object), as canonical JSON with the credentials redacted; `ECONFIG` when invalid. The
+/// URL vectors (tests/vectors/urls.json) check it.
+#[napi]
+pub fn resolve_config(env: Env, url: String, options: String) -> Result<String> {
+    errors::check(&env, polycache::contract::resolve_config(&url, &options))
+}

@@ -39,10 +39,9 @@ pub enum ErrorCode {
     EWRITER,
 }
 
-/// The code for a kind: `E` + its name in capitals. A kind added to core later still gets a
-/// code of the same shape.
-pub fn code(kind: ErrorKind) -> String {
-    format!("E{}", kind.name().to_ascii_uppercase())
+/// The code for a kind: core's [`ErrorKind::code`].
+pub fn code(kind: ErrorKind) -> &'static str {
+    kind.code()
 }
 
 /// Converts a core error into a JS error object (see the module docs).
@@ -54,12 +53,13 @@ pub fn to_js(env: &Env, err: &polycache::Error) -> Error {
             }
         }
     }
-    make(env.raw(), &code(err.kind()), &err.to_string(), false)
+    // Core's one message format: the message without the kind, which is in `code`.
+    make(env.raw(), code(err.kind()), err.message(), false)
 }
 
 /// A `TypeError` with code `ECODEC` for a JS value that cannot be cached.
 pub fn type_error(env: &Env, message: impl AsRef<str>) -> Error {
-    make(env.raw(), &code(ErrorKind::Codec), message.as_ref(), true)
+    make(env.raw(), code(ErrorKind::Codec), message.as_ref(), true)
 }
 
 /// A `TypeError` with code `ECONFIG` for a bad argument (a loader that is not a function …).
@@ -69,7 +69,7 @@ pub fn config_type_error(env: &Env, message: impl AsRef<str>) -> Error {
 
 /// A `TypeError` with the code of `kind` for an argument of the wrong type.
 pub fn kind_type_error(env: &Env, kind: ErrorKind, message: impl AsRef<str>) -> Error {
-    make(env.raw(), &code(kind), message.as_ref(), true)
+    make(env.raw(), code(kind), message.as_ref(), true)
 }
 
 fn make(env: sys::napi_env, code: &str, message: &str, type_error: bool) -> Error {
@@ -123,7 +123,7 @@ mod tests {
             ErrorCode::ELOADER,
             ErrorCode::EWRITER,
         ];
-        let codes: Vec<String> = ErrorKind::ALL.iter().map(|&k| code(k)).collect();
+        let codes: Vec<&str> = ErrorKind::ALL.iter().map(|&k| code(k)).collect();
         let names: Vec<String> = declared.iter().map(|c| format!("{c:?}")).collect();
         assert_eq!(codes, names);
     }

@@ -232,7 +232,11 @@ impl Config {
         crate::redact_url(&self.url)
     }
 
-    pub(crate) fn key_schema(&self) -> Result<KeySchema> {
+    /// The key schema of this config's prefix, namespace and maximum key length.
+    ///
+    /// # Errors
+    /// A config error for an empty prefix or namespace or one with braces.
+    pub fn key_schema(&self) -> Result<KeySchema> {
         KeySchema::new(&self.prefix, &self.namespace, self.max_key_length)
     }
 
