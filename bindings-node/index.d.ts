@@ -142,9 +142,10 @@ export declare class Ring {
 
 /**
  * The key of a call when no template is given: `<name>:` + 32 hex digits of SHA-256 over
- * the canonical MessagePack of the arguments.
+ * the canonical MessagePack of the arguments; `named` arguments (Python's `**kwargs`)
+ * count whatever order they were given in (FORMAT.md §5).
  */
-export declare function callKey(functionName: string, args: CacheValue[]): string
+export declare function callKey(functionName: string, args: CacheValue[], named?: Record<string, CacheValue>): string
 
 /** Decodes stored bytes; an `ECODEC` error for anything that is not a valid v1 envelope. */
 export declare function decodeEnvelope(bytes: Uint8Array): Envelope

@@ -214,11 +214,23 @@ pub fn render_key(
 }
 
 /// The key of a call when no template is given: `<name>:` + 32 hex digits of SHA-256 over
-/// the canonical MessagePack of the arguments.
-#[napi(ts_args_type = "functionName: string, args: CacheValue[]")]
-pub fn call_key(function_name: String, args: Vec<JsValue>) -> String {
+/// the canonical MessagePack of the arguments; `named` arguments (Python's `**kwargs`)
+/// count whatever order they were given in (FORMAT.md §5).
+#[napi(
+    ts_args_type = "functionName: string, args: CacheValue[], named?: Record<string, CacheValue>"
+)]
+pub fn call_key(
+    function_name: String,
+    args: Vec<JsValue>,
+    named: Option<BTreeMap<String, JsValue>>,
+) -> String {
     let args: Vec<Value> = args.into_iter().map(|v| v.0).collect();
-    polycache::call_key(&function_name, &args)
+    let named: BTreeMap<String, Value> = named
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    polycache::contract::call_key(&function_name, &args, &named)
 }
 
 /// The config a cache would resolve from `url` and `options` (JSON text of an options
