@@ -57,6 +57,15 @@ pub struct Config {
     /// docs/FORMAT.md §1 describes (default 256 MiB). A larger value is a miss plus a
     /// decode error.
     pub max_value_bytes: usize,
+    /// Maximum entries of the near tier, an in-process copy of decoded values kept coherent
+    /// by Redis's client-side-caching invalidations (README, "Near tier"); 0 turns it off.
+    pub near_cache: u64,
+    /// Bound on the near tier's memory, in bytes (an estimate of the decoded values).
+    pub near_cache_bytes: u64,
+    /// Maximum age of a near-tier entry: it is read from Redis again after this, even
+    /// without an invalidation.
+    #[serde(with = "secs")]
+    pub near_cache_ttl: Duration,
 }
 
 /// Shows every option, with the URL's credentials redacted ([`crate::redact_url`]).
@@ -84,6 +93,9 @@ impl Default for Config {
             memory_capacity: 10_000,
             max_payload_bytes: crate::codec::DEFAULT_MAX_PAYLOAD_BYTES,
             max_value_bytes: crate::codec::DEFAULT_MAX_VALUE_BYTES,
+            near_cache: 0,
+            near_cache_bytes: 64 << 20,
+            near_cache_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -192,6 +204,9 @@ impl Config {
             "capacity" | "memoryCapacity" => self.memory_capacity = value.whole(name)?,
             "maxPayloadBytes" => self.max_payload_bytes = value.whole(name)?,
             "maxValueBytes" => self.max_value_bytes = value.whole(name)?,
+            "nearCache" => self.near_cache = value.whole(name)?,
+            "nearCacheBytes" => self.near_cache_bytes = value.whole(name)?,
+            "nearCacheTtl" => self.near_cache_ttl = value.seconds(name)?,
             _ => return Err(Error::config(format!("unknown option {name:?}"))),
         }
         Ok(())
@@ -218,6 +233,11 @@ impl Config {
         }
         if self.memory_capacity == 0 {
             return Err(Error::config("memoryCapacity must be at least 1"));
+        }
+        if self.near_cache > 0 && (self.near_cache_bytes == 0 || self.near_cache_ttl.is_zero()) {
+            return Err(Error::config(
+                "nearCacheBytes and nearCacheTtl must be greater than zero when nearCache is on",
+            ));
         }
         if self.max_payload_bytes == 0 || self.max_value_bytes == 0 {
             return Err(Error::config(
@@ -329,6 +349,21 @@ impl Config {
     /// Sets the largest memory a decoded value may take, in bytes.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
+        self
+    }
+    /// Turns the near tier on with at most `entries` entries (0: off).
+    pub fn near_cache(mut self, entries: u64) -> Self {
+        self.near_cache = entries;
+        self
+    }
+    /// Sets the near tier's memory bound in bytes.
+    pub fn near_cache_bytes(mut self, bytes: u64) -> Self {
+        self.near_cache_bytes = bytes;
+        self
+    }
+    /// Sets the maximum age of a near-tier entry.
+    pub fn near_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.near_cache_ttl = ttl;
         self
     }
 }
@@ -911,5 +946,32 @@ mod tests {
 
         assert!(Config::from_url("memory://?maxValueBytes=0").is_err());
         assert!(Config::from_url("memory://?maxPayloadBytes=-1").is_err());
+    }
+
+    #[test]
+    fn near_tier_options_in_every_spelling() {
+        let d = Config::default();
+        assert_eq!(d.near_cache, 0, "off by default");
+        let c = Config::from_url("redis://a:1?nearCache=100&nearCacheBytes=4096&nearCacheTtl=2.5")
+            .unwrap();
+        assert_eq!(c.near_cache, 100);
+        assert_eq!(c.near_cache_bytes, 4096);
+        assert_eq!(c.near_cache_ttl, Duration::from_millis(2500));
+        let s = Config::from_url("redis://a:1?near_cache=7&near_cache_ttl=1").unwrap();
+        assert_eq!(
+            (s.near_cache, s.near_cache_ttl),
+            (7, Duration::from_secs(1))
+        );
+        let options = serde_json::json!({"nearCache": 5, "near_cache_bytes": 9, "nearCacheTtl": 3});
+        let j = Config::with_overrides("redis://a:1", options.as_object().unwrap()).unwrap();
+        assert_eq!((j.near_cache, j.near_cache_bytes), (5, 9));
+        assert_eq!(j.near_cache_ttl, Duration::from_secs(3));
+        let b = Config::default()
+            .near_cache(3)
+            .near_cache_bytes(10)
+            .near_cache_ttl(Duration::from_secs(4));
+        assert_eq!((b.near_cache, b.near_cache_bytes), (3, 10));
+        assert!(Config::from_url("redis://a:1?nearCache=1&nearCacheTtl=0").is_err());
+        assert!(Config::from_url("redis://a:1?nearCache=1&nearCacheBytes=0").is_err());
     }
 }
