@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeySchema;
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
+use crate::near::{Near, NearTier, NearValue, Ticket};
 use crate::patterns::{Loader, SingleFlight, Writer};
 use crate::store::{self, Entry, Io, Store};
 
@@ -47,6 +48,8 @@ struct Inner {
     loader: Option<Arc<dyn Loader>>,
     writer: Option<Arc<dyn Writer>>,
     closed: AtomicBool,
+    /// Decoded values in process, kept coherent by Redis tracking (`near_cache` > 0).
+    near: Option<NearTier>,
     /// The process that opened the store, and whether its connections belong to an async
     /// runtime: after `fork()` those are the parent's (their driver tasks do not exist in
     /// the child), so the child gets a clear error instead of a timeout per call. Blocking
@@ -131,6 +134,8 @@ impl CacheBuilder {
             Some(store) => store,
             None => store::open(&self.config, self.clock.clone(), self.io).await?,
         };
+        // After the store: its errors (a bad address, a server down) come first.
+        let near = NearTier::open(&self.config)?;
         Ok(Cache {
             inner: Arc::new(Inner {
                 keys: self.config.key_schema()?,
@@ -143,6 +148,7 @@ impl CacheBuilder {
                 loader: self.loader,
                 writer: self.writer,
                 closed: AtomicBool::new(false),
+                near,
                 opened_by: store::process_id(),
                 fork_sensitive,
             }),
@@ -213,8 +219,84 @@ impl Cache {
                 .map(Some);
         }
         let redis_key = self.redis_key(key)?;
+        if let Some(hit) = self.near_hit(&redis_key, true)? {
+            return Ok(Some(hit.value().clone()));
+        }
+        let ticket = self.near_ticket();
         let bytes = self.timed(self.inner.store.get(&redis_key)).await?;
-        Ok(self.decode_counted(bytes))
+        Ok(self.remember(ticket, &redis_key, self.decode_counted(bytes)))
+    }
+
+    /// The near tier's entry for `key`, without any I/O: `None` when the near tier is off
+    /// or cannot serve it. Bindings call this on their own thread before anything else,
+    /// so a near hit costs no thread hop; the entry is shared by every hit (a binding may
+    /// attach its host object to it, see [`NearValue::attach`]). Counts a hit, never a
+    /// miss (the caller's next step, [`Cache::get`], counts that).
+    ///
+    /// # Errors
+    /// A key error, or a connection error when the cache is closed.
+    pub fn get_near(&self, key: &str) -> Result<Option<Arc<NearValue>>> {
+        if self.inner.near.is_none() {
+            return Ok(None);
+        }
+        self.near_hit(&self.redis_key(key)?, false)
+    }
+
+    /// Whether the near tier serves now (every master tracked); false when it is off.
+    pub fn near_is_serving(&self) -> bool {
+        self.near().is_some_and(Near::is_serving)
+    }
+
+    /// Closes this cache's tracking connection to `addr` (`host:port`) as a network
+    /// failure would; whether there was one. For fault tests.
+    #[doc(hidden)]
+    pub fn near_break_link(&self, addr: &str) -> bool {
+        self.inner
+            .near
+            .as_ref()
+            .is_some_and(|tier| tier.break_link(addr))
+    }
+
+    fn near(&self) -> Option<&Near> {
+        self.inner.near.as_ref().map(|tier| &*tier.near)
+    }
+
+    fn near_hit(&self, redis_key: &str, count_miss: bool) -> Result<Option<Arc<NearValue>>> {
+        let Some(near) = self.near() else {
+            return Ok(None);
+        };
+        self.check_open()?;
+        let hit = near.get(redis_key, count_miss);
+        if hit.is_some() {
+            self.inner.metrics.add(Counter::Hit, 1);
+        }
+        Ok(hit)
+    }
+
+    /// Taken before a read is sent (see [`crate::near`]).
+    fn near_ticket(&self) -> Option<Ticket> {
+        self.near().and_then(Near::ticket)
+    }
+
+    /// Keeps a value read from Redis in the near tier, if its ticket allows.
+    fn remember(
+        &self,
+        ticket: Option<Ticket>,
+        redis_key: &str,
+        value: Option<Value>,
+    ) -> Option<Value> {
+        if let (Some(ticket), Some(near), Some(value)) = (ticket, self.near(), &value) {
+            near.insert(ticket, redis_key, value.clone());
+        }
+        value
+    }
+
+    /// This process wrote or deleted `keys`: drop them from the near tier now, so a read
+    /// after the write never sees the old value (the tracking push follows later).
+    fn forget<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
+        if let Some(near) = self.near() {
+            near.invalidate(keys.into_iter().map(str::as_bytes), false);
+        }
     }
 
     /// The values of `keys`, in order, in one round trip per node. A read-through cache
@@ -227,19 +309,34 @@ impl Cache {
             .iter()
             .map(|k| self.redis_key(k))
             .collect::<Result<Vec<_>>>()?;
+        let mut values: Vec<Option<Value>> = vec![None; keys.len()];
+        let mut asked = Vec::with_capacity(keys.len());
+        for (i, redis_key) in redis_keys.iter().enumerate() {
+            match self.near_hit(redis_key, true)? {
+                Some(hit) => values[i] = Some(hit.value().clone()),
+                None => asked.push(i),
+            }
+        }
+        let ticket = self.near_ticket();
         let started = Instant::now();
-        let fetched = self.timed(self.inner.store.get_many(&redis_keys)).await;
+        let fetched = if asked.len() == keys.len() {
+            self.timed(self.inner.store.get_many(&redis_keys)).await
+        } else if asked.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let subset: Vec<String> = asked.iter().map(|&i| redis_keys[i].clone()).collect();
+            self.timed(self.inner.store.get_many(&subset)).await
+        };
         let budget = self.budget_after(started, fetched.is_ok());
         let fetched = match fetched {
             Ok(fetched) => fetched,
             // Read-through fails open: load everything; the store error is already counted.
-            Err(_) if self.inner.loader.is_some() => vec![None; keys.len()],
+            Err(_) if self.inner.loader.is_some() => vec![None; asked.len()],
             Err(err) => return Err(err),
         };
-        let mut values: Vec<Option<Value>> = fetched
-            .into_iter()
-            .map(|bytes| self.decode_counted(bytes))
-            .collect();
+        for (&i, bytes) in asked.iter().zip(fetched) {
+            values[i] = self.remember(ticket, &redis_keys[i], self.decode_counted(bytes));
+        }
         if let Some(loader) = &self.inner.loader {
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
             let loaded = try_join_all(missing.iter().map(|&i| {
@@ -318,7 +415,10 @@ impl Cache {
         if let Some(writer) = &self.inner.writer {
             writer.write(key, value).await?;
         }
-        self.timed(self.inner.store.set(entry)).await?;
+        let key = entry.key.clone();
+        let written = self.timed(self.inner.store.set(entry)).await;
+        self.forget([key.as_str()]);
+        written?;
         self.inner.metrics.add(Counter::Set, 1);
         Ok(())
     }
@@ -337,7 +437,14 @@ impl Cache {
             try_join_all(entries.iter().map(|(key, value)| writer.write(key, value))).await?;
         }
         let count = batch.len() as u64;
-        self.timed(self.inner.store.set_many(batch)).await?;
+        let written_keys: Vec<String> = if self.inner.near.is_some() {
+            batch.iter().map(|e| e.key.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let written = self.timed(self.inner.store.set_many(batch)).await;
+        self.forget(written_keys.iter().map(String::as_str));
+        written?;
         self.inner.metrics.add(Counter::Set, count);
         Ok(())
     }
@@ -348,7 +455,9 @@ impl Cache {
     /// A key error or a store error.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let redis_key = self.redis_key(key)?;
-        let existed = self.timed(self.inner.store.delete(&redis_key)).await?;
+        let existed = self.timed(self.inner.store.delete(&redis_key)).await;
+        self.forget([redis_key.as_str()]);
+        let existed = existed?;
         self.inner.metrics.add(Counter::Delete, 1);
         Ok(existed)
     }
@@ -380,11 +489,17 @@ impl Cache {
         Fut: std::future::Future<Output = Result<Value>>,
     {
         let redis_key = self.redis_key(key)?;
+        if let Some(hit) = self.near_hit(&redis_key, true)? {
+            return Ok(hit.value().clone());
+        }
+        let ticket = self.near_ticket();
         let started = Instant::now();
         let read = self.timed(self.inner.store.get(&redis_key)).await;
         let budget = self.budget_after(started, read.is_ok());
         if let Ok(Some(value)) = read.map(|bytes| self.decode_counted(bytes)) {
-            return Ok(value);
+            return Ok(self
+                .remember(ticket, &redis_key, Some(value.clone()))
+                .unwrap_or(value));
         }
         self.load_and_store(redis_key, loader, ttl, budget).await
     }
@@ -429,13 +544,13 @@ impl Cache {
                     }
                 })?;
                 let entry = self.entry(redis_key, &value, ttl)?;
-                if !budget.is_zero()
-                    && self
-                        .timed(self.inner.store.set_within(entry, budget))
-                        .await
-                        .is_ok()
-                {
-                    self.inner.metrics.add(Counter::Set, 1);
+                let key = entry.key.clone();
+                if !budget.is_zero() {
+                    let written = self.timed(self.inner.store.set_within(entry, budget)).await;
+                    self.forget([key.as_str()]);
+                    if written.is_ok() {
+                        self.inner.metrics.add(Counter::Set, 1);
+                    }
                 }
                 Ok(value)
             })
@@ -444,13 +559,19 @@ impl Cache {
 
     /// A snapshot of the counters and the latency histogram.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics.snapshot(self.inner.store.evictions())
+        let near = self.near().map(Near::stats).unwrap_or_default();
+        self.inner
+            .metrics
+            .snapshot(self.inner.store.evictions(), near)
     }
 
     /// Stops accepting calls; later calls fail with a connection error. Connections close
     /// when the last clone of this cache is dropped.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
+        if let Some(near) = &self.inner.near {
+            near.stop();
+        }
     }
 
     fn entry(&self, redis_key: String, value: &Value, ttl: Option<Duration>) -> Result<Entry> {

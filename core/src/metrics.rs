@@ -49,6 +49,19 @@ pub struct MetricsSnapshot {
     pub evictions: u64,
     /// Store round trips per latency bucket; bounds in [`LATENCY_BUCKETS_US`], then +Inf.
     pub latency_us: Vec<(Option<u64>, u64)>,
+    /// Reads served by the near tier (each also counted in `hits`).
+    pub near_hits: u64,
+    /// Reads the near tier could not serve (they went to Redis).
+    pub near_misses: u64,
+    /// Keys invalidated by Redis's tracking pushes.
+    pub near_invalidations: u64,
+    /// Times the near tier was emptied: a tracking connection lost, the set of masters
+    /// changed, or the server flushed its keyspace.
+    pub near_flushes: u64,
+    /// Entries in the near tier now.
+    pub near_entries: u64,
+    /// Estimated bytes held by the near tier now.
+    pub near_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,8 +100,8 @@ impl Metrics {
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Copies the counters; `evictions` comes from the store.
-    pub(crate) fn snapshot(&self, evictions: u64) -> MetricsSnapshot {
+    /// Copies the counters; `evictions` comes from the store, `near` from the near tier.
+    pub(crate) fn snapshot(&self, evictions: u64, near: crate::near::NearStats) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
             hits: get(&self.hits),
@@ -106,6 +119,12 @@ impl Metrics {
                 .enumerate()
                 .map(|(i, c)| (LATENCY_BUCKETS_US.get(i).copied(), get(c)))
                 .collect(),
+            near_hits: near.hits,
+            near_misses: near.misses,
+            near_invalidations: near.invalidations,
+            near_flushes: near.flushes,
+            near_entries: near.entries,
+            near_bytes: near.bytes,
         }
     }
 }

@@ -349,7 +349,7 @@ impl Store for BlockingRedisStore {
 
 /// `seed` with its `host:port` replaced by `addr` (scheme, credentials, database and
 /// options are shared by every node of a cluster).
-fn node_url(seed: &str, addr: &str) -> String {
+pub(crate) fn node_url(seed: &str, addr: &str) -> String {
     let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed));
     let (auth, rest) = match rest.rfind('@') {
         Some(at) => (&rest[..=at], &rest[at + 1..]),

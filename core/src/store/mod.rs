@@ -27,10 +27,14 @@ use async_trait::async_trait;
 #[allow(unused_imports)] // unused in builds without Redis
 use futures_util::future::BoxFuture;
 
+#[cfg(all(feature = "redis", not(target_os = "wasi")))]
+pub(crate) use self::blocking::node_url;
 #[cfg(feature = "redis")]
 pub use self::blocking::{BlockingClusterStore, BlockingRedisStore};
 #[cfg(feature = "tokio-redis")]
 pub use self::redis::{ClusterStore, RedisStore};
+#[cfg(all(feature = "redis", not(target_os = "wasi")))]
+pub(crate) use self::sentinel::ask_sentinel;
 #[cfg(feature = "redis")]
 pub use self::sentinel::SentinelStore;
 pub use lazy::{LazyStore, RETRY_AFTER};

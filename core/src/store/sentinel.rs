@@ -396,7 +396,7 @@ fn sentinel_connection(addr: &str, limit: Duration) -> Result<redis::Connection>
 }
 
 /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel, every step bounded by `limit`.
-fn ask_sentinel(addr: &str, name: &str, limit: Duration) -> Result<Option<String>> {
+pub(crate) fn ask_sentinel(addr: &str, name: &str, limit: Duration) -> Result<Option<String>> {
     let mut conn = sentinel_connection(addr, limit)?;
     let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
