@@ -1953,6 +1953,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "maxValueBytes": 256 << 20,
     "memoryCapacity": 10000,
     "namespace": "default",
+    "nearCache": 0,
+    "nearCacheBytes": 64 << 20,
+    "nearCacheTtl": 60.0,
     "prefix": "pc",
     "raw": False,
     "ttl": 300.0,
@@ -1992,6 +1995,9 @@ def urls_cases() -> list[dict[str, Any]]:
         ("memoryCapacity", "5", 5),
         ("maxPayloadBytes", "1024", 1024),
         ("maxValueBytes", "2048", 2048),
+        ("nearCache", "100", 100),
+        ("nearCacheBytes", "4096", 4096),
+        ("nearCacheTtl", "2.5", 2.5),
     ]
     for option, text, value in given:
         kebab = snake(option).replace("_", "-")
@@ -2110,6 +2116,8 @@ def urls_cases() -> list[dict[str, Any]]:
     error("timeout-zero", "memory://?commandTimeout=0", {})
     error("timeout-negative", "memory://", {"connectTimeout": -1})
     error("capacity-zero", "memory://?memoryCapacity=0", {})
+    error("near-cache-ttl-zero", "redis://h:1?nearCache=10&nearCacheTtl=0", {})
+    error("near-cache-bytes-zero", "redis://h:1?nearCache=10&nearCacheBytes=0", {})
     error("namespace-empty", "memory://?namespace=", {})
     error("namespace-brace", "memory://", {"namespace": "a{b"})
     error("prefix-not-string", "memory://", {"prefix": 1})
