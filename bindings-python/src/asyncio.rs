@@ -13,13 +13,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use tokio::sync::oneshot;
 
-use crate::errors;
+use crate::errors::{self, PolycacheError};
 use crate::runtime;
 use crate::value::to_py;
 use polycache::Value;
@@ -77,7 +76,7 @@ impl Completer {
                 Ok(_) => break,
                 Err(e) if e.kind() == IoErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == IoErrorKind::Interrupted => continue,
-                Err(e) => return Err(PyValueError::new_err(e.to_string())),
+                Err(e) => return Err(PolycacheError::new_err(e.to_string())),
             }
         }
         let done = std::mem::take(
@@ -119,12 +118,12 @@ fn queue_of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopQ
     {
         return Ok(found.get().queue.clone());
     }
-    let (reader, wake) = UnixStream::pair().map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let (reader, wake) = UnixStream::pair().map_err(|e| PolycacheError::new_err(e.to_string()))?;
     reader
         .set_nonblocking(true)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| PolycacheError::new_err(e.to_string()))?;
     wake.set_nonblocking(true)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| PolycacheError::new_err(e.to_string()))?;
     let fd = reader.as_raw_fd();
     let queue = Arc::new(LoopQueue {
         done: Mutex::new(Vec::new()),
@@ -236,7 +235,7 @@ pub async fn call(
     let event_loop = EVENT_LOOP
         .try_with(|l| Python::attach(|py| l.clone_ref(py)))
         .map_err(|_| {
-            host_error(PyValueError::new_err(
+            host_error(PolycacheError::new_err(
                 "no running event loop for the callback",
             ))
         })?;
@@ -270,14 +269,18 @@ pub async fn call(
     };
     let scheduled = tokio::task::spawn_blocking(call)
         .await
-        .map_err(|e| host_error(PyValueError::new_err(format!("the callback panicked: {e}"))))?
+        .map_err(|e| {
+            host_error(PolycacheError::new_err(format!(
+                "the callback panicked: {e}"
+            )))
+        })?
         .map_err(host_error)?;
     if let Some(value) = scheduled {
         return Ok(value);
     }
     match receiver.await {
         Ok(result) => result.map_err(host_error),
-        Err(_) => Err(host_error(PyValueError::new_err(
+        Err(_) => Err(host_error(PolycacheError::new_err(
             "the coroutine was dropped",
         ))),
     }

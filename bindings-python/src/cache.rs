@@ -7,57 +7,51 @@
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use polycache::ErrorKind;
 use polycache::{block_on, Cache as CoreCache, Config, Io, Loader, Value, Writer};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 
 use crate::asyncio::{self, spawn};
 use crate::errors::{self, loader_error, writer_error};
 use crate::runtime;
-use crate::value::{json_to_py, py_to_json, to_py, to_value};
+use crate::value::{json_to_py, option_to_json, to_py, to_value};
 
-/// Builds a core config from a URL and Python keyword options (snake_case or camelCase).
-fn config(url: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
-    let base = Config::from_url(url).map_err(errors::to_py)?;
-    let Some(options) = options.filter(|o| !o.is_empty()) else {
-        return Ok(base);
-    };
-    let mut json = serde_json::to_value(&base).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let object = json
-        .as_object_mut()
-        .ok_or_else(|| PyValueError::new_err("config"))?;
-    for (name, value) in options.iter() {
+/// Builds a core config from a URL (core's default when none) and Python keyword options:
+/// the kwargs become the overrides map of core's `Config::with_overrides`, which owns the
+/// names (snake_case or camelCase), values and errors.
+fn config(url: Option<&str>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
+    let mut overrides = serde_json::Map::new();
+    for (name, value) in options.into_iter().flatten() {
         let name = name.cast::<PyString>()?.to_cow()?.into_owned();
-        let value = py_to_json(&value)
-            .map_err(|e| errors::ConfigError::new_err(format!("option {name}: {e}")))?;
-        object.insert(camel_case(&name), value);
+        overrides.insert(name, option_to_json(&value)?);
     }
-    let config: Config = serde_json::from_value(json)
-        .map_err(|e| errors::ConfigError::new_err(e.to_string().replace("`", "'")))?;
-    config.validate().map_err(errors::to_py)?;
-    Ok(config)
+    let url = url.map_or_else(|| Config::default().url, str::to_owned);
+    Config::with_overrides(&url, &overrides).map_err(errors::to_py)
 }
 
-fn camel_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
+/// A TTL argument in seconds (`None`: the cache's), checked by core: a number that is not
+/// finite, negative or above core's maximum, or not a number at all, is a `ConfigError`.
+fn ttl_of(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
+    let Some(ttl) = ttl.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    let secs = match ttl.extract::<f64>() {
+        Ok(secs) if !ttl.is_instance_of::<PyBool>() => secs,
+        // An int too large for a float is still a number: core refuses it as too long.
+        _ if ttl.is_instance_of::<PyInt>() && !ttl.is_instance_of::<PyBool>() => f64::INFINITY,
+        _ => {
+            return Err(errors::new_err(
+                ErrorKind::Config,
+                format!(
+                    "ttl must be a number of seconds, not {}",
+                    ttl.get_type().name()?
+                ),
+            ))
         }
-    }
-    out
-}
-
-fn ttl_of(ttl: Option<f64>) -> PyResult<Option<Duration>> {
-    ttl.map(polycache::ttl::from_secs)
-        .transpose()
+    };
+    polycache::ttl::from_secs(secs)
+        .map(Some)
         .map_err(errors::to_py)
 }
 
@@ -117,10 +111,10 @@ pub struct Cache {
 #[pymethods]
 impl Cache {
     #[new]
-    #[pyo3(signature = (url = "memory://", *, loader = None, writer = None, **options))]
+    #[pyo3(signature = (url = None, *, loader = None, writer = None, **options))]
     fn new(
         py: Python<'_>,
-        url: &str,
+        url: Option<&str>,
         loader: Option<Py<PyAny>>,
         writer: Option<Py<PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
@@ -149,7 +143,7 @@ impl Cache {
         writer: Option<Py<PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        Cache::new(py, url, loader, writer, options)
+        Cache::new(py, Some(url), loader, writer, options)
     }
 
     #[pyo3(signature = (key, default = None))]
@@ -169,7 +163,7 @@ impl Cache {
         py: Python<'_>,
         key: &str,
         value: &Bound<'_, PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let value = to_value(value)?;
         let ttl = ttl_of(ttl)?;
@@ -201,7 +195,12 @@ impl Cache {
     }
 
     #[pyo3(signature = (items, ttl = None))]
-    fn set_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
+    fn set_many(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let items = items_of(items)?;
         let ttl = ttl_of(ttl)?;
         let entries: Vec<(&str, Value)> =
@@ -216,7 +215,7 @@ impl Cache {
         py: Python<'_>,
         key: &str,
         loader: Py<PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let ttl = ttl_of(ttl)?;
         let load = || async { call_sync(&loader, None).map_err(loader_error) };
@@ -232,7 +231,7 @@ impl Cache {
     fn cached(
         slf: Py<Self>,
         py: Python<'_>,
-        ttl: Option<f64>,
+        ttl: Option<&Bound<'_, PyAny>>,
         key: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         decorator(py, slf.into_any(), ttl, key)
@@ -276,9 +275,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn decorator(
     py: Python<'_>,
     cache: Py<PyAny>,
-    ttl: Option<f64>,
+    ttl: Option<&Bound<'_, PyAny>>,
     key: Option<String>,
 ) -> PyResult<Py<PyAny>> {
+    ttl_of(ttl)?; // a bad TTL fails here, not at the first call
     let kwargs = PyDict::new(py);
     kwargs.set_item("ttl", ttl)?;
     kwargs.set_item("key", key)?;
@@ -287,8 +287,8 @@ fn decorator(
 }
 
 fn metrics(py: Python<'_>, cache: &CoreCache) -> PyResult<Py<PyAny>> {
-    let json =
-        serde_json::to_value(cache.metrics()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let json = serde_json::to_value(cache.metrics())
+        .map_err(|e| errors::PolycacheError::new_err(e.to_string()))?;
     json_to_py(py, &json)
 }
 
@@ -337,10 +337,10 @@ impl AsyncCache {
     /// Connects while constructing (blocks until connected or `connect_timeout`); inside a
     /// running loop prefer `await AsyncCache.connect(...)`.
     #[new]
-    #[pyo3(signature = (url = "memory://", *, loader = None, writer = None, **options))]
+    #[pyo3(signature = (url = None, *, loader = None, writer = None, **options))]
     fn new(
         py: Python<'_>,
-        url: &str,
+        url: Option<&str>,
         loader: Option<Py<PyAny>>,
         writer: Option<Py<PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
@@ -355,10 +355,10 @@ impl AsyncCache {
 
     /// `await AsyncCache.connect(url, **options)`: connects without blocking the loop.
     #[staticmethod]
-    #[pyo3(signature = (url = "memory://", *, loader = None, writer = None, **options))]
+    #[pyo3(signature = (url = None, *, loader = None, writer = None, **options))]
     fn connect<'py>(
         py: Python<'py>,
-        url: &str,
+        url: Option<&str>,
         loader: Option<Py<PyAny>>,
         writer: Option<Py<PyAny>>,
         options: Option<&Bound<'py, PyDict>>,
@@ -393,7 +393,7 @@ impl AsyncCache {
         py: Python<'py>,
         key: String,
         value: &Bound<'py, PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (cache, value, ttl) = (self.inner.clone(), to_value(value)?, ttl_of(ttl)?);
         spawn(
@@ -450,7 +450,7 @@ impl AsyncCache {
         &self,
         py: Python<'py>,
         items: &Bound<'py, PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (cache, items, ttl) = (self.inner.clone(), items_of(items)?, ttl_of(ttl)?);
         spawn(
@@ -469,7 +469,7 @@ impl AsyncCache {
         slf: &Bound<'py, Self>,
         key: String,
         loader: Py<PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let (cache, ttl) = (slf.get().inner.clone(), ttl_of(ttl)?);
@@ -492,7 +492,7 @@ impl AsyncCache {
     fn cached(
         slf: Py<Self>,
         py: Python<'_>,
-        ttl: Option<f64>,
+        ttl: Option<&Bound<'_, PyAny>>,
         key: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         decorator(py, slf.into_any(), ttl, key)
@@ -541,7 +541,7 @@ impl AsyncCache {
 }
 
 fn async_builder(
-    url: &str,
+    url: Option<&str>,
     loader: Option<Py<PyAny>>,
     writer: Option<Py<PyAny>>,
     options: Option<&Bound<'_, PyDict>>,

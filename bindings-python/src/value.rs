@@ -3,21 +3,21 @@
 use std::collections::BTreeMap;
 
 use polycache::codec::msgpack::MAX_DEPTH;
-use polycache::Value;
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use polycache::{ErrorKind, Value};
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 
-/// A Python object as a value. Unsupported types raise `TypeError` naming the type.
+/// A Python object as a value. Unsupported types raise `CodecError` (a `TypeError`)
+/// naming the type.
 pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     convert(obj, 0)
 }
 
 fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!(
+        return Err(codec_error(format!(
             "value nests deeper than {MAX_DEPTH} levels (is it cyclic?)"
         )));
     }
@@ -34,7 +34,7 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         }
         return match obj.extract::<u64>() {
             Ok(u) => Ok(Value::from(u)),
-            Err(_) => Err(PyOverflowError::new_err(
+            Err(_) => Err(codec_error(
                 "integers must fit in 64 bits (-2**63 .. 2**64-1)",
             )),
         };
@@ -43,7 +43,7 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         let mut map = BTreeMap::new();
         for (k, v) in d.iter() {
             let key = k.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!("dict keys must be str, not {}", type_name(&k)))
+                codec_error(format!("dict keys must be str, not {}", type_name(&k)))
             })?;
             map.insert(key.to_cow()?.into_owned(), convert(&v, depth + 1)?);
         }
@@ -78,10 +78,14 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
                 .or_else(|_| obj.call_method0("tobytes")?.extract::<Vec<u8>>())?,
         ));
     }
-    Err(PyTypeError::new_err(format!(
+    Err(codec_error(format!(
         "polycache cannot store a value of type {}: use None, bool, int, float, str, bytes, list, tuple or dict",
         type_name(obj)
     )))
+}
+
+fn codec_error(message: impl Into<String>) -> PyErr {
+    crate::errors::new_err(ErrorKind::Codec, message)
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -148,20 +152,29 @@ pub fn json_to_py(py: Python<'_>, value: &serde_json::Value) -> PyResult<Py<PyAn
     })
 }
 
-/// A Python value as JSON, for config options (kwargs).
-pub fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
-    Ok(match to_value(obj)? {
+/// A keyword option as JSON for core's `Config::with_overrides`, which checks it. Only
+/// what JSON cannot carry is refused here: NaN and infinities (JSON would turn them into
+/// null, "no expiry" for a TTL) and containers, as `ConfigError`.
+pub fn option_to_json(obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    let refused = |what: String| crate::errors::new_err(ErrorKind::Config, what);
+    let value = to_value(obj).map_err(|_| {
+        refused(format!(
+            "option values must be str, int, float, bool or None, not {}",
+            type_name(obj)
+        ))
+    })?;
+    Ok(match value {
         Value::Nil => serde_json::Value::Null,
         Value::Bool(b) => serde_json::Value::Bool(b),
         Value::Int(i) => i.into(),
         Value::UInt(u) => u.into(),
         Value::Float(f) => serde_json::Number::from_f64(f)
             .map(serde_json::Value::Number)
-            .ok_or_else(|| PyValueError::new_err("option values must be finite"))?,
+            .ok_or_else(|| refused(format!("option values must be finite numbers, not {f}")))?,
         Value::Str(s) => serde_json::Value::String(s),
         other => {
-            return Err(PyTypeError::new_err(format!(
-                "option values must be scalars, not {}",
+            return Err(refused(format!(
+                "option values must be str, int, float, bool or None, not {}",
                 other.kind_name()
             )))
         }

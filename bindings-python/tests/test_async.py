@@ -105,7 +105,7 @@ def test_errors_are_typed() -> None:
         with pytest.raises(polycache.ConfigError):
             await AsyncCache.connect("memory://", bogus=1)
         cache = await AsyncCache.connect("memory://")
-        with pytest.raises(polycache.KeyError):
+        with pytest.raises(polycache.InvalidKeyError):
             await cache.get("")
         async with cache:
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import time
@@ -56,10 +57,11 @@ KEYS = load_vectors("keys.json")
 RING = load_vectors("ring.json")
 TEMPLATES = load_vectors("templates.json")
 HOSTILE = load_vectors("hostile.json")
+URLS = load_vectors("urls.json")
 
 
 def test_every_file_has_at_least_50_cases() -> None:
-    assert min(len(ENVELOPE), len(KEYS), len(RING), len(TEMPLATES), len(HOSTILE)) >= 50
+    assert min(len(ENVELOPE), len(KEYS), len(RING), len(TEMPLATES), len(HOSTILE), len(URLS)) >= 50
 
 
 def check_decoded(case: dict[str, Any], data: bytes) -> None:
@@ -115,7 +117,7 @@ def test_keys(case: dict[str, Any]) -> None:
         return
     schema = (case["prefix"], case["namespace"], case["maxKeyLength"])
     if "error" in case:
-        error = polycache.KeyError if case["error"] == "key" else polycache.ConfigError
+        error = polycache.InvalidKeyError if case["error"] == "key" else polycache.ConfigError
         with pytest.raises(error):
             contract.redis_key(*schema, case["key"])
         return
@@ -158,11 +160,24 @@ def test_templates(case: dict[str, Any]) -> None:
         return
     named = {k: typed(v) for k, v in case["named"].items()}
     if "error" in case:
-        error = polycache.KeyError if case["error"] == "key" else polycache.ConfigError
+        error = polycache.InvalidKeyError if case["error"] == "key" else polycache.ConfigError
         with pytest.raises(error):
             contract.render_key(case["template"], args, named)
         return
     assert contract.render_key(case["template"], args, named) == case["key"]
+
+
+@pytest.mark.parametrize("case", URLS, ids=lambda c: c["name"])
+def test_urls(case: dict[str, Any]) -> None:
+    def resolve() -> Any:
+        return json.loads(contract.resolve_config(case["url"], json.dumps(case["options"])))
+
+    if "error" in case:
+        assert case["error"] == "config"
+        with pytest.raises(polycache.ConfigError):
+            resolve()
+        return
+    assert resolve() == case["config"]
 
 
 # --- hostile.json: bounded time and memory (docs/FORMAT.md section 1, "Limits") ----------

@@ -25,8 +25,10 @@ from ._native import (
     ClusterError,
     CodecError,
     ConfigError,
-    ConnectionError,  # noqa: A004 - named after core's ErrorKind, like every binding
-    KeyError,  # noqa: A004
+    # Named after core's ErrorKind like every binding; each subclasses the builtin it
+    # shadows, so `except TimeoutError` / `except ConnectionError` still catch it.
+    ConnectionError,  # noqa: A004
+    InvalidKeyError,
     LoaderError,
     PolycacheError,
     ServerError,
@@ -41,7 +43,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ConnectionError",
-    "KeyError",
+    "InvalidKeyError",
     "LoaderError",
     "PolycacheError",
     "ServerError",

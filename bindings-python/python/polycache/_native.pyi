@@ -1,3 +1,4 @@
+import builtins
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar, final
 
@@ -18,7 +19,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ConnectionError",
-    "KeyError",
+    "InvalidKeyError",
     "KeyTemplate",
     "LoaderError",
     "PolycacheError",
@@ -40,11 +41,11 @@ __all__ = [
 ]
 
 class PolycacheError(Exception): ...
-class ConfigError(PolycacheError): ...
-class KeyError(PolycacheError): ...  # noqa: A001
-class CodecError(PolycacheError): ...
-class ConnectionError(PolycacheError): ...  # noqa: A001
-class TimeoutError(PolycacheError): ...  # noqa: A001
+class ConfigError(PolycacheError, ValueError): ...
+class InvalidKeyError(PolycacheError, ValueError): ...
+class CodecError(PolycacheError, TypeError): ...
+class ConnectionError(PolycacheError, builtins.ConnectionError): ...  # noqa: A001
+class TimeoutError(PolycacheError, builtins.TimeoutError): ...  # noqa: A001
 class ServerError(PolycacheError): ...
 class ClusterError(PolycacheError): ...
 class LoaderError(PolycacheError): ...
@@ -54,7 +55,7 @@ class WriterError(PolycacheError): ...
 class Cache:
     def __new__(
         cls,
-        url: str = "memory://",
+        url: str | None = None,
         *,
         loader: Callable[[str], Any] | None = None,
         writer: Callable[[str, Any], Any] | None = None,
@@ -86,7 +87,7 @@ class Cache:
 class AsyncCache:
     def __new__(
         cls,
-        url: str = "memory://",
+        url: str | None = None,
         *,
         loader: Callable[[str], Any] | None = None,
         writer: Callable[[str, Any], Any] | None = None,
@@ -94,7 +95,7 @@ class AsyncCache:
     ) -> AsyncCache: ...
     @staticmethod
     def connect(
-        url: str = "memory://",
+        url: str | None = None,
         *,
         loader: Callable[[str], Any] | None = None,
         writer: Callable[[str, Any], Any] | None = None,
