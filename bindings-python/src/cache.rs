@@ -148,6 +148,9 @@ impl Cache {
 
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &str, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        if let Some(hit) = near_hit(py, &self.inner, key)? {
+            return Ok(hit);
+        }
         let found = py
             .detach(|| block_on(self.inner.get(key)))
             .map_err(errors::to_py)?;
@@ -217,6 +220,9 @@ impl Cache {
         loader: Py<PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        if let Some(hit) = near_hit(py, &self.inner, key)? {
+            return Ok(hit);
+        }
         let ttl = ttl_of(ttl)?;
         let load = || async { call_sync(&loader, None).map_err(loader_error) };
         let value = py
@@ -284,6 +290,23 @@ fn decorator(
     kwargs.set_item("key", key)?;
     let cached = py.import("polycache")?.getattr("cached")?;
     Ok(cached.call((cache,), Some(&kwargs))?.unbind())
+}
+
+/// A near-tier hit, answered on this thread with the GIL held: no release, no runtime, no
+/// I/O. The first hit converts the value and keeps the Python object on the entry; later
+/// hits return that same object (as `functools.lru_cache` and cachetools do).
+fn near_hit(py: Python<'_>, cache: &CoreCache, key: &str) -> PyResult<Option<Py<PyAny>>> {
+    let Some(entry) = cache.get_near(key).map_err(errors::to_py)? else {
+        return Ok(None);
+    };
+    if let Some(object) = entry.host::<Py<PyAny>>() {
+        return Ok(Some(object.clone_ref(py)));
+    }
+    let object = to_py(py, entry.value())?;
+    Ok(Some(match entry.attach(object.clone_ref(py)) {
+        Some(kept) => kept.clone_ref(py),
+        None => object,
+    }))
 }
 
 fn metrics(py: Python<'_>, cache: &CoreCache) -> PyResult<Py<PyAny>> {

@@ -1,0 +1,92 @@
+"""The near tier from Python's sync `Cache`: hits are served without a store round trip
+(the latency histogram counts every store round trip, and it does not move), return the
+same object each time, and a write by another client evicts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+import polycache
+
+
+def store_round_trips(cache: polycache.Cache) -> int:
+    return sum(count for _, count in cache.metrics()["latencyUs"])
+
+
+def eventually(what: str, done: Any, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not done():
+        assert time.monotonic() < end, f"timed out waiting for: {what}"
+        time.sleep(0.005)
+
+
+@pytest.fixture(params=["standalone", "shards", "cluster"])
+def redis_url(request: pytest.FixtureRequest, endpoints: dict[str, Any]) -> str:
+    return str(endpoints[request.param])
+
+
+def populate(cache: polycache.Cache, key: str) -> None:
+    """Reads `key` until the near tier holds it (the cache's own write's push may arrive
+    after a first read and rightly evict it)."""
+
+    def held() -> bool:
+        cache.get(key)
+        before = cache.metrics()["nearHits"]
+        cache.get(key)
+        return bool(cache.metrics()["nearHits"] > before)
+
+    eventually("near entry", held)
+
+
+def test_near_hits_skip_redis_and_share_one_object(redis_url: str, namespace: str) -> None:
+    cache = polycache.Cache(redis_url, namespace=namespace, near_cache=1000)
+    writer = polycache.Cache(redis_url, namespace=namespace)
+    writer.set("user", {"name": "Ada", "langs": ["en", "fr"]})
+    populate(cache, "user")
+    trips = store_round_trips(cache)
+    first = cache.get("user")
+    assert first == {"name": "Ada", "langs": ["en", "fr"]}
+    for _ in range(100):
+        assert cache.get("user") is first
+    assert store_round_trips(cache) == trips, "a near hit went to Redis"
+    metrics = cache.metrics()
+    assert metrics["nearHits"] >= 101 and metrics["nearEntries"] == 1
+
+    # Another client's write evicts; the new value is read.
+    writer.set("user", {"name": "Grace"})
+    eventually("evicted", lambda: cache.get("user") == {"name": "Grace"})
+    assert cache.metrics()["nearInvalidations"] >= 1
+    writer.delete("user")
+    eventually("deleted", lambda: cache.get("user") is None)
+
+
+def test_cached_decorator_hits_the_near_tier(redis_url: str, namespace: str) -> None:
+    cache = polycache.Cache(redis_url, namespace=namespace, nearCache=1000)
+    calls = []
+
+    @cache.cached(ttl=60, key="sq:{0}")
+    def square(n: int) -> int:
+        calls.append(n)
+        return n * n
+
+    assert square(7) == 49
+
+    def near_hit() -> bool:
+        before = cache.metrics()["nearHits"]
+        assert square(7) == 49
+        return bool(cache.metrics()["nearHits"] > before)
+
+    eventually("decorator near hit", near_hit)
+    trips = store_round_trips(cache)
+    for _ in range(100):
+        assert square(7) == 49
+    assert store_round_trips(cache) == trips
+    assert calls == [7]
+
+
+def test_near_cache_on_memory_is_a_config_error() -> None:
+    with pytest.raises(polycache.ConfigError):
+        polycache.Cache("memory://", near_cache=10)
