@@ -291,8 +291,10 @@ impl Cache {
         value
     }
 
-    /// This process wrote or deleted `keys`: drop them from the near tier now, so a read
-    /// after the write never sees the old value (the tracking push follows later).
+    /// This process writes or deletes `keys`: drop them from the near tier before the
+    /// command is sent (a read issued after the write, even while it is in flight, goes to
+    /// Redis) and again after its reply (a read that raced it stores nothing stale); the
+    /// tracking push follows later.
     fn forget<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
         if let Some(near) = self.near() {
             near.invalidate(keys.into_iter().map(str::as_bytes), false);
@@ -416,6 +418,7 @@ impl Cache {
             writer.write(key, value).await?;
         }
         let key = entry.key.clone();
+        self.forget([key.as_str()]);
         let written = self.timed(self.inner.store.set(entry)).await;
         self.forget([key.as_str()]);
         written?;
@@ -442,6 +445,7 @@ impl Cache {
         } else {
             Vec::new()
         };
+        self.forget(written_keys.iter().map(String::as_str));
         let written = self.timed(self.inner.store.set_many(batch)).await;
         self.forget(written_keys.iter().map(String::as_str));
         written?;
@@ -455,6 +459,7 @@ impl Cache {
     /// A key error or a store error.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let redis_key = self.redis_key(key)?;
+        self.forget([redis_key.as_str()]);
         let existed = self.timed(self.inner.store.delete(&redis_key)).await;
         self.forget([redis_key.as_str()]);
         let existed = existed?;
