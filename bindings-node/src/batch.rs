@@ -176,6 +176,26 @@ impl Shared {
         Ok(promise)
     }
 
+    /// A promise already resolved with the near tier's value of `key`, made here on the JS
+    /// thread; `None` when the cache is not connected yet, the tier cannot serve the key,
+    /// or calls of this tick are still queued (a `set` queued before this read must win).
+    pub fn near_hit<'env>(&self, env: &'env Env, key: &str) -> Result<Option<Unknown<'env>>> {
+        let Some(batcher) = self.batcher.get() else {
+            return Ok(None);
+        };
+        if !lock(&self.tick).is_empty() {
+            return Ok(None);
+        }
+        match batcher.cache().get_near(key) {
+            Ok(Some(entry)) => {
+                let value = crate::value::to_js(env, entry.value())?;
+                crate::settle::resolved(env, value).map(Some)
+            }
+            // A key error or a closed cache: the normal path reports it.
+            Ok(None) | Err(_) => Ok(None),
+        }
+    }
+
     /// The key of a call that would load a key whose load is running the JS code making
     /// the call (it would wait for itself): single-flight cannot see that the load awaits
     /// this very call, the JS async context can.

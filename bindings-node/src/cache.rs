@@ -123,7 +123,13 @@ impl Cache {
         ts_return_type = "Promise<T | undefined>"
     )]
     pub fn get<'env>(&self, env: &'env Env, key: Unknown<'_>) -> Result<Unknown<'env>> {
-        submit(&self.shared, env, args::key(env, &key).map(Op::Get))
+        let key = args::key(env, &key);
+        if let Ok(key) = &key {
+            if let Some(hit) = self.shared.near_hit(env, key)? {
+                return Ok(hit);
+            }
+        }
+        submit(&self.shared, env, key.map(Op::Get))
     }
 
     /// The values of `keys`, in order (`undefined` for misses), in one round trip per node.
@@ -229,10 +235,17 @@ impl Cache {
             let key = args::key(env, &key)?;
             let loader = args::function(env, loader, "the loader")?;
             let ttl = args::ttl(env, options)?;
+            if let Some(hit) = self.shared.near_hit(env, &key)? {
+                return Ok(Err(hit));
+            }
             let loader = self.shared.call_loader(patterns::keep(&loader)?);
-            Ok(Op::GetOrLoad { key, loader, ttl })
+            Ok(Ok(Op::GetOrLoad { key, loader, ttl }))
         })();
-        submit(&self.shared, env, op)
+        match op {
+            Ok(Err(hit)) => Ok(hit),
+            Ok(Ok(op)) => submit(&self.shared, env, Ok(op)),
+            Err(err) => submit(&self.shared, env, Err(err)),
+        }
     }
 
     /// Memoizes `fn`: the returned function answers from the cache and calls `fn` on a
@@ -286,10 +299,17 @@ impl Cache {
                         }
                         None => polycache::call_key(&name, &values),
                     };
+                    if let Some(hit) = shared.near_hit(env, &key)? {
+                        return Ok(Err(hit));
+                    }
                     let loader = shared.call_loader(patterns::bind(env, &target, &raw)?);
-                    Ok(Op::GetOrLoad { key, loader, ttl })
+                    Ok(Ok(Op::GetOrLoad { key, loader, ttl }))
                 })();
-                let promise = submit(&shared, env, op)?;
+                let promise = match op {
+                    Ok(Err(hit)) => hit,
+                    Ok(Ok(op)) => submit(&shared, env, Ok(op))?,
+                    Err(err) => submit(&shared, env, Err(err))?,
+                };
                 Ok(RawValue(promise.raw()))
             },
         )?;

@@ -44,6 +44,12 @@ export interface CacheOptions {
   maxPayloadBytes?: number
   /** Largest memory a decoded value may take, in bytes (default 256 MiB); a larger one is a miss plus a decode error. Writes refuse arrays and objects of more than maxValueBytes / 32 items (ECODEC). */
   maxValueBytes?: number
+  /** Near tier: at most this many decoded values kept in process, evicted by Redis's own invalidation pushes (RESP3 client tracking) when anyone writes them; 0 (default) turns it off. See the README's "Near tier". */
+  nearCache?: number
+  /** Bound on the near tier's memory, in bytes (default 64 MiB; an estimate of the decoded values). */
+  nearCacheBytes?: number
+  /** Seconds a near-tier entry may be served without being read again (default 60). */
+  nearCacheTtl?: number
   /** Read-through: `get` and `getMany` load misses with it (single-flight per key). */
   loader?: (key: string) => CacheValue | Promise<CacheValue>
   /** Write-through: `set` and `setMany` call it first; if it fails the cache is not touched. */
@@ -63,6 +69,18 @@ export interface Metrics {
   deletes: number
   storeErrors: number
   evictions: number
+  /** Reads answered by the near tier (each also counted in `hits`). */
+  nearHits: number
+  /** Reads the near tier could not answer. */
+  nearMisses: number
+  /** Keys invalidated by Redis's tracking pushes. */
+  nearInvalidations: number
+  /** Times the near tier was emptied (a tracking connection lost, the masters changed). */
+  nearFlushes: number
+  /** Entries in the near tier now. */
+  nearEntries: number
+  /** Estimated bytes held by the near tier now. */
+  nearBytes: number
   /** `[upper bound in µs (null: +Inf), count]` per bucket. */
   latencyUs: Array<[number | null, number]>
 }

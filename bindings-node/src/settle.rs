@@ -272,6 +272,24 @@ unsafe fn carried(env: sys::napi_env, error: sys::napi_value) -> sys::napi_value
     }
 }
 
+/// A promise already resolved with `value` (a near-tier hit: no hop off the JS thread).
+pub fn resolved<'env>(env: &'env Env, value: sys::napi_value) -> Result<Unknown<'env>> {
+    let mut deferred = ptr::null_mut();
+    let mut promise = ptr::null_mut();
+    // SAFETY: live env on the JS thread; the deferred is settled right away.
+    unsafe {
+        check(
+            sys::napi_create_promise(env.raw(), &mut deferred, &mut promise),
+            "napi_create_promise",
+        )?;
+        check(
+            sys::napi_resolve_deferred(env.raw(), deferred, value),
+            "napi_resolve_deferred",
+        )?;
+        Ok(Unknown::from_raw_unchecked(env.raw(), promise))
+    }
+}
+
 /// A promise already rejected with `err`.
 pub fn rejected<'env>(env: &'env Env, err: Error) -> Result<Unknown<'env>> {
     let mut deferred = ptr::null_mut();

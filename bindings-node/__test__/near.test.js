@@ -1,0 +1,83 @@
+'use strict'
+// The near tier from Node: a hit settles on the JS thread with no store round trip (the
+// latency histogram counts every store round trip, and it does not move), `wrap` uses it,
+// and a write by another client evicts.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { Cache } = require('..')
+const { redis, uniqueNamespace } = require('./helpers')
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const storeTrips = (cache) => cache.metrics().latencyUs.reduce((sum, [, n]) => sum + n, 0)
+
+async function eventually (what, done, deadlineMs = 10000) {
+  const end = Date.now() + deadlineMs
+  while (!(await done())) {
+    assert.ok(Date.now() < end, `timed out waiting for: ${what}`)
+    await sleep(5)
+  }
+}
+
+for (const store of ['standalone', 'shards', 'cluster']) {
+  test(`near tier (${store})`, async (t) => {
+    const url = (await redis())[store]
+    const namespace = uniqueNamespace(`near-${store}`)
+    const cache = await Cache.connect(url, { namespace, nearCache: 1000 })
+    const writer = await Cache.connect(url, { namespace })
+
+    await t.test('a hit settles without Redis', async () => {
+      await writer.set('user', { name: 'Ada', langs: ['en', 'fr'] })
+      await eventually('near entry', async () => {
+        await cache.get('user')
+        const before = cache.metrics().nearHits
+        await cache.get('user')
+        return cache.metrics().nearHits > before
+      })
+      const trips = storeTrips(cache)
+      for (let i = 0; i < 100; i++) {
+        assert.deepEqual(await cache.get('user'), { name: 'Ada', langs: ['en', 'fr'] })
+      }
+      assert.equal(storeTrips(cache), trips, 'a near hit went to Redis')
+      assert.ok(cache.metrics().nearEntries >= 1)
+    })
+
+    await t.test('another client evicts', async () => {
+      await writer.set('user', { name: 'Grace' })
+      await eventually('evicted', async () => (await cache.get('user'))?.name === 'Grace')
+      assert.ok(cache.metrics().nearInvalidations >= 1)
+      await writer.delete('user')
+      await eventually('deleted', async () => (await cache.get('user')) === undefined)
+    })
+
+    await t.test('a set queued in the same tick wins over a near hit', async () => {
+      await writer.set('k', 1)
+      await eventually('near entry', async () => {
+        await cache.get('k')
+        const before = cache.metrics().nearHits
+        await cache.get('k')
+        return cache.metrics().nearHits > before
+      })
+      const written = cache.set('k', 2)
+      assert.equal(await cache.get('k'), 2)
+      await written
+    })
+
+    await t.test('wrap uses the near tier', async () => {
+      let calls = 0
+      const square = cache.wrap((n) => { calls++; return n * n }, { key: 'sq:{0}', ttl: 60 })
+      assert.equal(await square(7), 49)
+      await eventually('wrap near hit', async () => {
+        const before = cache.metrics().nearHits
+        assert.equal(await square(7), 49)
+        return cache.metrics().nearHits > before
+      })
+      const trips = storeTrips(cache)
+      for (let i = 0; i < 100; i++) assert.equal(await square(7), 49)
+      assert.equal(storeTrips(cache), trips)
+      assert.equal(calls, 1)
+    })
+
+    cache.close()
+    writer.close()
+  })
+}
