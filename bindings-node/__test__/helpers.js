@@ -1,10 +1,12 @@
 'use strict'
-// Shared by the suites: the Redis endpoints and the typed-value notation of the vectors.
+// Shared by the suites: the Redis endpoints; the vector files and their typed notation come
+// from tests/vectors/notation.cjs (shared with the interop agent and the JS edge tests).
 const { spawn } = require('node:child_process')
 const path = require('node:path')
 const readline = require('node:readline')
 
 const root = path.resolve(__dirname, '..', '..')
+const { typed, representable, same, vectors, hostileBytes } = require(path.join(root, 'tests', 'vectors', 'notation.cjs'))
 
 /**
  * The harness endpoints: POLYCACHE_TEST_REDIS (set by scripts/with-redis), or a harness
@@ -59,62 +61,6 @@ function signal(endpoints, addr, name) {
   process.kill(pid, name)
 }
 
-/** Typed vector notation (tests/vectors/README.md) -> a JS value, per FORMAT.md's Node column. */
-function typed(v) {
-  const [tag, inner] = Object.entries(v)[0]
-  switch (tag) {
-    case 'nil': return null
-    case 'bool': return inner
-    case 'int': {
-      const big = BigInt(inner)
-      return big >= -BigInt(Number.MAX_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big
-    }
-    case 'float': return inner === 'NaN' ? NaN : inner === 'inf' ? Infinity : inner === '-inf' ? -Infinity : Number(inner)
-    case 'str': return inner
-    case 'bytes': return Buffer.from(inner, 'hex')
-    case 'array': return inner.map(typed)
-    case 'map': return Object.fromEntries(Object.entries(inner).map(([k, x]) => [k, typed(x)]))
-    default: throw new Error(`unknown typed tag ${tag}`)
-  }
-}
-
-/**
- * Whether a typed value means the same thing as a JS value: Node has no integral floats
- * (FORMAT.md §2: `1.0` from Node is the integer 1), so such vectors can be checked in the
- * decode direction only.
- */
-function representable(v) {
-  const [tag, inner] = Object.entries(v)[0]
-  if (tag === 'float') {
-    const n = typed(v)
-    return !(Number.isInteger(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER)
-  }
-  if (tag === 'array') return inner.every(representable)
-  if (tag === 'map') return Object.values(inner).every(representable)
-  return true
-}
-
-/** Deep equality that tells -0 from 0, NaN equal to NaN, bigint from number, bytes by content. */
-function same(a, b) {
-  if (typeof a === 'number' && typeof b === 'number') return Object.is(a, b)
-  if (a instanceof Uint8Array || b instanceof Uint8Array) {
-    return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0
-  }
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => same(x, b[i]))
-  }
-  if (a && b && typeof a === 'object' && typeof b === 'object') {
-    const ka = Object.keys(a).sort()
-    const kb = Object.keys(b).sort()
-    return same(ka, kb) && ka.every((k) => same(a[k], b[k]))
-  }
-  return a === b
-}
-
-function vectors(name) {
-  return require(path.join(root, 'tests', 'vectors', `${name}.json`)).cases
-}
-
 /** A loopback port nothing listens on (bound, read, closed). */
 async function freePort() {
   const net = require('node:net')
@@ -130,4 +76,4 @@ function uniqueNamespace(label) {
   return `node-${label}-${process.pid}-${Date.now().toString(36)}`
 }
 
-module.exports = { redis, harness, signal, typed, representable, same, vectors, uniqueNamespace, freePort, root }
+module.exports = { redis, harness, signal, typed, representable, same, vectors, hostileBytes, uniqueNamespace, freePort, root }

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / "tests" / "vectors"
+# tests/vectors/notation.py: the vector files and their typed notation, shared with the
+# Python interop agent.
+sys.path.insert(0, str(ROOT / "tests" / "vectors"))
 
 
 def harness_binary() -> str:
@@ -65,11 +68,6 @@ def url(request: pytest.FixtureRequest, endpoints: dict[str, Any]) -> str:
 def namespace() -> str:
     """A namespace of its own, so tests sharing servers never see each other's keys."""
     return f"py-{uuid.uuid4().hex[:12]}"
-
-
-def load_vectors(name: str) -> list[dict[str, Any]]:
-    cases: list[dict[str, Any]] = json.loads((VECTORS / name).read_text("utf-8"))["cases"]
-    return cases
 
 
 @pytest.fixture

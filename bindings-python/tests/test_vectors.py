@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import resource
 import time
 from typing import Any
@@ -11,53 +10,15 @@ from typing import Any
 import pytest
 
 import polycache
-from conftest import load_vectors
+from notation import hostile_bytes, same, typed, vectors
 from polycache import contract
 
-
-def typed(v: dict[str, Any]) -> Any:
-    """The typed notation of tests/vectors/README.md as a Python value."""
-    ((tag, inner),) = v.items()
-    if tag == "nil":
-        return None
-    if tag == "bool":
-        return bool(inner)
-    if tag == "int":
-        return int(inner)
-    if tag == "float":
-        return float(inner)
-    if tag == "str":
-        return str(inner)
-    if tag == "bytes":
-        return bytes.fromhex(inner)
-    if tag == "array":
-        return [typed(x) for x in inner]
-    if tag == "map":
-        return {k: typed(x) for k, x in inner.items()}
-    raise AssertionError(f"unknown tag {tag}")
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality where NaN equals NaN and int never equals float (1 != 1.0 here)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or (
-            a == b and math.copysign(1, a) == math.copysign(1, b)
-        )
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return bool(a == b)
-
-
-ENVELOPE = load_vectors("envelope.json")
-KEYS = load_vectors("keys.json")
-RING = load_vectors("ring.json")
-TEMPLATES = load_vectors("templates.json")
-HOSTILE = load_vectors("hostile.json")
-URLS = load_vectors("urls.json")
+ENVELOPE = vectors("envelope.json")
+KEYS = vectors("keys.json")
+RING = vectors("ring.json")
+TEMPLATES = vectors("templates.json")
+HOSTILE = vectors("hostile.json")
+URLS = vectors("urls.json")
 
 
 def test_every_file_has_at_least_50_cases() -> None:
@@ -184,15 +145,6 @@ def test_urls(case: dict[str, Any]) -> None:
 
 HOSTILE_MAX_RSS = 64 * 1024 * 1024
 HOSTILE_MAX_SECONDS = 2.0  # a hang detector, not a speed assertion
-
-
-def hostile_bytes(case: dict[str, Any]) -> bytes:
-    out = b"".join(
-        bytes.fromhex(s) if isinstance(s, str) else bytes.fromhex(s["repeat"]) * s["times"]
-        for s in case["bytes"]
-    )
-    assert len(out) == case["size"]
-    return out
 
 
 def peak_rss() -> int:

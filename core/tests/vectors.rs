@@ -1,57 +1,10 @@
 //! Runs every case of `tests/vectors/*.json` (the cross-language contract) against core.
 
-use std::path::PathBuf;
-
 use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
 use polycache::key::{hash_tag, slot};
 use polycache::{ErrorKind, KeySchema, Node, Ring, Value};
+use polycache_harness::notation::{hostile_bytes, typed, vectors};
 use serde_json::Value as Json;
-
-fn load(name: &str) -> Vec<Json> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/vectors")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let doc: Json = serde_json::from_str(&text).expect("vector file is JSON");
-    doc["cases"].as_array().expect("cases").clone()
-}
-
-/// The typed value notation of tests/vectors/README.md.
-fn typed(v: &Json) -> Value {
-    let (tag, inner) = v
-        .as_object()
-        .and_then(|o| o.iter().next())
-        .expect("typed value");
-    match tag.as_str() {
-        "nil" => Value::Nil,
-        "bool" => Value::Bool(inner.as_bool().expect("bool")),
-        "int" => {
-            let text = inner.as_str().expect("int string");
-            match text.parse::<i64>() {
-                Ok(i) => Value::Int(i),
-                Err(_) => Value::from(text.parse::<u64>().expect("u64")),
-            }
-        }
-        "float" => Value::Float(match inner.as_str().expect("float string") {
-            "NaN" => f64::NAN,
-            "inf" => f64::INFINITY,
-            "-inf" => f64::NEG_INFINITY,
-            other => other.parse().expect("float"),
-        }),
-        "str" => Value::Str(inner.as_str().expect("str").to_owned()),
-        "bytes" => Value::Bytes(hex::decode(inner.as_str().expect("hex")).expect("hex")),
-        "array" => Value::Array(inner.as_array().expect("array").iter().map(typed).collect()),
-        "map" => Value::Map(
-            inner
-                .as_object()
-                .expect("map")
-                .iter()
-                .map(|(k, v)| (k.clone(), typed(v)))
-                .collect(),
-        ),
-        other => panic!("unknown typed tag {other}"),
-    }
-}
 
 fn codec_of(name: &str) -> Codec {
     serde_json::from_value(Json::from(name)).expect("codec name")
@@ -73,7 +26,7 @@ fn meta_of(case: &Json) -> Meta {
 
 /// Runs `check` on every case, collecting failures so one run reports all of them.
 fn run_all(file: &str, check: impl Fn(&Json) -> Result<(), String>) {
-    let cases = load(file);
+    let cases = vectors(file);
     assert!(cases.len() >= 50, "{file} has only {} cases", cases.len());
     let failures: Vec<String> = cases
         .iter()
@@ -431,28 +384,10 @@ fn decode_bomb_is_refused_in_bounded_time_and_memory() {
     });
 }
 
-/// The bytes of a hostile case: hex strings and `{repeat, times}` runs, concatenated.
-fn hostile_bytes(case: &Json) -> Vec<u8> {
-    let mut out = Vec::new();
-    for segment in case["bytes"].as_array().expect("bytes segments") {
-        match segment {
-            Json::String(hex) => out.extend(hex::decode(hex).expect("hex")),
-            run => {
-                let unit = hex::decode(run["repeat"].as_str().expect("repeat")).expect("hex");
-                for _ in 0..run["times"].as_u64().expect("times") {
-                    out.extend_from_slice(&unit);
-                }
-            }
-        }
-    }
-    assert_eq!(out.len() as u64, case["size"].as_u64().expect("size"));
-    out
-}
-
 #[test]
 fn hostile_vectors() {
     in_own_process("hostile_vectors", || {
-        let cases: Vec<(Json, Vec<u8>)> = load("hostile.json")
+        let cases: Vec<(Json, Vec<u8>)> = vectors("hostile.json")
             .into_iter()
             .map(|case| {
                 let bytes = hostile_bytes(&case);
@@ -517,7 +452,7 @@ fn hostile_values_in_redis_are_counted_misses() {
             .and_then(|c| c.get_connection())
             .expect("plain connection");
         let schema = KeySchema::new("pc", "default", 200).expect("schema");
-        let hostile: Vec<(String, Vec<u8>)> = load("hostile.json")
+        let hostile: Vec<(String, Vec<u8>)> = vectors("hostile.json")
             .iter()
             .filter(|case| case["expect"] == "decode_error")
             .map(|case| {

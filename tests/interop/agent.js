@@ -4,29 +4,13 @@
 // (`auto` or `async`).
 'use strict'
 const path = require('node:path')
-const fs = require('node:fs')
 const readline = require('node:readline')
-const { isDeepStrictEqual } = require('node:util')
 const { Cache, Ring } = require(path.join(__dirname, '..', '..', 'bindings-node'))
 
-const CASES = JSON.parse(fs.readFileSync(path.join(__dirname, 'cases.json'), 'utf8')).cases
-const RAW_KEYS = { 'plain:text': Buffer.from('hello from redis-cli'), 'plain:json': Buffer.from('{"a": 1}') }
+const { interopCases, same, typed } = require(path.join(__dirname, '..', 'vectors', 'notation.cjs'))
 
-function typed (v) {
-  const [tag, inner] = Object.entries(v)[0]
-  switch (tag) {
-    case 'nil': return null
-    case 'bool': case 'str': return inner
-    case 'int': {
-      const big = BigInt(inner)
-      return big >= -(2n ** 53n - 1n) && big <= 2n ** 53n - 1n ? Number(big) : big
-    }
-    case 'float': return Number(inner)
-    case 'bytes': return Buffer.from(inner, 'hex')
-    case 'array': return inner.map(typed)
-    default: return Object.fromEntries(Object.entries(inner).map(([k, x]) => [k, typed(x)]))
-  }
-}
+const CASES = interopCases()
+const RAW_KEYS = { 'plain:text': Buffer.from('hello from redis-cli'), 'plain:json': Buffer.from('{"a": 1}') }
 
 const cacheFor = (url, ns, c, extra = {}) => Cache.connect(url, {
   namespace: ns,
@@ -114,7 +98,7 @@ async function main ([command, url, ns, arg]) {
       const failed = []
       for (const c of CASES) {
         const got = await (await cacheFor(url, ns, c)).get(c.key)
-        if (!isDeepStrictEqual(got, typed(c.value))) failed.push({ name: c.name, got: JSON.stringify(got, jsonSafe)?.slice(0, 200) })
+        if (!same(got, typed(c.value))) failed.push({ name: c.name, got: JSON.stringify(got, jsonSafe)?.slice(0, 200) })
       }
       return { passed: CASES.length - failed.length, failed }
     }

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -38,36 +37,10 @@ from typing import Any
 import polycache
 from polycache import AsyncCache, Cache, contract
 
-CASES = json.loads((Path(__file__).parent / "cases.json").read_text("utf-8"))["cases"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
+from notation import interop_cases, same, typed  # noqa: E402 (tests/vectors/notation.py)
 
-
-def typed(v: dict[str, Any]) -> Any:
-    ((tag, inner),) = v.items()
-    if tag == "nil":
-        return None
-    if tag in ("bool", "str"):
-        return inner
-    if tag == "int":
-        return int(inner)
-    if tag == "float":
-        return float(inner)
-    if tag == "bytes":
-        return bytes.fromhex(inner)
-    if tag == "array":
-        return [typed(x) for x in inner]
-    return {k: typed(x) for k, x in inner.items()}
-
-
-def same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or a == b
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return bool(a == b)
+CASES = interop_cases()
 
 
 def cache_for(url: str, ns: str, case: dict[str, Any] | None = None, **extra: Any) -> Cache:

@@ -4,47 +4,11 @@
 
 use std::future::Future;
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use polycache::{Cache, Config, Io, KeyTemplate, Node, Ring, Value};
+use polycache_harness::notation::{interop_cases, to_plain_json, typed};
 use serde_json::{json, Value as Json};
-
-fn typed(v: &Json) -> Value {
-    let (tag, inner) = v
-        .as_object()
-        .and_then(|o| o.iter().next())
-        .expect("typed value");
-    match tag.as_str() {
-        "nil" => Value::Nil,
-        "bool" => Value::Bool(inner.as_bool().expect("bool")),
-        "int" => {
-            let text = inner.as_str().expect("int");
-            text.parse::<i64>()
-                .map(Value::Int)
-                .unwrap_or_else(|_| Value::from(text.parse::<u64>().expect("u64")))
-        }
-        "float" => Value::Float(inner.as_str().expect("float").parse().expect("float")),
-        "str" => Value::Str(inner.as_str().expect("str").to_owned()),
-        "bytes" => Value::Bytes(hex::decode(inner.as_str().expect("hex")).expect("hex")),
-        "array" => Value::Array(inner.as_array().expect("array").iter().map(typed).collect()),
-        _ => Value::Map(
-            inner
-                .as_object()
-                .expect("map")
-                .iter()
-                .map(|(k, v)| (k.clone(), typed(v)))
-                .collect(),
-        ),
-    }
-}
-
-fn cases() -> Vec<Json> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cases.json");
-    let doc: Json =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("cases.json")).expect("json");
-    doc["cases"].as_array().expect("cases").clone()
-}
 
 async fn cache(url: &str, ns: &str, case: Option<&Json>, raw: bool) -> polycache::Result<Cache> {
     let mut config = Config::from_url(url)?.namespace(ns).raw(raw);
@@ -66,7 +30,7 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
     let arg = args.get(3).map(String::as_str).unwrap_or_default();
     Ok(match command {
         "write" => {
-            let cases = cases();
+            let cases = interop_cases();
             for case in &cases {
                 let ttl = Duration::from_secs_f64(case["ttl"].as_f64().unwrap_or(300.0));
                 let key = case["key"].as_str().unwrap_or_default();
@@ -78,7 +42,7 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
             json!({ "written": cases.len() })
         }
         "read" => {
-            let cases = cases();
+            let cases = interop_cases();
             let mut failed = Vec::new();
             for case in &cases {
                 let key = case["key"].as_str().unwrap_or_default();
@@ -136,7 +100,7 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
                     Some(Duration::from_secs(600)),
                 )
                 .await?;
-            json!({ "value": to_json(&value), "loaded": loaded })
+            json!({ "value": to_plain_json(&value), "loaded": loaded })
         }
         "raw" => {
             let raw = cache(url, ns, None, true).await?;
@@ -151,20 +115,6 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
         }
         other => json!({ "error": format!("unknown command {other}") }),
     })
-}
-
-fn to_json(value: &Value) -> Json {
-    match value {
-        Value::Nil => Json::Null,
-        Value::Bool(b) => json!(b),
-        Value::Int(i) => json!(i),
-        Value::UInt(u) => json!(u),
-        Value::Float(f) => json!(f),
-        Value::Str(s) => json!(s),
-        Value::Bytes(b) => json!(hex::encode(b)),
-        Value::Array(a) => Json::Array(a.iter().map(to_json).collect()),
-        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
-    }
 }
 
 /// How the fault commands drive a cache's futures: on a tokio runtime (async stores) or on

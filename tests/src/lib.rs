@@ -12,6 +12,9 @@
 //! Set `POLYCACHE_TEST_REDIS` to the JSON that `polycache-harness` prints to reuse servers
 //! that are already running (one harness for every suite of `make test`).
 
+#[cfg(feature = "notation")]
+pub mod notation;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -12,8 +12,6 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-pub mod notation;
-
 /// The types and calls generated from `wit/polycache.wit`.
 #[allow(missing_debug_implementations, clippy::all)]
 pub mod wit {

@@ -2,7 +2,7 @@
 // have no JS form, so those cases are checked by decoding only (counted in the names).
 import test from 'node:test'
 import assert from 'node:assert/strict'
-import { pc, vectors, typed, representable, same, hex } from './helpers.mjs'
+import { pc, vectors, typed, representable, same, hex, hostileBytes } from './helpers.mjs'
 
 function throwsCode(fn, code, name) {
   assert.throws(fn, (err) => err.code === code, `${name}: expected ${code}`)
@@ -20,7 +20,7 @@ function checkDecoded(c, bytes) {
 }
 
 test('envelope.json', async (t) => {
-  const cases = vectors('envelope')
+  const cases = vectors('envelope.json')
   let decodeOnly = 0
   for (const c of cases) {
     const bytes = Buffer.from(c.hex ?? '', 'hex')
@@ -58,11 +58,13 @@ test('envelope.json', async (t) => {
     }
   }
   assert.ok(cases.length >= 50)
-  await t.test(`${cases.length} cases, ${decodeOnly} checked by decoding only`, () => {})
+  // Integral floats and -0.0 (6 cases today): more means `representable` hides cases.
+  assert.ok(decodeOnly <= 6, `${decodeOnly} cases checked by decoding only`)
+  t.diagnostic(`${cases.length} cases, ${decodeOnly} checked by decoding only`)
 })
 
 test('keys.json', () => {
-  const cases = vectors('keys')
+  const cases = vectors('keys.json')
   for (const c of cases) {
     if (c.kind === 'schema') {
       const make = () => pc.redisKey(c.prefix, c.namespace, c.maxKeyLength, c.key)
@@ -86,7 +88,7 @@ test('keys.json', () => {
 })
 
 test('ring.json', () => {
-  const cases = vectors('ring')
+  const cases = vectors('ring.json')
   for (const c of cases) {
     if (c.kind === 'placement') {
       const ring = new pc.Ring(c.nodes)
@@ -117,7 +119,7 @@ test('ring.json', () => {
 })
 
 test('templates.json', async (t) => {
-  const cases = vectors('templates')
+  const cases = vectors('templates.json')
   let skipped = 0
   for (const c of cases) {
     // Integral floats become integers in JS (`1.0` renders as `1`), so their keys differ
@@ -142,20 +144,13 @@ test('templates.json', async (t) => {
     }
   }
   assert.ok(cases.length >= 50)
-  await t.test(`${cases.length} cases, ${skipped} with integral floats not expressible in JS`, () => {})
+  assert.ok(skipped <= 3, `${skipped} cases with integral floats skipped`)
+  t.diagnostic(`${cases.length} cases, ${skipped} with integral floats not expressible in JS`)
 })
 
 // --- hostile.json: bounded time and memory (docs/FORMAT.md section 1, "Limits") ----------
 const HOSTILE_MAX_RSS = 64 * 1024 * 1024
 const HOSTILE_MAX_MS = 2000 // a hang detector, not a speed assertion
-
-function hostileBytes(c) {
-  const out = Buffer.concat(
-    c.bytes.map((s) => (typeof s === 'string' ? Buffer.from(s, 'hex') : Buffer.from(s.repeat.repeat(s.times), 'hex'))),
-  )
-  assert.equal(out.length, c.size, c.name)
-  return out
-}
 
 /** Peak resident memory of this process (VmHWM), in bytes. */
 async function peakRss() {
@@ -173,7 +168,7 @@ async function resetPeakRss() {
 }
 
 test('hostile.json', async () => {
-  const cases = vectors('hostile')
+  const cases = vectors('hostile.json')
   assert.ok(cases.length >= 50)
   for (const c of cases) {
     const bytes = hostileBytes(c)

@@ -13,14 +13,13 @@
 //! The component is `$POLYCACHE_WASM`, else `$CARGO_TARGET_DIR/wasm32-wasip2/wasm/polycache.wasm`.
 
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use polycache::codec::msgpack;
 use polycache::Value;
-use polycache_wasm_host::notation::typed;
+use polycache_harness::notation::{interop_cases, to_plain_json, typed};
 use polycache_wasm_host::{
     default_component_path, CacheHandle, Codec, Guest, Host, Network, Node, Options,
 };
@@ -31,13 +30,6 @@ const RAW_KEYS: [(&str, &[u8]); 2] = [
     ("plain:text", b"hello from redis-cli"),
     ("plain:json", b"{\"a\": 1}"),
 ];
-
-fn cases() -> Vec<Json> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/cases.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let doc: Json = serde_json::from_str(&text).expect("cases.json is JSON");
-    doc["cases"].as_array().expect("cases").clone()
-}
 
 /// Options for a namespace, with a case's codec settings when given.
 fn options(ns: &str, case: Option<&Json>, raw: bool) -> Options {
@@ -64,21 +56,6 @@ fn options(ns: &str, case: Option<&Json>, raw: bool) -> Options {
         max_key_length: None,
         memory_capacity: None,
         read_through: None,
-    }
-}
-
-/// Plain JSON for a value, as the other agents print a loaded value.
-fn to_json(value: &Value) -> Json {
-    match value {
-        Value::Nil => Json::Null,
-        Value::Bool(b) => json!(b),
-        Value::Int(i) => json!(i),
-        Value::UInt(u) => json!(u),
-        Value::Float(f) => json!(f),
-        Value::Str(s) => json!(s),
-        Value::Bytes(b) => json!(hex::encode(b)),
-        Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Map(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
     }
 }
 
@@ -235,7 +212,7 @@ impl Agent {
                 };
             }
             "write" => {
-                let cases = cases();
+                let cases = interop_cases();
                 for case in &cases {
                     let cache = self.open(Some(case), false)?;
                     let key = case["key"].as_str().unwrap_or_default();
@@ -245,7 +222,7 @@ impl Agent {
                 json!({ "written": cases.len() })
             }
             "read" => {
-                let cases = cases();
+                let cases = interop_cases();
                 let mut failed = Vec::new();
                 for case in &cases {
                     let cache = self.open(Some(case), false)?;
@@ -310,7 +287,7 @@ impl Agent {
                 let key = call(self.guest.render_template("report:{0}", &[arg], &[]))?;
                 let value = call(self.guest.get_or_load(cache, &key, Some(600.0)))?;
                 let value = msgpack::decode(&value).map_err(|e| e.to_string())?;
-                json!({ "value": to_json(&value), "loaded": loaded.load(Ordering::Relaxed) })
+                json!({ "value": to_plain_json(&value), "loaded": loaded.load(Ordering::Relaxed) })
             }
             "raw" => {
                 let raw = self.open(None, true)?;

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use polycache::codec::msgpack;
 use polycache::Value;
-pub(crate) use polycache_wasm_host::notation::{to_typed, typed};
+pub(crate) use polycache_harness::notation::{to_typed, typed};
 use polycache_wasm_host::{default_component_path, Guest, Host, Network, Options};
 
 /// The component, compiled once per test process.

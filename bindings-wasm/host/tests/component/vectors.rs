@@ -2,25 +2,16 @@
 //! the cases and compares).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
+use polycache_harness::notation::{hostile_bytes, vectors};
 use polycache_wasm_host::{Codec, Compression, EncodeOptions, Guest, Node, WitError};
 use serde_json::Value as Json;
 
 use super::{guest, pack, typed};
 
-fn cases(file: &str) -> Vec<Json> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/vectors")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let doc: Json = serde_json::from_str(&text).expect("vector file is JSON");
-    doc["cases"].as_array().expect("cases").clone()
-}
-
 /// Runs `check` on every case and reports all failures at once.
 fn run(file: &str, mut check: impl FnMut(&mut Guest, &Json) -> Result<(), String>) {
-    let cases = cases(file);
+    let cases = vectors(file);
     assert!(cases.len() >= 50, "{file}: only {} cases", cases.len());
     let mut guest = guest();
     let failures: Vec<String> = cases
@@ -349,23 +340,6 @@ const HOSTILE_MAX_RSS: u64 = 64 * 1024 * 1024;
 /// A hang detector, not a speed assertion.
 const HOSTILE_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn hostile_bytes(case: &Json) -> Vec<u8> {
-    let mut out = Vec::new();
-    for segment in case["bytes"].as_array().expect("bytes segments") {
-        match segment {
-            Json::String(hex) => out.extend(hex::decode(hex).expect("hex")),
-            run => {
-                let unit = hex::decode(run["repeat"].as_str().expect("repeat")).expect("hex");
-                for _ in 0..run["times"].as_u64().expect("times") {
-                    out.extend_from_slice(&unit);
-                }
-            }
-        }
-    }
-    assert_eq!(out.len() as u64, case["size"].as_u64().expect("size"));
-    out
-}
-
 /// Peak resident memory of this process (VmHWM), in bytes.
 fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -407,7 +381,7 @@ fn in_own_process(test: &str, body: impl FnOnce()) {
 #[test]
 fn hostile_vectors_in_the_component() {
     in_own_process("vectors::hostile_vectors_in_the_component", || {
-        let inputs: BTreeMap<String, Vec<u8>> = cases("hostile.json")
+        let inputs: BTreeMap<String, Vec<u8>> = vectors("hostile.json")
             .iter()
             .map(|c| (str_of(c, "name").to_owned(), hostile_bytes(c)))
             .collect();
