@@ -181,31 +181,60 @@ async fn many_key_ops(backend: Backend) {
     assert_eq!((m.hits, m.misses, m.sets), (133, 67, 133));
 }
 
+/// `n` concurrent `get_or_load` calls of one cold key whose loader returns `outcome`;
+/// returns how often the loader ran and what each caller got.
+///
+/// The callers are futures of this one task, so a caller goes from its miss to joining the
+/// flight without yielding. The loader holds until every caller has missed (the cache's
+/// miss count is the latch), so each of them is in the flight while it runs: a single-flight
+/// that let callers load on their own would run the loader `n` times.
+async fn flight(
+    cache: &Cache,
+    key: &str,
+    n: u64,
+    outcome: Result<Value, Error>,
+) -> (usize, Vec<Result<Value, Error>>) {
+    let calls = AtomicUsize::new(0);
+    let arrived = cache.metrics().misses + n;
+    let callers = (0..n).map(|_| {
+        cache.get_or_load(
+            key,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                wait_until("every caller missed", || cache.metrics().misses >= arrived).await;
+                outcome.clone()
+            },
+            None,
+        )
+    });
+    let results = futures_util::future::join_all(callers).await;
+    assert_eq!(
+        cache.metrics().misses,
+        arrived,
+        "every caller looked up the key once"
+    );
+    (calls.load(Ordering::SeqCst), results)
+}
+
+/// Yields to the other futures of this task until `ready()` holds (at most 10 s).
+async fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting until {what} after 10 s"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn single_flight(backend: Backend) {
     let cache = open(backend, "flight").await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let callers = (0..50).map(|_| {
-        let cache = cache.clone();
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load(
-                    "hot",
-                    || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        // The loader's own work: long enough for every caller to pile up.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Ok(Value::from("computed"))
-                    },
-                    None,
-                )
-                .await
-        })
-    });
-    for result in futures_join(callers).await {
+    let (calls, results) = flight(&cache, "hot", 50, Ok(Value::from("computed"))).await;
+    for result in results {
         assert_eq!(result.unwrap(), Value::from("computed"));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one loader call");
+    assert_eq!(calls, 1, "exactly one loader call");
     assert_eq!(cache.metrics().loads, 1);
     // Later calls hit without loading.
     let again = cache
@@ -214,26 +243,10 @@ async fn single_flight(backend: Backend) {
         .unwrap();
     assert_eq!(again, Value::from("computed"));
 
-    // A failing loader is also called once, and every caller sees its own error.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let callers = (0..20).map(|_| {
-        let cache = cache.clone();
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load(
-                    "broken",
-                    || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Err(Error::loader(io::Error::other("database down")))
-                    },
-                    None,
-                )
-                .await
-        })
-    });
-    for result in futures_join(callers).await {
+    // A failing loader is also called once, and every caller sees its error.
+    let down = Error::loader(io::Error::other("database down"));
+    let (calls, results) = flight(&cache, "broken", 20, Err(down)).await;
+    for result in results {
         let err = result.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Loader);
         assert_eq!(
@@ -241,21 +254,13 @@ async fn single_flight(backend: Backend) {
             "database down"
         );
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls, 1);
     assert_eq!(
         cache.get("broken").await.unwrap(),
         None,
         "errors are not cached"
     );
     assert_eq!(cache.metrics().load_errors, 1);
-}
-
-async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
-    let mut out = Vec::new();
-    for handle in handles.collect::<Vec<_>>() {
-        out.push(handle.await.expect("task"));
-    }
-    out
 }
 
 async fn read_through(backend: Backend) {
@@ -524,9 +529,11 @@ suite! {
 }
 
 /// The way blocking caches are really used: plain threads, `block_on`, no runtime.
-/// 16 threads ask for one cold key; single-flight still makes exactly one loader call.
+/// 16 threads ask for one cold key; the loader holds until all 16 have missed, and no
+/// second load runs beside it.
 #[test]
 fn blocking_cache_on_plain_threads_single_flight() {
+    const THREADS: u64 = 16;
     let url = polycache_harness::shared()
         .standalone
         .clone()
@@ -535,18 +542,27 @@ fn blocking_cache_on_plain_threads_single_flight() {
         .unwrap()
         .namespace(format!("threads-{}", fastrand_suffix()));
     let cache = polycache::block_on(Cache::builder(config).io(Io::Blocking).build()).unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let barrier = Arc::new(std::sync::Barrier::new(16));
-    let threads: Vec<_> = (0..16)
+    let loading = Arc::new(AtomicUsize::new(0));
+    let most_loading = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS as usize));
+    let threads: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+            let (cache, barrier) = (cache.clone(), barrier.clone());
+            let (loading, most_loading) = (loading.clone(), most_loading.clone());
             std::thread::spawn(move || {
                 barrier.wait();
                 polycache::block_on(cache.get_or_load(
                     "cold",
                     || async {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(100)); // a slow query
+                        let now = loading.fetch_add(1, Ordering::SeqCst) + 1;
+                        most_loading.fetch_max(now, Ordering::SeqCst);
+                        // The latch: every thread has missed, so all of them are waiting.
+                        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                        while cache.metrics().misses < THREADS {
+                            assert!(std::time::Instant::now() < deadline, "callers missing");
+                            std::thread::yield_now();
+                        }
+                        loading.fetch_sub(1, Ordering::SeqCst);
                         Ok(Value::from("v"))
                     },
                     None,
@@ -557,7 +573,14 @@ fn blocking_cache_on_plain_threads_single_flight() {
     for thread in threads {
         assert_eq!(thread.join().unwrap().unwrap(), Value::from("v"));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.metrics().misses, THREADS, "every thread missed once");
+    // Threads are not futures of one task: one that missed just as the load ended may
+    // load again after it (single-flight joins loads in flight), never beside it.
+    assert_eq!(
+        most_loading.load(Ordering::SeqCst),
+        1,
+        "two loads ran at once"
+    );
     assert_eq!(
         polycache::block_on(cache.get("cold")).unwrap(),
         Some(Value::from("v"))
