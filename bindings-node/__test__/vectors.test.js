@@ -178,7 +178,7 @@ async function measured(fn) {
 }
 
 test('urls.json', () => {
-  const cases = vectors('urls')
+  const cases = vectors('urls.json')
   assert.ok(cases.length >= 60)
   for (const c of cases) {
     const resolve = () => JSON.parse(pc.resolveConfig(c.url, JSON.stringify(c.options)))

@@ -1,13 +1,8 @@
 //! tests/vectors/urls.json: a URL plus options resolve to the same config in every language.
 
 use polycache::{contract, ErrorKind};
+use polycache_harness::notation::vectors;
 use serde_json::Value as Json;
-
-fn cases() -> Vec<Json> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/urls.json");
-    let doc: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    doc["cases"].as_array().unwrap().clone()
-}
 
 /// JSON equality with numbers compared by value (`60` equals `60.0`).
 fn same(a: &Json, b: &Json) -> bool {
@@ -25,7 +20,7 @@ fn same(a: &Json, b: &Json) -> bool {
 
 #[test]
 fn every_url_vector_resolves() {
-    let cases = cases();
+    let cases = vectors("urls.json");
     assert!(cases.len() >= 60);
     for case in cases {
         let name = case["name"].as_str().unwrap();
