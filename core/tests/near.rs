@@ -564,3 +564,70 @@ fn byte_bound_holds_with_100k_entries() {
         m.near_entries, m.near_bytes
     );
 }
+
+#[test]
+fn flushall_empties_the_tier() {
+    let server = Server::start(&[]).unwrap();
+    let d = Driver::new(Io::Blocking);
+    let (cache, _) = spied(&d, near_config(&server.url(), "flushall"));
+    set_settled(&d, &cache, "k", "v");
+    populate(&d, &cache, "k");
+    server.command(&["FLUSHALL"]).unwrap();
+    eventually("emptied by FLUSHALL", || {
+        cache.get_near("k").unwrap().is_none() && cache.metrics().near_flushes >= 1
+    });
+    assert!(
+        cache.near_is_serving(),
+        "a flush by the server is not a lost link"
+    );
+}
+
+/// Measures (prints, asserts nothing about speed): a near hit's cost through
+/// `Cache::get_near`, and the delay from a foreign write's reply to the eviction.
+#[test]
+fn measure_hit_cost_and_invalidation_delay() {
+    let url = shared().standalone.as_deref().unwrap();
+    let d = Driver::new(Io::Blocking);
+    let (cache, _) = spied(&d, near_config(url, &unique("measure")));
+    let redis_key = cache.redis_key("k").unwrap();
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    set_settled(&d, &cache, "k", "v");
+    populate(&d, &cache, "k");
+    let n = 200_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        assert!(cache.get_near("k").unwrap().is_some());
+    }
+    let per_hit = started.elapsed() / n;
+    let started = Instant::now();
+    for _ in 0..n {
+        assert!(d.run(cache.get("k")).unwrap().is_some());
+    }
+    let per_get = started.elapsed() / n;
+    let mut delays = Vec::new();
+    for i in 0..300 {
+        set_settled(&d, &cache, "k", "v");
+        populate(&d, &cache, "k");
+        let _: () = redis::cmd("SET")
+            .arg(&redis_key)
+            .arg(i)
+            .query(&mut conn)
+            .unwrap();
+        let written = Instant::now();
+        let deadline = written + DEADLINE;
+        while cache.get_near("k").unwrap().is_some() {
+            assert!(Instant::now() < deadline, "never evicted");
+            std::hint::spin_loop();
+        }
+        delays.push(written.elapsed());
+    }
+    delays.sort();
+    let pct = |p: usize| delays[(delays.len() * p / 100).min(delays.len() - 1)];
+    eprintln!(
+        "near hit: get_near {per_hit:?}, get (clone) {per_get:?}; invalidation delay after the \
+         writer's reply: p50 {:?}, p99 {:?}, max {:?}",
+        pct(50),
+        pct(99),
+        delays.last().unwrap()
+    );
+}

@@ -13,6 +13,9 @@
 //!   applied since. Recent invalidations are kept in a bounded log for that check; when
 //!   the log no longer reaches back to the ticket, the reply is not stored.
 //! - **Bounded age.** An entry older than `near_cache_ttl` is not served.
+//! - **A live supervisor.** The tracking supervisor beats every 0.1 s; a tier whose beat
+//!   is older than [`SILENT`] serves nothing (a forked child, whose threads did not survive
+//!   the fork, stops within that time; a hit costs one clock read, not a `getpid`).
 
 #[cfg(all(feature = "redis", not(target_os = "wasi")))]
 pub(crate) mod tracking;
@@ -101,6 +104,8 @@ impl NearTier {
 
 /// Invalidations remembered for the read/invalidate race check.
 const RECENT: usize = 4096;
+/// A supervisor silent this long means the tier may no longer be told of writes.
+const SILENT: Duration = Duration::from_secs(1);
 /// Bookkeeping bytes charged per entry on top of its key and value (map slot, eviction
 /// queue, the shared allocation).
 const ENTRY_OVERHEAD: usize = 160;
@@ -157,7 +162,8 @@ pub(crate) struct Ticket {
 struct Slot {
     value: Arc<NearValue>,
     bytes: usize,
-    stored: Instant,
+    /// When it was stored, in milliseconds of the tier's clock ([`Near::now_ms`]).
+    stored: u64,
     /// Set by a hit; the eviction clock spares a visited entry once (CLOCK / second chance).
     visited: AtomicBool,
     generation: u64,
@@ -210,6 +216,9 @@ pub(crate) struct Near {
     /// The process that made this tier: a forked child has no tracking threads, so it
     /// never serves the entries it inherited.
     pid: u32,
+    born: Instant,
+    /// The supervisor's last beat, in milliseconds of the tier's clock.
+    heartbeat: AtomicU64,
     state: RwLock<State>,
     counters: Counters,
 }
@@ -233,6 +242,8 @@ impl Near {
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
             max_age,
             pid: crate::store::process_id(),
+            born: Instant::now(),
+            heartbeat: AtomicU64::new(0),
             state: RwLock::new(State::default()),
             counters: Counters::default(),
         }
@@ -250,20 +261,33 @@ impl Near {
         crate::store::process_id() != self.pid
     }
 
+    /// Milliseconds since this tier was made (one clock read).
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    /// The supervisor is alive (called every tick).
+    pub(crate) fn beat(&self) {
+        self.heartbeat.store(self.now_ms(), Ordering::Relaxed);
+    }
+
     /// The entry for `key` if it may be served; counts a near hit, or a miss if
     /// `count_miss` (a caller that will go to Redis next).
     pub(crate) fn get(&self, key: &str, count_miss: bool) -> Option<Arc<NearValue>> {
+        let now = self.now_ms();
+        let max_age = self.max_age.as_millis() as u64;
+        let alive =
+            now.saturating_sub(self.heartbeat.load(Ordering::Relaxed)) < SILENT.as_millis() as u64;
         let hit = {
             let state = self.read();
             match state.entries.get(key) {
-                Some(slot) if state.serving && slot.stored.elapsed() < self.max_age => {
+                Some(slot) if state.serving && alive && now - slot.stored < max_age => {
                     slot.visited.store(true, Ordering::Relaxed);
                     Some(slot.value.clone())
                 }
                 _ => None,
             }
         };
-        let hit = hit.filter(|_| !self.forked());
         match hit {
             Some(_) => self.counters.hits.fetch_add(1, Ordering::Relaxed),
             None if count_miss => self.counters.misses.fetch_add(1, Ordering::Relaxed),
@@ -302,7 +326,7 @@ impl Near {
         let slot = Slot {
             value: value.clone(),
             bytes,
-            stored: Instant::now(),
+            stored: self.now_ms(),
             visited: AtomicBool::new(false),
             generation,
         };
@@ -366,6 +390,7 @@ impl Near {
     /// Every node is tracked again: serve and store.
     #[cfg(test)]
     pub(crate) fn serve(&self) {
+        self.beat();
         self.write().serving = true;
     }
 

@@ -158,6 +158,7 @@ impl Tracker {
             discovery: Mutex::new(Discovery::default()),
             wake: Condvar::new(),
         });
+        shared.near.beat();
         shared.reconcile()?;
         let supervisor = shared.clone();
         std::thread::Builder::new()
@@ -212,6 +213,7 @@ impl Shared {
                     return;
                 }
             }
+            self.near.beat();
             let _ = self.reconcile();
             self.ping();
         }
