@@ -7,19 +7,10 @@ use napi::bindgen_prelude::Buffer;
 use napi::{Env, Result};
 use napi_derive::napi;
 use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
-use polycache::{key, ErrorKind, KeySchema, KeyTemplate, Node, Ring as CoreRing, Value};
+use polycache::{key, KeySchema, KeyTemplate, Node, Ring as CoreRing, Value};
 
 use crate::errors;
 use crate::value::JsValue;
-
-fn parse<T: serde::de::DeserializeOwned>(env: &Env, what: &str, name: &str) -> Result<T> {
-    serde_json::from_value(serde_json::Value::from(name)).map_err(|_| {
-        errors::to_js(
-            env,
-            &polycache::Error::new(ErrorKind::Config, format!("unknown {what} {name:?}")),
-        )
-    })
-}
 
 /// How `encodeEnvelope` writes a value; every field has the cache's default.
 #[napi(object)]
@@ -55,13 +46,6 @@ pub struct Envelope {
     pub tags: Vec<String>,
 }
 
-fn name_of<T: serde::Serialize>(value: T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Encodes a value into the bytes polycache stores (FORMAT.md §1–2).
 #[napi(ts_args_type = "value: CacheValue, options?: EnvelopeOptions")]
 pub fn encode_envelope(
@@ -70,14 +54,20 @@ pub fn encode_envelope(
     options: Option<EnvelopeOptions>,
 ) -> Result<Buffer> {
     let options = options.unwrap_or_default();
+    // Names are core's (`FromStr`), and so are the defaults.
+    let defaults = EncodeOptions::default();
     let encode = EncodeOptions {
-        codec: parse::<Codec>(&env, "codec", options.codec.as_deref().unwrap_or("msgpack"))?,
-        compression: parse::<Compression>(
-            &env,
-            "compression",
-            options.compression.as_deref().unwrap_or("lz4"),
-        )?,
-        compress_threshold: options.compress_threshold.unwrap_or(1024) as usize,
+        codec: match options.codec.as_deref() {
+            Some(name) => errors::check(&env, name.parse::<Codec>())?,
+            None => defaults.codec,
+        },
+        compression: match options.compression.as_deref() {
+            Some(name) => errors::check(&env, name.parse::<Compression>())?,
+            None => defaults.compression,
+        },
+        compress_threshold: options
+            .compress_threshold
+            .map_or(defaults.compress_threshold, |n| n as usize),
     };
     let meta = Meta {
         created_at_ms: options.created_at.unwrap_or(0).max(0) as u64,
@@ -95,8 +85,8 @@ pub fn decode_envelope(env: Env, bytes: &[u8]) -> Result<Envelope> {
     let (header, value) = errors::check(&env, codec::decode(bytes))?;
     Ok(Envelope {
         value: JsValue(value),
-        codec: name_of(header.codec),
-        compression: name_of(header.compression),
+        codec: header.codec.as_str().to_owned(),
+        compression: header.compression.as_str().to_owned(),
         created_at: header.meta.created_at_ms as i64,
         fresh_until: header.meta.fresh_until_ms as i64,
         schema: header.meta.schema,

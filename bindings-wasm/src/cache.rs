@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use polycache::{block_on, Config, Error, ErrorKind, Io, MetricsSnapshot, Value};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
 use crate::bindings::exports::polycache::cache::cache::{
     Cache, Guest, GuestCache, LatencyBucket, Metrics, Options,
@@ -105,15 +105,10 @@ fn load(key: &str) -> polycache::Result<Value> {
     })
 }
 
-/// The URL's config with the given options laid over it. The options go through core's
-/// serde form of [`Config`] (camelCase, seconds), exactly as a Node options object does,
-/// so their meaning (`ttl: 0` is no expiry …) and validation are core's.
+/// The URL's config with the record's options laid over it: the record becomes the
+/// overrides map of core's `Config::with_overrides`, exactly as a Node options object or
+/// Python kwargs do, so names, meanings (`ttl: 0` is no expiry …) and checks are core's.
 fn config(url: &str, options: Options) -> polycache::Result<Config> {
-    let base = Config::from_url(url)?;
-    let mut fields = match serde_json::to_value(&base) {
-        Ok(Json::Object(fields)) => fields,
-        _ => Map::new(),
-    };
     let Options {
         prefix,
         namespace,
@@ -129,15 +124,18 @@ fn config(url: &str, options: Options) -> polycache::Result<Config> {
         memory_capacity,
         read_through: _,
     } = options;
-    let overrides = [
+    let given = [
         ("prefix", prefix.map(Json::from)),
         ("namespace", namespace.map(Json::from)),
         ("ttl", ttl.map(Json::from)),
         ("jitter", jitter.map(Json::from)),
-        ("codec", codec.map(|c| json!(codec_from_wit(c)))),
+        (
+            "codec",
+            codec.map(|c| Json::from(codec_from_wit(c).as_str())),
+        ),
         (
             "compression",
-            compression.map(|c| json!(compression_from_wit(c))),
+            compression.map(|c| Json::from(compression_from_wit(c).as_str())),
         ),
         ("compressThreshold", compress_threshold.map(Json::from)),
         ("raw", raw.map(Json::from)),
@@ -146,22 +144,25 @@ fn config(url: &str, options: Options) -> polycache::Result<Config> {
         ("maxKeyLength", max_key_length.map(Json::from)),
         ("memoryCapacity", memory_capacity.map(Json::from)),
     ];
-    for (name, value) in overrides {
+    let mut overrides = Map::new();
+    for (name, value) in given {
         if let Some(value) = value {
-            fields.insert(name.to_owned(), value);
+            // JSON has no NaN or infinities: core's TTL rule must see them, not null.
+            if value.is_null() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("invalid value for option {name}: expected a finite number"),
+                ));
+            }
+            overrides.insert(name.to_owned(), value);
         }
     }
-    serde_json::from_value(Json::Object(fields))
-        .map_err(|e| Error::new(ErrorKind::Config, format!("invalid options: {e}")))
+    Config::with_overrides(url, &overrides)
 }
 
-/// A per-call TTL in seconds.
+/// A per-call TTL in seconds, checked by core.
 fn seconds(ttl: Option<f64>) -> polycache::Result<Option<Duration>> {
-    ttl.map(|secs| {
-        Duration::try_from_secs_f64(secs)
-            .map_err(|_| Error::new(ErrorKind::Config, format!("invalid TTL {secs} s")))
-    })
-    .transpose()
+    ttl.map(polycache::ttl::from_secs).transpose()
 }
 
 fn metrics_to_wit(m: MetricsSnapshot) -> Metrics {

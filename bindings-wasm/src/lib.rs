@@ -7,6 +7,7 @@
 #![cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 
 mod cache;
+mod config;
 mod envelope;
 mod errors;
 mod keys;

@@ -340,6 +340,12 @@ impl Guest {
         api.call_call_key(&mut self.store, function, args)
     }
 
+    /// `config.resolve-config`.
+    pub fn resolve_config(&mut self, url: &str, options: &str) -> Call<String> {
+        let api = self.bindings.polycache_cache_config();
+        api.call_resolve_config(&mut self.store, url, options)
+    }
+
     /// `ring.continuum.build`.
     pub fn ring(&mut self, nodes: &[Node]) -> Call<RingHandle> {
         let api = self.bindings.polycache_cache_ring().continuum();

@@ -106,8 +106,8 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue, JsValue> {
     let object = Object::new();
     let set = |name: &str, v: JsValue| Reflect::set(&object, &name.into(), &v).map(|_| ());
     set("value", value::to_js(&value))?;
-    set("codec", name_of(header.codec).into())?;
-    set("compression", name_of(header.compression).into())?;
+    set("codec", header.codec.as_str().into())?;
+    set("compression", header.compression.as_str().into())?;
     set("createdAt", (header.meta.created_at_ms as f64).into())?;
     set("freshUntil", (header.meta.fresh_until_ms as f64).into())?;
     if let Some(schema) = &header.meta.schema {
@@ -118,18 +118,16 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue, JsValue> {
     Ok(object.into())
 }
 
-/// A codec or compression from its name, as core's config spells it.
-fn named<T: serde::de::DeserializeOwned>(name: &JsValue, what: &str) -> Result<T, JsValue> {
-    let text = name.as_string().unwrap_or_default();
-    serde_json::from_value(serde_json::Value::from(text.clone()))
-        .map_err(|_| config_error(&format!("unknown {what} {text:?}")))
-}
-
-fn name_of<T: serde::Serialize>(value: T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    }
+/// A codec or compression from its name: core's `FromStr`, which owns the names.
+fn named<T: std::str::FromStr<Err = polycache::Error>>(
+    name: &JsValue,
+    what: &str,
+) -> Result<T, JsValue> {
+    let text = name
+        .as_string()
+        .ok_or_else(|| config_error(&format!("{what} must be a string")))?;
+    text.parse()
+        .map_err(|e: polycache::Error| config_error(e.message()))
 }
 
 /// A non-negative integer from a JS number.
@@ -147,11 +145,7 @@ fn whole(n: &JsValue, what: &str) -> Result<u64, JsValue> {
 /// `Math.random()`; pass it to make the decision reproducible.
 #[wasm_bindgen(js_name = jitteredTtl)]
 pub fn jittered_ttl(ttl_seconds: f64, jitter: f64, random: Option<f64>) -> Result<f64, JsValue> {
-    let ttl = std::time::Duration::try_from_secs_f64(ttl_seconds).map_err(|_| {
-        config_error(&format!(
-            "ttl must be a non-negative number of seconds, not {ttl_seconds}"
-        ))
-    })?;
+    let ttl = js(polycache::ttl::from_secs(ttl_seconds))?;
     let unit = random.unwrap_or_else(js_sys::Math::random);
     Ok(polycache::ttl::jittered(ttl, jitter, unit).as_secs_f64())
 }

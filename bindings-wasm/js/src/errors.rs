@@ -6,9 +6,9 @@ use js_sys::Reflect;
 use polycache::ErrorKind;
 use wasm_bindgen::{JsCast, JsValue};
 
-/// The `code` of a kind.
-pub(crate) fn code(kind: ErrorKind) -> String {
-    format!("E{}", kind.name().to_ascii_uppercase())
+/// The `code` of a kind: core's [`ErrorKind::code`].
+pub(crate) fn code(kind: ErrorKind) -> &'static str {
+    kind.code()
 }
 
 fn with_code(err: js_sys::Error, code: &str) -> JsValue {
@@ -17,21 +17,21 @@ fn with_code(err: js_sys::Error, code: &str) -> JsValue {
     err.unchecked_into()
 }
 
-/// A JS `Error` for a core error.
+/// A JS `Error` for a core error: core's message without the kind, which is the `code`.
 pub(crate) fn to_js(err: polycache::Error) -> JsValue {
-    with_code(js_sys::Error::new(&err.to_string()), &code(err.kind()))
+    with_code(js_sys::Error::new(err.message()), code(err.kind()))
 }
 
 /// A JS `TypeError` (code `ECODEC`) for a value that cannot be cached.
 pub(crate) fn type_error(message: &str) -> JsValue {
     let err: js_sys::Error = js_sys::TypeError::new(message).unchecked_into();
-    with_code(err, &code(ErrorKind::Codec))
+    with_code(err, code(ErrorKind::Codec))
 }
 
 /// A JS `TypeError` (code `ECONFIG`) for a malformed argument such as a node list.
 pub(crate) fn config_error(message: &str) -> JsValue {
     let err: js_sys::Error = js_sys::TypeError::new(message).unchecked_into();
-    with_code(err, &code(ErrorKind::Config))
+    with_code(err, code(ErrorKind::Config))
 }
 
 /// Maps a core result.

@@ -10,6 +10,8 @@
 
 // `#[wasm_bindgen]` expands to unsafe FFI glue, so the exporting modules allow it.
 #[allow(unsafe_code)]
+mod config;
+#[allow(unsafe_code)]
 mod envelope;
 mod errors;
 #[allow(unsafe_code)]

@@ -167,6 +167,16 @@ async function resetPeakRss() {
   } catch {}
 }
 
+test('urls.json', () => {
+  const cases = vectors('urls')
+  assert.ok(cases.length >= 60)
+  for (const c of cases) {
+    const resolve = () => JSON.parse(pc.resolveConfig(c.url, JSON.stringify(c.options)))
+    if (c.error) throwsCode(resolve, `E${c.error.toUpperCase()}`, c.name)
+    else assert.deepEqual(resolve(), c.config, c.name)
+  }
+})
+
 test('hostile.json', async () => {
   const cases = vectors('hostile.json')
   assert.ok(cases.length >= 50)

@@ -205,6 +205,42 @@ fn key_vectors_in_the_component() {
     });
 }
 
+/// JSON equality with numbers compared by value (`60` equals `60.0`).
+fn same_json(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn url_vectors_in_the_component() {
+    run("urls.json", |guest, case| {
+        let options = case["options"].to_string();
+        let got = guest
+            .resolve_config(str_of(case, "url"), &options)
+            .map_err(|e| e.to_string())?;
+        if let Some(kind) = case["error"].as_str() {
+            return expect_error(kind, got);
+        }
+        let got: Json =
+            serde_json::from_str(&got.map_err(|e| format!("{e:?}"))?).map_err(|e| e.to_string())?;
+        if same_json(&got, &case["config"]) {
+            Ok(())
+        } else {
+            Err(format!("got {got}, expected {}", case["config"]))
+        }
+    });
+}
+
 fn nodes_of(v: &Json) -> Vec<Node> {
     v.as_array()
         .expect("node list")
