@@ -1,22 +1,8 @@
 //! tests/vectors/urls.json: a URL plus options resolve to the same config in every language.
 
 use polycache::{contract, ErrorKind};
-use polycache_harness::notation::vectors;
+use polycache_harness::notation::{same_json, vectors};
 use serde_json::Value as Json;
-
-/// JSON equality with numbers compared by value (`60` equals `60.0`).
-fn same(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same(v, w))
-        }
-        _ => a == b,
-    }
-}
 
 #[test]
 fn every_url_vector_resolves() {
@@ -39,7 +25,7 @@ fn every_url_vector_resolves() {
                 }))
                 .unwrap();
                 assert!(
-                    same(&got, &case["config"]),
+                    same_json(&got, &case["config"]),
                     "{name}: got {got}, expected {}",
                     case["config"]
                 );

@@ -141,3 +141,20 @@ pub fn hostile_bytes(case: &Json) -> Vec<u8> {
     assert_eq!(out.len() as u64, case["size"].as_u64().expect("size"));
     out
 }
+
+/// JSON equality with numbers compared by value (`60` equals `60.0`): how the URL vectors'
+/// resolved configs are compared (tests/vectors/README.md, urls.json).
+pub fn same_json(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
+        }
+        _ => a == b,
+    }
+}

@@ -168,7 +168,7 @@ async function resetPeakRss() {
 }
 
 test('urls.json', () => {
-  const cases = vectors('urls')
+  const cases = vectors('urls.json')
   assert.ok(cases.length >= 60)
   for (const c of cases) {
     const resolve = () => JSON.parse(pc.resolveConfig(c.url, JSON.stringify(c.options)))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use polycache_harness::notation::{hostile_bytes, vectors};
+use polycache_harness::notation::{hostile_bytes, same_json, vectors};
 use polycache_wasm_host::{Codec, Compression, EncodeOptions, Guest, Node, WitError};
 use serde_json::Value as Json;
 
@@ -203,22 +203,6 @@ fn key_vectors_in_the_component() {
             other => Err(format!("unknown kind {other}")),
         }
     });
-}
-
-/// JSON equality with numbers compared by value (`60` equals `60.0`).
-fn same_json(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
-        }
-        _ => a == b,
-    }
 }
 
 #[test]
