@@ -71,9 +71,21 @@ async function freePort() {
   return port
 }
 
+/**
+ * Resolves once `ready()` (or the promise it returns) holds, checking after each turn of the
+ * event loop; rejects after `ms`. Tests wait on a condition, never for a fixed time.
+ */
+async function waitUntil(ready, what, ms = 10000) {
+  const deadline = performance.now() + ms
+  while (!(await ready())) {
+    if (performance.now() > deadline) throw new Error(`still waiting until ${what} after ${ms} ms`)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
 /** A namespace no other test uses, so suites sharing one Redis never collide. */
 function uniqueNamespace(label) {
   return `node-${label}-${process.pid}-${Date.now().toString(36)}`
 }
 
-module.exports = { redis, harness, signal, typed, representable, same, vectors, hostileBytes, uniqueNamespace, freePort, root }
+module.exports = { redis, harness, signal, typed, representable, same, vectors, hostileBytes, waitUntil, uniqueNamespace, freePort, root }

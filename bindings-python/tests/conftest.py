@@ -7,13 +7,15 @@ closes, so a crashed pytest cannot leak them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,20 @@ def own_server() -> Iterator[tuple[str, int]]:
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def wait_until(ready: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Polls `ready` every millisecond (the GIL released meanwhile) until it holds; fails
+    after `timeout` seconds. Tests wait on a condition, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"still waiting until {what} after {timeout} s"
+        time.sleep(0.001)
+
+
+async def wait_until_async(ready: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """`wait_until` for coroutines: the event loop keeps running while it polls."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"still waiting until {what} after {timeout} s"
+        await asyncio.sleep(0.001)

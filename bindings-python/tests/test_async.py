@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import polycache
+from conftest import wait_until_async
 from polycache import AsyncCache
 
 
@@ -42,19 +43,27 @@ def test_gather_1000_calls_is_correct(url: str, namespace: str) -> None:
 
 
 def test_coroutine_loader_single_flight(url: str, namespace: str) -> None:
-    calls = 0
-
-    async def loader() -> str:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.1)
-        return "loaded"
+    callers = 50
+    loading = most_loading = 0
 
     async def main() -> None:
         cache = await AsyncCache.connect(url, namespace=namespace)
-        got = await asyncio.gather(*(cache.get_or_load("hot", loader) for _ in range(50)))
-        assert got == ["loaded"] * 50
-        assert calls == 1
+
+        async def loader() -> str:
+            nonlocal loading, most_loading
+            loading += 1
+            most_loading = max(most_loading, loading)
+            # The latch: every caller has missed, so every one of them is waiting on a load.
+            await wait_until_async(lambda: cache.metrics()["misses"] >= callers, "all missed")
+            loading -= 1
+            return "loaded"
+
+        got = await asyncio.gather(*(cache.get_or_load("hot", loader) for _ in range(callers)))
+        assert got == ["loaded"] * callers
+        assert cache.metrics()["misses"] == callers, "every caller looked up the key once"
+        # Core runs the callers as separate tasks: one that missed just as the load ended
+        # may load again after it, never beside it.
+        assert most_loading == 1, "two loads ran at once"
         assert await cache.get("hot") == "loaded"
 
     run(main())

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import polycache
+from conftest import wait_until
 from polycache import Cache
 
 SAMPLE = {
@@ -109,13 +110,20 @@ def test_many(url: str, namespace: str) -> None:
 
 def test_get_or_load_single_flight_across_threads(url: str, namespace: str) -> None:
     cache = Cache(url, namespace=namespace)
-    calls = 0
-    barrier = threading.Barrier(16)
+    threads = 16
+    lock = threading.Lock()
+    loading = most_loading = 0
+    barrier = threading.Barrier(threads)
 
     def loader() -> dict[str, int]:
-        nonlocal calls
-        calls += 1
-        time.sleep(0.1)  # a slow query: every thread piles up behind it
+        nonlocal loading, most_loading
+        with lock:
+            loading += 1
+            most_loading = max(most_loading, loading)
+        # The latch: every thread has missed, so every one of them is in get_or_load now.
+        wait_until(lambda: cache.metrics()["misses"] >= threads, "every thread missed")
+        with lock:
+            loading -= 1
         return {"n": 1}
 
     results: list[Any] = []
@@ -124,14 +132,16 @@ def test_get_or_load_single_flight_across_threads(url: str, namespace: str) -> N
         barrier.wait()
         results.append(cache.get_or_load("hot", loader, ttl=60))
 
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for t in threads:
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
-    assert results == [{"n": 1}] * 16
-    assert calls == 1
-    assert cache.metrics()["loads"] == 1
+    assert results == [{"n": 1}] * threads
+    assert cache.metrics()["misses"] == threads, "every thread looked up the key once"
+    # A thread that missed just as the load ended may load again after it (single-flight
+    # joins loads in flight); a broken single-flight runs the loads side by side.
+    assert most_loading == 1, "two loads ran at once"
 
 
 def test_loader_exception_reaches_the_caller_unchanged(url: str, namespace: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import wait_until_async
 from polycache import AsyncCache, Cache, contract
 
 
@@ -50,21 +51,26 @@ def test_default_key_is_name_and_argument_hash(namespace: str) -> None:
 
 
 def test_async_decorator(url: str, namespace: str) -> None:
-    calls = 0
+    callers = 20
+    loading = most_loading = 0
 
     async def main() -> None:
         cache = await AsyncCache.connect(url, namespace=namespace)
 
         @cache.cached(ttl=60, key="report:{0}")
         async def report(n: int) -> list[int]:
-            nonlocal calls
-            calls += 1
-            await asyncio.sleep(0.05)
+            nonlocal loading, most_loading
+            loading += 1
+            most_loading = max(most_loading, loading)
+            # Every caller has missed, so all of them share this call (see test_async.py).
+            await wait_until_async(lambda: cache.metrics()["misses"] >= callers, "all missed")
+            loading -= 1
             return list(range(n))
 
-        got = await asyncio.gather(*(report(3) for _ in range(20)))
-        assert got == [[0, 1, 2]] * 20
-        assert calls == 1
+        got = await asyncio.gather(*(report(3) for _ in range(callers)))
+        assert got == [[0, 1, 2]] * callers
+        assert cache.metrics()["misses"] == callers
+        assert most_loading == 1, "two calls ran at once"
         assert await cache.get("report:3") == [0, 1, 2]
 
     asyncio.run(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -66,8 +68,6 @@ def test_a_forked_child_builds_and_uses_its_own_cache(endpoints: dict[str, str])
     if pid == 0:  # the child: any failure becomes a non-zero exit status
         code = 1
         try:
-            import asyncio
-
             child = Cache(url, namespace="fork")
             assert child.get("from-parent") == "p"
             child.set("from-child", "c")
@@ -95,7 +95,13 @@ def test_a_forked_child_builds_and_uses_its_own_cache(endpoints: dict[str, str])
     assert os.waitstatus_to_exitcode(status) == 0
     assert parent.get("from-child") == "c"
     assert parent.get("parent-cache-in-child") == "ok"
-    assert parent_async is not None
+
+    async def parent_reads() -> Any:
+        return await parent_async.get("async-child")
+
+    # The child's refusal left the parent's own AsyncCache working, and it sees the child's
+    # async write.
+    assert asyncio.run(parent_reads()) == 1
 
 
 SHORT_LIVED = """

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -181,8 +182,12 @@ def test_plain_slow_loaders_do_not_hold_up_other_async_calls(url: str, namespace
     if url == "memory://":
         pytest.skip("memory calls do no I/O to hold up")
 
+    running = threading.Semaphore(0)
+    finish = threading.Event()
+
     def slow_loader() -> int:
-        time.sleep(1.0)
+        running.release()
+        assert finish.wait(timeout=30), "never told to finish"
         return 1
 
     async def main() -> None:
@@ -191,11 +196,15 @@ def test_plain_slow_loaders_do_not_hold_up_other_async_calls(url: str, namespace
         loads = [
             asyncio.ensure_future(cache.get_or_load(f"slow{i}", slow_loader)) for i in range(4)
         ]
-        await asyncio.sleep(0)  # let the loads start
-        for _ in range(10):
-            started = time.monotonic()
-            assert await cache.get("fast") == 2
-            assert time.monotonic() - started <= LIMIT
+        try:
+            for _ in loads:  # every loader is running (and blocking) before the fast calls
+                assert await asyncio.to_thread(running.acquire, True, 10), "a loader never ran"
+            for _ in range(10):
+                started = time.monotonic()
+                assert await cache.get("fast") == 2
+                assert time.monotonic() - started <= LIMIT
+        finally:
+            finish.set()
         assert await asyncio.gather(*loads) == [1, 1, 1, 1]
 
     asyncio.run(main())
