@@ -1,4 +1,4 @@
-//! The call path (see README, "Node: how calls run"). Every call becomes one of core's
+//! The call path (see docs/node.md, "The call path"). Every call becomes one of core's
 //! [`Op`]s holding a pending promise. The calls of one turn of the event loop are queued
 //! and handed, when the turn's microtasks run, to core's [`Batcher`] on a tokio runtime:
 //! reads in a row become one `MGET` per node, every other call is pipelined, and each
@@ -14,7 +14,7 @@ use polycache::patterns::batch::{Batcher, Done, Op};
 use polycache::{Config, ErrorKind, MetricsSnapshot, Value};
 
 use crate::errors;
-use crate::patterns::{self, Invoker, JsCall, JsFunctionRef, JsLoader, JsWriter};
+use crate::patterns::{self, Invoker, JsFunctionRef, JsLoader, JsThunk, JsWriter};
 use crate::settle::{Pending, Settler};
 use crate::value;
 
@@ -143,8 +143,8 @@ impl Shared {
     }
 
     /// A JS function called with no arguments as a loader (`getOrLoad`, `wrap`).
-    pub fn call_loader(&self, target: Arc<JsFunctionRef>) -> Arc<dyn polycache::Loader> {
-        Arc::new(JsCall {
+    pub fn thunk_loader(&self, target: Arc<JsFunctionRef>) -> Arc<dyn polycache::Loader> {
+        Arc::new(JsThunk {
             invoker: self.invoker.clone(),
             target,
         })

@@ -238,7 +238,7 @@ impl Cache {
             if let Some(hit) = self.shared.near_hit(env, &key)? {
                 return Ok(Err(hit));
             }
-            let loader = self.shared.call_loader(patterns::keep(&loader)?);
+            let loader = self.shared.thunk_loader(patterns::keep(&loader)?);
             Ok(Ok(Op::GetOrLoad { key, loader, ttl }))
         })();
         match op {
@@ -302,7 +302,7 @@ impl Cache {
                     if let Some(hit) = shared.near_hit(env, &key)? {
                         return Ok(Err(hit));
                     }
-                    let loader = shared.call_loader(patterns::bind(env, &target, &raw)?);
+                    let loader = shared.thunk_loader(patterns::bind(env, &target, &raw)?);
                     Ok(Ok(Op::GetOrLoad { key, loader, ttl }))
                 })();
                 let promise = match op {

@@ -2,7 +2,7 @@
 //! crate. Files mirror core: `cache.rs` (the `Cache` class), `args.rs` (checked arguments),
 //! `config.rs` (options -> `Config`), `value.rs` (JS values <-> `Value`), `patterns.rs` (JS loaders and writers),
 //! `batch.rs` (the call path: a tick's calls handed to core's batcher), `settle.rs` (settling
-//! promises from other threads), `contract.rs` (the FORMAT.md functions) and `errors.rs`
+//! promises from other threads; both described in docs/node.md), `contract.rs` (the FORMAT.md functions) and `errors.rs`
 //! (the one place errors become JS errors with `err.code`).
 
 // napi registers the exported items only outside `cfg(test)`, so unit-test builds see them

@@ -114,9 +114,9 @@ impl ToNapiValue for Target {
     }
 }
 
-/// One call: which function, with which arguments, and for a load the key being loaded
-/// (`[cache id, key]`, else nil).
-pub struct Call {
+/// One invocation of a JS function through the trampoline: which function, with which
+/// arguments, and for a load the key being loaded (`[cache id, key]`, else nil).
+pub struct Invocation {
     target: Arc<JsFunctionRef>,
     args: Vec<Value>,
     loading: Value,
@@ -170,7 +170,7 @@ const TRAMPOLINE: &str = r#"(function () {
 
 /// The property of the `Error` that carries a rejection value (see [`TRAMPOLINE`]).
 pub const REJECTION_KEY: &std::ffi::CStr = c"__polycacheRejection";
-type Apply<R> = ThreadsafeFunction<Call, R, ApplyArgs, Status, false, true>;
+type Apply<R> = ThreadsafeFunction<Invocation, R, ApplyArgs, Status, false, true>;
 
 /// Calls JS functions from any thread (see the module docs).
 #[derive(Clone)]
@@ -189,8 +189,10 @@ impl std::fmt::Debug for Invoker {
     }
 }
 
-fn apply_args(ctx: napi::threadsafe_function::ThreadsafeCallContext<Call>) -> Result<ApplyArgs> {
-    let Call {
+fn apply_args(
+    ctx: napi::threadsafe_function::ThreadsafeCallContext<Invocation>,
+) -> Result<ApplyArgs> {
+    let Invocation {
         target,
         args,
         loading,
@@ -209,13 +211,13 @@ impl Invoker {
         let trampoline: Object<'_> = env.run_script(TRAMPOLINE)?;
         let apply: Function<'_, Unknown<'_>, Returned> = trampoline.get_named_property("call")?;
         let load = apply
-            .build_threadsafe_function::<Call>()
+            .build_threadsafe_function::<Invocation>()
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(apply_args)?;
         let apply: Function<'_, Unknown<'_>, Settled> = trampoline.get_named_property("call")?;
         let write = apply
-            .build_threadsafe_function::<Call>()
+            .build_threadsafe_function::<Invocation>()
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(apply_args)?;
@@ -248,7 +250,7 @@ impl Invoker {
         let loading = Value::Array(vec![Value::from(u64::from(self.id)), Value::from(key)]);
         Box::pin(async move {
             let returned = load
-                .call_async(Call {
+                .call_async(Invocation {
                     target,
                     args,
                     loading,
@@ -274,7 +276,7 @@ impl Invoker {
         let args = vec![Value::from(key), value.clone()];
         Box::pin(async move {
             let settled = write
-                .call_async(Call {
+                .call_async(Invocation {
                     target,
                     args,
                     loading: Value::Nil,
@@ -302,13 +304,14 @@ impl Loader for JsLoader {
     }
 }
 
-/// The function given to `getOrLoad` (or a `wrap`ped call): called with no arguments.
-pub struct JsCall {
+/// A thunk as a loader: the function given to `getOrLoad`, or a `wrap`ped function bound to
+/// its caller's arguments, called with no arguments.
+pub struct JsThunk {
     pub invoker: Invoker,
     pub target: Arc<JsFunctionRef>,
 }
 
-impl Loader for JsCall {
+impl Loader for JsThunk {
     fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
         self.invoker.load(self.target.clone(), Vec::new(), key)
     }

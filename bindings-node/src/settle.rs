@@ -2,7 +2,7 @@
 //!
 //! napi-rs's `async fn` / `spawn_future` create (and tear down) a thread-safe function for
 //! every call; measured, that dominated a sequential `await cache.get()` (see docs/node.md,
-//! "Speed"). Here a call costs `napi_create_promise` on the JS thread and one
+//! "Settling promises"). Here a call costs `napi_create_promise` on the JS thread and one
 //! `napi_call_threadsafe_function` from the worker; completions that arrive together are
 //! settled in one turn of the event loop. The function is referenced only while promises
 //! are pending, so an idle cache never keeps the process alive.
