@@ -27,6 +27,8 @@ for (const store of ['standalone', 'shards', 'cluster']) {
 
     await t.test('a hit settles without Redis', async () => {
       await writer.set('user', { name: 'Ada', langs: ['en', 'fr'] })
+      // That write's own push must not land after the entry is stored (and evict it).
+      await eventually('the write\'s push', async () => cache.metrics().nearInvalidations >= 1)
       await eventually('near entry', async () => {
         await cache.get('user')
         const before = cache.metrics().nearHits
@@ -65,7 +67,10 @@ for (const store of ['standalone', 'shards', 'cluster']) {
     await t.test('wrap uses the near tier', async () => {
       let calls = 0
       const square = cache.wrap((n) => { calls++; return n * n }, { key: 'sq:{0}', ttl: 60 })
+      const pushes = cache.metrics().nearInvalidations
       assert.equal(await square(7), 49)
+      // The load's own write is pushed back; wait for it so it cannot evict later.
+      await eventually('the load\'s push', async () => cache.metrics().nearInvalidations > pushes)
       await eventually('wrap near hit', async () => {
         const before = cache.metrics().nearHits
         assert.equal(await square(7), 49)

@@ -45,6 +45,8 @@ def test_near_hits_skip_redis_and_share_one_object(redis_url: str, namespace: st
     cache = polycache.Cache(redis_url, namespace=namespace, near_cache=1000)
     writer = polycache.Cache(redis_url, namespace=namespace)
     writer.set("user", {"name": "Ada", "langs": ["en", "fr"]})
+    # That write's own push must not land after the entry is stored (and evict it).
+    eventually("the write's push", lambda: cache.metrics()["nearInvalidations"] >= 1)
     populate(cache, "user")
     trips = store_round_trips(cache)
     first = cache.get("user")
@@ -72,7 +74,10 @@ def test_cached_decorator_hits_the_near_tier(redis_url: str, namespace: str) -> 
         calls.append(n)
         return n * n
 
+    pushes = cache.metrics()["nearInvalidations"]
     assert square(7) == 49
+    # The load's own write is pushed back; wait for it so it cannot evict later.
+    eventually("the load's push", lambda: cache.metrics()["nearInvalidations"] > pushes)
 
     def near_hit() -> bool:
         before = cache.metrics()["nearHits"]

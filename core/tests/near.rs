@@ -459,7 +459,7 @@ fn paused_server_still_hits(io: Io) {
     let d = Driver::new(io);
     let config = near_config(&server.url(), "pause").command_timeout(Duration::from_secs(5));
     let (cache, _) = spied(&d, config);
-    d.run(cache.set("k", &Value::from("v"), None)).unwrap();
+    set_settled(&d, &cache, "k", "v");
     populate(&d, &cache, "k");
     server.pause();
     let got = d.run(cache.get("k"));
