@@ -1,9 +1,11 @@
-//! The `envelope` interface: core's `codec::{encode, decode}` (docs/FORMAT.md §1).
+//! The `envelope` interface: core's `contract::{encode_envelope, decode_envelope}`
+//! (docs/FORMAT.md §1).
 
-use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
+use polycache::codec::{Codec, Compression};
+use polycache::contract::{self, EnvelopeOptions};
 
 use crate::bindings::exports::polycache::cache::envelope::{
-    Decoded, EncodeOptions as WitEncodeOptions, Guest, Header,
+    Envelope, EnvelopeOptions as WitEnvelopeOptions, Guest,
 };
 use crate::bindings::polycache::cache::types::{
     Codec as WitCodec, Compression as WitCompression, Error as WitError,
@@ -12,34 +14,30 @@ use crate::errors::wit;
 use crate::{value, Component};
 
 impl Guest for Component {
-    fn encode(value: Vec<u8>, options: WitEncodeOptions) -> Result<Vec<u8>, WitError> {
+    fn encode_envelope(value: Vec<u8>, options: WitEnvelopeOptions) -> Result<Vec<u8>, WitError> {
         let value = wit(value::from_wit(&value))?;
-        let encode = EncodeOptions {
+        let options = EnvelopeOptions {
             codec: codec_from_wit(options.codec),
             compression: compression_from_wit(options.compression),
             compress_threshold: options.compress_threshold as usize,
-        };
-        let meta = Meta {
-            created_at_ms: options.created_at,
-            fresh_until_ms: options.fresh_until,
+            created_at: options.created_at,
+            fresh_until: options.fresh_until,
             schema: options.schema,
             tags: options.tags,
         };
-        wit(codec::encode(&value, &encode, &meta))
+        wit(contract::encode_envelope(&value, &options))
     }
 
-    fn decode(bytes: Vec<u8>) -> Result<Decoded, WitError> {
-        let (header, value) = wit(codec::decode(&bytes))?;
-        Ok(Decoded {
-            header: Header {
-                codec: codec_to_wit(header.codec),
-                compression: compression_to_wit(header.compression),
-                created_at: header.meta.created_at_ms,
-                fresh_until: header.meta.fresh_until_ms,
-                schema: header.meta.schema,
-                tags: header.meta.tags,
-            },
-            value: value::to_wit(&value),
+    fn decode_envelope(bytes: Vec<u8>) -> Result<Envelope, WitError> {
+        let envelope = wit(contract::decode_envelope(&bytes))?;
+        Ok(Envelope {
+            value: value::to_wit(&envelope.value),
+            codec: codec_to_wit(envelope.codec),
+            compression: compression_to_wit(envelope.compression),
+            created_at: envelope.created_at,
+            fresh_until: envelope.fresh_until,
+            schema: envelope.schema,
+            tags: envelope.tags,
         })
     }
 }

@@ -3,22 +3,22 @@
 use polycache::{Node, Ring};
 
 use crate::bindings::exports::polycache::cache::ring::{
-    Continuum, Guest, GuestContinuum, Node as WitNode,
+    Guest, GuestRing, Node as WitNode, Ring as WitRing,
 };
 use crate::bindings::polycache::cache::types::Error as WitError;
 use crate::errors::wit;
 use crate::Component;
 
 impl Guest for Component {
-    type Continuum = RingResource;
+    type Ring = RingResource;
 }
 
-/// The `continuum` resource: one core [`Ring`].
+/// The `ring` resource: one core [`Ring`].
 #[derive(Debug)]
 pub(crate) struct RingResource(Ring);
 
-impl GuestContinuum for RingResource {
-    fn build(nodes: Vec<WitNode>) -> Result<Continuum, WitError> {
+impl GuestRing for RingResource {
+    fn build(nodes: Vec<WitNode>) -> Result<WitRing, WitError> {
         let nodes = nodes
             .into_iter()
             .map(|n| Node {
@@ -26,12 +26,11 @@ impl GuestContinuum for RingResource {
                 weight: n.weight,
             })
             .collect();
-        Ok(Continuum::new(RingResource(wit(Ring::new(nodes))?)))
+        Ok(WitRing::new(RingResource(wit(Ring::new(nodes))?)))
     }
 
-    fn node_for(&self, redis_key: String) -> u32 {
-        // A ring has far fewer than 2^32 nodes.
-        self.0.index_for(&redis_key) as u32
+    fn node_for(&self, redis_key: String) -> String {
+        self.0.node_for(&redis_key).to_owned()
     }
 
     fn len(&self) -> u32 {

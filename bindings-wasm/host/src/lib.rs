@@ -22,7 +22,7 @@ pub mod wit {
 }
 
 pub use wit::exports::polycache::cache::cache::{LatencyBucket, Metrics, Options};
-pub use wit::exports::polycache::cache::envelope::{Decoded, EncodeOptions, Header};
+pub use wit::exports::polycache::cache::envelope::{Envelope, EnvelopeOptions};
 pub use wit::exports::polycache::cache::ring::Node;
 pub use wit::polycache::cache::types::{Codec, Compression, Error as WitError};
 
@@ -124,6 +124,17 @@ impl Host {
         })
     }
 
+    /// The component's type: its imports and exports, for checking them against a
+    /// description.
+    pub fn component_type(&self) -> wasmtime::component::types::Component {
+        self.component.component_type()
+    }
+
+    /// The engine the component was compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// A fresh instance with the given network access and loader.
     ///
     /// # Errors
@@ -185,7 +196,7 @@ impl std::fmt::Debug for Guest {
 #[derive(Debug, Clone, Copy)]
 pub struct CacheHandle(ResourceAny);
 
-/// A `continuum` resource owned by a [`Guest`].
+/// A `ring` resource owned by a [`Guest`].
 #[derive(Debug, Clone, Copy)]
 pub struct RingHandle(ResourceAny);
 
@@ -281,16 +292,16 @@ impl Guest {
         cache.0.resource_drop(&mut self.store)
     }
 
-    /// `envelope.encode`.
-    pub fn encode(&mut self, value: &[u8], options: &EncodeOptions) -> Call<Vec<u8>> {
+    /// `envelope.encode-envelope`.
+    pub fn encode(&mut self, value: &[u8], options: &EnvelopeOptions) -> Call<Vec<u8>> {
         let api = self.bindings.polycache_cache_envelope();
-        api.call_encode(&mut self.store, &value.to_vec(), options)
+        api.call_encode_envelope(&mut self.store, &value.to_vec(), options)
     }
 
-    /// `envelope.decode`.
-    pub fn decode(&mut self, bytes: &[u8]) -> Call<Decoded> {
+    /// `envelope.decode-envelope`.
+    pub fn decode(&mut self, bytes: &[u8]) -> Call<Envelope> {
         let api = self.bindings.polycache_cache_envelope();
-        api.call_decode(&mut self.store, bytes)
+        api.call_decode_envelope(&mut self.store, bytes)
     }
 
     /// `keys.redis-key`.
@@ -323,21 +334,26 @@ impl Guest {
         api.call_slot(&mut self.store, redis_key)
     }
 
-    /// `keys.render-template`.
-    pub fn render_template(
+    /// `keys.render-key`.
+    pub fn render_key(
         &mut self,
         template: &str,
         args: &[Vec<u8>],
         named: &[(String, Vec<u8>)],
     ) -> Call<String> {
         let api = self.bindings.polycache_cache_keys();
-        api.call_render_template(&mut self.store, template, args, named)
+        api.call_render_key(&mut self.store, template, args, named)
     }
 
     /// `keys.call-key`.
-    pub fn call_key(&mut self, function: &str, args: &[Vec<u8>]) -> Call<String> {
+    pub fn call_key(
+        &mut self,
+        function_name: &str,
+        args: &[Vec<u8>],
+        named: &[(String, Vec<u8>)],
+    ) -> Call<String> {
         let api = self.bindings.polycache_cache_keys();
-        api.call_call_key(&mut self.store, function, args)
+        api.call_call_key(&mut self.store, function_name, args, named)
     }
 
     /// `config.resolve-config`.
@@ -346,27 +362,27 @@ impl Guest {
         api.call_resolve_config(&mut self.store, url, options)
     }
 
-    /// `ring.continuum.build`.
+    /// `ring.ring.build`.
     pub fn ring(&mut self, nodes: &[Node]) -> Call<RingHandle> {
-        let api = self.bindings.polycache_cache_ring().continuum();
+        let api = self.bindings.polycache_cache_ring().ring();
         Ok(api.call_build(&mut self.store, nodes)?.map(RingHandle))
     }
 
-    /// `continuum.node-for`.
-    pub fn node_for(&mut self, ring: RingHandle, redis_key: &str) -> Result<u32> {
-        let api = self.bindings.polycache_cache_ring().continuum();
+    /// `ring.node-for`.
+    pub fn node_for(&mut self, ring: RingHandle, redis_key: &str) -> Result<String> {
+        let api = self.bindings.polycache_cache_ring().ring();
         api.call_node_for(&mut self.store, ring.0, redis_key)
     }
 
-    /// `continuum.len`.
+    /// `ring.len`.
     pub fn ring_len(&mut self, ring: RingHandle) -> Result<u32> {
-        let api = self.bindings.polycache_cache_ring().continuum();
+        let api = self.bindings.polycache_cache_ring().ring();
         api.call_len(&mut self.store, ring.0)
     }
 
-    /// `continuum.head`.
+    /// `ring.head`.
     pub fn ring_head(&mut self, ring: RingHandle, n: u32) -> Result<Vec<(u32, String)>> {
-        let api = self.bindings.polycache_cache_ring().continuum();
+        let api = self.bindings.polycache_cache_ring().ring();
         api.call_head(&mut self.store, ring.0, n)
     }
 

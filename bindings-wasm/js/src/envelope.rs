@@ -1,7 +1,8 @@
 //! `encodeEnvelope` / `decodeEnvelope`: core's value envelope (docs/FORMAT.md §1).
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
+use polycache::codec::{self, Codec, Compression};
+use polycache::contract::{self, EnvelopeOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::errors::{config_error, js};
@@ -50,10 +51,10 @@ export interface Envelope {
 #[wasm_bindgen(js_name = encodeEnvelope)]
 pub fn encode_envelope(
     #[wasm_bindgen(unchecked_param_type = "CacheValue")] value: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "EnvelopeOptions | undefined")] options: JsValue,
+    #[wasm_bindgen(unchecked_optional_param_type = "EnvelopeOptions")] options: JsValue,
 ) -> Result<Uint8Array, JsValue> {
     let value = value::from_js(&value)?;
-    let defaults = EncodeOptions::default();
+    let defaults = EnvelopeOptions::default();
     let field = |name: &str| -> Result<Option<JsValue>, JsValue> {
         if options.is_undefined() || options.is_null() {
             return Ok(None);
@@ -61,7 +62,7 @@ pub fn encode_envelope(
         let v = Reflect::get(&options, &name.into())?;
         Ok((!v.is_undefined()).then_some(v))
     };
-    let encode = EncodeOptions {
+    let options = EnvelopeOptions {
         codec: match field("codec")? {
             Some(name) => named::<Codec>(&name, "codec")?,
             None => defaults.codec,
@@ -74,10 +75,8 @@ pub fn encode_envelope(
             Some(n) => whole(&n, "compressThreshold")? as usize,
             None => defaults.compress_threshold,
         },
-    };
-    let meta = Meta {
-        created_at_ms: field("createdAt")?.map_or(Ok(0), |n| whole(&n, "createdAt"))?,
-        fresh_until_ms: field("freshUntil")?.map_or(Ok(0), |n| whole(&n, "freshUntil"))?,
+        created_at: field("createdAt")?.map_or(Ok(0), |n| whole(&n, "createdAt"))?,
+        fresh_until: field("freshUntil")?.map_or(Ok(0), |n| whole(&n, "freshUntil"))?,
         schema: field("schema")?.and_then(|s| s.as_string()),
         tags: match field("tags")? {
             Some(tags) if Array::is_array(&tags) => Array::from(&tags)
@@ -91,7 +90,7 @@ pub fn encode_envelope(
             None => Vec::new(),
         },
     };
-    let bytes = js(codec::encode(&value, &encode, &meta))?;
+    let bytes = js(contract::encode_envelope(&value, &options))?;
     Ok(Uint8Array::from(bytes.as_slice()))
 }
 
@@ -101,19 +100,21 @@ pub fn encode_envelope(
 /// `ECODEC` for anything that is not a valid v1 envelope (foreign bytes, a newer version,
 /// corruption).
 #[wasm_bindgen(js_name = decodeEnvelope, unchecked_return_type = "Envelope")]
-pub fn decode_envelope(bytes: &[u8]) -> Result<JsValue, JsValue> {
-    let (header, value) = js(codec::decode(bytes))?;
+pub fn decode_envelope(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: &[u8],
+) -> Result<JsValue, JsValue> {
+    let envelope = js(contract::decode_envelope(bytes))?;
     let object = Object::new();
     let set = |name: &str, v: JsValue| Reflect::set(&object, &name.into(), &v).map(|_| ());
-    set("value", value::to_js(&value))?;
-    set("codec", header.codec.as_str().into())?;
-    set("compression", header.compression.as_str().into())?;
-    set("createdAt", (header.meta.created_at_ms as f64).into())?;
-    set("freshUntil", (header.meta.fresh_until_ms as f64).into())?;
-    if let Some(schema) = &header.meta.schema {
+    set("value", value::to_js(&envelope.value))?;
+    set("codec", envelope.codec.as_str().into())?;
+    set("compression", envelope.compression.as_str().into())?;
+    set("createdAt", (envelope.created_at as f64).into())?;
+    set("freshUntil", (envelope.fresh_until as f64).into())?;
+    if let Some(schema) = &envelope.schema {
         set("schema", schema.into())?;
     }
-    let tags: Array = header.meta.tags.iter().map(JsValue::from).collect();
+    let tags: Array = envelope.tags.iter().map(JsValue::from).collect();
     set("tags", tags.into())?;
     Ok(object.into())
 }

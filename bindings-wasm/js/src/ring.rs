@@ -74,7 +74,7 @@ impl Ring {
 
     /// The name of the node that owns a Redis key.
     #[wasm_bindgen(js_name = nodeFor)]
-    pub fn node_for(&self, redis_key: &str) -> String {
+    pub fn node_for(&self, #[wasm_bindgen(js_name = redisKey)] redis_key: &str) -> String {
         self.0.node_for(redis_key).to_owned()
     }
 }

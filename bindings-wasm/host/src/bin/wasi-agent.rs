@@ -270,11 +270,11 @@ impl Agent {
                 let mut placed = Vec::with_capacity(count);
                 for (key, _) in &entries {
                     let redis_key = call(self.guest.redis_key(cache, key))?;
-                    let index = self
+                    let node = self
                         .guest
                         .node_for(ring, &redis_key)
                         .map_err(|e| e.to_string())?;
-                    placed.push(nodes[index as usize].name.clone());
+                    placed.push(node);
                 }
                 json!({ "nodes": placed })
             }
@@ -284,7 +284,7 @@ impl Agent {
                 let cache = self.open(None, false)?;
                 let n: i64 = arg.parse().unwrap_or(0);
                 let arg = msgpack::encode(&Value::from(n));
-                let key = call(self.guest.render_template("report:{0}", &[arg], &[]))?;
+                let key = call(self.guest.render_key("report:{0}", &[arg], &[]))?;
                 let value = call(self.guest.get_or_load(cache, &key, Some(600.0)))?;
                 let value = msgpack::decode(&value).map_err(|e| e.to_string())?;
                 json!({ "value": to_plain_json(&value), "loaded": loaded.load(Ordering::Relaxed) })

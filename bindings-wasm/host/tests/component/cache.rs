@@ -250,7 +250,10 @@ fn a_key_lands_on_the_same_shard_as_from_rust() {
             .unwrap();
         let redis_key = guest.redis_key(cache, &key).unwrap().unwrap();
         let owner = rust_ring.index_for(&redis_key);
-        assert_eq!(guest.node_for(ring, &redis_key).unwrap() as usize, owner);
+        assert_eq!(
+            guest.node_for(ring, &redis_key).unwrap(),
+            rust_ring.node_for(&redis_key)
+        );
         per_node[owner] += 1;
         for (node, conn) in conns.iter_mut().enumerate() {
             let exists: bool = redis::cmd("EXISTS").arg(&redis_key).query(conn).unwrap();

@@ -5,6 +5,7 @@
 //! Needs the component built first (`make test-wasm` does it; or set `POLYCACHE_WASM`).
 
 mod cache;
+mod contract;
 mod interop;
 mod network;
 mod vectors;

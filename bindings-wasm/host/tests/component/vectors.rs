@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use polycache_harness::notation::{hostile_bytes, same_json, vectors};
-use polycache_wasm_host::{Codec, Compression, EncodeOptions, Guest, Node, WitError};
+use polycache_wasm_host::{Codec, Compression, EnvelopeOptions, Guest, Node, WitError};
 use serde_json::Value as Json;
 
 use super::{guest, pack, typed};
@@ -66,7 +66,7 @@ fn check_decoded(guest: &mut Guest, case: &Json, bytes: &[u8]) -> Result<(), Str
     if decoded.value != pack(&typed(&case["value"])) {
         return Err(format!("decoded value {}", hex::encode(&decoded.value)));
     }
-    let h = &decoded.header;
+    let h = &decoded;
     let tags: Vec<String> = case["tags"]
         .as_array()
         .expect("tags")
@@ -90,8 +90,8 @@ fn check_decoded(guest: &mut Guest, case: &Json, bytes: &[u8]) -> Result<(), Str
     Ok(())
 }
 
-fn encode_options(case: &Json) -> EncodeOptions {
-    EncodeOptions {
+fn encode_options(case: &Json) -> EnvelopeOptions {
+    EnvelopeOptions {
         codec: codec_of(str_of(case, "codec")),
         compression: Compression::Lz4,
         compress_threshold: case["compressThreshold"].as_u64().unwrap_or(1024) as u32,
@@ -139,7 +139,7 @@ fn envelope_vectors_in_the_component() {
             check_decoded(guest, case, &bytes)
         }
         "encode-error" => {
-            let options = EncodeOptions {
+            let options = EnvelopeOptions {
                 codec: codec_of(str_of(case, "codec")),
                 compression: Compression::Lz4,
                 compress_threshold: 1024,
@@ -260,7 +260,7 @@ fn ring_vectors_in_the_component() {
                 }
                 for placement in case["placements"].as_array().into_iter().flatten() {
                     let key = str_of(placement, "key");
-                    let node = &nodes[guest.node_for(ring, key).map_err(trap)? as usize].name;
+                    let node = guest.node_for(ring, key).map_err(trap)?;
                     if node != str_of(placement, "node") {
                         return Err(format!("{key} placed on {node}"));
                     }
@@ -283,10 +283,10 @@ fn ring_vectors_in_the_component() {
                 let mut balance = BTreeMap::<String, u64>::new();
                 for i in 0..case["count"].as_u64().unwrap_or(0) {
                     let key = pattern.replace("{i}", &i.to_string());
-                    let from = &before_nodes[guest.node_for(before, &key).map_err(trap)? as usize];
-                    let to = &after_nodes[guest.node_for(after, &key).map_err(trap)? as usize];
-                    moved += u64::from(from.name != to.name);
-                    *balance.entry(to.name.clone()).or_default() += 1;
+                    let from = guest.node_for(before, &key).map_err(trap)?;
+                    let to = guest.node_for(after, &key).map_err(trap)?;
+                    moved += u64::from(from != to);
+                    *balance.entry(to).or_default() += 1;
                 }
                 let want: BTreeMap<String, u64> =
                     serde_json::from_value(case["balance"].clone()).map_err(|e| e.to_string())?;
@@ -319,7 +319,7 @@ fn template_vectors_in_the_component() {
                     .flatten()
                     .map(|(k, v)| (k.clone(), pack(&typed(v))))
                     .collect();
-                guest.render_template(str_of(case, "template"), &args, &named)
+                guest.render_key(str_of(case, "template"), &args, &named)
             }
             "default" => {
                 // Named arguments (FORMAT.md §5) go in as the argument list [positional, named].
@@ -339,7 +339,7 @@ fn template_vectors_in_the_component() {
                     }
                     _ => args,
                 };
-                guest.call_key(str_of(case, "function"), &hashed)
+                guest.call_key(str_of(case, "function"), &hashed, &[])
             }
             other => return Err(format!("unknown kind {other}")),
         }
