@@ -409,7 +409,7 @@ class Suite:
 
 def slot_of(i: int) -> int:
     # The hash tag is the user key, so the slot does not depend on the namespace.
-    return int(slot(redis_key(f"fault:{i}", namespace="any").encode()))
+    return slot(redis_key("pc", "any", 200, f"fault:{i}"))
 
 
 def sentinel_master(url: str) -> str:

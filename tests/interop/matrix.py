@@ -105,7 +105,7 @@ class Run:
         for case in CASES:
             stored = {
                 w: resp_get(
-                    host, int(port), redis_key(case["key"], namespace=self.ns("standalone", w))
+                    host, int(port), redis_key("pc", self.ns("standalone", w), 200, case["key"])
                 )
                 for w in self.runtimes
             }
