@@ -17,12 +17,20 @@ fn _shutdown(py: Python<'_>) {
     py.detach(runtime::shutdown);
 }
 
+/// Makes every near tier inherited from the parent inert in a forked child (registered
+/// with `os.register_at_fork`): its tracking threads did not survive the fork.
+#[pyfunction]
+fn _after_fork() {
+    polycache::after_fork();
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     cache::register(m)?;
     contract::register(m)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

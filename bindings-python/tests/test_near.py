@@ -4,6 +4,8 @@ same object each time, and a write by another client evicts."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any
 
@@ -95,3 +97,32 @@ def test_cached_decorator_hits_the_near_tier(redis_url: str, namespace: str) -> 
 def test_near_cache_on_memory_is_a_config_error() -> None:
     with pytest.raises(polycache.ConfigError):
         polycache.Cache("memory://", near_cache=10)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_a_forked_child_never_serves_the_parents_tier(
+    endpoints: dict[str, Any], namespace: str
+) -> None:
+    url = str(endpoints["standalone"])
+    cache = polycache.Cache(url, namespace=namespace, near_cache=100)
+    writer = polycache.Cache(url, namespace=namespace)
+    writer.set("k", "v1")
+    eventually("the write's push", lambda: cache.metrics()["nearInvalidations"] >= 1)
+    populate(cache, "k")
+    pid = os.fork()
+    if pid == 0:  # the child: no near hit, nothing kept; closing leaves the parent alone
+        code = 0
+        try:
+            hits = cache.metrics()["nearHits"]
+            if cache.get("k") != "v1" or cache.metrics()["nearHits"] != hits:
+                code = 1
+            cache.close()
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    # The parent still tracks: a hit, then a write elsewhere evicts.
+    populate(cache, "k")
+    writer.set("k", "v2")
+    eventually("evicted in the parent", lambda: cache.get("k") == "v2")

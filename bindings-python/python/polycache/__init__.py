@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import os
 from typing import Any, Callable, TypeVar
 
 from . import _native
@@ -56,6 +57,9 @@ __version__: str = _native.__version__
 # Stop the async runtime before the interpreter finalizes, so no runtime thread touches a
 # dying interpreter.
 atexit.register(_native._shutdown)
+if hasattr(os, "register_at_fork"):
+    # A forked child's near tiers have no tracking threads: make them inert at once.
+    os.register_at_fork(after_in_child=_native._after_fork)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

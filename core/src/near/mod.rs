@@ -85,6 +85,9 @@ impl NearTier {
 
     /// Stops tracking; the tier serves nothing more.
     pub(crate) fn stop(&self) {
+        if self.near.forked() {
+            return; // the parent's: its sockets and locks are not this process's to touch
+        }
         #[cfg(all(feature = "redis", not(target_os = "wasi")))]
         self.tracker.stop();
         self.near.lose();
@@ -104,6 +107,20 @@ impl NearTier {
 
 /// Invalidations remembered for the read/invalidate race check.
 const RECENT: usize = 4096;
+/// Forks announced by [`after_fork`]; a tier made before one is inert in the child.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// Tells polycache that this process is the child of a `fork()`. Every near tier inherited
+/// from the parent becomes inert at once: it serves, stores and locks nothing (its
+/// tracking threads did not survive the fork, and a lock one of them held at the fork
+/// would never be released), and closing it leaves the parent's sockets alone. Python
+/// calls this from `os.register_at_fork`; a Rust program that forks should call it in the
+/// child. Without it a child's tier stops serving within a second (the supervisor's
+/// heartbeat goes silent), but may block on such a lock.
+pub fn after_fork() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
 /// A supervisor silent this long means the tier may no longer be told of writes.
 const SILENT: Duration = Duration::from_secs(1);
 /// Bookkeeping bytes charged per entry on top of its key and value (map slot, eviction
@@ -216,6 +233,8 @@ pub(crate) struct Near {
     /// The process that made this tier: a forked child has no tracking threads, so it
     /// never serves the entries it inherited.
     pid: u32,
+    /// [`FORKS`] when this tier was made.
+    forks: u64,
     born: Instant,
     /// The supervisor's last beat, in milliseconds of the tier's clock.
     heartbeat: AtomicU64,
@@ -242,6 +261,7 @@ impl Near {
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
             max_age,
             pid: crate::store::process_id(),
+            forks: FORKS.load(Ordering::SeqCst),
             born: Instant::now(),
             heartbeat: AtomicU64::new(0),
             state: RwLock::new(State::default()),
@@ -257,8 +277,16 @@ impl Near {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn forked(&self) -> bool {
-        crate::store::process_id() != self.pid
+    /// Whether this tier belongs to a parent process ([`after_fork`] was called since it
+    /// was made): one atomic load.
+    pub(crate) fn inherited(&self) -> bool {
+        FORKS.load(Ordering::Relaxed) != self.forks
+    }
+
+    /// [`Near::inherited`], or a `getpid` that differs (for the slow paths only: it costs
+    /// a system call).
+    pub(crate) fn forked(&self) -> bool {
+        self.inherited() || crate::store::process_id() != self.pid
     }
 
     /// Milliseconds since this tier was made (one clock read).
@@ -274,6 +302,9 @@ impl Near {
     /// The entry for `key` if it may be served; counts a near hit, or a miss if
     /// `count_miss` (a caller that will go to Redis next).
     pub(crate) fn get(&self, key: &str, count_miss: bool) -> Option<Arc<NearValue>> {
+        if self.inherited() {
+            return None;
+        }
         let now = self.now_ms();
         let max_age = self.max_age.as_millis() as u64;
         let alive =
@@ -312,7 +343,7 @@ impl Near {
     /// invalidation of `key`; returns the stored entry.
     pub(crate) fn insert(&self, ticket: Ticket, key: &str, value: Value) -> Option<Arc<NearValue>> {
         let bytes = footprint(&value) + 2 * key.len() + ENTRY_OVERHEAD;
-        if bytes > self.max_bytes || self.max_entries == 0 {
+        if bytes > self.max_bytes || self.max_entries == 0 || self.inherited() {
             return None;
         }
         let mut state = self.write();
@@ -342,6 +373,9 @@ impl Near {
     /// Applies an invalidation of `keys` (from a tracking connection, or this process's own
     /// write); counts each key when `pushed`.
     pub(crate) fn invalidate<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>, pushed: bool) {
+        if self.inherited() {
+            return;
+        }
         let mut count = 0;
         let mut state = self.write();
         for key in keys {
@@ -371,6 +405,9 @@ impl Near {
 
     /// Drops every entry and makes every outstanding ticket invalid; counted.
     pub(crate) fn flush(&self) {
+        if self.inherited() {
+            return;
+        }
         self.write().flush();
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
     }
@@ -378,6 +415,9 @@ impl Near {
     /// A tracking connection was lost (or the set of nodes changed): stop serving and
     /// flush, before anything else can read the tier.
     pub(crate) fn lose(&self) {
+        if self.inherited() {
+            return;
+        }
         let mut state = self.write();
         let was_serving = std::mem::replace(&mut state.serving, false);
         state.flush();
@@ -396,6 +436,9 @@ impl Near {
 
     /// Serves if `tracked` (evaluated under the tier's lock) says every node is tracked.
     pub(crate) fn serve_if(&self, tracked: impl FnOnce() -> bool) {
+        if self.inherited() {
+            return;
+        }
         let mut state = self.write();
         if tracked() {
             state.serving = true;
@@ -403,11 +446,13 @@ impl Near {
     }
 
     pub(crate) fn is_serving(&self) -> bool {
-        self.read().serving
+        !self.inherited() && self.read().serving
     }
 
     pub(crate) fn stats(&self) -> NearStats {
-        let (entries, bytes) = {
+        let (entries, bytes) = if self.inherited() {
+            (0, 0)
+        } else {
             let state = self.read();
             (state.entries.len() as u64, state.bytes as u64)
         };
@@ -572,5 +617,28 @@ mod tests {
             near.invalidate([b"k".as_slice()], false);
         }
         assert!(near.read().clock.len() < 200);
+    }
+
+    #[test]
+    fn a_tier_from_before_a_fork_is_inert() {
+        let mut near = tier(10, 1 << 20);
+        near.insert(near.ticket().unwrap(), "k", Value::from(1))
+            .unwrap();
+        let ticket = near.ticket().unwrap();
+        // As `after_fork` would, without touching the global that parallel tests share.
+        near.forks = near.forks.wrapping_add(1);
+        assert!(near.get("k", true).is_none());
+        assert!(near.ticket().is_none());
+        assert!(near.insert(ticket, "j", Value::from(2)).is_none());
+        assert!(!near.is_serving());
+        assert_eq!(near.stats().entries, 0);
+        let fresh = tier(10, 1 << 20);
+        fresh
+            .insert(fresh.ticket().unwrap(), "k", Value::from(1))
+            .unwrap();
+        assert!(
+            fresh.get("k", true).is_some(),
+            "a tier made after the fork works"
+        );
     }
 }

@@ -193,7 +193,11 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.stop();
+        // In a forked child the links are the parent's: shutting them down would end the
+        // parent's tracking, and a lock held at the fork would never be released.
+        if !self.shared.near.forked() {
+            self.stop();
+        }
     }
 }
 
