@@ -366,16 +366,22 @@ impl Cache {
         let mut asked = Vec::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             match self.redis_key(key) {
-                Ok(redis_key) => {
-                    asked.push((i, redis_key));
-                    out.push(Ok(None));
-                }
+                Ok(redis_key) => match self.near_hit(&redis_key, true) {
+                    Ok(Some(hit)) => out.push(Ok(Some(hit.value().clone()))),
+                    Err(closed) => out.push(Err(closed)),
+                    Ok(None) => {
+                        asked.push((i, redis_key));
+                        out.push(Ok(None));
+                    }
+                },
                 Err(err) => out.push(Err(err)),
             }
         }
         let redis_keys: Vec<String> = asked.iter().map(|(_, k)| k.clone()).collect();
+        let ticket = self.near_ticket();
         let started = Instant::now();
         let fetched = match self.check_open() {
+            Ok(()) if redis_keys.is_empty() => Vec::new(), // all near hits
             Ok(()) => {
                 let fetched = self.inner.store.get_each(&redis_keys).await;
                 self.inner.metrics.observe(started.elapsed());
@@ -383,9 +389,9 @@ impl Cache {
             }
             Err(closed) => vec![Err(closed); redis_keys.len()],
         };
-        for ((i, _), result) in asked.iter().zip(fetched) {
+        for ((i, redis_key), result) in asked.iter().zip(fetched) {
             out[*i] = match result {
-                Ok(bytes) => Ok(self.decode_counted(bytes)),
+                Ok(bytes) => Ok(self.remember(ticket, redis_key, self.decode_counted(bytes))),
                 Err(err) => {
                     self.inner.metrics.add(Counter::StoreError, 1);
                     Err(err)

@@ -194,6 +194,16 @@ fn hits_and_foreign_writes(url: &str, io: Io) {
     let m = cache.metrics();
     assert!(m.near_hits >= 100 && m.near_entries == 1, "{m:?}");
 
+    // get_many and get_each are served by the tier too.
+    let reads = spy.reads.load(Ordering::Relaxed);
+    assert_eq!(
+        d.run(cache.get_many(&["k"])).unwrap(),
+        vec![Some(Value::from("v1"))]
+    );
+    let each = d.run(cache.get_each(&["k"]));
+    assert_eq!(each[0].as_ref().unwrap(), &Some(Value::from("v1")));
+    assert_eq!(spy.reads.load(Ordering::Relaxed), reads);
+
     // Another cache's write evicts, and the new value is read.
     d.run(writer.set("k", &Value::from("v2"), None)).unwrap();
     eventually("evicted by another cache's SET", || {
