@@ -13,8 +13,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeySchema;
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
 use crate::near::{Near, NearTier, NearValue, Ticket};
+use crate::patterns::fresh::FreshState;
 use crate::patterns::{Loader, SingleFlight, Writer};
 use crate::store::{self, Entry, Io, Store};
+
+mod fresh;
 
 /// A cache over one store. Cheap to clone: clones share the store, metrics and flights.
 ///
@@ -56,6 +59,8 @@ struct Inner {
     /// stores reconnect in a child by themselves; the memory store is plain memory.
     opened_by: u32,
     fork_sensitive: bool,
+    /// Refreshes in flight and last good values (stale-while-revalidate, fail-safe).
+    fresh: FreshState,
 }
 
 impl std::fmt::Debug for Cache {
@@ -138,6 +143,7 @@ impl CacheBuilder {
         let near = NearTier::open(&self.config)?;
         Ok(Cache {
             inner: Arc::new(Inner {
+                fresh: FreshState::new(self.config.memory_capacity),
                 keys: self.config.key_schema()?,
                 encode: self.config.encode_options(),
                 config: self.config,
@@ -300,6 +306,10 @@ impl Cache {
     /// Redis) and again after its reply (a read that raced it stores nothing stale); the
     /// tracking push follows later.
     fn forget<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
+        let keys: Vec<&str> = keys.into_iter().collect();
+        for key in &keys {
+            self.inner.fresh.forget(key);
+        }
         if let Some(near) = self.near() {
             near.invalidate(keys.into_iter().map(str::as_bytes), false);
         }
@@ -503,6 +513,18 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Value>>,
     {
+        if self.fresh_rules_on() {
+            // Freshness rules: a stale value is refreshed by this caller (the loader is
+            // borrowed, it cannot run in the background; see `get_or_load_with`).
+            let options = crate::LoadOptions {
+                ttl,
+                ..Default::default()
+            };
+            return self
+                .resolve(key, loader, &options, Err)
+                .await
+                .map(|loaded| loaded.value);
+        }
         let redis_key = self.redis_key(key)?;
         if let Some(hit) = self.near_hit(&redis_key, true)? {
             return Ok(hit.value().clone());
@@ -545,6 +567,26 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Value>>,
     {
+        let fresh_for = self.inner.config.fresh_for;
+        self.load_and_store_fresh(redis_key, loader, ttl, fresh_for, budget)
+            .await
+    }
+
+    /// [`Cache::load_and_store`] with the written value fresh for `fresh_for`. Every load
+    /// (a miss, a stale refresh, a fail-safe retry) goes through here: the place where a
+    /// cross-process stampede lock plugs in, inside single-flight, before the loader runs.
+    async fn load_and_store_fresh<F, Fut>(
+        &self,
+        redis_key: String,
+        loader: F,
+        ttl: Option<Duration>,
+        fresh_for: Option<Duration>,
+        budget: Duration,
+    ) -> Result<Value>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value>>,
+    {
         let flight_key = redis_key.clone();
         self.inner
             .flights
@@ -558,7 +600,7 @@ impl Cache {
                         Error::new(ErrorKind::Loader, err.to_string()).with_source(err)
                     }
                 })?;
-                let entry = self.entry(redis_key, &value, ttl)?;
+                let entry = self.entry_fresh(redis_key, &value, ttl, fresh_for)?;
                 let key = entry.key.clone();
                 if !budget.is_zero() {
                     let written = self.timed(self.inner.store.set_within(entry, budget)).await;
@@ -590,6 +632,17 @@ impl Cache {
     }
 
     fn entry(&self, redis_key: String, value: &Value, ttl: Option<Duration>) -> Result<Entry> {
+        self.entry_fresh(redis_key, value, ttl, self.inner.config.fresh_for)
+    }
+
+    /// An entry whose envelope is fresh for `fresh_for` from now (`None`: until it expires).
+    fn entry_fresh(
+        &self,
+        redis_key: String,
+        value: &Value,
+        ttl: Option<Duration>,
+        fresh_for: Option<Duration>,
+    ) -> Result<Entry> {
         let key = redis_key;
         let value = if self.inner.config.raw {
             match value {
@@ -606,8 +659,10 @@ impl Cache {
                 }
             }
         } else {
+            let created_at_ms = self.inner.clock.now_ms();
             let meta = Meta {
-                created_at_ms: self.inner.clock.now_ms(),
+                created_at_ms,
+                fresh_until_ms: fresh::fresh_until(created_at_ms, fresh_for),
                 ..Meta::default()
             };
             codec::encode(value, &self.inner.encode, &meta)?

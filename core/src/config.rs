@@ -66,6 +66,19 @@ pub struct Config {
     /// without an invalidation.
     #[serde(with = "secs")]
     pub near_cache_ttl: Duration,
+    /// How long a written value is fresh (`fresh-until` in the envelope); after that and
+    /// until its `ttl` it is stale: served at once while one refresh runs in the
+    /// background. `None` (or 0): values are fresh until they expire.
+    #[serde(with = "secs_opt")]
+    pub fresh_for: Option<Duration>,
+    /// Fail-safe: how long past its freshness the last value may still be served when the
+    /// loader fails or Redis is unreachable; 0 turns fail-safe off.
+    #[serde(with = "secs")]
+    pub max_stale: Duration,
+    /// Fail-safe: after a failed load, how long the last value is served before the loader
+    /// is tried again (so a dead database is not hammered).
+    #[serde(with = "secs")]
+    pub fail_safe_backoff: Duration,
 }
 
 /// Shows every option, with the URL's credentials redacted ([`crate::redact_url`]).
@@ -96,6 +109,9 @@ impl Default for Config {
             near_cache: 0,
             near_cache_bytes: 64 << 20,
             near_cache_ttl: Duration::from_secs(60),
+            fresh_for: None,
+            max_stale: Duration::ZERO,
+            fail_safe_backoff: Duration::from_secs(30),
         }
     }
 }
@@ -207,6 +223,9 @@ impl Config {
             "nearCache" => self.near_cache = value.whole(name)?,
             "nearCacheBytes" => self.near_cache_bytes = value.whole(name)?,
             "nearCacheTtl" => self.near_cache_ttl = value.seconds(name)?,
+            "freshFor" => self.fresh_for = value.ttl(name)?,
+            "maxStale" => self.max_stale = value.seconds(name)?,
+            "failSafeBackoff" => self.fail_safe_backoff = value.seconds(name)?,
             _ => return Err(Error::config(format!("unknown option {name:?}"))),
         }
         Ok(())
@@ -238,6 +257,17 @@ impl Config {
             return Err(Error::config(
                 "nearCacheBytes and nearCacheTtl must be greater than zero when nearCache is on",
             ));
+        }
+        if self.raw && (self.fresh_for.is_some() || !self.max_stale.is_zero()) {
+            return Err(Error::config(
+                "freshFor and maxStale need the envelope: raw mode cannot have them",
+            ));
+        }
+        if self.fresh_for.is_some_and(|fresh| fresh > crate::ttl::MAX) {
+            return Err(Error::config(format!(
+                "freshFor must be at most {} s",
+                crate::ttl::MAX.as_secs()
+            )));
         }
         if self.max_payload_bytes == 0 || self.max_value_bytes == 0 {
             return Err(Error::config(
@@ -364,6 +394,21 @@ impl Config {
     /// Sets the maximum age of a near-tier entry.
     pub fn near_cache_ttl(mut self, ttl: Duration) -> Self {
         self.near_cache_ttl = ttl;
+        self
+    }
+    /// Sets how long written values are fresh (`None`: until they expire).
+    pub fn fresh_for(mut self, fresh_for: Option<Duration>) -> Self {
+        self.fresh_for = fresh_for.filter(|d| !d.is_zero());
+        self
+    }
+    /// Sets how long past its freshness a fail-safe value may be served (0: off).
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+    /// Sets how long a fail-safe value is served before the loader is tried again.
+    pub fn fail_safe_backoff(mut self, backoff: Duration) -> Self {
+        self.fail_safe_backoff = backoff;
         self
     }
 }

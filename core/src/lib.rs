@@ -50,7 +50,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use key::KeySchema;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
 pub use near::{after_fork, NearValue};
-pub use patterns::{call_key, call_key_named, KeyTemplate, Loader, SingleFlight, Writer};
+pub use patterns::{
+    call_key, call_key_named, Freshness, KeyTemplate, LoadOptions, Loaded, Loader, SingleFlight,
+    Writer,
+};
 pub use redact::redact_url;
 pub use ring::{Node, Ring};
 #[cfg(feature = "memory")]

@@ -22,6 +22,9 @@ pub struct Metrics {
     sets: AtomicU64,
     deletes: AtomicU64,
     store_errors: AtomicU64,
+    stale_served: AtomicU64,
+    fail_safe_served: AtomicU64,
+    background_refreshes: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
 }
 
@@ -62,6 +65,13 @@ pub struct MetricsSnapshot {
     pub near_entries: u64,
     /// Estimated bytes held by the near tier now.
     pub near_bytes: u64,
+    /// Stale values served while a refresh ran (stale-while-revalidate).
+    pub stale_served: u64,
+    /// Last good values served because loading failed or the store was unreachable.
+    pub fail_safe_served: u64,
+    /// Refreshes of stale values started (in the background, or inline where no thread
+    /// or runtime can run them).
+    pub background_refreshes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +84,9 @@ pub(crate) enum Counter {
     Set,
     Delete,
     StoreError,
+    StaleServed,
+    FailSafeServed,
+    BackgroundRefresh,
 }
 
 impl Metrics {
@@ -87,6 +100,9 @@ impl Metrics {
             Counter::Set => &self.sets,
             Counter::Delete => &self.deletes,
             Counter::StoreError => &self.store_errors,
+            Counter::StaleServed => &self.stale_served,
+            Counter::FailSafeServed => &self.fail_safe_served,
+            Counter::BackgroundRefresh => &self.background_refreshes,
         };
         cell.fetch_add(n, Ordering::Relaxed);
     }
@@ -125,6 +141,9 @@ impl Metrics {
             near_flushes: near.flushes,
             near_entries: near.entries,
             near_bytes: near.bytes,
+            stale_served: get(&self.stale_served),
+            fail_safe_served: get(&self.fail_safe_served),
+            background_refreshes: get(&self.background_refreshes),
         }
     }
 }

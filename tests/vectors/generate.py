@@ -1947,9 +1947,12 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "compressThreshold": 1024,
     "compression": "lz4",
     "connectTimeout": 1.0,
+    "failSafeBackoff": 30.0,
+    "freshFor": None,
     "jitter": 0.0,
     "maxKeyLength": 200,
     "maxPayloadBytes": 64 << 20,
+    "maxStale": 0.0,
     "maxValueBytes": 256 << 20,
     "memoryCapacity": 10000,
     "namespace": "default",
@@ -1998,6 +2001,9 @@ def urls_cases() -> list[dict[str, Any]]:
         ("nearCache", "100", 100),
         ("nearCacheBytes", "4096", 4096),
         ("nearCacheTtl", "2.5", 2.5),
+        ("freshFor", "30", 30.0),
+        ("maxStale", "600", 600.0),
+        ("failSafeBackoff", "5", 5.0),
     ]
     for option, text, value in given:
         kebab = snake(option).replace("_", "-")
@@ -2118,6 +2124,11 @@ def urls_cases() -> list[dict[str, Any]]:
     error("capacity-zero", "memory://?memoryCapacity=0", {})
     error("near-cache-ttl-zero", "redis://h:1?nearCache=10&nearCacheTtl=0", {})
     error("near-cache-bytes-zero", "redis://h:1?nearCache=10&nearCacheBytes=0", {})
+    error("raw-fresh-for", "memory://?raw=true&freshFor=10", {})
+    error("raw-max-stale", "memory://?raw=true", {"maxStale": 60})
+    error("max-stale-negative", "memory://", {"maxStale": -1})
+    ok("fresh-for-zero", "memory://?freshFor=0", {})
+    ok("fresh-for-null", "memory://?freshFor=30", {"freshFor": None})
     error("namespace-empty", "memory://?namespace=", {})
     error("namespace-brace", "memory://", {"namespace": "a{b"})
     error("prefix-not-string", "memory://", {"prefix": 1})

@@ -4,6 +4,7 @@
 //! function.
 
 pub mod batch;
+pub mod fresh;
 mod single_flight;
 mod template;
 
@@ -11,6 +12,7 @@ use std::future::Future;
 
 use futures_util::future::BoxFuture;
 
+pub use fresh::{Freshness, LoadOptions, Loaded};
 pub use single_flight::{reentrant_load, SingleFlight};
 pub use template::{call_key, call_key_named, KeyTemplate};
 

@@ -1,0 +1,234 @@
+//! Freshness and fail-safe: the options of one `get_or_load` call, the state of an answer,
+//! and the small per-process bookkeeping they need (which keys are being refreshed, the
+//! last good value of each key, when a failed key may be loaded again).
+//!
+//! The states of a stored value, by the clock of the reader:
+//!
+//! | state | when | a read returns |
+//! |---|---|---|
+//! | fresh | `now < fresh-until` (or no `fresh-until`) | the value |
+//! | stale | `fresh-until <= now`, before the Redis expiry (`ttl`) | the value at once; one refresh starts |
+//! | expired | gone from Redis | the loader's value |
+//! | fail-safe | loader failed / timed out, or Redis unreachable, within `max_stale` past freshness | the last good value |
+//!
+//! Where "the last good value" comes from: an in-process map of the last value this process
+//! read fresh or loaded, per key (bounded by `memory_capacity` entries), kept only when
+//! fail-safe is on (`max_stale > 0`). Not the near tier: the near tier is off by default,
+//! and it drops its entries exactly when Redis is lost (a tracking link down empties it),
+//! which is when fail-safe needs them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::codec::Value;
+
+/// Per-call options of [`crate::Cache::get_entry`] and [`crate::Cache::get_or_load_with`];
+/// every `None` takes the [`crate::Config`]'s value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Hard expiry: the Redis TTL of the value written.
+    pub ttl: Option<Duration>,
+    /// Soft expiry: how long the value written is fresh; `Some(ZERO)`: fresh until it expires.
+    pub fresh_for: Option<Duration>,
+    /// How long past its freshness the last value may be served when loading fails;
+    /// `Some(ZERO)` turns fail-safe off for this call.
+    pub max_stale: Option<Duration>,
+    /// How long a fail-safe value is served before the loader is tried again.
+    pub fail_safe_backoff: Option<Duration>,
+}
+
+/// How current an answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Freshness {
+    /// Within its fresh window, or just loaded.
+    Fresh,
+    /// Past `fresh-until` but not expired: served while a refresh runs.
+    Stale,
+    /// The last good value, served because loading failed or Redis is unreachable.
+    FailSafe,
+}
+
+impl Freshness {
+    /// `"fresh"`, `"stale"` or `"fail-safe"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale => "stale",
+            Freshness::FailSafe => "fail-safe",
+        }
+    }
+}
+
+/// A value with what the caller may want to know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The value.
+    pub value: Value,
+    /// Fresh, stale or fail-safe.
+    pub freshness: Freshness,
+    /// Time since the value was written (its envelope's created-at); `None` when unknown
+    /// (a near-tier hit, which keeps no envelope).
+    pub age: Option<Duration>,
+}
+
+impl Loaded {
+    /// Whether the value is past its freshness (stale or fail-safe).
+    pub fn stale(&self) -> bool {
+        self.freshness != Freshness::Fresh
+    }
+}
+
+/// Whether a value with envelope `fresh_until_ms` is stale at `now_ms` (0 = no fresh window).
+pub fn is_stale(now_ms: u64, fresh_until_ms: u64) -> bool {
+    fresh_until_ms != 0 && now_ms >= fresh_until_ms
+}
+
+/// The rules of one call: the call's options over the config's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    pub ttl: Option<Duration>,
+    pub fresh_for: Option<Duration>,
+    pub max_stale: Duration,
+    pub backoff: Duration,
+}
+
+impl Rules {
+    pub fn fail_safe(&self) -> bool {
+        !self.max_stale.is_zero()
+    }
+}
+
+/// The last good value of a key, for fail-safe.
+#[derive(Debug, Clone)]
+pub(crate) struct LastGood {
+    pub value: Value,
+    pub created_at_ms: u64,
+    /// The last instant the value was known fresh (its `fresh-until`, or when it was read
+    /// or loaded fresh).
+    pub fresh_until_ms: u64,
+    /// After a failed load: the loader is not called again before this instant.
+    pub retry_at_ms: u64,
+}
+
+/// Per-process freshness bookkeeping of one cache.
+#[derive(Debug)]
+pub(crate) struct FreshState {
+    refreshing: Arc<Mutex<HashSet<String>>>,
+    last_good: Mutex<HashMap<String, LastGood>>,
+    capacity: usize,
+}
+
+/// The right to refresh one key; released when dropped (the refresh ended or was abandoned).
+#[derive(Debug)]
+pub(crate) struct RefreshClaim {
+    refreshing: Arc<Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl Drop for RefreshClaim {
+    fn drop(&mut self) {
+        lock(&self.refreshing).remove(&self.key);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FreshState {
+    pub fn new(capacity: u64) -> Self {
+        FreshState {
+            refreshing: Arc::default(),
+            last_good: Mutex::default(),
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+        }
+    }
+
+    /// Claims the one refresh of `key` in this process; `None` while another runs.
+    pub fn claim(&self, key: &str) -> Option<RefreshClaim> {
+        lock(&self.refreshing)
+            .insert(key.to_owned())
+            .then(|| RefreshClaim {
+                refreshing: self.refreshing.clone(),
+                key: key.to_owned(),
+            })
+    }
+
+    /// Records a value known good (fresh) at `now_ms`.
+    pub fn keep(&self, key: &str, value: &Value, created_at_ms: u64, fresh_until_ms: u64) {
+        let mut map = lock(&self.last_good);
+        if map.len() >= self.capacity && !map.contains_key(key) {
+            // Bounded: drop an arbitrary entry (fail-safe is best effort).
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(
+            key.to_owned(),
+            LastGood {
+                value: value.clone(),
+                created_at_ms,
+                fresh_until_ms,
+                retry_at_ms: 0,
+            },
+        );
+    }
+
+    /// The last good value of `key` if it may still be served at `now_ms`.
+    pub fn usable(&self, key: &str, now_ms: u64, max_stale: Duration) -> Option<LastGood> {
+        let map = lock(&self.last_good);
+        let good = map.get(key)?;
+        let limit = good
+            .fresh_until_ms
+            .saturating_add(max_stale.as_millis() as u64);
+        (now_ms < limit).then(|| good.clone())
+    }
+
+    /// A load of `key` failed at `now_ms`: no new attempt before `now_ms + backoff`.
+    pub fn back_off(&self, key: &str, now_ms: u64, backoff: Duration) {
+        if let Some(good) = lock(&self.last_good).get_mut(key) {
+            good.retry_at_ms = now_ms.saturating_add(backoff.as_millis() as u64);
+        }
+    }
+
+    /// Forgets `key` (it was written or deleted by this process).
+    pub fn forget(&self, key: &str) {
+        lock(&self.last_good).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_only_with_a_fresh_window_that_ended() {
+        assert!(!is_stale(100, 0));
+        assert!(!is_stale(99, 100));
+        assert!(is_stale(100, 100));
+    }
+
+    #[test]
+    fn one_claim_per_key_until_dropped() {
+        let state = FreshState::new(10);
+        let claim = state.claim("k").unwrap();
+        assert!(state.claim("k").is_none());
+        assert!(state.claim("other").is_some());
+        drop(claim);
+        assert!(state.claim("k").is_some());
+    }
+
+    #[test]
+    fn last_good_within_max_stale_and_bounded() {
+        let state = FreshState::new(1);
+        state.keep("a", &Value::from(1), 0, 100);
+        let max = Duration::from_millis(50);
+        assert!(state.usable("a", 149, max).is_some());
+        assert!(state.usable("a", 150, max).is_none());
+        state.keep("b", &Value::from(2), 0, 100);
+        assert!(state.usable("a", 0, max).is_none(), "capacity 1");
+        state.back_off("b", 10, Duration::from_millis(5));
+        assert_eq!(state.usable("b", 10, max).unwrap().retry_at_ms, 15);
+    }
+}
