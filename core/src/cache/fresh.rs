@@ -338,6 +338,7 @@ impl Cache {
     {
         let cache = self.clone();
         let budget = self.inner.config.command_timeout;
+        #[cfg(feature = "tokio-redis")]
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = cache.refresh(job, budget).await;
