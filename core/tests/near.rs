@@ -558,6 +558,10 @@ fn byte_bound_holds_with_100k_entries() {
             .collect();
         d.run(cache.set_many(&entries, None)).unwrap();
     }
+    eventually("own pushes", || {
+        cache.metrics().near_invalidations >= 100_000
+    });
+    let before = rss();
     let mut peak = 0;
     for chunk in keys.chunks(1000) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -570,8 +574,11 @@ fn byte_bound_holds_with_100k_entries() {
     let m = cache.metrics();
     assert!(m.near_entries > 1000, "the tier holds entries: {m:?}");
     eprintln!(
-        "100k entries through an {bound}-byte near tier: {} entries, {} bytes held (peak {peak} entries)",
-        m.near_entries, m.near_bytes
+        "100k entries through an {bound}-byte near tier: {} entries, {} bytes held (peak \
+         {peak} entries); RSS grew {:?} bytes",
+        m.near_entries,
+        m.near_bytes,
+        before.zip(rss()).map(|(b, a)| a.saturating_sub(b))
     );
 }
 
@@ -639,5 +646,63 @@ fn measure_hit_cost_and_invalidation_delay() {
         pct(50),
         pct(99),
         delays.last().unwrap()
+    );
+}
+
+/// The resident memory of this process, in bytes (Linux).
+fn rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Measures (prints): 100,000 entries of the 200-byte object held in a tier large enough
+/// for all of them: the tier's byte estimate against the growth of the process's RSS.
+#[test]
+fn measure_memory_of_100k_entries() {
+    let url = shared().standalone.as_deref().unwrap();
+    let d = Driver::new(Io::Blocking);
+    let config = near_config(url, &unique("rss"))
+        .near_cache(200_000)
+        .near_cache_bytes(1 << 30);
+    let (cache, _) = spied(&d, config);
+    let object = |i: usize| {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("id".to_owned(), Value::from(i as i64));
+        map.insert("name".to_owned(), Value::from(format!("user-{i:08}")));
+        map.insert(
+            "email".to_owned(),
+            Value::from(format!("user{i}@example.com")),
+        );
+        map.insert("bio".to_owned(), Value::from("x".repeat(120)));
+        Value::Map(map)
+    };
+    let keys: Vec<String> = (0..100_000).map(|i| format!("u{i}")).collect();
+    for chunk in keys.chunks(1000) {
+        let entries: Vec<(&str, Value)> = chunk
+            .iter()
+            .map(|k| (k.as_str(), object(k[1..].parse().unwrap())))
+            .collect();
+        d.run(cache.set_many(&entries, None)).unwrap();
+    }
+    // Wait for the pushes of those writes, so they do not evict what is read next.
+    eventually("own pushes", || {
+        cache.metrics().near_invalidations >= 100_000
+    });
+    let before = rss();
+    for chunk in keys.chunks(1000) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        d.run(cache.get_many(&refs)).unwrap();
+    }
+    let after = rss();
+    let m = cache.metrics();
+    eprintln!(
+        "100k entries of the 200-byte object: {} entries held, estimate {} bytes ({} per \
+         entry); RSS grew {:?} bytes",
+        m.near_entries,
+        m.near_bytes,
+        m.near_bytes / m.near_entries.max(1),
+        before.zip(after).map(|(b, a)| a.saturating_sub(b))
     );
 }
