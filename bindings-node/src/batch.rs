@@ -179,14 +179,26 @@ impl Shared {
     /// A promise already resolved with the near tier's value of `key`, made here on the JS
     /// thread; `None` when the cache is not connected yet, the tier cannot serve the key,
     /// or calls of this tick are still queued (a `set` queued before this read must win).
-    pub fn near_hit<'env>(&self, env: &'env Env, key: &str) -> Result<Option<Unknown<'env>>> {
+    /// `loads`: the call would load on a miss (`getOrLoad`, `wrap`), so the load rules
+    /// apply (see `polycache::Cache::get_near_for_load`).
+    pub fn near_hit<'env>(
+        &self,
+        env: &'env Env,
+        key: &str,
+        loads: bool,
+    ) -> Result<Option<Unknown<'env>>> {
         let Some(batcher) = self.batcher.get() else {
             return Ok(None);
         };
         if !lock(&self.tick).is_empty() {
             return Ok(None);
         }
-        match batcher.cache().get_near(key) {
+        let cache = batcher.cache();
+        let found = match loads {
+            true => cache.get_near_for_load(key),
+            false => cache.get_near(key),
+        };
+        match found {
             Ok(Some(entry)) => {
                 let value = crate::value::to_js(env, entry.value())?;
                 crate::settle::resolved(env, value).map(Some)

@@ -125,7 +125,7 @@ impl Cache {
     pub fn get<'env>(&self, env: &'env Env, key: Unknown<'_>) -> Result<Unknown<'env>> {
         let key = args::key(env, &key);
         if let Ok(key) = &key {
-            if let Some(hit) = self.shared.near_hit(env, key)? {
+            if let Some(hit) = self.shared.near_hit(env, key, false)? {
                 return Ok(hit);
             }
         }
@@ -235,7 +235,7 @@ impl Cache {
             let key = args::key(env, &key)?;
             let loader = args::function(env, loader, "the loader")?;
             let ttl = args::ttl(env, options)?;
-            if let Some(hit) = self.shared.near_hit(env, &key)? {
+            if let Some(hit) = self.shared.near_hit(env, &key, true)? {
                 return Ok(Err(hit));
             }
             let loader = self.shared.thunk_loader(patterns::keep(&loader)?);
@@ -299,7 +299,7 @@ impl Cache {
                         }
                         None => polycache::call_key(&name, &values),
                     };
-                    if let Some(hit) = shared.near_hit(env, &key)? {
+                    if let Some(hit) = shared.near_hit(env, &key, true)? {
                         return Ok(Err(hit));
                     }
                     let loader = shared.thunk_loader(patterns::bind(env, &target, &raw)?);

@@ -148,7 +148,7 @@ impl Cache {
 
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &str, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        if let Some(hit) = near_hit(py, &self.inner, key)? {
+        if let Some(hit) = near_hit(py, self.inner.get_near(key))? {
             return Ok(hit);
         }
         let found = py
@@ -220,7 +220,7 @@ impl Cache {
         loader: Py<PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        if let Some(hit) = near_hit(py, &self.inner, key)? {
+        if let Some(hit) = near_hit(py, self.inner.get_near_for_load(key))? {
             return Ok(hit);
         }
         let ttl = ttl_of(ttl)?;
@@ -295,8 +295,11 @@ fn decorator(
 /// A near-tier hit, answered on this thread with the GIL held: no release, no runtime, no
 /// I/O. The first hit converts the value and keeps the Python object on the entry; later
 /// hits return that same object (as `functools.lru_cache` and cachetools do).
-fn near_hit(py: Python<'_>, cache: &CoreCache, key: &str) -> PyResult<Option<Py<PyAny>>> {
-    let Some(entry) = cache.get_near(key).map_err(errors::to_py)? else {
+fn near_hit(
+    py: Python<'_>,
+    found: polycache::Result<Option<std::sync::Arc<polycache::NearValue>>>,
+) -> PyResult<Option<Py<PyAny>>> {
+    let Some(entry) = found.map_err(errors::to_py)? else {
         return Ok(None);
     };
     if let Some(object) = entry.host::<Py<PyAny>>() {

@@ -242,7 +242,23 @@ impl Cache {
     /// # Errors
     /// A key error, or a connection error when the cache is closed.
     pub fn get_near(&self, key: &str) -> Result<Option<Arc<NearValue>>> {
+        if self.inner.loader.is_some() {
+            return self.get_near_for_load(key); // `get` loads: the load rules apply
+        }
         if self.inner.near.is_none() {
+            return Ok(None);
+        }
+        self.near_hit(&self.redis_key(key)?, false)
+    }
+
+    /// [`Cache::get_near`] for a call that would load on a miss (`get_or_load`, a memoized
+    /// function): `None` also when `fresh_for` is configured, because the near tier keeps
+    /// no envelope and cannot tell a fresh value from one due for a refresh.
+    ///
+    /// # Errors
+    /// As [`Cache::get_near`].
+    pub fn get_near_for_load(&self, key: &str) -> Result<Option<Arc<NearValue>>> {
+        if self.inner.near.is_none() || self.inner.config.fresh_for.is_some() {
             return Ok(None);
         }
         self.near_hit(&self.redis_key(key)?, false)

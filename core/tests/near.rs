@@ -706,3 +706,17 @@ fn measure_memory_of_100k_entries() {
         before.zip(after).map(|(b, a)| a.saturating_sub(b))
     );
 }
+
+/// With `fresh_for`, a call that loads must see the envelope's freshness, which the near
+/// tier does not keep: the load paths skip it; a plain `get` still hits.
+#[test]
+fn freshness_rules_keep_loads_off_the_tier() {
+    let url = shared().standalone.as_deref().unwrap();
+    let d = Driver::new(Io::Blocking);
+    let config = near_config(url, &unique("fresh")).fresh_for(Some(Duration::from_secs(30)));
+    let (cache, _) = spied(&d, config);
+    set_settled(&d, &cache, "k", "v");
+    populate(&d, &cache, "k");
+    assert!(cache.get_near("k").unwrap().is_some());
+    assert!(cache.get_near_for_load("k").unwrap().is_none());
+}
