@@ -18,6 +18,7 @@ use crate::patterns::{Loader, SingleFlight, Writer};
 use crate::store::{self, Entry, Io, Store};
 
 mod fresh;
+mod locked;
 
 /// A cache over one store. Cheap to clone: clones share the store, metrics and flights.
 ///
@@ -61,6 +62,8 @@ struct Inner {
     fork_sensitive: bool,
     /// Refreshes in flight and last good values (stale-while-revalidate, fail-safe).
     fresh: FreshState,
+    /// The cross-process stampede lock (`stampede_lock`; never on `memory://`).
+    lock: Option<crate::lock::StampedeLock>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -141,6 +144,12 @@ impl CacheBuilder {
         };
         // After the store: its errors (a bad address, a server down) come first.
         let near = NearTier::open(&self.config)?;
+        let lock = (self.config.stampede_lock && !self.config.url.starts_with("memory:"))
+            .then_some(crate::lock::StampedeLock {
+                lease: self.config.lock_lease,
+                timeout: self.config.lock_timeout,
+                io: self.io,
+            });
         Ok(Cache {
             inner: Arc::new(Inner {
                 fresh: FreshState::new(self.config.memory_capacity),
@@ -157,6 +166,7 @@ impl CacheBuilder {
                 near,
                 opened_by: store::process_id(),
                 fork_sensitive,
+                lock,
             }),
         })
     }
@@ -607,23 +617,33 @@ impl Cache {
         self.inner
             .flights
             .run(&flight_key, || async {
+                let held = match self.lock_step(&redis_key, budget).await {
+                    locked::Step::Found(value) => return Ok(value),
+                    locked::Step::Load(held) => held,
+                };
                 self.inner.metrics.add(Counter::Load, 1);
-                let value = loader().await.map_err(|err| {
+                let loaded = loader().await.map_err(|err| {
                     self.inner.metrics.add(Counter::LoadError, 1);
                     if err.kind() == ErrorKind::Loader {
                         err
                     } else {
                         Error::new(ErrorKind::Loader, err.to_string()).with_source(err)
                     }
-                })?;
-                let entry = self.entry_fresh(redis_key, &value, ttl, fresh_for)?;
-                let key = entry.key.clone();
-                if !budget.is_zero() {
-                    let written = self.timed(self.inner.store.set_within(entry, budget)).await;
-                    self.forget([key.as_str()]);
-                    if written.is_ok() {
-                        self.inner.metrics.add(Counter::Set, 1);
+                });
+                let (value, entry) = match loaded
+                    .and_then(|v| Ok((self.entry_fresh(redis_key, &v, ttl, fresh_for)?, v)))
+                {
+                    Ok((entry, value)) => (value, entry),
+                    Err(err) => {
+                        self.release_lock(held.as_ref()).await;
+                        return Err(err);
                     }
+                };
+                let key = entry.key.clone();
+                let written = self.write_loaded(held.as_ref(), entry, budget).await;
+                self.forget([key.as_str()]);
+                if written {
+                    self.inner.metrics.add(Counter::Set, 1);
                 }
                 Ok(value)
             })

@@ -57,6 +57,17 @@ pub struct Config {
     /// docs/FORMAT.md §1 describes (default 256 MiB). A larger value is a miss plus a
     /// decode error.
     pub max_value_bytes: usize,
+    /// The stampede lock across processes and languages (docs/FORMAT.md §6): on a miss one
+    /// caller in the fleet loads while the others wait for its value. Off by default; a
+    /// no-op on `memory://`, where single-flight already is the lock.
+    pub stampede_lock: bool,
+    /// How long a lock holder may load before another caller may take over (the lease on
+    /// the `:lock` key, so a killed holder is replaced).
+    #[serde(with = "secs")]
+    pub lock_lease: Duration,
+    /// How long a caller waits for another's load before it loads by itself.
+    #[serde(with = "secs")]
+    pub lock_timeout: Duration,
     /// Maximum entries of the near tier, an in-process copy of decoded values kept coherent
     /// by Redis's client-side-caching invalidations (README, "Near tier"); 0 turns it off.
     pub near_cache: u64,
@@ -106,6 +117,9 @@ impl Default for Config {
             memory_capacity: 10_000,
             max_payload_bytes: crate::codec::DEFAULT_MAX_PAYLOAD_BYTES,
             max_value_bytes: crate::codec::DEFAULT_MAX_VALUE_BYTES,
+            stampede_lock: false,
+            lock_lease: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(10),
             near_cache: 0,
             near_cache_bytes: 64 << 20,
             near_cache_ttl: Duration::from_secs(60),
@@ -220,6 +234,9 @@ impl Config {
             "capacity" | "memoryCapacity" => self.memory_capacity = value.whole(name)?,
             "maxPayloadBytes" => self.max_payload_bytes = value.whole(name)?,
             "maxValueBytes" => self.max_value_bytes = value.whole(name)?,
+            "stampedeLock" => self.stampede_lock = value.boolean(name)?,
+            "lockLease" => self.lock_lease = value.seconds(name)?,
+            "lockTimeout" => self.lock_timeout = value.seconds(name)?,
             "nearCache" => self.near_cache = value.whole(name)?,
             "nearCacheBytes" => self.near_cache_bytes = value.whole(name)?,
             "nearCacheTtl" => self.near_cache_ttl = value.seconds(name)?,
@@ -268,6 +285,9 @@ impl Config {
                 "freshFor must be at most {} s",
                 crate::ttl::MAX.as_secs()
             )));
+        }
+        if self.lock_lease < Duration::from_millis(1) {
+            return Err(Error::config("lockLease must be at least 0.001 s"));
         }
         if self.max_payload_bytes == 0 || self.max_value_bytes == 0 {
             return Err(Error::config(
@@ -379,6 +399,21 @@ impl Config {
     /// Sets the largest memory a decoded value may take, in bytes.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
+        self
+    }
+    /// Turns the cross-process stampede lock on or off.
+    pub fn stampede_lock(mut self, on: bool) -> Self {
+        self.stampede_lock = on;
+        self
+    }
+    /// Sets the lock's lease (how long a holder may load before others take over).
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.lock_lease = lease;
+        self
+    }
+    /// Sets how long a caller waits for another's load before loading by itself.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
         self
     }
     /// Turns the near tier on with at most `entries` entries (0: off).
@@ -1018,5 +1053,24 @@ mod tests {
         assert_eq!((b.near_cache, b.near_cache_bytes), (3, 10));
         assert!(Config::from_url("redis://a:1?nearCache=1&nearCacheTtl=0").is_err());
         assert!(Config::from_url("redis://a:1?nearCache=1&nearCacheBytes=0").is_err());
+    }
+
+    #[test]
+    fn lock_options_in_every_spelling() {
+        let d = Config::default();
+        assert!(!d.stampede_lock, "off by default");
+        let c =
+            Config::from_url("redis://a:1?stampedeLock=true&lockLease=2.5&lock_timeout=1").unwrap();
+        assert!(c.stampede_lock);
+        assert_eq!(c.lock_lease, Duration::from_millis(2500));
+        assert_eq!(c.lock_timeout, Duration::from_secs(1));
+        let options = serde_json::json!({"stampede_lock": true, "lockLease": 3, "lockTimeout": 0});
+        let j = Config::with_overrides("redis://a:1", options.as_object().unwrap()).unwrap();
+        assert_eq!(
+            (j.stampede_lock, j.lock_lease),
+            (true, Duration::from_secs(3))
+        );
+        assert_eq!(j.lock_timeout, Duration::ZERO);
+        assert!(Config::from_url("redis://a:1?lockLease=0").is_err());
     }
 }

@@ -33,6 +33,7 @@ mod config;
 pub mod contract;
 mod error;
 pub mod key;
+pub mod lock;
 mod metrics;
 mod near;
 pub mod patterns;

@@ -19,6 +19,11 @@ pub struct Metrics {
     loads: AtomicU64,
     load_errors: AtomicU64,
     decode_errors: AtomicU64,
+    locks_acquired: AtomicU64,
+    locks_waited: AtomicU64,
+    locks_taken_over: AtomicU64,
+    locks_timed_out: AtomicU64,
+    lock_writes_refused: AtomicU64,
     sets: AtomicU64,
     deletes: AtomicU64,
     store_errors: AtomicU64,
@@ -42,6 +47,18 @@ pub struct MetricsSnapshot {
     pub load_errors: u64,
     /// Stored bytes that could not be decoded (each also counted as a miss).
     pub decode_errors: u64,
+    /// Stampede lock: loads this cache ran holding the lock.
+    pub locks_acquired: u64,
+    /// Stampede lock: misses answered by another holder's value after waiting for it.
+    pub locks_waited: u64,
+    /// Stampede lock: locks taken after waiting, because the holder left without writing
+    /// (its loader failed, or it died and its lease ran out).
+    pub locks_taken_over: u64,
+    /// Stampede lock: waits that reached `lock_timeout` (the caller then loaded by itself).
+    pub locks_timed_out: u64,
+    /// Stampede lock: writes the fence refused (the lease ran out during the load and the
+    /// lock had passed on).
+    pub lock_writes_refused: u64,
     /// Values written.
     pub sets: u64,
     /// Keys deleted.
@@ -81,6 +98,11 @@ pub(crate) enum Counter {
     Load,
     LoadError,
     DecodeError,
+    LockAcquired,
+    LockWaited,
+    LockTakenOver,
+    LockTimedOut,
+    LockWriteRefused,
     Set,
     Delete,
     StoreError,
@@ -97,6 +119,11 @@ impl Metrics {
             Counter::Load => &self.loads,
             Counter::LoadError => &self.load_errors,
             Counter::DecodeError => &self.decode_errors,
+            Counter::LockAcquired => &self.locks_acquired,
+            Counter::LockWaited => &self.locks_waited,
+            Counter::LockTakenOver => &self.locks_taken_over,
+            Counter::LockTimedOut => &self.locks_timed_out,
+            Counter::LockWriteRefused => &self.lock_writes_refused,
             Counter::Set => &self.sets,
             Counter::Delete => &self.deletes,
             Counter::StoreError => &self.store_errors,
@@ -125,6 +152,11 @@ impl Metrics {
             loads: get(&self.loads),
             load_errors: get(&self.load_errors),
             decode_errors: get(&self.decode_errors),
+            locks_acquired: get(&self.locks_acquired),
+            locks_waited: get(&self.locks_waited),
+            locks_taken_over: get(&self.locks_taken_over),
+            locks_timed_out: get(&self.locks_timed_out),
+            lock_writes_refused: get(&self.lock_writes_refused),
             sets: get(&self.sets),
             deletes: get(&self.deletes),
             store_errors: get(&self.store_errors),

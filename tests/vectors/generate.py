@@ -1950,6 +1950,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "failSafeBackoff": 30.0,
     "freshFor": None,
     "jitter": 0.0,
+    "lockLease": 10.0,
+    "lockTimeout": 10.0,
     "maxKeyLength": 200,
     "maxPayloadBytes": 64 << 20,
     "maxStale": 0.0,
@@ -1961,6 +1963,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "nearCacheTtl": 60.0,
     "prefix": "pc",
     "raw": False,
+    "stampedeLock": False,
     "ttl": 300.0,
     "url": "memory://",
 }
@@ -2004,6 +2007,9 @@ def urls_cases() -> list[dict[str, Any]]:
         ("freshFor", "30", 30.0),
         ("maxStale", "600", 600.0),
         ("failSafeBackoff", "5", 5.0),
+        ("stampedeLock", "true", True),
+        ("lockLease", "2.5", 2.5),
+        ("lockTimeout", "0.5", 0.5),
     ]
     for option, text, value in given:
         kebab = snake(option).replace("_", "-")
@@ -2129,6 +2135,8 @@ def urls_cases() -> list[dict[str, Any]]:
     error("max-stale-negative", "memory://", {"maxStale": -1})
     ok("fresh-for-zero", "memory://?freshFor=0", {})
     ok("fresh-for-null", "memory://?freshFor=30", {"freshFor": None})
+    error("lock-lease-zero", "redis://h:1?stampedeLock=true&lockLease=0", {})
+    ok("lock-timeout-zero", "memory://?lockTimeout=0", {}, lockTimeout=0.0)
     error("namespace-empty", "memory://?namespace=", {})
     error("namespace-brace", "memory://", {"namespace": "a{b"})
     error("prefix-not-string", "memory://", {"prefix": 1})
@@ -2177,6 +2185,13 @@ DESCRIPTIONS = {
         "3). kind schema: derive the Redis key from prefix, namespace, maxKeyLength"
         " and key, or fail with error key/config. kind slot: the Redis Cluster hash"
         " tag and CRC16-XMODEM slot of a raw Redis key."
+    ),
+    "lock.json": (
+        "polycache stampede lock (docs/FORMAT.md section 6). kind script: the exact text "
+        "of a lock script and its SHA-1 (what EVALSHA names). kind lock-key: the lock key "
+        "of the Redis key of key under prefix and namespace, and the cluster slot both "
+        "share. kind token: whether token has the token format (32 lowercase hex "
+        "digits). kind poll-delay: a waiter's pause in ms before poll number attempt."
     ),
     "ring.json": (
         "polycache ketama ring (docs/FORMAT.md section 4). kind placement: "
@@ -2394,6 +2409,98 @@ def templates_cases() -> list[dict[str, Any]]:
     return cases
 
 
+# ---------------------------------------------------------------------------
+# The stampede lock (FORMAT.md §6)
+# ---------------------------------------------------------------------------
+
+LOCK_SCRIPTS = {
+    "release": (
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+        "  redis.call('DEL', KEYS[1])\n"
+        "  return 1\n"
+        "end\n"
+        "return 0\n"
+    ),
+    "write": (
+        "if redis.call('GET', KEYS[2]) ~= ARGV[1] then\n"
+        "  return 0\n"
+        "end\n"
+        "if ARGV[3] == '0' then\n"
+        "  redis.call('SET', KEYS[1], ARGV[2])\n"
+        "else\n"
+        "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+        "end\n"
+        "redis.call('DEL', KEYS[2])\n"
+        "return 1\n"
+    ),
+}
+
+
+def is_lock_token(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def lock_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+    for name, text in LOCK_SCRIPTS.items():
+        cases.append(
+            {
+                "name": f"script-{name}",
+                "kind": "script",
+                "script": name,
+                "text": text,
+                "sha1": hashlib.sha1(text.encode("utf-8")).hexdigest(),
+            }
+        )
+    keys = [
+        "user:1", "a", "ü", "🦀", "{x}", "a{b}c", "}lead", "x" * 200, "x" * 201,
+        "with space", "tab\t", "colon:colon", "{", "}", "{}", "k" * 1000,
+    ]
+    spaces = [("pc", "default"), ("app", "users"), ("p", "n")]
+    for i, key in enumerate(keys):
+        for prefix, namespace in spaces:
+            rk = redis_key(prefix, namespace, key, 200)
+            lk = rk + ":lock"
+            assert slot(lk.encode("utf-8")) == slot(rk.encode("utf-8"))
+            cases.append(
+                {
+                    "name": f"lock-key-{i}-{prefix}-{namespace}",
+                    "kind": "lock-key",
+                    "prefix": prefix,
+                    "namespace": namespace,
+                    "key": key,
+                    "redisKey": rk,
+                    "lockKey": lk,
+                    "slot": slot(lk.encode("utf-8")),
+                }
+            )
+    tokens = [
+        ("0123456789abcdef0123456789abcdef", True),
+        ("ffffffffffffffffffffffffffffffff", True),
+        ("00000000000000000000000000000000", True),
+        ("0123456789ABCDEF0123456789abcdef", False),
+        ("0123456789abcdef0123456789abcde", False),
+        ("0123456789abcdef0123456789abcdef0", False),
+        ("0123456789abcdeg0123456789abcdef", False),
+        ("", False),
+        (" 123456789abcdef0123456789abcdef", False),
+        ("0123456789abcdef-123456789abcdef", False),
+    ]
+    for i, (text, valid) in enumerate(tokens):
+        assert is_lock_token(text) == valid
+        cases.append({"name": f"token-{i}", "kind": "token", "token": text, "valid": valid})
+    for attempt in [0, 1, 2, 3, 4, 5, 6, 7, 20, 4294967295]:
+        cases.append(
+            {
+                "name": f"poll-delay-{attempt}",
+                "kind": "poll-delay",
+                "attempt": attempt,
+                "ms": min(1 << min(attempt, 16), 32),
+            }
+        )
+    return cases
+
+
 def main() -> None:
     write("envelope.json", envelope_cases())
     write("keys.json", keys_cases())
@@ -2401,6 +2508,7 @@ def main() -> None:
     write("templates.json", templates_cases())
     write("hostile.json", hostile_cases())
     write("urls.json", urls_cases())
+    write("lock.json", lock_cases())
 
 
 if __name__ == "__main__":

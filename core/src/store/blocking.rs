@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::{Cmd, ConnectionLike, RedisError, RedisResult};
 
-use super::{process_id, pttl, set_cmd, tls_timeout, Entry, Store};
+use super::{
+    eval_cmds, is_noscript, process_id, pttl, set_cmd, set_nx_cmd, tls_timeout, wrote, Entry, Store,
+};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::slot;
+use crate::lock::Script;
 
 /// Idle connections kept per node; more callers than this open extra connections.
 const MAX_IDLE: usize = 16;
@@ -344,6 +347,18 @@ impl Store for BlockingRedisStore {
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         Ok(pttl(self.query(redis::cmd("PTTL").arg(key))?))
+    }
+
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        Ok(wrote(&self.query::<redis::Value>(&set_nx_cmd(&entry))?))
+    }
+
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        let [evalsha, eval] = eval_cmds(script, keys, args);
+        match self.query(&evalsha) {
+            Err(err) if is_noscript(&err) => self.query(&eval),
+            result => result,
+        }
     }
 }
 
@@ -686,6 +701,21 @@ impl Store for BlockingClusterStore {
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         Ok(pttl(self.query(key, redis::cmd("PTTL").arg(key))?))
+    }
+
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        Ok(wrote(
+            &self.query::<redis::Value>(&entry.key, &set_nx_cmd(&entry))?,
+        ))
+    }
+
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        let first = keys.first().map_or("", String::as_str);
+        let [evalsha, eval] = eval_cmds(script, keys, args);
+        match self.query(first, &evalsha) {
+            Err(err) if is_noscript(&err) => self.query(first, &eval),
+            result => result,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use futures_util::future::BoxFuture;
 use super::{Entry, Store};
 use crate::clock::Clock;
 use crate::error::Result;
+use crate::lock::Script;
 
 /// How long a node that failed to open is left alone before a call tries again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -143,5 +144,13 @@ impl Store for LazyStore {
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         self.store().await?.ttl(key).await
+    }
+
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        self.store().await?.set_if_absent(entry).await
+    }
+
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        self.store().await?.eval(script, keys, args).await
     }
 }

@@ -48,6 +48,7 @@ use crate::config::{Config, Target};
 use crate::error::Error;
 use crate::error::Result;
 use crate::key::slot;
+use crate::lock::Script;
 
 /// One value to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,57 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn evictions(&self) -> u64 {
         0
     }
+    /// `SET key value NX PX ttl`: writes only when `key` is absent; whether it wrote. The
+    /// stampede lock's acquire (FORMAT.md §6); stores without Redis do not have it.
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        let _ = entry;
+        Err(no_scripts(self))
+    }
+    /// Runs one of the lock protocol's scripts on the node of `keys` (which share one hash
+    /// tag): `EVALSHA`, then `EVAL` when the server does not have it yet; its integer reply.
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        let _ = (script, keys, args);
+        Err(no_scripts(self))
+    }
+}
+
+fn no_scripts(store: &(impl fmt::Debug + ?Sized)) -> crate::Error {
+    crate::Error::config(format!("{store:?} has no stampede lock (it needs Redis)"))
+}
+
+/// `EVALSHA` of `script`, and the `EVAL` to send when the server answers `NOSCRIPT`.
+#[cfg(feature = "redis")]
+fn eval_cmds(script: &Script, keys: &[String], args: &[Vec<u8>]) -> [::redis::Cmd; 2] {
+    [("EVALSHA", script.sha1), ("EVAL", script.text)].map(|(name, body)| {
+        let mut cmd = ::redis::cmd(name);
+        cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
+        cmd
+    })
+}
+
+/// Whether a script call failed because the server does not have the script cached.
+#[cfg(feature = "redis")]
+fn is_noscript(err: &crate::Error) -> bool {
+    err.message().contains("NOSCRIPT")
+        || std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<::redis::RedisError>())
+            .is_some_and(|e| {
+                e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
+            })
+}
+
+/// `SET key value NX PX ttl`.
+#[cfg(feature = "redis")]
+fn set_nx_cmd(entry: &Entry) -> ::redis::Cmd {
+    let mut cmd = set_cmd(entry);
+    cmd.arg("NX");
+    cmd
+}
+
+/// A `SET … NX` reply: `OK` when it wrote, nil when the key was there.
+#[cfg(feature = "redis")]
+fn wrote(reply: &::redis::Value) -> bool {
+    !matches!(reply, ::redis::Value::Nil)
 }
 
 /// The error of a TLS connect that timed out: a plain Redis port never answers a TLS hello,

@@ -12,9 +12,12 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline};
 
-use super::{group_by_slot, pttl, set_cmd, Entry, Store};
+use super::{
+    eval_cmds, group_by_slot, is_noscript, pttl, set_cmd, set_nx_cmd, wrote, Entry, Store,
+};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lock::Script;
 
 async fn bounded<T>(
     limit: Duration,
@@ -148,6 +151,20 @@ impl Store for RedisStore {
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         Ok(pttl(self.query(redis::cmd("PTTL").arg(key)).await?))
     }
+
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        Ok(wrote(
+            &self.query::<redis::Value>(&set_nx_cmd(&entry)).await?,
+        ))
+    }
+
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        let [evalsha, eval] = eval_cmds(script, keys, args);
+        match self.query(&evalsha).await {
+            Err(err) if is_noscript(&err) => self.query(&eval).await,
+            result => result,
+        }
+    }
 }
 
 /// Redis Cluster through redis-rs's cluster client (slot routing, MOVED/ASK handling).
@@ -279,5 +296,19 @@ impl Store for ClusterStore {
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         Ok(pttl(self.query(redis::cmd("PTTL").arg(key)).await?))
+    }
+
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        Ok(wrote(
+            &self.query::<redis::Value>(&set_nx_cmd(&entry)).await?,
+        ))
+    }
+
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        let [evalsha, eval] = eval_cmds(script, keys, args);
+        match self.query(&evalsha).await {
+            Err(err) if is_noscript(&err) => self.query(&eval).await,
+            result => result,
+        }
     }
 }

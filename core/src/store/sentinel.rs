@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use super::{Entry, Io, Store};
 use crate::config::{Config, SentinelTarget};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lock::Script;
 
 /// The master of a Sentinel-managed set, found through its sentinels.
 pub struct SentinelStore {
@@ -477,6 +478,24 @@ impl Store for SentinelStore {
         self.bounded(async {
             let store = self.reader().await?;
             let result = store.ttl(key).await;
+            self.watch(&store, result)
+        })
+        .await
+    }
+
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        self.bounded(async {
+            let store = self.master().await?;
+            let result = store.set_if_absent(entry).await;
+            self.watch(&store, result)
+        })
+        .await
+    }
+
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        self.bounded(async {
+            let store = self.master().await?;
+            let result = store.eval(script, keys, args).await;
             self.watch(&store, result)
         })
         .await

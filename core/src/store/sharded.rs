@@ -10,6 +10,7 @@ use futures_util::future::{join_all, try_join_all};
 
 use super::{Entry, Store};
 use crate::error::{Error, Result};
+use crate::lock::Script;
 use crate::ring::Ring;
 
 /// A store spreading keys over several node stores with the ring of docs/FORMAT.md §4.
@@ -114,5 +115,15 @@ impl Store for ShardedStore {
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         self.node(key).ttl(key).await
+    }
+
+    async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
+        self.node(&entry.key).set_if_absent(entry).await
+    }
+
+    async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
+        // The keys share a hash tag, so the first one's node holds them all.
+        let first = keys.first().map_or("", String::as_str);
+        self.node(first).eval(script, keys, args).await
     }
 }

@@ -1,0 +1,115 @@
+//! The cache's side of the stampede lock ([`crate::lock`]): whether a load takes it, what a
+//! waiter returns, and the fenced write of the holder.
+
+use std::time::Duration;
+
+use super::Cache;
+use crate::codec::{self, Value};
+use crate::lock::{Held, Turn};
+use crate::metrics::Counter;
+use crate::patterns::fresh::is_stale;
+use crate::store::Entry;
+
+/// What a load does after asking for the lock.
+pub(super) enum Step {
+    /// Another caller loaded it: its value.
+    Found(Value),
+    /// Load; write through the fence with the lock when there is one.
+    Load(Option<Held>),
+}
+
+impl Cache {
+    /// Asks for the lock of `redis_key` before a load. Without the option, on `memory://`,
+    /// or when the store is already failing (`budget` zero), the caller just loads.
+    pub(super) async fn lock_step(&self, redis_key: &str, budget: Duration) -> Step {
+        let Some(lock) = self.inner.lock.filter(|_| !budget.is_zero()) else {
+            return Step::Load(None);
+        };
+        if self.check_open().is_err() {
+            return Step::Load(None);
+        }
+        let metrics = &self.inner.metrics;
+        let accept = |bytes: Vec<u8>| self.answer(bytes);
+        match lock
+            .turn(self.inner.store.as_ref(), redis_key, accept)
+            .await
+        {
+            Turn::Load { held, after_wait } => {
+                metrics.add(Counter::LockAcquired, 1);
+                if after_wait {
+                    metrics.add(Counter::LockTakenOver, 1);
+                }
+                Step::Load(Some(held))
+            }
+            Turn::Found { value, waited } => {
+                if waited {
+                    metrics.add(Counter::LockWaited, 1);
+                }
+                Step::Found(value)
+            }
+            Turn::TimedOut => {
+                metrics.add(Counter::LockTimedOut, 1);
+                Step::Load(None)
+            }
+            Turn::Unlocked => {
+                metrics.add(Counter::StoreError, 1);
+                Step::Load(None)
+            }
+        }
+    }
+
+    /// Stored bytes a waiter may return: a decodable value that is not stale (a stale one is
+    /// what the holder is refreshing). Not counted: the caller's own read already was.
+    fn answer(&self, bytes: Vec<u8>) -> Option<Value> {
+        if self.inner.config.raw {
+            return Some(Value::Bytes(bytes));
+        }
+        let (header, value) =
+            codec::decode_with(&bytes, &self.inner.config.decode_limits()).ok()?;
+        let now = self.inner.clock.now_ms();
+        (!is_stale(now, header.meta.fresh_until_ms)).then_some(value)
+    }
+
+    /// Writes a loaded value: through the fence when this caller holds the lock (a write
+    /// the fence refuses leaves the newer value in place), else a plain write within
+    /// `budget`. Whether it was written.
+    pub(super) async fn write_loaded(
+        &self,
+        held: Option<&Held>,
+        entry: Entry,
+        budget: Duration,
+    ) -> bool {
+        let Some(held) = held else {
+            return !budget.is_zero()
+                && self
+                    .timed(self.inner.store.set_within(entry, budget))
+                    .await
+                    .is_ok();
+        };
+        let lock = self
+            .inner
+            .lock
+            .expect("a held lock comes from the lock option");
+        match self
+            .timed(lock.write(self.inner.store.as_ref(), held, entry))
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                self.inner.metrics.add(Counter::LockWriteRefused, 1);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Gives the lock back after a failed load, so waiters take over at once instead of
+    /// after the lease.
+    pub(super) async fn release_lock(&self, held: Option<&Held>) {
+        if let (Some(held), Some(lock)) = (held, self.inner.lock) {
+            let _ = self
+                .timed(lock.release(self.inner.store.as_ref(), held))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! The stampede lock (docs/FORMAT.md §6) on real servers: standalone, shards and cluster,
+//! in both I/O modes. Two caches with their own connections stand for two processes; every
+//! caller is a thread (`block_on` for blocking caches, a shared runtime for async ones).
+//! No sleeps as synchronisation: loaders hold on latches, waits poll with a deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use polycache::store::Io;
+use polycache::{Cache, Config, Value};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy)]
+enum Topology {
+    Standalone,
+    Shards,
+    Cluster,
+}
+
+fn url(topology: Topology) -> String {
+    let endpoints = polycache_harness::shared();
+    match topology {
+        Topology::Standalone => endpoints.standalone.clone(),
+        Topology::Shards => endpoints.shards.clone(),
+        Topology::Cluster => endpoints.cluster.clone(),
+    }
+    .expect("topology")
+}
+
+fn unique(test: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "lock-{test}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs futures to completion from any thread: the caller's own thread for blocking
+/// caches, a shared multi-thread runtime for async ones.
+struct Driver(Option<tokio::runtime::Runtime>);
+
+impl Driver {
+    fn new(io: Io) -> Arc<Driver> {
+        Arc::new(Driver((io == Io::Async).then(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        })))
+    }
+
+    fn run<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
+        match &self.0 {
+            Some(rt) => rt.block_on(fut),
+            None => polycache::block_on(fut),
+        }
+    }
+}
+
+/// A cache with its own connections (a "process") on `topology` in `namespace`.
+fn open(
+    driver: &Driver,
+    io: Io,
+    topology: Topology,
+    namespace: &str,
+    tweak: impl FnOnce(Config) -> Config,
+) -> Cache {
+    let config = Config::from_url(&url(topology))
+        .unwrap()
+        .namespace(namespace)
+        .stampede_lock(true);
+    driver
+        .run(Cache::builder(tweak(config)).io(io).build())
+        .expect("cache")
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// 2 caches × `CALLERS` threads each × `KEYS` keys, all cold: the loader holds until every
+/// caller has missed, and each key is loaded exactly once in both caches together.
+fn one_load_per_key(io: Io, topology: Topology) {
+    const KEYS: usize = 5;
+    const CALLERS: usize = 8;
+    let driver = Driver::new(io);
+    let namespace = unique("one");
+    let caches: Vec<Cache> = (0..2)
+        .map(|_| open(&driver, io, topology, &namespace, |c| c))
+        .collect();
+    let loads: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let total = (caches.len() * KEYS * CALLERS) as u64;
+    let barrier = Arc::new(Barrier::new(caches.len() * KEYS * CALLERS));
+    let mut threads = Vec::new();
+    for cache in &caches {
+        for key in 0..KEYS {
+            for _ in 0..CALLERS {
+                let (cache, driver, barrier, loads) = (
+                    cache.clone(),
+                    driver.clone(),
+                    barrier.clone(),
+                    loads.clone(),
+                );
+                let all = caches.clone();
+                threads.push(std::thread::spawn(move || {
+                    let key = format!("k{key}");
+                    barrier.wait();
+                    let load_key = key.clone();
+                    driver.run(cache.get_or_load(
+                        &key,
+                        || async move {
+                            *loads.lock().unwrap().entry(load_key.clone()).or_default() += 1;
+                            // The latch: every caller of both caches has missed.
+                            wait_until("every caller missed", || {
+                                all.iter().map(|c| c.metrics().misses).sum::<u64>() >= total
+                            });
+                            Ok(Value::from(format!("v-{load_key}")))
+                        },
+                        None,
+                    ))
+                }));
+            }
+        }
+    }
+    for thread in threads {
+        let value = thread.join().unwrap().unwrap();
+        assert!(matches!(value, Value::Str(ref s) if s.starts_with("v-k")));
+    }
+    let loads = loads.lock().unwrap();
+    assert_eq!(loads.len(), KEYS, "{loads:?}");
+    assert!(
+        loads.values().all(|&n| n == 1),
+        "a key loaded twice: {loads:?}"
+    );
+    let metrics: Vec<_> = caches.iter().map(Cache::metrics).collect();
+    let acquired: u64 = metrics.iter().map(|m| m.locks_acquired).sum();
+    let waited: u64 = metrics.iter().map(|m| m.locks_waited).sum();
+    assert_eq!(acquired, KEYS as u64, "{metrics:?}");
+    assert!(waited >= 1, "the other cache waited: {metrics:?}");
+}
+
+/// The holder stalls past its lease: another cache takes over and writes; the stalled
+/// holder's late write is refused by the fence, so the newer value stays.
+fn takeover_and_fence(io: Io, topology: Topology) {
+    let driver = Driver::new(io);
+    let namespace = unique("fence");
+    let lease = |c: Config| {
+        c.lock_lease(Duration::from_millis(300))
+            .lock_timeout(Duration::from_secs(10))
+    };
+    let holder = open(&driver, io, topology, &namespace, lease);
+    let other = open(&driver, io, topology, &namespace, lease);
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let go_rx = Arc::new(Mutex::new(go_rx));
+    let stalled = {
+        let (holder, driver) = (holder.clone(), driver.clone());
+        std::thread::spawn(move || {
+            driver.run(holder.get_or_load(
+                "k",
+                || async move {
+                    started_tx.send(()).unwrap();
+                    go_rx.lock().unwrap().recv().unwrap();
+                    Ok(Value::from("old"))
+                },
+                None,
+            ))
+        })
+    };
+    started.recv().unwrap();
+    let newer = driver
+        .run(other.get_or_load("k", || async { Ok(Value::from("new")) }, None))
+        .unwrap();
+    assert_eq!(newer, Value::from("new"));
+    let m = other.metrics();
+    assert_eq!((m.loads, m.locks_taken_over), (1, 1), "{m:?}");
+    go.send(()).unwrap();
+    assert_eq!(stalled.join().unwrap().unwrap(), Value::from("old"));
+    assert_eq!(
+        driver.run(other.get("k")).unwrap(),
+        Some(Value::from("new")),
+        "the late write was refused"
+    );
+    assert_eq!(holder.metrics().lock_writes_refused, 1);
+}
+
+/// A waiter gives up after `lock_timeout` and loads by itself.
+fn timeout_bounds_a_waiter(io: Io, topology: Topology) {
+    let driver = Driver::new(io);
+    let namespace = unique("timeout");
+    let holder = open(&driver, io, topology, &namespace, |c| {
+        c.lock_lease(Duration::from_secs(30))
+    });
+    let waiter = open(&driver, io, topology, &namespace, |c| {
+        c.lock_timeout(Duration::from_millis(200))
+    });
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let go_rx = Arc::new(Mutex::new(go_rx));
+    let stalled = {
+        let (holder, driver) = (holder.clone(), driver.clone());
+        std::thread::spawn(move || {
+            driver.run(holder.get_or_load(
+                "k",
+                || async move {
+                    started_tx.send(()).unwrap();
+                    go_rx.lock().unwrap().recv().unwrap();
+                    Ok(Value::from("holder"))
+                },
+                None,
+            ))
+        })
+    };
+    started.recv().unwrap();
+    let own = driver
+        .run(waiter.get_or_load("k", || async { Ok(Value::from("waiter")) }, None))
+        .unwrap();
+    assert_eq!(own, Value::from("waiter"));
+    let m = waiter.metrics();
+    assert_eq!((m.loads, m.locks_timed_out), (1, 1), "{m:?}");
+    go.send(()).unwrap();
+    assert_eq!(stalled.join().unwrap().unwrap(), Value::from("holder"));
+    assert_eq!(holder.metrics().locks_acquired, 1);
+}
+
+/// A failing holder releases the lock at once: the waiter takes over without waiting out
+/// the lease (30 s here, longer than the test's deadline).
+fn failed_load_releases(io: Io, topology: Topology) {
+    let driver = Driver::new(io);
+    let namespace = unique("fail");
+    let long = |c: Config| {
+        c.lock_lease(Duration::from_secs(30))
+            .lock_timeout(Duration::from_secs(30))
+    };
+    let holder = open(&driver, io, topology, &namespace, long);
+    let waiter = open(&driver, io, topology, &namespace, long);
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let go_rx = Arc::new(Mutex::new(go_rx));
+    let failing = {
+        let (holder, driver) = (holder.clone(), driver.clone());
+        std::thread::spawn(move || {
+            driver.run(holder.get_or_load(
+                "k",
+                || async move {
+                    started_tx.send(()).unwrap();
+                    go_rx.lock().unwrap().recv().unwrap();
+                    Err(polycache::Error::new(
+                        polycache::ErrorKind::Loader,
+                        "db down",
+                    ))
+                },
+                None,
+            ))
+        })
+    };
+    started.recv().unwrap();
+    let waiting = {
+        let (waiter, driver) = (waiter.clone(), driver.clone());
+        std::thread::spawn(move || {
+            driver.run(waiter.get_or_load("k", || async { Ok(Value::from("w")) }, None))
+        })
+    };
+    wait_until("the waiter missed", || waiter.metrics().misses == 1);
+    go.send(()).unwrap();
+    assert!(failing.join().unwrap().is_err());
+    let started_at = Instant::now();
+    assert_eq!(waiting.join().unwrap().unwrap(), Value::from("w"));
+    assert!(started_at.elapsed() < Duration::from_secs(30));
+    assert_eq!(waiter.metrics().locks_taken_over, 1);
+}
+
+macro_rules! matrix {
+    ($($name:ident: $scenario:ident, $io:expr, $topology:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $scenario($io, $topology);
+            }
+        )*
+    };
+}
+
+matrix! {
+    one_load_async_standalone: one_load_per_key, Io::Async, Topology::Standalone;
+    one_load_async_shards: one_load_per_key, Io::Async, Topology::Shards;
+    one_load_async_cluster: one_load_per_key, Io::Async, Topology::Cluster;
+    one_load_blocking_standalone: one_load_per_key, Io::Blocking, Topology::Standalone;
+    one_load_blocking_shards: one_load_per_key, Io::Blocking, Topology::Shards;
+    one_load_blocking_cluster: one_load_per_key, Io::Blocking, Topology::Cluster;
+    fence_async_standalone: takeover_and_fence, Io::Async, Topology::Standalone;
+    fence_async_shards: takeover_and_fence, Io::Async, Topology::Shards;
+    fence_async_cluster: takeover_and_fence, Io::Async, Topology::Cluster;
+    fence_blocking_standalone: takeover_and_fence, Io::Blocking, Topology::Standalone;
+    fence_blocking_shards: takeover_and_fence, Io::Blocking, Topology::Shards;
+    fence_blocking_cluster: takeover_and_fence, Io::Blocking, Topology::Cluster;
+    timeout_async_standalone: timeout_bounds_a_waiter, Io::Async, Topology::Standalone;
+    timeout_blocking_cluster: timeout_bounds_a_waiter, Io::Blocking, Topology::Cluster;
+    failed_load_async_shards: failed_load_releases, Io::Async, Topology::Shards;
+    failed_load_blocking_standalone: failed_load_releases, Io::Blocking, Topology::Standalone;
+}
+
+/// A holder whose task is dropped mid-load never releases: another cache takes over once
+/// the lease has run out.
+#[test]
+fn dropped_holder_is_replaced_after_its_lease() {
+    let driver = Driver::new(Io::Async);
+    let namespace = unique("drop");
+    let lease = |c: Config| c.lock_lease(Duration::from_millis(300));
+    let holder = open(&driver, Io::Async, Topology::Cluster, &namespace, lease);
+    let other = open(&driver, Io::Async, Topology::Cluster, &namespace, lease);
+    let rt = driver.0.as_ref().unwrap();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(async move {
+        holder
+            .get_or_load(
+                "k",
+                || async move {
+                    started_tx.send(()).unwrap();
+                    std::future::pending::<polycache::Result<Value>>().await
+                },
+                None,
+            )
+            .await
+    });
+    rt.block_on(started).unwrap();
+    task.abort();
+    let value = driver
+        .run(other.get_or_load("k", || async { Ok(Value::from("next")) }, None))
+        .unwrap();
+    assert_eq!(value, Value::from("next"));
+    assert_eq!(other.metrics().locks_taken_over, 1);
+}
+
+/// The option is a no-op on memory://: single-flight already is the lock.
+#[test]
+fn memory_store_ignores_the_option() {
+    let driver = Driver::new(Io::Async);
+    let cache = driver
+        .run(Cache::new(Config::default().stampede_lock(true)))
+        .unwrap();
+    let value = driver
+        .run(cache.get_or_load("k", || async { Ok(Value::from(1)) }, None))
+        .unwrap();
+    assert_eq!(value, Value::from(1));
+    assert_eq!(cache.metrics().locks_acquired, 0);
+}
+
+/// How long a waiter takes to see the holder's value after the holder wrote it (polling
+/// with backoff, FORMAT.md §6). Printed, not asserted: `--nocapture` shows the numbers.
+#[test]
+fn wake_latency_is_measured() {
+    const ROUNDS: usize = 30;
+    let driver = Driver::new(Io::Async);
+    let namespace = unique("wake");
+    let holder = open(&driver, Io::Async, Topology::Standalone, &namespace, |c| c);
+    let waiter = open(&driver, Io::Async, Topology::Standalone, &namespace, |c| c);
+    let mut wakes = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let key = format!("k{round}");
+        let (started_tx, started) = mpsc::channel::<()>();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let go_rx = Arc::new(Mutex::new(go_rx));
+        let written: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let loading = {
+            let (holder, driver, key) = (holder.clone(), driver.clone(), key.clone());
+            std::thread::spawn(move || {
+                driver.run(holder.get_or_load(
+                    &key,
+                    || async move {
+                        started_tx.send(()).unwrap();
+                        go_rx.lock().unwrap().recv().unwrap();
+                        Ok(Value::from("v"))
+                    },
+                    None,
+                ))
+            })
+        };
+        started.recv().unwrap();
+        let waiting = {
+            let (waiter, driver, key) = (waiter.clone(), driver.clone(), key.clone());
+            std::thread::spawn(move || {
+                let value =
+                    driver.run(waiter.get_or_load(&key, || async { Ok(Value::from("w")) }, None));
+                (value, Instant::now())
+            })
+        };
+        let misses = round as u64 + 1;
+        wait_until("the waiter missed", || waiter.metrics().misses == misses);
+        // Let the waiter go a round of polls of a varying length before the holder writes.
+        let spin = Instant::now() + Duration::from_millis(fastrand_ms(round));
+        while Instant::now() < spin {
+            std::thread::yield_now();
+        }
+        go.send(()).unwrap();
+        loading.join().unwrap().unwrap();
+        *written.lock().unwrap() = Some(Instant::now());
+        let (value, woke) = waiting.join().unwrap();
+        assert_eq!(value.unwrap(), Value::from("v"));
+        let at = written.lock().unwrap().unwrap();
+        wakes.push(woke.saturating_duration_since(at));
+    }
+    wakes.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mean = wakes.iter().map(|d| ms(*d)).sum::<f64>() / ROUNDS as f64;
+    println!(
+        "lock wake latency (polling, {ROUNDS} rounds): mean {mean:.2} ms, p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+        ms(wakes[ROUNDS / 2]),
+        ms(wakes[ROUNDS * 9 / 10]),
+        ms(wakes[ROUNDS - 1])
+    );
+}
+
+/// 0–99 ms, spread over the rounds.
+fn fastrand_ms(round: usize) -> u64 {
+    (round as u64 * 37) % 100
+}
+
+/// `tests/vectors/lock.json`: the scripts byte for byte and their SHA-1, lock keys and
+/// their shared slot, the token format, the waiters' poll schedule.
+#[test]
+fn lock_vectors() {
+    use polycache::{contract, lock};
+    let cases = polycache_harness::notation::vectors("lock.json");
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for case in &cases {
+        let str_of = |field: &str| case[field].as_str().unwrap_or_default().to_owned();
+        let name = str_of("name");
+        let kind = case["kind"].as_str().unwrap_or_default();
+        *seen.entry(kind).or_default() += 1;
+        match kind {
+            "script" => {
+                let script = lock::SCRIPTS
+                    .iter()
+                    .find(|s| s.name == str_of("script"))
+                    .unwrap_or_else(|| panic!("{name}: no such script"));
+                assert_eq!(script.text, str_of("text"), "{name}");
+                assert_eq!(script.sha1, str_of("sha1"), "{name}");
+            }
+            "lock-key" => {
+                let redis_key = contract::redis_key(
+                    &str_of("prefix"),
+                    &str_of("namespace"),
+                    200,
+                    &str_of("key"),
+                )
+                .unwrap();
+                let lock_key = contract::lock_key(&redis_key);
+                assert_eq!(
+                    (&redis_key, &lock_key),
+                    (&str_of("redisKey"), &str_of("lockKey")),
+                    "{name}"
+                );
+                let want = case["slot"].as_u64().unwrap();
+                assert_eq!(u64::from(contract::slot(&lock_key)), want, "{name}");
+                assert_eq!(u64::from(contract::slot(&redis_key)), want, "{name}");
+            }
+            "token" => {
+                let valid = case["valid"].as_bool().unwrap();
+                assert_eq!(lock::is_token(&str_of("token")), valid, "{name}");
+            }
+            "poll-delay" => {
+                let attempt = u32::try_from(case["attempt"].as_u64().unwrap()).unwrap();
+                let ms = case["ms"].as_u64().unwrap();
+                assert_eq!(
+                    lock::poll_delay(attempt),
+                    Duration::from_millis(ms),
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: unknown kind {other}"),
+        }
+    }
+    assert_eq!(seen.get("script"), Some(&lock::SCRIPTS.len()), "{seen:?}");
+    assert!(seen.len() == 4 && seen.values().all(|&n| n > 0), "{seen:?}");
+    assert!(lock::is_token(&lock::token()));
+}
