@@ -312,6 +312,15 @@ fn near_hit(
     }))
 }
 
+/// An asyncio future of the running loop, already done with `value`: a near hit of
+/// `AsyncCache` answers without the tokio runtime or a wake-up of the loop.
+fn resolved(py: Python<'_>, value: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    let future = event_loop.call_method0("create_future")?;
+    future.call_method1("set_result", (value,))?;
+    Ok(future)
+}
+
 fn metrics(py: Python<'_>, cache: &CoreCache) -> PyResult<Py<PyAny>> {
     let json = serde_json::to_value(cache.metrics())
         .map_err(|e| errors::PolycacheError::new_err(e.to_string()))?;
@@ -402,6 +411,9 @@ impl AsyncCache {
         key: String,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(hit) = near_hit(py, self.inner.get_near(&key))? {
+            return resolved(py, hit);
+        }
         let cache = self.inner.clone();
         spawn(
             py,
@@ -498,6 +510,9 @@ impl AsyncCache {
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
+        if let Some(hit) = near_hit(py, slf.get().inner.get_near_for_load(&key))? {
+            return resolved(py, hit);
+        }
         let (cache, ttl) = (slf.get().inner.clone(), ttl_of(ttl)?);
         let context =
             asyncio::loading_context(py, slf.as_ptr() as usize, &key)?.map_err(errors::to_py)?;

@@ -4,6 +4,7 @@ same object each time, and a write by another client evicts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 import polycache
 
 
-def store_round_trips(cache: polycache.Cache) -> int:
+def store_round_trips(cache: polycache.Cache | polycache.AsyncCache) -> int:
     return sum(count for _, count in cache.metrics()["latencyUs"])
 
 
@@ -126,3 +127,33 @@ def test_a_forked_child_never_serves_the_parents_tier(
     populate(cache, "k")
     writer.set("k", "v2")
     eventually("evicted in the parent", lambda: cache.get("k") == "v2")
+
+
+def test_async_cache_near_hits_skip_the_runtime(redis_url: str, namespace: str) -> None:
+    async def main() -> None:
+        cache = polycache.AsyncCache(redis_url, namespace=namespace, near_cache=1000)
+        writer = polycache.Cache(redis_url, namespace=namespace)
+        writer.set("user", {"name": "Ada"})
+        end = time.monotonic() + 10
+        while cache.metrics()["nearInvalidations"] < 1:  # that write's own push
+            assert time.monotonic() < end, "no push"
+            await asyncio.sleep(0.005)
+
+        async def held() -> bool:
+            await cache.get("user")
+            before = cache.metrics()["nearHits"]
+            await cache.get("user")
+            return bool(cache.metrics()["nearHits"] > before)
+
+        end = time.monotonic() + 10
+        while not await held():
+            assert time.monotonic() < end, "no near hit"
+            await asyncio.sleep(0.005)
+        trips = store_round_trips(cache)
+        first = await cache.get("user")
+        for _ in range(100):
+            assert await cache.get("user") is first
+            assert await cache.get_or_load("user", lambda: {"name": "x"}) is first
+        assert store_round_trips(cache) == trips
+
+    asyncio.run(main())
