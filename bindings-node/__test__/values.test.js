@@ -39,8 +39,21 @@ test('bytes, strings, arrays, plain objects', () => {
   assert.equal(roundtrip('日本語 🦀'), '日本語 🦀')
   assert.deepEqual(roundtrip([1, [undefined, null], { a: undefined }]), [1, [null, null], { a: null }])
   assert.deepEqual(roundtrip(Object.assign(Object.create(null), { z: 1, a: 2 })), { a: 2, z: 1 })
-  // Keys are sorted byte-wise in the payload, whatever the insertion order.
-  assert.ok(encodeEnvelope({ b: 1, a: 2 }).equals(encodeEnvelope({ a: 2, b: 1 })))
+})
+
+test('maps keep insertion order; integer-like keys come first, as JS objects list them', () => {
+  const value = { zeta: 1, alpha: { z: true, m: null, a: [{ y: 1, x: 2.5 }] }, é: 'e', B: 'b' }
+  const back = roundtrip(value)
+  assert.deepEqual(Object.keys(back), ['zeta', 'alpha', 'é', 'B'])
+  assert.deepEqual(Object.keys(back.alpha), ['z', 'm', 'a'])
+  assert.deepEqual(Object.keys(back.alpha.a[0]), ['y', 'x'])
+  // Two insertion orders, two payloads (the order is part of the value).
+  assert.ok(!encodeEnvelope({ b: 1, a: 2 }).equals(encodeEnvelope({ a: 2, b: 1 })))
+  // docs/FORMAT.md §2: a JS object lists integer-like keys first, ascending; every other
+  // key keeps its place, and the payload follows what the object lists.
+  const mixed = { b: 1, 10: 'ten', a: 2, 2: 'two', '-1': 'minus', '01': 'zero-one', c: 3 }
+  assert.deepEqual(Object.keys(mixed), ['2', '10', 'b', 'a', '-1', '01', 'c'])
+  assert.deepEqual(Object.keys(roundtrip(mixed)), ['2', '10', 'b', 'a', '-1', '01', 'c'])
 })
 
 test('a "__proto__" key comes back as an own property, not a prototype', () => {

@@ -9,11 +9,11 @@
 //! (code `ECODEC`), raised before anything reaches Redis.
 #![allow(unsafe_code)] // Node-API is a C API; every call below checks its status.
 
-use std::collections::BTreeMap;
 use std::ptr;
 
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
+use polycache::codec::Map;
 use polycache::Value;
 
 use crate::errors;
@@ -270,7 +270,7 @@ impl Reader {
                 self.max_items
             ));
         }
-        let mut map = BTreeMap::new();
+        let mut map = Map::with_capacity(len as usize);
         for i in 0..len {
             let mut key = ptr::null_mut();
             ok(sys::napi_get_element(env, keys, i, &mut key))?;

@@ -1,8 +1,7 @@
 //! Python objects ↔ polycache values (docs/FORMAT.md §2, the Python column).
 
-use std::collections::BTreeMap;
-
 use polycache::codec::msgpack::MAX_DEPTH;
+use polycache::codec::Map;
 use polycache::{ErrorKind, Value};
 use pyo3::prelude::*;
 use pyo3::types::{
@@ -40,7 +39,7 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         };
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = BTreeMap::new();
+        let mut map = Map::with_capacity(d.len());
         for (k, v) in d.iter() {
             let key = k.cast::<PyString>().map_err(|_| {
                 codec_error(format!("dict keys must be str, not {}", type_name(&k)))

@@ -36,6 +36,16 @@ def test_get_set_delete(url: str, namespace: str) -> None:
         assert (m["hits"], m["misses"], m["sets"], m["deletes"]) == (1, 3, 1, 2)
 
 
+def test_maps_keep_insertion_order(url: str, namespace: str) -> None:
+    value = {"zeta": 1, "alpha": {"z": True, "m": None, "a": [{"y": 1, "x": 2.5}]}, "é": "e"}
+    with Cache(url, namespace=namespace) as cache:
+        cache.set("ordered", value)
+        back = cache.get("ordered")
+        assert list(back) == ["zeta", "alpha", "é"]
+        assert list(back["alpha"]) == ["z", "m", "a"]
+        assert list(back["alpha"]["a"][0]) == ["y", "x"]
+
+
 def test_value_types_round_trip(url: str, namespace: str) -> None:
     cache = Cache(url, namespace=namespace)
     values: list[Any] = [

@@ -3,7 +3,7 @@
 use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
 use polycache::key::{hash_tag, slot};
 use polycache::{ErrorKind, KeySchema, Node, Ring, Value};
-use polycache_harness::notation::{hostile_bytes, typed, vectors};
+use polycache_harness::notation::{self, hostile_bytes, typed, vectors};
 use serde_json::Value as Json;
 
 fn codec_of(name: &str) -> Codec {
@@ -50,7 +50,7 @@ fn run_all(file: &str, check: impl Fn(&Json) -> Result<(), String>) {
 
 fn check_decoded(case: &Json, bytes: &[u8]) -> Result<(), String> {
     let (header, value) = codec::decode(bytes).map_err(|e| format!("decode failed: {e}"))?;
-    if value != typed(&case["value"]) {
+    if !notation::same(&value, &typed(&case["value"])) {
         return Err(format!("decoded {value:?}"));
     }
     if header.codec != codec_of(case["codec"].as_str().unwrap_or_default()) {
@@ -413,7 +413,7 @@ fn hostile_vectors() {
             let outcome = match (case["expect"].as_str().unwrap_or_default(), &result) {
                 ("decode_error", Err(e)) if e.kind() == ErrorKind::Codec => Ok(()),
                 ("ok", Ok(_)) => Ok(()),
-                ("value", Ok((_, v))) if *v == typed(&case["value"]) => Ok(()),
+                ("value", Ok((_, v))) if notation::same(v, &typed(&case["value"])) => Ok(()),
                 (expect, got) => Err(format!(
                     "expected {expect}, got {:?}",
                     got.as_ref().map(|(_, v)| v.kind_name())

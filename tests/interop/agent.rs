@@ -7,7 +7,7 @@ use std::io::BufRead;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use polycache::{Cache, Config, Io, KeyTemplate, Node, Ring, Value};
-use polycache_harness::notation::{interop_cases, to_plain_json, typed};
+use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use serde_json::{json, Value as Json};
 
 async fn cache(url: &str, ns: &str, case: Option<&Json>, raw: bool) -> polycache::Result<Cache> {
@@ -47,7 +47,10 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
             for case in &cases {
                 let key = case["key"].as_str().unwrap_or_default();
                 let got = cache(url, ns, Some(case), false).await?.get(key).await?;
-                if got.as_ref() != Some(&typed(&case["value"])) {
+                if !got
+                    .as_ref()
+                    .is_some_and(|got| notation::same(got, &typed(&case["value"])))
+                {
                     failed.push(json!({ "name": case["name"], "got": format!("{got:?}") }));
                 }
             }

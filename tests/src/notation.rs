@@ -12,6 +12,13 @@ use std::path::{Path, PathBuf};
 use polycache::Value;
 use serde_json::Value as Json;
 
+/// Whether `got` is `want` with every map's keys in the same order: `==` ignores map
+/// order (docs/FORMAT.md §2), the canonical bytes of both do not.
+pub fn same(got: &Value, want: &Value) -> bool {
+    use polycache::codec::msgpack;
+    got == want && msgpack::encode(got) == msgpack::encode(want)
+}
+
 /// The `cases` of `tests/vectors/<file>`.
 ///
 /// # Panics

@@ -102,19 +102,25 @@ def to_typed(v: Any) -> dict[str, Any]:
     if isinstance(v, (list, tuple)):
         return {"array": [to_typed(x) for x in v]}
     if isinstance(v, dict):
-        return {"map": {k: to_typed(v[k]) for k in sorted(v, key=utf8_key)}}
+        return {"map": {k: to_typed(x) for k, x in v.items()}}
     raise TypeError(f"not a model value: {type(v).__name__}")
 
 
-def canonical(v: Any) -> Any:
-    """Rebuild dicts with keys in byte-wise order (msgpack packs in order)."""
+def same_typed(a: Any, b: Any) -> bool:
+    """Equal values with every map's keys in the same order (dict == ignores order)."""
+    return json.dumps(to_typed(a)) == json.dumps(to_typed(b))
+
+
+def sorted_maps(v: Any) -> Any:
+    """Rebuild dicts with keys in byte-wise order: the order-independent form that
+    function keys hash and render (FORMAT.md section 5)."""
     if isinstance(v, dict):
         for k in v:
             if not isinstance(k, str):
                 raise CodecError("map key is not a string")
-        return {k: canonical(v[k]) for k in sorted(v, key=utf8_key)}
+        return {k: sorted_maps(v[k]) for k in sorted(v, key=utf8_key)}
     if isinstance(v, (list, tuple)):
-        return [canonical(x) for x in v]
+        return [sorted_maps(x) for x in v]
     return v
 
 
@@ -196,14 +202,15 @@ def own_msgpack(v: Any) -> bytes:
     if isinstance(v, (list, tuple)):
         return _mp_len(len(v), 0x90, 15, 0xDC, 0xDD) + b"".join(own_msgpack(x) for x in v)
     if isinstance(v, dict):
-        keys = sorted(v, key=utf8_key)
-        body = b"".join(own_msgpack(k) + own_msgpack(v[k]) for k in keys)
+        # Entries in the order the map gives them (insertion order).
+        body = b"".join(own_msgpack(k) + own_msgpack(x) for k, x in v.items())
         return _mp_len(len(v), 0x80, 15, 0xDE, 0xDF) + body
     raise CodecError(f"cannot encode {type(v).__name__}")
 
 
 def msgpack_encode(v: Any) -> bytes:
-    data = msgpack.packb(canonical(v), use_bin_type=True)
+    sorted_maps(v)  # raises for a non-string key
+    data = msgpack.packb(v, use_bin_type=True)
     if data != own_msgpack(v):
         raise AssertionError(f"msgpack library and own encoder disagree for {v!r:.80}")
     return data
@@ -306,8 +313,7 @@ def json_text(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(json_text(x) for x in v) + "]"
     if isinstance(v, dict):
-        keys = sorted(v, key=utf8_key)
-        return "{" + ",".join(json_string(k) + ":" + json_text(v[k]) for k in keys) + "}"
+        return "{" + ",".join(json_string(k) + ":" + json_text(x) for k, x in v.items()) + "}"
     raise CodecError(f"{type(v).__name__} cannot be written as JSON")
 
 
@@ -535,7 +541,7 @@ class EnvelopeCases:
                     f"{name}: payload {data[24 + ext_len :].hex()} != {expect_payload}"
                 )
         decoded = decode_envelope(data)
-        if to_typed(decoded["value"]) != to_typed(value):
+        if not same_typed(decoded["value"], value):
             raise AssertionError(f"{name}: does not round-trip")
         self._add(
             {
@@ -577,7 +583,7 @@ class EnvelopeCases:
         for key, expected in want.items():
             if got[key] != expected:
                 raise AssertionError(f"{name}: {key} {got[key]!r} != {expected!r}")
-        if to_typed(got["value"]) != to_typed(value):
+        if not same_typed(got["value"], value):
             raise AssertionError(f"{name}: decoded {got['value']!r:.80} != {value!r:.80}")
         self._add(
             {
@@ -718,11 +724,16 @@ def envelope_cases() -> list[dict[str, Any]]:
     c.roundtrip("msgpack-map-15", {f"k{i:02d}": i for i in range(15)})
     c.roundtrip("msgpack-map-16", {f"k{i:02d}": i for i in range(16)})
     c.roundtrip("msgpack-map-nested-3-deep", {"a": {"b": {"c": {"d": 1}}}, "z": [{"y": None}]})
-    sort_keys = {"B": 1, "a": 2, "é": 3, "Z": 4, "aa": 5, "a\u0000": 6}
+    # Maps keep insertion order: written as the host gives them, read back in wire order.
+    unsorted_keys = {"B": 1, "a": 2, "é": 3, "Z": 4, "aa": 5, "a\u0000": 6}
     c.roundtrip(
-        "msgpack-map-bytewise-key-order",
-        sort_keys,
-        expect_payload="86a14201a15a04a16102a2610006a2616105a2c3a903",
+        "msgpack-map-insertion-order",
+        unsorted_keys,
+        expect_payload="86a14201a16102a2c3a903a15a04a2616105a2610006",
+    )
+    c.roundtrip(
+        "msgpack-map-reverse-order",
+        {"zeta": 1, "alpha": {"z": True, "m": None, "a": [{"y": 1, "x": 2}]}},
     )
     c.roundtrip("msgpack-map-unicode-keys", {"日本": 1, "😀": 2, "z": 3, "é": 4, "\u00ff": 5})
     c.roundtrip(
@@ -782,10 +793,10 @@ def envelope_cases() -> list[dict[str, Any]]:
     c.roundtrip("json-str-unicode", "日本語 😀 e\u0301", "json")
     c.roundtrip("json-array-nested", [1, [2.5, [None, ["x"]]], []], "json")
     c.roundtrip(
-        "json-map-bytewise-key-order",
-        sort_keys,
+        "json-map-insertion-order",
+        unsorted_keys,
         "json",
-        expect_payload='{"B":1,"Z":4,"a":2,"a\\u0000":6,"aa":5,"é":3}'.encode().hex(),
+        expect_payload='{"B":1,"a":2,"é":3,"Z":4,"aa":5,"a\\u0000":6}'.encode().hex(),
     )
     c.roundtrip(
         "json-map-nested",
@@ -878,9 +889,16 @@ def envelope_cases() -> list[dict[str, Any]]:
     c.decode_ok("decode-array16-short", mp_env(bytes.fromhex("dc000101")), [1], "msgpack")
     c.decode_ok("decode-map16-short", mp_env(bytes.fromhex("de0001a16101")), {"a": 1}, "msgpack")
     c.decode_ok(
-        "decode-unsorted-map-keys",
+        "decode-map-keys-in-wire-order",
         mp_env(bytes.fromhex("83a17a03a16202a16101")),
-        {"a": 1, "b": 2, "z": 3},
+        {"z": 3, "b": 2, "a": 1},
+        "msgpack",
+    )
+    # A repeated key keeps its first position and takes its last value (a dict, an object).
+    c.decode_ok(
+        "decode-map-duplicate-key",
+        mp_env(bytes.fromhex("83a16101a16202a16103")),
+        {"a": 3, "b": 2},
         "msgpack",
     )
     c.decode_ok(
@@ -911,7 +929,7 @@ def envelope_cases() -> list[dict[str, Any]]:
     c.decode_ok(
         "decode-json-whitespace",
         json_env(b' { "b" : [ 1 , 2.5 ] ,\n"a" : null } '),
-        {"a": None, "b": [1, 2.5]},
+        {"b": [1, 2.5], "a": None},
         "json",
     )
     c.decode_ok(
@@ -1543,7 +1561,7 @@ def json_depth(raw: bytes) -> int:
 def limited_payload(raw: bytes, codec: str, max_value: int) -> Any:
     if codec == "msgpack":
         value = limited_msgpack(raw, max_value)
-        if to_typed(value) != to_typed(msgpack_decode(raw)):
+        if not same_typed(value, msgpack_decode(raw)):
             raise AssertionError("the two MessagePack readers disagree")
         return value
     if codec == "json":
@@ -1717,7 +1735,7 @@ def hostile_cases() -> list[dict[str, Any]]:
                 raise AssertionError(f"{name}: expected a value")
             outcome = {"expect": "ok"}
         else:
-            if got is CodecError or to_typed(got) != to_typed(value):
+            if got is CodecError or not same_typed(got, value):
                 raise AssertionError(f"{name}: decoded {got!r:.80}")
             outcome = {"expect": "value", "value": to_typed(value)}
         segs = segments(data)
@@ -2275,7 +2293,7 @@ def render_arg(v: Any) -> str:
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).hex()
     try:
-        return json_text(canonical(v))
+        return json_text(sorted_maps(v))
     except CodecError as exc:
         raise TemplateError("key") from exc
 
@@ -2298,7 +2316,7 @@ def render_template(template: str, args: list[Any], named: dict[str, Any]) -> st
 
 def call_key(function: str, args: list[Any], named: dict[str, Any] | None = None) -> str:
     hashed: Any = list(args) if not named else [list(args), named]
-    packed = msgpack_encode(canonical(hashed))
+    packed = msgpack_encode(sorted_maps(hashed))
     return function + ":" + hashlib.sha256(packed).hexdigest()[:32]
 
 

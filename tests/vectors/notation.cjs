@@ -86,8 +86,9 @@ function same(a, b) {
     return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => same(x, b[i]))
   }
   if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
-    const ka = Object.keys(a).sort()
-    const kb = Object.keys(b).sort()
+    // Keys in order: maps keep insertion order (docs/FORMAT.md §2).
+    const ka = Object.keys(a)
+    const kb = Object.keys(b)
     return same(ka, kb) && ka.every((k) => same(a[k], b[k]))
   }
   return a === b

@@ -66,7 +66,8 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        # In order: list(a) == list(b) (a.keys() == b.keys() would ignore it).
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     return bool(a == b)
 
 

@@ -4,9 +4,8 @@
 //! most 64 bits, a `Uint8Array` (or `Buffer`) is bytes, arrays are arrays and plain objects
 //! are maps. Anything else is a `TypeError` with code `ECODEC`.
 
-use std::collections::BTreeMap;
-
 use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
+use polycache::codec::Map;
 use polycache::Value;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -78,7 +77,7 @@ fn read(value: &JsValue, depth: usize) -> Result<Value, JsValue> {
     }
     if value.is_object() && !value.is_function() && is_plain(value) {
         let object: &Object = value.unchecked_ref();
-        let mut map = BTreeMap::new();
+        let mut map = Map::new();
         for key in Object::keys(object).iter() {
             let name = key.as_string().unwrap_or_default();
             let item = Reflect::get(object, &key)?;

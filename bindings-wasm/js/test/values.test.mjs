@@ -36,6 +36,19 @@ test('an integral number is an integer, so 1.0 and -0 are written as integers', 
   assert.ok(Number.isNaN(roundtrip(NaN)))
 })
 
+test('maps keep insertion order; integer-like keys come first, as JS objects list them', () => {
+  const value = { zeta: 1, alpha: { z: true, m: null, a: [{ y: 1, x: 2.5 }] }, é: 'e', B: 'b' }
+  for (const codec of ['msgpack', 'json']) {
+    const back = pc.decodeEnvelope(pc.encodeEnvelope(value, { codec })).value
+    assert.deepEqual(Object.keys(back), ['zeta', 'alpha', 'é', 'B'])
+    assert.deepEqual(Object.keys(back.alpha), ['z', 'm', 'a'])
+    assert.deepEqual(Object.keys(back.alpha.a[0]), ['y', 'x'])
+  }
+  const mixed = { b: 1, 10: 'ten', a: 2, 2: 'two', '-1': 'minus', c: 3 }
+  const back = pc.decodeEnvelope(pc.encodeEnvelope(mixed)).value
+  assert.deepEqual(Object.keys(back), ['2', '10', 'b', 'a', '-1', 'c'])
+})
+
 test('a map key named __proto__ stays data', () => {
   const value = JSON.parse('{"__proto__": 1, "a": 2}')
   const got = roundtrip(value)

@@ -1,14 +1,13 @@
-//! Canonical JSON (docs/FORMAT.md §2): no whitespace, sorted keys, serde_json escaping,
+//! Canonical JSON (docs/FORMAT.md §2): no whitespace, keys in the order given, serde_json escaping,
 //! ryu float layout. Bytes and non-finite floats cannot be written. Decoding follows the
 //! same limits as MessagePack: nesting and counted memory.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::msgpack::MAX_DEPTH;
-use super::{Budget, DecodeLimits, Value, VALUE_SLOT_BYTES};
+use super::{Budget, DecodeLimits, Map, Value, VALUE_SLOT_BYTES};
 use crate::error::{Error, Result};
 
 /// Encodes `value` as canonical JSON text.
@@ -169,7 +168,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(Value::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<Value, A::Error> {
-        let mut out = BTreeMap::new();
+        let mut out = Map::new();
         loop {
             let key = map.next_key_seed(KeySeed {
                 budget: &mut *self.budget,

@@ -8,7 +8,7 @@ mod value;
 
 use serde::{Deserialize, Serialize};
 
-pub use value::{from_value, to_value, Value};
+pub use value::{from_value, to_value, Map, Value};
 
 use crate::error::{Error, Result};
 

@@ -1,13 +1,11 @@
-//! Canonical MessagePack (docs/FORMAT.md §2): shortest integers, float64 always, sorted map
-//! keys, bin for bytes. Encoding uses `rmp`'s writers, which pick the shortest forms; the
+//! Canonical MessagePack (docs/FORMAT.md §2): shortest integers, float64 always, map
+//! entries in the order given, bin for bytes. Encoding uses `rmp`'s writers, which pick the shortest forms; the
 //! decoder is hand-written so that every malformed input becomes a codec error (invalid
 //! UTF-8 is an error, never silently bytes; nesting is bounded so hostile input cannot
 //! exhaust the stack; the memory of the value built is counted against
 //! [`DecodeLimits::max_value_bytes`] and no buffer is sized by a claimed length alone).
 
-use std::collections::BTreeMap;
-
-use super::{Budget, DecodeLimits, Value, VALUE_SLOT_BYTES};
+use super::{Budget, DecodeLimits, Map, Value, VALUE_SLOT_BYTES};
 use crate::error::{Error, Result};
 
 /// Deepest nesting a decoder accepts: the top-level value is at depth 0, the items of a
@@ -260,7 +258,7 @@ impl<'a> Reader<'a> {
     fn map(&mut self, len: usize, depth: usize) -> Result<Value> {
         // Every entry takes at least two input bytes and two counted slots (key and value).
         self.claim(len, 2, 2 * VALUE_SLOT_BYTES)?;
-        let mut map = BTreeMap::new();
+        let mut map = Map::new();
         for _ in 0..len {
             let key = self.key(depth + 1)?;
             let value = self.value(depth + 1)?;

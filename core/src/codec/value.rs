@@ -3,13 +3,20 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use indexmap::IndexMap;
+
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
-/// A cached value as every runtime sees it. Maps are `BTreeMap<String, _>`, so keys are
-/// always sorted byte-wise: the canonical order of the wire format.
+/// A map's entries in the order they were written (docs/FORMAT.md §2): the host's insertion
+/// order when encoding, the wire order when decoding. A duplicate key read from the wire
+/// keeps its first position and takes its last value, as a Python dict or a JS object does.
+pub type Map = IndexMap<String, Value>;
+
+/// A cached value as every runtime sees it. Maps keep their entries' order ([`Map`]);
+/// equality compares maps as sets of entries, whatever their order.
 ///
 /// Integers that fit `i64` are `Int`; `UInt` holds only values above `i64::MAX`. The
 /// constructors (`From<u64>`) and decoders keep that rule, and equality compares integers
@@ -33,8 +40,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// An ordered list.
     Array(Vec<Value>),
-    /// A map with string keys, sorted byte-wise.
-    Map(BTreeMap<String, Value>),
+    /// A map with string keys, in insertion (or wire) order.
+    Map(Map),
 }
 
 impl Value {
@@ -57,6 +64,21 @@ impl Value {
         match self {
             Value::Str(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// A copy with every map's keys sorted byte-wise: the order-independent form that
+    /// function keys hash and render (docs/FORMAT.md §5), so equal maps give equal keys.
+    pub fn sorted(&self) -> Value {
+        match self {
+            Value::Array(items) => Value::Array(items.iter().map(Value::sorted).collect()),
+            Value::Map(map) => {
+                let mut entries: Vec<(String, Value)> =
+                    map.iter().map(|(k, v)| (k.clone(), v.sorted())).collect();
+                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                Value::Map(entries.into_iter().collect())
+            }
+            other => other.clone(),
         }
     }
 
@@ -147,6 +169,12 @@ impl From<Vec<Value>> for Value {
 
 impl From<BTreeMap<String, Value>> for Value {
     fn from(v: BTreeMap<String, Value>) -> Self {
+        Value::Map(v.into_iter().collect())
+    }
+}
+
+impl From<Map> for Value {
+    fn from(v: Map) -> Self {
         Value::Map(v)
     }
 }
@@ -191,7 +219,7 @@ impl Serialize for Value {
             Value::Str(v) => s.serialize_str(v),
             Value::Bytes(b) => s.serialize_bytes(b),
             Value::Array(a) => a.serialize(s),
-            Value::Map(m) => m.serialize(s),
+            Value::Map(m) => s.collect_map(m),
         }
     }
 }
@@ -251,7 +279,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = BTreeMap::new();
+        let mut out = Map::new();
         while let Some((k, v)) = map.next_entry::<String, Value>()? {
             out.insert(k, v);
         }

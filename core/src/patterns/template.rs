@@ -153,7 +153,7 @@ fn render_value(out: &mut String, value: &Value) -> Result<()> {
             }
         }
         other => {
-            let text = json::encode(other).map_err(|e| {
+            let text = json::encode(&other.sorted()).map_err(|e| {
                 Error::new(
                     ErrorKind::Key,
                     format!("cannot use {} in a key: {e}", other.kind_name()),
@@ -179,12 +179,14 @@ pub fn call_key_named(function: &str, args: &[Value], named: &BTreeMap<String, V
     if named.is_empty() {
         return call_key(function, args);
     }
-    let pair = Value::Array(vec![Value::Array(args.to_vec()), Value::Map(named.clone())]);
+    let named = Value::Map(named.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let pair = Value::Array(vec![Value::Array(args.to_vec()), named]);
     digest_key(function, &pair)
 }
 
 fn digest_key(function: &str, hashed: &Value) -> String {
-    let packed = msgpack::encode(hashed);
+    // Maps inside arguments hash with sorted keys: equal maps, one key (FORMAT.md §5).
+    let packed = msgpack::encode(&hashed.sorted());
     let digest = Sha256::digest(&packed);
     let mut out = String::with_capacity(function.len() + 33);
     out.push_str(function);

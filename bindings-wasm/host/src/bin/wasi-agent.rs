@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use polycache::codec::msgpack;
 use polycache::Value;
-use polycache_harness::notation::{interop_cases, to_plain_json, typed};
+use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use polycache_wasm_host::{
     default_component_path, CacheHandle, Codec, Guest, Host, Network, Node, Options,
 };
@@ -230,7 +230,10 @@ impl Agent {
                     let got = call(self.guest.get(cache, key))?;
                     let got = got.map(|bytes| msgpack::decode(&bytes)).transpose();
                     let got = got.map_err(|e| e.to_string())?;
-                    if got.as_ref() != Some(&typed(&case["value"])) {
+                    if !got
+                        .as_ref()
+                        .is_some_and(|got| notation::same(got, &typed(&case["value"])))
+                    {
                         failed.push(json!({ "name": case["name"], "got": format!("{got:?}") }));
                     }
                 }

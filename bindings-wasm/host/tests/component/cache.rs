@@ -2,7 +2,6 @@
 //! side are read by the other, the stored bytes are the same, keys land on the same shard
 //! and slot. The Rust side is `polycache::Cache` on the same URL and namespace.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use polycache::{block_on, Cache, Config, Io, Node, Ring, Value};
@@ -44,7 +43,7 @@ pub(crate) fn open(guest: &mut Guest, url: &str, options: &Options) -> CacheHand
 /// Values covering the model: every kind, 64-bit edges, an integral float, nesting, and
 /// one large enough to be compressed.
 fn samples() -> Vec<(String, Value)> {
-    let user = Value::Map(BTreeMap::from([
+    let user = Value::Map(polycache::codec::Map::from([
         ("id".to_owned(), Value::from(42)),
         ("name".to_owned(), Value::from("Ada Lovelace")),
         (
@@ -63,7 +62,10 @@ fn samples() -> Vec<(String, Value)> {
         ("active".to_owned(), Value::Bool(true)),
         (
             "nested".to_owned(),
-            Value::Map(BTreeMap::from([("é".to_owned(), Value::Array(vec![]))])),
+            Value::Map(polycache::codec::Map::from([(
+                "é".to_owned(),
+                Value::Array(vec![]),
+            )])),
         ),
     ]));
     let large = Value::Str("polycache ".repeat(400)); // 4000 bytes: compressed with LZ4
@@ -73,7 +75,10 @@ fn samples() -> Vec<(String, Value)> {
         ("large".to_owned(), large),
         ("negative-zero".to_owned(), Value::Float(-0.0)),
         ("bytes".to_owned(), Value::Bytes((0..=255).collect())),
-        ("empty-map".to_owned(), Value::Map(BTreeMap::new())),
+        (
+            "empty-map".to_owned(),
+            Value::Map(polycache::codec::Map::new()),
+        ),
         ("k".repeat(300), Value::from(7)), // a long key, stored under its SHA-256
     ]
 }

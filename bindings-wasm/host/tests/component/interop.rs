@@ -1,7 +1,6 @@
 //! The component and the JS edge package (bindings-wasm/js, with a RESP transport of its
 //! own, run by node) share values through Redis in both directions.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -18,7 +17,7 @@ fn samples() -> Vec<(String, Value)> {
     vec![
         (
             "user".into(),
-            Value::Map(BTreeMap::from([
+            Value::Map(polycache::codec::Map::from([
                 ("id".into(), Value::from(7)),
                 ("name".into(), Value::from("Grace Hopper")),
                 ("score".into(), Value::Float(-2.75)),
