@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{join_all, try_join_all};
 
 use crate::clock::Clock;
-use crate::codec::{self, EncodeOptions, Meta, Value};
+use crate::codec::{self, Build, EncodeOptions, Encoded, Encoder, Meta, Value};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeySchema;
@@ -19,6 +19,15 @@ use crate::store::{self, Entry, Io, Store};
 
 mod fresh;
 mod locked;
+
+/// What [`Cache::get_stored`] found.
+#[derive(Debug)]
+pub enum Stored {
+    /// The stored bytes (`None`: nothing stored), not yet decoded or counted.
+    Bytes(Option<Vec<u8>>),
+    /// A value a loader or the near tier served (already counted).
+    Value(Option<Value>),
+}
 
 /// A cache over one store. Cheap to clone: clones share the store, metrics and flights.
 ///
@@ -470,6 +479,119 @@ impl Cache {
         written?;
         self.inner.metrics.add(Counter::Set, 1);
         Ok(())
+    }
+
+    /// An encoder for a value this cache stores: its codec, or raw mode's bytes or string.
+    /// A binding walks its host value into it and hands the result to
+    /// [`Cache::set_encoded`], so no [`Value`] is built on the way.
+    pub fn encoder(&self) -> Encoder {
+        if self.inner.config.raw {
+            Encoder::raw()
+        } else {
+            Encoder::new(self.inner.encode.codec)
+        }
+    }
+
+    /// [`Cache::set`] for a value already written by [`Cache::encoder`].
+    ///
+    /// # Errors
+    /// As [`Cache::set`]; a codec error when `encoded` was not written for this cache.
+    pub async fn set_encoded(
+        &self,
+        key: &str,
+        encoded: Encoded,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let redis_key = self.redis_key(key)?;
+        if let Some(writer) = &self.inner.writer {
+            writer.write(key, &encoded.to_value()?).await?;
+        }
+        let entry = Entry {
+            key: redis_key,
+            value: self.seal(encoded)?,
+            ttl: self.effective_ttl(ttl)?,
+        };
+        let key = entry.key.clone();
+        self.forget([key.as_str()]);
+        let written = self.timed(self.inner.store.set(entry)).await;
+        self.forget([key.as_str()]);
+        written?;
+        self.inner.metrics.add(Counter::Set, 1);
+        Ok(())
+    }
+
+    /// The stored bytes of an encoded value: raw as they are, otherwise in an envelope.
+    fn seal(&self, encoded: Encoded) -> Result<Vec<u8>> {
+        if encoded.raw != self.inner.config.raw
+            || (!encoded.raw && encoded.codec != self.inner.encode.codec)
+        {
+            return Err(Error::codec(
+                "the value was encoded for another cache (use this cache's encoder)",
+            ));
+        }
+        if encoded.raw {
+            return Ok(encoded.payload);
+        }
+        let created_at_ms = self.inner.clock.now_ms();
+        let meta = Meta {
+            created_at_ms,
+            fresh_until_ms: fresh::fresh_until(created_at_ms, self.inner.config.fresh_for),
+            ..Meta::default()
+        };
+        codec::seal(&encoded.payload, &self.inner.encode, &meta)
+    }
+
+    /// What [`Cache::get`] would serve for `key`, before it is decoded: the stored bytes
+    /// for a binding to decode with [`Cache::decode_stored`] (no host value is built twice),
+    /// or a value core already holds when a loader or the near tier serves reads.
+    ///
+    /// # Errors
+    /// As [`Cache::get`].
+    pub async fn get_stored(&self, key: &str) -> Result<Stored> {
+        if self.inner.loader.is_some() || self.inner.near.is_some() {
+            return self.get(key).await.map(Stored::Value);
+        }
+        let redis_key = self.redis_key(key)?;
+        let bytes = self.timed(self.inner.store.get(&redis_key)).await?;
+        Ok(Stored::Bytes(bytes))
+    }
+
+    /// Decodes what [`Cache::get_stored`] returned into a host value made by `build`,
+    /// counting a hit or a miss as [`Cache::get`] does: bytes that do not decode within
+    /// this cache's limits are a miss plus a counted decode error.
+    ///
+    /// # Errors
+    /// Only the builder's own error.
+    pub fn decode_stored<B: Build>(
+        &self,
+        stored: Stored,
+        build: &mut B,
+    ) -> std::result::Result<Option<B::Value>, B::Error> {
+        let bytes = match stored {
+            Stored::Value(value) => return value.map(|v| v.build_into(build)).transpose(),
+            Stored::Bytes(bytes) => bytes,
+        };
+        let metrics = &self.inner.metrics;
+        let Some(bytes) = bytes else {
+            metrics.add(Counter::Miss, 1);
+            return Ok(None);
+        };
+        if self.inner.config.raw {
+            metrics.add(Counter::Hit, 1);
+            return build.bytes(&bytes).map(Some);
+        }
+        match codec::decode_into(&bytes, &self.inner.config.decode_limits(), build) {
+            Ok((_, value)) => {
+                metrics.add(Counter::Hit, 1);
+                Ok(Some(value))
+            }
+            Err(codec::DecodeError::Codec(_)) => {
+                metrics.add(Counter::DecodeError, 1);
+                metrics.add(Counter::Miss, 1);
+                Ok(None)
+            }
+            Err(codec::DecodeError::Host(err)) => Err(err),
+        }
     }
 
     /// Stores several values, pipelined per node. A write-through cache calls its writer for

@@ -43,7 +43,7 @@ pub mod store;
 pub mod ttl;
 
 pub use block_on::block_on;
-pub use cache::{Cache, CacheBuilder};
+pub use cache::{Cache, CacheBuilder, Stored};
 pub use clock::{Clock, MockClock};
 pub use codec::{from_value, to_value, Codec, Compression, Value};
 pub use config::Config;

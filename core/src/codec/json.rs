@@ -1,75 +1,27 @@
-//! Canonical JSON (docs/FORMAT.md §2): no whitespace, keys in the order given, serde_json escaping,
-//! ryu float layout. Bytes and non-finite floats cannot be written. Decoding follows the
-//! same limits as MessagePack: nesting and counted memory.
+//! Canonical JSON (docs/FORMAT.md §2): no whitespace, keys in the order given, serde_json
+//! escaping, ryu float layout. Bytes and non-finite floats cannot be written. Decoding
+//! follows the same limits as MessagePack: nesting and counted memory.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::build::{Build, DecodeError, Tree};
+use super::encoder::Encoder;
 use super::msgpack::MAX_DEPTH;
-use super::{Budget, DecodeLimits, Map, Value, VALUE_SLOT_BYTES};
+use super::{Budget, Codec, DecodeLimits, Value, VALUE_SLOT_BYTES};
 use crate::error::{Error, Result};
 
 /// Encodes `value` as canonical JSON text.
 ///
 /// # Errors
-/// A codec error for bytes, NaN or infinities, which JSON cannot represent.
+/// A codec error for bytes, NaN or infinities, which JSON cannot represent, or nesting
+/// deeper than [`MAX_DEPTH`].
 pub fn encode(value: &Value) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(64);
-    write_value(&mut out, value)?;
-    Ok(out)
-}
-
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's string escaping is the contract; writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
-fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<()> {
-    match value {
-        Value::Nil => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
-        Value::Float(f) => {
-            if !f.is_finite() {
-                return Err(Error::codec(format!("json: cannot encode the float {f}")));
-            }
-            // ryu directly: serde_json's float layout changed between releases (1.0.154
-            // switched to `1e+16`), and these bytes are a cross-language contract.
-            out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes());
-        }
-        Value::Str(s) => write_str(out, s),
-        Value::Bytes(_) => {
-            return Err(Error::codec(
-                "json: bytes cannot be encoded as JSON; use the msgpack or bytes codec",
-            ))
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item)?;
-            }
-            out.push(b']');
-        }
-        Value::Map(map) => {
-            out.push(b'{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, k);
-                out.push(b':');
-                write_value(out, v)?;
-            }
-            out.push(b'}');
-        }
-    }
-    Ok(())
+    let mut encoder = Encoder::new(Codec::Json);
+    encoder.value(value)?;
+    Ok(encoder.finish()?.payload)
 }
 
 /// Decodes JSON text into a value with the default [`DecodeLimits`]; numbers with a
@@ -90,31 +42,56 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
 /// # Errors
 /// As [`decode`].
 pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<Value> {
-    let mut budget = Budget::new(limits);
+    decode_into(bytes, limits, &mut Tree).map_err(DecodeError::into_codec)
+}
+
+/// Decodes JSON text into a host value made by `build`, with the rules of
+/// [`decode_with`].
+///
+/// # Errors
+/// As [`decode`], or the builder's own error.
+pub fn decode_into<B: Build>(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    build: &mut B,
+) -> std::result::Result<B::Value, DecodeError<B::Error>> {
+    let mut ctx = Ctx {
+        budget: Budget::new(limits),
+        build,
+        failed: None,
+    };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     de.disable_recursion_limit();
-    let value = ValueSeed {
-        budget: &mut budget,
+    let result = Seed {
+        ctx: &mut ctx,
         depth: 0,
     }
     .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v))
-    .map_err(|e| Error::codec(format!("json: {e}")))?;
-    Ok(value)
+    .and_then(|v| de.end().map(|()| v));
+    match (result, ctx.failed.take()) {
+        (Ok(value), _) => Ok(value),
+        (Err(_), Some(host)) => Err(DecodeError::Host(host)),
+        (Err(e), None) => Err(DecodeError::Codec(Error::codec(format!("json: {e}")))),
+    }
 }
 
-/// Builds one value at `depth`, counting it against the budget before it is built.
-struct ValueSeed<'b> {
-    budget: &'b mut Budget,
-    depth: usize,
+/// What every level of the decoder shares: the budget, the builder and a builder failure
+/// (serde's errors are strings, so the host's own error waits here).
+struct Ctx<'b, B: Build> {
+    budget: Budget,
+    build: &'b mut B,
+    failed: Option<B::Error>,
 }
 
-impl ValueSeed<'_> {
-    fn child(&mut self) -> ValueSeed<'_> {
-        ValueSeed {
-            budget: self.budget,
-            depth: self.depth + 1,
-        }
+impl<B: Build> Ctx<'_, B> {
+    fn host<T, E: de::Error>(
+        &mut self,
+        result: std::result::Result<T, B::Error>,
+    ) -> std::result::Result<T, E> {
+        result.map_err(|err| {
+            self.failed = Some(err);
+            E::custom("the host failed while building the value")
+        })
     }
 }
 
@@ -122,76 +99,110 @@ fn custom<E: de::Error>(e: Error) -> E {
     E::custom(e.to_string())
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = Value;
+/// Builds one value at `depth`, counting it against the budget before it is built.
+struct Seed<'c, 'b, B: Build> {
+    ctx: &'c mut Ctx<'b, B>,
+    depth: usize,
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
+impl<'de, B: Build> DeserializeSeed<'de> for Seed<'_, '_, B> {
+    type Value = B::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<B::Value, D::Error> {
         if self.depth > MAX_DEPTH {
             return Err(de::Error::custom("nesting too deep"));
         }
-        self.budget.charge(VALUE_SLOT_BYTES).map_err(custom)?;
+        self.ctx.budget.charge(VALUE_SLOT_BYTES).map_err(custom)?;
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = Value;
+impl<'de, B: Build> Visitor<'de> for Seed<'_, '_, B> {
+    type Value = B::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
-        Ok(Value::Nil)
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<B::Value, E> {
+        let r = self.ctx.build.nil();
+        self.ctx.host(r)
     }
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<B::Value, E> {
+        let r = self.ctx.build.bool(v);
+        self.ctx.host(r)
     }
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
-        Ok(Value::Int(v))
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<B::Value, E> {
+        let r = self.ctx.build.int(v);
+        self.ctx.host(r)
     }
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<B::Value, E> {
+        let r = match i64::try_from(v) {
+            Ok(i) => self.ctx.build.int(i),
+            Err(_) => self.ctx.build.uint(v),
+        };
+        self.ctx.host(r)
     }
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
-        Ok(Value::Float(v))
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<B::Value, E> {
+        let r = self.ctx.build.float(v);
+        self.ctx.host(r)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Value, E> {
-        self.budget.charge(v.len()).map_err(custom)?;
-        Ok(Value::Str(v.to_owned()))
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<B::Value, E> {
+        self.ctx.budget.charge(v.len()).map_err(custom)?;
+        let r = self.ctx.build.str(v);
+        self.ctx.host(r)
     }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> std::result::Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self.child())? {
-            self.budget.grow(&mut items);
-            items.push(item);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<B::Value, A::Error> {
+        let r = self.ctx.build.array(0);
+        let mut items = self.ctx.host(r)?;
+        let depth = self.depth + 1;
+        while let Some(item) = seq.next_element_seed(Seed {
+            ctx: &mut *self.ctx,
+            depth,
+        })? {
+            let r = self.ctx.build.push(&mut items, item);
+            self.ctx.host(r)?;
         }
-        Ok(Value::Array(items))
+        let r = self.ctx.build.end_array(items);
+        self.ctx.host(r)
     }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<Value, A::Error> {
-        let mut out = Map::new();
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> std::result::Result<B::Value, A::Error> {
+        let r = self.ctx.build.map(0);
+        let mut map = self.ctx.host(r)?;
+        let depth = self.depth + 1;
         loop {
-            let key = map.next_key_seed(KeySeed {
-                budget: &mut *self.budget,
-                depth: self.depth + 1,
+            let key = access.next_key_seed(KeySeed {
+                budget: &mut self.ctx.budget,
+                depth,
             })?;
             let Some(key) = key else { break };
-            let value = map.next_value_seed(self.child())?;
-            out.insert(key, value);
+            let r = self.ctx.build.key(&mut map, &key);
+            self.ctx.host(r)?;
+            let value = access.next_value_seed(Seed {
+                ctx: &mut *self.ctx,
+                depth,
+            })?;
+            let r = self.ctx.build.value(&mut map, value);
+            self.ctx.host(r)?;
         }
-        Ok(Value::Map(out))
+        let r = self.ctx.build.end_map(map);
+        self.ctx.host(r)
     }
 }
 
-/// An object key: counted like a string value.
+/// An object key: counted like a string value; borrowed from the input when it has no
+/// escapes.
 struct KeySeed<'b> {
     budget: &'b mut Budget,
     depth: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = String;
+    type Value = Cow<'de, str>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<String, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
         if self.depth > MAX_DEPTH {
             return Err(de::Error::custom("nesting too deep"));
         }
@@ -201,13 +212,17 @@ impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
 }
 
 impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = String;
+    type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<String, E> {
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
         self.budget.charge(v.len()).map_err(custom)?;
-        Ok(v.to_owned())
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        self.budget.charge(v.len()).map_err(custom)?;
+        Ok(Cow::Owned(v.to_owned()))
     }
 }

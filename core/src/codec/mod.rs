@@ -1,13 +1,19 @@
 //! Codecs and the value envelope (docs/FORMAT.md §1–2). Pure: no I/O, no clock.
 
+mod build;
+mod encoder;
 pub mod json;
 pub mod msgpack;
 #[cfg(test)]
 mod props;
 mod value;
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
+pub use build::{Build, DecodeError, Tree};
+pub use encoder::{Encoded, Encoder};
 pub use value::{from_value, to_value, Map, Value};
 
 use crate::error::{Error, Result};
@@ -80,17 +86,9 @@ impl Codec {
     /// # Errors
     /// A codec error when the codec cannot represent the value.
     pub fn encode(self, value: &Value) -> Result<Vec<u8>> {
-        match self {
-            Codec::Msgpack => Ok(msgpack::encode(value)),
-            Codec::Json => json::encode(value),
-            Codec::Bytes => match value {
-                Value::Bytes(b) => Ok(b.clone()),
-                other => Err(Error::codec(format!(
-                    "the bytes codec stores only bytes, not {}",
-                    other.kind_name()
-                ))),
-            },
-        }
+        let mut encoder = Encoder::new(self);
+        encoder.value(value)?;
+        Ok(encoder.finish()?.payload)
     }
 
     /// Decodes a payload written by this codec, with the default [`DecodeLimits`].
@@ -106,19 +104,34 @@ impl Codec {
     /// # Errors
     /// A codec error when the payload is not valid for the codec or exceeds a limit.
     pub fn decode_with(self, payload: &[u8], limits: &DecodeLimits) -> Result<Value> {
+        self.decode_into(payload, limits, &mut Tree)
+            .map_err(DecodeError::into_codec)
+    }
+
+    /// Decodes a payload written by this codec within `limits` into a host value made by
+    /// `build`.
+    ///
+    /// # Errors
+    /// As [`Codec::decode_with`], or the builder's own error.
+    pub fn decode_into<B: Build>(
+        self,
+        payload: &[u8],
+        limits: &DecodeLimits,
+        build: &mut B,
+    ) -> std::result::Result<B::Value, DecodeError<B::Error>> {
         if payload.len() > limits.max_payload_bytes {
-            return Err(Error::codec(format!(
+            return Err(DecodeError::Codec(Error::codec(format!(
                 "payload of {} bytes exceeds maxPayloadBytes ({})",
                 payload.len(),
                 limits.max_payload_bytes
-            )));
+            ))));
         }
         match self {
-            Codec::Msgpack => msgpack::decode_with(payload, limits),
-            Codec::Json => json::decode_with(payload, limits),
+            Codec::Msgpack => msgpack::decode_into(payload, limits, build),
+            Codec::Json => json::decode_into(payload, limits, build),
             Codec::Bytes => {
                 Budget::new(limits).charge(VALUE_SLOT_BYTES.saturating_add(payload.len()))?;
-                Ok(Value::Bytes(payload.to_vec()))
+                build.bytes(payload).map_err(DecodeError::Host)
             }
         }
     }
@@ -278,15 +291,6 @@ impl Budget {
         Ok(())
     }
 
-    /// Grows `items` for one more item, never past what the budget could still pay for:
-    /// doubling alone would reserve up to twice the counted memory.
-    pub(crate) fn grow<T>(&self, items: &mut Vec<T>) {
-        if items.len() == items.capacity() {
-            let room = self.left / VALUE_SLOT_BYTES;
-            items.reserve_exact(items.len().min(room).max(1));
-        }
-    }
-
     /// Fails unless `bytes` could still be spent: a claimed length checked before the
     /// items it announces are read.
     pub(crate) fn require(&self, bytes: usize) -> Result<()> {
@@ -330,7 +334,15 @@ pub struct Header {
 /// A codec error when the codec cannot represent the value or a header string exceeds
 /// 65535 bytes.
 pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
-    let payload = options.codec.encode(value)?;
+    seal(&options.codec.encode(value)?, options, meta)
+}
+
+/// Wraps a payload written in `options.codec` (by [`Codec::encode`] or an [`Encoder`]) in
+/// an envelope, compressed as `options` say.
+///
+/// # Errors
+/// A codec error when a header string exceeds 65535 bytes.
+pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
     let mut ext_len = 0usize;
     if let Some(schema) = &meta.schema {
         ext_len += 3 + ext_value_len(schema)?;
@@ -344,7 +356,7 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
 
     let compressed =
         if options.compression == Compression::Lz4 && payload.len() >= options.compress_threshold {
-            let block = lz4_flex::block::compress(&payload);
+            let block = lz4_flex::block::compress(payload);
             (block.len() + 4 < payload.len()).then_some(block)
         } else {
             None
@@ -374,7 +386,7 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
             out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             out.extend_from_slice(&block);
         }
-        None => out.extend_from_slice(&payload),
+        None => out.extend_from_slice(payload),
     }
     Ok(out)
 }
@@ -415,6 +427,26 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Value)> {
 /// # Errors
 /// As [`decode`], with these limits.
 pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, Value)> {
+    decode_into(bytes, limits, &mut Tree).map_err(DecodeError::into_codec)
+}
+
+/// Decodes an envelope into its header and a host value made by `build`, within `limits`.
+///
+/// # Errors
+/// As [`decode`], or the builder's own error.
+pub fn decode_into<B: Build>(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    build: &mut B,
+) -> std::result::Result<(Header, B::Value), DecodeError<B::Error>> {
+    let (header, body) = open(bytes, limits)?;
+    let value = header.codec.decode_into(&body, limits, build)?;
+    Ok((header, value))
+}
+
+/// Reads an envelope's header and returns its payload, decompressed and checked against
+/// `limits.max_payload_bytes`.
+fn open<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<(Header, Cow<'a, [u8]>)> {
     if bytes.len() < 8 {
         return Err(Error::codec(if looks_like_envelope(bytes) {
             "envelope: truncated header"
@@ -469,8 +501,8 @@ pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, Value
     }
 
     let body = &bytes[8 + header_len..];
-    let value = match compression {
-        Compression::None => codec.decode_with(body, limits)?,
+    let payload = match compression {
+        Compression::None => Cow::Borrowed(body),
         Compression::Lz4 => {
             if body.len() < 4 {
                 return Err(Error::codec("envelope: truncated compressed payload"));
@@ -496,7 +528,7 @@ pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, Value
             if payload.len() != size {
                 return Err(Error::codec("envelope: lz4 block has the wrong length"));
             }
-            codec.decode_with(&payload, limits)?
+            Cow::Owned(payload)
         }
     };
     Ok((
@@ -505,6 +537,6 @@ pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, Value
             compression,
             meta,
         },
-        value,
+        payload,
     ))
 }

@@ -5,7 +5,9 @@
 //! exhaust the stack; the memory of the value built is counted against
 //! [`DecodeLimits::max_value_bytes`] and no buffer is sized by a claimed length alone).
 
-use super::{Budget, DecodeLimits, Map, Value, VALUE_SLOT_BYTES};
+use super::build::{Build, DecodeError, Tree};
+use super::encoder::Encoder;
+use super::{Budget, Codec, DecodeLimits, Value, VALUE_SLOT_BYTES};
 use crate::error::{Error, Result};
 
 /// Deepest nesting a decoder accepts: the top-level value is at depth 0, the items of a
@@ -13,60 +15,38 @@ use crate::error::{Error, Result};
 /// The same limit applies to JSON (docs/FORMAT.md §1, "Limits").
 pub const MAX_DEPTH: usize = 256;
 
-/// Slots reserved up front for an array, at most: a claimed length reserves no more, and
-/// larger arrays grow as their items are actually read (and counted).
-const PREALLOC_ITEMS: usize = 1024;
-
 /// Encodes `value` canonically.
 pub fn encode(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    write_value(&mut out, value);
-    out
+    let mut encoder = Encoder::new(Codec::Msgpack);
+    // MessagePack holds every value; only nesting beyond MAX_DEPTH is refused, and a value
+    // that deep is written anyway for callers that hash it (function keys).
+    match encoder.value(value).and_then(|()| encoder.finish()) {
+        Ok(encoded) => encoded.payload,
+        Err(_) => unlimited(value),
+    }
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value) {
-    use rmp::encode as w;
-    // Writing into a Vec cannot fail, so the io results are ignored on purpose.
-    match value {
-        Value::Nil => {
-            let _ = w::write_nil(out);
-        }
-        Value::Bool(b) => {
-            let _ = w::write_bool(out, *b);
-        }
-        Value::Int(i) => {
-            if *i >= 0 {
-                let _ = w::write_uint(out, *i as u64);
-            } else {
-                let _ = w::write_sint(out, *i);
+/// The canonical bytes of a value nested deeper than [`MAX_DEPTH`] (no reader takes it).
+fn unlimited(value: &Value) -> Vec<u8> {
+    fn write(out: &mut Vec<u8>, value: &Value) {
+        match value {
+            Value::Array(items) => {
+                let _ = rmp::encode::write_array_len(out, items.len() as u32);
+                items.iter().for_each(|item| write(out, item));
             }
-        }
-        Value::UInt(u) => {
-            let _ = w::write_uint(out, *u);
-        }
-        Value::Float(f) => {
-            let _ = w::write_f64(out, *f);
-        }
-        Value::Str(s) => {
-            let _ = w::write_str(out, s);
-        }
-        Value::Bytes(b) => {
-            let _ = w::write_bin(out, b);
-        }
-        Value::Array(items) => {
-            let _ = w::write_array_len(out, items.len() as u32);
-            for item in items {
-                write_value(out, item);
+            Value::Map(map) => {
+                let _ = rmp::encode::write_map_len(out, map.len() as u32);
+                for (k, v) in map {
+                    let _ = rmp::encode::write_str(out, k);
+                    write(out, v);
+                }
             }
-        }
-        Value::Map(map) => {
-            let _ = w::write_map_len(out, map.len() as u32);
-            for (k, v) in map {
-                let _ = w::write_str(out, k);
-                write_value(out, v);
-            }
+            scalar => out.extend_from_slice(&encode(scalar)),
         }
     }
+    let mut out = Vec::new();
+    write(&mut out, value);
+    out
 }
 
 /// Decodes exactly one value spanning all of `bytes`, with the default [`DecodeLimits`].
@@ -84,28 +64,53 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
 /// # Errors
 /// As [`decode`].
 pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<Value> {
+    decode_into(bytes, limits, &mut Tree).map_err(DecodeError::into_codec)
+}
+
+/// Decodes exactly one value spanning all of `bytes` into a host value made by `build`,
+/// with the rules of [`decode_with`] checked before each call to the builder.
+///
+/// # Errors
+/// As [`decode`], or the builder's own error.
+pub fn decode_into<B: Build>(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    build: &mut B,
+) -> std::result::Result<B::Value, DecodeError<B::Error>> {
     let mut reader = Reader {
         bytes,
         pos: 0,
         budget: Budget::new(limits),
+        build,
     };
     let value = reader.value(0)?;
     if reader.pos != bytes.len() {
-        return Err(Error::codec(format!(
+        return Err(DecodeError::Codec(Error::codec(format!(
             "msgpack: {} trailing bytes after the value",
             bytes.len() - reader.pos
-        )));
+        ))));
     }
     Ok(value)
 }
 
-struct Reader<'a> {
+type Decoded<T, B> = std::result::Result<T, DecodeError<<B as Build>::Error>>;
+
+struct Reader<'a, 'b, B: Build> {
     bytes: &'a [u8],
     pos: usize,
     budget: Budget,
+    build: &'b mut B,
 }
 
-impl<'a> Reader<'a> {
+/// A builder call: its failure is the host's.
+macro_rules! host {
+    ($call:expr) => {
+        $call.map_err(DecodeError::Host)
+    };
+}
+
+impl<'a, B: Build> Reader<'a, '_, B> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
@@ -117,12 +122,14 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
+    #[inline]
     fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
@@ -133,23 +140,28 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(self.array()?) as usize)
     }
 
-    fn str(&mut self, len: usize) -> Result<String> {
+    /// `len` bytes of UTF-8, counted.
+    #[inline]
+    fn text(&mut self, len: usize) -> Result<&'a str> {
         let raw = self.take(len)?;
         self.budget.charge(len)?;
-        std::str::from_utf8(raw)
-            .map(str::to_owned)
-            .map_err(|_| Error::codec("msgpack: string is not valid UTF-8"))
+        std::str::from_utf8(raw).map_err(|_| Error::codec("msgpack: string is not valid UTF-8"))
     }
 
-    fn bin(&mut self, len: usize) -> Result<Value> {
+    fn str(&mut self, len: usize) -> Decoded<B::Value, B> {
+        let text = self.text(len)?;
+        host!(self.build.str(text))
+    }
+
+    fn bin(&mut self, len: usize) -> Decoded<B::Value, B> {
         let raw = self.take(len)?;
         self.budget.charge(len)?;
-        Ok(Value::Bytes(raw.to_vec()))
+        host!(self.build.bytes(raw))
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value> {
+    fn value(&mut self, depth: usize) -> Decoded<B::Value, B> {
         if depth > MAX_DEPTH {
-            return Err(Error::codec("msgpack: nesting too deep"));
+            return Err(Error::codec("msgpack: nesting too deep").into());
         }
         self.budget.charge(VALUE_SLOT_BYTES)?;
         let marker = self.u8()?;
@@ -180,57 +192,88 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(never)]
-    fn scalar(&mut self, marker: u8) -> Result<Value> {
-        Ok(match marker {
-            0x00..=0x7f => Value::Int(i64::from(marker)),
-            0xa0..=0xbf => Value::Str(self.str((marker & 0x1f) as usize)?),
-            0xc0 => Value::Nil,
-            0xc2 => Value::Bool(false),
-            0xc3 => Value::Bool(true),
+    fn scalar(&mut self, marker: u8) -> Decoded<B::Value, B> {
+        match marker {
+            0x00..=0x7f => host!(self.build.int(i64::from(marker))),
+            0xa0..=0xbf => self.str((marker & 0x1f) as usize),
+            0xc0 => host!(self.build.nil()),
+            0xc2 => host!(self.build.bool(false)),
+            0xc3 => host!(self.build.bool(true)),
             0xc4 => {
                 let n = self.u8()? as usize;
-                self.bin(n)?
+                self.bin(n)
             }
             0xc5 => {
                 let n = self.u16()?;
-                self.bin(n)?
+                self.bin(n)
             }
             0xc6 => {
                 let n = self.u32()?;
-                self.bin(n)?
+                self.bin(n)
             }
             0xc7..=0xc9 | 0xd4..=0xd8 => {
-                return Err(Error::codec(
-                    "msgpack: ext types are not part of the value model",
-                ))
+                Err(Error::codec("msgpack: ext types are not part of the value model").into())
             }
-            0xca => Value::Float(f64::from(f32::from_be_bytes(self.array()?))),
-            0xcb => Value::Float(f64::from_be_bytes(self.array()?)),
-            0xcc => Value::Int(i64::from(self.u8()?)),
-            0xcd => Value::Int(i64::from(u16::from_be_bytes(self.array()?))),
-            0xce => Value::Int(i64::from(u32::from_be_bytes(self.array()?))),
-            0xcf => Value::from(u64::from_be_bytes(self.array()?)),
-            0xd0 => Value::Int(i64::from(i8::from_be_bytes(self.array()?))),
-            0xd1 => Value::Int(i64::from(i16::from_be_bytes(self.array()?))),
-            0xd2 => Value::Int(i64::from(i32::from_be_bytes(self.array()?))),
-            0xd3 => Value::Int(i64::from_be_bytes(self.array()?)),
+            0xca => {
+                let f = f64::from(f32::from_be_bytes(self.array()?));
+                host!(self.build.float(f))
+            }
+            0xcb => {
+                let f = f64::from_be_bytes(self.array()?);
+                host!(self.build.float(f))
+            }
+            0xcc => {
+                let i = i64::from(self.u8()?);
+                host!(self.build.int(i))
+            }
+            0xcd => {
+                let i = i64::from(u16::from_be_bytes(self.array()?));
+                host!(self.build.int(i))
+            }
+            0xce => {
+                let i = i64::from(u32::from_be_bytes(self.array()?));
+                host!(self.build.int(i))
+            }
+            0xcf => {
+                let u = u64::from_be_bytes(self.array()?);
+                match i64::try_from(u) {
+                    Ok(i) => host!(self.build.int(i)),
+                    Err(_) => host!(self.build.uint(u)),
+                }
+            }
+            0xd0 => {
+                let i = i64::from(i8::from_be_bytes(self.array()?));
+                host!(self.build.int(i))
+            }
+            0xd1 => {
+                let i = i64::from(i16::from_be_bytes(self.array()?));
+                host!(self.build.int(i))
+            }
+            0xd2 => {
+                let i = i64::from(i32::from_be_bytes(self.array()?));
+                host!(self.build.int(i))
+            }
+            0xd3 => {
+                let i = i64::from_be_bytes(self.array()?);
+                host!(self.build.int(i))
+            }
             0xd9 => {
                 let n = self.u8()? as usize;
-                Value::Str(self.str(n)?)
+                self.str(n)
             }
             0xda => {
                 let n = self.u16()?;
-                Value::Str(self.str(n)?)
+                self.str(n)
             }
             0xdb => {
                 let n = self.u32()?;
-                Value::Str(self.str(n)?)
+                self.str(n)
             }
-            0xe0..=0xff => Value::Int(i64::from(marker as i8)),
-            0xc1 => return Err(Error::codec("msgpack: reserved byte 0xc1")),
+            0xe0..=0xff => host!(self.build.int(i64::from(marker as i8))),
+            0xc1 => Err(Error::codec("msgpack: reserved byte 0xc1").into()),
             // Containers are read in `value`, never here.
-            0x80..=0x9f | 0xdc..=0xdf => return Err(Error::codec("msgpack: misplaced container")),
-        })
+            0x80..=0x9f | 0xdc..=0xdf => Err(Error::codec("msgpack: misplaced container").into()),
+        }
     }
 
     /// Fails unless `len` items of at least `min_bytes` input bytes and `min_cost` counted
@@ -243,32 +286,32 @@ impl<'a> Reader<'a> {
         self.budget.require(len.saturating_mul(min_cost))
     }
 
-    fn seq(&mut self, len: usize, depth: usize) -> Result<Value> {
+    fn seq(&mut self, len: usize, depth: usize) -> Decoded<B::Value, B> {
         // Every item takes at least one input byte and one counted slot.
         self.claim(len, 1, VALUE_SLOT_BYTES)?;
-        let mut items = Vec::with_capacity(len.min(PREALLOC_ITEMS));
+        let mut items = host!(self.build.array(len))?;
         for _ in 0..len {
             let item = self.value(depth + 1)?;
-            self.budget.grow(&mut items);
-            items.push(item);
+            host!(self.build.push(&mut items, item))?;
         }
-        Ok(Value::Array(items))
+        host!(self.build.end_array(items))
     }
 
-    fn map(&mut self, len: usize, depth: usize) -> Result<Value> {
+    fn map(&mut self, len: usize, depth: usize) -> Decoded<B::Value, B> {
         // Every entry takes at least two input bytes and two counted slots (key and value).
         self.claim(len, 2, 2 * VALUE_SLOT_BYTES)?;
-        let mut map = Map::new();
+        let mut map = host!(self.build.map(len))?;
         for _ in 0..len {
             let key = self.key(depth + 1)?;
+            host!(self.build.key(&mut map, key))?;
             let value = self.value(depth + 1)?;
-            map.insert(key, value);
+            host!(self.build.value(&mut map, value))?;
         }
-        Ok(Value::Map(map))
+        host!(self.build.end_map(map))
     }
 
     /// A map key: a string, refused by its marker before anything else is decoded.
-    fn key(&mut self, depth: usize) -> Result<String> {
+    fn key(&mut self, depth: usize) -> Result<&'a str> {
         if depth > MAX_DEPTH {
             return Err(Error::codec("msgpack: nesting too deep"));
         }
@@ -286,7 +329,7 @@ impl<'a> Reader<'a> {
                 )))
             }
         };
-        self.str(len)
+        self.text(len)
     }
 }
 

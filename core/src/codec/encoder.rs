@@ -1,0 +1,517 @@
+//! Encoding straight from host values: a binding walks its runtime's object and tells an
+//! [`Encoder`] what it finds, and the encoder writes the payload in one pass with the rules
+//! of docs/FORMAT.md §2 (shortest integers, float64, map entries in the order given, JSON's
+//! layout, the nesting limit). Core's own [`Value`] is written the same way
+//! ([`Encoder::value`]), so there is one writer per codec.
+
+use super::msgpack::MAX_DEPTH;
+use super::{Codec, Value};
+use crate::error::{Error, Result};
+
+/// What is open at one nesting level (JSON needs to know where commas go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// An array with no item yet.
+    ArrayEmpty,
+    /// An array with items.
+    Array,
+    /// A map (its keys write their own commas).
+    Map { empty: bool },
+}
+
+/// Writes one value's payload. Calls mirror the value: a scalar, or `begin_array(n)`, `n`
+/// items, `end_array()`, or `begin_map(n)`, `n` times a `key` then its value, `end_map()`.
+/// Containers give their exact length up front (MessagePack writes it first).
+#[derive(Debug)]
+pub struct Encoder {
+    codec: Codec,
+    /// Raw mode: no codec, the one value must be bytes or a string (stored as its UTF-8).
+    raw: bool,
+    out: Vec<u8>,
+    open: Vec<Open>,
+    /// Whether a top-level value has started.
+    started: bool,
+    /// Raw mode: the value is a string.
+    text: bool,
+}
+
+/// A finished payload and how it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The codec the payload is written in.
+    pub codec: Codec,
+    /// Raw mode: stored as is, without an envelope.
+    pub raw: bool,
+    /// The codec output (or the raw bytes).
+    pub payload: Vec<u8>,
+    /// Raw mode: the value was a string (stored as its UTF-8).
+    pub text: bool,
+}
+
+impl Encoded {
+    /// The value written, as core's [`Value`] (for a write-through cache's writer).
+    ///
+    /// # Errors
+    /// A codec error when the payload is not valid for its codec.
+    pub fn to_value(&self) -> Result<Value> {
+        if self.raw {
+            return Ok(match (self.text, std::str::from_utf8(&self.payload)) {
+                (true, Ok(text)) => Value::Str(text.to_owned()),
+                _ => Value::Bytes(self.payload.clone()),
+            });
+        }
+        self.codec
+            .decode_with(&self.payload, &super::DecodeLimits::UNLIMITED)
+    }
+}
+
+impl Encoder {
+    /// An encoder for `codec`.
+    pub fn new(codec: Codec) -> Self {
+        Encoder {
+            codec,
+            raw: false,
+            out: Vec::with_capacity(256),
+            open: Vec::new(),
+            started: false,
+            text: false,
+        }
+    }
+
+    /// An encoder for a raw-mode cache: bytes or a string, stored without an envelope.
+    pub fn raw() -> Self {
+        Encoder {
+            raw: true,
+            ..Encoder::new(Codec::Bytes)
+        }
+    }
+
+    /// The payload, once exactly one complete value was written.
+    ///
+    /// # Errors
+    /// A codec error when no value or an unfinished one was written.
+    pub fn finish(self) -> Result<Encoded> {
+        if !self.started || !self.open.is_empty() {
+            return Err(Error::codec("encoder: the value is incomplete"));
+        }
+        Ok(Encoded {
+            codec: self.codec,
+            raw: self.raw,
+            payload: self.out,
+            text: self.text,
+        })
+    }
+
+    /// Writes core's own value.
+    ///
+    /// # Errors
+    /// As the calls it makes.
+    pub fn value(&mut self, value: &Value) -> Result<()> {
+        match value {
+            Value::Nil => self.nil(),
+            Value::Bool(b) => self.bool(*b),
+            Value::Int(i) => self.int(*i),
+            Value::UInt(u) => self.uint(*u),
+            Value::Float(f) => self.float(*f),
+            Value::Str(s) => self.str(s),
+            Value::Bytes(b) => self.bytes(b),
+            Value::Array(items) => {
+                self.begin_array(items.len())?;
+                for item in items {
+                    self.value(item)?;
+                }
+                self.end_array()
+            }
+            Value::Map(map) => {
+                self.begin_map(map.len())?;
+                for (k, v) in map {
+                    self.key(k)?;
+                    self.value(v)?;
+                }
+                self.end_map()
+            }
+        }
+    }
+
+    /// Before every value: only the payload codecs take anything but one bytes value, and a
+    /// JSON array item after the first needs its comma.
+    #[inline]
+    fn start(&mut self, kind: &'static str) -> Result<()> {
+        if self.codec != Codec::Bytes {
+            if self.codec == Codec::Json {
+                if let Some(top @ (Open::Array | Open::ArrayEmpty)) = self.open.last_mut() {
+                    if *top == Open::Array {
+                        self.out.push(b',');
+                    }
+                    *top = Open::Array;
+                }
+            }
+            self.started = true;
+            return Ok(());
+        }
+        let allowed = kind == "bytes" || (self.raw && kind == "str");
+        if !allowed || self.started {
+            return Err(Error::codec(if self.raw {
+                format!("raw mode stores bytes or strings, not {kind}")
+            } else {
+                format!("the bytes codec stores only bytes, not {kind}")
+            }));
+        }
+        self.started = true;
+        self.text = kind == "str";
+        Ok(())
+    }
+
+    /// Nil.
+    ///
+    /// # Errors
+    /// A codec error when the codec cannot hold it.
+    pub fn nil(&mut self) -> Result<()> {
+        self.start("nil")?;
+        match self.codec {
+            Codec::Json => self.out.extend_from_slice(b"null"),
+            _ => self.out.push(0xc0),
+        }
+        Ok(())
+    }
+
+    /// A boolean.
+    ///
+    /// # Errors
+    /// As [`Encoder::nil`].
+    pub fn bool(&mut self, v: bool) -> Result<()> {
+        self.start("bool")?;
+        match self.codec {
+            Codec::Json => self
+                .out
+                .extend_from_slice(if v { b"true" } else { b"false" }),
+            _ => self.out.push(if v { 0xc3 } else { 0xc2 }),
+        }
+        Ok(())
+    }
+
+    /// An integer.
+    ///
+    /// # Errors
+    /// As [`Encoder::nil`].
+    pub fn int(&mut self, v: i64) -> Result<()> {
+        if v >= 0 {
+            return self.uint(v as u64);
+        }
+        self.start("int")?;
+        match self.codec {
+            Codec::Json => self
+                .out
+                .extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            _ => write_negative(&mut self.out, v),
+        }
+        Ok(())
+    }
+
+    /// A non-negative integer.
+    ///
+    /// # Errors
+    /// As [`Encoder::nil`].
+    pub fn uint(&mut self, v: u64) -> Result<()> {
+        self.start("int")?;
+        match self.codec {
+            Codec::Json => self
+                .out
+                .extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            _ => write_unsigned(&mut self.out, v),
+        }
+        Ok(())
+    }
+
+    /// A float.
+    ///
+    /// # Errors
+    /// A codec error for NaN or infinities in JSON, or when the codec cannot hold it.
+    pub fn float(&mut self, v: f64) -> Result<()> {
+        self.start("float")?;
+        match self.codec {
+            Codec::Json => {
+                if !v.is_finite() {
+                    return Err(Error::codec(format!("json: cannot encode the float {v}")));
+                }
+                // ryu directly: serde_json's float layout changed between releases (1.0.154
+                // switched to `1e+16`), and these bytes are a cross-language contract.
+                self.out
+                    .extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+            }
+            _ => {
+                self.out.push(0xcb);
+                self.out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    /// A string.
+    ///
+    /// # Errors
+    /// As [`Encoder::nil`].
+    pub fn str(&mut self, v: &str) -> Result<()> {
+        self.start("str")?;
+        match self.codec {
+            Codec::Json => json_str(&mut self.out, v),
+            Codec::Msgpack => msgpack_str(&mut self.out, v),
+            Codec::Bytes => self.out.extend_from_slice(v.as_bytes()),
+        }
+        Ok(())
+    }
+
+    /// Bytes.
+    ///
+    /// # Errors
+    /// A codec error in JSON, which cannot hold bytes.
+    pub fn bytes(&mut self, v: &[u8]) -> Result<()> {
+        self.start("bytes")?;
+        match self.codec {
+            Codec::Json => {
+                return Err(Error::codec(
+                    "json: bytes cannot be encoded as JSON; use the msgpack or bytes codec",
+                ))
+            }
+            Codec::Msgpack => {
+                let n = v.len();
+                if n <= 0xff {
+                    self.out.extend_from_slice(&[0xc4, n as u8]);
+                } else if n <= 0xffff {
+                    self.out.push(0xc5);
+                    self.out.extend_from_slice(&(n as u16).to_be_bytes());
+                } else {
+                    self.out.push(0xc6);
+                    self.out.extend_from_slice(&(n as u32).to_be_bytes());
+                }
+                self.out.extend_from_slice(v);
+            }
+            Codec::Bytes => self.out.extend_from_slice(v),
+        }
+        Ok(())
+    }
+
+    /// Refuses a container whose items would be deeper than [`MAX_DEPTH`]: what no
+    /// reader accepts is not written either.
+    fn nest(&self, len: usize) -> Result<()> {
+        if len > 0 && self.open.len() >= MAX_DEPTH {
+            return Err(Error::codec(format!(
+                "the value nests deeper than {MAX_DEPTH} levels (is it cyclic?)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens an array of exactly `len` items.
+    ///
+    /// # Errors
+    /// A codec error when the items would nest too deep or the codec cannot hold arrays.
+    pub fn begin_array(&mut self, len: usize) -> Result<()> {
+        self.nest(len)?;
+        self.start("array")?;
+        match self.codec {
+            Codec::Json => self.out.push(b'['),
+            _ => container_len(&mut self.out, len, 0x90, 0xdc, 0xdd),
+        }
+        self.open.push(Open::ArrayEmpty);
+        Ok(())
+    }
+
+    /// Closes the innermost array.
+    ///
+    /// # Errors
+    /// A codec error when no array is open.
+    pub fn end_array(&mut self) -> Result<()> {
+        match self.open.pop() {
+            Some(Open::Array | Open::ArrayEmpty) => {}
+            _ => return Err(Error::codec("encoder: end_array without an open array")),
+        }
+        if self.codec == Codec::Json {
+            self.out.push(b']');
+        }
+        Ok(())
+    }
+
+    /// Opens a map of exactly `len` entries.
+    ///
+    /// # Errors
+    /// As [`Encoder::begin_array`].
+    pub fn begin_map(&mut self, len: usize) -> Result<()> {
+        self.nest(len)?;
+        self.start("map")?;
+        match self.codec {
+            Codec::Json => self.out.push(b'{'),
+            _ => container_len(&mut self.out, len, 0x80, 0xde, 0xdf),
+        }
+        self.open.push(Open::Map { empty: true });
+        Ok(())
+    }
+
+    /// The next entry's key; its value follows.
+    ///
+    /// # Errors
+    /// A codec error when no map is open.
+    pub fn key(&mut self, key: &str) -> Result<()> {
+        let Some(Open::Map { empty }) = self.open.last_mut() else {
+            return Err(Error::codec("encoder: a key outside a map"));
+        };
+        if self.codec == Codec::Json {
+            if !*empty {
+                self.out.push(b',');
+            }
+            *empty = false;
+            json_str(&mut self.out, key);
+            self.out.push(b':');
+        } else {
+            msgpack_str(&mut self.out, key);
+        }
+        Ok(())
+    }
+
+    /// Closes the innermost map.
+    ///
+    /// # Errors
+    /// A codec error when no map is open.
+    pub fn end_map(&mut self) -> Result<()> {
+        match self.open.pop() {
+            Some(Open::Map { .. }) => {}
+            _ => return Err(Error::codec("encoder: end_map without an open map")),
+        }
+        if self.codec == Codec::Json {
+            self.out.push(b'}');
+        }
+        Ok(())
+    }
+}
+
+fn write_unsigned(out: &mut Vec<u8>, v: u64) {
+    if v <= 0x7f {
+        out.push(v as u8);
+    } else if v <= 0xff {
+        out.extend_from_slice(&[0xcc, v as u8]);
+    } else if v <= 0xffff {
+        out.push(0xcd);
+        out.extend_from_slice(&(v as u16).to_be_bytes());
+    } else if v <= 0xffff_ffff {
+        out.push(0xce);
+        out.extend_from_slice(&(v as u32).to_be_bytes());
+    } else {
+        out.push(0xcf);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn write_negative(out: &mut Vec<u8>, v: i64) {
+    if v >= -32 {
+        out.push(v as i8 as u8);
+    } else if v >= i64::from(i8::MIN) {
+        out.extend_from_slice(&[0xd0, v as i8 as u8]);
+    } else if v >= i64::from(i16::MIN) {
+        out.push(0xd1);
+        out.extend_from_slice(&(v as i16).to_be_bytes());
+    } else if v >= i64::from(i32::MIN) {
+        out.push(0xd2);
+        out.extend_from_slice(&(v as i32).to_be_bytes());
+    } else {
+        out.push(0xd3);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn msgpack_str(out: &mut Vec<u8>, s: &str) {
+    let n = s.len();
+    if n < 32 {
+        out.push(0xa0 | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[0xd9, n as u8]);
+    } else if n <= 0xffff {
+        out.push(0xda);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn container_len(out: &mut Vec<u8>, n: usize, fix: u8, m16: u8, m32: u8) {
+    if n < 16 {
+        out.push(fix | n as u8);
+    } else if n <= 0xffff {
+        out.push(m16);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(m32);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+/// A JSON string as serde_json escapes it (`"` `\` and control characters; the short forms
+/// `\n` `\r` `\t` `\b` `\f`, others `\u00XX`; everything else as UTF-8): the contract.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_as_serde_json_does() {
+        for s in [
+            "",
+            "plain",
+            "q\" b\\ s/",
+            "\u{0}\u{1}\u{8}\u{c}\n\r\t\u{1f}\u{7f}",
+            "日本 😀 \u{2028}",
+        ] {
+            let mut ours = Vec::new();
+            json_str(&mut ours, s);
+            assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn containers_nest_to_the_limit_and_no_further() {
+        let mut e = Encoder::new(Codec::Msgpack);
+        for _ in 0..MAX_DEPTH {
+            e.begin_array(1).unwrap();
+        }
+        // An empty container at the deepest level still decodes; one with items does not.
+        e.begin_array(0).unwrap();
+        e.end_array().unwrap();
+        assert!(e.begin_array(1).is_err());
+    }
+}
