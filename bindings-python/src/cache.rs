@@ -15,7 +15,7 @@ use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 use crate::asyncio::{self, spawn};
 use crate::errors::{self, loader_error, writer_error};
 use crate::runtime;
-use crate::value::{json_to_py, option_to_json, to_py, to_value};
+use crate::value::{json_to_py, option_to_json, to_py, to_value, PyBuild};
 
 /// Builds a core config from a URL (core's default when none) and Python keyword options:
 /// the kwargs become the overrides map of core's `Config::with_overrides`, which owns the
@@ -151,11 +151,11 @@ impl Cache {
         if let Some(hit) = near_hit(py, self.inner.get_near(key))? {
             return Ok(hit);
         }
-        let found = py
-            .detach(|| block_on(self.inner.get(key)))
+        let stored = py
+            .detach(|| block_on(self.inner.get_stored(key)))
             .map_err(errors::to_py)?;
-        match found {
-            Some(value) => to_py(py, &value),
+        match self.inner.decode_stored(stored, &mut PyBuild::new(py))? {
+            Some(value) => Ok(value.unbind()),
             None => Ok(default.unwrap_or_else(|| py.None())),
         }
     }
@@ -168,9 +168,9 @@ impl Cache {
         value: &Bound<'_, PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let value = to_value(value)?;
+        let encoded = encoded_for(&self.inner, value)?;
         let ttl = ttl_of(ttl)?;
-        py.detach(|| block_on(self.inner.set(key, &value, ttl)))
+        py.detach(|| block_on(self.inner.set_encoded(key, encoded, ttl)))
             .map_err(errors::to_py)
     }
 
@@ -414,12 +414,12 @@ impl AsyncCache {
         if let Some(hit) = near_hit(py, self.inner.get_near(&key))? {
             return resolved(py, hit);
         }
-        let cache = self.inner.clone();
+        let (cache, decoder) = (self.inner.clone(), self.inner.clone());
         spawn(
             py,
-            async move { cache.get(&key).await },
-            move |py, found| match found {
-                Some(value) => to_py(py, &value),
+            async move { cache.get_stored(&key).await },
+            move |py, stored| match decoder.decode_stored(stored, &mut PyBuild::new(py))? {
+                Some(value) => Ok(value.unbind()),
                 None => Ok(default.unwrap_or_else(|| py.None())),
             },
         )
@@ -433,10 +433,11 @@ impl AsyncCache {
         value: &Bound<'py, PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (cache, value, ttl) = (self.inner.clone(), to_value(value)?, ttl_of(ttl)?);
+        let encoded = encoded_for(&self.inner, value)?;
+        let (cache, ttl) = (self.inner.clone(), ttl_of(ttl)?);
         spawn(
             py,
-            async move { cache.set(&key, &value, ttl).await },
+            async move { cache.set_encoded(&key, encoded, ttl).await },
             |py, ()| Ok(py.None()),
         )
     }
@@ -595,4 +596,11 @@ fn async_builder(
         builder = builder.writer(AsyncWriter(writer));
     }
     Ok(builder)
+}
+
+/// A Python value written for `cache` (its codec, or raw mode) in one pass.
+fn encoded_for(cache: &CoreCache, value: &Bound<'_, PyAny>) -> PyResult<polycache::codec::Encoded> {
+    let mut encoder = cache.encoder();
+    crate::value::encode(value, &mut encoder)?;
+    encoder.finish().map_err(errors::to_py)
 }

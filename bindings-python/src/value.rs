@@ -1,9 +1,16 @@
-//! Python objects ↔ polycache values (docs/FORMAT.md §2, the Python column).
+//! Python objects ↔ polycache values (docs/FORMAT.md §2, the Python column): a payload is
+//! decoded straight into Python objects by core's decoder driving [`PyBuild`], and a Python
+//! object is walked straight into core's [`Encoder`] ([`encode`]); no value tree in between.
+//! Core keeps every rule (numbers, strings, nesting, limits); this file only says which
+//! Python type is which kind of value.
 
-use polycache::codec::msgpack::MAX_DEPTH;
-use polycache::codec::Map;
-use polycache::{ErrorKind, Value};
+use std::borrow::Cow;
+
+use polycache::codec::{msgpack, Build, DecodeLimits, Encoder};
+use polycache::{Codec, ErrorKind, Value};
 use pyo3::prelude::*;
+
+use crate::errors;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
@@ -11,76 +18,188 @@ use pyo3::types::{
 /// A Python object as a value. Unsupported types raise `CodecError` (a `TypeError`)
 /// naming the type.
 pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    convert(obj, 0)
+    let mut encoder = Encoder::new(Codec::Msgpack);
+    encode(obj, &mut encoder)?;
+    let payload = encoder.finish().map_err(errors::to_py)?.payload;
+    msgpack::decode_with(&payload, &DecodeLimits::UNLIMITED).map_err(errors::to_py)
 }
 
-fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
-    if depth > MAX_DEPTH {
-        return Err(codec_error(format!(
-            "value nests deeper than {MAX_DEPTH} levels (is it cyclic?)"
-        )));
-    }
+/// A value as a Python object, made by the same builder as a decoded payload.
+pub fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
+    Ok(value.build_into(&mut PyBuild::new(py))?.unbind())
+}
+
+/// Writes a Python object into `encoder`: which Python types are which kind of value is
+/// decided here; everything else (numbers' forms, strings, nesting, the codec) is core's.
+pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
+    let codec = |r: polycache::Result<()>| r.map_err(errors::to_py);
     // Most frequent kinds first; bool before int (bool is an int subclass).
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::Str(s.to_cow()?.into_owned()));
+        return codec(encoder.str(&utf8(s)?));
     }
-    if obj.is_instance_of::<PyBool>() {
-        return Ok(Value::Bool(obj.is_truthy()?));
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return codec(encoder.bool(b.is_true()));
+    }
+    if obj.is_none() {
+        return codec(encoder.nil());
     }
     if obj.is_instance_of::<PyInt>() {
         if let Ok(i) = obj.extract::<i64>() {
-            return Ok(Value::Int(i));
+            return codec(encoder.int(i));
         }
         return match obj.extract::<u64>() {
-            Ok(u) => Ok(Value::from(u)),
+            Ok(u) => codec(encoder.uint(u)),
             Err(_) => Err(codec_error(
                 "integers must fit in 64 bits (-2**63 .. 2**64-1)",
             )),
         };
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = Map::with_capacity(d.len());
+        codec(encoder.begin_map(d.len()))?;
         for (k, v) in d.iter() {
             let key = k.cast::<PyString>().map_err(|_| {
                 codec_error(format!("dict keys must be str, not {}", type_name(&k)))
             })?;
-            map.insert(key.to_cow()?.into_owned(), convert(&v, depth + 1)?);
+            codec(encoder.key(&utf8(key)?))?;
+            encode(&v, encoder)?;
         }
-        return Ok(Value::Map(map));
+        return codec(encoder.end_map());
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        let items = l
-            .iter()
-            .map(|item| convert(&item, depth + 1))
-            .collect::<PyResult<_>>()?;
-        return Ok(Value::Array(items));
+        codec(encoder.begin_array(l.len()))?;
+        for item in l.iter() {
+            encode(&item, encoder)?;
+        }
+        return codec(encoder.end_array());
     }
-    if obj.is_instance_of::<PyFloat>() {
-        return Ok(Value::Float(obj.extract::<f64>()?));
-    }
-    if obj.is_none() {
-        return Ok(Value::Nil);
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return codec(encoder.float(f.value()));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+        return codec(encoder.bytes(b.as_bytes()));
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        let items = t
-            .iter()
-            .map(|item| convert(&item, depth + 1))
-            .collect::<PyResult<_>>()?;
-        return Ok(Value::Array(items));
+        codec(encoder.begin_array(t.len()))?;
+        for item in t.iter() {
+            encode(&item, encoder)?;
+        }
+        return codec(encoder.end_array());
     }
     if obj.is_instance_of::<PyByteArray>() || obj.is_instance_of::<PyMemoryView>() {
-        return Ok(Value::Bytes(
-            obj.extract::<Vec<u8>>()
-                .or_else(|_| obj.call_method0("tobytes")?.extract::<Vec<u8>>())?,
-        ));
+        let bytes = obj
+            .extract::<Vec<u8>>()
+            .or_else(|_| obj.call_method0("tobytes")?.extract::<Vec<u8>>())?;
+        return codec(encoder.bytes(&bytes));
     }
     Err(codec_error(format!(
         "polycache cannot store a value of type {}: use None, bool, int, float, str, bytes, list, tuple or dict",
         type_name(obj)
     )))
+}
+
+/// A Python string's UTF-8.
+fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
+    s.to_cow()
+}
+
+/// Keys already made during one decode: the records of a payload repeat their keys, and a
+/// str made once (hash included) is shared by every dict that uses it.
+const KEY_SLOTS: usize = 512;
+/// Longer keys are made each time: they rarely repeat.
+const KEY_MAX_LEN: usize = 64;
+
+/// Makes Python objects for a decoder (core's `Build`): `dict`s keep the wire order.
+pub struct PyBuild<'py> {
+    py: Python<'py>,
+    keys: Vec<Option<(Box<str>, Bound<'py, PyString>)>>,
+}
+
+impl<'py> PyBuild<'py> {
+    pub fn new(py: Python<'py>) -> Self {
+        PyBuild {
+            py,
+            keys: Vec::new(),
+        }
+    }
+
+    fn key_object(&mut self, key: &str) -> Bound<'py, PyString> {
+        if key.len() > KEY_MAX_LEN {
+            return PyString::new(self.py, key);
+        }
+        if self.keys.is_empty() {
+            self.keys.resize_with(KEY_SLOTS, || None);
+        }
+        // FNV-1a: short keys, a cheap hash.
+        let mut h: u32 = 0x811c_9dc5;
+        for &b in key.as_bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        let slot = &mut self.keys[h as usize % KEY_SLOTS];
+        if let Some((text, object)) = slot {
+            if **text == *key {
+                return object.clone();
+            }
+        }
+        let object = PyString::new(self.py, key);
+        *slot = Some((key.into(), object.clone()));
+        object
+    }
+}
+
+impl<'py> Build for PyBuild<'py> {
+    type Value = Bound<'py, PyAny>;
+    type Array = Vec<Bound<'py, PyAny>>;
+    type Map = (Bound<'py, PyDict>, Option<Bound<'py, PyString>>);
+    type Error = PyErr;
+
+    fn nil(&mut self) -> PyResult<Self::Value> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+    fn bool(&mut self, v: bool) -> PyResult<Self::Value> {
+        Ok(PyBool::new(self.py, v).to_owned().into_any())
+    }
+    fn int(&mut self, v: i64) -> PyResult<Self::Value> {
+        Ok(v.into_pyobject(self.py)?.into_any())
+    }
+    fn uint(&mut self, v: u64) -> PyResult<Self::Value> {
+        Ok(v.into_pyobject(self.py)?.into_any())
+    }
+    fn float(&mut self, v: f64) -> PyResult<Self::Value> {
+        Ok(PyFloat::new(self.py, v).into_any())
+    }
+    fn str(&mut self, v: &str) -> PyResult<Self::Value> {
+        Ok(PyString::new(self.py, v).into_any())
+    }
+    fn bytes(&mut self, v: &[u8]) -> PyResult<Self::Value> {
+        Ok(PyBytes::new(self.py, v).into_any())
+    }
+    fn array(&mut self, len: usize) -> PyResult<Self::Array> {
+        // The decoder checked `len` against the input and the budget before this call.
+        Ok(Vec::with_capacity(len.min(4096)))
+    }
+    fn push(&mut self, array: &mut Self::Array, item: Self::Value) -> PyResult<()> {
+        array.push(item);
+        Ok(())
+    }
+    fn end_array(&mut self, array: Self::Array) -> PyResult<Self::Value> {
+        Ok(PyList::new(self.py, array)?.into_any())
+    }
+    fn map(&mut self, _len: usize) -> PyResult<Self::Map> {
+        Ok((PyDict::new(self.py), None))
+    }
+    fn key(&mut self, map: &mut Self::Map, key: &str) -> PyResult<()> {
+        map.1 = Some(self.key_object(key));
+        Ok(())
+    }
+    fn value(&mut self, map: &mut Self::Map, value: Self::Value) -> PyResult<()> {
+        match map.1.take() {
+            Some(key) => map.0.set_item(key, value),
+            None => Ok(()),
+        }
+    }
+    fn end_map(&mut self, map: Self::Map) -> PyResult<Self::Value> {
+        Ok(map.0.into_any())
+    }
 }
 
 fn codec_error(message: impl Into<String>) -> PyErr {
@@ -92,33 +211,6 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into())
-}
-
-/// A value as a Python object.
-pub fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
-    Ok(match value {
-        Value::Nil => py.None(),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
-        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
-        Value::UInt(u) => u.into_pyobject(py)?.into_any().unbind(),
-        Value::Float(f) => PyFloat::new(py, *f).into_any().unbind(),
-        Value::Str(s) => PyString::new(py, s).into_any().unbind(),
-        Value::Bytes(b) => PyBytes::new(py, b).into_any().unbind(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(to_py(py, item)?)?;
-            }
-            list.into_any().unbind()
-        }
-        Value::Map(map) => {
-            let dict = PyDict::new(py);
-            for (k, v) in map {
-                dict.set_item(k, to_py(py, v)?)?;
-            }
-            dict.into_any().unbind()
-        }
-    })
 }
 
 /// A JSON value (metrics, envelope headers) as a Python object.
