@@ -540,7 +540,7 @@ fn byte_bound_holds_with_100k_entries() {
     let (cache, _) = spied(&d, config);
     // The 200-byte object of the benches: a map of a few fields.
     let object = |i: usize| {
-        let mut map = std::collections::BTreeMap::new();
+        let mut map = polycache::codec::Map::new();
         map.insert("id".to_owned(), Value::from(i as i64));
         map.insert("name".to_owned(), Value::from(format!("user-{i:08}")));
         map.insert(
