@@ -47,7 +47,8 @@ import os, polycache
 c = polycache.Cache(os.environ["PC_URL"], namespace=os.environ["PC_NS"])
 print(repr(c.get("from-node")))
 `, env)
-  assert.equal(seen, "{'bytes': b'hi', 'id': 7, 'nested': [1, [2, {'x': None}]], 'ratio': 0.25}")
+  // The dict comes back in the object's insertion order (docs/FORMAT.md §2).
+  assert.equal(seen, "{'id': 7, 'ratio': 0.25, 'bytes': b'hi', 'nested': [1, [2, {'x': None}]]}")
 
   const node = cache.wrap(async (id) => ({ by: 'node', id }), { key: 'user:{0}' })
   assert.deepEqual(await node(1), { by: 'node', id: 1 })
