@@ -21,6 +21,8 @@ import redis.asyncio as aredis
 
 import polycache
 
+import codec  # bench/python/codec.py: the codec path at every size
+
 ROUNDS = 5
 SEQ_OPS = 3000
 CONCURRENCY = 50
@@ -218,6 +220,7 @@ def main() -> None:
         asyncio.run(concurrent(url))
         decorator_sync(url)
         asyncio.run(decorator_async(url))
+        codec.run(url)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()

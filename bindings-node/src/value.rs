@@ -13,7 +13,7 @@ use std::ptr;
 
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
-use polycache::codec::Map;
+use polycache::codec::{js, Map};
 use polycache::Value;
 
 use crate::errors;
@@ -22,8 +22,6 @@ use crate::errors;
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsValue(pub Value);
 
-/// Largest integer a JS `number` holds exactly (`Number.MAX_SAFE_INTEGER`).
-const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 /// Nesting deeper than core's decoders accept is refused before anything is stored (a
 /// cycle is reported as such before it gets here): the top-level value is at depth 0.
 const MAX_DEPTH: usize = polycache::codec::msgpack::MAX_DEPTH;
@@ -32,7 +30,7 @@ const MAX_DEPTH: usize = polycache::codec::msgpack::MAX_DEPTH;
 /// written but never read back. Checked before any item is read, so a huge or sparse
 /// `length` costs nothing.
 pub fn max_items(config: &polycache::Config) -> usize {
-    config.max_value_bytes / polycache::codec::VALUE_SLOT_BYTES
+    js::max_items(&config.decode_limits())
 }
 
 fn check(status: sys::napi_status) -> Result<()> {
@@ -304,13 +302,11 @@ impl Reader {
     }
 }
 
-/// An integral safe `number` is an integer (so `1.0` is `1`, as FORMAT.md says for Node);
-/// everything else, NaN and infinities included, is a float.
+/// A `number` by core's JS rule: an integral safe number is an integer (so `1.0` is `1`).
 fn number(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() <= MAX_SAFE {
-        Value::Int(n as i64)
-    } else {
-        Value::Float(n)
+    match js::number(n) {
+        js::Number::Int(i) => Value::Int(i),
+        js::Number::Float(f) => Value::Float(f),
     }
 }
 
@@ -335,19 +331,6 @@ unsafe fn read_string(env: sys::napi_env, value: sys::napi_value) -> Result<Stri
     buf.truncate(written);
     // Node-API writes UTF-8 (lone surrogates become U+FFFD), so this does not fail.
     String::from_utf8(buf).map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
-}
-
-/// Whether `JSON.parse` of core's canonical JSON gives exactly the JS value of `value`:
-/// no bytes, no integers beyond 2^53, no NaN or infinities.
-fn json_exact(value: &Value) -> bool {
-    match value {
-        Value::Nil | Value::Bool(_) | Value::Str(_) => true,
-        Value::Int(i) => (*i as f64).abs() <= MAX_SAFE,
-        Value::Float(f) => f.is_finite(),
-        Value::UInt(_) | Value::Bytes(_) => false,
-        Value::Array(items) => items.iter().all(json_exact),
-        Value::Map(map) => map.values().all(json_exact),
-    }
 }
 
 thread_local! {
@@ -386,11 +369,15 @@ unsafe fn json_parse(env: sys::napi_env) -> Result<sys::napi_value> {
     Ok(parse)
 }
 
-/// Maps and arrays that JSON holds exactly are built by V8's `JSON.parse` from core's
-/// canonical JSON: measured, several times faster than one Node-API call per property
-/// (and, like it, `"__proto__"` becomes an own property).
+/// Maps and arrays that JSON holds exactly for JS are built by V8's `JSON.parse` from the
+/// text core's [`js::JsonText`] writes: measured, several times faster than one Node-API
+/// call per property (and, like it, `"__proto__"` becomes an own property).
 unsafe fn write_json(env: sys::napi_env, value: &Value) -> Result<Option<sys::napi_value>> {
-    let Ok(text) = polycache::codec::json::encode(value) else {
+    let mut text = js::JsonText::default();
+    if value.build_into(&mut text).is_err() {
+        return Ok(None);
+    }
+    let Ok(text) = text.finish() else {
         return Ok(None);
     };
     let mut string = ptr::null_mut();
@@ -411,7 +398,7 @@ unsafe fn write_json(env: sys::napi_env, value: &Value) -> Result<Option<sys::na
 }
 
 unsafe fn write(env: sys::napi_env, value: &Value) -> Result<sys::napi_value> {
-    if matches!(value, Value::Array(_) | Value::Map(_)) && json_exact(value) {
+    if matches!(value, Value::Array(_) | Value::Map(_)) {
         if let Some(out) = write_json(env, value)? {
             return Ok(out);
         }
@@ -424,9 +411,7 @@ unsafe fn write_direct(env: sys::napi_env, value: &Value) -> Result<sys::napi_va
     match value {
         Value::Nil => check(sys::napi_get_null(env, &mut out))?,
         Value::Bool(b) => check(sys::napi_get_boolean(env, *b, &mut out))?,
-        Value::Int(i) if (*i as f64).abs() <= MAX_SAFE => {
-            check(sys::napi_create_int64(env, *i, &mut out))?
-        }
+        Value::Int(i) if js::is_safe(*i) => check(sys::napi_create_int64(env, *i, &mut out))?,
         Value::Int(i) => check(sys::napi_create_bigint_int64(env, *i, &mut out))?,
         Value::UInt(u) => check(sys::napi_create_bigint_uint64(env, *u, &mut out))?,
         Value::Float(f) => check(sys::napi_create_double(env, *f, &mut out))?,
@@ -497,7 +482,7 @@ pub(crate) unsafe fn read_value(env: sys::napi_env, value: sys::napi_value) -> R
 }
 
 fn default_max_items() -> usize {
-    polycache::codec::DEFAULT_MAX_VALUE_BYTES / polycache::codec::VALUE_SLOT_BYTES
+    js::max_items(&polycache::codec::DecodeLimits::default())
 }
 
 unsafe fn read_top(
@@ -638,21 +623,4 @@ pub fn read_for(
     use napi::JsValue as _;
     // SAFETY: a live `Env` and a value of the current call.
     unsafe { read_top(env.raw(), value.raw(), false, max_items(config)) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integral_safe_numbers_are_integers() {
-        assert_eq!(number(1.0), Value::Int(1));
-        assert_eq!(number(-0.0), Value::Int(0));
-        assert_eq!(number(1.5), Value::Float(1.5));
-        assert_eq!(number(MAX_SAFE), Value::Int(9_007_199_254_740_991));
-        assert_eq!(number(MAX_SAFE + 1.0), Value::Float(MAX_SAFE + 1.0));
-        assert_eq!(number(1e21), Value::Float(1e21));
-        assert!(matches!(number(f64::NAN), Value::Float(f) if f.is_nan()));
-        assert_eq!(number(f64::INFINITY), Value::Float(f64::INFINITY));
-    }
 }

@@ -154,7 +154,7 @@ impl Cache {
         let stored = py
             .detach(|| block_on(self.inner.get_stored(key)))
             .map_err(errors::to_py)?;
-        match self.inner.decode_stored(stored, &mut PyBuild::new(py))? {
+        match self.inner.decode_stored(&stored, &mut PyBuild::new(py))? {
             Some(value) => Ok(value.unbind()),
             None => Ok(default.unwrap_or_else(|| py.None())),
         }
@@ -418,7 +418,7 @@ impl AsyncCache {
         spawn(
             py,
             async move { cache.get_stored(&key).await },
-            move |py, stored| match decoder.decode_stored(stored, &mut PyBuild::new(py))? {
+            move |py, stored| match decoder.decode_stored(&stored, &mut PyBuild::new(py))? {
                 Some(value) => Ok(value.unbind()),
                 None => Ok(default.unwrap_or_else(|| py.None())),
             },

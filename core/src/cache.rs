@@ -558,17 +558,19 @@ impl Cache {
 
     /// Decodes what [`Cache::get_stored`] returned into a host value made by `build`,
     /// counting a hit or a miss as [`Cache::get`] does: bytes that do not decode within
-    /// this cache's limits are a miss plus a counted decode error.
+    /// this cache's limits are a miss plus a counted decode error. When the builder fails,
+    /// nothing is counted, so a binding may decode the same bytes again with another
+    /// builder.
     ///
     /// # Errors
     /// Only the builder's own error.
     pub fn decode_stored<B: Build>(
         &self,
-        stored: Stored,
+        stored: &Stored,
         build: &mut B,
     ) -> std::result::Result<Option<B::Value>, B::Error> {
         let bytes = match stored {
-            Stored::Value(value) => return value.map(|v| v.build_into(build)).transpose(),
+            Stored::Value(value) => return value.as_ref().map(|v| v.build_into(build)).transpose(),
             Stored::Bytes(bytes) => bytes,
         };
         let metrics = &self.inner.metrics;
@@ -577,10 +579,11 @@ impl Cache {
             return Ok(None);
         };
         if self.inner.config.raw {
+            let value = build.bytes(bytes)?;
             metrics.add(Counter::Hit, 1);
-            return build.bytes(&bytes).map(Some);
+            return Ok(Some(value));
         }
-        match codec::decode_into(&bytes, &self.inner.config.decode_limits(), build) {
+        match codec::decode_into(bytes, &self.inner.config.decode_limits(), build) {
             Ok((_, value)) => {
                 metrics.add(Counter::Hit, 1);
                 Ok(Some(value))

@@ -1,20 +1,18 @@
-//! JS values <-> core's [`Value`], by FORMAT.md §2's Node column (the same rules as the Node
-//! package): `null` (and `undefined` inside arrays and objects) is nil, an integral safe
-//! `number` is an integer and any other `number` a float, a `bigint` is an integer of at
-//! most 64 bits, a `Uint8Array` (or `Buffer`) is bytes, arrays are arrays and plain objects
-//! are maps. Anything else is a `TypeError` with code `ECODEC`.
+//! JS values <-> core's [`Value`], by FORMAT.md §2's Node column: `null` (and `undefined`
+//! inside arrays and objects) is nil, a `number` follows core's JS rule (`codec::js`, shared
+//! with the Node package), a `bigint` is an integer of at most 64 bits, a `Uint8Array` (or
+//! `Buffer`) is bytes, arrays are arrays and plain objects are maps. Nesting is bounded by
+//! core's limit (`msgpack::MAX_DEPTH`). Anything else is a `TypeError` with code `ECODEC`.
 
 use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
-use polycache::codec::Map;
+use polycache::codec::{js, Map};
 use polycache::Value;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::errors::type_error;
 
-/// Largest integer a JS `number` holds exactly (`Number.MAX_SAFE_INTEGER`).
-const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-/// Deeper nesting (or a cycle) is refused.
-const MAX_DEPTH: usize = 200;
+/// Deeper nesting (or a cycle) is refused: what no reader accepts is not written.
+const MAX_DEPTH: usize = polycache::codec::msgpack::MAX_DEPTH;
 
 /// A value from JS.
 pub(crate) fn from_js(value: &JsValue) -> Result<Value, JsValue> {
@@ -30,10 +28,9 @@ pub(crate) fn list_from_js(values: &JsValue) -> Result<Vec<Value>, JsValue> {
 }
 
 fn number(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() <= MAX_SAFE {
-        Value::Int(n as i64)
-    } else {
-        Value::Float(n)
+    match js::number(n) {
+        js::Number::Int(i) => Value::Int(i),
+        js::Number::Float(f) => Value::Float(f),
     }
 }
 
@@ -106,24 +103,42 @@ fn bigint(value: &JsValue) -> Result<Value, JsValue> {
 }
 
 /// A value for JS: integers beyond `Number.MAX_SAFE_INTEGER` become `bigint`, bytes a
-/// `Uint8Array`, maps plain objects.
+/// `Uint8Array`, maps plain objects (in the map's order). Containers that JSON holds
+/// exactly for JS are made by `JSON.parse` of core's [`js::JsonText`], as in the Node package.
 pub(crate) fn to_js(value: &Value) -> JsValue {
+    if matches!(value, Value::Array(_) | Value::Map(_)) {
+        let mut text = js::JsonText::default();
+        if value.build_into(&mut text).is_ok() {
+            if let Some(parsed) = text
+                .finish()
+                .ok()
+                .and_then(|t| String::from_utf8(t).ok())
+                .and_then(|t| js_sys::JSON::parse(&t).ok())
+            {
+                return parsed;
+            }
+        }
+    }
+    to_js_direct(value)
+}
+
+fn to_js_direct(value: &Value) -> JsValue {
     match value {
         Value::Nil => JsValue::NULL,
         Value::Bool(b) => JsValue::from_bool(*b),
-        Value::Int(i) if (*i as f64).abs() <= MAX_SAFE => JsValue::from_f64(*i as f64),
+        Value::Int(i) if js::is_safe(*i) => JsValue::from_f64(*i as f64),
         Value::Int(i) => BigInt::from(*i).into(),
         Value::UInt(u) => BigInt::from(*u).into(),
         Value::Float(f) => JsValue::from_f64(*f),
         Value::Str(s) => JsValue::from_str(s),
         Value::Bytes(b) => Uint8Array::from(b.as_slice()).into(),
-        Value::Array(items) => items.iter().map(to_js).collect::<Array>().into(),
+        Value::Array(items) => items.iter().map(to_js_direct).collect::<Array>().into(),
         // `Object.fromEntries` defines own properties, so a key such as `__proto__` stays
         // data instead of changing the object's prototype.
         Value::Map(map) => {
             let entries: Array = map
                 .iter()
-                .map(|(key, item)| Array::of2(&JsValue::from_str(key), &to_js(item)))
+                .map(|(key, item)| Array::of2(&JsValue::from_str(key), &to_js_direct(item)))
                 .collect();
             Object::from_entries(&entries).map_or(JsValue::NULL, JsValue::from)
         }

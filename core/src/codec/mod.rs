@@ -2,6 +2,7 @@
 
 mod build;
 mod encoder;
+pub mod js;
 pub mod json;
 pub mod msgpack;
 #[cfg(test)]

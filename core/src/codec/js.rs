@@ -1,0 +1,175 @@
+//! The JS value rules (docs/FORMAT.md §2, the Node column), written once for both JS
+//! bindings (the Node addon and the JS edge package): which `number` is an integer, which
+//! integer fits a `number`, how many items a container may have, and a builder that turns
+//! a payload straight into the JSON text V8's `JSON.parse` makes objects from.
+
+use super::{Build, Codec, DecodeLimits, Encoder, VALUE_SLOT_BYTES};
+use crate::error::Result;
+
+/// Largest integer a JS `number` holds exactly (`Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A JS `number` in the value model: an integral safe number is an integer (so `1.0` is
+/// `1`); everything else, NaN and infinities included, is a float.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    /// Written as an integer.
+    Int(i64),
+    /// Written as a float.
+    Float(f64),
+}
+
+/// How a JS `number` is written.
+pub fn number(n: f64) -> Number {
+    if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER {
+        Number::Int(n as i64)
+    } else {
+        Number::Float(n)
+    }
+}
+
+/// Whether an integer reads back as a `number` (otherwise a `bigint`).
+pub fn is_safe(i: i64) -> bool {
+    (i as f64).abs() <= MAX_SAFE_INTEGER
+}
+
+/// Most items an array (or entries an object) may have for a reader with `limits`: each
+/// costs a decoder at least one value slot of `maxValueBytes`, so a longer one could be
+/// written but never read back. Checked before any item is read.
+pub fn max_items(limits: &DecodeLimits) -> usize {
+    limits.max_value_bytes / VALUE_SLOT_BYTES
+}
+
+/// Makes canonical JSON text of a payload that JSON holds exactly for JS (no bytes, no
+/// integer beyond 2^53, no NaN or infinity); anything else stops it with [`NotJson`] and the
+/// binding builds that value another way. V8's `JSON.parse` of this text is, measured, the
+/// cheapest way to make many JS objects from native code; object keys keep the payload's
+/// order (integer-like keys aside, which every JS object lists first).
+#[derive(Debug)]
+pub struct JsonText {
+    encoder: Encoder,
+}
+
+/// The value holds something JSON cannot give JS exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJson;
+
+impl Default for JsonText {
+    fn default() -> Self {
+        JsonText {
+            encoder: Encoder::new(Codec::Json),
+        }
+    }
+}
+
+impl JsonText {
+    /// The text written (after a successful decode into this builder).
+    ///
+    /// # Errors
+    /// A codec error when no complete value was written.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        Ok(self.encoder.finish()?.payload)
+    }
+}
+
+fn text(r: Result<()>) -> std::result::Result<(), NotJson> {
+    r.map_err(|_| NotJson)
+}
+
+impl Build for JsonText {
+    type Value = ();
+    type Array = ();
+    type Map = ();
+    type Error = NotJson;
+
+    fn nil(&mut self) -> std::result::Result<(), NotJson> {
+        text(self.encoder.nil())
+    }
+    fn bool(&mut self, v: bool) -> std::result::Result<(), NotJson> {
+        text(self.encoder.bool(v))
+    }
+    fn int(&mut self, v: i64) -> std::result::Result<(), NotJson> {
+        if !is_safe(v) {
+            return Err(NotJson);
+        }
+        text(self.encoder.int(v))
+    }
+    fn uint(&mut self, _: u64) -> std::result::Result<(), NotJson> {
+        Err(NotJson)
+    }
+    fn float(&mut self, v: f64) -> std::result::Result<(), NotJson> {
+        text(self.encoder.float(v))
+    }
+    fn str(&mut self, v: &str) -> std::result::Result<(), NotJson> {
+        text(self.encoder.str(v))
+    }
+    fn bytes(&mut self, _: &[u8]) -> std::result::Result<(), NotJson> {
+        Err(NotJson)
+    }
+    fn array(&mut self, len: usize) -> std::result::Result<(), NotJson> {
+        text(self.encoder.begin_array(len))
+    }
+    fn push(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
+        Ok(())
+    }
+    fn end_array(&mut self, _: ()) -> std::result::Result<(), NotJson> {
+        text(self.encoder.end_array())
+    }
+    fn map(&mut self, len: usize) -> std::result::Result<(), NotJson> {
+        text(self.encoder.begin_map(len))
+    }
+    fn key(&mut self, _: &mut (), key: &str) -> std::result::Result<(), NotJson> {
+        text(self.encoder.key(key))
+    }
+    fn value(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
+        Ok(())
+    }
+    fn end_map(&mut self, _: ()) -> std::result::Result<(), NotJson> {
+        text(self.encoder.end_map())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{json, msgpack, Value};
+
+    #[test]
+    fn integral_safe_numbers_are_integers() {
+        assert_eq!(number(1.0), Number::Int(1));
+        assert_eq!(number(-0.0), Number::Int(0));
+        assert_eq!(number(1.5), Number::Float(1.5));
+        assert_eq!(number(MAX_SAFE_INTEGER), Number::Int(9_007_199_254_740_991));
+        assert_eq!(
+            number(MAX_SAFE_INTEGER + 1.0),
+            Number::Float(MAX_SAFE_INTEGER + 1.0)
+        );
+        assert!(matches!(number(f64::NAN), Number::Float(f) if f.is_nan()));
+    }
+
+    #[test]
+    fn json_text_is_canonical_json_or_refused() {
+        let value: Value = [
+            ("z", Value::from(1)),
+            ("a", Value::from(vec![Value::from(0.5)])),
+        ]
+        .into_iter()
+        .collect();
+        let mut out = JsonText::default();
+        msgpack::decode_into(&msgpack::encode(&value), &DecodeLimits::default(), &mut out).unwrap();
+        assert_eq!(out.finish().unwrap(), json::encode(&value).unwrap());
+        for odd in [
+            Value::Bytes(vec![1]),
+            Value::Int(1 << 60),
+            Value::Float(f64::NAN),
+        ] {
+            let bytes = msgpack::encode(&Value::Array(vec![odd]));
+            let result =
+                msgpack::decode_into(&bytes, &DecodeLimits::default(), &mut JsonText::default());
+            assert!(matches!(
+                result,
+                Err(crate::codec::DecodeError::Host(NotJson))
+            ));
+        }
+    }
+}
