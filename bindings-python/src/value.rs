@@ -4,8 +4,6 @@
 //! Core keeps every rule (numbers, strings, nesting, limits); this file only says which
 //! Python type is which kind of value.
 
-use std::borrow::Cow;
-
 use polycache::codec::{msgpack, Build, DecodeLimits, Encoder};
 use polycache::{Codec, ErrorKind, Value};
 use pyo3::prelude::*;
@@ -33,9 +31,22 @@ pub fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
 /// decided here; everything else (numbers' forms, strings, nesting, the codec) is core's.
 pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
     let codec = |r: polycache::Result<()>| r.map_err(errors::to_py);
-    // Most frequent kinds first; bool before int (bool is an int subclass).
-    if let Ok(s) = obj.cast::<PyString>() {
-        return codec(encoder.str(&utf8(s)?));
+    // Exact built-in types first (one pointer comparison each), the common case; then
+    // subclasses, in the same order. bool before int (bool is an int subclass).
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return codec(encoder.str(utf8(s)?));
+    }
+    if let Ok(d) = obj.cast_exact::<PyDict>() {
+        return encode_dict(d, encoder);
+    }
+    if obj.is_exact_instance_of::<PyInt>() {
+        return encode_int(obj, encoder);
+    }
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return codec(encoder.float(f.value()));
+    }
+    if let Ok(l) = obj.cast_exact::<PyList>() {
+        return encode_list(l, encoder);
     }
     if let Ok(b) = obj.cast::<PyBool>() {
         return codec(encoder.bool(b.is_true()));
@@ -43,34 +54,17 @@ pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
     if obj.is_none() {
         return codec(encoder.nil());
     }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return codec(encoder.str(utf8(s)?));
+    }
     if obj.is_instance_of::<PyInt>() {
-        if let Ok(i) = obj.extract::<i64>() {
-            return codec(encoder.int(i));
-        }
-        return match obj.extract::<u64>() {
-            Ok(u) => codec(encoder.uint(u)),
-            Err(_) => Err(codec_error(
-                "integers must fit in 64 bits (-2**63 .. 2**64-1)",
-            )),
-        };
+        return encode_int(obj, encoder);
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        codec(encoder.begin_map(d.len()))?;
-        for (k, v) in d.iter() {
-            let key = k.cast::<PyString>().map_err(|_| {
-                codec_error(format!("dict keys must be str, not {}", type_name(&k)))
-            })?;
-            codec(encoder.key(&utf8(key)?))?;
-            encode(&v, encoder)?;
-        }
-        return codec(encoder.end_map());
+        return encode_dict(d, encoder);
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        codec(encoder.begin_array(l.len()))?;
-        for item in l.iter() {
-            encode(&item, encoder)?;
-        }
-        return codec(encoder.end_array());
+        return encode_list(l, encoder);
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         return codec(encoder.float(f.value()));
@@ -97,9 +91,42 @@ pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
     )))
 }
 
-/// A Python string's UTF-8.
-fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
-    s.to_cow()
+fn encode_int(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
+    let written = if let Ok(i) = obj.extract::<i64>() {
+        encoder.int(i)
+    } else if let Ok(u) = obj.extract::<u64>() {
+        encoder.uint(u)
+    } else {
+        return Err(codec_error(
+            "integers must fit in 64 bits (-2**63 .. 2**64-1)",
+        ));
+    };
+    written.map_err(errors::to_py)
+}
+
+fn encode_dict(d: &Bound<'_, PyDict>, encoder: &mut Encoder) -> PyResult<()> {
+    encoder.begin_map(d.len()).map_err(errors::to_py)?;
+    for (k, v) in d.iter() {
+        let key = k.cast::<PyString>().map_err(|_| {
+            codec_error(format!("dict keys must be str, not {}", type_name(&k)))
+        })?;
+        encoder.key(utf8(key)?).map_err(errors::to_py)?;
+        encode(&v, encoder)?;
+    }
+    encoder.end_map().map_err(errors::to_py)
+}
+
+fn encode_list(l: &Bound<'_, PyList>, encoder: &mut Encoder) -> PyResult<()> {
+    encoder.begin_array(l.len()).map_err(errors::to_py)?;
+    for item in l.iter() {
+        encode(&item, encoder)?;
+    }
+    encoder.end_array().map_err(errors::to_py)
+}
+
+/// A Python string's UTF-8, borrowed from the string's own cache (no copy for ASCII).
+fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    s.to_str()
 }
 
 /// Keys already made during one decode: the records of a payload repeat their keys, and a
