@@ -668,7 +668,7 @@ fn measure_memory_of_100k_entries() {
         .near_cache_bytes(1 << 30);
     let (cache, _) = spied(&d, config);
     let object = |i: usize| {
-        let mut map = std::collections::BTreeMap::new();
+        let mut map = polycache::codec::Map::new();
         map.insert("id".to_owned(), Value::from(i as i64));
         map.insert("name".to_owned(), Value::from(format!("user-{i:08}")));
         map.insert(
