@@ -22,6 +22,8 @@ import KeyvRedis from '@keyv/redis'
 import { BentoCache, bentostore } from 'bentocache'
 import { redisDriver } from 'bentocache/drivers/redis'
 
+import { run as codecBench } from './codec.mjs'
+
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..', '..')
 const require = createRequire(import.meta.url)
@@ -162,6 +164,7 @@ async function main() {
   await nodeRedis.quit()
   await cacheManager.disconnect()
   await bento.disconnectAll()
+  await codecBench(redis.url) // bench/node/codec.mjs: the codec path at every size
   redis.stop()
 }
 

@@ -1,0 +1,131 @@
+// The codec path at every size (issue 13): polycache get/set against ioredis + JSON.parse /
+// JSON.stringify and ioredis + msgpackr, one loopback Redis, sequential calls.
+//
+//   node bench/node/codec.mjs          (make bench-node runs it after bench.mjs)
+//
+// Values: the record object { field_i: { id, name, score, tags: ['a', 'b'], ok } } and an
+// array of floats, each at about 100 B, 1 KB, 10 KB, 100 KB and 1 MB of JSON. Printed: time
+// per call, ratios (peer time / polycache time: above 1 polycache is faster), polycache's
+// µs per KB, and the peak RSS growth of one 1 MB get in a fresh process.
+import { spawn, execFileSync } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import Redis from 'ioredis'
+import { pack, unpack } from 'msgpackr'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, '..', '..')
+const require = createRequire(import.meta.url)
+const { Cache } = require(path.join(root, 'bindings-node'))
+
+const SIZES = [100, 1_000, 10_000, 100_000, 1_000_000]
+const ROUNDS = 5
+
+const records = (n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [
+  `field_${i}`, { id: i, name: `user ${i}`, score: i * 1.5 + 0.25, tags: ['a', 'b'], ok: true },
+]))
+const floats = (n) => Array.from({ length: n }, (_, i) => i * 0.3183098861837907 + 0.1)
+
+/** The value whose JSON is closest to `target` bytes (at least one item). */
+function sized (make, target) {
+  let lo = 1; let hi = 1
+  while (JSON.stringify(make(hi)).length < target) { lo = hi; hi *= 2 }
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2)
+    if (JSON.stringify(make(mid)).length < target) lo = mid + 1
+    else hi = mid
+  }
+  return make(lo)
+}
+
+/** Seconds per call, best of ROUNDS rounds. */
+async function perCall (fn, size) {
+  const calls = Math.max(5, Math.min(2000, Math.floor(2_000_000 / size)))
+  await fn()
+  let best = Infinity
+  for (let r = 0; r < ROUNDS; r++) {
+    const started = process.hrtime.bigint()
+    for (let i = 0; i < calls; i++) await fn()
+    best = Math.min(best, Number(process.hrtime.bigint() - started) / 1e9 / calls)
+  }
+  return best
+}
+
+function row (label, ours, peers, size) {
+  const ratios = Object.values(peers).map((t) => `${(t / ours).toFixed(2)}x`.padStart(8)).join('  ')
+  console.log(`  ${label.padEnd(22)} ${(ours * 1e6).toFixed(1).padStart(10)} µs  ${(ours * 1e6 / (size / 1000)).toFixed(2).padStart(7)} µs/KB  ${ratios}`)
+}
+
+export async function run (url) {
+  const cache = await Cache.connect(url, { namespace: 'bench-codec' })
+  const client = new Redis(url)
+  console.log('\ncodec path, sequential calls (ratio = peer time / polycache time; > 1: polycache faster)')
+  console.log(`  ${'value, direction'.padEnd(22)} ${'polycache'.padStart(13)}  ${'cost'.padStart(13)}  vs msgpackr  vs JSON`)
+  for (const [kind, make] of [['records', records], ['floats', floats]]) {
+    for (const target of SIZES) {
+      const value = sized(make, target)
+      const size = JSON.stringify(value).length
+      const key = `${kind}:${target}`
+      await client.set(`mp:${key}`, pack(value))
+      await client.set(`js:${key}`, JSON.stringify(value))
+      await cache.set(key, value)
+      const label = `${kind} ${size / 1000} KB`
+      row(`${label} get`, await perCall(() => cache.get(key), size), {
+        msgpackr: await perCall(async () => unpack(await client.getBuffer(`mp:${key}`)), size),
+        json: await perCall(async () => JSON.parse(await client.get(`js:${key}`)), size),
+      }, size)
+      row(`${label} set`, await perCall(() => cache.set(key, value), size), {
+        msgpackr: await perCall(() => client.set(`mp:${key}`, pack(value)), size),
+        json: await perCall(() => client.set(`js:${key}`, JSON.stringify(value)), size),
+      }, size)
+    }
+  }
+  client.disconnect()
+  cache.close?.()
+  console.log('\npeak RSS growth of one 1 MB records get (fresh process each)')
+  for (const who of ['polycache', 'msgpackr', 'json']) {
+    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--rss', url, who], { encoding: 'utf8' })
+    console.log(`  ${who.padEnd(10)} ${(Number(out.trim()) / 1024).toFixed(1).padStart(8)} MiB`)
+  }
+}
+
+async function rss (url, who) {
+  const cache = await Cache.connect(url, { namespace: 'bench-codec' })
+  const client = new Redis(url)
+  await client.ping()
+  const get = {
+    polycache: () => cache.get('records:1000000'),
+    msgpackr: async () => unpack(await client.getBuffer('mp:records:1000000')),
+    json: async () => JSON.parse(await client.get('js:records:1000000')),
+  }[who]
+  const before = process.memoryUsage().rss / 1024
+  const value = await get()
+  const peak = process.resourceUsage().maxRSS
+  console.log(Math.max(0, Math.round(peak - before)), Object.keys(value).length > 0 ? '' : '')
+  process.exit(0)
+}
+
+async function startHarness () {
+  const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, 'target')
+  const harness = path.join(targetDir, process.env.CARGO_BUILD_TARGET ?? '', 'debug', 'polycache-harness')
+  const child = spawn(harness, ['--standalone'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const line = await new Promise((resolve, reject) => {
+    child.once('error', reject)
+    createInterface({ input: child.stdout }).once('line', resolve)
+  })
+  return { url: JSON.parse(line).standalone, stop: () => child.stdin.end() }
+}
+
+if (process.argv[2] === '--rss') {
+  await rss(process.argv[3], process.argv[4])
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { url, stop } = await startHarness()
+  try {
+    await run(url)
+  } finally {
+    stop()
+  }
+}
