@@ -15,13 +15,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import codec  # bench/python/codec.py: the codec path at every size
 import ormsgpack
 import redis
 import redis.asyncio as aredis
 
 import polycache
-
-import codec  # bench/python/codec.py: the codec path at every size
 
 ROUNDS = 5
 SEQ_OPS = 3000

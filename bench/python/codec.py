@@ -77,6 +77,29 @@ def row(label: str, ours: float, peers: dict[str, float], size: int) -> None:
     print(f"  {label:<22} {ours * 1e6:10.1f} µs  {ours * 1e6 / (size / 1000):7.2f} µs/KB  {ratios}")
 
 
+def measure(
+    cache: polycache.Cache, client: redis.Redis, label: str, key: str, value: Any, size: int
+) -> None:
+    row(
+        label + " get",
+        per_call(lambda: cache.get(key), size),
+        {
+            "ormsgpack": per_call(lambda: ormsgpack.unpackb(client.get("mp:" + key)), size),
+            "json": per_call(lambda: json.loads(client.get("js:" + key)), size),
+        },
+        size,
+    )
+    row(
+        label + " set",
+        per_call(lambda: cache.set(key, value), size),
+        {
+            "ormsgpack": per_call(lambda: client.set("mp:" + key, ormsgpack.packb(value)), size),
+            "json": per_call(lambda: client.set("js:" + key, json.dumps(value)), size),
+        },
+        size,
+    )
+
+
 def run(url: str) -> None:
     cache = polycache.Cache(url, namespace="bench-codec")
     client = redis.Redis.from_url(url)
@@ -94,27 +117,7 @@ def run(url: str) -> None:
             client.set("js:" + key, text)
             cache.set(key, value)
             assert cache.get(key) == value
-            label = f"{kind} {size / 1000:g} KB"
-            row(
-                label + " get",
-                per_call(lambda: cache.get(key), size),
-                {
-                    "ormsgpack": per_call(lambda: ormsgpack.unpackb(client.get("mp:" + key)), size),
-                    "json": per_call(lambda: json.loads(client.get("js:" + key)), size),
-                },
-                size,
-            )
-            row(
-                label + " set",
-                per_call(lambda: cache.set(key, value), size),
-                {
-                    "ormsgpack": per_call(
-                        lambda: client.set("mp:" + key, ormsgpack.packb(value)), size
-                    ),
-                    "json": per_call(lambda: client.set("js:" + key, json.dumps(value)), size),
-                },
-                size,
-            )
+            measure(cache, client, f"{kind} {size / 1000:g} KB", key, value, size)
     peak_rss(url)
 
 
