@@ -718,20 +718,23 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Value>>,
     {
-        let fresh_for = self.inner.config.fresh_for;
-        self.load_and_store_fresh(redis_key, loader, ttl, fresh_for, budget)
+        let rules = self.rules(&crate::LoadOptions {
+            ttl,
+            ..Default::default()
+        })?;
+        self.load_and_store_fresh(redis_key, loader, rules, budget)
             .await
     }
 
-    /// [`Cache::load_and_store`] with the written value fresh for `fresh_for`. Every load
-    /// (a miss, a stale refresh, a fail-safe retry) goes through here: the place where a
-    /// cross-process stampede lock plugs in, inside single-flight, before the loader runs.
+    /// [`Cache::load_and_store`] under a call's freshness rules (`ttl`, `fresh_for`,
+    /// `hard_timeout`). Every load (a miss, a stale refresh, a fail-safe retry) goes
+    /// through here: the place where a cross-process stampede lock plugs in, inside
+    /// single-flight, before the loader runs.
     async fn load_and_store_fresh<F, Fut>(
         &self,
         redis_key: String,
         loader: F,
-        ttl: Option<Duration>,
-        fresh_for: Option<Duration>,
+        rules: crate::patterns::fresh::Rules,
         budget: Duration,
     ) -> Result<Value>
     where
@@ -747,17 +750,35 @@ impl Cache {
                     locked::Step::Load(held) => held,
                 };
                 self.inner.metrics.add(Counter::Load, 1);
-                let loaded = loader().await.map_err(|err| {
-                    self.inner.metrics.add(Counter::LoadError, 1);
-                    if err.kind() == ErrorKind::Loader {
-                        err
-                    } else {
-                        Error::new(ErrorKind::Loader, err.to_string()).with_source(err)
-                    }
-                });
-                let (value, entry) = match loaded
-                    .and_then(|v| Ok((self.entry_fresh(redis_key, &v, ttl, fresh_for)?, v)))
+                let loaded = match crate::patterns::fresh::within(rules.hard_timeout, loader())
+                    .await
                 {
+                    Some(loaded) => loaded.map_err(|err| {
+                        self.inner.metrics.add(Counter::LoadError, 1);
+                        if err.kind() == ErrorKind::Loader {
+                            err
+                        } else {
+                            Error::new(ErrorKind::Loader, err.to_string()).with_source(err)
+                        }
+                    }),
+                    None => {
+                        self.inner.metrics.add(Counter::LoaderTimeout, 1);
+                        self.inner.metrics.add(Counter::LoadError, 1);
+                        Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "the loader of {redis_key:?} took longer than hard_timeout ({:?})",
+                                rules.hard_timeout.unwrap_or_default()
+                            ),
+                        ))
+                    }
+                };
+                let (value, entry) = match loaded.and_then(|v| {
+                    Ok((
+                        self.entry_fresh(redis_key, &v, rules.ttl, rules.fresh_for)?,
+                        v,
+                    ))
+                }) {
                     Ok((entry, value)) => (value, entry),
                     Err(err) => {
                         self.release_lock(held.as_ref()).await;

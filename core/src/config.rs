@@ -90,6 +90,14 @@ pub struct Config {
     /// is tried again (so a dead database is not hammered).
     #[serde(with = "secs")]
     pub fail_safe_backoff: Duration,
+    /// When a load is slow and a fail-safe value exists: answer with it after this long and
+    /// let the load finish in the background (its value is stored). `None`: wait.
+    #[serde(with = "secs_opt")]
+    pub soft_timeout: Option<Duration>,
+    /// Give up on a load after this long: the fail-safe value, else a timeout error.
+    /// `None`: no limit.
+    #[serde(with = "secs_opt")]
+    pub hard_timeout: Option<Duration>,
 }
 
 /// Shows every option, with the URL's credentials redacted ([`crate::redact_url`]).
@@ -126,6 +134,8 @@ impl Default for Config {
             fresh_for: None,
             max_stale: Duration::ZERO,
             fail_safe_backoff: Duration::from_secs(30),
+            soft_timeout: None,
+            hard_timeout: None,
         }
     }
 }
@@ -243,6 +253,8 @@ impl Config {
             "freshFor" => self.fresh_for = value.ttl(name)?,
             "maxStale" => self.max_stale = value.seconds(name)?,
             "failSafeBackoff" => self.fail_safe_backoff = value.seconds(name)?,
+            "softTimeout" => self.soft_timeout = value.ttl(name)?,
+            "hardTimeout" => self.hard_timeout = value.ttl(name)?,
             _ => return Err(Error::config(format!("unknown option {name:?}"))),
         }
         Ok(())
@@ -439,6 +451,16 @@ impl Config {
     /// Sets how long past its freshness a fail-safe value may be served (0: off).
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
+        self
+    }
+    /// Sets how long a slow load may run before a fail-safe value answers (`None`: wait).
+    pub fn soft_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.soft_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
+    /// Sets how long a load may run at all (`None`: no limit).
+    pub fn hard_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.hard_timeout = timeout.filter(|d| !d.is_zero());
         self
     }
     /// Sets how long a fail-safe value is served before the loader is tried again.

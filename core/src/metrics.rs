@@ -30,6 +30,7 @@ pub struct Metrics {
     stale_served: AtomicU64,
     fail_safe_served: AtomicU64,
     background_refreshes: AtomicU64,
+    loader_timeouts: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
 }
 
@@ -89,6 +90,9 @@ pub struct MetricsSnapshot {
     /// Refreshes of stale values started (in the background, or inline where no thread
     /// or runtime can run them).
     pub background_refreshes: u64,
+    /// Loads that passed `soft_timeout` (answered by a fail-safe value while they went on)
+    /// or `hard_timeout` (abandoned).
+    pub loader_timeouts: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +113,7 @@ pub(crate) enum Counter {
     StaleServed,
     FailSafeServed,
     BackgroundRefresh,
+    LoaderTimeout,
 }
 
 impl Metrics {
@@ -130,6 +135,7 @@ impl Metrics {
             Counter::StaleServed => &self.stale_served,
             Counter::FailSafeServed => &self.fail_safe_served,
             Counter::BackgroundRefresh => &self.background_refreshes,
+            Counter::LoaderTimeout => &self.loader_timeouts,
         };
         cell.fetch_add(n, Ordering::Relaxed);
     }
@@ -176,6 +182,7 @@ impl Metrics {
             stale_served: get(&self.stale_served),
             fail_safe_served: get(&self.fail_safe_served),
             background_refreshes: get(&self.background_refreshes),
+            loader_timeouts: get(&self.loader_timeouts),
         }
     }
 }

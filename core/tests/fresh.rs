@@ -330,6 +330,85 @@ async fn failed_refresh_keeps_serving_stale(backend: Backend) {
     assert_eq!(cache.metrics().background_refreshes, 1);
 }
 
+/// `hard_timeout`: a loader that never finishes is abandoned: a timeout error without a
+/// fail-safe value, the last good value with one.
+async fn hard_timeout_bounds_a_hanging_loader(backend: Backend) {
+    let limit = Duration::from_millis(100);
+    let (cache, _clock) = open(backend, "hard-timeout", |c| {
+        c.hard_timeout(Some(limit))
+            .max_stale(Duration::from_secs(600))
+    })
+    .await;
+    let off = LoadOptions {
+        max_stale: Some(Duration::ZERO),
+        ..LoadOptions::default()
+    };
+    let hang = || std::future::pending::<polycache::Result<Value>>();
+    let err = cache.get_entry("cold", hang, &off).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let err = cache.get_or_load("cold", hang, None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "get_or_load too: {err}");
+
+    let options = LoadOptions::default();
+    cache
+        .get_entry("k", || async { Ok(Value::from(1)) }, &options)
+        .await
+        .unwrap();
+    cache
+        .store()
+        .delete(&cache.redis_key("k").unwrap())
+        .await
+        .unwrap();
+    let served = cache.get_entry("k", hang, &options).await.unwrap();
+    assert_eq!(
+        (served.value, served.freshness),
+        (Value::from(1), Freshness::FailSafe)
+    );
+    assert_eq!(cache.metrics().loader_timeouts, 3);
+}
+
+/// `soft_timeout`: with a fail-safe value, a slow load answers with it after the soft
+/// timeout, goes on, and stores its value when it finishes.
+async fn soft_timeout_answers_then_stores(backend: Backend) {
+    let (cache, _clock) = open(backend, "soft-timeout", |c| {
+        c.soft_timeout(Some(Duration::from_millis(50)))
+            .max_stale(Duration::from_secs(600))
+    })
+    .await;
+    let options = LoadOptions::default();
+    cache
+        .get_entry("k", || async { Ok(Value::from(1)) }, &options)
+        .await
+        .unwrap();
+    cache
+        .store()
+        .delete(&cache.redis_key("k").unwrap())
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let held = gate.clone();
+    let slow = move || async move {
+        let _permit = held.acquire().await.unwrap();
+        Ok(Value::from(2))
+    };
+    let served = cache.get_entry("k", slow, &options).await.unwrap();
+    assert_eq!(
+        (served.value, served.freshness),
+        (Value::from(1), Freshness::FailSafe)
+    );
+    assert_eq!(cache.metrics().loader_timeouts, 1);
+    gate.add_permits(1);
+    let deadline = Instant::now() + DEADLINE;
+    while cache.get("k").await.unwrap() != Some(Value::from(2)) {
+        assert!(
+            Instant::now() < deadline,
+            "the slow load never stored its value"
+        );
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
+}
+
 macro_rules! suite {
     ($($module:ident => $backend:expr),* $(,)?) => {$(
         mod $module {
@@ -345,6 +424,10 @@ macro_rules! suite {
             async fn fail_safe_after_expiry() { super::fail_safe_after_expiry(B).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn failed_refresh_keeps_serving_stale() { super::failed_refresh_keeps_serving_stale(B).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hard_timeout_bounds_a_hanging_loader() { super::hard_timeout_bounds_a_hanging_loader(B).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn soft_timeout_answers_then_stores() { super::soft_timeout_answers_then_stores(B).await }
         }
     )*};
 }
@@ -452,4 +535,31 @@ fn paused_redis_serves_fail_safe() {
             );
         }));
     }
+}
+
+/// Blocking stores on a plain thread: `hard_timeout` runs on a timer thread.
+#[test]
+fn blocking_hard_timeout_without_a_runtime() {
+    let url = polycache_harness::shared()
+        .standalone
+        .clone()
+        .expect("standalone");
+    let config = Config::from_url(&url)
+        .unwrap()
+        .namespace(namespace("blocking-hard"))
+        .hard_timeout(Some(Duration::from_millis(100)));
+    let cache = block_on(Cache::builder(config).io(Io::Blocking).build()).unwrap();
+    let (_keep, never) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let err = block_on(cache.get_or_load(
+        "k",
+        || async {
+            let _ = never.await;
+            Ok(Value::from(1))
+        },
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() < DEADLINE);
 }

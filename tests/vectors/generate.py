@@ -1967,6 +1967,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "connectTimeout": 1.0,
     "failSafeBackoff": 30.0,
     "freshFor": None,
+    "hardTimeout": None,
     "jitter": 0.0,
     "lockLease": 10.0,
     "lockTimeout": 10.0,
@@ -1982,6 +1983,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "prefix": "pc",
     "raw": False,
     "stampedeLock": False,
+    "softTimeout": None,
     "ttl": 300.0,
     "url": "memory://",
 }
@@ -2028,6 +2030,8 @@ def urls_cases() -> list[dict[str, Any]]:
         ("stampedeLock", "true", True),
         ("lockLease", "2.5", 2.5),
         ("lockTimeout", "0.5", 0.5),
+        ("softTimeout", "0.1", 0.1),
+        ("hardTimeout", "2", 2.0),
     ]
     for option, text, value in given:
         kebab = snake(option).replace("_", "-")
@@ -2152,6 +2156,7 @@ def urls_cases() -> list[dict[str, Any]]:
     error("raw-max-stale", "memory://?raw=true", {"maxStale": 60})
     error("max-stale-negative", "memory://", {"maxStale": -1})
     ok("fresh-for-zero", "memory://?freshFor=0", {})
+    ok("hard-timeout-zero", "memory://?hardTimeout=0", {})
     ok("fresh-for-null", "memory://?freshFor=30", {"freshFor": None})
     error("lock-lease-zero", "redis://h:1?stampedeLock=true&lockLease=0", {})
     ok("lock-timeout-zero", "memory://?lockTimeout=0", {}, lockTimeout=0.0)

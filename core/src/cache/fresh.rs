@@ -8,7 +8,9 @@ use super::Cache;
 use crate::codec::{self, Value};
 use crate::error::{Error, Result};
 use crate::metrics::Counter;
-use crate::patterns::fresh::{is_stale, Freshness, LoadOptions, Loaded, RefreshClaim, Rules};
+use crate::patterns::fresh::{
+    is_stale, within, Freshness, LoadOptions, Loaded, RefreshClaim, Rules,
+};
 
 /// `fresh-until` of a value written at `created_at_ms` that is fresh for `fresh_for`
 /// (0 = no fresh window).
@@ -75,7 +77,7 @@ impl Cache {
         config.fresh_for.is_some() || !config.max_stale.is_zero()
     }
 
-    fn rules(&self, options: &LoadOptions) -> Result<Rules> {
+    pub(super) fn rules(&self, options: &LoadOptions) -> Result<Rules> {
         let config = &self.inner.config;
         let rules = Rules {
             ttl: options.ttl,
@@ -87,6 +89,14 @@ impl Cache {
             backoff: options
                 .fail_safe_backoff
                 .unwrap_or(config.fail_safe_backoff),
+            soft_timeout: options
+                .soft_timeout
+                .or(config.soft_timeout)
+                .filter(|d| !d.is_zero()),
+            hard_timeout: options
+                .hard_timeout
+                .or(config.hard_timeout)
+                .filter(|d| !d.is_zero()),
         };
         if config.raw && (rules.fresh_for.is_some() || rules.fail_safe()) {
             return Err(Error::config(
@@ -109,7 +119,7 @@ impl Cache {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value>>,
-        D: FnOnce(Detached<F>) -> std::result::Result<(), Detached<F>>,
+        D: FnOnce(Job<F>) -> std::result::Result<(), Job<F>>,
     {
         let rules = self.rules(options)?;
         let redis_key = self.redis_key(key)?;
@@ -166,7 +176,7 @@ impl Cache {
                 .serve_stale(redis_key, loader, rules, budget, stale, detach)
                 .await);
         }
-        self.load_or_fail_safe(redis_key, loader, rules, budget, now)
+        self.load_or_fail_safe(redis_key, loader, rules, budget, now, detach)
             .await
     }
 
@@ -184,7 +194,7 @@ impl Cache {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value>>,
-        D: FnOnce(Detached<F>) -> std::result::Result<(), Detached<F>>,
+        D: FnOnce(Job<F>) -> std::result::Result<(), Job<F>>,
     {
         let now = self.inner.clock.now_ms();
         let backing_off = rules.fail_safe()
@@ -200,12 +210,13 @@ impl Cache {
         };
         if let Some(claim) = claim {
             self.inner.metrics.add(Counter::BackgroundRefresh, 1);
-            let job = Detached {
+            let job = Box::new(Detached {
                 claim,
                 redis_key,
                 loader,
                 rules,
-            };
+                done: None,
+            });
             if let Err(job) = detach(job) {
                 // No background here: this caller refreshes, the others keep the stale value.
                 if let Ok(value) = self.refresh(job, budget).await {
@@ -223,17 +234,19 @@ impl Cache {
 
     /// A miss (or an unreachable store): load, or serve the last good value when the
     /// loader fails or is backing off.
-    async fn load_or_fail_safe<F, Fut>(
+    async fn load_or_fail_safe<F, Fut, D>(
         &self,
         redis_key: String,
         loader: F,
         rules: Rules,
         budget: Duration,
         now: u64,
+        detach: D,
     ) -> Result<Loaded>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value>>,
+        D: FnOnce(Job<F>) -> std::result::Result<(), Job<F>>,
     {
         let fresh = &self.inner.fresh;
         let last_good = rules
@@ -245,14 +258,50 @@ impl Cache {
                 return Ok(self.served_fail_safe(good.value.clone(), good.created_at_ms, now));
             }
         }
+        let mut loader = Some(loader);
+        if let (Some(soft), Some(good)) = (rules.soft_timeout, &last_good) {
+            // A fail-safe value exists: run the load off this caller and wait for it up
+            // to `soft_timeout`; past that, answer with the value and let the load finish.
+            if let Some(claim) = fresh.claim(&redis_key) {
+                let (done, result) = tokio::sync::oneshot::channel();
+                let job = Box::new(Detached {
+                    claim,
+                    redis_key: redis_key.clone(),
+                    loader: loader.take().expect("loader"),
+                    rules,
+                    done: Some(done),
+                });
+                match detach(job) {
+                    Ok(()) => {
+                        let now = || self.inner.clock.now_ms();
+                        return match within(Some(soft), result).await {
+                            Some(Ok(Ok(value))) => Ok(Loaded {
+                                value,
+                                freshness: Freshness::Fresh,
+                                age: Some(Duration::ZERO),
+                            }),
+                            Some(_) => Ok(self.served_fail_safe(
+                                good.value.clone(),
+                                good.created_at_ms,
+                                now(),
+                            )),
+                            None => {
+                                self.inner.metrics.add(Counter::LoaderTimeout, 1);
+                                Ok(self.served_fail_safe(
+                                    good.value.clone(),
+                                    good.created_at_ms,
+                                    now(),
+                                ))
+                            }
+                        };
+                    }
+                    Err(job) => loader = Some(job.loader),
+                }
+            }
+        }
+        let loader = loader.expect("loader");
         let loaded = self
-            .load_and_store_fresh(
-                redis_key.clone(),
-                loader,
-                rules.ttl,
-                rules.fresh_for,
-                budget,
-            )
+            .load_and_store_fresh(redis_key.clone(), loader, rules, budget)
             .await;
         let now = self.inner.clock.now_ms();
         match loaded {
@@ -295,7 +344,7 @@ impl Cache {
     }
 
     /// Runs one claimed refresh: load, store, remember; a failure backs the key off.
-    async fn refresh<F, Fut>(&self, job: Detached<F>, budget: Duration) -> Result<Value>
+    async fn refresh<F, Fut>(&self, job: Job<F>, budget: Duration) -> Result<Value>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value>>,
@@ -305,15 +354,10 @@ impl Cache {
             redis_key,
             loader,
             rules,
-        } = job;
+            done,
+        } = *job;
         let loaded = self
-            .load_and_store_fresh(
-                redis_key.clone(),
-                loader,
-                rules.ttl,
-                rules.fresh_for,
-                budget,
-            )
+            .load_and_store_fresh(redis_key.clone(), loader, rules, budget)
             .await;
         let now = self.inner.clock.now_ms();
         let fresh = &self.inner.fresh;
@@ -325,13 +369,16 @@ impl Cache {
             Err(_) => fresh.back_off(&redis_key, now, rules.backoff),
         }
         drop(claim);
+        if let Some(done) = done {
+            let _ = done.send(loaded.clone());
+        }
         loaded
     }
 
     /// Starts `job` off this caller: a task on the current tokio runtime, else a thread
     /// driven by [`crate::block_on`] (blocking stores); gives the job back where neither
     /// exists (wasm).
-    fn refresh_detached<F, Fut>(&self, job: Detached<F>) -> std::result::Result<(), Detached<F>>
+    fn refresh_detached<F, Fut>(&self, job: Job<F>) -> std::result::Result<(), Job<F>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Value>> + Send + 'static,
@@ -384,10 +431,15 @@ impl Cache {
     }
 }
 
+/// A claimed refresh, boxed: it moves through `detach` and back.
+pub(super) type Job<F> = Box<Detached<F>>;
+
 /// A claimed refresh, ready to run where it is sent.
 pub(super) struct Detached<F> {
     claim: RefreshClaim,
     redis_key: String,
     loader: F,
     rules: Rules,
+    /// Where a caller waiting up to `soft_timeout` hears the result.
+    done: Option<tokio::sync::oneshot::Sender<Result<Value>>>,
 }

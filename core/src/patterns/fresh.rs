@@ -18,6 +18,7 @@
 //! which is when fail-safe needs them.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +37,11 @@ pub struct LoadOptions {
     pub max_stale: Option<Duration>,
     /// How long a fail-safe value is served before the loader is tried again.
     pub fail_safe_backoff: Option<Duration>,
+    /// How long a slow load may run before a fail-safe value answers (the load goes on in
+    /// the background and stores its value); `Some(ZERO)`: wait.
+    pub soft_timeout: Option<Duration>,
+    /// How long a load may run at all; `Some(ZERO)`: no limit.
+    pub hard_timeout: Option<Duration>,
 }
 
 /// How current an answer is.
@@ -91,6 +97,8 @@ pub(crate) struct Rules {
     pub fresh_for: Option<Duration>,
     pub max_stale: Duration,
     pub backoff: Duration,
+    pub soft_timeout: Option<Duration>,
+    pub hard_timeout: Option<Duration>,
 }
 
 impl Rules {
@@ -196,6 +204,47 @@ impl FreshState {
     pub fn forget(&self, key: &str) {
         lock(&self.last_good).remove(key);
     }
+}
+
+/// `future`'s output, or `None` when `limit` passes first (`None`: no limit). The timer is
+/// the tokio runtime's when there is one, else a thread that sleeps (blocking stores have
+/// no runtime); on wasm there is neither, and the limit is not applied. A loader that does
+/// its work inside one poll (a synchronous host function) cannot be interrupted: the limit
+/// applies when it yields.
+pub(crate) async fn within<F: Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
+    use futures_util::future::{select, Either};
+    let Some(limit) = limit else {
+        return Some(future.await);
+    };
+    let Some(timer) = sleep(limit) else {
+        return Some(future.await);
+    };
+    let future = std::pin::pin!(future);
+    match select(future, timer).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}
+
+fn sleep(limit: Duration) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+    #[cfg(feature = "tokio-redis")]
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Some(Box::pin(tokio::time::sleep(limit)));
+    }
+    if cfg!(target_family = "wasm") {
+        return None;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("polycache-timer".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            let _ = tx.send(());
+        })
+        .ok()?;
+    Some(Box::pin(async move {
+        let _ = rx.await;
+    }))
 }
 
 #[cfg(test)]
