@@ -750,9 +750,7 @@ impl Cache {
                     locked::Step::Load(held) => held,
                 };
                 self.inner.metrics.add(Counter::Load, 1);
-                let loaded = match crate::patterns::fresh::within(rules.hard_timeout, loader())
-                    .await
-                {
+                let loaded = match fresh::within(rules.hard_timeout, loader()).await {
                     Some(loaded) => loaded.map_err(|err| {
                         self.inner.metrics.add(Counter::LoadError, 1);
                         if err.kind() == ErrorKind::Loader {
@@ -764,13 +762,7 @@ impl Cache {
                     None => {
                         self.inner.metrics.add(Counter::LoaderTimeout, 1);
                         self.inner.metrics.add(Counter::LoadError, 1);
-                        Err(Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "the loader of {redis_key:?} took longer than hard_timeout ({:?})",
-                                rules.hard_timeout.unwrap_or_default()
-                            ),
-                        ))
+                        Err(fresh::hard_timeout(&redis_key, rules.hard_timeout))
                     }
                 };
                 let (value, entry) = match loaded.and_then(|v| {

@@ -8,9 +8,7 @@ use super::Cache;
 use crate::codec::{self, Value};
 use crate::error::{Error, Result};
 use crate::metrics::Counter;
-use crate::patterns::fresh::{
-    is_stale, within, Freshness, LoadOptions, Loaded, RefreshClaim, Rules,
-};
+use crate::patterns::fresh::{is_stale, Freshness, LoadOptions, Loaded, RefreshClaim, Rules};
 
 /// `fresh-until` of a value written at `created_at_ms` that is fresh for `fresh_for`
 /// (0 = no fresh window).
@@ -20,6 +18,19 @@ pub(super) fn fresh_until(created_at_ms: u64, fresh_for: Option<Duration>) -> u6
         None => 0,
     }
 }
+
+/// The error of a load abandoned after `hard_timeout`.
+pub(super) fn hard_timeout(redis_key: &str, limit: Option<Duration>) -> Error {
+    Error::new(
+        crate::ErrorKind::Timeout,
+        format!(
+            "the loader of {redis_key:?} took longer than hard_timeout ({:?})",
+            limit.unwrap_or_default()
+        ),
+    )
+}
+
+pub(super) use crate::patterns::fresh::within;
 
 impl Cache {
     /// Cache-aside with freshness rules and metadata: the value of `key` with whether it is
