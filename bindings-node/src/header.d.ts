@@ -50,6 +50,12 @@ export interface CacheOptions {
   nearCacheBytes?: number
   /** Seconds a near-tier entry may be served without being read again (default 60). */
   nearCacheTtl?: number
+  /** Stampede lock across processes and languages (docs/FORMAT.md §6): on a miss one caller in the whole fleet loads, the others wait for its value. Off by default; a no-op on `memory://`, where single-flight already is the lock. */
+  stampedeLock?: boolean
+  /** Seconds a lock holder may load before another caller may take over (the lease on the `:lock` key; default 10). */
+  lockLease?: number
+  /** Seconds a caller waits for another's load before it loads by itself (default 10). */
+  lockTimeout?: number
   /** Read-through: `get` and `getMany` load misses with it (single-flight per key). */
   loader?: (key: string) => CacheValue | Promise<CacheValue>
   /** Write-through: `set` and `setMany` call it first; if it fails the cache is not touched. */
@@ -81,6 +87,16 @@ export interface Metrics {
   nearEntries: number
   /** Estimated bytes held by the near tier now. */
   nearBytes: number
+  /** Stampede lock: loads this cache ran holding the lock. */
+  locksAcquired: number
+  /** Stampede lock: misses answered by another holder's value after waiting for it. */
+  locksWaited: number
+  /** Stampede lock: locks taken after waiting because the holder left without writing (its loader failed, or it died and its lease ran out). */
+  locksTakenOver: number
+  /** Stampede lock: waits that reached `lockTimeout` (the caller then loaded by itself). */
+  locksTimedOut: number
+  /** Stampede lock: writes the fence refused (the lease ran out during the load). */
+  lockWritesRefused: number
   /** `[upper bound in µs (null: +Inf), count]` per bucket. */
   latencyUs: Array<[number | null, number]>
 }

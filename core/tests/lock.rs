@@ -484,3 +484,65 @@ fn lock_vectors() {
     assert!(seen.len() == 4 && seen.values().all(|&n| n > 0), "{seen:?}");
     assert!(lock::is_token(&lock::token()));
 }
+
+/// A stale value refreshed in two caches at once: one refresh loads (holding the lock),
+/// the other waits for the refreshed value instead of taking the stale one for an answer.
+fn one_refresh_across_caches(io: Io, topology: Topology) {
+    let driver = Driver::new(io);
+    let namespace = unique("refresh");
+    let fresh = |c: Config| c.fresh_for(Some(Duration::from_secs(60)));
+    let a = open(&driver, io, topology, &namespace, fresh);
+    let b = open(&driver, io, topology, &namespace, fresh);
+    let short = polycache::LoadOptions {
+        fresh_for: Some(Duration::from_millis(1)),
+        ..polycache::LoadOptions::default()
+    };
+    let first = || async { Ok(Value::from("v1")) };
+    driver.run(a.get_or_load_with("k", first, &short)).unwrap();
+    let written = Instant::now();
+    // The condition itself: the stored value's fresh window (1 ms) has passed.
+    wait_until("v1 is stale", || {
+        written.elapsed() > Duration::from_millis(2)
+    });
+    let loads = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|cache| {
+            let (driver, loads, both) = (driver.clone(), loads.clone(), [a.clone(), b.clone()]);
+            std::thread::spawn(move || {
+                driver.run(cache.get_or_load(
+                    "k",
+                    || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        // The latch: both caches have read the stale value and claimed
+                        // their refresh, so the other one is in the lock's wait.
+                        wait_until("both refreshes claimed", || {
+                            both.iter()
+                                .map(|c| c.metrics().background_refreshes)
+                                .sum::<u64>()
+                                >= 2
+                        });
+                        Ok(Value::from("v2"))
+                    },
+                    None,
+                ))
+            })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.join().unwrap().unwrap(), Value::from("v2"));
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "one refresh in both caches"
+    );
+    let waited: u64 = [&a, &b].iter().map(|c| c.metrics().locks_waited).sum();
+    assert_eq!(waited, 1);
+}
+
+matrix! {
+    refresh_async_standalone: one_refresh_across_caches, Io::Async, Topology::Standalone;
+    refresh_blocking_cluster: one_refresh_across_caches, Io::Blocking, Topology::Cluster;
+    refresh_async_shards: one_refresh_across_caches, Io::Async, Topology::Shards;
+}
