@@ -3,6 +3,7 @@
 // The fault suite's `fault` and `load` commands take SPEC.mode as the `io` option
 // (`auto` or `async`).
 'use strict'
+const net = require('node:net')
 const path = require('node:path')
 const readline = require('node:readline')
 const { Cache, Ring } = require(path.join(__dirname, '..', '..', 'bindings-node'))
@@ -87,8 +88,73 @@ async function load (url, ns, spec) {
   return t
 }
 
+// stdin lines, one at a time, for every waiter in turn (agent.py documents the protocol).
+let stdinLines = null
+const nextLine = () => {
+  if (!stdinLines) {
+    const queue = []
+    const waiting = []
+    readline.createInterface({ input: process.stdin }).on('line', (line) => {
+      const resolve = waiting.shift()
+      if (resolve) resolve(line); else queue.push(line)
+    })
+    stdinLines = () => queue.length ? Promise.resolve(queue.shift()) : new Promise((resolve) => waiting.push(resolve))
+  }
+  return stdinLines()
+}
+const emitLine = (line) => process.stdout.write(JSON.stringify(line) + '\n')
+
+function incr (addr, key) {
+  const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))]
+  const raw = Buffer.from(key)
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection({ host, port }, () => {
+      sock.write(Buffer.concat([Buffer.from(`*2\r\n$4\r\nINCR\r\n$${raw.length}\r\n`), raw, Buffer.from('\r\n')]))
+    })
+    sock.once('data', () => { sock.end(); resolve() })
+    sock.once('error', reject)
+  })
+}
+
+// `stampede URL NS SPEC`: see agent.py.
+async function stampede (url, ns, spec) {
+  const cache = await Cache.connect(url, { namespace: ns, stampedeLock: spec.lock ?? true, lockLease: spec.lease ?? 10, lockTimeout: spec.timeout ?? 10 })
+  emitLine({ ready: true })
+  await nextLine()
+  const watcher = setInterval(() => {
+    if (cache.metrics().misses >= 1) { clearInterval(watcher); emitLine({ missed: true }) }
+  }, 1)
+  const call = async (i) => {
+    const key = spec.keys[i % spec.keys.length]
+    try {
+      return [key, await cache.getOrLoad(key, async () => {
+        await incr(spec.counter, spec.counterPrefix + key)
+        if (spec.hold) {
+          emitLine({ loading: key })
+          await nextLine()
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, spec.delayMs || 0))
+        }
+        return `${spec.value}:${key}`
+      }, { ttl: 600 })]
+    } catch (err) {
+      return [key, { error: errorText(err) }]
+    }
+  }
+  const results = await Promise.all(Array.from({ length: spec.callers }, (_, i) => call(i)))
+  clearInterval(watcher)
+  const values = {}
+  const errors = []
+  for (const [key, got] of results) {
+    if (typeof got === 'object') errors.push(got.error)
+    else if ((values[key] ??= got) !== got) errors.push(`${key}: ${got} after ${values[key]}`)
+  }
+  return { values, errors: errors.slice(0, 5), metrics: cache.metrics() }
+}
+
 async function main ([command, url, ns, arg]) {
   switch (command) {
+    case 'stampede': return stampede(url, ns, JSON.parse(arg))
     case 'fault': return fault(url, ns, JSON.parse(arg))
     case 'load': return load(url, ns, JSON.parse(arg))
     case 'write':

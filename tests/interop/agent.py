@@ -11,6 +11,23 @@
 
 Each prints one JSON line. The other runtimes' agents take the same commands.
 
+The stampede lock (FORMAT.md §6) adds one command that talks with the driver over
+stdin/stdout, every line JSON:
+
+    agent.py stampede URL NS SPEC    open a cache with stampede_lock on (SPEC.lease,
+                                     SPEC.timeout s), print {"ready": true}, wait for a
+                                     line, then make SPEC.callers concurrent get_or_load
+                                     calls over SPEC.keys (caller i asks for key i mod n).
+                                     The loader INCRs SPEC.counterPrefix + key on the Redis
+                                     at SPEC.counter (host:port), then with SPEC.hold prints
+                                     {"loading": key} and waits for a line, else waits
+                                     SPEC.delayMs (a slow database), and returns
+                                     "<SPEC.value>:<key>". {"missed": true} is printed once
+                                     the cache has missed. Out: {"values": {key: value},
+                                     "errors": [...], "metrics": {...}}. SPEC.mode `sync`
+                                     (threads on the sync Cache) or `async` (AsyncCache);
+                                     SPEC.lock false turns the lock off (a control run).
+
 The fault suite (tests/faults/faults.py) adds two commands that talk with the driver over
 stdin/stdout; SPEC is a JSON object, `mode` picks the I/O mode (`sync` or `async` here):
 
@@ -29,8 +46,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +224,130 @@ async def load_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
     return tally.report()
 
 
+def emit(line: dict[str, Any]) -> None:
+    print(json.dumps(line), flush=True)
+
+
+def incr_command(key: str) -> bytes:
+    raw = key.encode()
+    return b"*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n" % (len(raw), raw)
+
+
+def incr_sync(addr: str, key: str) -> None:
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(incr_command(key))
+        sock.makefile("rb").readline()
+
+
+async def incr_async(addr: str, key: str) -> None:
+    host, port = addr.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(incr_command(key))
+    await writer.drain()
+    await reader.readline()
+    writer.close()
+
+
+def lock_options(spec: dict[str, Any], ns: str) -> dict[str, Any]:
+    return {
+        "namespace": ns,
+        "stampede_lock": spec.get("lock", True),
+        "lock_lease": spec.get("lease", 10),
+        "lock_timeout": spec.get("timeout", 10),
+    }
+
+
+def stampede_sync(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    cache = Cache(url, **lock_options(spec, ns))
+    keys: list[str] = spec["keys"]
+    wait_for_go()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and cache.metrics()["misses"] < 1:
+            done.wait(0.001)
+        if not done.is_set():
+            emit({"missed": True})
+
+    def call(i: int) -> tuple[str, Any]:
+        key = keys[i % len(keys)]
+
+        def loader() -> str:
+            incr_sync(spec["counter"], spec["counterPrefix"] + key)
+            if spec.get("hold"):
+                emit({"loading": key})
+                sys.stdin.readline()
+            else:
+                time.sleep(spec.get("delayMs", 0) / 1000)
+            return f"{spec['value']}:{key}"
+
+        try:
+            return key, cache.get_or_load(key, loader, ttl=600)
+        except polycache.PolycacheError as err:
+            return key, {"error": error_text(err)}
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with ThreadPoolExecutor(max_workers=spec["callers"]) as pool:
+        results = list(pool.map(call, range(spec["callers"])))
+    done.set()
+    watcher.join()
+    return stampede_report(results, cache.metrics())
+
+
+async def stampede_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    cache = await AsyncCache.connect(url, **lock_options(spec, ns))
+    keys: list[str] = spec["keys"]
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, wait_for_go)
+
+    async def watch() -> None:
+        while cache.metrics()["misses"] < 1:
+            await asyncio.sleep(0.001)
+        emit({"missed": True})
+
+    async def call(i: int) -> tuple[str, Any]:
+        key = keys[i % len(keys)]
+
+        async def loader() -> str:
+            await incr_async(spec["counter"], spec["counterPrefix"] + key)
+            if spec.get("hold"):
+                emit({"loading": key})
+                await loop.run_in_executor(None, sys.stdin.readline)
+            else:
+                await asyncio.sleep(spec.get("delayMs", 0) / 1000)
+            return f"{spec['value']}:{key}"
+
+        try:
+            return key, await cache.get_or_load(key, loader, ttl=600)
+        except polycache.PolycacheError as err:
+            return key, {"error": error_text(err)}
+
+    watcher = asyncio.create_task(watch())
+    results = await asyncio.gather(*(call(i) for i in range(spec["callers"])))
+    watcher.cancel()
+    return stampede_report(results, cache.metrics())
+
+
+def stampede_report(results: list[tuple[str, Any]], metrics: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for key, got in results:
+        if isinstance(got, dict):
+            errors.append(got["error"])
+        elif values.setdefault(key, got) != got:
+            errors.append(f"{key}: {got!r} after {values[key]!r}")
+    return {"values": values, "errors": errors[:5], "metrics": metrics}
+
+
 def main(argv: list[str]) -> Any:
     command, url, ns, *rest = argv
+    if command == "stampede":
+        spec = json.loads(rest[0])
+        if spec.get("mode") == "async":
+            return asyncio.run(stampede_async(url, ns, spec))
+        return stampede_sync(url, ns, spec)
     if command in ("fault", "load"):
         spec = json.loads(rest[0])
         if spec.get("mode") == "async":

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io::BufRead;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use polycache::{Cache, Config, Io, KeyTemplate, Node, Ring, Value};
@@ -280,6 +281,129 @@ fn load(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
     }))
 }
 
+/// One line of the line protocol with the driver (see agent.py).
+fn emit(line: &Json) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The driver's stdin lines, read on a thread of their own.
+fn stdin_lines() -> Arc<Mutex<mpsc::Receiver<String>>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    Arc::new(Mutex::new(rx))
+}
+
+fn incr(addr: &str, key: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(addr)?;
+    write!(sock, "*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len())?;
+    let mut reply = [0u8; 64];
+    let _ = sock.read(&mut reply)?;
+    Ok(())
+}
+
+/// `stampede URL NS SPEC`: see agent.py. SPEC.mode `async` (tokio tasks) or `blocking`
+/// (threads with `polycache::block_on`).
+fn stampede(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
+    let mode = spec["mode"].as_str().unwrap_or("async");
+    let driver = Arc::new(Driver::new(mode));
+    let secs = |field: &str| Duration::from_secs_f64(spec[field].as_f64().unwrap_or(10.0));
+    let config = Config::from_url(url)?
+        .namespace(ns)
+        .stampede_lock(spec["lock"].as_bool().unwrap_or(true))
+        .lock_lease(secs("lease"))
+        .lock_timeout(secs("timeout"));
+    let io = if mode == "blocking" {
+        Io::Blocking
+    } else {
+        Io::Async
+    };
+    let cache = driver.run(Cache::builder(config).io(io).build())?;
+    let lines = stdin_lines();
+    emit(&json!({ "ready": true }));
+    let _ = lines.lock().map(|rx| rx.recv());
+    let keys: Vec<String> = spec["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let spec = Arc::new(spec.clone());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (cache, done) = (cache.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if cache.metrics().misses >= 1 {
+                    emit(&json!({ "missed": true }));
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let callers = spec["callers"].as_u64().unwrap_or(1) as usize;
+    let threads: Vec<_> = (0..callers)
+        .map(|i| {
+            let key = keys[i % keys.len()].clone();
+            let (cache, driver, spec, lines) =
+                (cache.clone(), driver.clone(), spec.clone(), lines.clone());
+            std::thread::spawn(move || {
+                let loader = || async {
+                    let counter = spec["counter"].as_str().unwrap_or_default();
+                    let prefix = spec["counterPrefix"].as_str().unwrap_or_default();
+                    incr(counter, &format!("{prefix}{key}")).map_err(|e| {
+                        polycache::Error::new(polycache::ErrorKind::Loader, e.to_string())
+                    })?;
+                    if spec["hold"].as_bool().unwrap_or(false) {
+                        emit(&json!({ "loading": key }));
+                        let _ = lines.lock().map(|rx| rx.recv());
+                    } else {
+                        let ms = spec["delayMs"].as_u64().unwrap_or(0);
+                        std::thread::sleep(Duration::from_millis(ms));
+                    }
+                    let by = spec["value"].as_str().unwrap_or_default();
+                    Ok(Value::from(format!("{by}:{key}")))
+                };
+                let got =
+                    driver.run(cache.get_or_load(&key, loader, Some(Duration::from_secs(600))));
+                (key, got)
+            })
+        })
+        .collect();
+    let mut values = serde_json::Map::new();
+    let mut errors = Vec::new();
+    for thread in threads {
+        let (key, got) = thread.join().expect("caller");
+        match got {
+            Ok(value) => {
+                let value = to_plain_json(&value);
+                let first = values.entry(key.clone()).or_insert_with(|| value.clone());
+                if *first != value {
+                    errors.push(format!("{key}: {value} after {first}"));
+                }
+            }
+            Err(err) => errors.push(error_text(&err)),
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.join();
+    errors.truncate(5);
+    let metrics = serde_json::to_value(cache.metrics()).unwrap_or_default();
+    Ok(json!({ "values": values, "errors": errors, "metrics": metrics }))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
@@ -287,6 +411,11 @@ fn main() {
         std::process::exit(2);
     }
     let result = match args[0].as_str() {
+        "stampede" => {
+            let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))
+                .unwrap_or_else(|e| panic!("SPEC is not JSON: {e}"));
+            stampede(&args[1], &args[2], &spec)
+        }
         "fault" | "load" => {
             let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))
                 .unwrap_or_else(|e| panic!("SPEC is not JSON: {e}"));

@@ -5,7 +5,11 @@ For each topology: 16 cells (writer x reader) of the values in cases.json, then 
 and TTLs seen across runtimes. On the shards: every runtime places 10,000 keys (the ring
 reports must be identical, and each key must physically sit on the reported node). On the
 standalone server: decorator keys shared between runtimes, and bare values written by
-redis-cli read in raw mode (and as counted decode errors otherwise).
+redis-cli read in raw mode (and as counted decode errors otherwise). The stampede lock on
+every topology (Python twice, AsyncCache and the sync Cache): a lock matrix (the writer
+holds the lock, the reader waits and gets its value), 4 processes x 250 concurrent misses
+on 10 keys with one load per key (counted by INCR in Redis), a holder killed with kill -9
+replaced after its lease, and a paused holder's late write refused by the fence.
 
 Usage: matrix.py [--runtimes rust,python,node,wasi] [--readme README.md]
 """
@@ -15,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -177,6 +183,185 @@ class Run:
             self.check(ok, f"{runtime} counts them as 2 decode errors otherwise ({out})")
 
 
+class Agent:
+    """A running agent speaking the line protocol of agent.py's `stampede` command."""
+
+    def __init__(self, command: list[str], *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [*command, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: list[dict[str, Any]] = []
+
+    def expect(self, field: str, limit: float = 60) -> dict[str, Any] | None:
+        """Reads lines until one has `field`; None when the agent ends or `limit` passes."""
+        import select
+
+        deadline = time.monotonic() + limit
+        assert self.proc.stdout is not None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                return None
+            line = self.proc.stdout.readline()
+            if not line:
+                return None
+            try:
+                parsed = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            self.lines.append(parsed)
+            if field in parsed:
+                return parsed
+
+    def send(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self, limit: float = 120) -> dict[str, Any]:
+        """The agent's last line once it has ended (error: it did not end in time)."""
+        found = self.expect("values", limit) or next(
+            (line for line in self.lines if "values" in line or "error" in line), None
+        )
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        return found or {"error": f"no result (exit {self.proc.poll()})"}
+
+    def kill(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+
+class LockRun:
+    """The stampede lock across processes and languages (FORMAT.md §6): agents of every
+    runtime (Python twice: AsyncCache and the sync Cache on threads) over one topology."""
+
+    def __init__(self, run: Run, counter: str) -> None:
+        self.run = run
+        self.counter = counter
+        have = [r for r in run.runtimes if r in ("rust", "python", "node")]
+        self.runtimes = have + (["python-sync"] if "python" in have else [])
+
+    def command(self, runtime: str) -> list[str]:
+        return self.run.commands["python" if runtime == "python-sync" else runtime]
+
+    def start(self, runtime: str, url: str, ns: str, **spec: Any) -> Agent:
+        spec.setdefault("mode", "sync" if runtime == "python-sync" else "async")
+        spec.setdefault("value", runtime)
+        spec.setdefault("counter", self.counter)
+        spec.setdefault("counterPrefix", f"lockcount:{ns}:")
+        return Agent(self.command(runtime), "stampede", url, ns, json.dumps(spec))
+
+    def ready(self, agent: Agent) -> bool:
+        if agent.expect("ready") is None:
+            return False
+        agent.send()
+        return True
+
+    def loads(self, ns: str, key: str) -> int:
+        host, port = self.counter.rsplit(":", 1)
+        got = resp_get(host, int(port), f"lockcount:{ns}:{key}")
+        return int(got) if got else 0
+
+    def matrix(self, topology: str, url: str) -> None:
+        """Writer holds the lock while it loads; reader misses, waits and gets its value."""
+        print(f"\nlock {topology}: writer holds the lock, reader waits for its value")
+        passed = 0
+        for writer in self.runtimes:
+            for reader in self.runtimes:
+                ns = self.run.ns(topology, f"lock-{writer}-{reader}")
+                key = "m"
+                w = self.start(writer, url, ns, keys=[key], callers=1, hold=True)
+                ok = self.ready(w) and w.expect("loading") is not None
+                r = self.start(reader, url, ns, keys=[key], callers=1)
+                ok = ok and self.ready(r) and r.expect("missed") is not None
+                w.send()
+                wout, rout = w.result(), r.result()
+                want = f"{writer}:{key}"
+                got = rout.get("values", {}).get(key)
+                loaded = rout.get("metrics", {}).get("loads")
+                ok = ok and got == want and loaded == 0 and self.loads(ns, key) == 1
+                ok = ok and wout.get("values", {}).get(key) == want
+                detail = "" if ok else f"  (reader {rout}, writer {wout.get('error', '')})"
+                passed += self.run.check(ok, f"{writer:>11} -> {reader:<11} {got}{detail}")
+        total = len(self.runtimes) ** 2
+        print(f"lock {topology}: {passed}/{total}")
+
+    def stampede(self, topology: str, url: str, callers: int = 250, count: int = 10) -> None:
+        """Every runtime at once, `callers` concurrent misses each on the same keys."""
+        print(f"\nstampede {topology}: {len(self.runtimes)} processes x {callers} callers")
+        ns = self.run.ns(topology, "stampede")
+        keys = [f"k{i}" for i in range(count)]
+        agents = {
+            r: self.start(r, url, ns, keys=keys, callers=callers, delayMs=50) for r in self.runtimes
+        }
+        ready = all(a.expect("ready") is not None for a in agents.values())
+        for agent in agents.values():
+            agent.send()
+        outs = {r: a.result() for r, a in agents.items()}
+        loads = [self.loads(ns, k) for k in keys]
+        values = {k: {out.get("values", {}).get(k) for out in outs.values()} for k in keys}
+        errors = {r: out.get("errors") or out.get("error") for r, out in outs.items()}
+        ok = ready and loads == [1] * count and all(len(v) == 1 for v in values.values())
+        ok = ok and not any(errors.values())
+        self.run.check(ok, f"loads per key {loads}, one value per key, errors {errors}")
+        waited = {r: out.get("metrics", {}).get("locksWaited") for r, out in outs.items()}
+        print(f"  locksWaited per process: {waited}")
+        # The control: the same run without the lock (single-flight per process only).
+        ns = self.run.ns(topology, "stampede-control")
+        agents = {
+            r: self.start(r, url, ns, keys=keys, callers=callers, delayMs=50, lock=False)
+            for r in self.runtimes
+        }
+        for agent in agents.values():
+            agent.expect("ready")
+        for agent in agents.values():
+            agent.send()
+        for agent in agents.values():
+            agent.result()
+        print(f"  without the lock: loads per key {[self.loads(ns, k) for k in keys]}")
+
+    def takeover(self, topology: str, url: str) -> None:
+        """A holder killed with kill -9 mid-load: another process loads after the lease.
+        A holder paused past its lease (SIGSTOP) and resumed: its late write is refused."""
+        print(f"\nlock takeover {topology}: holder killed (kill -9) or paused past its lease")
+        for i, holder in enumerate(self.runtimes):
+            other = self.runtimes[(i + 1) % len(self.runtimes)]
+            for how in ("killed", "paused"):
+                ns = self.run.ns(topology, f"take-{how}-{holder}")
+                key = "t"
+                a = self.start(holder, url, ns, keys=[key], callers=1, hold=True, lease=1)
+                ok = self.ready(a) and a.expect("loading") is not None
+                a.kill(signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+                b = self.start(other, url, ns, keys=[key], callers=1, timeout=30)
+                ok = self.ready(b) and ok
+                bout = b.result()
+                took = bout.get("metrics", {}).get("locksTakenOver") == 1
+                ok = ok and took and bout.get("values", {}).get(key) == f"{other}:{key}"
+                refused = None
+                if how == "paused":
+                    a.kill(signal.SIGCONT)
+                    a.send()
+                    aout = a.result()
+                    refused = aout.get("metrics", {}).get("lockWritesRefused")
+                    c = self.start(holder, url, ns, keys=[key], callers=1)
+                    self.ready(c)
+                    cout = c.result()
+                    ok = ok and refused == 1 and cout.get("values", {}).get(key) == f"{other}:{key}"
+                else:
+                    a.proc.wait()
+                ok = ok and self.loads(ns, key) == 2
+                what = f"{holder} {how}: {other} takes over" + (
+                    ", the late write is refused" if how == "paused" else ""
+                )
+                self.run.check(ok, what + ("" if ok else f"  ({bout}, refused {refused})"))
+
+
 def resp_get(host: str, port: int, key: str) -> bytes | None:
     """GET over a raw socket: the exact stored bytes (redis-cli would reformat them)."""
     import socket
@@ -240,6 +425,13 @@ def main() -> int:
         topology: run.matrix(topology, endpoints[topology])
         for topology in ("standalone", "shards", "cluster")
     }
+    standalone = endpoints["standalone"].split("://", 1)[1].split("/")[0]
+    locks = LockRun(run, standalone)
+    if len(locks.runtimes) > 1:
+        for topology in ("standalone", "shards", "cluster"):
+            locks.matrix(topology, endpoints[topology])
+            locks.stampede(topology, endpoints[topology])
+            locks.takeover(topology, endpoints[topology])
     run.placement(endpoints["shards"])
     run.decorators(endpoints["standalone"])
     run.raw_values(endpoints["standalone"])
