@@ -546,3 +546,39 @@ matrix! {
     refresh_blocking_cluster: one_refresh_across_caches, Io::Blocking, Topology::Cluster;
     refresh_async_shards: one_refresh_across_caches, Io::Async, Topology::Shards;
 }
+
+/// What the lock adds to a miss (`SET NX`, a second `GET`, the write as a script instead
+/// of a `SET`): cold `get_or_load` calls with an instant loader, with and without it.
+/// Printed, not asserted (`--nocapture`; a debug build on loopback).
+#[test]
+fn miss_latency_with_the_lock_is_measured() {
+    const KEYS: usize = 300;
+    let driver = Driver::new(Io::Async);
+    for lock in [false, true] {
+        let namespace = unique("miss");
+        let cache = open(&driver, Io::Async, Topology::Standalone, &namespace, |c| {
+            c.stampede_lock(lock)
+        });
+        let mut took: Vec<Duration> = (0..KEYS)
+            .map(|i| {
+                let started = Instant::now();
+                driver
+                    .run(cache.get_or_load(&format!("k{i}"), || async { Ok(Value::from(1)) }, None))
+                    .unwrap();
+                started.elapsed()
+            })
+            .collect();
+        took.sort();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "miss with an instant loader, stampede_lock={lock}: p50 {:.0} µs, p90 {:.0} µs, mean {:.0} µs ({KEYS} keys)",
+            us(took[KEYS / 2]),
+            us(took[KEYS * 9 / 10]),
+            took.iter().map(|d| us(*d)).sum::<f64>() / KEYS as f64
+        );
+        assert_eq!(
+            cache.metrics().locks_acquired,
+            if lock { KEYS as u64 } else { 0 }
+        );
+    }
+}
