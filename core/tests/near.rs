@@ -720,3 +720,59 @@ fn freshness_rules_keep_loads_off_the_tier() {
     assert!(cache.get_near("k").unwrap().is_some());
     assert!(cache.get_near_for_load("k").unwrap().is_none());
 }
+
+/// `rediss://`: the tracking connection speaks TLS too (here to a self-signed server, the
+/// URL's `#insecure` as for the data connections).
+fn near_over_tls(io: Io) {
+    let server = Server::start_tls().unwrap();
+    let url = server.url();
+    let d = Driver::new(io);
+    let (cache, spy) = spied(&d, near_config(&url, "tls"));
+    let writer = other(&d, &url, "tls");
+    set_settled(&d, &cache, "k", "v1");
+    assert_eq!(populate(&d, &cache, "k"), Value::from("v1"));
+    let reads = spy.reads.load(Ordering::Relaxed);
+    for _ in 0..10 {
+        assert_eq!(d.run(cache.get("k")).unwrap(), Some(Value::from("v1")));
+    }
+    assert_eq!(spy.reads.load(Ordering::Relaxed), reads);
+    d.run(writer.set("k", &Value::from("v2"), None)).unwrap();
+    eventually("evicted over TLS", || {
+        cache.get_near("k").unwrap().is_none()
+    });
+    assert_eq!(d.run(cache.get("k")).unwrap(), Some(Value::from("v2")));
+    // PINGs cross TLS while the reader blocks in a read: the supervisor sends the next one
+    // only after the reply to the last came back, so three of them mean two round trips.
+    let mut admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut pings = || {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut admin)
+            .unwrap();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (flushes, before) = (cache.metrics().near_flushes, pings());
+    eventually("PING round trips over TLS", || pings() >= before + 3);
+    assert!(cache.near_is_serving());
+    assert_eq!(
+        cache.metrics().near_flushes,
+        flushes,
+        "the TLS link was lost"
+    );
+}
+
+#[test]
+fn tls_async() {
+    near_over_tls(Io::Async);
+}
+#[test]
+fn tls_blocking() {
+    near_over_tls(Io::Blocking);
+}

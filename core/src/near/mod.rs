@@ -17,6 +17,8 @@
 //!   is older than [`SILENT`] serves nothing (a forked child, whose threads did not survive
 //!   the fork, stops within that time; a hit costs one clock read, not a `getpid`).
 
+#[cfg(all(feature = "tls", not(target_os = "wasi")))]
+mod tls;
 #[cfg(all(feature = "redis", not(target_os = "wasi")))]
 pub(crate) mod tracking;
 

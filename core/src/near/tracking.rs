@@ -15,7 +15,7 @@
 //! masters, the Sentinel master), pings each connection, and turns serving back on only
 //! when every master is tracked.
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -59,12 +59,33 @@ impl Source {
     }
 }
 
+/// The write side of a tracking connection (PINGs, shutdown); the reader thread owns the
+/// read side.
+struct Channel {
+    socket: TcpStream,
+    #[cfg(feature = "tls")]
+    tls: Option<super::tls::Session>,
+}
+
+impl Channel {
+    fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &self.tls {
+            return super::tls::send(session, &self.socket, bytes);
+        }
+        (&self.socket).write_all(bytes)
+    }
+}
+
+/// What the reader thread reads pushes from.
+type PushReader = BufReader<Box<dyn Read + Send>>;
+
 /// One tracking connection.
 struct Link {
     url: String,
     name: String,
-    /// A handle on the socket for pings and shutdown; the reader thread owns another.
-    socket: TcpStream,
+    /// PINGs and shutdown; the reader thread owns the read side.
+    channel: Channel,
     alive: AtomicBool,
     /// Closed on purpose (its node is no longer a master): its end is not a loss.
     retired: AtomicBool,
@@ -81,7 +102,7 @@ impl Link {
     }
 
     fn close(&self) {
-        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        let _ = self.channel.socket.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -140,7 +161,8 @@ impl Tracker {
     ///
     /// # Errors
     /// A config error when a server refuses RESP3 or client tracking, or when a URL cannot
-    /// carry a tracking connection (TLS, Unix sockets: not supported yet).
+    /// carry a tracking connection (Unix sockets; TLS in a build without the `tls`
+    /// feature).
     pub(crate) fn start(
         near: Arc<Near>,
         source: Source,
@@ -337,14 +359,15 @@ impl Shared {
 
     /// Opens a tracking connection and its reader thread.
     fn open(self: &Arc<Self>, url: &str) -> Result<Arc<Link>> {
-        let (socket, reader) = handshake(url, &self.prefix, self.connect_timeout)?;
+        let (channel, reader) = handshake(url, &self.prefix, self.connect_timeout)?;
         let link = Arc::new(Link {
             url: url.to_owned(),
-            name: socket
+            name: channel
+                .socket
                 .peer_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| url.to_owned()),
-            socket,
+            channel,
             alive: AtomicBool::new(true),
             retired: AtomicBool::new(false),
             ping_sent: AtomicU64::new(0),
@@ -361,7 +384,7 @@ impl Shared {
 
     /// The reader thread: applies every invalidation as it arrives; on any error the link
     /// is lost, and the near tier stops serving and is flushed before this returns.
-    fn read(&self, link: &Link, mut reader: BufReader<TcpStream>) {
+    fn read(&self, link: &Link, mut reader: PushReader) {
         let mut parser = redis::Parser::new();
         while let Ok(value) = parser.parse_value(&mut reader) {
             link.last_read.store(link.now_ms(), Ordering::Relaxed);
@@ -398,7 +421,10 @@ impl Shared {
             let now = link.now_ms();
             let sent = link.ping_sent.load(Ordering::Relaxed);
             if sent != 0 {
-                if now - sent > self.dead_after.as_millis() as u64 {
+                // Anything read since the PING proves the link alive (the reply may wait
+                // behind a burst of pushes the reader is still applying).
+                let silent = link.last_read.load(Ordering::Relaxed) < sent;
+                if silent && now - sent > self.dead_after.as_millis() as u64 {
                     link.close(); // the reader sees the error and reports the loss
                 }
                 continue;
@@ -406,7 +432,7 @@ impl Shared {
             let idle = now.saturating_sub(link.last_read.load(Ordering::Relaxed));
             if idle >= PING_EVERY.as_millis() as u64 {
                 link.ping_sent.store(now, Ordering::Relaxed);
-                if (&link.socket).write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+                if link.channel.send(b"*1\r\n$4\r\nPING\r\n").is_err() {
                     link.close();
                 }
             }
@@ -415,21 +441,25 @@ impl Shared {
 }
 
 /// `HELLO 3` (with the URL's credentials) and `CLIENT TRACKING ON BCAST PREFIX`, each
-/// within `timeout`. Returns a socket handle and the reader for the pushes.
-fn handshake(
-    url: &str,
-    prefix: &str,
-    timeout: Duration,
-) -> Result<(TcpStream, BufReader<TcpStream>)> {
+/// within `timeout`, over TLS for `rediss://`. Returns the write side and the reader for
+/// the pushes.
+fn handshake(url: &str, prefix: &str, timeout: Duration) -> Result<(Channel, PushReader)> {
     let info = url
         .into_connection_info()
         .map_err(|e| Error::config(format!("invalid Redis URL: {e}")))?;
-    let (host, port) = match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+    let (host, port, tls) = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port, None::<bool>),
+        #[cfg(feature = "tls")]
+        redis::ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            ..
+        } => (host.clone(), *port, Some(*insecure)),
         other => {
             return Err(Error::config(format!(
-                "the near tier does not support {other} connections yet (TLS and Unix \
-                 sockets); turn nearCache off for this URL"
+                "the near tier does not support {other} connections (Unix sockets, or TLS \
+                 in a build without the `tls` feature); turn nearCache off for this URL"
             )))
         }
     };
@@ -450,7 +480,41 @@ fn handshake(
     socket.set_nodelay(true).map_err(io)?;
     socket.set_read_timeout(Some(timeout)).map_err(io)?;
     socket.set_write_timeout(Some(timeout)).map_err(io)?;
-    let mut reader = BufReader::new(socket.try_clone().map_err(io)?);
+    let (channel, mut reader) = match tls {
+        None => {
+            let read: Box<dyn Read + Send> = Box::new(socket.try_clone().map_err(io)?);
+            #[cfg(feature = "tls")]
+            let channel = Channel { socket, tls: None };
+            #[cfg(not(feature = "tls"))]
+            let channel = Channel { socket };
+            (channel, BufReader::new(read))
+        }
+        #[cfg(feature = "tls")]
+        Some(insecure) => {
+            let session = super::tls::connect(&socket, &host, insecure).map_err(|e| {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) {
+                    crate::store::tls_timeout(&name, timeout).with_source(e)
+                } else {
+                    io(e)
+                }
+            })?;
+            let read: Box<dyn Read + Send> = Box::new(super::tls::Reader {
+                socket: socket.try_clone().map_err(io)?,
+                session: session.clone(),
+                raw: vec![0; 16 * 1024],
+            });
+            let channel = Channel {
+                socket,
+                tls: Some(session),
+            };
+            (channel, BufReader::new(read))
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => unreachable!("TLS addresses are refused above without the tls feature"),
+    };
     let mut parser = redis::Parser::new();
     let settings = info.redis_settings();
     let mut hello = redis::cmd("HELLO");
@@ -478,7 +542,7 @@ fn handshake(
             "refuses CLIENT TRACKING, which the near tier needs",
         ),
     ] {
-        (&socket).write_all(&cmd.get_packed_command()).map_err(io)?;
+        channel.send(&cmd.get_packed_command()).map_err(io)?;
         let reply = parser.parse_value(&mut reader).map_err(|e| {
             Error::new(
                 ErrorKind::Connection,
@@ -496,8 +560,8 @@ fn handshake(
             )));
         }
     }
-    socket.set_read_timeout(None).map_err(io)?;
-    Ok((socket, reader))
+    channel.socket.set_read_timeout(None).map_err(io)?;
+    Ok((channel, reader))
 }
 
 /// The URLs of the masters in a `CLUSTER NODES` reply (failed ones excluded), built on
