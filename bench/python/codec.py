@@ -118,7 +118,27 @@ def run(url: str) -> None:
             cache.set(key, value)
             assert cache.get(key) == value
             measure(cache, client, f"{kind} {size / 1000:g} KB", key, value, size)
+    compression(url)
     peak_rss(url)
+
+
+def compression(url: str) -> None:
+    """What LZ4 (the default above compressThreshold) costs or saves on loopback."""
+    print("\ncompression on loopback: polycache µs per call, lz4 (default) / none")
+    caches = {
+        c: polycache.Cache(url, namespace="bench-lz4", compression=c) for c in ("lz4", "none")
+    }
+    for kind, make in (("records", records), ("floats", floats)):
+        for target in SIZES[1:]:
+            value = sized(make, target)
+            size = len(json.dumps(value))
+            cells = []
+            for name, cache in caches.items():
+                key = f"{name}:{kind}:{target}"
+                set_t = per_call(lambda c=cache, k=key, v=value: c.set(k, v), size)
+                get_t = per_call(lambda c=cache, k=key: c.get(k), size)
+                cells.append(f"{name} set {set_t * 1e6:9.1f} get {get_t * 1e6:9.1f}")
+            print(f"  {kind} {size / 1000:g} KB".ljust(24) + "   ".join(cells))
 
 
 RSS_PROBE = """
