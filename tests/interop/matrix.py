@@ -192,9 +192,11 @@ class Agent:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
         )
         self.lines: list[dict[str, Any]] = []
+        # Bytes read but not yet split into lines: reads go straight to the pipe (os.read),
+        # since a buffered reader could hold a line that select() then never reports.
+        self.pending = b""
 
     def expect(self, field: str, limit: float = 60) -> dict[str, Any] | None:
         """Reads lines until one has `field`; None when the agent ends or `limit` passes."""
@@ -202,13 +204,18 @@ class Agent:
 
         deadline = time.monotonic() + limit
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                return None
-            line = self.proc.stdout.readline()
-            if not line:
-                return None
+            if b"\n" not in self.pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    return None
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return None
+                self.pending += chunk
+                continue
+            line, self.pending = self.pending.split(b"\n", 1)
             try:
                 parsed = json.loads(line)
             except json.JSONDecodeError:
@@ -219,7 +226,7 @@ class Agent:
 
     def send(self) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
+        self.proc.stdin.write(b"go\n")
         self.proc.stdin.flush()
 
     def result(self, limit: float = 120) -> dict[str, Any]:
@@ -279,7 +286,7 @@ class LockRun:
                 w = self.start(writer, url, ns, keys=[key], callers=1, hold=True)
                 ok = self.ready(w) and w.expect("loading") is not None
                 r = self.start(reader, url, ns, keys=[key], callers=1)
-                ok = ok and self.ready(r) and r.expect("missed") is not None
+                ok = self.ready(r) and ok and r.expect("missed") is not None
                 w.send()
                 wout, rout = w.result(), r.result()
                 want = f"{writer}:{key}"
@@ -335,13 +342,16 @@ class LockRun:
             for how in ("killed", "paused"):
                 ns = self.run.ns(topology, f"take-{how}-{holder}")
                 key = "t"
-                a = self.start(holder, url, ns, keys=[key], callers=1, hold=True, lease=1)
+                a = self.start(holder, url, ns, keys=[key], callers=1, hold=True, lease=2)
                 ok = self.ready(a) and a.expect("loading") is not None
                 a.kill(signal.SIGKILL if how == "killed" else signal.SIGSTOP)
                 b = self.start(other, url, ns, keys=[key], callers=1, timeout=30)
                 ok = self.ready(b) and ok
                 bout = b.result()
-                took = bout.get("metrics", {}).get("locksTakenOver") == 1
+                # B holds the lock and loads: after waiting out the lease (locksTakenOver), or
+                # at once when the lease ran out before B started.
+                took = bout.get("metrics", {}).get("locksAcquired") == 1
+                waited = bout.get("metrics", {}).get("locksTakenOver") == 1
                 ok = ok and took and bout.get("values", {}).get(key) == f"{other}:{key}"
                 refused = None
                 if how == "paused":
@@ -356,8 +366,10 @@ class LockRun:
                 else:
                     a.proc.wait()
                 ok = ok and self.loads(ns, key) == 2
-                what = f"{holder} {how}: {other} takes over" + (
-                    ", the late write is refused" if how == "paused" else ""
+                what = (
+                    f"{holder} {how}: {other} takes over"
+                    + (" after waiting" if waited else " (lease already out)")
+                    + (", the late write is refused" if how == "paused" else "")
                 )
                 self.run.check(ok, what + ("" if ok else f"  ({bout}, refused {refused})"))
 
