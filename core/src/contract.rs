@@ -166,6 +166,19 @@ pub fn call_key(function_name: &str, args: &[Value], named: &BTreeMap<String, Va
     call_key_named(function_name, args, named)
 }
 
+/// Early refresh, probabilistic (XFetch): whether a read at `now` of a value fresh until
+/// `fresh_until` whose last load took `delta` refreshes it now (all in ms; `beta` > 0
+/// weighs it, `random` is uniform in [0, 1)); FORMAT.md §7, tests/vectors/xfetch.json.
+pub fn should_refresh_early(
+    now: u64,
+    fresh_until: u64,
+    delta: u64,
+    beta: f64,
+    random: f64,
+) -> bool {
+    crate::patterns::fresh::should_refresh_early(now, fresh_until, delta, beta, random)
+}
+
 /// The config every binding builds from `url` and `options` (a JSON object of option
 /// names, camelCase or snake_case, to values), as canonical JSON: keys sorted, durations in
 /// seconds, the URL's credentials redacted ([`crate::Config::resolve`]). The URL vectors

@@ -310,6 +310,13 @@ fn call(name: &str, a: &[Json]) -> Json {
             &named(&a[2]),
         )),
         "resolve_config" => Json::from(contract::resolve_config(text(&a[0]), text(&a[1])).unwrap()),
+        "should_refresh_early" => Json::from(contract::should_refresh_early(
+            a[0].as_u64().unwrap(),
+            a[1].as_u64().unwrap(),
+            a[2].as_u64().unwrap(),
+            a[3].as_f64().unwrap(),
+            a[4].as_f64().unwrap(),
+        )),
         other => panic!("contract.json describes {other}; call it here"),
     }
 }

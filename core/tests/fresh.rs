@@ -570,3 +570,22 @@ fn blocking_hard_timeout_without_a_runtime() {
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(started.elapsed() < DEADLINE);
 }
+
+/// tests/vectors/xfetch.json: the early-refresh decision, case by case.
+#[test]
+fn xfetch_vectors() {
+    let cases = polycache_harness::notation::vectors("xfetch.json");
+    assert!(cases.len() >= 60);
+    for case in cases {
+        let u = |field: &str| case[field].as_u64().unwrap();
+        let f = |field: &str| case[field].as_f64().unwrap();
+        let got = polycache::contract::should_refresh_early(
+            u("now"),
+            u("freshUntil"),
+            u("delta"),
+            f("beta"),
+            f("random"),
+        );
+        assert_eq!(got, case["refresh"].as_bool().unwrap(), "{}", case["name"]);
+    }
+}

@@ -2216,6 +2216,14 @@ DESCRIPTIONS = {
         "share. kind token: whether token has the token format (32 lowercase hex "
         "digits). kind poll-delay: a waiter's pause in ms before poll number attempt."
     ),
+    "xfetch.json": (
+        "polycache early refresh, probabilistic (XFetch; docs/FORMAT.md section 7). "
+        "should_refresh_early(now, fresh_until, delta, beta, random) is refresh: "
+        "now, fresh_until and delta in ms (u64), beta and random floats. True when "
+        "fresh_until > 0, beta > 0, 0 <= random < 1 and now - delta * beta * ln(1 - random)"
+        " >= fresh_until, computed in binary64; false otherwise. Cases within 0.001 ms of "
+        "the boundary are left out unless the gap is exactly 0 (random 0)."
+    ),
     "ring.json": (
         "polycache ketama ring (docs/FORMAT.md section 4). kind placement: "
         "continuum size and first 8 points, and the node each Redis key lands on. "
@@ -2524,6 +2532,72 @@ def lock_cases() -> list[dict[str, Any]]:
     return cases
 
 
+# ---------------------------------------------------------------------------
+# Early refresh (FORMAT.md §7)
+
+
+def should_refresh_early(now: int, fresh_until: int, delta: int, beta: float, random: float) -> bool:
+    if fresh_until == 0 or not beta > 0 or not 0 <= random < 1:
+        return False
+    return now - delta * beta * math.log1p(-random) >= fresh_until
+
+
+def xfetch_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def case(name: str, now: int, fresh_until: int, delta: int, beta: float, random: float) -> None:
+        refresh = should_refresh_early(now, fresh_until, delta, beta, random)
+        cases.append(
+            {
+                "name": name,
+                "now": now,
+                "freshUntil": fresh_until,
+                "delta": delta,
+                "beta": beta,
+                "random": random,
+                "refresh": refresh,
+            }
+        )
+
+    base = 1_700_000_000_000
+    case("no-fresh-window", base, 0, 100, 1.0, 0.99)
+    case("beta-zero", base, base + 1, 100, 0.0, 0.99)
+    case("beta-negative", base, base + 1, 100, -1.0, 0.99)
+    case("random-one", base, base + 1, 100, 1.0, 1.0)
+    case("random-negative", base, base + 1, 100, 1.0, -0.1)
+    case("random-zero-before", base, base + 1, 100, 1.0, 0.0)
+    case("random-zero-at", base + 1, base + 1, 100, 1.0, 0.0)
+    case("already-stale", base + 5, base + 1, 0, 1.0, 0.5)
+    case("delta-zero-before", base, base + 1, 0, 1.0, 0.999)
+    # gap = delta * beta * -ln(1 - random); -ln(0.5) = 0.693...
+    case("half-gap-short", base, base + 100, 100, 1.0, 0.5)
+    case("half-gap-covers", base, base + 60, 100, 1.0, 0.5)
+    case("beta-two-covers", base, base + 100, 100, 2.0, 0.5)
+    case("tiny-random", base, base + 1, 10_000, 1.0, 1e-9)
+    case("large-random", base, base + 50_000, 10_000, 1.0, 0.999999)
+    # A fixed linear congruential sequence (no library randomness: same cases everywhere).
+    state = 7
+
+    def draw(n: int) -> int:
+        nonlocal state
+        state = (state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        return (state >> 33) % n
+
+    n = 0
+    while n < 80:
+        fresh_until = base + 1 + draw(120_000)
+        delta = [0, 1, 5, 50, 200, 1_000, 5_000, 30_000][draw(8)]
+        beta = [0.5, 1.0, 1.5, 2.0, 3.0][draw(5)]
+        now = fresh_until - draw(int(delta * beta * 2) + 2)
+        r = draw(1_000_000) / 1_000_000
+        gap = -delta * beta * math.log1p(-r)
+        if abs(now + gap - fresh_until) < 1e-3 and gap != 0:
+            continue
+        case(f"random-{n}", now, fresh_until, delta, beta, r)
+        n += 1
+    return cases
+
+
 def main() -> None:
     write("envelope.json", envelope_cases())
     write("keys.json", keys_cases())
@@ -2532,6 +2606,7 @@ def main() -> None:
     write("hostile.json", hostile_cases())
     write("urls.json", urls_cases())
     write("lock.json", lock_cases())
+    write("xfetch.json", xfetch_cases())
 
 
 if __name__ == "__main__":

@@ -90,6 +90,25 @@ pub fn is_stale(now_ms: u64, fresh_until_ms: u64) -> bool {
     fresh_until_ms != 0 && now_ms >= fresh_until_ms
 }
 
+/// Early refresh, probabilistic (XFetch, FORMAT.md §7): whether a read at `now` (ms)
+/// of a value fresh until `fresh_until` (ms; 0 = no fresh window), whose last load took
+/// `delta` ms, refreshes it early. `beta` weighs it (> 0; larger refreshes earlier),
+/// `random` is uniform in [0, 1). True when
+/// `now - delta * beta * ln(1 - random) >= fresh_until` in binary64, so the chance rises as
+/// `fresh_until` nears and with slower loads; false for out-of-range arguments.
+pub fn should_refresh_early(
+    now: u64,
+    fresh_until: u64,
+    delta: u64,
+    beta: f64,
+    random: f64,
+) -> bool {
+    if fresh_until == 0 || beta.is_nan() || beta <= 0.0 || !(0.0..1.0).contains(&random) {
+        return false;
+    }
+    now as f64 - delta as f64 * beta * (-random).ln_1p() >= fresh_until as f64
+}
+
 /// The rules of one call: the call's options over the config's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
