@@ -175,6 +175,13 @@ fn resolve_config(url: &str, options: &str) -> PyResult<String> {
     contract::resolve_config(url, options).map_err(errors::to_py)
 }
 
+/// Early refresh (XFetch, docs/FORMAT.md §7): whether a read at `now` of a value fresh
+/// until `fresh_until` whose last load took `delta` (all ms) refreshes it now.
+#[pyfunction]
+fn should_refresh_early(now: u64, fresh_until: u64, delta: u64, beta: f64, random: f64) -> bool {
+    contract::should_refresh_early(now, fresh_until, delta, beta, random)
+}
+
 /// The consistent-hash ring over named, weighted nodes.
 #[pyclass(module = "polycache._native", frozen)]
 struct Ring {
@@ -224,6 +231,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_key, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_config, m)?)?;
+    m.add_function(wrap_pyfunction!(should_refresh_early, m)?)?;
     m.add_class::<Ring>()?;
     m.add_class::<PyKeyTemplate>()?;
     Ok(())

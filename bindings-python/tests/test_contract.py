@@ -146,7 +146,15 @@ def argument(type_name: str, v: Any) -> Any:
 def plain(type_name: str, v: Any) -> Any:
     """A result in the description's JSON form, after checking its Python type."""
     origin = spelling(type_name).split("[")[0]
-    classes = {"str": str, "bytes": bytes, "int": int, "dict": dict, "list": list}
+    classes = {
+        "str": str,
+        "bytes": bytes,
+        "int": int,
+        "dict": dict,
+        "list": list,
+        "bool": bool,
+        "float": float,
+    }
     if origin != "Any":
         assert isinstance(v, classes[origin]), f"{type_name}: {v!r}"
     if type_name == "bytes":

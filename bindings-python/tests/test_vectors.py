@@ -19,6 +19,7 @@ RING = vectors("ring.json")
 TEMPLATES = vectors("templates.json")
 HOSTILE = vectors("hostile.json")
 URLS = vectors("urls.json")
+XFETCH = vectors("xfetch.json")
 
 
 def test_every_file_has_at_least_50_cases() -> None:
@@ -139,6 +140,14 @@ def test_urls(case: dict[str, Any]) -> None:
             resolve()
         return
     assert resolve() == case["config"]
+
+
+@pytest.mark.parametrize("case", XFETCH, ids=lambda c: c["name"])
+def test_xfetch(case: dict[str, Any]) -> None:
+    got = contract.should_refresh_early(
+        case["now"], case["freshUntil"], case["delta"], case["beta"], case["random"]
+    )
+    assert got is case["refresh"]
 
 
 # --- hostile.json: bounded time and memory (docs/FORMAT.md section 1, "Limits") ----------

@@ -13,6 +13,7 @@ from ._native import (
     redis_key,
     render_key,
     resolve_config,
+    should_refresh_early,
     slot,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "redis_key",
     "render_key",
     "resolve_config",
+    "should_refresh_early",
     "slot",
 ]
