@@ -257,6 +257,13 @@ export interface SetOptions {
   ttl?: number
 }
 
+/**
+ * Early refresh (XFetch, docs/FORMAT.md §7): whether a read at `now` of a value fresh
+ * until `freshUntil` whose last load took `delta` (all ms) refreshes it now; `beta` > 0,
+ * `random` in [0, 1). tests/vectors/xfetch.json checks it.
+ */
+export declare function shouldRefreshEarly(now: number, freshUntil: number, delta: number, beta: number, random: number): boolean
+
 /** The Redis Cluster slot of a Redis key. */
 export declare function slot(redisKey: string): number
 

@@ -847,4 +847,5 @@ module.exports.lockKey = nativeBinding.lockKey
 module.exports.redisKey = nativeBinding.redisKey
 module.exports.renderKey = nativeBinding.renderKey
 module.exports.resolveConfig = nativeBinding.resolveConfig
+module.exports.shouldRefreshEarly = nativeBinding.shouldRefreshEarly
 module.exports.slot = nativeBinding.slot

@@ -230,3 +230,18 @@ pub fn call_key(
 pub fn resolve_config(env: Env, url: String, options: String) -> Result<String> {
     errors::check(&env, polycache::contract::resolve_config(&url, &options))
 }
+
+/// Early refresh (XFetch, docs/FORMAT.md §7): whether a read at `now` of a value fresh
+/// until `freshUntil` whose last load took `delta` (all ms) refreshes it now; `beta` > 0,
+/// `random` in [0, 1). tests/vectors/xfetch.json checks it.
+#[napi]
+pub fn should_refresh_early(
+    now: i64,
+    fresh_until: i64,
+    delta: i64,
+    beta: f64,
+    random: f64,
+) -> bool {
+    let ms = |v: i64| v.max(0) as u64;
+    polycache::contract::should_refresh_early(ms(now), ms(fresh_until), ms(delta), beta, random)
+}
