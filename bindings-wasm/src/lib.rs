@@ -10,6 +10,7 @@ mod cache;
 mod config;
 mod envelope;
 mod errors;
+mod freshness;
 mod keys;
 mod ring;
 mod value;

@@ -362,6 +362,19 @@ impl Guest {
         api.call_resolve_config(&mut self.store, url, options)
     }
 
+    /// `freshness.should-refresh-early`.
+    pub fn should_refresh_early(
+        &mut self,
+        now: u64,
+        fresh_until: u64,
+        delta: u64,
+        beta: f64,
+        random: f64,
+    ) -> Result<bool> {
+        let api = self.bindings.polycache_cache_freshness();
+        api.call_should_refresh_early(&mut self.store, now, fresh_until, delta, beta, random)
+    }
+
     /// `ring.ring.build`.
     pub fn ring(&mut self, nodes: &[Node]) -> Call<RingHandle> {
         let api = self.bindings.polycache_cache_ring().ring();

@@ -14,6 +14,7 @@ mod config;
 #[allow(unsafe_code)]
 mod envelope;
 mod errors;
+mod freshness;
 #[allow(unsafe_code)]
 mod keys;
 #[allow(unsafe_code)]

@@ -177,6 +177,14 @@ test('urls.json', () => {
   }
 })
 
+test('xfetch.json', () => {
+  const cases = vectors('xfetch.json')
+  assert.ok(cases.length >= 60)
+  for (const c of cases) {
+    assert.equal(pc.shouldRefreshEarly(c.now, c.freshUntil, c.delta, c.beta, c.random), c.refresh, c.name)
+  }
+})
+
 test('hostile.json', async () => {
   const cases = vectors('hostile.json')
   assert.ok(cases.length >= 50)

@@ -365,6 +365,17 @@ fn call(guest: &mut Guest, name: &str, a: &[Json]) -> Json {
                 .unwrap()
                 .unwrap(),
         ),
+        "should_refresh_early" => Json::from(
+            guest
+                .should_refresh_early(
+                    a[0].as_u64().unwrap(),
+                    a[1].as_u64().unwrap(),
+                    a[2].as_u64().unwrap(),
+                    a[3].as_f64().unwrap(),
+                    a[4].as_f64().unwrap(),
+                )
+                .unwrap(),
+        ),
         other => panic!("contract.json describes {other}; call it here"),
     }
 }

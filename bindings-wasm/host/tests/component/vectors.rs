@@ -225,6 +225,25 @@ fn url_vectors_in_the_component() {
     });
 }
 
+#[test]
+fn xfetch_vectors_in_the_component() {
+    run("xfetch.json", |guest, case| {
+        let u = |field: &str| case[field].as_u64().expect(field);
+        let f = |field: &str| case[field].as_f64().expect(field);
+        let got = guest
+            .should_refresh_early(
+                u("now"),
+                u("freshUntil"),
+                u("delta"),
+                f("beta"),
+                f("random"),
+            )
+            .map_err(|e| e.to_string())?;
+        let want = case["refresh"].as_bool().expect("refresh");
+        (got == want).then_some(()).ok_or(format!("got {got}"))
+    });
+}
+
 fn nodes_of(v: &Json) -> Vec<Node> {
     v.as_array()
         .expect("node list")
