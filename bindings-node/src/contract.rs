@@ -74,6 +74,7 @@ pub fn encode_envelope(
         fresh_until_ms: options.fresh_until.unwrap_or(0).max(0) as u64,
         schema: options.schema,
         tags: options.tags.unwrap_or_default(),
+        ..Meta::default()
     };
     let bytes = errors::check(&env, codec::encode(&value.0, &encode, &meta))?;
     Ok(bytes.into())

@@ -92,6 +92,7 @@ pub fn encode_envelope(value: &Value, options: &EnvelopeOptions) -> Result<Vec<u
         fresh_until_ms: options.fresh_until,
         schema: options.schema.clone(),
         tags: options.tags.clone(),
+        load_ms: None,
     };
     codec::encode(value, &encode, &meta)
 }

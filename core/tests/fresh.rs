@@ -589,3 +589,32 @@ fn xfetch_vectors() {
         assert_eq!(got, case["refresh"].as_bool().unwrap(), "{}", case["name"]);
     }
 }
+
+/// Envelope extension `03` (the last load's duration): the envelope.json cases that carry
+/// `loadMs` decode to it, and a written duration reads back.
+#[test]
+fn load_duration_extension_vectors() {
+    let mut seen = 0;
+    for case in polycache_harness::notation::vectors("envelope.json") {
+        let Some(load_ms) = case.get("loadMs") else {
+            continue;
+        };
+        let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
+        let (header, _) = polycache::codec::decode(&bytes).unwrap();
+        assert_eq!(
+            header.meta.load_ms,
+            Some(load_ms.as_u64().unwrap() as u32),
+            "{}",
+            case["name"]
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2);
+    let meta = polycache::codec::Meta {
+        load_ms: Some(7),
+        ..Default::default()
+    };
+    let options = polycache::codec::EncodeOptions::default();
+    let bytes = polycache::codec::encode(&Value::from(1), &options, &meta).unwrap();
+    assert_eq!(polycache::codec::decode(&bytes).unwrap().0.meta, meta);
+}

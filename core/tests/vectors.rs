@@ -21,6 +21,10 @@ fn meta_of(case: &Json) -> Meta {
             .iter()
             .map(|t| t.as_str().expect("tag").to_owned())
             .collect(),
+        load_ms: case
+            .get("loadMs")
+            .and_then(Json::as_u64)
+            .map(|ms| ms as u32),
     }
 }
 

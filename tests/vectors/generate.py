@@ -50,6 +50,7 @@ CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
 COMPRESSION_NAMES = {0: "none", 1: "lz4"}
 EXT_SCHEMA = 0x01
 EXT_TAG = 0x02
+EXT_LOAD_MS = 0x03
 MAX_UNCOMPRESSED = 512 * 1024 * 1024
 DEFAULT_THRESHOLD = 1024
 NO_COMPRESS = 1 << 20  # threshold for long compressible values whose exact bytes we want
@@ -437,6 +438,7 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
     created, fresh = struct.unpack_from(">QQ", data, 8)
     schema: str | None = None
     tags: list[str] = []
+    load_ms: int | None = None
     pos = 24
     while pos < end:
         if pos + 3 > end:
@@ -448,6 +450,10 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
             raise CodecError("extension value overruns header")
         chunk = data[pos : pos + length]
         pos += length
+        if kind == EXT_LOAD_MS:
+            if length != 4:
+                raise CodecError("load duration is not 4 bytes")
+            (load_ms,) = struct.unpack(">I", chunk)
         if kind in (EXT_SCHEMA, EXT_TAG):
             try:
                 text = chunk.decode("utf-8")
@@ -480,6 +486,7 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
         "freshUntil": fresh,
         "schema": schema,
         "tags": tags,
+        "loadMs": load_ms,
         "value": codec_decode(raw, codec),
     }
 
@@ -571,6 +578,7 @@ class EnvelopeCases:
         fresh: int = 0,
         schema: str | None = None,
         tags: tuple[str, ...] = (),
+        load_ms: int | None = None,
     ) -> None:
         got = decode_envelope(data)
         want = {
@@ -579,6 +587,7 @@ class EnvelopeCases:
             "freshUntil": fresh,
             "schema": schema,
             "tags": list(tags),
+            "loadMs": load_ms,
         }
         for key, expected in want.items():
             if got[key] != expected:
@@ -596,6 +605,7 @@ class EnvelopeCases:
                 "freshUntil": fresh,
                 "schema": schema,
                 "tags": list(tags),
+                **({} if load_ms is None else {"loadMs": load_ms}),
             }
         )
 
@@ -907,6 +917,32 @@ def envelope_cases() -> list[dict[str, Any]]:
         42,
         "msgpack",
         schema="s",
+    )
+    # Type 03, the last load's duration (FORMAT.md §1): a u32, exactly 4 bytes.
+    load = lambda ms: bytes([EXT_LOAD_MS]) + struct.pack(">HI", 4, ms)  # noqa: E731
+    c.decode_ok(
+        "decode-load-duration",
+        mp_env(b"\x2a", ext=load(250)),
+        42,
+        "msgpack",
+        load_ms=250,
+    )
+    c.decode_ok(
+        "decode-load-duration-after-tags",
+        mp_env(b"\x2a", ext=tlv(EXT_SCHEMA, "s") + tlv(EXT_TAG, "t") + load(4294967295)),
+        42,
+        "msgpack",
+        schema="s",
+        tags=("t",),
+        load_ms=4294967295,
+    )
+    c.decode_err(
+        "decode-load-duration-short",
+        mp_env(b"\x2a", ext=bytes([EXT_LOAD_MS]) + struct.pack(">HH", 2, 250)),
+    )
+    c.decode_err(
+        "decode-load-duration-long",
+        mp_env(b"\x2a", ext=bytes([EXT_LOAD_MS]) + struct.pack(">HQ", 8, 250)),
     )
     c.decode_ok(
         "decode-unknown-extension-empty",

@@ -39,6 +39,8 @@ pub const LZ4_MAX_EXPANSION: usize = 255;
 
 const EXT_SCHEMA: u8 = 0x01;
 const EXT_TAG: u8 = 0x02;
+/// The last load's duration in ms, a u32 (FORMAT.md §1): what early refresh weighs.
+const EXT_LOAD_MS: u8 = 0x03;
 
 /// How a value's payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -316,6 +318,9 @@ pub struct Meta {
     pub schema: Option<String>,
     /// Tags attached to the value, in order.
     pub tags: Vec<String>,
+    /// How long the load that produced the value took, in ms (extension `03`); `None` for
+    /// a value that was set, not loaded.
+    pub load_ms: Option<u32>,
 }
 
 /// What a reader found in an envelope header.
@@ -351,6 +356,9 @@ pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<
     for tag in &meta.tags {
         ext_len += 3 + ext_value_len(tag)?;
     }
+    if meta.load_ms.is_some() {
+        ext_len += 3 + 4;
+    }
     let header_len = FIXED_HEADER + ext_len;
     let header_len_u16 = u16::try_from(header_len)
         .map_err(|_| Error::codec("envelope: header longer than 65535 bytes"))?;
@@ -381,6 +389,11 @@ pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<
     }
     for tag in &meta.tags {
         push_ext(&mut out, EXT_TAG, tag);
+    }
+    if let Some(ms) = meta.load_ms {
+        out.push(EXT_LOAD_MS);
+        out.extend_from_slice(&4u16.to_be_bytes());
+        out.extend_from_slice(&ms.to_be_bytes());
     }
     match compressed {
         Some(block) => {
@@ -496,6 +509,12 @@ fn open<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<(Header, Cow<'a, [
         match ty {
             EXT_SCHEMA => meta.schema = Some(text()?),
             EXT_TAG => meta.tags.push(text()?),
+            EXT_LOAD_MS => {
+                let ms: [u8; 4] = value
+                    .try_into()
+                    .map_err(|_| Error::codec("envelope: load duration is not 4 bytes"))?;
+                meta.load_ms = Some(u32::from_be_bytes(ms));
+            }
             _ => {} // unknown extensions are skipped: the header is forward-compatible
         }
         ext = &ext[3 + len..];
