@@ -773,12 +773,12 @@ impl Cache {
                 }) {
                     Ok((entry, value)) => (value, entry),
                     Err(err) => {
-                        self.release_lock(held.as_ref()).await;
+                        self.release_lock(held).await;
                         return Err(err);
                     }
                 };
                 let key = entry.key.clone();
-                let written = self.write_loaded(held.as_ref(), entry, budget).await;
+                let written = self.write_loaded(held, entry, budget).await;
                 self.forget([key.as_str()]);
                 if written {
                     self.inner.metrics.add(Counter::Set, 1);

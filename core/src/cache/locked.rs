@@ -15,7 +15,54 @@ pub(super) enum Step {
     /// Another caller loaded it: its value.
     Found(Value),
     /// Load; write through the fence with the lock when there is one.
-    Load(Option<Held>),
+    Load(HeldLock),
+}
+
+/// The lock a load holds, if any. A load abandoned before it wrote or released (its
+/// future dropped: a cancelled task, a caller's timeout) releases the lock on drop, so
+/// waiters take over at once instead of after the lease.
+pub(super) struct HeldLock {
+    cache: Cache,
+    held: Option<Held>,
+}
+
+impl HeldLock {
+    fn none(cache: &Cache) -> HeldLock {
+        HeldLock {
+            cache: cache.clone(),
+            held: None,
+        }
+    }
+
+    /// The lock, now settled by the caller (written through or released).
+    fn settle(mut self) -> Option<Held> {
+        self.held.take()
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let (Some(held), Some(lock)) = (self.held.take(), self.cache.inner.lock) else {
+            return;
+        };
+        let store = self.cache.inner.store.clone();
+        match lock.io {
+            // Blocking stores complete on the first poll, on this thread.
+            crate::store::Io::Blocking => {
+                let _ = crate::block_on(lock.release(store.as_ref(), &held));
+            }
+            #[cfg(feature = "tokio-redis")]
+            crate::store::Io::Async => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = lock.release(store.as_ref(), &held).await;
+                    });
+                }
+            }
+            #[cfg(not(feature = "tokio-redis"))]
+            crate::store::Io::Async => {}
+        }
+    }
 }
 
 impl Cache {
@@ -23,10 +70,10 @@ impl Cache {
     /// or when the store is already failing (`budget` zero), the caller just loads.
     pub(super) async fn lock_step(&self, redis_key: &str, budget: Duration) -> Step {
         let Some(lock) = self.inner.lock.filter(|_| !budget.is_zero()) else {
-            return Step::Load(None);
+            return Step::Load(HeldLock::none(self));
         };
         if self.check_open().is_err() {
-            return Step::Load(None);
+            return Step::Load(HeldLock::none(self));
         }
         let metrics = &self.inner.metrics;
         let accept = |bytes: Vec<u8>| self.answer(bytes);
@@ -39,7 +86,10 @@ impl Cache {
                 if after_wait {
                     metrics.add(Counter::LockTakenOver, 1);
                 }
-                Step::Load(Some(held))
+                Step::Load(HeldLock {
+                    cache: self.clone(),
+                    held: Some(held),
+                })
             }
             Turn::Found { value, waited } => {
                 if waited {
@@ -49,11 +99,11 @@ impl Cache {
             }
             Turn::TimedOut => {
                 metrics.add(Counter::LockTimedOut, 1);
-                Step::Load(None)
+                Step::Load(HeldLock::none(self))
             }
             Turn::Unlocked => {
                 metrics.add(Counter::StoreError, 1);
-                Step::Load(None)
+                Step::Load(HeldLock::none(self))
             }
         }
     }
@@ -75,10 +125,18 @@ impl Cache {
     /// `budget`. Whether it was written.
     pub(super) async fn write_loaded(
         &self,
-        held: Option<&Held>,
+        lock: HeldLock,
         entry: Entry,
         budget: Duration,
     ) -> bool {
+        // The guard stays armed until the write's reply: a load dropped meanwhile still
+        // releases (a no-op once the script deleted the lock).
+        let written = self.write_with(lock.held.as_ref(), entry, budget).await;
+        drop(lock.settle());
+        written
+    }
+
+    async fn write_with(&self, held: Option<&Held>, entry: Entry, budget: Duration) -> bool {
         let Some(held) = held else {
             return !budget.is_zero()
                 && self
@@ -105,11 +163,12 @@ impl Cache {
 
     /// Gives the lock back after a failed load, so waiters take over at once instead of
     /// after the lease.
-    pub(super) async fn release_lock(&self, held: Option<&Held>) {
-        if let (Some(held), Some(lock)) = (held, self.inner.lock) {
+    pub(super) async fn release_lock(&self, lock: HeldLock) {
+        if let (Some(held), Some(stampede)) = (lock.held.as_ref(), self.inner.lock) {
             let _ = self
-                .timed(lock.release(self.inner.store.as_ref(), held))
+                .timed(stampede.release(self.inner.store.as_ref(), held))
                 .await;
         }
+        drop(lock.settle());
     }
 }
