@@ -15,7 +15,7 @@ use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 use crate::asyncio::{self, spawn};
 use crate::errors::{self, loader_error, writer_error};
 use crate::runtime;
-use crate::value::{json_to_py, option_to_json, to_py, to_value, PyBuild};
+use crate::value::{json_to_py, option_to_json, to_py, to_value};
 
 /// Builds a core config from a URL (core's default when none) and Python keyword options:
 /// the kwargs become the overrides map of core's `Config::with_overrides`, which owns the
@@ -154,8 +154,8 @@ impl Cache {
         let stored = py
             .detach(|| block_on(self.inner.get_stored(key)))
             .map_err(errors::to_py)?;
-        match self.inner.decode_stored(&stored, &mut PyBuild::new(py))? {
-            Some(value) => Ok(value.unbind()),
+        match crate::value::decode_stored(py, &self.inner, &stored)? {
+            Some(value) => Ok(value),
             None => Ok(default.unwrap_or_else(|| py.None())),
         }
     }
@@ -418,8 +418,8 @@ impl AsyncCache {
         spawn(
             py,
             async move { cache.get_stored(&key).await },
-            move |py, stored| match decoder.decode_stored(&stored, &mut PyBuild::new(py))? {
-                Some(value) => Ok(value.unbind()),
+            move |py, stored| match crate::value::decode_stored(py, &decoder, &stored)? {
+                Some(value) => Ok(value),
                 None => Ok(default.unwrap_or_else(|| py.None())),
             },
         )

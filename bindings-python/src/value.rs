@@ -107,9 +107,9 @@ fn encode_int(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
 fn encode_dict(d: &Bound<'_, PyDict>, encoder: &mut Encoder) -> PyResult<()> {
     encoder.begin_map(d.len()).map_err(errors::to_py)?;
     for (k, v) in d.iter() {
-        let key = k.cast::<PyString>().map_err(|_| {
-            codec_error(format!("dict keys must be str, not {}", type_name(&k)))
-        })?;
+        let key = k
+            .cast::<PyString>()
+            .map_err(|_| codec_error(format!("dict keys must be str, not {}", type_name(&k))))?;
         encoder.key(utf8(key)?).map_err(errors::to_py)?;
         encode(&v, encoder)?;
     }
@@ -129,6 +129,36 @@ fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
     s.to_str()
 }
 
+/// Stored values at least this long are decoded with the cyclic GC paused: a payload of
+/// many dicts otherwise triggers collections all along (measured: a 1 MB record dict took
+/// twice as long with the GC running, for every decoder).
+const PAUSE_GC_FROM: usize = 64 * 1024;
+
+/// Decodes what `get_stored` returned with [`PyBuild`], the GC paused for large payloads
+/// (and resumed after, unless the program had it off already).
+pub fn decode_stored(
+    py: Python<'_>,
+    cache: &polycache::Cache,
+    stored: &polycache::Stored,
+) -> PyResult<Option<Py<PyAny>>> {
+    let large = matches!(stored, polycache::Stored::Bytes(Some(b)) if b.len() >= PAUSE_GC_FROM);
+    let gc = if large {
+        let gc = py.import("gc")?;
+        let on = gc.call_method0("isenabled")?.is_truthy()?;
+        if on {
+            gc.call_method0("disable")?;
+        }
+        on.then_some(gc)
+    } else {
+        None
+    };
+    let result = cache.decode_stored(stored, &mut PyBuild::new(py));
+    if let Some(gc) = gc {
+        gc.call_method0("enable")?;
+    }
+    Ok(result?.map(Bound::unbind))
+}
+
 /// Keys already made during one decode: the records of a payload repeat their keys, and a
 /// str made once (hash included) is shared by every dict that uses it.
 const KEY_SLOTS: usize = 512;
@@ -138,7 +168,7 @@ const KEY_MAX_LEN: usize = 64;
 /// Makes Python objects for a decoder (core's `Build`): `dict`s keep the wire order.
 pub struct PyBuild<'py> {
     py: Python<'py>,
-    keys: Vec<Option<(Box<str>, Bound<'py, PyString>)>>,
+    keys: Vec<Option<Bound<'py, PyString>>>,
 }
 
 impl<'py> PyBuild<'py> {
@@ -162,13 +192,14 @@ impl<'py> PyBuild<'py> {
             h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
         }
         let slot = &mut self.keys[h as usize % KEY_SLOTS];
-        if let Some((text, object)) = slot {
-            if **text == *key {
+        // A hit compares with the str's own UTF-8 (cached by CPython, no copy).
+        if let Some(object) = slot {
+            if object.to_str().is_ok_and(|text| text == key) {
                 return object.clone();
             }
         }
         let object = PyString::new(self.py, key);
-        *slot = Some((key.into(), object.clone()));
+        *slot = Some(object.clone());
         object
     }
 }

@@ -46,6 +46,23 @@ def test_maps_keep_insertion_order(url: str, namespace: str) -> None:
         assert list(back["alpha"]["a"][0]) == ["y", "x"]
 
 
+def test_a_large_get_leaves_the_gc_as_it_found_it(namespace: str) -> None:
+    import gc
+
+    big = {f"field_{i}": {"id": i, "tags": ["a", "b"]} for i in range(5000)}  # > 64 KiB
+    with Cache("memory://", namespace=namespace, compression="none") as cache:
+        cache.set("big", big)
+        assert gc.isenabled()
+        assert cache.get("big") == big
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            assert cache.get("big") == big
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+
+
 def test_value_types_round_trip(url: str, namespace: str) -> None:
     cache = Cache(url, namespace=namespace)
     values: list[Any] = [
