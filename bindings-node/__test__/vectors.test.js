@@ -92,6 +92,18 @@ test('keys.json', () => {
   }
 })
 
+test('lock.json: lock keys share their value key\'s slot', () => {
+  // The lock's scripts, tokens and poll pauses live in core (core/tests/lock.rs).
+  const cases = vectors('lock.json').filter((c) => c.kind === 'lock-key')
+  assert.ok(cases.length >= 40)
+  for (const c of cases) {
+    const redisKey = pc.redisKey(c.prefix, c.namespace, 200, c.key)
+    const lockKey = pc.lockKey(redisKey)
+    assert.deepEqual([redisKey, lockKey], [c.redisKey, c.lockKey], c.name)
+    assert.deepEqual([pc.slot(lockKey), pc.slot(redisKey)], [c.slot, c.slot], c.name)
+  }
+})
+
 test('ring.json', () => {
   const cases = vectors('ring.json')
   assert.ok(cases.length >= 50)

@@ -20,6 +20,8 @@ TEMPLATES = vectors("templates.json")
 HOSTILE = vectors("hostile.json")
 URLS = vectors("urls.json")
 XFETCH = vectors("xfetch.json")
+# The lock's keys; its scripts, tokens and poll pauses live in core (core/tests/lock.rs).
+LOCK_KEYS = [c for c in vectors("lock.json") if c["kind"] == "lock-key"]
 
 
 def test_every_file_has_at_least_50_cases() -> None:
@@ -88,6 +90,14 @@ def test_keys(case: dict[str, Any]) -> None:
     assert contract.lock_key(key) == case["lockKey"]
     assert contract.hash_tag(key) == case["hashTag"]
     assert contract.slot(key) == case["slot"]
+
+
+@pytest.mark.parametrize("case", LOCK_KEYS, ids=lambda c: c["name"])
+def test_lock_keys(case: dict[str, Any]) -> None:
+    key = contract.redis_key(case["prefix"], case["namespace"], 200, case["key"])
+    lock = contract.lock_key(key)
+    assert (key, lock) == (case["redisKey"], case["lockKey"])
+    assert contract.slot(lock) == contract.slot(key) == case["slot"]
 
 
 def ring_of(nodes: list[dict[str, Any]]) -> contract.Ring:
