@@ -750,6 +750,7 @@ impl Cache {
                     locked::Step::Load(held) => held,
                 };
                 self.inner.metrics.add(Counter::Load, 1);
+                let load_started = Instant::now();
                 let loaded = match fresh::within(rules.hard_timeout, loader()).await {
                     Some(loaded) => loaded.map_err(|err| {
                         self.inner.metrics.add(Counter::LoadError, 1);
@@ -767,7 +768,13 @@ impl Cache {
                 };
                 let (value, entry) = match loaded.and_then(|v| {
                     Ok((
-                        self.entry_fresh(redis_key, &v, rules.ttl, rules.fresh_for)?,
+                        self.entry_fresh(
+                            redis_key,
+                            &v,
+                            rules.ttl,
+                            rules.fresh_for,
+                            Some(fresh::elapsed_ms(load_started)),
+                        )?,
                         v,
                     ))
                 }) {
@@ -806,16 +813,18 @@ impl Cache {
     }
 
     fn entry(&self, redis_key: String, value: &Value, ttl: Option<Duration>) -> Result<Entry> {
-        self.entry_fresh(redis_key, value, ttl, self.inner.config.fresh_for)
+        self.entry_fresh(redis_key, value, ttl, self.inner.config.fresh_for, None)
     }
 
-    /// An entry whose envelope is fresh for `fresh_for` from now (`None`: until it expires).
+    /// An entry whose envelope is fresh for `fresh_for` from now (`None`: until it expires)
+    /// and records how long its load took (`load_ms`, for early refresh).
     fn entry_fresh(
         &self,
         redis_key: String,
         value: &Value,
         ttl: Option<Duration>,
         fresh_for: Option<Duration>,
+        load_ms: Option<u32>,
     ) -> Result<Entry> {
         let key = redis_key;
         let value = if self.inner.config.raw {
@@ -837,6 +846,7 @@ impl Cache {
             let meta = Meta {
                 created_at_ms,
                 fresh_until_ms: fresh::fresh_until(created_at_ms, fresh_for),
+                load_ms,
                 ..Meta::default()
             };
             codec::encode(value, &self.inner.encode, &meta)?

@@ -98,6 +98,10 @@ pub struct Config {
     /// `None`: no limit.
     #[serde(with = "secs_opt")]
     pub hard_timeout: Option<Duration>,
+    /// Early refresh (XFetch, docs/FORMAT.md §7): a fresh read refreshes its value in the
+    /// background with a probability that rises as `fresh-until` nears, weighted by the last
+    /// load's duration times this; 0 (default) turns it off, 1 is the classic XFetch.
+    pub early_refresh_beta: f64,
 }
 
 /// Shows every option, with the URL's credentials redacted ([`crate::redact_url`]).
@@ -136,6 +140,7 @@ impl Default for Config {
             fail_safe_backoff: Duration::from_secs(30),
             soft_timeout: None,
             hard_timeout: None,
+            early_refresh_beta: 0.0,
         }
     }
 }
@@ -255,6 +260,7 @@ impl Config {
             "failSafeBackoff" => self.fail_safe_backoff = value.seconds(name)?,
             "softTimeout" => self.soft_timeout = value.ttl(name)?,
             "hardTimeout" => self.hard_timeout = value.ttl(name)?,
+            "earlyRefreshBeta" => self.early_refresh_beta = value.number(name)?,
             _ => return Err(Error::config(format!("unknown option {name:?}"))),
         }
         Ok(())
@@ -290,6 +296,11 @@ impl Config {
         if self.raw && (self.fresh_for.is_some() || !self.max_stale.is_zero()) {
             return Err(Error::config(
                 "freshFor and maxStale need the envelope: raw mode cannot have them",
+            ));
+        }
+        if !(self.early_refresh_beta.is_finite() && self.early_refresh_beta >= 0.0) {
+            return Err(Error::config(
+                "earlyRefreshBeta must be a number at least 0",
             ));
         }
         if self.fresh_for.is_some_and(|fresh| fresh > crate::ttl::MAX) {
@@ -461,6 +472,11 @@ impl Config {
     /// Sets how long a load may run at all (`None`: no limit).
     pub fn hard_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.hard_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
+    /// Sets the early refresh weight (XFetch `beta`; 0: off).
+    pub fn early_refresh_beta(mut self, beta: f64) -> Self {
+        self.early_refresh_beta = beta;
         self
     }
     /// Sets how long a fail-safe value is served before the loader is tried again.

@@ -31,6 +31,7 @@ pub struct Metrics {
     fail_safe_served: AtomicU64,
     background_refreshes: AtomicU64,
     loader_timeouts: AtomicU64,
+    early_refreshes: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
 }
 
@@ -93,6 +94,8 @@ pub struct MetricsSnapshot {
     /// Loads that passed `soft_timeout` (answered by a fail-safe value while they went on)
     /// or `hard_timeout` (abandoned).
     pub loader_timeouts: u64,
+    /// Refreshes started early, before the value went stale (XFetch, `early_refresh_beta`).
+    pub early_refreshes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +117,7 @@ pub(crate) enum Counter {
     FailSafeServed,
     BackgroundRefresh,
     LoaderTimeout,
+    EarlyRefresh,
 }
 
 impl Metrics {
@@ -136,6 +140,7 @@ impl Metrics {
             Counter::FailSafeServed => &self.fail_safe_served,
             Counter::BackgroundRefresh => &self.background_refreshes,
             Counter::LoaderTimeout => &self.loader_timeouts,
+            Counter::EarlyRefresh => &self.early_refreshes,
         };
         cell.fetch_add(n, Ordering::Relaxed);
     }
@@ -183,6 +188,7 @@ impl Metrics {
             fail_safe_served: get(&self.fail_safe_served),
             background_refreshes: get(&self.background_refreshes),
             loader_timeouts: get(&self.loader_timeouts),
+            early_refreshes: get(&self.early_refreshes),
         }
     }
 }

@@ -416,6 +416,69 @@ async fn soft_timeout_answers_then_stores(backend: Backend) {
     }
 }
 
+/// Early refresh (XFetch): a fresh value whose last load was slow, read with a large
+/// `early_refresh_beta`, is answered fresh and refreshed in the background; with beta 0 it
+/// is not. The stored envelope is written by hand to carry a 1 s load duration.
+async fn early_refresh_before_staleness(backend: Backend) {
+    let (cache, _clock) = open(backend, "early", |c| c).await;
+    let now = Clock::mock().0.now_ms();
+    let write = |key: &str| {
+        let meta = polycache::codec::Meta {
+            created_at_ms: now,
+            fresh_until_ms: now + FRESH.as_millis() as u64,
+            load_ms: Some(1_000),
+            ..Default::default()
+        };
+        let options = polycache::codec::EncodeOptions::default();
+        polycache::Entry {
+            key: cache.redis_key(key).unwrap(),
+            value: polycache::codec::encode(&Value::from(1), &options, &meta).unwrap(),
+            ttl: Some(TTL),
+        }
+    };
+    cache.store().set(write("off")).await.unwrap();
+    cache.store().set(write("on")).await.unwrap();
+    let off = cache
+        .get_entry(
+            "off",
+            || async { panic!("beta 0: no early refresh") },
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (off.value, off.freshness),
+        (Value::from(1), Freshness::Fresh)
+    );
+    // gap = 1000 ms * 1e9 * -ln(1 - random): beyond any fresh window unless random is 0.
+    let eager = LoadOptions {
+        early_refresh_beta: Some(1e9),
+        ..LoadOptions::default()
+    };
+    let on = cache
+        .get_entry("on", || async { Ok(Value::from(2)) }, &eager)
+        .await
+        .unwrap();
+    assert_eq!((on.value, on.freshness), (Value::from(1), Freshness::Fresh));
+    let deadline = Instant::now() + DEADLINE;
+    while cache.get("on").await.unwrap() != Some(Value::from(2)) {
+        assert!(Instant::now() < deadline, "the early refresh never stored");
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
+    let m = cache.metrics();
+    assert_eq!((m.early_refreshes, m.stale_served, m.loads), (1, 0, 1));
+    // The refreshed value records its own load duration.
+    let bytes = cache
+        .store()
+        .get(&cache.redis_key("on").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let (header, _) = polycache::codec::decode(&bytes).unwrap();
+    assert!(header.meta.load_ms.is_some());
+}
+
 macro_rules! suite {
     ($($module:ident => $backend:expr),* $(,)?) => {$(
         mod $module {
@@ -435,6 +498,8 @@ macro_rules! suite {
             async fn hard_timeout_bounds_a_hanging_loader() { super::hard_timeout_bounds_a_hanging_loader(B).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn soft_timeout_answers_then_stores() { super::soft_timeout_answers_then_stores(B).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn early_refresh_before_staleness() { super::early_refresh_before_staleness(B).await }
         }
     )*};
 }

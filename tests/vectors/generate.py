@@ -2001,6 +2001,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "compressThreshold": 1024,
     "compression": "lz4",
     "connectTimeout": 1.0,
+    "earlyRefreshBeta": 0.0,
     "failSafeBackoff": 30.0,
     "freshFor": None,
     "hardTimeout": None,
@@ -2068,6 +2069,7 @@ def urls_cases() -> list[dict[str, Any]]:
         ("lockTimeout", "0.5", 0.5),
         ("softTimeout", "0.1", 0.1),
         ("hardTimeout", "2", 2.0),
+        ("earlyRefreshBeta", "1.5", 1.5),
     ]
     for option, text, value in given:
         kebab = snake(option).replace("_", "-")
@@ -2193,6 +2195,7 @@ def urls_cases() -> list[dict[str, Any]]:
     error("max-stale-negative", "memory://", {"maxStale": -1})
     ok("fresh-for-zero", "memory://?freshFor=0", {})
     ok("hard-timeout-zero", "memory://?hardTimeout=0", {})
+    error("early-refresh-beta-negative", "memory://?earlyRefreshBeta=-1", {})
     ok("fresh-for-null", "memory://?freshFor=30", {"freshFor": None})
     error("lock-lease-zero", "redis://h:1?stampedeLock=true&lockLease=0", {})
     ok("lock-timeout-zero", "memory://?lockTimeout=0", {}, lockTimeout=0.0)

@@ -8,7 +8,9 @@ use super::Cache;
 use crate::codec::{self, Value};
 use crate::error::{Error, Result};
 use crate::metrics::Counter;
-use crate::patterns::fresh::{is_stale, Freshness, LoadOptions, Loaded, RefreshClaim, Rules};
+use crate::patterns::fresh::{
+    is_stale, should_refresh_early, Freshness, LoadOptions, Loaded, RefreshClaim, Rules,
+};
 
 /// `fresh-until` of a value written at `created_at_ms` that is fresh for `fresh_for`
 /// (0 = no fresh window).
@@ -31,6 +33,11 @@ pub(super) fn hard_timeout(redis_key: &str, limit: Option<Duration>) -> Error {
 }
 
 pub(super) use crate::patterns::fresh::within;
+
+/// Milliseconds since `started`, saturated to a u32 (the envelope's load duration).
+pub(super) fn elapsed_ms(started: Instant) -> u32 {
+    u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)
+}
 
 impl Cache {
     /// Cache-aside with freshness rules and metadata: the value of `key` with whether it is
@@ -108,6 +115,9 @@ impl Cache {
                 .hard_timeout
                 .or(config.hard_timeout)
                 .filter(|d| !d.is_zero()),
+            early_refresh_beta: options
+                .early_refresh_beta
+                .unwrap_or(config.early_refresh_beta),
         };
         if config.raw && (rules.fresh_for.is_some() || rules.fail_safe()) {
             return Err(Error::config(
@@ -171,6 +181,17 @@ impl Cache {
                     let known_fresh = meta.fresh_until_ms.max(now);
                     let fresh = &self.inner.fresh;
                     fresh.keep(&redis_key, &value, meta.created_at_ms, known_fresh);
+                }
+                let early = rules.early_refresh_beta > 0.0
+                    && should_refresh_early(
+                        now,
+                        meta.fresh_until_ms,
+                        u64::from(meta.load_ms.unwrap_or(0)),
+                        rules.early_refresh_beta,
+                        fastrand::f64(),
+                    );
+                if early {
+                    self.refresh_early(redis_key, loader, rules, detach);
                 }
                 return Ok(Loaded {
                     value,
@@ -241,6 +262,30 @@ impl Cache {
         }
         self.inner.metrics.add(Counter::StaleServed, 1);
         stale
+    }
+
+    /// XFetch said refresh now, before the value goes stale: start the key's one refresh in
+    /// the background. Where nothing runs in the background the caller is not made to wait
+    /// (the value is fresh); the refresh happens when it goes stale.
+    fn refresh_early<F, Fut, D>(&self, redis_key: String, loader: F, rules: Rules, detach: D)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Value>>,
+        D: FnOnce(Job<F>) -> std::result::Result<(), Job<F>>,
+    {
+        let Some(claim) = self.inner.fresh.claim(&redis_key) else {
+            return;
+        };
+        let job = Box::new(Detached {
+            claim,
+            redis_key,
+            loader,
+            rules,
+            done: None,
+        });
+        if detach(job).is_ok() {
+            self.inner.metrics.add(Counter::EarlyRefresh, 1);
+        }
     }
 
     /// A miss (or an unreachable store): load, or serve the last good value when the

@@ -26,7 +26,7 @@ use crate::codec::Value;
 
 /// Per-call options of [`crate::Cache::get_entry`] and [`crate::Cache::get_or_load_with`];
 /// every `None` takes the [`crate::Config`]'s value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadOptions {
     /// Hard expiry: the Redis TTL of the value written.
     pub ttl: Option<Duration>,
@@ -42,6 +42,8 @@ pub struct LoadOptions {
     pub soft_timeout: Option<Duration>,
     /// How long a load may run at all; `Some(ZERO)`: no limit.
     pub hard_timeout: Option<Duration>,
+    /// Early refresh weight (XFetch `beta`, FORMAT.md §7); `Some(0.0)`: off for this call.
+    pub early_refresh_beta: Option<f64>,
 }
 
 /// How current an answer is.
@@ -118,6 +120,7 @@ pub(crate) struct Rules {
     pub backoff: Duration,
     pub soft_timeout: Option<Duration>,
     pub hard_timeout: Option<Duration>,
+    pub early_refresh_beta: f64,
 }
 
 impl Rules {
