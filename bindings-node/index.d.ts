@@ -56,6 +56,18 @@ export interface CacheOptions {
   lockLease?: number
   /** Seconds a caller waits for another's load before it loads by itself (default 10). */
   lockTimeout?: number
+  /** Seconds a written value is fresh (`fresh-until` in the envelope); after that, until its `ttl`, it is stale: `getOrLoad` answers with it at once and refreshes it once in the background. Unset or 0: fresh until it expires. */
+  freshFor?: number | null
+  /** Fail-safe: seconds past its freshness the last good value may be served when the loader fails or Redis is unreachable (0, the default: off). */
+  maxStale?: number
+  /** Fail-safe: seconds a failed key serves its last good value before the loader is tried again (default 30). */
+  failSafeBackoff?: number
+  /** Seconds a slow load may run before a fail-safe value answers (the load goes on and stores its value). Unset: wait. */
+  softTimeout?: number | null
+  /** Seconds a load may run at all: then the fail-safe value, else an `ETIMEOUT` error. Unset: no limit. */
+  hardTimeout?: number | null
+  /** Early refresh (XFetch, docs/FORMAT.md §7): weight of the last load's duration; 0 (default) is off, 1 the classic XFetch. */
+  earlyRefreshBeta?: number
   /** Read-through: `get` and `getMany` load misses with it (single-flight per key). */
   loader?: (key: string) => CacheValue | Promise<CacheValue>
   /** Write-through: `set` and `setMany` call it first; if it fails the cache is not touched. */
@@ -97,6 +109,16 @@ export interface Metrics {
   locksTimedOut: number
   /** Stampede lock: writes the fence refused (the lease ran out during the load). */
   lockWritesRefused: number
+  /** Stale values served while a refresh ran (stale-while-revalidate). */
+  staleServed: number
+  /** Last good values served because loading failed or Redis was unreachable. */
+  failSafeServed: number
+  /** Refreshes of stale values started. */
+  backgroundRefreshes: number
+  /** Loads that passed `softTimeout` or were abandoned at `hardTimeout`. */
+  loaderTimeouts: number
+  /** Refreshes started early, before the value went stale (`earlyRefreshBeta`). */
+  earlyRefreshes: number
   /** `[upper bound in µs (null: +Inf), count]` per bucket. */
   latencyUs: Array<[number | null, number]>
 }

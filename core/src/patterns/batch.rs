@@ -238,10 +238,19 @@ impl Batcher {
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 cache.get_many(&keys).await.map(Done::Values)
             }
-            Op::GetOrLoad { key, loader, ttl } => cache
-                .get_or_load(&key, || loader.load(&key), ttl)
-                .await
-                .map(|value| Done::Value(Some(value))),
+            Op::GetOrLoad { key, loader, ttl } => {
+                // The host loader is owned ('static): a stale value's refresh can run in
+                // the background (stale-while-revalidate), not in this call.
+                let options = crate::LoadOptions {
+                    ttl,
+                    ..Default::default()
+                };
+                let load_key = key.clone();
+                cache
+                    .get_or_load_with(&key, move || loader.load(&load_key), &options)
+                    .await
+                    .map(|value| Done::Value(Some(value)))
+            }
             Op::Set { key, value, ttl } => {
                 cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
             }
