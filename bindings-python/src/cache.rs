@@ -30,6 +30,19 @@ fn config(url: Option<&str>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Co
     Config::with_overrides(&url, &overrides).map_err(errors::to_py)
 }
 
+/// A per-call duration option in seconds (`None`: the cache's; 0: off for this call).
+fn seconds_of(name: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
+    secs.map(|secs| {
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            errors::new_err(
+                ErrorKind::Config,
+                format!("{name} must be a number of seconds at least 0, not {secs}"),
+            )
+        })
+    })
+    .transpose()
+}
+
 /// A TTL argument in seconds (`None`: the cache's), checked by core: a number that is not
 /// finite, negative or above core's maximum, or not a number at all, is a `ConfigError`.
 fn ttl_of(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
@@ -212,21 +225,38 @@ impl Cache {
             .map_err(errors::to_py)
     }
 
-    #[pyo3(signature = (key, loader, ttl = None))]
+    /// The loader is owned by the call, so a stale value's refresh runs on a thread of its
+    /// own (stale-while-revalidate) while this call answers with the stale value.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (
+        key, loader, ttl = None, *, fresh_for = None, max_stale = None, soft_timeout = None,
+        hard_timeout = None
+    ))]
     fn get_or_load(
         &self,
         py: Python<'_>,
         key: &str,
         loader: Py<PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
+        fresh_for: Option<f64>,
+        max_stale: Option<f64>,
+        soft_timeout: Option<f64>,
+        hard_timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         if let Some(hit) = near_hit(py, self.inner.get_near_for_load(key))? {
             return Ok(hit);
         }
-        let ttl = ttl_of(ttl)?;
-        let load = || async { call_sync(&loader, None).map_err(loader_error) };
+        let options = polycache::LoadOptions {
+            ttl: ttl_of(ttl)?,
+            fresh_for: seconds_of("fresh_for", fresh_for)?,
+            max_stale: seconds_of("max_stale", max_stale)?,
+            soft_timeout: seconds_of("soft_timeout", soft_timeout)?,
+            hard_timeout: seconds_of("hard_timeout", hard_timeout)?,
+            ..Default::default()
+        };
+        let load = move || async move { call_sync(&loader, None).map_err(loader_error) };
         let value = py
-            .detach(|| block_on(self.inner.get_or_load(key, load, ttl)))
+            .detach(|| block_on(self.inner.get_or_load_with(key, load, &options)))
             .map_err(errors::to_py)?;
         to_py(py, &value)
     }

@@ -255,3 +255,39 @@ def test_close_and_context_manager(namespace: str) -> None:
         cache.set("k", 1)
     with pytest.raises(polycache.ConnectionError, match="closed"):
         cache.get("k")
+
+
+def test_get_or_load_serves_stale_and_refreshes_in_the_background(url: str, namespace: str) -> None:
+    """Past `fresh_for` (before `ttl`) a caller gets the stale value at once while one
+    refresh runs on a thread: the refresh's loader is held on an event until the stale
+    answers are in, so a caller that waited for it would hang here."""
+    cache = Cache(url, namespace=namespace, ttl=60)
+    assert cache.get_or_load("k", lambda: 1, fresh_for=0.001) == 1
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow() -> int:
+        calls.append(1)
+        assert release.wait(10)
+        return 2
+
+    answers: list[Any] = []
+
+    def stale_read_started() -> bool:
+        answers.append(cache.get_or_load("k", slow, fresh_for=0.001))
+        return bool(calls)
+
+    wait_until(stale_read_started, "a stale read starts the refresh")
+    assert set(answers) == {1}
+    assert cache.get_or_load("k", slow, fresh_for=0.001) == 1, "one refresh: stale meanwhile"
+    release.set()
+    wait_until(lambda: cache.get("k") == 2, "the refresh stores its value")
+    assert len(calls) == 1
+    metrics = cache.metrics()
+    assert metrics["staleServed"] >= 2 and metrics["backgroundRefreshes"] == 1
+
+
+def test_get_or_load_options_are_checked(namespace: str) -> None:
+    cache = Cache("memory://", namespace=namespace)
+    with pytest.raises(polycache.ConfigError):
+        cache.get_or_load("k", lambda: 1, fresh_for=-1)
