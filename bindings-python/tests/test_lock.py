@@ -8,10 +8,12 @@ import asyncio
 import threading
 from typing import Any
 
+import pytest
+
 from conftest import wait_until, wait_until_async
 from polycache import AsyncCache, Cache
 
-LOCK = {"stampede_lock": True, "lock_lease": 10, "lock_timeout": 10}
+LOCK: dict[str, Any] = {"stampede_lock": True, "lock_lease": 10, "lock_timeout": 10}
 
 
 def test_memory_ignores_the_option() -> None:
@@ -22,7 +24,7 @@ def test_memory_ignores_the_option() -> None:
 
 def test_sync_waiter_gets_the_holders_value(url: str, namespace: str) -> None:
     if url.startswith("memory"):
-        return  # two memory:// caches share nothing: no lock to wait on
+        pytest.skip("two memory:// caches share nothing: no lock to wait on")
     holder = Cache(url, namespace=namespace, **LOCK)
     waiter = Cache(url, namespace=namespace, **LOCK)
     loading, release = threading.Event(), threading.Event()
@@ -52,7 +54,7 @@ def test_sync_waiter_gets_the_holders_value(url: str, namespace: str) -> None:
 
 def test_async_waiter_gets_the_holders_value(url: str, namespace: str) -> None:
     if url.startswith("memory"):
-        return  # two memory:// caches share nothing: no lock to wait on
+        pytest.skip("two memory:// caches share nothing: no lock to wait on")
 
     async def run() -> None:
         holder = await AsyncCache.connect(url, namespace=namespace, **LOCK)

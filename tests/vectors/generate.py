@@ -2523,8 +2523,22 @@ def lock_cases() -> list[dict[str, Any]]:
             }
         )
     keys = [
-        "user:1", "a", "ü", "🦀", "{x}", "a{b}c", "}lead", "x" * 200, "x" * 201,
-        "with space", "tab\t", "colon:colon", "{", "}", "{}", "k" * 1000,
+        "user:1",
+        "a",
+        "ü",
+        "🦀",
+        "{x}",
+        "a{b}c",
+        "}lead",
+        "x" * 200,
+        "x" * 201,
+        "with space",
+        "tab\t",
+        "colon:colon",
+        "{",
+        "}",
+        "{}",
+        "k" * 1000,
     ]
     spaces = [("pc", "default"), ("app", "users"), ("p", "n")]
     for i, key in enumerate(keys):
@@ -2575,7 +2589,9 @@ def lock_cases() -> list[dict[str, Any]]:
 # Early refresh (FORMAT.md §7)
 
 
-def should_refresh_early(now: int, fresh_until: int, delta: int, beta: float, random: float) -> bool:
+def should_refresh_early(
+    now: int, fresh_until: int, delta: int, beta: float, random: float
+) -> bool:
     if fresh_until == 0 or not beta > 0 or not 0 <= random < 1:
         return False
     return now - delta * beta * math.log1p(-random) >= fresh_until
