@@ -541,8 +541,9 @@ fn one_refresh_across_caches(io: Io, topology: Topology) {
         1,
         "one refresh in both caches"
     );
-    let waited: u64 = [&a, &b].iter().map(|c| c.metrics().locks_waited).sum();
-    assert_eq!(waited, 1);
+    // Not asserted: that the other cache counted a wait. It has claimed its refresh when
+    // the latch opens, but it may reach the lock only after the holder released it, and
+    // then finds v2 without waiting; either way it must answer v2 and not load.
 }
 
 matrix! {
