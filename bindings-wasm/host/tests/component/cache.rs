@@ -496,6 +496,23 @@ fn errors_arrive_as_the_wit_variant_of_their_kind() {
     );
 }
 
+/// The component has no near tier (it needs a thread per tracking connection, which
+/// wasm32-wasip2 lacks): asking for one is a Config error naming it, never a silent no-op.
+#[test]
+fn a_near_tier_is_refused_with_a_config_error() {
+    let mut guest = guest();
+    let url = format!("{}?nearCache=100", standalone());
+    let err = guest
+        .open(&url, &no_options())
+        .unwrap()
+        .map(|_| ())
+        .unwrap_err();
+    let WitError::Config(message) = &err else {
+        panic!("expected a Config error, got {err:?}");
+    };
+    assert!(message.contains("near"), "{message}");
+}
+
 #[test]
 fn foreign_bytes_are_a_miss_and_a_decode_error() {
     let url = standalone();
