@@ -152,9 +152,63 @@ async function stampede (url, ns, spec) {
   return { values, errors: errors.slice(0, 5), metrics: cache.metrics() }
 }
 
+// Wall-clock seconds with sub-millisecond precision (Date.now() has whole milliseconds).
+const wallClock = () => (performance.timeOrigin + performance.now()) / 1000
+
+// The reader of the invalidation matrix (see agent.py): a near tier that lives between
+// the driver's requests, one JSON line per request line.
+async function nearReader (url, ns) {
+  const cache = await cacheFor(url, ns, null, { nearCache: 1000 })
+  const out = (line) => new Promise((resolve) => process.stdout.write(JSON.stringify(line, jsonSafe) + '\n', resolve))
+  await out({ ready: true })
+  let key = ''
+  for await (const line of readline.createInterface({ input: process.stdin })) {
+    const request = JSON.parse(line)
+    if (request.op === 'cache') {
+      key = request.key
+      await out(await nearCache(cache, key))
+    } else if (request.op === 'watch') {
+      await out({ watching: true })
+      await out(await nearWatch(cache, key))
+    }
+  }
+  return { closed: true }
+}
+
+// Reads `key` until a read is a near hit (a read overtaken by an invalidation is not stored).
+async function nearCache (cache, key) {
+  const deadline = performance.now() + 5000
+  for (;;) {
+    const hits = cache.metrics().nearHits
+    const value = await cache.get(key)
+    const cached = cache.metrics().nearHits > hits
+    if (cached || performance.now() > deadline) return { cached, found: value !== undefined, value: value ?? null }
+  }
+}
+
+// Polls the near tier (on this thread: the tracking thread applies pushes meanwhile) until
+// its entry is gone, then reads the key from Redis.
+async function nearWatch (cache, key) {
+  const entries = cache.metrics().nearEntries
+  const deadline = performance.now() + 10000
+  let evictedAt = null
+  while (performance.now() < deadline) {
+    if (cache.metrics().nearEntries < entries) { evictedAt = wallClock(); break }
+  }
+  const value = await cache.get(key)
+  return { evictedAt, found: value !== undefined, value: value ?? null, flushes: cache.metrics().nearFlushes }
+}
+
 async function main ([command, url, ns, arg]) {
   switch (command) {
     case 'stampede': return stampede(url, ns, JSON.parse(arg))
+    case 'near-reader': return nearReader(url, ns)
+    case 'timed-set':
+      await (await cacheFor(url, ns)).set(arg, 'written by node', { ttl: 600 })
+      return { returned: wallClock() }
+    case 'timed-delete':
+      await (await cacheFor(url, ns)).delete(arg)
+      return { returned: wallClock() }
     case 'fault': return fault(url, ns, JSON.parse(arg))
     case 'load': return load(url, ns, JSON.parse(arg))
     case 'write':

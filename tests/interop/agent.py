@@ -40,6 +40,22 @@ stdin/stdout; SPEC is a JSON object, `mode` picks the I/O mode (`sync` or `async
                                      line, then for SPEC.seconds loop over the keys (a set
                                      every 10th op, else a get checked against its value):
                                      ops, errors, wrong values, misses, error times
+
+The invalidation matrix (matrix.py) adds a writer's two timed commands and a long-lived
+reader holding a near tier:
+
+    agent.py timed-set URL NS KEY    set KEY to "written by <runtime>" (no near tier);
+                                     {"returned": wall-clock seconds when set returned}
+    agent.py timed-delete URL NS KEY delete KEY; {"returned": ...} likewise
+    agent.py near-reader URL NS      open a cache with a near tier, print {"ready": true},
+                                     then answer one JSON line per request line:
+        {"op": "cache", "key": K}    read K until a read is a near hit:
+                                     {"cached": bool, "found": bool, "value": V}
+        {"op": "watch"}              print {"watching": true}, then poll the near tier's
+                                     entry count in a tight loop until it drops (the
+                                     entry was invalidated) or 10 s pass, then read K from
+                                     Redis: {"evictedAt": s|null, "found", "value",
+                                     "flushes"} (evictedAt in wall-clock seconds)
 """
 
 from __future__ import annotations
@@ -341,8 +357,64 @@ def stampede_report(results: list[tuple[str, Any]], metrics: dict[str, Any]) -> 
     return {"values": values, "errors": errors[:5], "metrics": metrics}
 
 
+def near_reader(url: str, ns: str) -> dict[str, Any]:
+    """The reader of the invalidation matrix: see the module docs."""
+    cache = Cache(url, namespace=ns, near_cache=1000)
+    print(json.dumps({"ready": True}), flush=True)
+    key = ""
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "cache":
+            key = request["key"]
+            print(json.dumps(near_cache(cache, key)), flush=True)
+        elif request["op"] == "watch":
+            print(json.dumps({"watching": True}), flush=True)
+            print(json.dumps(near_watch(cache, key)), flush=True)
+    return {"closed": True}
+
+
+def near_cache(cache: Cache, key: str) -> dict[str, Any]:
+    """Reads `key` until a read is served by the near tier (a read may not be stored when
+    an invalidation overtook it), with a deadline."""
+    deadline = time.monotonic() + 5
+    while True:
+        hits = cache.metrics()["nearHits"]
+        value = cache.get(key, default=KeyError)
+        cached = cache.metrics()["nearHits"] > hits
+        if cached or time.monotonic() > deadline:
+            found = value is not KeyError
+            return {"cached": cached, "found": found, "value": value if found else None}
+
+
+def near_watch(cache: Cache, key: str) -> dict[str, Any]:
+    """Polls the near tier until its entry for `key` is gone; then reads `key` from Redis."""
+    entries = cache.metrics()["nearEntries"]
+    deadline = time.monotonic() + 10
+    evicted_at = None
+    while time.monotonic() < deadline:
+        if cache.metrics()["nearEntries"] < entries:
+            evicted_at = time.time()
+            break
+    value = cache.get(key, default=KeyError)
+    found = value is not KeyError
+    return {
+        "evictedAt": evicted_at,
+        "found": found,
+        "value": value if found else None,
+        "flushes": cache.metrics()["nearFlushes"],
+    }
+
+
 def main(argv: list[str]) -> Any:
     command, url, ns, *rest = argv
+    if command == "near-reader":
+        return near_reader(url, ns)
+    if command == "timed-set":
+        cache_for(url, ns).set(rest[0], "written by python", ttl=600)
+        return {"returned": time.time()}
+    if command == "timed-delete":
+        cache_for(url, ns).delete(rest[0])
+        return {"returned": time.time()}
     if command == "stampede":
         spec = json.loads(rest[0])
         if spec.get("mode") == "async":

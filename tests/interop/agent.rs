@@ -117,8 +117,82 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
             }
             json!({ "raw": raw_ok, "enveloped": missed, "decodeErrors": plain.metrics().decode_errors })
         }
+        "timed-set" => {
+            let c = cache(url, ns, None, false).await?;
+            c.set(arg, &Value::from("written by rust"), Some(Duration::from_secs(600)))
+                .await?;
+            json!({ "returned": epoch_secs() })
+        }
+        "timed-delete" => {
+            cache(url, ns, None, false).await?.delete(arg).await?;
+            json!({ "returned": epoch_secs() })
+        }
         other => json!({ "error": format!("unknown command {other}") }),
     })
+}
+
+/// `near-reader URL NS`: the reader of the invalidation matrix (see agent.py); a near
+/// tier that lives between the driver's requests, one JSON line per request line.
+fn near_reader(url: &str, ns: &str) -> polycache::Result<Json> {
+    let driver = Driver::new("async");
+    let config = Config::from_url(url)?.namespace(ns).near_cache(1000);
+    let cache = driver.run(Cache::new(config))?;
+    println!("{}", json!({ "ready": true }));
+    let mut key = String::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(request) = serde_json::from_str::<Json>(&line.unwrap_or_default()) else {
+            continue;
+        };
+        match request["op"].as_str() {
+            Some("cache") => {
+                key = request["key"].as_str().unwrap_or_default().to_owned();
+                println!("{}", near_cache(&driver, &cache, &key)?);
+            }
+            Some("watch") => {
+                println!("{}", json!({ "watching": true }));
+                println!("{}", near_watch(&driver, &cache, &key)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(json!({ "closed": true }))
+}
+
+/// Reads `key` until a read is a near hit (a read overtaken by an invalidation is not
+/// stored), with a deadline.
+fn near_cache(driver: &Driver, cache: &Cache, key: &str) -> polycache::Result<Json> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let hits = cache.metrics().near_hits;
+        let value = driver.run(cache.get(key))?;
+        let cached = cache.metrics().near_hits > hits;
+        if cached || Instant::now() > deadline {
+            let found = value.is_some();
+            let value = value.map_or(Json::Null, |v| to_plain_json(&v));
+            return Ok(json!({ "cached": cached, "found": found, "value": value }));
+        }
+    }
+}
+
+/// Polls the near tier until its entry is gone (the tracking thread applies pushes
+/// meanwhile), then reads the key from Redis.
+fn near_watch(driver: &Driver, cache: &Cache, key: &str) -> polycache::Result<Json> {
+    let entries = cache.metrics().near_entries;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut evicted_at = None;
+    while Instant::now() < deadline {
+        if cache.metrics().near_entries < entries {
+            evicted_at = Some(epoch_secs());
+            break;
+        }
+    }
+    let value = driver.run(cache.get(key))?;
+    Ok(json!({
+        "evictedAt": evicted_at,
+        "found": value.is_some(),
+        "value": value.map_or(Json::Null, |v| to_plain_json(&v)),
+        "flushes": cache.metrics().near_flushes,
+    }))
 }
 
 /// How the fault commands drive a cache's futures: on a tokio runtime (async stores) or on
@@ -422,6 +496,7 @@ fn main() {
             let run = if args[0] == "fault" { fault } else { load };
             run(&args[1], &args[2], &spec)
         }
+        "near-reader" => near_reader(&args[1], &args[2]),
         _ => Driver::new("async").run(run(&args)),
     };
     match result {

@@ -11,6 +11,13 @@ holds the lock, the reader waits and gets its value), 4 processes x 250 concurre
 on 10 keys with one load per key (counted by INCR in Redis), a holder killed with kill -9
 replaced after its lease, and a paused holder's late write refused by the fence.
 
+Then, per topology, the invalidation matrix: for every writer W (each runtime, and
+redis-cli) and every reader R with a near tier (Rust, Python, Node; the WASI component has
+none), R caches a key in its near tier (a long-lived `near-reader` process), W updates it
+and then deletes it, and R must see each change: its near entry dropped (polled with a
+deadline) and the new value (or nothing) read. The delay runs from W's write returning (W's
+wall clock) to R seeing its entry gone (R's), on the same machine.
+
 Usage: matrix.py [--runtimes rust,python,node,wasi] [--readme README.md]
 """
 
@@ -18,16 +25,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from polycache.contract import redis_key
+import polycache
+from polycache.contract import Ring, encode_envelope, redis_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -374,6 +385,176 @@ class LockRun:
                 self.run.check(ok, what + ("" if ok else f"  ({bout}, refused {refused})"))
 
 
+NEAR_READERS = ("rust", "python", "node")
+
+
+class NearReader:
+    """A runtime's `near-reader` process: requests on stdin, one JSON line per answer."""
+
+    def __init__(self, command: list[str], url: str, ns: str) -> None:
+        self.proc = subprocess.Popen(
+            [*command, "near-reader", url, ns],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.ready = self.answer(60).get("ready") is True
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def send(self, request: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+
+    def answer(self, timeout: float = 30) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return {"error": f"no answer in {timeout} s"}
+        if line is None:
+            err = self.proc.stderr.read()[-500:] if self.proc.stderr else ""
+            return {"error": f"reader exited: {err}"}
+        try:
+            out: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            out = {"error": line[-500:]}
+        return out
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Invalidation:
+    """The invalidation matrix of one topology (see the module docs)."""
+
+    def __init__(self, run: Run, topology: str, url: str) -> None:
+        self.run, self.topology, self.url = run, topology, url
+        self.readers = [r for r in run.runtimes if r in NEAR_READERS]
+        self.writers = [*run.runtimes, "redis-cli"]
+        self.delays: list[float] = []  # seconds, polycache writers only
+        self.cells: dict[tuple[str, str], bool] = {}
+
+    @property
+    def summary(self) -> str:
+        return delay_summary(self.delays)
+
+    def matrix(self) -> None:
+        print(f"\ninvalidation matrix ({self.topology}): writer -> reader's near tier")
+        cells = self.cells
+        for reader in self.readers:
+            ns = self.run.ns(self.topology, f"near-{reader}")
+            seeder = polycache.Cache(self.url, namespace=ns)
+            # Seeded before the reader tracks the namespace: no push of the seed can arrive
+            # after the reader cached it.
+            for writer in self.writers:
+                seeder.set(f"near:{writer}", "seed", ttl=600)
+            seeder.close()
+            near = NearReader(self.run.commands[reader], self.url, ns)
+            if not near.ready:
+                for writer in self.writers:
+                    cells[writer, reader] = self.run.check(
+                        False, f"{writer:>9} -> {reader:<6} (reader did not start)"
+                    )
+                near.close()
+                continue
+            for writer in self.writers:
+                cells[writer, reader] = self.cell(near, writer, reader, ns)
+            near.close()
+        passed, total = sum(cells.values()), len(cells)
+        print(f"invalidation {self.topology}: {passed}/{total}")
+        print(f"invalidation {self.topology} delay: {self.summary}")
+
+    def cell(self, near: NearReader, writer: str, reader: str, ns: str) -> bool:
+        key = f"near:{writer}"
+        wrote = f"written by {writer}"
+        steps = [("update", "seed", wrote, True), ("delete", wrote, None, False)]
+        notes = []
+        for step, before, after, found in steps:
+            near.send({"op": "cache", "key": key})
+            cached = near.answer()
+            if cached.get("cached") is not True or cached.get("value") != before:
+                notes.append(f"{step}: not cached before the write ({cached})")
+                break
+            near.send({"op": "watch"})
+            if near.answer().get("watching") is not True:
+                notes.append(f"{step}: reader did not watch")
+                break
+            returned = self.write(writer, ns, key, step)
+            seen = near.answer(60)
+            evicted = seen.get("evictedAt")
+            if evicted is None:
+                notes.append(f"{step}: near entry not dropped ({seen})")
+                break
+            if seen.get("found") is not found or seen.get("value") != after:
+                notes.append(f"{step}: read {seen.get('value')!r} after it")
+                break
+            if returned is not None and writer != "redis-cli":
+                self.delays.append(evicted - returned)
+        label = f"{writer:>9} -> {reader:<6} update and delete seen"
+        return self.run.check(not notes, label + (f"  ({'; '.join(notes)})" if notes else ""))
+
+    def write(self, writer: str, ns: str, key: str, step: str) -> float | None:
+        """Writes as `writer`; when its write returned (wall clock), None if it failed."""
+        if writer == "redis-cli":
+            return self.redis_cli_write(ns, key, step)
+        command = "timed-set" if step == "update" else "timed-delete"
+        out = self.run.agent(writer, command, self.url, ns, key)
+        if "error" in out:
+            print(f"    {writer} {command} failed: {out['error']}")
+            return None
+        returned: float = out["returned"]
+        return returned
+
+    def redis_cli_write(self, ns: str, key: str, step: str) -> float | None:
+        """A foreign SET (an envelope made by the contract) or DEL, by the redis-cli binary."""
+        rkey = redis_key("pc", ns, 200, key)
+        hosts = self.url.split("://", 1)[1].split("/")[0].split(",")
+        cluster = self.topology == "cluster"
+        node = hosts[0] if cluster else Ring([(h, 1) for h in hosts]).node_for(rkey)
+        host, port = node.split(":")
+        cli = ["redis-cli", *(["-c"] if cluster else []), "-h", host, "-p", port]
+        if step == "update":
+            value = encode_envelope("written by redis-cli")
+            args, stdin = [*cli, "-x", "SET", rkey], value
+        else:
+            args, stdin = [*cli, "DEL", rkey], b""
+        proc = subprocess.run(args, input=stdin, capture_output=True, timeout=30)
+        if proc.returncode != 0:
+            print(f"    redis-cli failed: {proc.stderr.decode()[-300:]}")
+            return None
+        return time.time()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of a sorted list."""
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def delay_summary(delays: list[float]) -> str:
+    if not delays:
+        return "no samples"
+    ms = sorted(d * 1000 for d in delays)
+    return (
+        f"p50 {percentile(ms, 50):.2f} ms, p99 {percentile(ms, 99):.2f} ms, "
+        f"max {ms[-1]:.2f} ms ({len(ms)} writes)"
+    )
+
+
 def resp_get(host: str, port: int, key: str) -> bytes | None:
     """GET over a raw socket: the exact stored bytes (redis-cli would reformat them)."""
     import socket
@@ -408,7 +589,12 @@ def locate(hosts: list[str], ns: str) -> dict[str, str]:
     return where
 
 
-def write_readme(readme: Path, runtimes: list[str], results: dict[str, dict[Any, bool]]) -> None:
+def write_readme(
+    readme: Path,
+    runtimes: list[str],
+    results: dict[str, dict[Any, bool]],
+    invalidation: dict[str, Invalidation] | None = None,
+) -> None:
     lines = ["<!-- interop:begin (generated by make interop) -->"]
     for topology, cells in results.items():
         lines += ["", f"**{topology}** (writer ↓, reader →)", ""]
@@ -417,6 +603,7 @@ def write_readme(readme: Path, runtimes: list[str], results: dict[str, dict[Any,
         for w in runtimes:
             marks = ["✓" if cells.get((w, r)) else "✗" for r in runtimes]
             lines.append(f"| {w} | " + " | ".join(marks) + " |")
+    lines += invalidation_tables(runtimes, invalidation or {})
     lines.append("<!-- interop:end -->")
     text = readme.read_text("utf-8")
     start, end = text.find("<!-- interop:begin"), text.find("<!-- interop:end -->")
@@ -424,6 +611,24 @@ def write_readme(readme: Path, runtimes: list[str], results: dict[str, dict[Any,
         raise SystemExit("README has no interop markers")
     end += len("<!-- interop:end -->")
     readme.write_text(text[:start] + "\n".join(lines) + text[end:], "utf-8")
+
+
+def invalidation_tables(runtimes: list[str], runs: dict[str, Invalidation]) -> list[str]:
+    """The README's invalidation tables: ✓ when the reader's near tier saw the writer's
+    update and delete; a reader without a near tier says so."""
+    lines = []
+    for topology, inv in runs.items():
+        caption = f"**invalidation, {topology}** (writer ↓, reader's near tier →)"
+        lines += ["", f"{caption}: write returned → entry dropped {inv.summary}", ""]
+        lines.append("| writer \\ reader | " + " | ".join(runtimes) + " |")
+        lines.append("|---|" + "---|" * len(runtimes))
+        for w in inv.writers:
+            marks = [
+                ("✓" if inv.cells.get((w, r)) else "✗") if r in inv.readers else "no near tier"
+                for r in runtimes
+            ]
+            lines.append(f"| {w} | " + " | ".join(marks) + " |")
+    return lines
 
 
 def main() -> int:
@@ -444,12 +649,19 @@ def main() -> int:
             locks.matrix(topology, endpoints[topology])
             locks.stampede(topology, endpoints[topology])
             locks.takeover(topology, endpoints[topology])
+    invalidation = {}
+    for topology in ("standalone", "shards", "cluster"):
+        inv = Invalidation(run, topology, endpoints[topology])
+        inv.matrix()
+        invalidation[topology] = inv
     run.placement(endpoints["shards"])
     run.decorators(endpoints["standalone"])
     run.raw_values(endpoints["standalone"])
     if opts.readme:
-        write_readme(opts.readme, run.runtimes, results)
+        write_readme(opts.readme, run.runtimes, results, invalidation)
     print()
+    for topology, inv in invalidation.items():
+        print(f"invalidation {topology}: {sum(inv.cells.values())}/{len(inv.cells)}, {inv.summary}")
     for failure in run.failed:
         print(f"FAILED: {failure}")
     print(f"interop: {run.passed} passed, {len(run.failed)} failed")

@@ -5,6 +5,7 @@
 //! ```text
 //! wasi-agent write|read URL NS | delete|get|ttl URL NS KEY | place URL NS COUNT
 //!            | cached URL NS ARG | raw URL NS | fault|load URL NS SPEC
+//!            | timed-set|timed-delete URL NS KEY
 //! ```
 //!
 //! `fault` and `load` are the fault suite's (tests/faults/faults.py): they talk with the
@@ -304,6 +305,19 @@ impl Agent {
                 }
                 let metrics = self.guest.metrics(plain).map_err(|e| e.to_string())?;
                 json!({ "raw": raw_ok, "enveloped": missed, "decodeErrors": metrics.decode_errors })
+            }
+            // The invalidation matrix's writer (the component has no near tier to read
+            // with): one write, and the wall-clock time it returned.
+            "timed-set" => {
+                let cache = self.open(None, false)?;
+                let value = msgpack::encode(&Value::from("written by wasi"));
+                call(self.guest.set(cache, arg, &value, Some(600.0)))?;
+                json!({ "returned": epoch_secs() })
+            }
+            "timed-delete" => {
+                let cache = self.open(None, false)?;
+                call(self.guest.delete(cache, arg))?;
+                json!({ "returned": epoch_secs() })
             }
             other => return Err(format!("unknown command {other}")),
         })
