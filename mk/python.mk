@@ -32,6 +32,7 @@ test-python: install-python ## Stub gate (mypy.stubtest) and the pytest suite on
 	cd bindings-python && $(PY) -m pytest -q -p no:cacheprovider tests
 
 .PHONY: bench-python
-bench-python: install-python ## polycache vs redis-py, redis.asyncio, aiocache, dogpile.cache, cashews
+bench-python: install-python ## polycache vs redis-py, redis.asyncio, aiocache, dogpile.cache, cashews; the near tier vs cachetools
 	$(PY) -m pip install -q -r bench/python/requirements.txt
 	POLYCACHE_HARNESS=$(BIN_DIR)/debug/polycache-harness $(PY) bench/python/bench.py
+	POLYCACHE_HARNESS=$(BIN_DIR)/debug/polycache-harness $(PY) bench/python/near.py
