@@ -119,8 +119,12 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
         }
         "timed-set" => {
             let c = cache(url, ns, None, false).await?;
-            c.set(arg, &Value::from("written by rust"), Some(Duration::from_secs(600)))
-                .await?;
+            c.set(
+                arg,
+                &Value::from("written by rust"),
+                Some(Duration::from_secs(600)),
+            )
+            .await?;
             json!({ "returned": epoch_secs() })
         }
         "timed-delete" => {

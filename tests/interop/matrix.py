@@ -631,13 +631,26 @@ def invalidation_tables(runtimes: list[str], runs: dict[str, Invalidation]) -> l
     return lines
 
 
+def invalidation_only(run: Run, endpoints: dict[str, str]) -> int:
+    """`--invalidation-only`: the invalidation matrices alone (no README update)."""
+    for topology in ("standalone", "shards", "cluster"):
+        Invalidation(run, topology, endpoints[topology]).matrix()
+    print(f"interop: {run.passed} passed, {len(run.failed)} failed")
+    return 1 if run.failed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runtimes", default="rust,python,node,wasi")
     parser.add_argument("--readme", type=Path)
+    parser.add_argument(
+        "--invalidation-only", action="store_true", help="only the invalidation matrices"
+    )
     opts = parser.parse_args()
     endpoints = json.loads(os.environ["POLYCACHE_TEST_REDIS"])
     run = Run(opts.runtimes.split(","))
+    if opts.invalidation_only:
+        return invalidation_only(run, endpoints)
     results = {
         topology: run.matrix(topology, endpoints[topology])
         for topology in ("standalone", "shards", "cluster")
