@@ -22,7 +22,8 @@ import { redisDriver } from 'bentocache/drivers/redis'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..', '..')
 const require = createRequire(import.meta.url)
-const { Cache } = require(path.join(root, 'bindings-node'))
+// POLYCACHE_NODE_PACKAGE: another build of the binding (default: bindings-node/).
+const { Cache } = require(process.env.POLYCACHE_NODE_PACKAGE ?? path.join(root, 'bindings-node'))
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
