@@ -146,7 +146,10 @@ export declare class Cache {
    * overrides the URL's query options.
    */
   static connect(url: string, options?: CacheOptions): Promise<Cache>
-  /** The value of `key`, or `undefined` on a miss. With a `loader` option, misses load. */
+  /**
+   * The value of `key`, or `undefined` on a miss. With a `loader` option, misses load.
+   * With `nearCache`, hits of one entry resolve to the same object: do not mutate it.
+   */
   get<T = CacheValue>(key: string): Promise<T | undefined>
   /** The values of `keys`, in order (`undefined` for misses), in one round trip per node. */
   getMany<T = CacheValue>(keys: Array<string>): Promise<Array<T | undefined>>
@@ -164,13 +167,15 @@ export declare class Cache {
   /**
    * Cache-aside: the cached value of `key`, or what `loader()` returns (or resolves
    * to), stored for `ttl` seconds. Concurrent calls for one key share one loader call.
-   * A loader's rejection reaches the caller unchanged.
+   * A loader's rejection reaches the caller unchanged. With `nearCache`, hits of one
+   * entry resolve to the same object: do not mutate it.
    */
   getOrLoad<T extends CacheValue = CacheValue>(key: string, loader: () => T | Promise<T>, options?: SetOptions): Promise<T>
   /**
    * Memoizes `fn`: the returned function answers from the cache and calls `fn` on a
    * miss. Keys follow docs/FORMAT.md §5, so a Python function decorated with the same
-   * `key` template shares the entries.
+   * `key` template shares the entries. With `nearCache`, hits of one entry resolve to
+   * the same object: do not mutate it.
    */
   wrap<A extends unknown[], R extends CacheValue>(fn: (...args: A) => R | Promise<R>, options?: WrapOptions): (...args: A) => Promise<R>
   /**

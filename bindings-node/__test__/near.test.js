@@ -82,6 +82,44 @@ for (const store of ['standalone', 'shards', 'cluster']) {
       assert.equal(calls, 1)
     })
 
+    await t.test('a hit returns what was stored, the same object each hit until a write', async () => {
+      const stored = {
+        id: 42,
+        name: 'Ada',
+        score: 98.5,
+        big: 2n ** 60n,
+        none: null,
+        bytes: Buffer.from([1, 2, 3]),
+        nested: { roles: ['admin', 'editor'], ok: true, ['__proto__']: 'own' },
+      }
+      await writer.set('obj', stored)
+      await eventually('near entry', async () => {
+        await cache.get('obj')
+        const before = cache.metrics().nearHits
+        await cache.get('obj')
+        return cache.metrics().nearHits > before
+      })
+      const first = await cache.get('obj')
+      assert.deepEqual(first, stored)
+      assert.ok(Object.hasOwn(first.nested, '__proto__'))
+      assert.equal(await cache.get('obj'), first, 'near hits return one shared object')
+      assert.equal(await cache.getOrLoad('obj', () => 0), first)
+
+      // A write by another client drops the entry (and its object, released on this
+      // thread); the next hits share a new object holding the new value.
+      await writer.set('obj', { name: 'Grace' })
+      await eventually('evicted', async () => (await cache.get('obj'))?.name === 'Grace')
+      await eventually('near entry again', async () => {
+        const before = cache.metrics().nearHits
+        await cache.get('obj')
+        return cache.metrics().nearHits > before
+      })
+      const second = await cache.get('obj')
+      assert.notEqual(second, first)
+      assert.deepEqual(second, { name: 'Grace' })
+      assert.equal(await cache.get('obj'), second)
+    })
+
     cache.close()
     writer.close()
   })

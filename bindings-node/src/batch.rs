@@ -15,7 +15,7 @@ use polycache::{Config, ErrorKind, MetricsSnapshot, Value};
 
 use crate::errors;
 use crate::patterns::{self, Invoker, JsFunctionRef, JsLoader, JsThunk, JsWriter};
-use crate::settle::{Pending, Settler};
+use crate::settle::{Held, Pending, Settler};
 use crate::value;
 
 /// One process-wide tokio runtime, built on first use.
@@ -200,7 +200,18 @@ impl Shared {
         };
         match found {
             Ok(Some(entry)) => {
-                let value = crate::value::to_js(env, entry.value())?;
+                // The first hit converts an object or array and keeps it; later hits return
+                // it (a primitive is cheap to make, and Node-API cannot reference one).
+                let value = match entry.host::<Held>() {
+                    Some(held) => held.value(env)?,
+                    None => {
+                        let value = value::to_js(env, entry.value())?;
+                        if matches!(entry.value(), Value::Array(_) | Value::Map(_)) {
+                            entry.attach(Held::new(&self.settler, env, value)?);
+                        }
+                        value
+                    }
+                };
                 crate::settle::resolved(env, value).map(Some)
             }
             // A key error or a closed cache: the normal path reports it.

@@ -117,6 +117,7 @@ impl Cache {
     }
 
     /// The value of `key`, or `undefined` on a miss. With a `loader` option, misses load.
+    /// With `nearCache`, hits of one entry resolve to the same object: do not mutate it.
     #[napi(
         ts_generic_types = "T = CacheValue",
         ts_args_type = "key: string",
@@ -218,7 +219,8 @@ impl Cache {
 
     /// Cache-aside: the cached value of `key`, or what `loader()` returns (or resolves
     /// to), stored for `ttl` seconds. Concurrent calls for one key share one loader call.
-    /// A loader's rejection reaches the caller unchanged.
+    /// A loader's rejection reaches the caller unchanged. With `nearCache`, hits of one
+    /// entry resolve to the same object: do not mutate it.
     #[napi(
         ts_generic_types = "T extends CacheValue = CacheValue",
         ts_args_type = "key: string, loader: () => T | Promise<T>, options?: SetOptions",
@@ -250,7 +252,8 @@ impl Cache {
 
     /// Memoizes `fn`: the returned function answers from the cache and calls `fn` on a
     /// miss. Keys follow docs/FORMAT.md §5, so a Python function decorated with the same
-    /// `key` template shares the entries.
+    /// `key` template shares the entries. With `nearCache`, hits of one entry resolve to
+    /// the same object: do not mutate it.
     #[napi(
         ts_generic_types = "A extends unknown[], R extends CacheValue",
         ts_args_type = "fn: (...args: A) => R | Promise<R>, options?: WrapOptions",

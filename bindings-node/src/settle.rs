@@ -34,6 +34,13 @@ struct Settlement {
     settle: Settle,
 }
 
+/// What the thread-safe function carries to the JS thread.
+enum Message {
+    Settle(Settlement),
+    /// A [`Held`] object's reference, to delete on the JS thread.
+    Release(Arc<Settler>, sys::napi_ref),
+}
+
 /// One thread-safe function that settles promises (see the module docs).
 pub struct Settler {
     tsfn: sys::napi_threadsafe_function,
@@ -126,6 +133,26 @@ impl Settler {
     }
 }
 
+impl Settler {
+    /// Hands `message` to `call_js` on the JS thread.
+    fn send(&self, message: Message) {
+        let data = Box::into_raw(Box::new(message));
+        // SAFETY: `data` is reclaimed by `call_js` (or leaked if Node is shutting down,
+        // when the function no longer runs).
+        let status = unsafe {
+            sys::napi_call_threadsafe_function(
+                self.tsfn,
+                data.cast(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            // SAFETY: not handed to Node, so still ours.
+            drop(unsafe { Box::from_raw(data) });
+        }
+    }
+}
+
 impl Drop for Settler {
     fn drop(&mut self) {
         if self.finalized.load(Ordering::Acquire) {
@@ -165,24 +192,11 @@ impl Pending {
     }
 
     fn send(&self, deferred: sys::napi_deferred, settle: Settle) {
-        let data = Box::into_raw(Box::new(Settlement {
+        self.settler.send(Message::Settle(Settlement {
             settler: self.settler.clone(),
             deferred,
             settle,
         }));
-        // SAFETY: `data` is reclaimed by `call_js` (or leaked if Node is shutting down,
-        // when the function no longer runs).
-        let status = unsafe {
-            sys::napi_call_threadsafe_function(
-                self.settler.tsfn,
-                data.cast(),
-                sys::ThreadsafeFunctionCallMode::nonblocking,
-            )
-        };
-        if status != sys::Status::napi_ok {
-            // SAFETY: not handed to Node, so still ours.
-            drop(unsafe { Box::from_raw(data) });
-        }
     }
 }
 
@@ -213,16 +227,20 @@ unsafe extern "C" fn call_js(
     _context: *mut c_void,
     data: *mut c_void,
 ) {
-    let settlement = Box::from_raw(data.cast::<Settlement>());
+    let message = Box::from_raw(data.cast::<Message>());
     if env.is_null() {
-        return; // the environment is going away; nothing can be settled
+        return; // the environment is going away; nothing can be settled or released
     }
-    let Settlement {
-        settler,
-        deferred,
-        settle,
-    } = *settlement;
-    finish(&Env::from_raw(env), &settler, deferred, settle);
+    match *message {
+        Message::Settle(Settlement {
+            settler,
+            deferred,
+            settle,
+        }) => finish(&Env::from_raw(env), &settler, deferred, settle),
+        Message::Release(_settler, reference) => {
+            sys::napi_delete_reference(env, reference);
+        }
+    }
 }
 
 /// Settles `deferred` on the JS thread and drops the function's reference when nothing is
@@ -342,5 +360,63 @@ impl Kept {
             sys::napi_delete_reference(env.raw(), self.0);
         }
         Ok(value)
+    }
+}
+
+/// The JS object of a near-tier entry, kept alive by a strong reference for the entry's
+/// life: every hit returns this same object, as Python's hits do (docs: do not mutate it).
+/// Made and read on the JS thread; the entry holding it may be dropped on any thread (an
+/// invalidation is applied on the tracking thread), so dropping sends the reference to
+/// the JS thread through the cache's thread-safe function to be deleted there.
+pub struct Held {
+    settler: Arc<Settler>,
+    reference: sys::napi_ref,
+}
+
+// SAFETY: the reference is created and read on the JS thread only (`new`, `value`), and
+// deleted there too (`Drop` posts it to `call_js`); other threads only move the handle.
+unsafe impl Send for Held {}
+unsafe impl Sync for Held {}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
+impl Held {
+    /// Keeps `value` alive; `settler` is the cache's, whose function deletes the reference.
+    pub fn new(settler: &Arc<Settler>, env: &Env, value: sys::napi_value) -> Result<Held> {
+        let mut reference = ptr::null_mut();
+        // SAFETY: live env and value on the JS thread.
+        check(
+            unsafe { sys::napi_create_reference(env.raw(), value, 1, &mut reference) },
+            "napi_create_reference",
+        )?;
+        Ok(Held {
+            settler: settler.clone(),
+            reference,
+        })
+    }
+
+    /// The held object (`env` is the one it was made in: a cache lives in one env).
+    pub fn value(&self, env: &Env) -> Result<sys::napi_value> {
+        let mut value = ptr::null_mut();
+        // SAFETY: on the JS thread; the reference is live until `Drop` posts it away.
+        check(
+            unsafe { sys::napi_get_reference_value(env.raw(), self.reference, &mut value) },
+            "napi_get_reference_value",
+        )?;
+        Ok(value)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Once Node has finalized the function the env is gone, and the reference with it.
+        if !self.settler.finalized.load(Ordering::Acquire) {
+            self.settler
+                .send(Message::Release(self.settler.clone(), self.reference));
+        }
     }
 }
