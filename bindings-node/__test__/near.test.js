@@ -5,7 +5,12 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { Cache } = require('..')
+const v8 = require('node:v8')
+const vm = require('node:vm')
 const { redis, uniqueNamespace } = require('./helpers')
+
+v8.setFlagsFromString('--expose-gc')
+const gc = vm.runInNewContext('gc')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const storeTrips = (cache) => cache.metrics().latencyUs.reduce((sum, [, n]) => sum + n, 0)
@@ -118,6 +123,26 @@ for (const store of ['standalone', 'shards', 'cluster']) {
       assert.notEqual(second, first)
       assert.deepEqual(second, { name: 'Grace' })
       assert.equal(await cache.get('obj'), second)
+    })
+
+    await t.test('an entry dropped off the JS thread releases its object', async () => {
+      await writer.set('held', { n: 1 })
+      await eventually('near entry', async () => {
+        await cache.get('held')
+        const before = cache.metrics().nearHits
+        await cache.get('held')
+        return cache.metrics().nearHits > before
+      })
+      let collected = false
+      const registry = new FinalizationRegistry(() => { collected = true })
+      registry.register(await cache.get('held'), 'held')
+      // The tracking thread drops the entry; its reference is deleted on this thread.
+      await writer.set('held', { n: 2 })
+      await eventually('evicted', async () => (await cache.get('held'))?.n === 2)
+      await eventually('the old object collected', async () => {
+        gc()
+        return collected
+      })
     })
 
     cache.close()
