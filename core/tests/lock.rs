@@ -276,7 +276,10 @@ fn failed_load_releases(io: Io, topology: Topology) {
     let started_at = Instant::now();
     assert_eq!(waiting.join().unwrap().unwrap(), Value::from("w"));
     assert!(started_at.elapsed() < Duration::from_secs(30));
-    assert_eq!(waiter.metrics().locks_taken_over, 1);
+    // The waiter holds the lock for its own load. Whether it counted a wait first is
+    // timing: it may reach the lock only after the failed holder released it.
+    let m = waiter.metrics();
+    assert_eq!((m.loads, m.locks_acquired), (1, 1), "{m:?}");
 }
 
 macro_rules! matrix {
