@@ -745,13 +745,19 @@ impl Cache {
         self.inner
             .flights
             .run(&flight_key, || async {
-                let held = match self.lock_step(&redis_key, budget).await {
+                // hard_timeout bounds the whole answer: a wait for another holder's lock
+                // counts against it, and the load gets what the wait left.
+                let started = Instant::now();
+                let held = match self.lock_step(&redis_key, budget, rules.hard_timeout).await {
                     locked::Step::Found(value) => return Ok(value),
                     locked::Step::Load(held) => held,
                 };
                 self.inner.metrics.add(Counter::Load, 1);
                 let load_started = Instant::now();
-                let loaded = match fresh::within(rules.hard_timeout, loader()).await {
+                let left = rules
+                    .hard_timeout
+                    .map(|limit| limit.saturating_sub(started.elapsed()));
+                let loaded = match fresh::within(left, loader()).await {
                     Some(loaded) => loaded.map_err(|err| {
                         self.inner.metrics.add(Counter::LoadError, 1);
                         if err.kind() == ErrorKind::Loader {

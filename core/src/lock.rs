@@ -106,20 +106,23 @@ pub(crate) struct StampedeLock {
 }
 
 impl StampedeLock {
-    /// Takes the lock of `redis_key`, or waits for the value another holder writes.
+    /// Takes the lock of `redis_key`, or waits for the value another holder writes, for at
+    /// most `lock_timeout` and at most `limit` (what the caller's own deadline leaves).
     /// `accept` turns stored bytes into an answer, or refuses them (a stale value being
     /// refreshed is not the answer: the refreshed one is).
     pub async fn turn<T>(
         &self,
         store: &dyn Store,
         redis_key: &str,
+        limit: Option<Duration>,
         accept: impl Fn(Vec<u8>) -> Option<T>,
     ) -> Turn<T> {
         let held = Held {
             lock_key: KeySchema::lock_key(redis_key),
             token: token(),
         };
-        let deadline = Instant::now() + self.timeout;
+        let wait = limit.map_or(self.timeout, |limit| limit.min(self.timeout));
+        let deadline = Instant::now() + wait;
         let mut attempt = 0;
         loop {
             let acquired = store

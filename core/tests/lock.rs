@@ -232,6 +232,63 @@ fn timeout_bounds_a_waiter(io: Io, topology: Topology) {
     assert_eq!(holder.metrics().locks_acquired, 1);
 }
 
+/// `hard_timeout` bounds the whole call: a wait for another holder's lock counts against
+/// it, so a waiter with a long `lock_timeout` still answers (a Timeout error, no fail-safe
+/// value here) within its hard timeout, not after the lock's.
+fn hard_timeout_bounds_the_lock_wait(io: Io, topology: Topology) {
+    let driver = Driver::new(io);
+    let namespace = unique("hard");
+    let long = |c: Config| {
+        c.lock_lease(Duration::from_secs(30))
+            .lock_timeout(Duration::from_secs(30))
+    };
+    let holder = open(&driver, io, topology, &namespace, long);
+    let hard = Duration::from_millis(300);
+    let waiter = open(&driver, io, topology, &namespace, |c| {
+        long(c).hard_timeout(Some(hard))
+    });
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let go_rx = Arc::new(Mutex::new(go_rx));
+    let stalled = {
+        let (holder, driver) = (holder.clone(), driver.clone());
+        std::thread::spawn(move || {
+            driver.run(holder.get_or_load(
+                "k",
+                || async move {
+                    started_tx.send(()).unwrap();
+                    go_rx.lock().unwrap().recv().unwrap();
+                    Ok(Value::from("holder"))
+                },
+                None,
+            ))
+        })
+    };
+    started.recv().unwrap();
+    let began = Instant::now();
+    // A loader that never answers: what the wait left of hard_timeout ends it.
+    let err = driver
+        .run(waiter.get_or_load(
+            "k",
+            || async {
+                futures_util::future::pending::<()>().await;
+                Ok(Value::Nil)
+            },
+            None,
+        ))
+        .unwrap_err();
+    let elapsed = began.elapsed();
+    assert_eq!(err.kind(), polycache::ErrorKind::Timeout, "{err}");
+    assert!(
+        elapsed < hard + Duration::from_secs(2),
+        "answered after {elapsed:?}; hard_timeout {hard:?}, lock_timeout 30 s"
+    );
+    let m = waiter.metrics();
+    assert_eq!((m.locks_timed_out, m.loader_timeouts), (1, 1), "{m:?}");
+    go.send(()).unwrap();
+    assert_eq!(stalled.join().unwrap().unwrap(), Value::from("holder"));
+}
+
 /// A failing holder releases the lock at once: the waiter takes over without waiting out
 /// the lease (30 s here, longer than the test's deadline).
 fn failed_load_releases(io: Io, topology: Topology) {
@@ -308,6 +365,8 @@ matrix! {
     fence_blocking_cluster: takeover_and_fence, Io::Blocking, Topology::Cluster;
     timeout_async_standalone: timeout_bounds_a_waiter, Io::Async, Topology::Standalone;
     timeout_blocking_cluster: timeout_bounds_a_waiter, Io::Blocking, Topology::Cluster;
+    hard_timeout_async_shards: hard_timeout_bounds_the_lock_wait, Io::Async, Topology::Shards;
+    hard_timeout_blocking_standalone: hard_timeout_bounds_the_lock_wait, Io::Blocking, Topology::Standalone;
     failed_load_async_shards: failed_load_releases, Io::Async, Topology::Shards;
     failed_load_blocking_standalone: failed_load_releases, Io::Blocking, Topology::Standalone;
 }

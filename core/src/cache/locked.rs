@@ -66,9 +66,15 @@ impl Drop for HeldLock {
 }
 
 impl Cache {
-    /// Asks for the lock of `redis_key` before a load. Without the option, on `memory://`,
-    /// or when the store is already failing (`budget` zero), the caller just loads.
-    pub(super) async fn lock_step(&self, redis_key: &str, budget: Duration) -> Step {
+    /// Asks for the lock of `redis_key` before a load, waiting at most `limit` (the caller's
+    /// `hard_timeout`). Without the option, on `memory://`, or when the store is already
+    /// failing (`budget` zero), the caller just loads.
+    pub(super) async fn lock_step(
+        &self,
+        redis_key: &str,
+        budget: Duration,
+        limit: Option<Duration>,
+    ) -> Step {
         let Some(lock) = self.inner.lock.filter(|_| !budget.is_zero()) else {
             return Step::Load(HeldLock::none(self));
         };
@@ -78,7 +84,7 @@ impl Cache {
         let metrics = &self.inner.metrics;
         let accept = |bytes: Vec<u8>| self.answer(bytes);
         match lock
-            .turn(self.inner.store.as_ref(), redis_key, accept)
+            .turn(self.inner.store.as_ref(), redis_key, limit, accept)
             .await
         {
             Turn::Load { held, after_wait } => {
