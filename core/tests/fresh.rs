@@ -1,91 +1,168 @@
-//! Soft expiry, stale-while-revalidate and fail-safe (README, "Freshness"), with the mock
-//! clock: the envelope's `fresh-until` is read against the cache's clock, so a mock clock
-//! makes a value stale on every store (Redis expiry itself is real time; these tests keep
-//! the hard TTL long and delete the key to stand for its expiry). Memory, Redis (async)
-//! and Redis with blocking stores; the plain-thread and paused-server cases at the end.
+//! Soft and hard expiry, stale-while-revalidate, fail-safe, loader timeouts and early
+//! refresh (README, "Freshness"), each on every store (memory, standalone, shards, cluster)
+//! in both I/O modes: `<rule>::<store>_<io>` in the test output. Async caches run on a
+//! tokio runtime; blocking ones on the test's own thread with `block_on` and no runtime,
+//! as Python's sync `Cache` runs them (refreshes on threads, timeouts on timer threads).
+//!
+//! The envelope's `fresh-until` is read against the cache's clock, so a mock clock makes
+//! a value stale on every store. Redis expiry itself is real time: these tests keep the
+//! hard TTL long and let a key expire by rewriting it with a 1 ms TTL (memory's expiry
+//! runs on the mock clock). The paused-server case and the vectors are at the end.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[macro_use]
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use futures_util::future::join_all;
+use polycache::store::{self, Entry, Store};
 use polycache::{
     block_on, Cache, Clock, Config, Error, ErrorKind, Freshness, Io, LoadOptions, MockClock, Value,
 };
 use tokio::sync::Semaphore;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Memory,
-    Redis,
-    RedisBlocking,
-}
+use common::{Target, DEADLINE};
 
 const FRESH: Duration = Duration::from_secs(10);
 const TTL: Duration = Duration::from_secs(600);
-const DEADLINE: Duration = Duration::from_secs(10);
 
-fn namespace(test: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
+/// A cache on `target` in a namespace of its own, with the mock clock, `TTL` and `FRESH`.
 async fn open(
-    backend: Backend,
+    target: Target,
     test: &str,
     tweak: impl FnOnce(Config) -> Config,
 ) -> (Cache, MockClock) {
-    let url = match backend {
-        Backend::Memory => "memory://".to_owned(),
-        _ => polycache_harness::shared()
-            .standalone
-            .clone()
-            .expect("standalone"),
-    };
-    let config = Config::from_url(&url)
-        .unwrap()
-        .namespace(namespace(test))
+    let config = target
+        .config(&common::unique(test))
         .ttl(Some(TTL))
         .fresh_for(Some(FRESH));
     let (clock, mock) = Clock::mock();
-    let mut builder = Cache::builder(tweak(config)).clock(clock);
-    if backend == Backend::RedisBlocking {
-        builder = builder.io(Io::Blocking);
-    }
-    (builder.build().await.unwrap(), mock)
+    let cache = Cache::builder(tweak(config))
+        .clock(clock)
+        .io(target.io)
+        .build()
+        .await
+        .unwrap();
+    (cache, mock)
 }
 
 fn fails() -> Error {
     Error::new(ErrorKind::Loader, "database down")
 }
 
-/// Polls `get_entry` until it answers `want` fresh, within [`DEADLINE`].
-async fn until_fresh(cache: &Cache, key: &str, want: Value) {
+/// Waits (polling, with a deadline) until `done` holds; for conditions that need the
+/// cache's own futures.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
-    loop {
-        let got = cache
-            .get_entry(key, || async { Err(fails()) }, &LoadOptions::default())
-            .await;
-        if let Ok(entry) = &got {
-            if entry.freshness == Freshness::Fresh && entry.value == want {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "never fresh: last {got:?}");
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::task::yield_now().await;
         std::thread::yield_now();
     }
 }
 
+/// Polls `get_entry` until it answers `want` fresh.
+async fn until_fresh(cache: &Cache, key: &str, want: Value) {
+    until("a fresh value", async || {
+        let got = cache
+            .get_entry(key, || async { Err(fails()) }, &LoadOptions::default())
+            .await;
+        got.is_ok_and(|e| e.freshness == Freshness::Fresh && e.value == want)
+    })
+    .await;
+}
+
+/// The hard expiry, for real: `key` is rewritten with a 1 ms TTL (and the mock clock moved
+/// past it for memory://) and read until the store no longer has it.
+async fn expire(cache: &Cache, clock: &MockClock, key: &str) {
+    let redis_key = cache.redis_key(key).unwrap();
+    let store = cache.store();
+    let bytes = store
+        .get(&redis_key)
+        .await
+        .unwrap()
+        .expect("the key is there");
+    let entry = Entry {
+        key: redis_key.clone(),
+        value: bytes,
+        ttl: Some(Duration::from_millis(1)),
+    };
+    store.set(entry).await.unwrap();
+    clock.advance(Duration::from_millis(1));
+    until("the key expired", async || {
+        store.get(&redis_key).await.unwrap().is_none()
+    })
+    .await;
+}
+
+/// Rule 1, soft and hard expiry: the envelope says fresh-until = created-at + `fresh_for`;
+/// a read before it is fresh, a read at it stale; once the TTL ran out the key is a miss
+/// and the loader's value comes back (fail-safe off: nothing of the old value is served).
+async fn soft_and_hard_expiry(target: Target) {
+    let (cache, clock) = open(target, "expiry", |c| c).await;
+    let options = LoadOptions::default();
+    cache
+        .get_entry("k", || async { Ok(Value::from(1)) }, &options)
+        .await
+        .unwrap();
+    let bytes = cache
+        .store()
+        .get(&cache.redis_key("k").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let meta = polycache::codec::decode(&bytes).unwrap().0.meta;
+    assert_eq!(meta.created_at_ms, Clock::mock().0.now_ms());
+    assert_eq!(
+        meta.fresh_until_ms,
+        meta.created_at_ms + FRESH.as_millis() as u64
+    );
+    let ttl = cache.ttl("k").await.unwrap().expect("a TTL");
+    assert!(
+        ttl > TTL - Duration::from_secs(60),
+        "hard expiry is the ttl: {ttl:?}"
+    );
+
+    let failing = || async { Err(fails()) };
+    clock.advance(FRESH - Duration::from_millis(1));
+    let fresh = cache.get_entry("k", failing, &options).await.unwrap();
+    assert_eq!(fresh.freshness, Freshness::Fresh, "1 ms before fresh-until");
+    clock.advance(Duration::from_millis(1));
+    let stale = cache.get_entry("k", failing, &options).await.unwrap();
+    assert_eq!(
+        (stale.value, stale.freshness),
+        (Value::from(1), Freshness::Stale),
+        "at fresh-until"
+    );
+    // The stale read's refresh (with the failing loader) has ended before the expiry.
+    until("the refresh failed", async || {
+        cache.metrics().load_errors == 1
+    })
+    .await;
+
+    expire(&cache, &clock, "k").await;
+    let err = cache.get_entry("k", failing, &options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Loader, "expired: no stale value");
+    let loaded = cache
+        .get_entry("k", || async { Ok(Value::from(2)) }, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        (loaded.value, loaded.freshness),
+        (Value::from(2), Freshness::Fresh)
+    );
+    let m = cache.metrics();
+    assert_eq!((m.stale_served, m.fail_safe_served), (1, 0), "{m:?}");
+}
+
 /// Fresh until `fresh_for`, then stale: every stale caller gets the old value at once (the
 /// refresh is held on a semaphore until they all returned), one refresh runs, and later
 /// reads see its value fresh.
-async fn stale_while_revalidate(backend: Backend) {
-    let (cache, clock) = open(backend, "swr", |c| c).await;
+async fn stale_while_revalidate(target: Target) {
+    let (cache, clock) = open(target, "swr", |c| c).await;
     let options = LoadOptions::default();
     let first = cache
         .get_entry("k", || async { Ok(Value::from(1)) }, &options)
@@ -144,8 +221,8 @@ async fn stale_while_revalidate(backend: Backend) {
 
 /// `get_or_load` (a borrowed loader) under `fresh_for`: the caller that claims the refresh
 /// runs it inline and gets the new value; a caller meanwhile gets the stale value.
-async fn borrowed_loader_refreshes_inline(backend: Backend) {
-    let (cache, clock) = open(backend, "inline", |c| c).await;
+async fn borrowed_loader_refreshes_inline(target: Target) {
+    let (cache, clock) = open(target, "inline", |c| c).await;
     cache
         .get_or_load("k", || async { Ok(Value::from(1)) }, None)
         .await
@@ -178,8 +255,8 @@ async fn borrowed_loader_refreshes_inline(backend: Backend) {
 }
 
 /// Per call: `fresh_for` overrides the config's (0: no fresh window for this write).
-async fn per_call_fresh_for(backend: Backend) {
-    let (cache, clock) = open(backend, "per-call", |c| c.fresh_for(None)).await;
+async fn per_call_fresh_for(target: Target) {
+    let (cache, clock) = open(target, "per-call", |c| c.fresh_for(None)).await;
     let short = LoadOptions {
         fresh_for: Some(Duration::from_secs(1)),
         ..LoadOptions::default()
@@ -211,9 +288,9 @@ async fn per_call_fresh_for(backend: Backend) {
 /// Fail-safe: after the value is gone and the loader fails, the last good value is served
 /// up to `max_stale` past its freshness; the loader is not called again for
 /// `fail_safe_backoff`; off, the loader's error comes back.
-async fn fail_safe_after_expiry(backend: Backend) {
+async fn fail_safe_after_expiry(target: Target) {
     let backoff = Duration::from_secs(30);
-    let (cache, clock) = open(backend, "fail-safe", |c| {
+    let (cache, clock) = open(target, "fail-safe", |c| {
         c.max_stale(Duration::from_secs(600))
             .fail_safe_backoff(backoff)
     })
@@ -223,13 +300,8 @@ async fn fail_safe_after_expiry(backend: Backend) {
         .get_entry("k", || async { Ok(Value::from(1)) }, &options)
         .await
         .unwrap();
-    // The hard expiry, without waiting for it.
-    cache
-        .store()
-        .delete(&cache.redis_key("k").unwrap())
-        .await
-        .unwrap();
-    clock.advance(FRESH + Duration::from_secs(1));
+    expire(&cache, &clock, "k").await;
+    clock.advance(FRESH + Duration::from_secs(1) - Duration::from_millis(1));
     let calls = Arc::new(AtomicUsize::new(0));
     let failing = |calls: &Arc<AtomicUsize>| {
         let calls = calls.clone();
@@ -300,10 +372,124 @@ async fn fail_safe_after_expiry(backend: Backend) {
     );
 }
 
+/// The real store behind a switch: while `down`, reads and writes fail with a connection
+/// error, as an unreachable Redis does (the fault suite pauses and kills real servers;
+/// this puts the same failure on every topology).
+#[derive(Debug)]
+struct Switch {
+    inner: Arc<dyn Store>,
+    down: AtomicBool,
+}
+
+impl Switch {
+    fn check(&self) -> polycache::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Connection, "switched off"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for Switch {
+    async fn get(&self, key: &str) -> polycache::Result<Option<Vec<u8>>> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> polycache::Result<Vec<Option<Vec<u8>>>> {
+        self.check()?;
+        self.inner.get_many(keys).await
+    }
+    async fn set(&self, entry: Entry) -> polycache::Result<()> {
+        self.check()?;
+        self.inner.set(entry).await
+    }
+    async fn set_many(&self, entries: Vec<Entry>) -> polycache::Result<()> {
+        self.check()?;
+        self.inner.set_many(entries).await
+    }
+    async fn delete(&self, key: &str) -> polycache::Result<bool> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    async fn ttl(&self, key: &str) -> polycache::Result<Option<Duration>> {
+        self.check()?;
+        self.inner.ttl(key).await
+    }
+}
+
+/// Rule 3 with the store unreachable: fail-safe on, the last good value (the loader is
+/// not called: the value may well be in Redis still); off, the cache fails open and
+/// loads, and a failing loader's error comes back.
+async fn fail_safe_when_the_store_fails(target: Target) {
+    let config = target
+        .config(&common::unique("store-down"))
+        .ttl(Some(TTL))
+        .fresh_for(Some(FRESH))
+        .max_stale(Duration::from_secs(600));
+    let (clock, mock) = Clock::mock();
+    let inner = store::open(&config, clock.clone(), target.io)
+        .await
+        .unwrap();
+    let switch = Arc::new(Switch {
+        inner,
+        down: AtomicBool::new(false),
+    });
+    let cache = Cache::builder(config)
+        .clock(clock)
+        .io(target.io)
+        .store(switch.clone())
+        .build()
+        .await
+        .unwrap();
+    let options = LoadOptions::default();
+    cache
+        .get_entry("k", || async { Ok(Value::from(1)) }, &options)
+        .await
+        .unwrap();
+    mock.advance(FRESH);
+    switch.down.store(true, Ordering::SeqCst);
+    let served = cache
+        .get_entry("k", || async { panic!("fail-safe: no load") }, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        (served.value, served.freshness, served.age),
+        (Value::from(1), Freshness::FailSafe, Some(FRESH))
+    );
+    let off = LoadOptions {
+        max_stale: Some(Duration::ZERO),
+        ..LoadOptions::default()
+    };
+    let loaded = cache
+        .get_entry("k", || async { Ok(Value::from(2)) }, &off)
+        .await
+        .unwrap();
+    assert_eq!(
+        (loaded.value, loaded.freshness),
+        (Value::from(2), Freshness::Fresh),
+        "off: fails open"
+    );
+    let err = cache
+        .get_entry("k", || async { Err(fails()) }, &off)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Loader, "{err}");
+    // Past max_stale the fail-safe value is gone: the loader runs.
+    mock.advance(Duration::from_secs(600) + Duration::from_millis(1));
+    let late = cache
+        .get_entry("k", || async { Ok(Value::from(3)) }, &options)
+        .await
+        .unwrap();
+    assert_eq!(late.value, Value::from(3));
+    assert_eq!(cache.metrics().fail_safe_served, 1);
+    switch.down.store(false, Ordering::SeqCst);
+}
+
 /// A stale value whose refresh fails stays served (stale) until its hard expiry; with
 /// fail-safe on, the failed refresh backs off.
-async fn failed_refresh_keeps_serving_stale(backend: Backend) {
-    let (cache, clock) = open(backend, "stale-fail", |c| {
+async fn failed_refresh_keeps_serving_stale(target: Target) {
+    let (cache, clock) = open(target, "stale-fail", |c| {
         c.max_stale(Duration::from_secs(600))
     })
     .await;
@@ -321,14 +507,9 @@ async fn failed_refresh_keeps_serving_stale(backend: Backend) {
         (stale.value, stale.freshness),
         (Value::from(1), Freshness::Stale)
     );
-    // Poll until the failed refresh has released its claim, then check the backoff: no
+    // Wait until the failed refresh has released its claim, then check the backoff: no
     // second refresh starts.
-    let deadline = Instant::now() + DEADLINE;
-    while cache.metrics().load_errors < 1 {
-        assert!(Instant::now() < deadline, "the refresh never ran");
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
-    }
+    until("the refresh ran", async || cache.metrics().load_errors >= 1).await;
     let again = cache
         .get_entry("k", || async { panic!("backing off") }, &options)
         .await
@@ -339,9 +520,9 @@ async fn failed_refresh_keeps_serving_stale(backend: Backend) {
 
 /// `hard_timeout`: a loader that never finishes is abandoned: a timeout error without a
 /// fail-safe value, the last good value with one.
-async fn hard_timeout_bounds_a_hanging_loader(backend: Backend) {
+async fn hard_timeout_bounds_a_hanging_loader(target: Target) {
     let limit = Duration::from_millis(100);
-    let (cache, _clock) = open(backend, "hard-timeout", |c| {
+    let (cache, clock) = open(target, "hard-timeout", |c| {
         c.hard_timeout(Some(limit))
             .max_stale(Duration::from_secs(600))
     })
@@ -361,11 +542,7 @@ async fn hard_timeout_bounds_a_hanging_loader(backend: Backend) {
         .get_entry("k", || async { Ok(Value::from(1)) }, &options)
         .await
         .unwrap();
-    cache
-        .store()
-        .delete(&cache.redis_key("k").unwrap())
-        .await
-        .unwrap();
+    expire(&cache, &clock, "k").await;
     let served = cache.get_entry("k", hang, &options).await.unwrap();
     assert_eq!(
         (served.value, served.freshness),
@@ -376,8 +553,8 @@ async fn hard_timeout_bounds_a_hanging_loader(backend: Backend) {
 
 /// `soft_timeout`: with a fail-safe value, a slow load answers with it after the soft
 /// timeout, goes on, and stores its value when it finishes.
-async fn soft_timeout_answers_then_stores(backend: Backend) {
-    let (cache, _clock) = open(backend, "soft-timeout", |c| {
+async fn soft_timeout_answers_then_stores(target: Target) {
+    let (cache, clock) = open(target, "soft-timeout", |c| {
         c.soft_timeout(Some(Duration::from_millis(50)))
             .max_stale(Duration::from_secs(600))
     })
@@ -387,11 +564,7 @@ async fn soft_timeout_answers_then_stores(backend: Backend) {
         .get_entry("k", || async { Ok(Value::from(1)) }, &options)
         .await
         .unwrap();
-    cache
-        .store()
-        .delete(&cache.redis_key("k").unwrap())
-        .await
-        .unwrap();
+    expire(&cache, &clock, "k").await;
     let gate = Arc::new(Semaphore::new(0));
     let held = gate.clone();
     let slow = move || async move {
@@ -405,22 +578,17 @@ async fn soft_timeout_answers_then_stores(backend: Backend) {
     );
     assert_eq!(cache.metrics().loader_timeouts, 1);
     gate.add_permits(1);
-    let deadline = Instant::now() + DEADLINE;
-    while cache.get("k").await.unwrap() != Some(Value::from(2)) {
-        assert!(
-            Instant::now() < deadline,
-            "the slow load never stored its value"
-        );
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
-    }
+    until("the slow load stored its value", async || {
+        cache.get("k").await.unwrap() == Some(Value::from(2))
+    })
+    .await;
 }
 
 /// Early refresh (XFetch): a fresh value whose last load was slow, read with a large
 /// `early_refresh_beta`, is answered fresh and refreshed in the background; with beta 0 it
 /// is not. The stored envelope is written by hand to carry a 1 s load duration.
-async fn early_refresh_before_staleness(backend: Backend) {
-    let (cache, _clock) = open(backend, "early", |c| c).await;
+async fn early_refresh_before_staleness(target: Target) {
+    let (cache, _clock) = open(target, "early", |c| c).await;
     let now = Clock::mock().0.now_ms();
     let write = |key: &str| {
         let meta = polycache::codec::Meta {
@@ -430,7 +598,7 @@ async fn early_refresh_before_staleness(backend: Backend) {
             ..Default::default()
         };
         let options = polycache::codec::EncodeOptions::default();
-        polycache::Entry {
+        Entry {
             key: cache.redis_key(key).unwrap(),
             value: polycache::codec::encode(&Value::from(1), &options, &meta).unwrap(),
             ttl: Some(TTL),
@@ -460,12 +628,10 @@ async fn early_refresh_before_staleness(backend: Backend) {
         .await
         .unwrap();
     assert_eq!((on.value, on.freshness), (Value::from(1), Freshness::Fresh));
-    let deadline = Instant::now() + DEADLINE;
-    while cache.get("on").await.unwrap() != Some(Value::from(2)) {
-        assert!(Instant::now() < deadline, "the early refresh never stored");
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
-    }
+    until("the early refresh stored", async || {
+        cache.get("on").await.unwrap() == Some(Value::from(2))
+    })
+    .await;
     let m = cache.metrics();
     assert_eq!((m.early_refreshes, m.stale_served, m.loads), (1, 0, 1));
     // The refreshed value records its own load duration.
@@ -479,76 +645,17 @@ async fn early_refresh_before_staleness(backend: Backend) {
     assert!(header.meta.load_ms.is_some());
 }
 
-macro_rules! suite {
-    ($($module:ident => $backend:expr),* $(,)?) => {$(
-        mod $module {
-            use super::Backend;
-            const B: Backend = $backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn stale_while_revalidate() { super::stale_while_revalidate(B).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn borrowed_loader_refreshes_inline() { super::borrowed_loader_refreshes_inline(B).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn per_call_fresh_for() { super::per_call_fresh_for(B).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn fail_safe_after_expiry() { super::fail_safe_after_expiry(B).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn failed_refresh_keeps_serving_stale() { super::failed_refresh_keeps_serving_stale(B).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn hard_timeout_bounds_a_hanging_loader() { super::hard_timeout_bounds_a_hanging_loader(B).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn soft_timeout_answers_then_stores() { super::soft_timeout_answers_then_stores(B).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn early_refresh_before_staleness() { super::early_refresh_before_staleness(B).await }
-        }
-    )*};
-}
-
-suite! {
-    memory => Backend::Memory,
-    redis => Backend::Redis,
-    redis_blocking => Backend::RedisBlocking,
-}
-
-/// Blocking stores without a runtime (Python's sync `Cache`): the refresh runs on a thread
-/// of its own while the stale caller returns.
-#[test]
-fn blocking_refresh_runs_on_a_thread() {
-    let url = polycache_harness::shared()
-        .standalone
-        .clone()
-        .expect("standalone");
-    let config = Config::from_url(&url)
-        .unwrap()
-        .namespace(namespace("thread"))
-        .ttl(Some(TTL))
-        .fresh_for(Some(FRESH));
-    let (clock, mock) = Clock::mock();
-    let cache = block_on(Cache::builder(config).clock(clock).io(Io::Blocking).build()).unwrap();
-    let options = LoadOptions::default();
-    block_on(cache.get_entry("k", || async { Ok(Value::from(1)) }, &options)).unwrap();
-    mock.advance(FRESH);
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let loader = move || async move {
-        rx.recv().unwrap();
-        Ok(Value::from(2))
-    };
-    let stale = block_on(cache.get_entry("k", loader, &options)).unwrap();
-    assert_eq!(
-        (stale.value, stale.freshness),
-        (Value::from(1), Freshness::Stale)
-    );
-    tx.send(()).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let got = block_on(cache.get_entry("k", || async { Err(fails()) }, &options)).unwrap();
-        if got.freshness == Freshness::Fresh {
-            assert_eq!(got.value, Value::from(2));
-            break;
-        }
-        assert!(Instant::now() < deadline, "the thread never refreshed");
-        std::thread::yield_now();
-    }
+on_every_store! {
+    async soft_and_hard_expiry,
+    async stale_while_revalidate,
+    async borrowed_loader_refreshes_inline,
+    async per_call_fresh_for,
+    async fail_safe_after_expiry,
+    async fail_safe_when_the_store_fails,
+    async failed_refresh_keeps_serving_stale,
+    async hard_timeout_bounds_a_hanging_loader,
+    async soft_timeout_answers_then_stores,
+    async early_refresh_before_staleness,
 }
 
 /// Redis paused (SIGSTOP): with fail-safe on, the last good value within one command
@@ -560,7 +667,7 @@ fn paused_redis_serves_fail_safe() {
         let timeout = Duration::from_millis(300);
         let config = Config::from_url(&server.url())
             .unwrap()
-            .namespace(namespace("paused"))
+            .namespace(common::unique("paused"))
             .command_timeout(timeout)
             .ttl(Some(TTL))
             .fresh_for(Some(FRESH))
@@ -607,33 +714,6 @@ fn paused_redis_serves_fail_safe() {
             );
         }));
     }
-}
-
-/// Blocking stores on a plain thread: `hard_timeout` runs on a timer thread.
-#[test]
-fn blocking_hard_timeout_without_a_runtime() {
-    let url = polycache_harness::shared()
-        .standalone
-        .clone()
-        .expect("standalone");
-    let config = Config::from_url(&url)
-        .unwrap()
-        .namespace(namespace("blocking-hard"))
-        .hard_timeout(Some(Duration::from_millis(100)));
-    let cache = block_on(Cache::builder(config).io(Io::Blocking).build()).unwrap();
-    let (_keep, never) = tokio::sync::oneshot::channel::<()>();
-    let started = Instant::now();
-    let err = block_on(cache.get_or_load(
-        "k",
-        || async {
-            let _ = never.await;
-            Ok(Value::from(1))
-        },
-        None,
-    ))
-    .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(started.elapsed() < DEADLINE);
 }
 
 /// tests/vectors/xfetch.json: the early-refresh decision, case by case.

@@ -2,6 +2,10 @@
 //! in both I/O modes. Two caches with their own connections stand for two processes; every
 //! caller is a thread (`block_on` for blocking caches, a shared runtime for async ones).
 //! No sleeps as synchronisation: loaders hold on latches, waits poll with a deadline.
+//! Each scenario runs on every topology in both modes (`<scenario>::<store>_<io>`).
+
+#[macro_use]
+mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,91 +15,32 @@ use std::time::{Duration, Instant};
 use polycache::store::Io;
 use polycache::{Cache, Config, Value};
 
-const DEADLINE: Duration = Duration::from_secs(20);
+use common::{eventually as wait_until, unique, Driver, Store, Target};
 
-#[derive(Debug, Clone, Copy)]
-enum Topology {
-    Standalone,
-    Shards,
-    Cluster,
-}
-
-fn url(topology: Topology) -> String {
-    let endpoints = polycache_harness::shared();
-    match topology {
-        Topology::Standalone => endpoints.standalone.clone(),
-        Topology::Shards => endpoints.shards.clone(),
-        Topology::Cluster => endpoints.cluster.clone(),
-    }
-    .expect("topology")
-}
-
-fn unique(test: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "lock-{test}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Runs futures to completion from any thread: the caller's own thread for blocking
-/// caches, a shared multi-thread runtime for async ones.
-struct Driver(Option<tokio::runtime::Runtime>);
-
-impl Driver {
-    fn new(io: Io) -> Arc<Driver> {
-        Arc::new(Driver((io == Io::Async).then(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-        })))
-    }
-
-    fn run<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
-        match &self.0 {
-            Some(rt) => rt.block_on(fut),
-            None => polycache::block_on(fut),
-        }
-    }
-}
+const STANDALONE: Target = Target {
+    store: Store::Standalone,
+    io: Io::Async,
+};
 
 /// A cache with its own connections (a "process") on `topology` in `namespace`.
 fn open(
     driver: &Driver,
-    io: Io,
-    topology: Topology,
+    target: Target,
     namespace: &str,
     tweak: impl FnOnce(Config) -> Config,
 ) -> Cache {
-    let config = Config::from_url(&url(topology))
-        .unwrap()
-        .namespace(namespace)
-        .stampede_lock(true);
-    driver
-        .run(Cache::builder(tweak(config)).io(io).build())
-        .expect("cache")
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::yield_now();
-    }
+    driver.open(tweak(target.config(namespace).stampede_lock(true)))
 }
 
 /// 2 caches × `CALLERS` threads each × `KEYS` keys, all cold: the loader holds until every
 /// caller has missed, and each key is loaded exactly once in both caches together.
-fn one_load_per_key(io: Io, topology: Topology) {
+fn one_load_per_key(target: Target) {
     const KEYS: usize = 5;
     const CALLERS: usize = 8;
-    let driver = Driver::new(io);
-    let namespace = unique("one");
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-one");
     let caches: Vec<Cache> = (0..2)
-        .map(|_| open(&driver, io, topology, &namespace, |c| c))
+        .map(|_| open(&driver, target, &namespace, |c| c))
         .collect();
     let loads: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let total = (caches.len() * KEYS * CALLERS) as u64;
@@ -150,15 +95,15 @@ fn one_load_per_key(io: Io, topology: Topology) {
 
 /// The holder stalls past its lease: another cache takes over and writes; the stalled
 /// holder's late write is refused by the fence, so the newer value stays.
-fn takeover_and_fence(io: Io, topology: Topology) {
-    let driver = Driver::new(io);
-    let namespace = unique("fence");
+fn takeover_and_fence(target: Target) {
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-fence");
     let lease = |c: Config| {
         c.lock_lease(Duration::from_millis(300))
             .lock_timeout(Duration::from_secs(10))
     };
-    let holder = open(&driver, io, topology, &namespace, lease);
-    let other = open(&driver, io, topology, &namespace, lease);
+    let holder = open(&driver, target, &namespace, lease);
+    let other = open(&driver, target, &namespace, lease);
     let (started_tx, started) = mpsc::channel::<()>();
     let (go, go_rx) = mpsc::channel::<()>();
     let go_rx = Arc::new(Mutex::new(go_rx));
@@ -194,13 +139,13 @@ fn takeover_and_fence(io: Io, topology: Topology) {
 }
 
 /// A waiter gives up after `lock_timeout` and loads by itself.
-fn timeout_bounds_a_waiter(io: Io, topology: Topology) {
-    let driver = Driver::new(io);
-    let namespace = unique("timeout");
-    let holder = open(&driver, io, topology, &namespace, |c| {
+fn timeout_bounds_a_waiter(target: Target) {
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-timeout");
+    let holder = open(&driver, target, &namespace, |c| {
         c.lock_lease(Duration::from_secs(30))
     });
-    let waiter = open(&driver, io, topology, &namespace, |c| {
+    let waiter = open(&driver, target, &namespace, |c| {
         c.lock_timeout(Duration::from_millis(200))
     });
     let (started_tx, started) = mpsc::channel::<()>();
@@ -235,16 +180,16 @@ fn timeout_bounds_a_waiter(io: Io, topology: Topology) {
 /// `hard_timeout` bounds the whole call: a wait for another holder's lock counts against
 /// it, so a waiter with a long `lock_timeout` still answers (a Timeout error, no fail-safe
 /// value here) within its hard timeout, not after the lock's.
-fn hard_timeout_bounds_the_lock_wait(io: Io, topology: Topology) {
-    let driver = Driver::new(io);
-    let namespace = unique("hard");
+fn hard_timeout_bounds_the_lock_wait(target: Target) {
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-hard");
     let long = |c: Config| {
         c.lock_lease(Duration::from_secs(30))
             .lock_timeout(Duration::from_secs(30))
     };
-    let holder = open(&driver, io, topology, &namespace, long);
+    let holder = open(&driver, target, &namespace, long);
     let hard = Duration::from_millis(300);
-    let waiter = open(&driver, io, topology, &namespace, |c| {
+    let waiter = open(&driver, target, &namespace, |c| {
         long(c).hard_timeout(Some(hard))
     });
     let (started_tx, started) = mpsc::channel::<()>();
@@ -291,15 +236,15 @@ fn hard_timeout_bounds_the_lock_wait(io: Io, topology: Topology) {
 
 /// A failing holder releases the lock at once: the waiter takes over without waiting out
 /// the lease (30 s here, longer than the test's deadline).
-fn failed_load_releases(io: Io, topology: Topology) {
-    let driver = Driver::new(io);
-    let namespace = unique("fail");
+fn failed_load_releases(target: Target) {
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-fail");
     let long = |c: Config| {
         c.lock_lease(Duration::from_secs(30))
             .lock_timeout(Duration::from_secs(30))
     };
-    let holder = open(&driver, io, topology, &namespace, long);
-    let waiter = open(&driver, io, topology, &namespace, long);
+    let holder = open(&driver, target, &namespace, long);
+    let waiter = open(&driver, target, &namespace, long);
     let (started_tx, started) = mpsc::channel::<()>();
     let (go, go_rx) = mpsc::channel::<()>();
     let go_rx = Arc::new(Mutex::new(go_rx));
@@ -339,36 +284,13 @@ fn failed_load_releases(io: Io, topology: Topology) {
     assert_eq!((m.loads, m.locks_acquired), (1, 1), "{m:?}");
 }
 
-macro_rules! matrix {
-    ($($name:ident: $scenario:ident, $io:expr, $topology:expr;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                $scenario($io, $topology);
-            }
-        )*
-    };
-}
-
-matrix! {
-    one_load_async_standalone: one_load_per_key, Io::Async, Topology::Standalone;
-    one_load_async_shards: one_load_per_key, Io::Async, Topology::Shards;
-    one_load_async_cluster: one_load_per_key, Io::Async, Topology::Cluster;
-    one_load_blocking_standalone: one_load_per_key, Io::Blocking, Topology::Standalone;
-    one_load_blocking_shards: one_load_per_key, Io::Blocking, Topology::Shards;
-    one_load_blocking_cluster: one_load_per_key, Io::Blocking, Topology::Cluster;
-    fence_async_standalone: takeover_and_fence, Io::Async, Topology::Standalone;
-    fence_async_shards: takeover_and_fence, Io::Async, Topology::Shards;
-    fence_async_cluster: takeover_and_fence, Io::Async, Topology::Cluster;
-    fence_blocking_standalone: takeover_and_fence, Io::Blocking, Topology::Standalone;
-    fence_blocking_shards: takeover_and_fence, Io::Blocking, Topology::Shards;
-    fence_blocking_cluster: takeover_and_fence, Io::Blocking, Topology::Cluster;
-    timeout_async_standalone: timeout_bounds_a_waiter, Io::Async, Topology::Standalone;
-    timeout_blocking_cluster: timeout_bounds_a_waiter, Io::Blocking, Topology::Cluster;
-    hard_timeout_async_shards: hard_timeout_bounds_the_lock_wait, Io::Async, Topology::Shards;
-    hard_timeout_blocking_standalone: hard_timeout_bounds_the_lock_wait, Io::Blocking, Topology::Standalone;
-    failed_load_async_shards: failed_load_releases, Io::Async, Topology::Shards;
-    failed_load_blocking_standalone: failed_load_releases, Io::Blocking, Topology::Standalone;
+on_every_redis_store! {
+    one_load_per_key,
+    takeover_and_fence,
+    timeout_bounds_a_waiter,
+    hard_timeout_bounds_the_lock_wait,
+    failed_load_releases,
+    one_refresh_across_caches,
 }
 
 /// A holder whose task is dropped mid-load releases its lock as it goes: another cache takes
@@ -376,14 +298,18 @@ matrix! {
 #[test]
 fn dropped_holder_releases_its_lock() {
     let driver = Driver::new(Io::Async);
-    let namespace = unique("drop");
+    let cluster = Target {
+        store: Store::Cluster,
+        io: Io::Async,
+    };
+    let namespace = unique("lock-drop");
     let lease = |c: Config| {
         c.lock_lease(Duration::from_secs(60))
             .lock_timeout(Duration::from_secs(20))
     };
-    let holder = open(&driver, Io::Async, Topology::Cluster, &namespace, lease);
-    let other = open(&driver, Io::Async, Topology::Cluster, &namespace, lease);
-    let rt = driver.0.as_ref().unwrap();
+    let holder = open(&driver, cluster, &namespace, lease);
+    let other = open(&driver, cluster, &namespace, lease);
+    let rt = driver.runtime().unwrap();
     let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(async move {
         holder
@@ -426,10 +352,10 @@ fn memory_store_ignores_the_option() {
 #[test]
 fn wake_latency_is_measured() {
     const ROUNDS: usize = 30;
-    let driver = Driver::new(Io::Async);
-    let namespace = unique("wake");
-    let holder = open(&driver, Io::Async, Topology::Standalone, &namespace, |c| c);
-    let waiter = open(&driver, Io::Async, Topology::Standalone, &namespace, |c| c);
+    let driver = Arc::new(Driver::new(Io::Async));
+    let namespace = unique("lock-wake");
+    let holder = open(&driver, STANDALONE, &namespace, |c| c);
+    let waiter = open(&driver, STANDALONE, &namespace, |c| c);
     let mut wakes = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
         let key = format!("k{round}");
@@ -553,12 +479,12 @@ fn lock_vectors() {
 
 /// A stale value refreshed in two caches at once: one refresh loads (holding the lock),
 /// the other waits for the refreshed value instead of taking the stale one for an answer.
-fn one_refresh_across_caches(io: Io, topology: Topology) {
-    let driver = Driver::new(io);
-    let namespace = unique("refresh");
+fn one_refresh_across_caches(target: Target) {
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-refresh");
     let fresh = |c: Config| c.fresh_for(Some(Duration::from_secs(60)));
-    let a = open(&driver, io, topology, &namespace, fresh);
-    let b = open(&driver, io, topology, &namespace, fresh);
+    let a = open(&driver, target, &namespace, fresh);
+    let b = open(&driver, target, &namespace, fresh);
     let short = polycache::LoadOptions {
         fresh_for: Some(Duration::from_millis(1)),
         ..polycache::LoadOptions::default()
@@ -608,12 +534,6 @@ fn one_refresh_across_caches(io: Io, topology: Topology) {
     // then finds v2 without waiting; either way it must answer v2 and not load.
 }
 
-matrix! {
-    refresh_async_standalone: one_refresh_across_caches, Io::Async, Topology::Standalone;
-    refresh_blocking_cluster: one_refresh_across_caches, Io::Blocking, Topology::Cluster;
-    refresh_async_shards: one_refresh_across_caches, Io::Async, Topology::Shards;
-}
-
 /// What the lock adds to a miss (`SET NX`, a second `GET`, the write as a script instead
 /// of a `SET`): cold `get_or_load` calls with an instant loader, with and without it.
 /// Printed, not asserted (`--nocapture`; a debug build on loopback).
@@ -622,10 +542,8 @@ fn miss_latency_with_the_lock_is_measured() {
     const KEYS: usize = 300;
     let driver = Driver::new(Io::Async);
     for lock in [false, true] {
-        let namespace = unique("miss");
-        let cache = open(&driver, Io::Async, Topology::Standalone, &namespace, |c| {
-            c.stampede_lock(lock)
-        });
+        let namespace = unique("lock-miss");
+        let cache = open(&driver, STANDALONE, &namespace, |c| c.stampede_lock(lock));
         let mut took: Vec<Duration> = (0..KEYS)
             .map(|i| {
                 let started = Instant::now();

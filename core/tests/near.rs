@@ -4,7 +4,9 @@
 //! connection flushes (counted) and serves nothing until tracking is back; servers that
 //! refuse RESP3 or tracking give a config error; the byte bound holds.
 
-use std::future::Future;
+#[macro_use]
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -14,34 +16,9 @@ use polycache::store::{self, Entry, Io, Store};
 use polycache::{Cache, Clock, Config, ErrorKind, Result, Value};
 use polycache_harness::{shared, Server};
 
+use common::{Driver, Target};
+
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Runs a test's futures in its I/O mode: a tokio runtime for async stores, the caller's
-/// thread for blocking ones.
-struct Driver {
-    io: Io,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Driver {
-    fn new(io: Io) -> Driver {
-        let rt = (io == Io::Async).then(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-        });
-        Driver { io, rt }
-    }
-
-    fn run<T>(&self, fut: impl Future<Output = T>) -> T {
-        match &self.rt {
-            Some(rt) => rt.block_on(fut),
-            None => polycache::block_on(fut),
-        }
-    }
-}
 
 fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -172,8 +149,9 @@ fn populate(d: &Driver, cache: &Cache, key: &str) -> Value {
     value.unwrap()
 }
 
-fn hits_and_foreign_writes(url: &str, io: Io) {
-    let d = Driver::new(io);
+fn hits_and_foreign_writes(target: Target) {
+    let url = &target.url();
+    let d = Driver::new(target.io);
     let ns = unique("writes");
     let (cache, spy) = spied(&d, near_config(url, &ns));
     let writer = other(&d, url, &ns);
@@ -249,36 +227,14 @@ fn hits_and_foreign_writes(url: &str, io: Io) {
     assert_eq!(d.run(cache.get("k")).unwrap(), None);
 }
 
-#[test]
-fn standalone_async() {
-    hits_and_foreign_writes(shared().standalone.as_deref().unwrap(), Io::Async);
-}
-#[test]
-fn standalone_blocking() {
-    hits_and_foreign_writes(shared().standalone.as_deref().unwrap(), Io::Blocking);
-}
-#[test]
-fn shards_async() {
-    hits_and_foreign_writes(shared().shards.as_deref().unwrap(), Io::Async);
-}
-#[test]
-fn shards_blocking() {
-    hits_and_foreign_writes(shared().shards.as_deref().unwrap(), Io::Blocking);
-}
-#[test]
-fn cluster_async() {
-    hits_and_foreign_writes(shared().cluster.as_deref().unwrap(), Io::Async);
-}
-#[test]
-fn cluster_blocking() {
-    hits_and_foreign_writes(shared().cluster.as_deref().unwrap(), Io::Blocking);
-}
+on_every_redis_store!(hits_and_foreign_writes);
 
 /// A write lands between a read's reply and its return (the store hook holds the reply
 /// until the cache has applied the write's invalidation): the stale reply is returned to
 /// that caller (the read happened before the write) but never stored.
-fn read_overtaken_by_invalidation(url: &str, io: Io) {
-    let d = Driver::new(io);
+fn read_overtaken_by_invalidation(target: Target) {
+    let url = &target.url();
+    let d = Driver::new(target.io);
     let ns = unique("race");
     let (cache, spy) = spied(&d, near_config(url, &ns));
     let writer = other(&d, url, &ns);
@@ -312,22 +268,7 @@ fn read_overtaken_by_invalidation(url: &str, io: Io) {
     assert_eq!(d.run(cache.get("k")).unwrap(), None);
 }
 
-#[test]
-fn race_standalone_async() {
-    read_overtaken_by_invalidation(shared().standalone.as_deref().unwrap(), Io::Async);
-}
-#[test]
-fn race_standalone_blocking() {
-    read_overtaken_by_invalidation(shared().standalone.as_deref().unwrap(), Io::Blocking);
-}
-#[test]
-fn race_cluster_async() {
-    read_overtaken_by_invalidation(shared().cluster.as_deref().unwrap(), Io::Async);
-}
-#[test]
-fn race_cluster_blocking() {
-    read_overtaken_by_invalidation(shared().cluster.as_deref().unwrap(), Io::Blocking);
-}
+on_every_redis_store!(read_overtaken_by_invalidation);
 
 /// The tracking connection's client id on a private server (the only tracking client).
 fn tracking_client_ids(server: &Server) -> Vec<String> {

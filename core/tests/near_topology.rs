@@ -4,12 +4,16 @@
 //! tracked, the tier is flushed and serves again). Sentinel: the master killed, a replica
 //! promoted, tracking follows. Both I/O modes.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use polycache::store::Io;
 use polycache::{Cache, Config, Value};
 use polycache_harness::{Server, Spec, Topology};
+
+use common::Driver;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -18,26 +22,6 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-struct Driver(Option<tokio::runtime::Runtime>);
-
-impl Driver {
-    fn new(io: Io) -> Driver {
-        Driver((io == Io::Async).then(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-        }))
-    }
-    fn run<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
-        match &self.0 {
-            Some(rt) => rt.block_on(fut),
-            None => polycache::block_on(fut),
-        }
     }
 }
 
