@@ -37,12 +37,13 @@ test-node: node-build ## The Node suite (node --test) on real Redis, then the fr
 	$(NODE_DIR)/scripts/fresh-app-test
 
 .PHONY: bench-node
-bench-node: ## Node side by side: ioredis, node-redis, cache-manager + @keyv/redis, bentocache; the near tier vs bentocache L1+L2; then the HTTP benchmark
+bench-node: ## Node side by side: ioredis, node-redis, cache-manager + @keyv/redis, bentocache; the near tier vs bentocache L1+L2; freshness and the lock vs bentocache; then the HTTP benchmark
 	@[ -x $(NODE_BENCH_DIR)/node_modules/.bin/autocannon ] || (cd $(NODE_BENCH_DIR) && npm ci --no-audit --no-fund)
 	$(CARGO) build -q -p polycache-harness
 	$(NAPI) build --platform --release >/dev/null
 	node $(NODE_BENCH_DIR)/bench.mjs
 	node $(NODE_BENCH_DIR)/near.mjs
+	node $(NODE_BENCH_DIR)/fresh.mjs
 	node $(NODE_BENCH_DIR)/http.mjs
 
 .PHONY: node-pack
