@@ -8,12 +8,6 @@
 //   50 concurrent    Promise.all of 50 gets           vs ioredis with enableAutoPipelining (+ JSON.parse)
 //   getOrSet hit     await getOrLoad(key, loader)     vs cache-manager + @keyv/redis wrap(), bentocache getOrSet (redis only)
 // The value is the same ~200-byte object everywhere. Ratios are polycache / peer (> 1: polycache faster).
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
-import { createRequire } from 'node:module'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-
 import Redis from 'ioredis'
 import { createClient } from 'redis'
 import { createCache } from 'cache-manager'
@@ -23,52 +17,9 @@ import { BentoCache, bentostore } from 'bentocache'
 import { redisDriver } from 'bentocache/drivers/redis'
 
 import { run as codecBench } from './codec.mjs'
+import { binding, measure, opsPerSecond as fmt, ROUNDS, SECONDS, startHarness, VALUE } from './common.mjs'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const root = path.resolve(here, '..', '..')
-const require = createRequire(import.meta.url)
-const { Cache } = require(path.join(root, 'bindings-node'))
-
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-const VALUE = {
-  id: 42,
-  name: 'Ada Lovelace',
-  email: 'ada@example.com',
-  roles: ['admin', 'editor'],
-  active: true,
-  score: 98.5,
-  createdAt: 1700000000000,
-  address: { city: 'London', country: 'UK', postcode: 'W1' },
-}
-
-async function startHarness() {
-  const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, 'target')
-  const harness = path.join(targetDir, process.env.CARGO_BUILD_TARGET ?? '', 'debug', 'polycache-harness')
-  const child = spawn(harness, ['--standalone'], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const line = await new Promise((resolve, reject) => {
-    child.once('error', reject)
-    createInterface({ input: child.stdout }).once('line', resolve)
-  })
-  return { url: JSON.parse(line).standalone, stop: () => child.stdin.end() }
-}
-
-/** Calls `op` (one unit of work = `per` operations) for SECONDS; operations per second. */
-async function measure(op, per = 1) {
-  for (let i = 0; i < 200; i++) await op() // warm up
-  let n = 0
-  const started = process.hrtime.bigint()
-  const limit = started + BigInt(Math.round(SECONDS * 1e9))
-  let now = started
-  while (now < limit) {
-    for (let i = 0; i < 64; i++) await op()
-    n += 64
-    now = process.hrtime.bigint()
-  }
-  return (n * per) / (Number(now - started) / 1e9)
-}
-
-const fmt = (x) => `${Math.round(x).toLocaleString('en-US')} ops/s`.padStart(16)
+const { Cache } = binding
 
 async function main() {
   const redis = await startHarness()

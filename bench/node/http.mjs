@@ -17,8 +17,9 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import Redis from 'ioredis'
 
+import { binding, VALUE, workspaceBinary } from './common.mjs'
+
 const here = path.dirname(fileURLToPath(import.meta.url))
-const root = path.resolve(here, '..', '..')
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10)
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50)
 const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 2)
@@ -26,16 +27,6 @@ const MODES = [['direct', 0], ['+0.5 ms each way', 0.5], ['+2 ms each way', 2]].
   ([, delay]) => !process.env.BENCH_HTTP_DELAYS || process.env.BENCH_HTTP_DELAYS.split(',').map(Number).includes(delay),
 )
 const CLIENTS = ['polycache', 'ioredis', 'ioredis-pipelined']
-const VALUE = {
-  id: 42,
-  name: 'Ada Lovelace',
-  email: 'ada@example.com',
-  roles: ['admin', 'editor'],
-  active: true,
-  score: 98.5,
-  createdAt: 1700000000000,
-  address: { city: 'London', country: 'UK', postcode: 'W1' },
-}
 
 /** Starts `node script args…`; resolves with its first stdout line and a stop function. */
 async function child(command, args) {
@@ -55,8 +46,7 @@ async function child(command, args) {
 }
 
 function harness() {
-  const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, 'target')
-  return child(path.join(targetDir, process.env.CARGO_BUILD_TARGET ?? '', 'debug', 'polycache-harness'), ['--standalone'])
+  return child(workspaceBinary('polycache-harness'), ['--standalone'])
 }
 
 async function run(port, seconds) {
@@ -69,7 +59,7 @@ async function main() {
   const redisProc = await harness()
   const redisUrl = JSON.parse(redisProc.line).standalone
   const { hostname, port } = new URL(redisUrl)
-  const { Cache } = await import(path.join(root, 'bindings-node', 'index.js')).then((m) => m.default ?? m)
+  const { Cache } = binding
   const seed = await Cache.connect(redisUrl, { namespace: 'bench-http' })
   await seed.set('user', VALUE)
   const raw = new Redis({ host: hostname, port: Number(port) })

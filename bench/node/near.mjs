@@ -9,65 +9,16 @@
 //   getOrLoad hit    await getOrLoad(key, loader)     vs bentocache getOrSet, L1 + L2 (an L1 hit)
 // then the invalidation delay (another client's set resolving -> the near entry gone, on
 // loopback). The value is the ~200-byte object of bench.mjs. Ratios are polycache / peer.
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
-import { createRequire } from 'node:module'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-
 import { BentoCache, bentostore } from 'bentocache'
 import { memoryDriver } from 'bentocache/drivers/memory'
 import { redisDriver } from 'bentocache/drivers/redis'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const root = path.resolve(here, '..', '..')
-const require = createRequire(import.meta.url)
-// POLYCACHE_NODE_PACKAGE: another build of the binding (default: bindings-node/).
-const { Cache } = require(process.env.POLYCACHE_NODE_PACKAGE ?? path.join(root, 'bindings-node'))
+import { binding, measure, opsPerSecond, percentile, ROUNDS, SECONDS, startHarness, VALUE } from './common.mjs'
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
+const { Cache } = binding
 const DELAY_SAMPLES = 1000
 const TARGET = 3.0
-const VALUE = {
-  id: 42,
-  name: 'Ada Lovelace',
-  email: 'ada@example.com',
-  roles: ['admin', 'editor'],
-  active: true,
-  score: 98.5,
-  createdAt: 1700000000000,
-  address: { city: 'London', country: 'UK', postcode: 'W1' },
-}
-
-async function startHarness() {
-  const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, 'target')
-  const harness = path.join(targetDir, process.env.CARGO_BUILD_TARGET ?? '', 'debug', 'polycache-harness')
-  const child = spawn(harness, ['--standalone'], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const line = await new Promise((resolve, reject) => {
-    child.once('error', reject)
-    createInterface({ input: child.stdout }).once('line', resolve)
-  })
-  return { url: JSON.parse(line).standalone, stop: () => child.stdin.end() }
-}
-
-/** Calls `op` for SECONDS; operations per second. */
-async function measure(op) {
-  for (let i = 0; i < 200; i++) await op() // warm up
-  let n = 0
-  const started = process.hrtime.bigint()
-  const limit = started + BigInt(Math.round(SECONDS * 1e9))
-  let now = started
-  while (now < limit) {
-    for (let i = 0; i < 64; i++) await op()
-    n += 64
-    now = process.hrtime.bigint()
-  }
-  return n / (Number(now - started) / 1e9)
-}
-
-const fmt = (x) => `${Math.round(x).toLocaleString('en-US')} ops/s`.padStart(18)
-const percentile = (sorted, q) => sorted[Math.max(1, Math.ceil((q / 100) * sorted.length)) - 1]
+const fmt = (x) => opsPerSecond(x, 18)
 
 /** Another client's set resolving -> the reader's near entry gone, polled on this thread
  * (the tracking thread applies the push meanwhile). Milliseconds, sorted. */

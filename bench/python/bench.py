@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +17,7 @@ import codec  # bench/python/codec.py: the codec path at every size
 import ormsgpack
 import redis
 import redis.asyncio as aredis
+from _common import PROFILE, rate, start_redis, stop_redis
 
 import polycache
 
@@ -26,26 +25,11 @@ ROUNDS = 5
 SEQ_OPS = 3000
 CONCURRENCY = 50
 ASYNC_OPS = 200  # per task
-PROFILE = {
-    "id": 123456789,
-    "name": "Ada Lovelace",
-    "email": "ada@example.com",
-    "plan": "pro",
-    "score": 98.25,
-    "active": True,
-    "roles": ["admin", "editor", "viewer"],
-    "address": {"street": "12 Analytical Engine Way", "city": "London", "country": "GB"},
-    "tags": [f"tag-{i}" for i in range(6)],
-}
 
 
 def best(fn: Callable[[], float]) -> float:
     """Ops per second, best of ROUNDS."""
     return max(fn() for _ in range(ROUNDS))
-
-
-def rate(ops: int, started: float) -> float:
-    return ops / (time.perf_counter() - started)
 
 
 def report(title: str, ours: tuple[str, float], peers: list[tuple[str, float]]) -> None:
@@ -202,15 +186,6 @@ async def decorator_async(url: str) -> None:
     )
 
 
-def start_redis() -> tuple[str, subprocess.Popen[str]]:
-    harness = os.environ["POLYCACHE_HARNESS"]
-    proc = subprocess.Popen(
-        [harness, "--standalone"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    return json.loads(proc.stdout.readline())["standalone"], proc
-
-
 def main() -> None:
     url, proc = start_redis()
     print(f"polycache {polycache.__version__} vs peers on {url}, Python {sys.version.split()[0]}")
@@ -221,9 +196,7 @@ def main() -> None:
         asyncio.run(decorator_async(url))
         codec.run(url)
     finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait()
+        stop_redis(proc)
 
 
 if __name__ == "__main__":

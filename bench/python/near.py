@@ -14,16 +14,14 @@ on the shared machine hits every contender alike: compare the ratios, not the ti
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import cachetools
+from _common import PROFILE, loop, percentile, redis_url
 from dogpile.cache import make_region
 
 import polycache
@@ -34,29 +32,8 @@ REDIS_OPS = 2_000  # per round for contenders that go to Redis on every call
 DELAY_SAMPLES = 1_000
 ENTRIES = 100_000
 BYTE_BOUND = 64 << 20  # the default nearCacheBytes
-PROFILE = {
-    "id": 123456789,
-    "name": "Ada Lovelace",
-    "email": "ada@example.com",
-    "plan": "pro",
-    "score": 98.25,
-    "active": True,
-    "roles": ["admin", "editor", "viewer"],
-    "address": {"street": "12 Analytical Engine Way", "city": "London", "country": "GB"},
-    "tags": [f"tag-{i}" for i in range(6)],
-}
 
 results: list[tuple[str, float, float]] = []  # (what, ratio, target)
-
-
-def loop(fn: Callable[[], Any], ops: int) -> Callable[[], float]:
-    def run() -> float:
-        started = time.perf_counter()
-        for _ in range(ops):
-            fn()
-        return ops / (time.perf_counter() - started)
-
-    return run
 
 
 def best_of(contenders: dict[str, Callable[[], float]]) -> dict[str, float]:
@@ -134,11 +111,6 @@ def hits(url: str) -> None:
     cache.close()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
 def invalidation_delay(url: str) -> None:
     """Another client's write returning -> the near entry gone, polled in a tight loop."""
     reader = polycache.Cache(url, namespace="near-delay", near_cache=100)
@@ -212,26 +184,12 @@ def byte_bound(url: str) -> None:
         results.append((f"near tier peak bytes / bound ({label})", peak / bound, -1))
 
 
-def start_redis() -> tuple[str, subprocess.Popen[str]]:
-    harness = os.environ["POLYCACHE_HARNESS"]
-    proc = subprocess.Popen(
-        [harness, "--standalone"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    return json.loads(proc.stdout.readline())["standalone"], proc
-
-
 def main() -> None:
-    url, proc = start_redis()
-    print(f"polycache {polycache.__version__} near tier vs peers on {url}")
-    try:
+    with redis_url() as url:
+        print(f"polycache {polycache.__version__} near tier vs peers on {url}")
         hits(url)
         invalidation_delay(url)
         byte_bound(url)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait()
     print("\nsummary (issue 11 targets)")
     for what, value, target in results:
         if target > 0:
