@@ -807,6 +807,7 @@ impl Cache {
         self.inner
             .metrics
             .snapshot(self.inner.store.evictions(), near)
+            .with_breakers(self.inner.store.breakers())
     }
 
     /// Stops accepting calls; later calls fail with a connection error. Connections close

@@ -102,6 +102,13 @@ pub struct Config {
     /// background with a probability that rises as `fresh-until` nears, weighted by the last
     /// load's duration times this; 0 (default) turns it off, 1 is the classic XFetch.
     pub early_refresh_beta: f64,
+    /// Circuit breaker (README, "Circuit breaker"): after this many consecutive store
+    /// failures (connection errors and timeouts) on one node, calls to that node fail fast
+    /// for `breaker_cooldown`, then one call probes it. 0 (the default) turns it off.
+    pub breaker_failures: u32,
+    /// Circuit breaker: how long an open breaker fails calls fast before one probe.
+    #[serde(with = "secs")]
+    pub breaker_cooldown: Duration,
 }
 
 /// Shows every option, with the URL's credentials redacted ([`crate::redact_url`]).
@@ -141,6 +148,8 @@ impl Default for Config {
             soft_timeout: None,
             hard_timeout: None,
             early_refresh_beta: 0.0,
+            breaker_failures: 0,
+            breaker_cooldown: Duration::from_secs(1),
         }
     }
 }
@@ -261,6 +270,8 @@ impl Config {
             "softTimeout" => self.soft_timeout = value.ttl(name)?,
             "hardTimeout" => self.hard_timeout = value.ttl(name)?,
             "earlyRefreshBeta" => self.early_refresh_beta = value.number(name)?,
+            "breakerFailures" => self.breaker_failures = value.whole(name)?,
+            "breakerCooldown" => self.breaker_cooldown = value.seconds(name)?,
             _ => return Err(Error::config(format!("unknown option {name:?}"))),
         }
         Ok(())
@@ -482,6 +493,17 @@ impl Config {
     /// Sets how long a fail-safe value is served before the loader is tried again.
     pub fn fail_safe_backoff(mut self, backoff: Duration) -> Self {
         self.fail_safe_backoff = backoff;
+        self
+    }
+    /// Turns the circuit breaker on: a node's breaker opens after `failures` consecutive
+    /// connection errors or timeouts (0: off).
+    pub fn breaker_failures(mut self, failures: u32) -> Self {
+        self.breaker_failures = failures;
+        self
+    }
+    /// Sets how long an open breaker fails calls fast before one call probes the node.
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.breaker_cooldown = cooldown;
         self
     }
 }
@@ -1110,5 +1132,28 @@ mod tests {
         );
         assert_eq!(j.lock_timeout, Duration::ZERO);
         assert!(Config::from_url("redis://a:1?lockLease=0").is_err());
+    }
+
+    #[test]
+    fn breaker_options_in_every_spelling() {
+        let d = Config::default();
+        assert_eq!(d.breaker_failures, 0, "off by default");
+        assert_eq!(d.breaker_cooldown, Duration::from_secs(1));
+        let c = Config::from_url("redis://a:1?breakerFailures=5&breaker_cooldown=2.5").unwrap();
+        assert_eq!(c.breaker_failures, 5);
+        assert_eq!(c.breaker_cooldown, Duration::from_millis(2500));
+        let options = serde_json::json!({"breaker_failures": 3.0, "breakerCooldown": 0});
+        let j = Config::with_overrides("redis://a:1", options.as_object().unwrap()).unwrap();
+        assert_eq!(
+            (j.breaker_failures, j.breaker_cooldown),
+            (3, Duration::ZERO)
+        );
+        let b = Config::default()
+            .breaker_failures(2)
+            .breaker_cooldown(Duration::from_secs(4));
+        assert_eq!((b.breaker_failures, b.breaker_cooldown.as_secs()), (2, 4));
+        assert!(Config::from_url("redis://a:1?breakerFailures=-1").is_err());
+        assert!(Config::from_url("redis://a:1?breakerFailures=1.5").is_err());
+        assert!(Config::from_url("redis://a:1?breakerCooldown=-1").is_err());
     }
 }

@@ -1,9 +1,12 @@
 //! Counters and a latency histogram: one struct, exposed the same way by every binding.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::store::{BreakerState, BreakerStats};
 
 /// Upper bounds (µs) of the latency buckets; a last bucket counts everything slower.
 pub const LATENCY_BUCKETS_US: [u64; 14] = [
@@ -96,6 +99,33 @@ pub struct MetricsSnapshot {
     pub loader_timeouts: u64,
     /// Refreshes started early, before the value went stale (XFetch, `early_refresh_beta`).
     pub early_refreshes: u64,
+    /// Circuit breakers not closed now (open, or half-open with a probe in flight).
+    pub breaker_open: u64,
+    /// Times a breaker opened: after `breaker_failures` consecutive failures, or again
+    /// after a failed probe.
+    pub breaker_trips: u64,
+    /// Calls failed fast by an open breaker, without touching the network (each also
+    /// counted in `store_errors`).
+    pub breaker_rejected: u64,
+    /// Each node's breaker: `"closed"`, `"open"` or `"half-open"`, by `host:port` (the
+    /// redacted URL for a cluster or Sentinel client, which has one breaker). Empty when
+    /// the breaker is off.
+    pub breaker_states: BTreeMap<String, BreakerState>,
+}
+
+impl MetricsSnapshot {
+    /// This snapshot with the store's breakers.
+    pub(crate) fn with_breakers(mut self, stats: BreakerStats) -> Self {
+        self.breaker_open = stats
+            .states
+            .values()
+            .filter(|s| **s != BreakerState::Closed)
+            .count() as u64;
+        self.breaker_trips = stats.trips;
+        self.breaker_rejected = stats.rejected;
+        self.breaker_states = stats.states;
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +219,7 @@ impl Metrics {
             background_refreshes: get(&self.background_refreshes),
             loader_timeouts: get(&self.loader_timeouts),
             early_refreshes: get(&self.early_refreshes),
+            ..MetricsSnapshot::default()
         }
     }
 }

@@ -1996,6 +1996,8 @@ def hostile_cases() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------
 
 CONFIG_DEFAULTS: dict[str, Any] = {
+    "breakerCooldown": 1.0,
+    "breakerFailures": 0,
     "codec": "msgpack",
     "commandTimeout": 1.0,
     "compressThreshold": 1024,
@@ -2070,6 +2072,8 @@ def urls_cases() -> list[dict[str, Any]]:
         ("softTimeout", "0.1", 0.1),
         ("hardTimeout", "2", 2.0),
         ("earlyRefreshBeta", "1.5", 1.5),
+        ("breakerFailures", "5", 5),
+        ("breakerCooldown", "2.5", 2.5),
     ]
     for option, text, value in given:
         kebab = snake(option).replace("_", "-")
@@ -2199,6 +2203,10 @@ def urls_cases() -> list[dict[str, Any]]:
     ok("fresh-for-null", "memory://?freshFor=30", {"freshFor": None})
     error("lock-lease-zero", "redis://h:1?stampedeLock=true&lockLease=0", {})
     ok("lock-timeout-zero", "memory://?lockTimeout=0", {}, lockTimeout=0.0)
+    ok("breaker-cooldown-zero", "memory://?breakerCooldown=0", {}, breakerCooldown=0.0)
+    error("breaker-failures-negative", "memory://?breakerFailures=-1", {})
+    error("breaker-failures-fraction", "memory://", {"breakerFailures": 1.5})
+    error("breaker-failures-text", "memory://", {"breakerFailures": "5"})
     error("namespace-empty", "memory://?namespace=", {})
     error("namespace-brace", "memory://", {"namespace": "a{b"})
     error("prefix-not-string", "memory://", {"prefix": 1})

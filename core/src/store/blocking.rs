@@ -297,6 +297,11 @@ impl BlockingRedisStore {
         })
     }
 
+    /// The node's `host:port`.
+    pub fn node(&self) -> &str {
+        self.node.name()
+    }
+
     fn run<T>(&self, call: impl Fn(&mut redis::Connection) -> RedisResult<T>) -> Result<T> {
         self.node
             .run(Instant::now() + self.timeout, self.timeout, call)

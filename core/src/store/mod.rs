@@ -9,6 +9,7 @@
 
 #[cfg(feature = "redis")]
 mod blocking;
+mod breaker;
 mod lazy;
 #[cfg(feature = "memory")]
 mod memory;
@@ -37,6 +38,7 @@ pub use self::redis::{ClusterStore, RedisStore};
 pub(crate) use self::sentinel::ask_sentinel;
 #[cfg(feature = "redis")]
 pub use self::sentinel::SentinelStore;
+pub use breaker::{Breaker, BreakerState, BreakerStats, BreakerStore};
 pub use lazy::{LazyStore, RETRY_AFTER};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
@@ -93,6 +95,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Entries dropped to respect a capacity bound (only the in-process store has one).
     fn evictions(&self) -> u64 {
         0
+    }
+    /// The circuit breakers in front of this store's nodes (none unless
+    /// `breaker_failures` > 0; see [`BreakerStore`]).
+    fn breakers(&self) -> BreakerStats {
+        BreakerStats::default()
     }
     /// `SET key value NX PX ttl`: writes only when `key` is absent; whether it wrote. The
     /// stampede lock's acquire (FORMAT.md §6); stores without Redis do not have it.
@@ -217,17 +224,25 @@ fn open_memory(_: &Config, _: Clock) -> Result<Arc<dyn Store>> {
 async fn open_async(target: Target, config: &Config, clock: Clock) -> Result<Arc<dyn Store>> {
     Ok(match target {
         Target::Memory => unreachable!("handled by open"),
-        Target::Redis(url) => Arc::new(RedisStore::connect(&url, config).await?),
-        Target::Cluster(seeds) => Arc::new(ClusterStore::connect(&seeds, config).await?),
+        Target::Redis(url) => {
+            let store = RedisStore::connect(&url, config).await?;
+            let node = store.node().to_owned();
+            guarded(Arc::new(store), node, config, &clock)
+        }
+        Target::Cluster(seeds) => {
+            let store = ClusterStore::connect(&seeds, config).await?;
+            guarded(Arc::new(store), config.redacted_url(), config, &clock)
+        }
         Target::Sentinel(target) => {
-            Arc::new(SentinelStore::connect(target, config, Io::Async).await?)
+            let store = SentinelStore::connect(target, config, Io::Async).await?;
+            guarded(Arc::new(store), config.redacted_url(), config, &clock)
         }
         Target::Shards(nodes) => {
             let (urls, ring_nodes): (Vec<String>, Vec<_>) = nodes.into_iter().unzip();
             let ring = crate::Ring::new(ring_nodes)?;
-            let config = node_config(config);
+            let node_config = node_config(config);
             let stores = futures_util::future::join_all(urls.into_iter().map(|url| {
-                let (config, clock) = (config.clone(), clock.clone());
+                let (config, clock) = (node_config.clone(), clock.clone());
                 async move {
                     let first = RedisStore::connect(&url, &config).await;
                     let name = crate::redact_url(&url);
@@ -242,7 +257,7 @@ async fn open_async(target: Target, config: &Config, clock: Clock) -> Result<Arc
                 }
             }))
             .await;
-            sharded(ring, stores)?
+            sharded(ring, stores, config, &clock)?
         }
     })
 }
@@ -256,9 +271,30 @@ fn node_config(config: &Config) -> Config {
     config
 }
 
-/// The sharded store over nodes that may be down; an error when none is up.
+/// `store` behind a circuit breaker named `node`, when `breaker_failures` turns it on.
+#[allow(dead_code)] // unused in builds without Redis
+fn guarded(store: Arc<dyn Store>, node: String, config: &Config, clock: &Clock) -> Arc<dyn Store> {
+    if config.breaker_failures == 0 {
+        return store;
+    }
+    let breaker = Breaker::new(
+        node,
+        config.breaker_failures,
+        config.breaker_cooldown,
+        clock.clone(),
+    );
+    Arc::new(BreakerStore::new(store, breaker))
+}
+
+/// The sharded store over nodes that may be down, each behind its own breaker; an error
+/// when none is up.
 #[cfg(feature = "redis")]
-fn sharded(ring: crate::Ring, nodes: Vec<LazyStore>) -> Result<Arc<dyn Store>> {
+fn sharded(
+    ring: crate::Ring,
+    nodes: Vec<LazyStore>,
+    config: &Config,
+    clock: &Clock,
+) -> Result<Arc<dyn Store>> {
     if let Some(down) = nodes.iter().find(|node| !node.is_up()) {
         if nodes.iter().all(|node| !node.is_up()) {
             return Err(crate::Error::new(
@@ -269,7 +305,8 @@ fn sharded(ring: crate::Ring, nodes: Vec<LazyStore>) -> Result<Arc<dyn Store>> {
     }
     let nodes = nodes
         .into_iter()
-        .map(|node| Arc::new(node) as Arc<dyn Store>)
+        .zip(ring.nodes())
+        .map(|(node, ring_node)| guarded(Arc::new(node), ring_node.name.clone(), config, clock))
         .collect();
     Ok(Arc::new(ShardedStore::new(ring, nodes)?))
 }
@@ -285,19 +322,25 @@ async fn open_async(_: Target, _: &Config, _: Clock) -> Result<Arc<dyn Store>> {
 async fn open_blocking(target: Target, config: &Config, clock: Clock) -> Result<Arc<dyn Store>> {
     Ok(match target {
         Target::Memory => unreachable!("handled by open"),
-        Target::Redis(url) => Arc::new(BlockingRedisStore::connect(&url, config)?),
-        Target::Cluster(seeds) => Arc::new(BlockingClusterStore::connect(&seeds, config)?),
-        Target::Sentinel(target) => Arc::new(crate::block_on(SentinelStore::connect(
-            target,
-            config,
-            Io::Blocking,
-        ))?),
+        Target::Redis(url) => {
+            let store = BlockingRedisStore::connect(&url, config)?;
+            let node = store.node().to_owned();
+            guarded(Arc::new(store), node, config, &clock)
+        }
+        Target::Cluster(seeds) => {
+            let store = BlockingClusterStore::connect(&seeds, config)?;
+            guarded(Arc::new(store), config.redacted_url(), config, &clock)
+        }
+        Target::Sentinel(target) => {
+            let store = crate::block_on(SentinelStore::connect(target, config, Io::Blocking))?;
+            guarded(Arc::new(store), config.redacted_url(), config, &clock)
+        }
         Target::Shards(nodes) => {
             let (urls, ring_nodes): (Vec<String>, Vec<_>) = nodes.into_iter().unzip();
             let ring = crate::Ring::new(ring_nodes)?;
             // Nodes open one after another on this thread, all within one connect_timeout.
             let deadline = std::time::Instant::now() + config.connect_timeout;
-            let config = node_config(config);
+            let node_config = node_config(config);
             let mut stores = Vec::with_capacity(urls.len());
             for url in urls {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -310,19 +353,19 @@ async fn open_blocking(target: Target, config: &Config, clock: Clock) -> Result<
                         ),
                     ))
                 } else {
-                    let mut first = config.clone();
+                    let mut first = node_config.clone();
                     first.connect_timeout = left.min(first.connect_timeout);
                     BlockingRedisStore::connect(&url, &first).map(arc)
                 };
                 let name = crate::redact_url(&url);
-                let config = config.clone();
+                let config = node_config.clone();
                 let reopen = move || {
                     let opened = BlockingRedisStore::connect(&url, &config).map(arc);
                     Box::pin(std::future::ready(opened)) as BoxFuture<'static, _>
                 };
                 stores.push(LazyStore::new(name, clock.clone(), first, Box::new(reopen)));
             }
-            sharded(ring, stores)?
+            sharded(ring, stores, config, &clock)?
         }
     })
 }

@@ -87,6 +87,11 @@ impl RedisStore {
         })
     }
 
+    /// The node's `host:port`.
+    pub fn node(&self) -> &str {
+        &self.name
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         self.query_within(cmd, self.timeout).await
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::{join_all, try_join_all};
 
-use super::{Entry, Store};
+use super::{BreakerStats, Entry, Store};
 use crate::error::{Error, Result};
 use crate::lock::Script;
 use crate::ring::Ring;
@@ -119,6 +119,14 @@ impl Store for ShardedStore {
 
     async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
         self.node(&entry.key).set_if_absent(entry).await
+    }
+
+    fn breakers(&self) -> BreakerStats {
+        let mut stats = BreakerStats::default();
+        for node in &self.nodes {
+            stats.merge(node.breakers());
+        }
+        stats
     }
 
     async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {
