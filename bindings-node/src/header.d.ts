@@ -68,6 +68,10 @@ export interface CacheOptions {
   hardTimeout?: number | null
   /** Early refresh (XFetch, docs/FORMAT.md §7): weight of the last load's duration; 0 (default) is off, 1 the classic XFetch. */
   earlyRefreshBeta?: number
+  /** Circuit breaker: after this many consecutive connection errors or timeouts on one node, its calls fail fast (`ECONNECTION`, no network) for `breakerCooldown`, then one call probes it. 0 (default) is off. */
+  breakerFailures?: number
+  /** Circuit breaker: seconds an open breaker fails calls fast before one call probes the node (default 1). */
+  breakerCooldown?: number
   /** Read-through: `get` and `getMany` load misses with it (single-flight per key). */
   loader?: (key: string) => CacheValue | Promise<CacheValue>
   /** Write-through: `set` and `setMany` call it first; if it fails the cache is not touched. */
@@ -119,6 +123,14 @@ export interface Metrics {
   loaderTimeouts: number
   /** Refreshes started early, before the value went stale (`earlyRefreshBeta`). */
   earlyRefreshes: number
+  /** Circuit breakers not closed now (open, or half-open with a probe in flight). */
+  breakerOpen: number
+  /** Times a breaker opened (after `breakerFailures` failures in a row, or again after a failed probe). */
+  breakerTrips: number
+  /** Calls failed fast by an open breaker, without touching the network (also in `storeErrors`). */
+  breakerRejected: number
+  /** Each node's breaker by `host:port` (the redacted URL for a cluster or Sentinel client); empty when off. */
+  breakerStates: Record<string, 'closed' | 'open' | 'half-open'>
   /** `[upper bound in µs (null: +Inf), count]` per bucket. */
   latencyUs: Array<[number | null, number]>
 }
