@@ -111,24 +111,22 @@ async function lockMisses (url, connection, summary) {
   console.log(`\nmiss latency, stampede lock on vs off (${MISSES.toLocaleString('en-US')} misses each, loader at once), ms`)
   header()
   const loader = () => VALUE
-  for (const io of ['auto', 'async']) {
-    const on = await Cache.connect(url, { namespace: `bench-lock-on-${io}`, stampedeLock: true, io })
-    const off = await Cache.connect(url, { namespace: `bench-lock-off-${io}`, io })
-    const withLock = []
-    const without = []
-    for (let i = 0; i < MISSES; i++) {
-      withLock.push((await timed(() => on.getOrLoad(`on:${i}`, loader, { ttl: 60 })))[0])
-      without.push((await timed(() => off.getOrLoad(`off:${i}`, loader, { ttl: 60 })))[0])
-    }
-    if (on.metrics().locksAcquired < MISSES) throw new Error(`the lock was not taken: ${JSON.stringify(on.metrics())}`)
-    row(`polycache getOrLoad (io: ${io}), lock on`, withLock)
-    row(`polycache getOrLoad (io: ${io}), lock off`, without)
-    const added = [p(withLock, 50) - p(without, 50), p(withLock, 99) - p(without, 99)]
-    console.log(`  ${'  added by the lock'.padEnd(62)} ${added.map((x) => x.toFixed(3).padStart(8)).join(' ')}`)
-    summary.push([`polycache (io: ${io}) added p50 / p99 by the lock, ms`, added])
-    on.close()
-    off.close()
+  const on = await Cache.connect(url, { namespace: 'bench-lock-on', stampedeLock: true })
+  const off = await Cache.connect(url, { namespace: 'bench-lock-off' })
+  const withLock = []
+  const without = []
+  for (let i = 0; i < MISSES; i++) {
+    withLock.push((await timed(() => on.getOrLoad(`on:${i}`, loader, { ttl: 60 })))[0])
+    without.push((await timed(() => off.getOrLoad(`off:${i}`, loader, { ttl: 60 })))[0])
   }
+  if (on.metrics().locksAcquired < MISSES) throw new Error(`the lock was not taken: ${JSON.stringify(on.metrics())}`)
+  row('polycache getOrLoad, lock on', withLock)
+  row('polycache getOrLoad, lock off', without)
+  const added = [p(withLock, 50) - p(without, 50), p(withLock, 99) - p(without, 99)]
+  console.log(`  ${'  added by the lock'.padEnd(62)} ${added.map((x) => x.toFixed(3).padStart(8)).join(' ')}`)
+  summary.push(['polycache added p50 / p99 by the lock, ms', added])
+  on.close()
+  off.close()
   const bento = new BentoCache({
     default: 'redis',
     stores: { redis: bentostore().useL2Layer(redisDriver({ connection })) },
@@ -139,7 +137,7 @@ async function lockMisses (url, connection, summary) {
   await bento.disconnectAll()
 }
 
-export async function run (url) {
+async function run (url) {
   const { hostname, port } = new URL(url)
   const connection = { host: hostname, port: Number(port) }
   const summary = []
