@@ -14,6 +14,8 @@ Run by `make bench-python`, or on its own:
    documented way to serve the stale value while one thread regenerates (its redis
    backend with `distributed_lock`, so a stale read tries the Redis lock: one round trip
    more, by design). Apples to apples: both answer from Redis, both refresh on a thread.
+   Then `AsyncCache`, which refreshes inline in the read that claims the refresh: 8 tasks
+   read each stale key; the reads that waited out a load are counted.
 2. The stampede lock's added latency on a miss: `get_or_load` of a new key each call (a
    loader returning at once), `stampede_lock` on vs off, p50 / p99. Peer: dogpile.cache
    `get_or_create` with `distributed_lock` on (a redis-py `Lock`) vs off (a thread lock).
@@ -40,6 +42,7 @@ import polycache
 LOAD_SECONDS = 0.05
 FRESH_FOR = 0.02  # the stale key's freshness; it is read once past it
 EPISODES = 20
+READERS = 8  # concurrent tasks reading one stale key (AsyncCache)
 MISSES = 2000  # per contender
 OLD, NEW = "old", "new"
 
@@ -160,6 +163,40 @@ def refresh_reads(url: str) -> None:
     writer.close()
 
 
+async def refresh_reads_async(url: str) -> None:
+    """AsyncCache has no background to hand the loader to: the one read that claims the
+    refresh runs it inline (README, Freshness), while READERS concurrent tasks read on."""
+    ns = "bench-swr-async"
+    writer = polycache.Cache(url, namespace=ns, fresh_for=FRESH_FOR)
+    reader = await polycache.AsyncCache.connect(url, namespace=ns, fresh_for=3600)
+
+    async def slow() -> str:
+        await asyncio.sleep(LOAD_SECONDS)
+        return NEW
+
+    during: list[float] = []
+    for i in range(EPISODES):
+        key = f"swr-async:{i}"
+        writer.set(key, OLD, ttl=600)
+        await asyncio.sleep(FRESH_FOR * 1.25)
+
+        async def read_until_new(k: str = key) -> None:
+            while True:
+                started = time.perf_counter()
+                got = await reader.get_or_load(k, slow, 600)
+                during.append((time.perf_counter() - started) * 1000)
+                if got == NEW:
+                    return
+
+        await asyncio.gather(*(read_until_new() for _ in range(READERS)))
+    slow_reads = sum(ms >= LOAD_SECONDS * 1000 * 0.8 for ms in during)
+    label = f"polycache AsyncCache.get_or_load, {READERS} tasks, stale key"
+    print(f"  {label:<62} {stats(during)}")
+    print(f"  reads that ran the refresh inline (>= 40 ms): {slow_reads} of {len(during):,}")
+    reader.close()
+    writer.close()
+
+
 def miss_pair(
     name: str, on: Callable[[str], Any], off: Callable[[str], Any], round_: str
 ) -> tuple[float, float]:
@@ -250,6 +287,7 @@ async def lock_misses_async(url: str) -> tuple[float, float]:
 
 def run(url: str) -> None:
     refresh_reads(url)
+    asyncio.run(refresh_reads_async(url))
     lock_misses(url)
     print("\nsummary (freshness and the stampede lock)")
     for what, value in summary:
