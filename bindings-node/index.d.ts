@@ -135,6 +135,41 @@ export interface Metrics {
   latencyUs: Array<[number | null, number]>
 }
 
+/** Per-call options of `getOrLoad`, `getEntry` and `wrap`: each left out (or `null`) takes the cache's option of the same name; `0` turns it off for the call. A bad value rejects with `ECONFIG`. */
+export interface LoadOptions {
+  /** Seconds the value written lives (the Redis TTL); `0`: no expiry. */
+  ttl?: number | null
+  /** Seconds the value written is fresh; after that, until its `ttl`, it is stale (answered at once while one refresh runs). `0`: fresh until it expires. */
+  freshFor?: number | null
+  /** Fail-safe: seconds past its freshness the last good value may be served when loading fails; `0`: off for this call. */
+  maxStale?: number | null
+  /** Fail-safe: seconds the last good value is served after a failed load before the loader is tried again. */
+  failSafeBackoff?: number | null
+  /** Seconds a slow load may run before a fail-safe value answers (the load goes on and stores its value); `0`: wait. */
+  softTimeout?: number | null
+  /** Seconds a load may run at all: then the fail-safe value, else `ETIMEOUT`; `0`: no limit. */
+  hardTimeout?: number | null
+  /** Early refresh (XFetch) weight; `0`: off for this call. */
+  earlyRefreshBeta?: number | null
+}
+
+/** Options of `wrap`: the per-call options of every call, and the key template. */
+export interface WrapOptions extends LoadOptions {
+  /** Key template such as `"user:{0}"` (docs/FORMAT.md §5); without one the key is the function's name and a hash of its arguments. */
+  key?: string
+}
+
+/** What `getEntry` resolves to: the value and how current it is. */
+export interface Entry<T = CacheValue> {
+  value: T
+  /** Past its freshness: `freshness` is `'stale'` or `'fail-safe'`. */
+  stale: boolean
+  /** `'fresh'`; `'stale'` (past `freshFor`, a refresh started); `'fail-safe'` (the last good value, served because loading failed or Redis was unreachable). */
+  freshness: 'fresh' | 'stale' | 'fail-safe'
+  /** Seconds since the value was written; `null` when unknown (a near-tier hit). */
+  age: number | null
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -179,15 +214,22 @@ export declare class Cache {
   /**
    * Cache-aside: the cached value of `key`, or what `loader()` returns (or resolves
    * to), stored for `ttl` seconds. Concurrent calls for one key share one loader call.
-   * A loader's rejection reaches the caller unchanged. With `nearCache`, hits of one
-   * entry resolve to the same object: do not mutate it.
+   * A loader's rejection reaches the caller unchanged. `options` override the cache's
+   * freshness options for this call. With `nearCache`, hits of one entry resolve to the
+   * same object: do not mutate it.
    */
-  getOrLoad<T extends CacheValue = CacheValue>(key: string, loader: () => T | Promise<T>, options?: SetOptions): Promise<T>
+  getOrLoad<T extends CacheValue = CacheValue>(key: string, loader: () => T | Promise<T>, options?: LoadOptions): Promise<T>
+  /**
+   * `getOrLoad` resolving to an `Entry`: the value, whether it is fresh, stale or a
+   * fail-safe answer, and its age in seconds.
+   */
+  getEntry<T extends CacheValue = CacheValue>(key: string, loader: () => T | Promise<T>, options?: LoadOptions): Promise<Entry<T>>
   /**
    * Memoizes `fn`: the returned function answers from the cache and calls `fn` on a
    * miss. Keys follow docs/FORMAT.md §5, so a Python function decorated with the same
-   * `key` template shares the entries. With `nearCache`, hits of one entry resolve to
-   * the same object: do not mutate it.
+   * `key` template shares the entries; the other options are `getOrLoad`'s, for every
+   * call. With `nearCache`, hits of one entry resolve to the same object: do not mutate
+   * it.
    */
   wrap<A extends unknown[], R extends CacheValue>(fn: (...args: A) => R | Promise<R>, options?: WrapOptions): (...args: A) => Promise<R>
   /**
@@ -290,7 +332,7 @@ export interface RingNode {
   weight?: number
 }
 
-/** Per-call options of `set`, `setMany` and `getOrLoad`. */
+/** Per-call options of `set` and `setMany`. */
 export interface SetOptions {
   /** Time to live in seconds; the cache's `ttl` option when left out. */
   ttl?: number
@@ -305,14 +347,3 @@ export declare function shouldRefreshEarly(now: number, freshUntil: number, delt
 
 /** The Redis Cluster slot of a Redis key. */
 export declare function slot(redisKey: string): number
-
-/** Options of `wrap`. */
-export interface WrapOptions {
-  /** Time to live in seconds; the cache's `ttl` option when left out. */
-  ttl?: number
-  /**
-   * Key template such as `"user:{0}"` (docs/FORMAT.md §5); without one the key is the
-   * function's name and a hash of its arguments.
-   */
-  key?: string
-}

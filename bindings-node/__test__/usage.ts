@@ -1,5 +1,5 @@
 // Type-checked by `make lint` (tsc --noEmit): the README's usage written against index.d.ts.
-import { Cache, type CacheOptions, type CacheValue, type ErrorCode, type Metrics, callKey } from 'polycache'
+import { Cache, type CacheOptions, type CacheValue, type Entry, type ErrorCode, type LoadOptions, type Metrics, callKey } from 'polycache'
 
 interface User {
   [key: string]: CacheValue
@@ -13,6 +13,10 @@ async function main(): Promise<void> {
   const local = new Cache({ loader: async (key: string) => `row for ${key}` })
 
   const user: User = await cache.getOrLoad<User>('user:42', async () => ({ id: 42, name: 'Ada' }), { ttl: 30 })
+  const fresh: LoadOptions = { ttl: 3600, freshFor: 60, maxStale: 600, hardTimeout: 2 }
+  const entry: Entry<User> = await cache.getEntry<User>('user:42', async () => ({ id: 42, name: 'Ada' }), fresh)
+  const state: 'fresh' | 'stale' | 'fail-safe' = entry.freshness
+  const age: number | null = entry.stale ? entry.age : null
   const again: User | undefined = await cache.get<User>('user:42')
   await cache.set('greeting', 'hello')
   await cache.setMany({ a: 1, b: 2 }, { ttl: 10 })
@@ -21,7 +25,7 @@ async function main(): Promise<void> {
   const existed: boolean = await cache.delete('greeting')
   const ttl: number | null = await cache.ttl('a')
 
-  const getUser = cache.wrap(async (id: number): Promise<User> => ({ id, name: 'Ada' }), { key: 'user:{0}', ttl: 60 })
+  const getUser = cache.wrap(async (id: number): Promise<User> => ({ id, name: 'Ada' }), { key: 'user:{0}', ttl: 60, freshFor: 10 })
   const wrapped: User = await getUser(42)
 
   const metrics: Metrics = cache.metrics()
@@ -32,7 +36,7 @@ async function main(): Promise<void> {
     const code = (err as { code?: ErrorCode }).code
     if (code === 'EKEY') console.log('empty keys are refused')
   }
-  console.log(user, again, values, existed, ttl, wrapped, metrics.hits, key)
+  console.log(user, entry.value, state, age, again, values, existed, ttl, wrapped, metrics.hits, key)
   cache.close()
 }
 

@@ -164,3 +164,51 @@ pub fn ttl_of(env: &Env, options: &Object<'_>) -> Result<Option<Duration>> {
         )),
     }
 }
+
+/// The per-call options `getOrLoad`, `getEntry` and `wrap` read (see `LoadOptions` in
+/// index.d.ts): numbers, `undefined` and `null` (the cache's), else `ECONFIG`; core checks
+/// the values (`LoadOptions::from_overrides`), as it checks the cache's options.
+const LOAD_OPTIONS: [&str; 7] = [
+    "ttl",
+    "freshFor",
+    "maxStale",
+    "failSafeBackoff",
+    "softTimeout",
+    "hardTimeout",
+    "earlyRefreshBeta",
+];
+
+/// The per-call options of an options argument (`undefined` and `null`: none).
+pub fn load_options(env: &Env, options: Option<Unknown<'_>>) -> Result<polycache::LoadOptions> {
+    match self::options(env, options)? {
+        Some(options) => load_options_of(env, &options),
+        None => Ok(polycache::LoadOptions::default()),
+    }
+}
+
+/// The per-call options of an options object.
+pub fn load_options_of(env: &Env, options: &Object<'_>) -> Result<polycache::LoadOptions> {
+    let mut given = serde_json::Map::new();
+    for name in LOAD_OPTIONS {
+        let value: Unknown<'_> = options.get_named_property(name)?;
+        match value.get_type()? {
+            ValueType::Undefined | ValueType::Null => {}
+            ValueType::Number => {
+                // SAFETY: a number, checked.
+                let number = unsafe { f64::from_napi_value(env.raw(), value.raw()) }?;
+                // JSON has no NaN or infinities: core sees them as text, and refuses them.
+                let json = serde_json::Number::from_f64(number)
+                    .map_or_else(|| number.to_string().into(), serde_json::Value::Number);
+                given.insert(name.to_owned(), json);
+            }
+            ty => {
+                return Err(errors::kind_type_error(
+                    env,
+                    ErrorKind::Config,
+                    format!("the {name} option must be a number, not {}", type_name(ty)),
+                ))
+            }
+        }
+    }
+    errors::check(env, polycache::LoadOptions::from_overrides(&given))
+}

@@ -45,6 +45,7 @@ fn to_js(env: &Env, done: &Done) -> Result<sys::napi_value> {
             env,
             &ttl.map_or(Value::Nil, |ttl| Value::Float(ttl.as_secs_f64())),
         ),
+        Done::Entry(loaded) => crate::fresh::entry_to_js(env, loaded),
     }
 }
 
@@ -179,13 +180,13 @@ impl Shared {
     /// A promise already resolved with the near tier's value of `key`, made here on the JS
     /// thread; `None` when the cache is not connected yet, the tier cannot serve the key,
     /// or calls of this tick are still queued (a `set` queued before this read must win).
-    /// `loads`: the call would load on a miss (`getOrLoad`, `wrap`), so the load rules
-    /// apply (see `polycache::Cache::get_near_for_load`).
+    /// `loads`: the options of a call that would load on a miss (`getOrLoad`, `wrap`), so
+    /// the load rules apply (see `polycache::Cache::get_near_for_load_with`).
     pub fn near_hit<'env>(
         &self,
         env: &'env Env,
         key: &str,
-        loads: bool,
+        loads: Option<&polycache::LoadOptions>,
     ) -> Result<Option<Unknown<'env>>> {
         let Some(batcher) = self.batcher.get() else {
             return Ok(None);
@@ -195,8 +196,8 @@ impl Shared {
         }
         let cache = batcher.cache();
         let found = match loads {
-            true => cache.get_near_for_load(key),
-            false => cache.get_near(key),
+            Some(options) => cache.get_near_for_load_with(key, options),
+            None => cache.get_near(key),
         };
         match found {
             Ok(Some(entry)) => {
@@ -224,7 +225,7 @@ impl Shared {
     /// this very call, the JS async context can.
     fn reentrant<'op>(&self, env: &Env, op: &'op Op) -> Result<Option<&'op str>> {
         let keys: &[String] = match op {
-            Op::GetOrLoad { key, .. } => std::slice::from_ref(key),
+            Op::GetOrLoad { key, .. } | Op::GetEntry { key, .. } => std::slice::from_ref(key),
             Op::Get(key) if self.loader.is_some() => std::slice::from_ref(key),
             Op::GetMany(keys) if self.loader.is_some() => keys,
             _ => &[],

@@ -19,26 +19,15 @@ use crate::settle::{self, Kept};
 use crate::value::{self, RawValue};
 
 // Declared for index.d.ts only: the methods read options by hand (args.rs) so that a wrong
-// type rejects with `ECONFIG` instead of throwing napi's `InvalidArg`.
-/// Per-call options of `set`, `setMany` and `getOrLoad`.
+// type rejects with `ECONFIG` instead of throwing napi's `InvalidArg`. `LoadOptions`
+// (getOrLoad, getEntry) and `WrapOptions` are written in src/header.d.ts.
+/// Per-call options of `set` and `setMany`.
 #[allow(dead_code)]
 #[napi(object)]
 #[derive(Debug, Default)]
 pub struct SetOptions {
     /// Time to live in seconds; the cache's `ttl` option when left out.
     pub ttl: Option<f64>,
-}
-
-/// Options of `wrap`.
-#[allow(dead_code)]
-#[napi(object)]
-#[derive(Debug, Default)]
-pub struct WrapOptions {
-    /// Time to live in seconds; the cache's `ttl` option when left out.
-    pub ttl: Option<f64>,
-    /// Key template such as `"user:{0}"` (docs/FORMAT.md §5); without one the key is the
-    /// function's name and a hash of its arguments.
-    pub key: Option<String>,
 }
 
 fn config_error(env: &Env, message: String) -> napi::Error {
@@ -126,7 +115,7 @@ impl Cache {
     pub fn get<'env>(&self, env: &'env Env, key: Unknown<'_>) -> Result<Unknown<'env>> {
         let key = args::key(env, &key);
         if let Ok(key) = &key {
-            if let Some(hit) = self.shared.near_hit(env, key, false)? {
+            if let Some(hit) = self.shared.near_hit(env, key, None)? {
                 return Ok(hit);
             }
         }
@@ -219,11 +208,12 @@ impl Cache {
 
     /// Cache-aside: the cached value of `key`, or what `loader()` returns (or resolves
     /// to), stored for `ttl` seconds. Concurrent calls for one key share one loader call.
-    /// A loader's rejection reaches the caller unchanged. With `nearCache`, hits of one
-    /// entry resolve to the same object: do not mutate it.
+    /// A loader's rejection reaches the caller unchanged. `options` override the cache's
+    /// freshness options for this call. With `nearCache`, hits of one entry resolve to the
+    /// same object: do not mutate it.
     #[napi(
         ts_generic_types = "T extends CacheValue = CacheValue",
-        ts_args_type = "key: string, loader: () => T | Promise<T>, options?: SetOptions",
+        ts_args_type = "key: string, loader: () => T | Promise<T>, options?: LoadOptions",
         ts_return_type = "Promise<T>"
     )]
     pub fn get_or_load<'env>(
@@ -236,12 +226,16 @@ impl Cache {
         let op = (|| {
             let key = args::key(env, &key)?;
             let loader = args::function(env, loader, "the loader")?;
-            let ttl = args::ttl(env, options)?;
-            if let Some(hit) = self.shared.near_hit(env, &key, true)? {
+            let options = args::load_options(env, options)?;
+            if let Some(hit) = self.shared.near_hit(env, &key, Some(&options))? {
                 return Ok(Err(hit));
             }
             let loader = self.shared.thunk_loader(patterns::keep(&loader)?);
-            Ok(Ok(Op::GetOrLoad { key, loader, ttl }))
+            Ok(Ok(Op::GetOrLoad {
+                key,
+                loader,
+                options,
+            }))
         })();
         match op {
             Ok(Err(hit)) => Ok(hit),
@@ -250,10 +244,39 @@ impl Cache {
         }
     }
 
+    /// `getOrLoad` resolving to an `Entry`: the value, whether it is fresh, stale or a
+    /// fail-safe answer, and its age in seconds.
+    #[napi(
+        ts_generic_types = "T extends CacheValue = CacheValue",
+        ts_args_type = "key: string, loader: () => T | Promise<T>, options?: LoadOptions",
+        ts_return_type = "Promise<Entry<T>>"
+    )]
+    pub fn get_entry<'env>(
+        &self,
+        env: &'env Env,
+        key: Unknown<'_>,
+        loader: Unknown<'_>,
+        options: Option<Unknown<'_>>,
+    ) -> Result<Unknown<'env>> {
+        let op = (|| {
+            let key = args::key(env, &key)?;
+            let loader = args::function(env, loader, "the loader")?;
+            let options = args::load_options(env, options)?;
+            let loader = self.shared.thunk_loader(patterns::keep(&loader)?);
+            Ok(Op::GetEntry {
+                key,
+                loader,
+                options,
+            })
+        })();
+        submit(&self.shared, env, op)
+    }
+
     /// Memoizes `fn`: the returned function answers from the cache and calls `fn` on a
     /// miss. Keys follow docs/FORMAT.md §5, so a Python function decorated with the same
-    /// `key` template shares the entries. With `nearCache`, hits of one entry resolve to
-    /// the same object: do not mutate it.
+    /// `key` template shares the entries; the other options are `getOrLoad`'s, for every
+    /// call. With `nearCache`, hits of one entry resolve to the same object: do not mutate
+    /// it.
     #[napi(
         ts_generic_types = "A extends unknown[], R extends CacheValue",
         ts_args_type = "fn: (...args: A) => R | Promise<R>, options?: WrapOptions",
@@ -267,9 +290,9 @@ impl Cache {
     ) -> Result<napi::bindgen_prelude::Function<'env, (), RawValue>> {
         let function = args::function(env, function, "the function to wrap")?;
         let options = args::options(env, options)?;
-        let ttl = match &options {
-            Some(options) => args::ttl_of(env, options)?,
-            None => None,
+        let load_options = match &options {
+            Some(options) => args::load_options_of(env, options)?,
+            None => polycache::LoadOptions::default(),
         };
         let template = match args::string_option(env, options.as_ref(), "key")? {
             Some(template) => Some(errors::check(env, KeyTemplate::parse(&template))?),
@@ -302,11 +325,15 @@ impl Cache {
                         }
                         None => polycache::call_key(&name, &values),
                     };
-                    if let Some(hit) = shared.near_hit(env, &key, true)? {
+                    if let Some(hit) = shared.near_hit(env, &key, Some(&load_options))? {
                         return Ok(Err(hit));
                     }
                     let loader = shared.thunk_loader(patterns::bind(env, &target, &raw)?);
-                    Ok(Ok(Op::GetOrLoad { key, loader, ttl }))
+                    Ok(Ok(Op::GetOrLoad {
+                        key,
+                        loader,
+                        options: load_options.clone(),
+                    }))
                 })();
                 let promise = match op {
                     Ok(Err(hit)) => hit,

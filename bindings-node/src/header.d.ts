@@ -134,3 +134,38 @@ export interface Metrics {
   /** `[upper bound in µs (null: +Inf), count]` per bucket. */
   latencyUs: Array<[number | null, number]>
 }
+
+/** Per-call options of `getOrLoad`, `getEntry` and `wrap`: each left out (or `null`) takes the cache's option of the same name; `0` turns it off for the call. A bad value rejects with `ECONFIG`. */
+export interface LoadOptions {
+  /** Seconds the value written lives (the Redis TTL); `0`: no expiry. */
+  ttl?: number | null
+  /** Seconds the value written is fresh; after that, until its `ttl`, it is stale (answered at once while one refresh runs). `0`: fresh until it expires. */
+  freshFor?: number | null
+  /** Fail-safe: seconds past its freshness the last good value may be served when loading fails; `0`: off for this call. */
+  maxStale?: number | null
+  /** Fail-safe: seconds the last good value is served after a failed load before the loader is tried again. */
+  failSafeBackoff?: number | null
+  /** Seconds a slow load may run before a fail-safe value answers (the load goes on and stores its value); `0`: wait. */
+  softTimeout?: number | null
+  /** Seconds a load may run at all: then the fail-safe value, else `ETIMEOUT`; `0`: no limit. */
+  hardTimeout?: number | null
+  /** Early refresh (XFetch) weight; `0`: off for this call. */
+  earlyRefreshBeta?: number | null
+}
+
+/** Options of `wrap`: the per-call options of every call, and the key template. */
+export interface WrapOptions extends LoadOptions {
+  /** Key template such as `"user:{0}"` (docs/FORMAT.md §5); without one the key is the function's name and a hash of its arguments. */
+  key?: string
+}
+
+/** What `getEntry` resolves to: the value and how current it is. */
+export interface Entry<T = CacheValue> {
+  value: T
+  /** Past its freshness: `freshness` is `'stale'` or `'fail-safe'`. */
+  stale: boolean
+  /** `'fresh'`; `'stale'` (past `freshFor`, a refresh started); `'fail-safe'` (the last good value, served because loading failed or Redis was unreachable). */
+  freshness: 'fresh' | 'stale' | 'fail-safe'
+  /** Seconds since the value was written; `null` when unknown (a near-tier hit). */
+  age: number | null
+}

@@ -1,7 +1,7 @@
 //! Node binding of polycache (package `polycache`): a thin napi-rs layer over the `polycache`
 //! crate. Files mirror core: `cache.rs` (the `Cache` class), `args.rs` (checked arguments),
 //! `config.rs` (options -> `Config`), `value.rs` (JS values <-> `Value`), `patterns.rs` (JS loaders and writers),
-//! `batch.rs` (the call path: a tick's calls handed to core's batcher), `settle.rs` (settling
+//! `fresh.rs` (the `getEntry` answer), `batch.rs` (the call path: a tick's calls handed to core's batcher), `settle.rs` (settling
 //! promises from other threads; both described in docs/node.md), `contract.rs` (the FORMAT.md functions) and `errors.rs`
 //! (the one place errors become JS errors with `err.code`).
 
@@ -15,6 +15,7 @@ mod cache;
 mod config;
 mod contract;
 mod errors;
+mod fresh;
 mod patterns;
 mod settle;
 mod value;

@@ -165,6 +165,14 @@ where
     Ok(future)
 }
 
+/// Runs `work` as a call served on `event_loop`: a loader inside it that returns a
+/// coroutine has it run there. For work that may outlive the call that started it (a
+/// background refresh, a load finishing after `soft_timeout`), which `spawn`'s scope does
+/// not reach.
+pub async fn on_loop<F: Future>(event_loop: Py<PyAny>, work: F) -> F::Output {
+    EVENT_LOOP.scope(event_loop, work).await
+}
+
 /// The done-callback of a coroutine scheduled on the event loop from a tokio task.
 #[pyclass(module = "polycache._native", frozen)]
 struct Done {

@@ -14,6 +14,7 @@ use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 
 use crate::asyncio::{self, spawn};
 use crate::errors::{self, loader_error, writer_error};
+use crate::fresh::{load_options, Entry};
 use crate::runtime;
 use crate::value::{json_to_py, option_to_json, to_py, to_value};
 
@@ -30,22 +31,9 @@ fn config(url: Option<&str>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Co
     Config::with_overrides(&url, &overrides).map_err(errors::to_py)
 }
 
-/// A per-call duration option in seconds (`None`: the cache's; 0: off for this call).
-fn seconds_of(name: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
-    secs.map(|secs| {
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            errors::new_err(
-                ErrorKind::Config,
-                format!("{name} must be a number of seconds at least 0, not {secs}"),
-            )
-        })
-    })
-    .transpose()
-}
-
 /// A TTL argument in seconds (`None`: the cache's), checked by core: a number that is not
 /// finite, negative or above core's maximum, or not a number at all, is a `ConfigError`.
-fn ttl_of(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
+pub(crate) fn ttl_of(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
     let Some(ttl) = ttl.filter(|t| !t.is_none()) else {
         return Ok(None);
     };
@@ -227,33 +215,20 @@ impl Cache {
 
     /// The loader is owned by the call, so a stale value's refresh runs on a thread of its
     /// own (stale-while-revalidate) while this call answers with the stale value.
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (
-        key, loader, ttl = None, *, fresh_for = None, max_stale = None, soft_timeout = None,
-        hard_timeout = None
-    ))]
+    /// `options`: the per-call options (`fresh_for`, `max_stale`, …; see `load_options`).
+    #[pyo3(signature = (key, loader, ttl = None, **options))]
     fn get_or_load(
         &self,
         py: Python<'_>,
         key: &str,
         loader: Py<PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
-        fresh_for: Option<f64>,
-        max_stale: Option<f64>,
-        soft_timeout: Option<f64>,
-        hard_timeout: Option<f64>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        if let Some(hit) = near_hit(py, self.inner.get_near_for_load(key))? {
+        let options = load_options(ttl, options)?;
+        if let Some(hit) = near_hit(py, self.inner.get_near_for_load_with(key, &options))? {
             return Ok(hit);
         }
-        let options = polycache::LoadOptions {
-            ttl: ttl_of(ttl)?,
-            fresh_for: seconds_of("fresh_for", fresh_for)?,
-            max_stale: seconds_of("max_stale", max_stale)?,
-            soft_timeout: seconds_of("soft_timeout", soft_timeout)?,
-            hard_timeout: seconds_of("hard_timeout", hard_timeout)?,
-            ..Default::default()
-        };
         let load = move || async move { call_sync(&loader, None).map_err(loader_error) };
         let value = py
             .detach(|| block_on(self.inner.get_or_load_with(key, load, &options)))
@@ -261,16 +236,37 @@ impl Cache {
         to_py(py, &value)
     }
 
-    /// `@cache.cached(ttl=60, key="user:{0}")`: memoizes a function in this cache (the
-    /// decorator lives in `polycache.cached`; see its docs for the key template).
-    #[pyo3(signature = (*, ttl = None, key = None))]
+    /// `get_or_load` answered with an `Entry`: the value, whether it is fresh, stale or a
+    /// fail-safe answer, and its age.
+    #[pyo3(signature = (key, loader, ttl = None, **options))]
+    fn get_entry(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        loader: Py<PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Entry> {
+        let options = load_options(ttl, options)?;
+        let load = move || async move { call_sync(&loader, None).map_err(loader_error) };
+        let loaded = py
+            .detach(|| block_on(self.inner.get_entry(key, load, &options)))
+            .map_err(errors::to_py)?;
+        Entry::new(py, &loaded)
+    }
+
+    /// `@cache.cached(ttl=60, key="user:{0}", fresh_for=10)`: memoizes a function in this
+    /// cache (the decorator lives in `polycache.cached`; see its docs for the key template);
+    /// `options` are `get_or_load`'s per-call options.
+    #[pyo3(signature = (*, ttl = None, key = None, **options))]
     fn cached(
         slf: Py<Self>,
         py: Python<'_>,
         ttl: Option<&Bound<'_, PyAny>>,
         key: Option<String>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        decorator(py, slf.into_any(), ttl, key)
+        decorator(py, slf.into_any(), ttl, key, options)
     }
 
     fn metrics(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -313,9 +309,13 @@ fn decorator(
     cache: Py<PyAny>,
     ttl: Option<&Bound<'_, PyAny>>,
     key: Option<String>,
+    options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Py<PyAny>> {
-    ttl_of(ttl)?; // a bad TTL fails here, not at the first call
-    let kwargs = PyDict::new(py);
+    load_options(ttl, options)?; // a bad option fails here, not at the first call
+    let kwargs = match options {
+        Some(options) => options.copy()?,
+        None => PyDict::new(py),
+    };
     kwargs.set_item("ttl", ttl)?;
     kwargs.set_item("key", key)?;
     let cached = py.import("polycache")?.getattr("cached")?;
@@ -533,41 +533,64 @@ impl AsyncCache {
         )
     }
 
-    #[pyo3(signature = (key, loader, ttl = None))]
+    /// The loader is owned by the call and bound to this event loop, so a stale value's
+    /// refresh runs in the background (a task on the runtime that calls the loader on this
+    /// loop) while this call answers with the stale value.
+    #[pyo3(signature = (key, loader, ttl = None, **options))]
     fn get_or_load<'py>(
         slf: &Bound<'py, Self>,
         key: String,
         loader: Py<PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        if let Some(hit) = near_hit(py, slf.get().inner.get_near_for_load(&key))? {
+        let options = load_options(ttl, options)?;
+        let cache = &slf.get().inner;
+        if let Some(hit) = near_hit(py, cache.get_near_for_load_with(&key, &options))? {
             return resolved(py, hit);
         }
-        let (cache, ttl) = (slf.get().inner.clone(), ttl_of(ttl)?);
-        let context =
-            asyncio::loading_context(py, slf.as_ptr() as usize, &key)?.map_err(errors::to_py)?;
+        let load = async_load(slf, &key, loader)?;
+        let cache = cache.clone();
         spawn(
             py,
-            async move {
-                cache
-                    .get_or_load(&key, || load_async(loader, Vec::new(), Some(context)), ttl)
-                    .await
-            },
+            async move { cache.get_or_load_with(&key, load, &options).await },
             |py, value| to_py(py, &value),
         )
     }
 
-    /// `@cache.cached(ttl=60, key="user:{0}")`: memoizes a function in this cache (the
-    /// decorator lives in `polycache.cached`; see its docs for the key template).
-    #[pyo3(signature = (*, ttl = None, key = None))]
+    /// `get_or_load` answered with an `Entry` (see `Cache.get_entry`).
+    #[pyo3(signature = (key, loader, ttl = None, **options))]
+    fn get_entry<'py>(
+        slf: &Bound<'py, Self>,
+        key: String,
+        loader: Py<PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let options = load_options(ttl, options)?;
+        let load = async_load(slf, &key, loader)?;
+        let cache = slf.get().inner.clone();
+        spawn(
+            py,
+            async move { cache.get_entry(&key, load, &options).await },
+            |py, loaded| Ok(Py::new(py, Entry::new(py, &loaded)?)?.into_any()),
+        )
+    }
+
+    /// `@cache.cached(ttl=60, key="user:{0}", fresh_for=10)`: memoizes a function in this
+    /// cache (the decorator lives in `polycache.cached`; see its docs for the key template);
+    /// `options` are `get_or_load`'s per-call options.
+    #[pyo3(signature = (*, ttl = None, key = None, **options))]
     fn cached(
         slf: Py<Self>,
         py: Python<'_>,
         ttl: Option<&Bound<'_, PyAny>>,
         key: Option<String>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        decorator(py, slf.into_any(), ttl, key)
+        decorator(py, slf.into_any(), ttl, key, options)
     }
 
     fn metrics(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -610,6 +633,29 @@ impl AsyncCache {
             self.inner.config().namespace
         )
     }
+}
+
+/// An `AsyncCache` call's loader, owned and bound to the running event loop (so it may
+/// run in a background refresh after the call answered) and to a context that marks the
+/// key as loading (so a loader asking for its own key fails instead of waiting forever).
+fn async_load(
+    slf: &Bound<'_, AsyncCache>,
+    key: &str,
+    loader: Py<PyAny>,
+) -> PyResult<impl FnOnce() -> BoxFuture<'static, polycache::Result<Value>> + Send + 'static> {
+    let py = slf.py();
+    let context =
+        asyncio::loading_context(py, slf.as_ptr() as usize, key)?.map_err(errors::to_py)?;
+    let event_loop = py
+        .import("asyncio")?
+        .call_method0("get_running_loop")?
+        .unbind();
+    Ok(move || -> BoxFuture<'static, polycache::Result<Value>> {
+        Box::pin(asyncio::on_loop(
+            event_loop,
+            load_async(loader, Vec::new(), Some(context)),
+        ))
+    })
 }
 
 fn async_builder(

@@ -6,6 +6,7 @@ mod asyncio;
 mod cache;
 mod contract;
 mod errors;
+mod fresh;
 mod runtime;
 mod value;
 
@@ -29,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     cache::register(m)?;
     contract::register(m)?;
+    fresh::register(m)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -277,7 +277,21 @@ impl Cache {
     /// # Errors
     /// As [`Cache::get_near`].
     pub fn get_near_for_load(&self, key: &str) -> Result<Option<Arc<NearValue>>> {
-        if self.inner.near.is_none() || self.inner.config.fresh_for.is_some() {
+        self.get_near_for_load_with(key, &crate::LoadOptions::default())
+    }
+
+    /// [`Cache::get_near_for_load`] for a call with its own `options`: `None` also when the
+    /// call gives a `fresh_for`.
+    ///
+    /// # Errors
+    /// As [`Cache::get_near`].
+    pub fn get_near_for_load_with(
+        &self,
+        key: &str,
+        options: &crate::LoadOptions,
+    ) -> Result<Option<Arc<NearValue>>> {
+        let fresh_for = options.fresh_for.or(self.inner.config.fresh_for);
+        if self.inner.near.is_none() || fresh_for.is_some_and(|d| !d.is_zero()) {
             return Ok(None);
         }
         self.near_hit(&self.redis_key(key)?, false)

@@ -508,6 +508,65 @@ impl Config {
     }
 }
 
+impl crate::LoadOptions {
+    /// The per-call options every binding reads (Python kwargs, a Node options object, the
+    /// WIT record): `ttl`, `fresh_for`, `max_stale`, `fail_safe_backoff`, `soft_timeout`,
+    /// `hard_timeout` (seconds) and `early_refresh_beta`, camelCase or snake_case, as JSON
+    /// values. `null` (or a missing name) takes the cache's value; `0` turns the option off
+    /// for the call (`ttl: 0`: no expiry). The names and checks are [`Config`]'s, so a bad
+    /// value is the same config error as in the cache's options.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let given = serde_json::json!({"fresh_for": 1.5, "hardTimeout": 2, "max_stale": null});
+    /// let options = polycache::LoadOptions::from_overrides(given.as_object().unwrap())?;
+    /// assert_eq!(options.fresh_for, Some(Duration::from_millis(1500)));
+    /// assert_eq!((options.hard_timeout, options.max_stale), (Some(Duration::from_secs(2)), None));
+    /// # Ok::<(), polycache::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A config error naming the option for an unknown name or an invalid value.
+    pub fn from_overrides(overrides: &Map<String, Json>) -> Result<Self> {
+        let mut options = crate::LoadOptions::default();
+        for (name, value) in overrides {
+            if value.is_null() {
+                continue;
+            }
+            let given = Given::Json(value);
+            match camel_case(name).as_ref() {
+                "ttl" => {
+                    let secs = given.number(name)?;
+                    options.ttl = Some(crate::ttl::from_secs(secs)?);
+                }
+                "freshFor" => {
+                    let secs = given.number(name)?;
+                    options.fresh_for = Some(crate::ttl::from_secs(secs).map_err(|_| {
+                        invalid(
+                            name,
+                            &given,
+                            "a number of seconds from 0 to the maximum TTL",
+                        )
+                    })?);
+                }
+                "maxStale" => options.max_stale = Some(given.seconds(name)?),
+                "failSafeBackoff" => options.fail_safe_backoff = Some(given.seconds(name)?),
+                "softTimeout" => options.soft_timeout = Some(given.seconds(name)?),
+                "hardTimeout" => options.hard_timeout = Some(given.seconds(name)?),
+                "earlyRefreshBeta" => {
+                    let beta = given.number(name)?;
+                    if beta < 0.0 {
+                        return Err(invalid(name, &given, "a number at least 0"));
+                    }
+                    options.early_refresh_beta = Some(beta);
+                }
+                _ => return Err(Error::config(format!("unknown per-call option {name:?}"))),
+            }
+        }
+        Ok(options)
+    }
+}
+
 /// Where a URL points, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -1155,5 +1214,38 @@ mod tests {
         assert!(Config::from_url("redis://a:1?breakerFailures=-1").is_err());
         assert!(Config::from_url("redis://a:1?breakerFailures=1.5").is_err());
         assert!(Config::from_url("redis://a:1?breakerCooldown=-1").is_err());
+    }
+
+    #[test]
+    fn per_call_options_are_read_and_checked_as_the_cache_options_are() {
+        let given = serde_json::json!({
+            "ttl": 0, "freshFor": 1.5, "max_stale": 60, "failSafeBackoff": null,
+            "soft_timeout": 0, "hardTimeout": 2, "earlyRefreshBeta": 1
+        });
+        let options = crate::LoadOptions::from_overrides(given.as_object().unwrap()).unwrap();
+        assert_eq!(
+            options,
+            crate::LoadOptions {
+                ttl: Some(Duration::ZERO),
+                fresh_for: Some(Duration::from_millis(1500)),
+                max_stale: Some(Duration::from_secs(60)),
+                fail_safe_backoff: None,
+                soft_timeout: Some(Duration::ZERO),
+                hard_timeout: Some(Duration::from_secs(2)),
+                early_refresh_beta: Some(1.0),
+            }
+        );
+        for bad in [
+            serde_json::json!({"freshFor": -1}),
+            serde_json::json!({"maxStale": "soon"}),
+            serde_json::json!({"hardTimeout": "NaN"}),
+            serde_json::json!({"failSafeBackoff": true}),
+            serde_json::json!({"earlyRefreshBeta": -0.5}),
+            serde_json::json!({"ttl": 1e12}),
+            serde_json::json!({"freshFro": 1}),
+        ] {
+            let err = crate::LoadOptions::from_overrides(bad.as_object().unwrap()).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{bad}: {err}");
+        }
     }
 }

@@ -29,6 +29,7 @@ from ._native import (
     # Named after core's ErrorKind like every binding; each subclasses the builtin it
     # shadows, so `except TimeoutError` / `except ConnectionError` still catch it.
     ConnectionError,  # noqa: A004
+    Entry,
     InvalidKeyError,
     LoaderError,
     PolycacheError,
@@ -44,6 +45,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ConnectionError",
+    "Entry",
     "InvalidKeyError",
     "LoaderError",
     "PolycacheError",
@@ -112,9 +114,15 @@ class _CallKey:
 
 
 def cached(
-    cache: Cache | AsyncCache, *, ttl: float | None = None, key: str | None = None
+    cache: Cache | AsyncCache,
+    *,
+    ttl: float | None = None,
+    key: str | None = None,
+    **options: float | None,
 ) -> Callable[[F], F]:
-    """Memoizes a sync or async function in `cache` (see `Cache.cached`)."""
+    """Memoizes a sync or async function in `cache` (see `Cache.cached`). `options` are
+    `get_or_load`'s per-call options (`fresh_for`, `max_stale`, `fail_safe_backoff`,
+    `soft_timeout`, `hard_timeout`, `early_refresh_beta`), given to every call."""
 
     def decorate(fn: F) -> F:
         call_key = _CallKey(fn, key)
@@ -125,7 +133,9 @@ def cached(
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 user_key = call_key(args, kwargs)
-                return await cache.get_or_load(user_key, lambda: fn(*args, **kwargs), ttl)
+                return await cache.get_or_load(
+                    user_key, lambda: fn(*args, **kwargs), ttl, **options
+                )
 
             return async_wrapper  # type: ignore[return-value]
         if not isinstance(cache, Cache):
@@ -134,7 +144,7 @@ def cached(
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             user_key = call_key(args, kwargs)
-            return cache.get_or_load(user_key, lambda: fn(*args, **kwargs), ttl)
+            return cache.get_or_load(user_key, lambda: fn(*args, **kwargs), ttl, **options)
 
         return wrapper  # type: ignore[return-value]
 

@@ -1,6 +1,6 @@
 import builtins
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar, final
+from typing import Any, Literal, TypeVar, final
 
 from typing_extensions import TypeAlias
 
@@ -19,6 +19,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ConnectionError",
+    "Entry",
     "InvalidKeyError",
     "KeyTemplate",
     "LoaderError",
@@ -85,10 +86,36 @@ class Cache:
         *,
         fresh_for: float | None = None,
         max_stale: float | None = None,
+        fail_safe_backoff: float | None = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
+        early_refresh_beta: float | None = None,
     ) -> Any: ...
-    def cached(self, *, ttl: float | None = None, key: str | None = None) -> Callable[[_F], _F]: ...
+    def get_entry(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: float | None = None,
+        *,
+        fresh_for: float | None = None,
+        max_stale: float | None = None,
+        fail_safe_backoff: float | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        early_refresh_beta: float | None = None,
+    ) -> Entry: ...
+    def cached(
+        self,
+        *,
+        ttl: float | None = None,
+        key: str | None = None,
+        fresh_for: float | None = None,
+        max_stale: float | None = None,
+        fail_safe_backoff: float | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        early_refresh_beta: float | None = None,
+    ) -> Callable[[_F], _F]: ...
     def metrics(self) -> dict[str, Any]: ...
     def redis_key(self, key: str) -> str: ...
     def close(self) -> None: ...
@@ -120,14 +147,60 @@ class AsyncCache:
     def get_many(self, keys: list[str]) -> Awaitable[list[Any]]: ...
     def set_many(self, items: _Items, ttl: float | None = None) -> Awaitable[None]: ...
     def get_or_load(
-        self, key: str, loader: Callable[[], Any], ttl: float | None = None
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: float | None = None,
+        *,
+        fresh_for: float | None = None,
+        max_stale: float | None = None,
+        fail_safe_backoff: float | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        early_refresh_beta: float | None = None,
     ) -> Awaitable[Any]: ...
-    def cached(self, *, ttl: float | None = None, key: str | None = None) -> Callable[[_F], _F]: ...
+    def get_entry(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: float | None = None,
+        *,
+        fresh_for: float | None = None,
+        max_stale: float | None = None,
+        fail_safe_backoff: float | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        early_refresh_beta: float | None = None,
+    ) -> Awaitable[Entry]: ...
+    def cached(
+        self,
+        *,
+        ttl: float | None = None,
+        key: str | None = None,
+        fresh_for: float | None = None,
+        max_stale: float | None = None,
+        fail_safe_backoff: float | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        early_refresh_beta: float | None = None,
+    ) -> Callable[[_F], _F]: ...
     def metrics(self) -> dict[str, Any]: ...
     def redis_key(self, key: str) -> str: ...
     def close(self) -> None: ...
     def __aenter__(self) -> Awaitable[AsyncCache]: ...
     def __aexit__(self, _exc: object, _value: object, _tb: object) -> Awaitable[None]: ...
+
+@final
+class Entry:
+    # What `get_entry` returns: the value and how current it is.
+    @property
+    def value(self) -> Any: ...
+    @property
+    def stale(self) -> bool: ...
+    @property
+    def freshness(self) -> Literal["fresh", "stale", "fail-safe"]: ...
+    @property
+    def age(self) -> float | None: ...
 
 @final
 class Ring:

@@ -25,7 +25,7 @@ use crate::codec::Value;
 use crate::config::Target;
 use crate::error::Result;
 use crate::key::slot;
-use crate::patterns::Loader;
+use crate::patterns::{LoadOptions, Loaded, Loader};
 use crate::ring::Ring;
 
 /// One queued cache call.
@@ -34,14 +34,23 @@ pub enum Op {
     Get(String),
     /// [`Cache::get_many`].
     GetMany(Vec<String>),
-    /// [`Cache::get_or_load`] with a host loader (called with the key).
+    /// [`Cache::get_or_load_with`] with a host loader (called with the key).
     GetOrLoad {
         /// The user key.
         key: String,
         /// Produces the value on a miss.
         loader: Arc<dyn Loader>,
-        /// Its time to live (`None`: the cache's default).
-        ttl: Option<Duration>,
+        /// The call's options over the cache's (`ttl`, `fresh_for`, …).
+        options: LoadOptions,
+    },
+    /// [`Cache::get_entry`]: a `GetOrLoad` answered with the value's freshness and age.
+    GetEntry {
+        /// The user key.
+        key: String,
+        /// Produces the value on a miss.
+        loader: Arc<dyn Loader>,
+        /// The call's options over the cache's.
+        options: LoadOptions,
     },
     /// [`Cache::set`].
     Set {
@@ -70,10 +79,15 @@ impl std::fmt::Debug for Op {
         match self {
             Op::Get(key) => f.debug_tuple("Get").field(key).finish(),
             Op::GetMany(keys) => f.debug_tuple("GetMany").field(keys).finish(),
-            Op::GetOrLoad { key, ttl, .. } => f
+            Op::GetOrLoad { key, options, .. } => f
                 .debug_struct("GetOrLoad")
                 .field("key", key)
-                .field("ttl", ttl)
+                .field("options", options)
+                .finish_non_exhaustive(),
+            Op::GetEntry { key, options, .. } => f
+                .debug_struct("GetEntry")
+                .field("key", key)
+                .field("options", options)
                 .finish_non_exhaustive(),
             Op::Set { key, ttl, .. } => f
                 .debug_struct("Set")
@@ -104,6 +118,8 @@ pub enum Done {
     Deleted(bool),
     /// A `Ttl`'s remaining time to live.
     Ttl(Option<Duration>),
+    /// What a `GetEntry` returned.
+    Entry(Loaded),
 }
 
 /// Which node serves a Redis key, mirroring the store the cache's URL opens.
@@ -238,18 +254,29 @@ impl Batcher {
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 cache.get_many(&keys).await.map(Done::Values)
             }
-            Op::GetOrLoad { key, loader, ttl } => {
-                // The host loader is owned ('static): a stale value's refresh can run in
-                // the background (stale-while-revalidate), not in this call.
-                let options = crate::LoadOptions {
-                    ttl,
-                    ..Default::default()
-                };
+            // The host loader is owned ('static): a stale value's refresh can run in the
+            // background (stale-while-revalidate), not in this call.
+            Op::GetOrLoad {
+                key,
+                loader,
+                options,
+            } => {
                 let load_key = key.clone();
                 cache
                     .get_or_load_with(&key, move || loader.load(&load_key), &options)
                     .await
                     .map(|value| Done::Value(Some(value)))
+            }
+            Op::GetEntry {
+                key,
+                loader,
+                options,
+            } => {
+                let load_key = key.clone();
+                cache
+                    .get_entry(&key, move || loader.load(&load_key), &options)
+                    .await
+                    .map(Done::Entry)
             }
             Op::Set { key, value, ttl } => {
                 cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
@@ -309,7 +336,7 @@ mod tests {
             Op::GetOrLoad {
                 key: "l".into(),
                 loader,
-                ttl: None,
+                options: LoadOptions::default(),
             },
             Op::Ttl("nope".into()),
         ];
@@ -367,7 +394,7 @@ mod tests {
                 Op::GetOrLoad {
                     key: "slow".into(),
                     loader,
-                    ttl: None,
+                    options: LoadOptions::default(),
                 },
                 Op::Get("hit".into()),
             ];
