@@ -35,7 +35,7 @@ def test_an_open_breaker_fails_a_set_fast_and_counts_the_trip(
         elapsed = time.monotonic() - started
         assert addr in str(raised.value)
         # Well inside the command timeout (a bound against the setting, not a speed claim).
-        assert elapsed < TIMEOUT / 4, f"an open breaker took {elapsed:.3f} s"
+        assert elapsed < TIMEOUT / 2, f"an open breaker took {elapsed:.3f} s"
         metrics = cache.metrics()
         assert (metrics["breakerTrips"], metrics["breakerOpen"]) == (1, 1)
         assert metrics["breakerRejected"] == 1

@@ -73,8 +73,12 @@ fn is_failure(err: &Error) -> bool {
 enum State {
     /// `failed` consecutive failures so far.
     Closed { failed: u32 },
-    /// Failing fast until `until_ms` (clock time).
-    Open { until_ms: u64, last: Error },
+    /// Failing fast until `until_ms` (clock time); `probed`: reopened by a failed probe.
+    Open {
+        until_ms: u64,
+        last: Error,
+        probed: bool,
+    },
     /// One call is probing.
     Probing { last: Error },
 }
@@ -116,6 +120,7 @@ impl Drop for Permit<'_> {
                 *state = State::Open {
                     until_ms: self.breaker.clock.now_ms(),
                     last,
+                    probed: false,
                 };
             }
         }
@@ -165,7 +170,11 @@ impl Breaker {
         let mut state = self.lock();
         let rejected = match &*state {
             State::Closed { .. } => None,
-            State::Open { until_ms, last } => {
+            State::Open {
+                until_ms,
+                last,
+                probed,
+            } => {
                 let now = self.clock.now_ms();
                 if now >= *until_ms {
                     *state = State::Probing { last: last.clone() };
@@ -175,11 +184,14 @@ impl Breaker {
                         settled: false,
                     });
                 }
+                let why = match probed {
+                    true => "a failed probe".to_owned(),
+                    false => format!("{} consecutive failures", self.failures),
+                };
                 Some(format!(
-                    "{}: circuit breaker open after {} consecutive failures: no call for \
-                     another {:?}, then one probe (last failure: {})",
+                    "{}: circuit breaker open after {why}: no call for another {:?}, then \
+                     one probe (last failure: {})",
                     self.node,
-                    self.failures,
                     Duration::from_millis(until_ms - now),
                     last.message()
                 ))
@@ -223,6 +235,7 @@ impl Breaker {
             State::Open { .. } => false,
         };
         if open {
+            let probed = permit.probe;
             self.trips.fetch_add(1, Ordering::Relaxed);
             *state = State::Open {
                 until_ms: self
@@ -230,6 +243,7 @@ impl Breaker {
                     .now_ms()
                     .saturating_add(self.cooldown.as_millis() as u64),
                 last: err.clone(),
+                probed,
             };
         }
     }
@@ -374,13 +388,15 @@ mod tests {
             BreakerState::Open,
             "a failed probe reopens"
         );
+        let err = breaker.admit().err().unwrap();
+        assert!(err.message().contains("open after a failed probe"), "{err}");
 
         mock.advance(Duration::from_secs(2));
         let probe = breaker.admit().unwrap();
         breaker.settle(probe, None);
         assert_eq!(breaker.state(), BreakerState::Closed);
         let stats = breaker.stats();
-        assert_eq!((stats.trips, stats.rejected), (2, 2));
+        assert_eq!((stats.trips, stats.rejected), (2, 3));
     }
 
     #[test]
