@@ -944,7 +944,10 @@ impl Cache {
         self.check_open()?;
         let started = Instant::now();
         let result = call.await;
-        self.inner.metrics.observe(started.elapsed());
+        // A call an open breaker failed made no round trip: no latency to record.
+        if !result.as_ref().is_err_and(store::is_rejected) {
+            self.inner.metrics.observe(started.elapsed());
+        }
         if result.is_err() {
             self.inner.metrics.add(Counter::StoreError, 1);
         }

@@ -105,7 +105,7 @@ pub struct MetricsSnapshot {
     /// after a failed probe.
     pub breaker_trips: u64,
     /// Calls failed fast by an open breaker, without touching the network (each also
-    /// counted in `store_errors`).
+    /// counted in `store_errors`, never in `latency_us`).
     pub breaker_rejected: u64,
     /// Each node's breaker: `"closed"`, `"open"` or `"half-open"`, by `host:port` (the
     /// redacted URL for a cluster or Sentinel client, which has one breaker). Empty when

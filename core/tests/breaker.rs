@@ -182,6 +182,9 @@ fn trips_fails_fast_without_network_probes_once_and_closes() {
         // Still open with the server back: nothing reaches it until the cooldown ends.
         server.resume();
         let before = commands_run(&server);
+        let round_trips =
+            |cache: &Cache| -> u64 { cache.metrics().latency_us.iter().map(|(_, n)| n).sum() };
+        let timed_before = round_trips(&cache);
         for _ in 0..20 {
             assert!(driver.run(cache.set("k", &2.into(), None)).is_err());
             assert!(driver.run(cache.get("k")).is_err());
@@ -191,6 +194,11 @@ fn trips_fails_fast_without_network_probes_once_and_closes() {
             commands_run(&server),
             before,
             "{mode:?}: no command was sent"
+        );
+        assert_eq!(
+            round_trips(&cache),
+            timed_before,
+            "{mode:?}: no latency recorded"
         );
         assert!(cache.metrics().breaker_rejected >= 61, "{mode:?}");
 

@@ -65,6 +65,23 @@ impl BreakerStats {
     }
 }
 
+/// The source of a call an open breaker rejected: how [`is_rejected`] tells it apart.
+#[derive(Debug)]
+struct Rejected;
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rejected by an open circuit breaker")
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// Whether `err` is a call an open breaker failed without sending it (no round trip).
+pub(crate) fn is_rejected(err: &Error) -> bool {
+    err.source_as::<Rejected>().is_some()
+}
+
 /// Whether a store error says the node is unreachable (and counts toward opening).
 fn is_failure(err: &Error) -> bool {
     matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout)
@@ -211,7 +228,7 @@ impl Breaker {
             }),
             Some(message) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(Error::new(ErrorKind::Connection, message))
+                Err(Error::new(ErrorKind::Connection, message).with_source(Rejected))
             }
         }
     }
@@ -373,6 +390,7 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Open);
         let err = breaker.admit().err().unwrap();
         assert_eq!(err.kind(), ErrorKind::Connection);
+        assert!(is_rejected(&err) && !is_rejected(&refused()));
         assert!(err.message().contains("h:1: circuit breaker open"), "{err}");
         assert!(err.message().contains("another 2s"), "{err}");
         assert!(err.message().contains("connection refused"), "{err}");

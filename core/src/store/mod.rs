@@ -38,6 +38,7 @@ pub use self::redis::{ClusterStore, RedisStore};
 pub(crate) use self::sentinel::ask_sentinel;
 #[cfg(feature = "redis")]
 pub use self::sentinel::SentinelStore;
+pub(crate) use breaker::is_rejected;
 pub use breaker::{Breaker, BreakerState, BreakerStats, BreakerStore};
 pub use lazy::{LazyStore, RETRY_AFTER};
 #[cfg(feature = "memory")]
