@@ -21,7 +21,7 @@ mod fresh;
 mod locked;
 
 /// What [`Cache::get_stored`] found.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Stored {
     /// The stored bytes (`None`: nothing stored), not yet decoded or counted.
     Bytes(Option<Vec<u8>>),
@@ -499,11 +499,7 @@ impl Cache {
     /// A binding walks its host value into it and hands the result to
     /// [`Cache::set_encoded`], so no [`Value`] is built on the way.
     pub fn encoder(&self) -> Encoder {
-        if self.inner.config.raw {
-            Encoder::raw()
-        } else {
-            Encoder::new(self.inner.encode.codec)
-        }
+        self.inner.config.encoder()
     }
 
     /// [`Cache::set`] for a value already written by [`Cache::encoder`].
@@ -568,6 +564,24 @@ impl Cache {
         let redis_key = self.redis_key(key)?;
         let bytes = self.timed(self.inner.store.get(&redis_key)).await?;
         Ok(Stored::Bytes(bytes))
+    }
+
+    /// [`Cache::get_stored`] for several keys, in order, in one round trip per node: what a
+    /// binding's batched reads carry back to its own thread to decode there.
+    ///
+    /// # Errors
+    /// As [`Cache::get_many`].
+    pub async fn get_many_stored(&self, keys: &[&str]) -> Result<Vec<Stored>> {
+        if self.inner.loader.is_some() || self.inner.near.is_some() {
+            let values = self.get_many(keys).await?;
+            return Ok(values.into_iter().map(Stored::Value).collect());
+        }
+        let redis_keys = keys
+            .iter()
+            .map(|k| self.redis_key(k))
+            .collect::<Result<Vec<_>>>()?;
+        let fetched = self.timed(self.inner.store.get_many(&redis_keys)).await?;
+        Ok(fetched.into_iter().map(Stored::Bytes).collect())
     }
 
     /// Decodes what [`Cache::get_stored`] returned into a host value made by `build`,

@@ -352,6 +352,16 @@ impl Config {
         }
     }
 
+    /// An encoder for a value a cache with this config stores: its codec, or raw mode's
+    /// bytes or string (what [`crate::Cache::encoder`] returns, before any connection).
+    pub fn encoder(&self) -> crate::codec::Encoder {
+        if self.raw {
+            crate::codec::Encoder::raw()
+        } else {
+            crate::codec::Encoder::new(self.codec)
+        }
+    }
+
     pub(crate) fn encode_options(&self) -> EncodeOptions {
         EncodeOptions {
             codec: self.codec,

@@ -20,8 +20,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use crate::cache::Cache;
-use crate::codec::Value;
+use crate::cache::{Cache, Stored};
+use crate::codec::{Encoded, Value};
 use crate::config::Target;
 use crate::error::Result;
 use crate::key::slot;
@@ -61,6 +61,16 @@ pub enum Op {
         /// Its time to live (`None`: the cache's default).
         ttl: Option<Duration>,
     },
+    /// [`Cache::set_encoded`]: a value the host wrote with [`Cache::encoder`] on its own
+    /// thread (no [`Value`] on the way).
+    SetEncoded {
+        /// The user key.
+        key: String,
+        /// The value's payload.
+        encoded: Encoded,
+        /// Its time to live (`None`: the cache's default).
+        ttl: Option<Duration>,
+    },
     /// [`Cache::set_many`] (one pipeline per node).
     SetMany {
         /// The user keys and values.
@@ -94,6 +104,11 @@ impl std::fmt::Debug for Op {
                 .field("key", key)
                 .field("ttl", ttl)
                 .finish_non_exhaustive(),
+            Op::SetEncoded { key, ttl, .. } => f
+                .debug_struct("SetEncoded")
+                .field("key", key)
+                .field("ttl", ttl)
+                .finish_non_exhaustive(),
             Op::SetMany { entries, ttl } => f
                 .debug_struct("SetMany")
                 .field("entries", &entries.len())
@@ -108,10 +123,13 @@ impl std::fmt::Debug for Op {
 /// The result of one [`Op`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Done {
-    /// What a `Get` found (or a `GetOrLoad` returned: always `Some`).
+    /// What a `GetOrLoad` returned (always `Some`).
     Value(Option<Value>),
-    /// What a `GetMany` found, in order.
-    Values(Vec<Option<Value>>),
+    /// What a `Get` found, not yet decoded: the host decodes it on its own thread with
+    /// [`Cache::decode_stored`], which counts the hit or miss (no [`Value`] on the way).
+    Found(Stored),
+    /// What a `GetMany` found, in order, not yet decoded (as [`Done::Found`]).
+    FoundMany(Vec<Stored>),
     /// A `Set` or `SetMany` stored its values.
     Stored,
     /// Whether a `Delete` removed something.
@@ -230,11 +248,11 @@ impl Batcher {
         for (_, group) in groups {
             running.push(Box::pin(async move {
                 let keys: Vec<&str> = group.iter().map(|(_, key)| key.as_str()).collect();
-                match self.cache.get_many(&keys).await {
-                    Ok(values) => group
+                match self.cache.get_many_stored(&keys).await {
+                    Ok(found) => group
                         .iter()
-                        .zip(values)
-                        .map(|((position, _), value)| (*position, Ok(Done::Value(value))))
+                        .zip(found)
+                        .map(|((position, _), found)| (*position, Ok(Done::Found(found))))
                         .collect(),
                     Err(err) => group
                         .iter()
@@ -249,10 +267,10 @@ impl Batcher {
     async fn one(&self, position: usize, op: Op) -> Settled {
         let cache = &self.cache;
         let result = match op {
-            Op::Get(key) => cache.get(&key).await.map(Done::Value),
+            Op::Get(key) => cache.get_stored(&key).await.map(Done::Found),
             Op::GetMany(keys) => {
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                cache.get_many(&keys).await.map(Done::Values)
+                cache.get_many_stored(&keys).await.map(Done::FoundMany)
             }
             // The host loader is owned ('static): a stale value's refresh can run in the
             // background (stale-while-revalidate), not in this call.
@@ -281,6 +299,10 @@ impl Batcher {
             Op::Set { key, value, ttl } => {
                 cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
             }
+            Op::SetEncoded { key, encoded, ttl } => cache
+                .set_encoded(&key, encoded, ttl)
+                .await
+                .map(|()| Done::Stored),
             Op::SetMany { entries, ttl } => {
                 let (keys, values): (Vec<String>, Vec<Value>) = entries.into_iter().unzip();
                 let entries: Vec<(&str, Value)> =
@@ -297,6 +319,7 @@ impl Batcher {
 #[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
+    use crate::codec::Tree;
     use crate::{Config, ErrorKind};
 
     fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -308,6 +331,24 @@ mod tests {
         block(batcher.run(ops, |position, result| out.push((position, result))));
         out.sort_by_key(|(position, _)| *position);
         out
+    }
+
+    /// What a read found, decoded as the host would (counting the hit or miss then).
+    #[derive(Debug, PartialEq)]
+    enum Read {
+        One(Option<Value>),
+        Many(Vec<Option<Value>>),
+        Other(Done),
+    }
+
+    fn decoded(cache: &Cache, done: Done) -> Read {
+        let decode = |stored: &Stored| cache.decode_stored(stored, &mut Tree).unwrap();
+        match done {
+            Done::Found(stored) => Read::One(decode(&stored)),
+            Done::FoundMany(found) => Read::Many(found.iter().map(decode).collect()),
+            Done::Value(value) => Read::One(value),
+            other => Read::Other(other),
+        }
     }
 
     #[test]
@@ -333,6 +374,16 @@ mod tests {
                 ttl: None,
             },
             Op::GetMany(vec!["x".into(), "a".into()]),
+            Op::SetEncoded {
+                key: "e".into(),
+                encoded: {
+                    let mut encoder = cache.encoder();
+                    encoder.str("one pass").unwrap();
+                    encoder.finish().unwrap()
+                },
+                ttl: None,
+            },
+            Op::Get("e".into()),
             Op::GetOrLoad {
                 key: "l".into(),
                 loader,
@@ -342,28 +393,35 @@ mod tests {
         ];
         let results: Vec<_> = run(&batcher, ops)
             .into_iter()
-            .map(|(position, r)| (position, r.map_err(|e| e.kind())))
+            .map(|(position, r)| {
+                (
+                    position,
+                    r.map(|done| decoded(&cache, done)).map_err(|e| e.kind()),
+                )
+            })
             .collect();
         assert_eq!(
             results,
             vec![
-                (0, Ok(Done::Value(None))),
-                (1, Ok(Done::Stored)),
-                (2, Ok(Done::Value(Some(Value::from(1))))),
+                (0, Ok(Read::One(None))),
+                (1, Ok(Read::Other(Done::Stored))),
+                (2, Ok(Read::One(Some(Value::from(1))))),
                 (3, Err(ErrorKind::Key)),
-                (4, Ok(Done::Value(None))),
-                (5, Ok(Done::Deleted(true))),
-                (6, Ok(Done::Value(None))),
-                (7, Ok(Done::Stored)),
-                (8, Ok(Done::Values(vec![Some(Value::from("y")), None]))),
-                (9, Ok(Done::Value(Some(Value::from("loaded l"))))),
-                (10, Ok(Done::Ttl(None))),
+                (4, Ok(Read::One(None))),
+                (5, Ok(Read::Other(Done::Deleted(true)))),
+                (6, Ok(Read::One(None))),
+                (7, Ok(Read::Other(Done::Stored))),
+                (8, Ok(Read::Many(vec![Some(Value::from("y")), None]))),
+                (9, Ok(Read::Other(Done::Stored))),
+                (10, Ok(Read::One(Some(Value::from("one pass"))))),
+                (11, Ok(Read::One(Some(Value::from("loaded l"))))),
+                (12, Ok(Read::Other(Done::Ttl(None)))),
             ]
         );
-        // Lookups that reached the store: 4 gets (the empty key failed alone, before it),
+        // Lookups that reached the store: 5 gets (the empty key failed alone, before it),
         // 2 of getMany, 1 of getOrLoad; each miss counted once (5), never twice.
         let metrics = cache.metrics();
-        assert_eq!(metrics.hits + metrics.misses, 7);
+        assert_eq!(metrics.hits + metrics.misses, 8);
         assert_eq!(metrics.misses, 5);
     }
 
@@ -400,8 +458,9 @@ mod tests {
             ];
             let mut release = Some(release);
             let mut order = Vec::new();
+            let reader = batcher.cache().clone();
             let ran = batcher.run(ops, |position, result| {
-                order.push((position, result.unwrap()));
+                order.push((position, decoded(&reader, result.unwrap())));
                 if position == 1 {
                     if let Some(release) = release.take() {
                         let _ = release.send(());
@@ -414,8 +473,8 @@ mod tests {
             assert_eq!(
                 order,
                 vec![
-                    (1, Done::Value(Some(Value::from(1)))),
-                    (0, Done::Value(Some(Value::from("slow")))),
+                    (1, Read::One(Some(Value::from(1)))),
+                    (0, Read::One(Some(Value::from("slow")))),
                 ]
             );
         });
