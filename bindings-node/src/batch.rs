@@ -34,25 +34,49 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A call's result, made ready on the runtime thread for the JS thread.
+enum Reply {
+    Done(Done),
+    /// What a `get` found, transcoded for V8 already (see [`value::prepare`]).
+    Found(value::Found),
+    /// What a `getMany` found.
+    FoundMany(Vec<value::Found>),
+}
+
 /// A call's result as a JS value, on the JS thread.
-fn to_js(env: &Env, done: &Done) -> Result<sys::napi_value> {
-    match done {
-        Done::Value(found) => value::to_js_option(env, found.as_ref()),
-        Done::Values(found) => value::to_js_options(env, found),
-        Done::Stored => value::to_js_option(env, None),
-        Done::Deleted(existed) => value::to_js(env, &Value::Bool(*existed)),
-        Done::Ttl(ttl) => value::to_js(
+fn to_js(env: &Env, cache: &polycache::Cache, reply: &Reply) -> Result<sys::napi_value> {
+    match reply {
+        Reply::Found(found) => value::found_to_js(env, cache, found),
+        Reply::FoundMany(found) => value::found_many_to_js(env, cache, found),
+        Reply::Done(Done::Value(found)) => value::to_js_option(env, found.as_ref()),
+        Reply::Done(Done::Deleted(existed)) => value::to_js(env, &Value::Bool(*existed)),
+        Reply::Done(Done::Ttl(ttl)) => value::to_js(
             env,
             &ttl.map_or(Value::Nil, |ttl| Value::Float(ttl.as_secs_f64())),
         ),
-        Done::Entry(loaded) => crate::fresh::entry_to_js(env, loaded),
+        Reply::Done(Done::Entry(loaded)) => crate::fresh::entry_to_js(env, loaded),
+        // `Stored`, and what only reads return (handled above).
+        Reply::Done(_) => value::to_js_option(env, None),
     }
 }
 
-fn settle(pending: Pending, result: polycache::Result<Done>) {
+/// Settles a call: a read's bytes are decoded and transcoded here, on the runtime thread,
+/// so the JS thread only makes the objects.
+fn settle(pending: Pending, cache: &polycache::Cache, result: polycache::Result<Done>) {
+    let reply = result.map(|done| match done {
+        Done::Found(stored) => Reply::Found(value::prepare(cache, stored)),
+        Done::FoundMany(found) => Reply::FoundMany(
+            found
+                .into_iter()
+                .map(|stored| value::prepare(cache, stored))
+                .collect(),
+        ),
+        done => Reply::Done(done),
+    });
+    let cache = cache.clone();
     pending.settle(move |env| {
-        let done = errors::check(env, result)?;
-        to_js(env, &done)
+        let reply = errors::check(env, reply)?;
+        to_js(env, &cache, &reply)
     });
 }
 
@@ -259,18 +283,20 @@ impl Shared {
             let mut pendings: Vec<Option<Pending>> = pendings.into_iter().map(Some).collect();
             match shared.batcher().await {
                 Ok(batcher) => {
+                    let cache = batcher.cache();
                     batcher
                         .run(ops, |position, result| {
                             if let Some(pending) = pendings.get_mut(position).and_then(Option::take)
                             {
-                                settle(pending, result);
+                                settle(pending, cache, result);
                             }
                         })
                         .await;
                 }
                 Err(err) => {
                     for pending in pendings.into_iter().flatten() {
-                        settle(pending, Err(err.clone()));
+                        let err = err.clone();
+                        pending.settle(move |env| Err(errors::to_js(env, &err)));
                     }
                 }
             }

@@ -148,8 +148,8 @@ impl Cache {
         let op = (|| {
             let key = args::key(env, &key)?;
             let ttl = args::ttl(env, options)?;
-            let value = value::read_for(env, &value, &self.shared.config)?;
-            Ok(Op::Set { key, value, ttl })
+            let encoded = value::encode_for(env, &value, &self.shared.config)?;
+            Ok(Op::SetEncoded { key, encoded, ttl })
         })();
         submit(&self.shared, env, op)
     }

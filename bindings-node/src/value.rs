@@ -1,7 +1,10 @@
-//! JS values <-> core's language-neutral [`Value`] (docs/FORMAT.md §2, the Node column).
+//! JS values <-> core's payloads and [`Value`] (docs/FORMAT.md §2, the Node column).
 //!
 //! The one file that walks JS values, written against raw Node-API calls because it runs on
-//! every `get` and `set`: `null` (and `undefined` inside arrays and objects) is nil, an
+//! every `get` and `set` (docs/node.md, "Values in and out"). A `set` walks its value
+//! straight into core's [`Encoder`]; a read's bytes are transcoded by core on a runtime
+//! thread ([`prepare`]) into what V8 makes objects from, and only what JSON cannot carry is
+//! built here one value at a time ([`NapiBuild`]). The rules: `null` (and `undefined` inside arrays and objects) is nil, an
 //! integral safe `number` is an integer and any other `number` a float, a `bigint` is an
 //! integer of at most 64 bits, `Buffer`/`Uint8Array` are bytes, arrays are arrays and plain
 //! objects (prototype `Object.prototype` or `null`) are maps. Anything else — functions,
@@ -13,7 +16,9 @@ use std::ptr;
 
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
-use polycache::codec::{js, Map};
+use polycache::codec::js::{self, Transcode, Transcoded};
+use polycache::codec::{Build, Encoded, Encoder, Map};
+use polycache::Stored;
 use polycache::Value;
 
 use crate::errors;
@@ -49,6 +54,8 @@ fn check(status: sys::napi_status) -> Result<()> {
 enum Fault {
     Refused(String),
     Napi(Error),
+    /// Core's encoder refused what it was given (bytes in a JSON cache).
+    Core(polycache::Error),
 }
 
 impl From<Error> for Fault {
@@ -65,39 +72,194 @@ fn ok(status: sys::napi_status) -> std::result::Result<(), Fault> {
     check(status).map_err(Fault::Napi)
 }
 
-struct Reader {
+/// Where a walk of a JS value goes: core's [`Encoder`] (a `set`: the payload in one pass)
+/// or a [`Value`] tree (function arguments, loader results). Calls mirror the encoder's.
+trait Sink {
+    fn nil(&mut self) -> std::result::Result<(), Fault>;
+    fn bool(&mut self, v: bool) -> std::result::Result<(), Fault>;
+    fn int(&mut self, v: i64) -> std::result::Result<(), Fault>;
+    fn uint(&mut self, v: u64) -> std::result::Result<(), Fault>;
+    fn float(&mut self, v: f64) -> std::result::Result<(), Fault>;
+    fn str(&mut self, v: &str) -> std::result::Result<(), Fault>;
+    fn bytes(&mut self, v: &[u8]) -> std::result::Result<(), Fault>;
+    fn begin_array(&mut self, len: usize) -> std::result::Result<(), Fault>;
+    fn end_array(&mut self) -> std::result::Result<(), Fault>;
+    fn begin_map(&mut self, len: usize) -> std::result::Result<(), Fault>;
+    fn key(&mut self, key: &str) -> std::result::Result<(), Fault>;
+    fn end_map(&mut self) -> std::result::Result<(), Fault>;
+}
+
+fn core(r: polycache::Result<()>) -> std::result::Result<(), Fault> {
+    r.map_err(Fault::Core)
+}
+
+impl Sink for Encoder {
+    fn nil(&mut self) -> std::result::Result<(), Fault> {
+        core(Encoder::nil(self))
+    }
+    fn bool(&mut self, v: bool) -> std::result::Result<(), Fault> {
+        core(Encoder::bool(self, v))
+    }
+    fn int(&mut self, v: i64) -> std::result::Result<(), Fault> {
+        core(Encoder::int(self, v))
+    }
+    fn uint(&mut self, v: u64) -> std::result::Result<(), Fault> {
+        core(Encoder::uint(self, v))
+    }
+    fn float(&mut self, v: f64) -> std::result::Result<(), Fault> {
+        core(Encoder::float(self, v))
+    }
+    fn str(&mut self, v: &str) -> std::result::Result<(), Fault> {
+        core(Encoder::str(self, v))
+    }
+    fn bytes(&mut self, v: &[u8]) -> std::result::Result<(), Fault> {
+        core(Encoder::bytes(self, v))
+    }
+    fn begin_array(&mut self, len: usize) -> std::result::Result<(), Fault> {
+        core(Encoder::begin_array(self, len))
+    }
+    fn end_array(&mut self) -> std::result::Result<(), Fault> {
+        core(Encoder::end_array(self))
+    }
+    fn begin_map(&mut self, len: usize) -> std::result::Result<(), Fault> {
+        core(Encoder::begin_map(self, len))
+    }
+    fn key(&mut self, key: &str) -> std::result::Result<(), Fault> {
+        core(Encoder::key(self, key))
+    }
+    fn end_map(&mut self) -> std::result::Result<(), Fault> {
+        core(Encoder::end_map(self))
+    }
+}
+
+/// Builds a [`Value`]: containers being filled, innermost last.
+#[derive(Default)]
+struct TreeSink {
+    open: Vec<Open>,
+    done: Option<Value>,
+}
+
+enum Open {
+    Array(Vec<Value>),
+    Map(Map, Option<String>),
+}
+
+impl TreeSink {
+    fn put(&mut self, value: Value) -> std::result::Result<(), Fault> {
+        match self.open.last_mut() {
+            Some(Open::Array(items)) => items.push(value),
+            Some(Open::Map(map, key)) => {
+                if let Some(key) = key.take() {
+                    map.insert(key, value);
+                }
+            }
+            None => self.done = Some(value),
+        }
+        Ok(())
+    }
+}
+
+impl Sink for TreeSink {
+    fn nil(&mut self) -> std::result::Result<(), Fault> {
+        self.put(Value::Nil)
+    }
+    fn bool(&mut self, v: bool) -> std::result::Result<(), Fault> {
+        self.put(Value::Bool(v))
+    }
+    fn int(&mut self, v: i64) -> std::result::Result<(), Fault> {
+        self.put(Value::Int(v))
+    }
+    fn uint(&mut self, v: u64) -> std::result::Result<(), Fault> {
+        self.put(Value::from(v))
+    }
+    fn float(&mut self, v: f64) -> std::result::Result<(), Fault> {
+        self.put(Value::Float(v))
+    }
+    fn str(&mut self, v: &str) -> std::result::Result<(), Fault> {
+        self.put(Value::Str(v.to_owned()))
+    }
+    fn bytes(&mut self, v: &[u8]) -> std::result::Result<(), Fault> {
+        self.put(Value::Bytes(v.to_vec()))
+    }
+    fn begin_array(&mut self, len: usize) -> std::result::Result<(), Fault> {
+        self.open
+            .push(Open::Array(Vec::with_capacity(len.min(1024))));
+        Ok(())
+    }
+    fn end_array(&mut self) -> std::result::Result<(), Fault> {
+        match self.open.pop() {
+            Some(Open::Array(items)) => self.put(Value::Array(items)),
+            _ => Ok(()),
+        }
+    }
+    fn begin_map(&mut self, len: usize) -> std::result::Result<(), Fault> {
+        self.open
+            .push(Open::Map(Map::with_capacity(len.min(1024)), None));
+        Ok(())
+    }
+    fn key(&mut self, key: &str) -> std::result::Result<(), Fault> {
+        if let Some(Open::Map(_, slot)) = self.open.last_mut() {
+            *slot = Some(key.to_owned());
+        }
+        Ok(())
+    }
+    fn end_map(&mut self) -> std::result::Result<(), Fault> {
+        match self.open.pop() {
+            Some(Open::Map(map, _)) => self.put(Value::Map(map)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Walks one JS value into a [`Sink`], applying the JS value rules (module docs).
+struct Reader<'s, S> {
     env: sys::napi_env,
+    sink: &'s mut S,
     /// `Object.prototype`, fetched on the first object met.
     object_prototype: sys::napi_value,
     /// The arrays and objects being read, to detect cycles.
     ancestors: Vec<sys::napi_value>,
     /// Most items an array or object may have (see [`max_items`]).
     max_items: usize,
+    /// Reused for every string read (one Node-API call for a short string, not two).
+    text: Vec<u8>,
 }
 
-impl Reader {
+impl<S: Sink> Reader<'_, S> {
     unsafe fn read(
         &mut self,
         value: sys::napi_value,
         nested: bool,
-    ) -> std::result::Result<Value, Fault> {
+    ) -> std::result::Result<(), Fault> {
         let env = self.env;
         let mut ty = 0;
         ok(sys::napi_typeof(env, value, &mut ty))?;
         match ty {
-            sys::ValueType::napi_null => Ok(Value::Nil),
-            sys::ValueType::napi_undefined if nested => Ok(Value::Nil),
+            sys::ValueType::napi_null => self.sink.nil(),
+            sys::ValueType::napi_undefined if nested => self.sink.nil(),
             sys::ValueType::napi_boolean => {
                 let mut b = false;
                 ok(sys::napi_get_value_bool(env, value, &mut b))?;
-                Ok(Value::Bool(b))
+                self.sink.bool(b)
             }
             sys::ValueType::napi_number => {
                 let mut n = 0f64;
                 ok(sys::napi_get_value_double(env, value, &mut n))?;
-                Ok(number(n))
+                match js::number(n) {
+                    js::Number::Int(i) => self.sink.int(i),
+                    js::Number::Float(f) => self.sink.float(f),
+                }
             }
-            sys::ValueType::napi_string => Ok(Value::Str(read_string(env, value)?)),
+            sys::ValueType::napi_string => {
+                let mut text = std::mem::take(&mut self.text);
+                let read = read_string_into(env, value, &mut text);
+                let written = match read {
+                    Ok(s) => self.sink.str(s),
+                    Err(err) => Err(Fault::Napi(err)),
+                };
+                self.text = text;
+                written
+            }
             sys::ValueType::napi_bigint => self.bigint(value),
             sys::ValueType::napi_object => self.object(value),
             sys::ValueType::napi_undefined => {
@@ -109,7 +271,7 @@ impl Reader {
         }
     }
 
-    unsafe fn bigint(&mut self, value: sys::napi_value) -> std::result::Result<Value, Fault> {
+    unsafe fn bigint(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
         let env = self.env;
         let mut sign = 0i32;
         let mut count = 0usize;
@@ -134,19 +296,19 @@ impl Reader {
         ))?;
         let magnitude = if count == 0 { 0 } else { words[0] };
         if sign == 0 {
-            return Ok(Value::from(magnitude));
+            return self.sink.uint(magnitude);
         }
         // -2^63 is the smallest integer of the model.
         if magnitude <= i64::MAX as u64 {
-            Ok(Value::Int(-(magnitude as i64)))
+            self.sink.int(-(magnitude as i64))
         } else if magnitude == 1 << 63 {
-            Ok(Value::Int(i64::MIN))
+            self.sink.int(i64::MIN)
         } else {
             refuse("a bigint below -2^63 cannot be cached")
         }
     }
 
-    unsafe fn object(&mut self, value: sys::napi_value) -> std::result::Result<Value, Fault> {
+    unsafe fn object(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
         let env = self.env;
         let mut is = false;
         ok(sys::napi_is_typedarray(env, value, &mut is))?;
@@ -168,12 +330,12 @@ impl Reader {
                     "only Buffer and Uint8Array are cached as bytes (not other typed arrays)",
                 );
             }
-            let bytes = if len == 0 {
-                Vec::new()
+            let bytes: &[u8] = if len == 0 {
+                &[]
             } else {
-                std::slice::from_raw_parts(data.cast::<u8>(), len).to_vec()
+                std::slice::from_raw_parts(data.cast::<u8>(), len)
             };
-            return Ok(Value::Bytes(bytes));
+            return self.sink.bytes(bytes);
         }
         if self.ancestors.len() >= MAX_DEPTH {
             // This container's items would be deeper than MAX_DEPTH.
@@ -199,7 +361,7 @@ impl Reader {
         result
     }
 
-    unsafe fn array(&mut self, value: sys::napi_value) -> std::result::Result<Value, Fault> {
+    unsafe fn array(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
         let env = self.env;
         let mut len = 0u32;
         ok(sys::napi_get_array_length(env, value, &mut len))?;
@@ -209,7 +371,7 @@ impl Reader {
                 self.max_items
             ));
         }
-        let mut items = Vec::with_capacity((len as usize).min(1024));
+        self.sink.begin_array(len as usize)?;
         for i in 0..len {
             let mut item = ptr::null_mut();
             ok(sys::napi_get_element(env, value, i, &mut item))?;
@@ -226,12 +388,12 @@ impl Reader {
                     ));
                 }
             }
-            items.push(self.read(item, true)?);
+            self.read(item, true)?;
         }
-        Ok(Value::Array(items))
+        self.sink.end_array()
     }
 
-    unsafe fn map(&mut self, value: sys::napi_value) -> std::result::Result<Value, Fault> {
+    unsafe fn map(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
         let env = self.env;
         let mut proto = ptr::null_mut();
         ok(sys::napi_get_prototype(env, value, &mut proto))?;
@@ -268,15 +430,22 @@ impl Reader {
                 self.max_items
             ));
         }
-        let mut map = Map::with_capacity(len as usize);
+        self.sink.begin_map(len as usize)?;
         for i in 0..len {
             let mut key = ptr::null_mut();
             ok(sys::napi_get_element(env, keys, i, &mut key))?;
             let mut item = ptr::null_mut();
             ok(sys::napi_get_property(env, value, key, &mut item))?;
-            map.insert(read_string(env, key)?, self.read(item, true)?);
+            let mut text = std::mem::take(&mut self.text);
+            let written = match read_string_into(env, key, &mut text) {
+                Ok(key) => self.sink.key(key),
+                Err(err) => Err(Fault::Napi(err)),
+            };
+            self.text = text;
+            written?;
+            self.read(item, true)?;
         }
-        Ok(Value::Map(map))
+        self.sink.end_map()
     }
 
     unsafe fn object_prototype(&mut self) -> std::result::Result<sys::napi_value, Fault> {
@@ -302,24 +471,16 @@ impl Reader {
     }
 }
 
-/// A `number` by core's JS rule: an integral safe number is an integer (so `1.0` is `1`).
-fn number(n: f64) -> Value {
-    match js::number(n) {
-        js::Number::Int(i) => Value::Int(i),
-        js::Number::Float(f) => Value::Float(f),
+/// Reads a JS string's UTF-8 into `buf` (reused): one Node-API call when it fits, a second
+/// to size the buffer when it may not have.
+unsafe fn read_string_into(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    buf: &mut Vec<u8>,
+) -> Result<&str> {
+    if buf.len() < 256 {
+        buf.resize(256, 0);
     }
-}
-
-unsafe fn read_string(env: sys::napi_env, value: sys::napi_value) -> Result<String> {
-    let mut len = 0usize;
-    check(sys::napi_get_value_string_utf8(
-        env,
-        value,
-        ptr::null_mut(),
-        0,
-        &mut len,
-    ))?;
-    let mut buf = vec![0u8; len + 1];
     let mut written = 0usize;
     check(sys::napi_get_value_string_utf8(
         env,
@@ -328,78 +489,170 @@ unsafe fn read_string(env: sys::napi_env, value: sys::napi_value) -> Result<Stri
         buf.len(),
         &mut written,
     ))?;
-    buf.truncate(written);
-    // Node-API writes UTF-8 (lone surrogates become U+FFFD), so this does not fail.
-    String::from_utf8(buf).map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
-}
-
-thread_local! {
-    /// `JSON.parse` of this thread's environment, kept by reference.
-    static JSON_PARSE: std::cell::Cell<(sys::napi_env, sys::napi_ref)> =
-        const { std::cell::Cell::new((ptr::null_mut(), ptr::null_mut())) };
-}
-
-unsafe fn json_parse(env: sys::napi_env) -> Result<sys::napi_value> {
-    let (cached_env, reference) = JSON_PARSE.get();
-    let mut parse = ptr::null_mut();
-    if cached_env == env && !reference.is_null() {
-        check(sys::napi_get_reference_value(env, reference, &mut parse))?;
-        if !parse.is_null() {
-            return Ok(parse);
+    // Node-API writes whole characters, at most `len - 1` bytes: with 4 bytes to spare the
+    // string was complete.
+    if written + 4 >= buf.len() {
+        let mut len = 0usize;
+        check(sys::napi_get_value_string_utf8(
+            env,
+            value,
+            ptr::null_mut(),
+            0,
+            &mut len,
+        ))?;
+        if len + 1 > buf.len() {
+            buf.resize(len + 1, 0);
+            check(sys::napi_get_value_string_utf8(
+                env,
+                value,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut written,
+            ))?;
         }
     }
-    let mut global = ptr::null_mut();
-    let mut json = ptr::null_mut();
-    check(sys::napi_get_global(env, &mut global))?;
-    check(sys::napi_get_named_property(
-        env,
-        global,
-        c"JSON".as_ptr(),
-        &mut json,
-    ))?;
-    check(sys::napi_get_named_property(
-        env,
-        json,
-        c"parse".as_ptr(),
-        &mut parse,
-    ))?;
-    let mut reference = ptr::null_mut();
-    check(sys::napi_create_reference(env, parse, 1, &mut reference))?;
-    JSON_PARSE.set((env, reference));
-    Ok(parse)
+    // Node-API writes UTF-8 (lone surrogates become U+FFFD), so this does not fail.
+    std::str::from_utf8(&buf[..written]).map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
 }
 
-/// Maps and arrays that JSON holds exactly for JS are built by V8's `JSON.parse` from the
-/// text core's [`js::JsonText`] writes: measured, several times faster than one Node-API
-/// call per property (and, like it, `"__proto__"` becomes an own property).
-unsafe fn write_json(env: sys::napi_env, value: &Value) -> Result<Option<sys::napi_value>> {
-    let mut text = js::JsonText::default();
-    if value.build_into(&mut text).is_err() {
-        return Ok(None);
+/// A JS function the decoders call, made once per environment and kept by reference.
+#[derive(Clone, Copy)]
+enum Helper {
+    /// `JSON.parse`.
+    JsonParse,
+    /// Copies a `Float64Array` into an array (JIT-compiled: a few ns per item, where a
+    /// Node-API call per item costs ~100).
+    NumbersToArray,
+}
+
+const NUMBERS_TO_ARRAY: &str = "(function (t) { const n = t.length; const a = new Array(n); \
+    for (let i = 0; i < n; i++) a[i] = t[i]; return a })";
+
+thread_local! {
+    /// This thread's environment and its helpers, by [`Helper`].
+    static HELPERS: std::cell::Cell<(sys::napi_env, [sys::napi_ref; 2])> =
+        const { std::cell::Cell::new((ptr::null_mut(), [ptr::null_mut(); 2])) };
+}
+
+unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
+    let (cached_env, mut references) = HELPERS.get();
+    if cached_env != env {
+        references = [ptr::null_mut(); 2];
     }
-    let Ok(text) = text.finish() else {
-        return Ok(None);
-    };
-    let mut string = ptr::null_mut();
-    check(sys::napi_create_string_utf8(
-        env,
-        text.as_ptr().cast(),
-        text.len() as isize,
-        &mut string,
-    ))?;
-    let parse = json_parse(env)?;
+    let reference = references[which as usize];
+    let mut function = ptr::null_mut();
+    if !reference.is_null() {
+        check(sys::napi_get_reference_value(env, reference, &mut function))?;
+        if !function.is_null() {
+            return Ok(function);
+        }
+    }
+    match which {
+        Helper::JsonParse => {
+            let mut global = ptr::null_mut();
+            let mut json = ptr::null_mut();
+            check(sys::napi_get_global(env, &mut global))?;
+            check(sys::napi_get_named_property(
+                env,
+                global,
+                c"JSON".as_ptr(),
+                &mut json,
+            ))?;
+            check(sys::napi_get_named_property(
+                env,
+                json,
+                c"parse".as_ptr(),
+                &mut function,
+            ))?;
+        }
+        Helper::NumbersToArray => {
+            let source = create_string(env, NUMBERS_TO_ARRAY)?;
+            check(sys::napi_run_script(env, source, &mut function))?;
+        }
+    }
+    let mut reference = ptr::null_mut();
+    check(sys::napi_create_reference(env, function, 1, &mut reference))?;
+    references[which as usize] = reference;
+    HELPERS.set((env, references));
+    Ok(function)
+}
+
+unsafe fn call_helper(
+    env: sys::napi_env,
+    which: Helper,
+    arg: sys::napi_value,
+) -> Result<sys::napi_value> {
+    let function = helper(env, which)?;
     let mut undefined = ptr::null_mut();
     check(sys::napi_get_undefined(env, &mut undefined))?;
     let mut out = ptr::null_mut();
     check(sys::napi_call_function(
-        env, undefined, parse, 1, &string, &mut out,
+        env, undefined, function, 1, &arg, &mut out,
     ))?;
-    Ok(Some(out))
+    Ok(out)
+}
+
+/// What V8 makes of core's [`Transcoded`]: `JSON.parse` of the JSON text (measured several
+/// times faster than one Node-API call per property; `"__proto__"` becomes an own property
+/// either way), or an array copied from one `Float64Array` of the numbers.
+///
+/// # Safety
+/// On the JS thread of `env`.
+unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Result<sys::napi_value> {
+    match transcoded {
+        Transcoded::Json(text) => {
+            let mut string = ptr::null_mut();
+            check(sys::napi_create_string_utf8(
+                env,
+                text.as_ptr().cast(),
+                text.len() as isize,
+                &mut string,
+            ))?;
+            call_helper(env, Helper::JsonParse, string)
+        }
+        Transcoded::Numbers(numbers) => {
+            let mut data = ptr::null_mut();
+            let mut buffer = ptr::null_mut();
+            let bytes = std::mem::size_of_val(numbers.as_slice());
+            check(sys::napi_create_arraybuffer(
+                env,
+                bytes,
+                &mut data,
+                &mut buffer,
+            ))?;
+            if bytes > 0 {
+                ptr::copy_nonoverlapping(numbers.as_ptr().cast::<u8>(), data.cast::<u8>(), bytes);
+            }
+            let mut typed = ptr::null_mut();
+            check(sys::napi_create_typedarray(
+                env,
+                sys::TypedarrayType::float64_array,
+                numbers.len(),
+                buffer,
+                0,
+                &mut typed,
+            ))?;
+            call_helper(env, Helper::NumbersToArray, typed)
+        }
+    }
+}
+
+/// A container core's [`Transcode`] takes (JSON holds it exactly for JS) made by V8, else
+/// `None`.
+unsafe fn write_transcoded(env: sys::napi_env, value: &Value) -> Result<Option<sys::napi_value>> {
+    let mut transcode = Transcode::default();
+    if value.build_into(&mut transcode).is_err() {
+        return Ok(None);
+    }
+    match transcode.finish() {
+        Ok(transcoded) => transcoded_to_js(env, &transcoded).map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 unsafe fn write(env: sys::napi_env, value: &Value) -> Result<sys::napi_value> {
     if matches!(value, Value::Array(_) | Value::Map(_)) {
-        if let Some(out) = write_json(env, value)? {
+        if let Some(out) = write_transcoded(env, value)? {
             return Ok(out);
         }
     }
@@ -491,16 +744,33 @@ unsafe fn read_top(
     nested: bool,
     max_items: usize,
 ) -> Result<Value> {
+    let mut sink = TreeSink::default();
+    walk(env, value, nested, max_items, &mut sink)?;
+    sink.done
+        .ok_or_else(|| Error::new(Status::GenericFailure, "no value was read"))
+}
+
+/// Walks `value` into `sink`; a refused value is a TypeError (`ECODEC`).
+unsafe fn walk<S: Sink>(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    nested: bool,
+    max_items: usize,
+    sink: &mut S,
+) -> Result<()> {
     let mut reader = Reader {
         env,
+        sink,
         object_prototype: ptr::null_mut(),
         ancestors: Vec::new(),
         max_items,
+        text: Vec::new(),
     };
     match reader.read(value, nested) {
-        Ok(value) => Ok(value),
+        Ok(()) => Ok(()),
         Err(Fault::Refused(message)) => Err(errors::type_error(&Env::from_raw(env), message)),
         Err(Fault::Napi(err)) => Err(err),
+        Err(Fault::Core(err)) => Err(errors::to_js(&Env::from_raw(env), &err)),
     }
 }
 
@@ -584,29 +854,6 @@ pub fn to_js_option(env: &Env, value: Option<&Value>) -> Result<sys::napi_value>
     unsafe { write_option(env.raw(), value) }
 }
 
-/// An array of found values (`undefined` for misses).
-pub fn to_js_options(env: &Env, values: &[Option<Value>]) -> Result<sys::napi_value> {
-    let raw = env.raw();
-    let mut array = ptr::null_mut();
-    // SAFETY: as `to_js`.
-    unsafe {
-        check(sys::napi_create_array_with_length(
-            raw,
-            values.len(),
-            &mut array,
-        ))?;
-        for (i, item) in values.iter().enumerate() {
-            check(sys::napi_set_element(
-                raw,
-                array,
-                i as u32,
-                write_option(raw, item.as_ref())?,
-            ))?;
-        }
-    }
-    Ok(array)
-}
-
 /// Reads a function argument for a key: `undefined` is nil.
 pub fn read_lenient(env: &Env, value: &napi::bindgen_prelude::Unknown<'_>) -> Result<Value> {
     use napi::JsValue as _;
@@ -623,4 +870,248 @@ pub fn read_for(
     use napi::JsValue as _;
     // SAFETY: a live `Env` and a value of the current call.
     unsafe { read_top(env.raw(), value.raw(), false, max_items(config)) }
+}
+
+/// Writes a JS value to store in a cache with `config` straight into its encoder: the
+/// payload in one pass, no [`Value`] on the way (`undefined` at the top is refused).
+pub fn encode_for(
+    env: &Env,
+    value: &napi::bindgen_prelude::Unknown<'_>,
+    config: &polycache::Config,
+) -> Result<Encoded> {
+    use napi::JsValue as _;
+    let mut encoder = config.encoder();
+    // SAFETY: a live `Env` and a value of the current call.
+    unsafe {
+        walk(
+            env.raw(),
+            value.raw(),
+            false,
+            max_items(config),
+            &mut encoder,
+        )?;
+    }
+    encoder.finish().map_err(|err| errors::to_js(env, &err))
+}
+
+/// Makes JS values for a decoder (core's [`Build`]), one Node-API call per value: the exact
+/// path, for what JSON text cannot carry (bytes, bigints, NaN and infinities) and for
+/// payloads too small for `JSON.parse` to pay off. Objects keep the wire order (integer-like
+/// keys aside) and a repeated key keeps its first place and takes its last value, as an
+/// assignment does; `"__proto__"` becomes an own property.
+pub(crate) struct NapiBuild {
+    env: sys::napi_env,
+}
+
+impl NapiBuild {
+    /// A builder for `env` (on its JS thread).
+    pub(crate) fn new(env: &Env) -> Self {
+        NapiBuild { env: env.raw() }
+    }
+}
+
+impl Build for NapiBuild {
+    type Value = sys::napi_value;
+    /// The array and the index of its next item.
+    type Array = (sys::napi_value, u32);
+    /// The object and the key of the entry whose value comes next.
+    type Map = (sys::napi_value, sys::napi_value, bool);
+    type Error = Error;
+
+    fn nil(&mut self) -> Result<sys::napi_value> {
+        let mut out = ptr::null_mut();
+        // SAFETY: on the JS thread of `env` (the builder is made there and not sent).
+        check(unsafe { sys::napi_get_null(self.env, &mut out) })?;
+        Ok(out)
+    }
+    fn bool(&mut self, v: bool) -> Result<sys::napi_value> {
+        let mut out = ptr::null_mut();
+        // SAFETY: as `nil`.
+        check(unsafe { sys::napi_get_boolean(self.env, v, &mut out) })?;
+        Ok(out)
+    }
+    fn int(&mut self, v: i64) -> Result<sys::napi_value> {
+        let mut out = ptr::null_mut();
+        // SAFETY: as `nil`.
+        check(unsafe {
+            if js::is_safe(v) {
+                sys::napi_create_int64(self.env, v, &mut out)
+            } else {
+                sys::napi_create_bigint_int64(self.env, v, &mut out)
+            }
+        })?;
+        Ok(out)
+    }
+    fn uint(&mut self, v: u64) -> Result<sys::napi_value> {
+        let mut out = ptr::null_mut();
+        // SAFETY: as `nil`.
+        check(unsafe { sys::napi_create_bigint_uint64(self.env, v, &mut out) })?;
+        Ok(out)
+    }
+    fn float(&mut self, v: f64) -> Result<sys::napi_value> {
+        let mut out = ptr::null_mut();
+        // SAFETY: as `nil`.
+        check(unsafe { sys::napi_create_double(self.env, v, &mut out) })?;
+        Ok(out)
+    }
+    fn str(&mut self, v: &str) -> Result<sys::napi_value> {
+        // SAFETY: as `nil`.
+        unsafe { create_string(self.env, v) }
+    }
+    fn bytes(&mut self, v: &[u8]) -> Result<sys::napi_value> {
+        let mut out = ptr::null_mut();
+        // SAFETY: as `nil`; Node copies `v`.
+        check(unsafe {
+            sys::napi_create_buffer_copy(
+                self.env,
+                v.len(),
+                v.as_ptr().cast(),
+                ptr::null_mut(),
+                &mut out,
+            )
+        })?;
+        Ok(out)
+    }
+    fn array(&mut self, len: usize) -> Result<Self::Array> {
+        let mut out = ptr::null_mut();
+        // SAFETY: as `nil`; `len` was checked by the decoder against the input and budget.
+        check(unsafe { sys::napi_create_array_with_length(self.env, len, &mut out) })?;
+        Ok((out, 0))
+    }
+    fn push(&mut self, array: &mut Self::Array, item: sys::napi_value) -> Result<()> {
+        // SAFETY: as `nil`.
+        check(unsafe { sys::napi_set_element(self.env, array.0, array.1, item) })?;
+        array.1 += 1;
+        Ok(())
+    }
+    fn end_array(&mut self, array: Self::Array) -> Result<sys::napi_value> {
+        Ok(array.0)
+    }
+    fn map(&mut self, _len: usize) -> Result<Self::Map> {
+        let mut out = ptr::null_mut();
+        // SAFETY: as `nil`.
+        check(unsafe { sys::napi_create_object(self.env, &mut out) })?;
+        Ok((out, ptr::null_mut(), false))
+    }
+    fn key(&mut self, map: &mut Self::Map, key: &str) -> Result<()> {
+        // SAFETY: as `nil`.
+        map.1 = unsafe { create_string(self.env, key) }?;
+        map.2 = key == "__proto__";
+        Ok(())
+    }
+    fn value(&mut self, map: &mut Self::Map, value: sys::napi_value) -> Result<()> {
+        // SAFETY: as `nil`; the key was made by `key` in this scope.
+        unsafe { set_property(self.env, map.0, map.1, value, map.2) }
+    }
+    fn end_map(&mut self, map: Self::Map) -> Result<sys::napi_value> {
+        Ok(map.0)
+    }
+}
+
+unsafe fn create_string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
+    let mut out = ptr::null_mut();
+    check(sys::napi_create_string_utf8(
+        env,
+        s.as_ptr().cast(),
+        s.len() as isize,
+        &mut out,
+    ))?;
+    Ok(out)
+}
+
+/// `object[name] = item`, except that `"__proto__"` is defined as an own property
+/// (assignment would replace the prototype).
+unsafe fn set_property(
+    env: sys::napi_env,
+    object: sys::napi_value,
+    name: sys::napi_value,
+    item: sys::napi_value,
+    proto: bool,
+) -> Result<()> {
+    if !proto {
+        return check(sys::napi_set_property(env, object, name, item));
+    }
+    let descriptor = sys::napi_property_descriptor {
+        utf8name: ptr::null(),
+        name,
+        method: None,
+        getter: None,
+        setter: None,
+        value: item,
+        attributes: sys::PropertyAttributes::writable
+            | sys::PropertyAttributes::enumerable
+            | sys::PropertyAttributes::configurable,
+        data: ptr::null_mut(),
+    };
+    check(sys::napi_define_properties(env, object, 1, &descriptor))
+}
+
+/// A stored value made ready for the JS thread by [`prepare`], on a runtime thread.
+#[derive(Debug)]
+pub enum Found {
+    /// Nothing usable was stored (a miss, counted).
+    Missing,
+    /// What V8 makes the value from (the hit is counted).
+    Ready(Transcoded),
+    /// What JSON cannot carry exactly (bytes, bigints, NaN inside a map …): decoded on the
+    /// JS thread, one Node-API call per value, and counted then.
+    Exact(Stored),
+}
+
+/// Transcodes what a read found for V8 off the JS thread (decompression and the payload's
+/// walk included), so the JS thread only runs `JSON.parse` or one copy. Counts a hit or a
+/// miss as [`polycache::Cache::decode_stored`] does, except for [`Found::Exact`].
+pub fn prepare(cache: &polycache::Cache, stored: Stored) -> Found {
+    let mut transcode = Transcode::default();
+    match cache.decode_stored(&stored, &mut transcode) {
+        Ok(None) => Found::Missing,
+        Ok(Some(())) => match transcode.finish() {
+            Ok(transcoded) => Found::Ready(transcoded),
+            Err(_) => Found::Exact(stored),
+        },
+        Err(js::NotJson) => Found::Exact(stored),
+    }
+}
+
+/// What a read found as a JS value (`undefined` for a miss), on the JS thread.
+pub fn found_to_js(env: &Env, cache: &polycache::Cache, found: &Found) -> Result<sys::napi_value> {
+    let raw = env.raw();
+    // SAFETY: a live `Env` means we are on its JS thread.
+    unsafe {
+        match found {
+            Found::Missing => write_option(raw, None),
+            Found::Ready(transcoded) => transcoded_to_js(raw, transcoded),
+            Found::Exact(stored) => match cache.decode_stored(stored, &mut NapiBuild::new(env))? {
+                Some(value) => Ok(value),
+                None => write_option(raw, None),
+            },
+        }
+    }
+}
+
+/// An array of what several reads found (`undefined` for misses).
+pub fn found_many_to_js(
+    env: &Env,
+    cache: &polycache::Cache,
+    found: &[Found],
+) -> Result<sys::napi_value> {
+    let raw = env.raw();
+    let mut array = ptr::null_mut();
+    // SAFETY: as `found_to_js`.
+    unsafe {
+        check(sys::napi_create_array_with_length(
+            raw,
+            found.len(),
+            &mut array,
+        ))?;
+        for (i, item) in found.iter().enumerate() {
+            check(sys::napi_set_element(
+                raw,
+                array,
+                i as u32,
+                found_to_js(env, cache, item)?,
+            ))?;
+        }
+    }
+    Ok(array)
 }
