@@ -426,3 +426,92 @@ fn off_by_default_and_on_memory() {
         "no network, no breaker"
     );
 }
+
+/// Calls `attempt` after each cooldown (mock clock) until it succeeds: the probe that finds
+/// the store back. Fails after [`DEADLINE`] × 3 (a failover takes seconds of real time).
+fn probe_until_back(clock: &MockClock, mut attempt: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE * 3;
+    loop {
+        clock.advance(COOLDOWN);
+        if attempt() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the store did not come back");
+        // Polling pace, not synchronisation: a refused probe returns at once.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_cluster_client_has_one_breaker() {
+    let topology = polycache_harness::Topology::start(false, 0, 3).unwrap();
+    let url = topology.endpoints().cluster.unwrap();
+    for mode in MODES {
+        let driver = Driver::new(mode);
+        let config = config(&url);
+        let unit = config.redacted_url();
+        let (cache, clock) = driver.open(config);
+        driver.run(cache.set("k", &1.into(), None)).unwrap();
+        for master in &topology.cluster {
+            master.pause();
+        }
+        for _ in 0..FAILURES {
+            assert!(driver.run(cache.set("k", &2.into(), None)).is_err());
+        }
+        let metrics = cache.metrics();
+        assert_eq!(
+            metrics.breaker_states,
+            BTreeMap::from([(unit.clone(), BreakerState::Open)]),
+            "{mode:?}"
+        );
+        let started = Instant::now();
+        let err = driver.run(cache.get("k")).unwrap_err();
+        assert!(
+            started.elapsed() < fast(),
+            "{mode:?}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.message().contains("circuit breaker open"),
+            "{mode:?}: {err}"
+        );
+        for master in &topology.cluster {
+            master.resume();
+        }
+        probe_until_back(&clock, || driver.run(cache.get("k")).is_ok());
+        assert_eq!(states(&cache)[&unit], BreakerState::Closed, "{mode:?}");
+    }
+}
+
+#[test]
+fn a_sentinel_client_trips_on_a_dead_master_and_its_probe_finds_the_new_one() {
+    for mode in MODES {
+        let topology = polycache_harness::Topology::start_spec(polycache_harness::Spec {
+            sentinel: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let url = topology.endpoints().sentinel.unwrap();
+        let driver = Driver::new(mode);
+        let config = config(&url);
+        let unit = config.redacted_url();
+        let (cache, clock) = driver.open(config);
+        driver.run(cache.set("k", &1.into(), None)).unwrap();
+        topology.sentinel_data[0].kill();
+        for _ in 0..FAILURES {
+            assert!(driver.run(cache.set("k", &2.into(), None)).is_err());
+        }
+        assert_eq!(states(&cache)[&unit], BreakerState::Open, "{mode:?}");
+        let err = driver.run(cache.set("k", &2.into(), None)).unwrap_err();
+        assert!(
+            err.message().contains("circuit breaker open"),
+            "{mode:?}: {err}"
+        );
+        // The sentinels promote the replica (seconds); each probe asks them again.
+        probe_until_back(&clock, || {
+            driver.run(cache.set("k", &3.into(), None)).is_ok()
+        });
+        assert_eq!(states(&cache)[&unit], BreakerState::Closed, "{mode:?}");
+        assert_eq!(driver.run(cache.get("k")).unwrap(), Some(Value::from(3)));
+    }
+}
