@@ -9,7 +9,7 @@ use crate::codec::{self, Value};
 use crate::error::{Error, Result};
 use crate::metrics::Counter;
 use crate::patterns::fresh::{
-    is_stale, should_refresh_early, Freshness, LoadOptions, Loaded, RefreshClaim, Rules,
+    is_stale, should_refresh_early, Freshness, LoadOptions, Loaded, ReadStart, RefreshClaim, Rules,
 };
 
 /// `fresh-until` of a value written at `created_at_ms` that is fresh for `fresh_for`
@@ -155,6 +155,7 @@ impl Cache {
             }
         }
         let ticket = self.near_ticket();
+        let read_start = self.inner.fresh.read_start();
         let started = Instant::now();
         let read = self.timed(self.inner.store.get(&redis_key)).await;
         let budget = self.budget_after(started, read.is_ok());
@@ -191,7 +192,7 @@ impl Cache {
                         fastrand::f64(),
                     );
                 if early {
-                    self.refresh_early(redis_key, loader, rules, detach);
+                    self.refresh_early(redis_key, loader, rules, read_start, detach);
                 }
                 return Ok(Loaded {
                     value,
@@ -204,11 +205,19 @@ impl Cache {
                 freshness: Freshness::Stale,
                 age,
             };
+            let read = Read {
+                budget,
+                start: read_start,
+            };
             return Ok(self
-                .serve_stale(redis_key, loader, rules, budget, stale, detach)
+                .serve_stale(redis_key, loader, rules, read, stale, detach)
                 .await);
         }
-        self.load_or_fail_safe(redis_key, loader, rules, budget, now, detach)
+        let read = Read {
+            budget,
+            start: read_start,
+        };
+        self.load_or_fail_safe(redis_key, loader, rules, read, now, detach)
             .await
     }
 
@@ -219,7 +228,7 @@ impl Cache {
         redis_key: String,
         loader: F,
         rules: Rules,
-        budget: Duration,
+        read: Read,
         stale: Loaded,
         detach: D,
     ) -> Loaded
@@ -238,7 +247,7 @@ impl Cache {
         let claim = if backing_off {
             None
         } else {
-            self.inner.fresh.claim(&redis_key)
+            self.inner.fresh.claim(&redis_key, read.start)
         };
         if let Some(claim) = claim {
             self.inner.metrics.add(Counter::BackgroundRefresh, 1);
@@ -251,7 +260,7 @@ impl Cache {
             });
             if let Err(job) = detach(job) {
                 // No background here: this caller refreshes, the others keep the stale value.
-                if let Ok(value) = self.refresh(job, budget).await {
+                if let Ok(value) = self.refresh(job, read.budget).await {
                     return Loaded {
                         value,
                         freshness: Freshness::Fresh,
@@ -267,13 +276,19 @@ impl Cache {
     /// XFetch said refresh now, before the value goes stale: start the key's one refresh in
     /// the background. Where nothing runs in the background the caller is not made to wait
     /// (the value is fresh); the refresh happens when it goes stale.
-    fn refresh_early<F, Fut, D>(&self, redis_key: String, loader: F, rules: Rules, detach: D)
-    where
+    fn refresh_early<F, Fut, D>(
+        &self,
+        redis_key: String,
+        loader: F,
+        rules: Rules,
+        read_start: ReadStart,
+        detach: D,
+    ) where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value>>,
         D: FnOnce(Job<F>) -> std::result::Result<(), Job<F>>,
     {
-        let Some(claim) = self.inner.fresh.claim(&redis_key) else {
+        let Some(claim) = self.inner.fresh.claim(&redis_key, read_start) else {
             return;
         };
         let job = Box::new(Detached {
@@ -295,7 +310,7 @@ impl Cache {
         redis_key: String,
         loader: F,
         rules: Rules,
-        budget: Duration,
+        read: Read,
         now: u64,
         detach: D,
     ) -> Result<Loaded>
@@ -318,7 +333,7 @@ impl Cache {
         if let (Some(soft), Some(good)) = (rules.soft_timeout, &last_good) {
             // A fail-safe value exists: run the load off this caller and wait for it up
             // to `soft_timeout`; past that, answer with the value and let the load finish.
-            if let Some(claim) = fresh.claim(&redis_key) {
+            if let Some(claim) = fresh.claim(&redis_key, read.start) {
                 let (done, result) = tokio::sync::oneshot::channel();
                 let job = Box::new(Detached {
                     claim,
@@ -357,7 +372,7 @@ impl Cache {
         }
         let loader = loader.expect("loader");
         let loaded = self
-            .load_and_store_fresh(redis_key.clone(), loader, rules, budget)
+            .load_and_store_fresh(redis_key.clone(), loader, rules, read.budget)
             .await;
         let now = self.inner.clock.now_ms();
         match loaded {
@@ -485,6 +500,14 @@ impl Cache {
             }
         }
     }
+}
+
+/// What a call's read leaves to the steps after it: the store budget left, and when the
+/// read began (a refresh claim after a stale or missing answer needs it).
+#[derive(Clone, Copy)]
+struct Read {
+    budget: Duration,
+    start: ReadStart,
 }
 
 /// A claimed refresh, boxed: it moves through `detach` and back.

@@ -11,13 +11,18 @@
 //! | expired | gone from Redis | the loader's value |
 //! | fail-safe | loader failed / timed out, or Redis unreachable, within `max_stale` past freshness | the last good value |
 //!
+//! One refresh per stale value: a read takes a [`ReadStart`] before its GET, and may claim
+//! the key's refresh only if no refresh of that key ended since. A GET answered with the
+//! old value before a refresh wrote the new one can reach the claim after that refresh
+//! ended; its refresh would load again what was just loaded.
+//!
 //! Where "the last good value" comes from: an in-process map of the last value this process
 //! read fresh or loaded, per key (bounded by `memory_capacity` entries), kept only when
 //! fail-safe is on (`max_stale > 0`). Not the near tier: the near tier is off by default,
 //! and it drops its entries exactly when Redis is lost (a tracking link down empties it),
 //! which is when fail-safe needs them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -144,21 +149,58 @@ pub(crate) struct LastGood {
 /// Per-process freshness bookkeeping of one cache.
 #[derive(Debug)]
 pub(crate) struct FreshState {
-    refreshing: Arc<Mutex<HashSet<String>>>,
+    refreshes: Arc<Mutex<Refreshes>>,
     last_good: Mutex<HashMap<String, LastGood>>,
     capacity: usize,
 }
 
+/// The keys being refreshed, and when the recent refreshes ended.
+#[derive(Debug, Default)]
+struct Refreshes {
+    running: HashSet<String>,
+    /// Refreshes ended so far in this process: the clock of [`ReadStart`].
+    ended: u64,
+    /// Per key, the value of `ended` when its last refresh ended.
+    ended_at: HashMap<String, u64>,
+    /// `ended_at`'s entries oldest first, to keep `capacity` of them (a key refreshed
+    /// again is here twice; its older entry is skipped when dropped).
+    order: VecDeque<(u64, String)>,
+    capacity: usize,
+}
+
+impl Refreshes {
+    fn end(&mut self, key: &str) {
+        self.running.remove(key);
+        self.ended += 1;
+        self.ended_at.insert(key.to_owned(), self.ended);
+        self.order.push_back((self.ended, key.to_owned()));
+        while self.order.len() > self.capacity {
+            let Some((at, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.ended_at.get(&old) == Some(&at) {
+                self.ended_at.remove(&old);
+            }
+        }
+    }
+}
+
+/// When a read began, in refreshes ended: taken before its GET, so a refresh that ended
+/// after it is one the read's value may predate. (Past `capacity` ended refreshes a key's
+/// end is forgotten, and a late read may refresh once more, as it could before.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadStart(u64);
+
 /// The right to refresh one key; released when dropped (the refresh ended or was abandoned).
 #[derive(Debug)]
 pub(crate) struct RefreshClaim {
-    refreshing: Arc<Mutex<HashSet<String>>>,
+    refreshes: Arc<Mutex<Refreshes>>,
     key: String,
 }
 
 impl Drop for RefreshClaim {
     fn drop(&mut self) {
-        lock(&self.refreshing).remove(&self.key);
+        lock(&self.refreshes).end(&self.key);
     }
 }
 
@@ -168,19 +210,35 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl FreshState {
     pub fn new(capacity: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         FreshState {
-            refreshing: Arc::default(),
+            refreshes: Arc::new(Mutex::new(Refreshes {
+                capacity,
+                ..Refreshes::default()
+            })),
             last_good: Mutex::default(),
-            capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+            capacity,
         }
     }
 
-    /// Claims the one refresh of `key` in this process; `None` while another runs.
-    pub fn claim(&self, key: &str) -> Option<RefreshClaim> {
-        lock(&self.refreshing)
+    /// Marks the start of a read: take it before the GET whose answer may lead to a claim.
+    pub fn read_start(&self) -> ReadStart {
+        ReadStart(lock(&self.refreshes).ended)
+    }
+
+    /// Claims the one refresh of `key` in this process for a read that began at `read`;
+    /// `None` while another runs, or when one ended after `read` (the read's value may be
+    /// the one it replaced).
+    pub fn claim(&self, key: &str, read: ReadStart) -> Option<RefreshClaim> {
+        let mut refreshes = lock(&self.refreshes);
+        if refreshes.ended_at.get(key).is_some_and(|&at| at > read.0) {
+            return None;
+        }
+        refreshes
+            .running
             .insert(key.to_owned())
             .then(|| RefreshClaim {
-                refreshing: self.refreshing.clone(),
+                refreshes: self.refreshes.clone(),
                 key: key.to_owned(),
             })
     }
@@ -283,11 +341,38 @@ mod tests {
     #[test]
     fn one_claim_per_key_until_dropped() {
         let state = FreshState::new(10);
-        let claim = state.claim("k").unwrap();
-        assert!(state.claim("k").is_none());
-        assert!(state.claim("other").is_some());
+        let claim = state.claim("k", state.read_start()).unwrap();
+        assert!(state.claim("k", state.read_start()).is_none());
+        assert!(state.claim("other", state.read_start()).is_some());
         drop(claim);
-        assert!(state.claim("k").is_some());
+        assert!(state.claim("k", state.read_start()).is_some());
+    }
+
+    #[test]
+    fn no_claim_for_a_read_that_began_before_the_last_refresh_ended() {
+        let state = FreshState::new(2);
+        let early = state.read_start();
+        drop(state.claim("k", early).unwrap());
+        assert!(state.claim("k", early).is_none(), "k was refreshed since");
+        assert!(state.claim("other", early).is_some(), "per key");
+        let late = state.read_start();
+        assert!(state.claim("k", late).is_some(), "began after the refresh");
+    }
+
+    #[test]
+    fn ended_refreshes_are_bounded() {
+        let state = FreshState::new(2);
+        let early = state.read_start();
+        for key in ["a", "b", "a", "c"] {
+            drop(state.claim(key, state.read_start()).unwrap());
+        }
+        let refreshes = lock(&state.refreshes);
+        assert_eq!(refreshes.order.len(), 2);
+        assert_eq!(refreshes.ended_at.len(), 2, "{refreshes:?}");
+        drop(refreshes);
+        assert!(state.claim("a", early).is_none(), "a and c are kept");
+        assert!(state.claim("c", early).is_none());
+        assert!(state.claim("b", early).is_some(), "b was forgotten");
     }
 
     #[test]
