@@ -35,6 +35,18 @@ pub struct Encoder {
     text: bool,
 }
 
+/// Where an [`Encoder`] stood, to go back to with [`Encoder::rewind`]: a binding that
+/// starts a value on a fast path and meets something only its general path handles
+/// writes the value again from here.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint {
+    len: usize,
+    depth: usize,
+    top: Option<Open>,
+    started: bool,
+    text: bool,
+}
+
 /// A finished payload and how it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
@@ -102,6 +114,29 @@ impl Encoder {
         })
     }
 
+    /// Where the encoder stands now.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            len: self.out.len(),
+            depth: self.open.len(),
+            top: self.open.last().copied(),
+            started: self.started,
+            text: self.text,
+        }
+    }
+
+    /// Forgets everything written since `at` (a checkpoint of this encoder, taken while
+    /// at least the containers open now were open).
+    pub fn rewind(&mut self, at: Checkpoint) {
+        self.out.truncate(at.len);
+        self.open.truncate(at.depth);
+        if let (Some(top), Some(saved)) = (self.open.last_mut(), at.top) {
+            *top = saved;
+        }
+        self.started = at.started;
+        self.text = at.text;
+    }
+
     /// Writes core's own value.
     ///
     /// # Errors
@@ -166,6 +201,7 @@ impl Encoder {
     ///
     /// # Errors
     /// A codec error when the codec cannot hold it.
+    #[inline]
     pub fn nil(&mut self) -> Result<()> {
         self.start("nil")?;
         match self.codec {
@@ -179,6 +215,7 @@ impl Encoder {
     ///
     /// # Errors
     /// As [`Encoder::nil`].
+    #[inline]
     pub fn bool(&mut self, v: bool) -> Result<()> {
         self.start("bool")?;
         match self.codec {
@@ -194,6 +231,7 @@ impl Encoder {
     ///
     /// # Errors
     /// As [`Encoder::nil`].
+    #[inline]
     pub fn int(&mut self, v: i64) -> Result<()> {
         if v >= 0 {
             return self.uint(v as u64);
@@ -212,6 +250,7 @@ impl Encoder {
     ///
     /// # Errors
     /// As [`Encoder::nil`].
+    #[inline]
     pub fn uint(&mut self, v: u64) -> Result<()> {
         self.start("int")?;
         match self.codec {
@@ -227,6 +266,7 @@ impl Encoder {
     ///
     /// # Errors
     /// A codec error for NaN or infinities in JSON, or when the codec cannot hold it.
+    #[inline]
     pub fn float(&mut self, v: f64) -> Result<()> {
         self.start("float")?;
         match self.codec {
@@ -251,6 +291,7 @@ impl Encoder {
     ///
     /// # Errors
     /// As [`Encoder::nil`].
+    #[inline]
     pub fn str(&mut self, v: &str) -> Result<()> {
         self.start("str")?;
         match self.codec {
@@ -306,6 +347,7 @@ impl Encoder {
     ///
     /// # Errors
     /// A codec error when the items would nest too deep or the codec cannot hold arrays.
+    #[inline]
     pub fn begin_array(&mut self, len: usize) -> Result<()> {
         self.nest(len)?;
         self.start("array")?;
@@ -321,6 +363,7 @@ impl Encoder {
     ///
     /// # Errors
     /// A codec error when no array is open.
+    #[inline]
     pub fn end_array(&mut self) -> Result<()> {
         match self.open.pop() {
             Some(Open::Array | Open::ArrayEmpty) => {}
@@ -336,6 +379,7 @@ impl Encoder {
     ///
     /// # Errors
     /// As [`Encoder::begin_array`].
+    #[inline]
     pub fn begin_map(&mut self, len: usize) -> Result<()> {
         self.nest(len)?;
         self.start("map")?;
@@ -351,6 +395,7 @@ impl Encoder {
     ///
     /// # Errors
     /// A codec error when no map is open.
+    #[inline]
     pub fn key(&mut self, key: &str) -> Result<()> {
         let Some(Open::Map { empty }) = self.open.last_mut() else {
             return Err(Error::codec("encoder: a key outside a map"));
@@ -372,6 +417,7 @@ impl Encoder {
     ///
     /// # Errors
     /// A codec error when no map is open.
+    #[inline]
     pub fn end_map(&mut self) -> Result<()> {
         match self.open.pop() {
             Some(Open::Map { .. }) => {}
@@ -384,6 +430,7 @@ impl Encoder {
     }
 }
 
+#[inline]
 fn write_unsigned(out: &mut Vec<u8>, v: u64) {
     if v <= 0x7f {
         out.push(v as u8);
@@ -401,6 +448,7 @@ fn write_unsigned(out: &mut Vec<u8>, v: u64) {
     }
 }
 
+#[inline]
 fn write_negative(out: &mut Vec<u8>, v: i64) {
     if v >= -32 {
         out.push(v as i8 as u8);
@@ -418,6 +466,7 @@ fn write_negative(out: &mut Vec<u8>, v: i64) {
     }
 }
 
+#[inline]
 fn msgpack_str(out: &mut Vec<u8>, s: &str) {
     let n = s.len();
     if n < 32 {
@@ -434,6 +483,7 @@ fn msgpack_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+#[inline]
 fn container_len(out: &mut Vec<u8>, n: usize, fix: u8, m16: u8, m32: u8) {
     if n < 16 {
         out.push(fix | n as u8);
@@ -500,6 +550,37 @@ mod tests {
             let mut ours = Vec::new();
             json_str(&mut ours, s);
             assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_rewound_encoder_writes_as_if_the_abandoned_value_never_started() {
+        for codec in [Codec::Msgpack, Codec::Json] {
+            let mut direct = Encoder::new(codec);
+            direct.begin_array(2).unwrap();
+            direct.int(1).unwrap();
+            direct.str("x").unwrap();
+            direct.end_array().unwrap();
+
+            let mut e = Encoder::new(codec);
+            e.begin_array(2).unwrap();
+            e.int(1).unwrap();
+            let at = e.checkpoint();
+            e.begin_map(1).unwrap();
+            e.key("k").unwrap();
+            e.begin_array(3).unwrap();
+            e.float(0.5).unwrap();
+            e.rewind(at);
+            e.str("x").unwrap();
+            e.end_array().unwrap();
+            assert_eq!(e.finish().unwrap(), direct.finish().unwrap(), "{codec:?}");
+
+            // From the very start: nothing is left, not even "started".
+            let mut e = Encoder::new(codec);
+            let at = e.checkpoint();
+            e.begin_array(1).unwrap();
+            e.rewind(at);
+            assert!(e.checkpoint().len == 0 && !e.started && e.open.is_empty());
         }
     }
 

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 pub use build::{Build, DecodeError, Tree};
-pub use encoder::{Encoded, Encoder};
+pub use encoder::{Checkpoint, Encoded, Encoder};
 pub use value::{from_value, to_value, Map, Value};
 
 use crate::error::{Error, Result};
