@@ -4,7 +4,12 @@
 //! Core keeps every rule (numbers, strings, nesting, limits); this file only says which
 //! Python type is which kind of value.
 
-use polycache::codec::{msgpack, Build, DecodeLimits, Encoder};
+mod build;
+mod walk;
+
+pub use build::PyBuild;
+
+use polycache::codec::{msgpack, DecodeLimits, Encoder};
 use polycache::{Codec, ErrorKind, Value};
 use pyo3::prelude::*;
 
@@ -29,7 +34,23 @@ pub fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
 
 /// Writes a Python object into `encoder`: which Python types are which kind of value is
 /// decided here; everything else (numbers' forms, strings, nesting, the codec) is core's.
+/// The borrowed-pointer walk ([`walk`]) writes what it can; a value holding anything else
+/// (a `memoryview`, an unsupported type) is written again by the general path.
 pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
+    let start = encoder.checkpoint();
+    match walk::encode(obj, encoder) {
+        Ok(()) => Ok(()),
+        Err(walk::Stop::Raise(err)) => Err(err),
+        Err(walk::Stop::General) => {
+            encoder.rewind(start);
+            encode_general(obj, encoder)
+        }
+    }
+}
+
+/// The reference-counted walk through PyO3's safe API: every type, in the same order as
+/// the fast walk.
+fn encode_general(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
     let codec = |r: polycache::Result<()>| r.map_err(errors::to_py);
     // Exact built-in types first (one pointer comparison each), the common case; then
     // subclasses, in the same order. bool before int (bool is an int subclass).
@@ -75,7 +96,7 @@ pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
     if let Ok(t) = obj.cast::<PyTuple>() {
         codec(encoder.begin_array(t.len()))?;
         for item in t.iter() {
-            encode(&item, encoder)?;
+            encode_general(&item, encoder)?;
         }
         return codec(encoder.end_array());
     }
@@ -111,7 +132,7 @@ fn encode_dict(d: &Bound<'_, PyDict>, encoder: &mut Encoder) -> PyResult<()> {
             .cast::<PyString>()
             .map_err(|_| codec_error(format!("dict keys must be str, not {}", type_name(&k))))?;
         encoder.key(utf8(key)?).map_err(errors::to_py)?;
-        encode(&v, encoder)?;
+        encode_general(&v, encoder)?;
     }
     encoder.end_map().map_err(errors::to_py)
 }
@@ -119,7 +140,7 @@ fn encode_dict(d: &Bound<'_, PyDict>, encoder: &mut Encoder) -> PyResult<()> {
 fn encode_list(l: &Bound<'_, PyList>, encoder: &mut Encoder) -> PyResult<()> {
     encoder.begin_array(l.len()).map_err(errors::to_py)?;
     for item in l.iter() {
-        encode(&item, encoder)?;
+        encode_general(&item, encoder)?;
     }
     encoder.end_array().map_err(errors::to_py)
 }
@@ -129,138 +150,18 @@ fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
     s.to_str()
 }
 
-/// Stored values at least this long are decoded with the cyclic GC paused: a payload of
-/// many dicts otherwise triggers collections all along (measured: a 1 MB record dict took
-/// twice as long with the GC running, for every decoder).
-const PAUSE_GC_FROM: usize = 64 * 1024;
-
-/// Decodes what `get_stored` returned with [`PyBuild`], the GC paused for large payloads
-/// (and resumed after, unless the program had it off already).
+/// Decodes what `get_stored` returned with [`PyBuild`] (which pauses the cyclic GC while
+/// it builds).
 pub fn decode_stored(
     py: Python<'_>,
     cache: &polycache::Cache,
     stored: &polycache::Stored,
 ) -> PyResult<Option<Py<PyAny>>> {
-    let large = matches!(stored, polycache::Stored::Bytes(Some(b)) if b.len() >= PAUSE_GC_FROM);
-    let gc = if large {
-        let gc = py.import("gc")?;
-        let on = gc.call_method0("isenabled")?.is_truthy()?;
-        if on {
-            gc.call_method0("disable")?;
-        }
-        on.then_some(gc)
-    } else {
-        None
-    };
     let result = cache.decode_stored(stored, &mut PyBuild::new(py));
-    if let Some(gc) = gc {
-        gc.call_method0("enable")?;
-    }
     Ok(result?.map(Bound::unbind))
 }
 
-/// Keys already made during one decode: the records of a payload repeat their keys, and a
-/// str made once (hash included) is shared by every dict that uses it.
-const KEY_SLOTS: usize = 512;
-/// Longer keys are made each time: they rarely repeat.
-const KEY_MAX_LEN: usize = 64;
-
-/// Makes Python objects for a decoder (core's `Build`): `dict`s keep the wire order.
-pub struct PyBuild<'py> {
-    py: Python<'py>,
-    keys: Vec<Option<Bound<'py, PyString>>>,
-}
-
-impl<'py> PyBuild<'py> {
-    pub fn new(py: Python<'py>) -> Self {
-        PyBuild {
-            py,
-            keys: Vec::new(),
-        }
-    }
-
-    fn key_object(&mut self, key: &str) -> Bound<'py, PyString> {
-        if key.len() > KEY_MAX_LEN {
-            return PyString::new(self.py, key);
-        }
-        if self.keys.is_empty() {
-            self.keys.resize_with(KEY_SLOTS, || None);
-        }
-        // FNV-1a: short keys, a cheap hash.
-        let mut h: u32 = 0x811c_9dc5;
-        for &b in key.as_bytes() {
-            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
-        let slot = &mut self.keys[h as usize % KEY_SLOTS];
-        // A hit compares with the str's own UTF-8 (cached by CPython, no copy).
-        if let Some(object) = slot {
-            if object.to_str().is_ok_and(|text| text == key) {
-                return object.clone();
-            }
-        }
-        let object = PyString::new(self.py, key);
-        *slot = Some(object.clone());
-        object
-    }
-}
-
-impl<'py> Build for PyBuild<'py> {
-    type Value = Bound<'py, PyAny>;
-    type Array = Vec<Bound<'py, PyAny>>;
-    type Map = (Bound<'py, PyDict>, Option<Bound<'py, PyString>>);
-    type Error = PyErr;
-
-    fn nil(&mut self) -> PyResult<Self::Value> {
-        Ok(self.py.None().into_bound(self.py))
-    }
-    fn bool(&mut self, v: bool) -> PyResult<Self::Value> {
-        Ok(PyBool::new(self.py, v).to_owned().into_any())
-    }
-    fn int(&mut self, v: i64) -> PyResult<Self::Value> {
-        Ok(v.into_pyobject(self.py)?.into_any())
-    }
-    fn uint(&mut self, v: u64) -> PyResult<Self::Value> {
-        Ok(v.into_pyobject(self.py)?.into_any())
-    }
-    fn float(&mut self, v: f64) -> PyResult<Self::Value> {
-        Ok(PyFloat::new(self.py, v).into_any())
-    }
-    fn str(&mut self, v: &str) -> PyResult<Self::Value> {
-        Ok(PyString::new(self.py, v).into_any())
-    }
-    fn bytes(&mut self, v: &[u8]) -> PyResult<Self::Value> {
-        Ok(PyBytes::new(self.py, v).into_any())
-    }
-    fn array(&mut self, len: usize) -> PyResult<Self::Array> {
-        // The decoder checked `len` against the input and the budget before this call.
-        Ok(Vec::with_capacity(len.min(4096)))
-    }
-    fn push(&mut self, array: &mut Self::Array, item: Self::Value) -> PyResult<()> {
-        array.push(item);
-        Ok(())
-    }
-    fn end_array(&mut self, array: Self::Array) -> PyResult<Self::Value> {
-        Ok(PyList::new(self.py, array)?.into_any())
-    }
-    fn map(&mut self, _len: usize) -> PyResult<Self::Map> {
-        Ok((PyDict::new(self.py), None))
-    }
-    fn key(&mut self, map: &mut Self::Map, key: &str) -> PyResult<()> {
-        map.1 = Some(self.key_object(key));
-        Ok(())
-    }
-    fn value(&mut self, map: &mut Self::Map, value: Self::Value) -> PyResult<()> {
-        match map.1.take() {
-            Some(key) => map.0.set_item(key, value),
-            None => Ok(()),
-        }
-    }
-    fn end_map(&mut self, map: Self::Map) -> PyResult<Self::Value> {
-        Ok(map.0.into_any())
-    }
-}
-
-fn codec_error(message: impl Into<String>) -> PyErr {
+pub(crate) fn codec_error(message: impl Into<String>) -> PyErr {
     crate::errors::new_err(ErrorKind::Codec, message)
 }
 

@@ -52,6 +52,8 @@ def test_a_large_get_leaves_the_gc_as_it_found_it(namespace: str) -> None:
     big = {f"field_{i}": {"id": i, "tags": ["a", "b"]} for i in range(5000)}  # > 64 KiB
     with Cache("memory://", namespace=namespace, compression="none") as cache:
         cache.set("big", big)
+        cache.set("small", {"a": [1]})
+        assert cache.get("small") == {"a": [1]}
         assert gc.isenabled()
         assert cache.get("big") == big
         assert gc.isenabled()
@@ -93,6 +95,67 @@ def test_value_types_round_trip(url: str, namespace: str) -> None:
     assert cache.get("tuple") == [1, "two"]
     cache.set("bytearray", bytearray(b"ab"))
     assert cache.get("bytearray") == b"ab"
+
+
+def test_subclasses_and_values_the_fast_walk_hands_back_round_trip(namespace: str) -> None:
+    """The borrowed-pointer walk (src/value/walk.rs) and the general path it falls back to
+    write the same values: subclasses as their base kind, and a value holding a memoryview
+    (which only the general path reads) is written again from the start, in order."""
+    import enum
+
+    class S(str): ...
+
+    class Int(int): ...
+
+    class F(float): ...
+
+    class D(dict[str, Any]): ...
+
+    class L(list[Any]): ...
+
+    class T(tuple[Any, ...]): ...
+
+    class B(bytes): ...
+
+    class BA(bytearray): ...
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    cases: list[tuple[Any, Any]] = [
+        (S("s"), "s"),
+        (Int(7), 7),
+        (Int(2**64 - 1), 2**64 - 1),
+        (F(0.5), 0.5),
+        (D(b=1, a=2), {"b": 1, "a": 2}),
+        (L([1, S("x")]), [1, "x"]),
+        (T((1, 2)), [1, 2]),
+        (B(b"b"), b"b"),
+        (BA(b"ba"), b"ba"),
+        (Color.RED, 1),
+        ({S("k"): 1}, {"k": 1}),
+        (
+            {"a": [1, 2.5, "x"], "b": {"c": memoryview(b"mv"), "d": 1}, "z": (3, bytearray())},
+            {"a": [1, 2.5, "x"], "b": {"c": b"mv", "d": 1}, "z": [3, b""]},
+        ),
+        ([{"deep": [memoryview(b"1")]}, 2], [{"deep": [b"1"]}, 2]),
+    ]
+    with Cache("memory://", namespace=namespace) as cache:
+        for i, (value, expected) in enumerate(cases):
+            cache.set(f"k{i}", value)
+            back = cache.get(f"k{i}")
+            assert back == expected and type(back) is type(expected), (value, back)
+            if isinstance(expected, dict):
+                assert list(back) == list(expected)
+        for value, error in [
+            ({"a": 1, "b": [1, {2: "x"}]}, polycache.CodecError),  # after entries were written
+            ([1, -(2**63) - 1], polycache.CodecError),
+            ({"a": "\ud800"}, UnicodeEncodeError),
+            ({"\ud800": 1}, UnicodeEncodeError),
+        ]:
+            with pytest.raises(error):
+                cache.set("bad", value)
+        assert cache.get("bad") is None
 
 
 def test_unsupported_values_raise_codec_error_naming_the_type(namespace: str) -> None:

@@ -1,0 +1,241 @@
+//! Python objects made for core's decoder ([`Build`]): lists filled in place, dicts in wire
+//! order, repeated map keys made once. CPython's C API directly, because the safe
+//! wrappers cost one or two reference-count function calls per item under the stable ABI
+//! (abi3), and a 1 MB record dict has some 60,000 items.
+//!
+//! The cyclic GC is paused while a [`PyBuild`] lives ([`PyBuild::new`]): a payload of many
+//! dicts otherwise triggers collections all along (measured: a 1 MB record dict took twice
+//! as long with the GC running, for every decoder), and no collection can then look at a
+//! list whose slots are still being filled.
+
+#![allow(unsafe_code)]
+
+use std::marker::PhantomData;
+use std::os::raw::c_int;
+
+use polycache::codec::Build;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+/// Keys already made during one decode: the records of a payload repeat their keys, and a
+/// str made once (its hash cached) is shared by every dict that uses it.
+const KEY_SLOTS: usize = 512;
+/// Longer keys are made each time: they rarely repeat.
+const KEY_MAX_LEN: usize = 64;
+
+/// A cached key: its UTF-8 (compared without calling into Python) and its str.
+type KeySlot<'py> = (Box<[u8]>, Bound<'py, PyString>);
+
+/// Makes Python objects for a decoder (core's `Build`).
+pub struct PyBuild<'py> {
+    py: Python<'py>,
+    /// One key per slot, by hash; a slot once filled keeps its key until the builder is
+    /// dropped, so a map may lend a slot's object (see [`Key::Cached`]).
+    keys: Vec<Option<KeySlot<'py>>>,
+    /// Whether the GC ran before [`PyBuild::new`] paused it.
+    gc_was_on: bool,
+}
+
+impl<'py> PyBuild<'py> {
+    /// A builder; pauses the cyclic GC until it is dropped.
+    pub fn new(py: Python<'py>) -> Self {
+        // SAFETY: the GIL is held (`py`); PyGC_Disable only flips the collector's switch
+        // and returns the previous state.
+        let gc_was_on = unsafe { ffi::PyGC_Disable() } != 0;
+        PyBuild {
+            py,
+            keys: Vec::new(),
+            gc_was_on,
+        }
+    }
+
+    /// The key object for `key`: shared from a slot when it is cached there.
+    fn key_object(&mut self, key: &str) -> PyResult<Key<'py>> {
+        if key.len() > KEY_MAX_LEN {
+            return self.new_str(key).map(Key::Owned);
+        }
+        if self.keys.is_empty() {
+            self.keys.resize_with(KEY_SLOTS, || None);
+        }
+        // FNV-1a: short keys, a cheap hash.
+        let mut h: u32 = 0x811c_9dc5;
+        for &b in key.as_bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        let slot = h as usize % KEY_SLOTS;
+        match &self.keys[slot] {
+            Some((text, object)) if **text == *key.as_bytes() => {
+                return Ok(Key::Cached(object.as_ptr(), PhantomData));
+            }
+            // First come keeps the slot: a slot's object never changes during a decode.
+            Some(_) => return self.new_str(key).map(Key::Owned),
+            None => {}
+        }
+        let object = self.new_str(key)?.cast_into::<PyString>()?;
+        let ptr = object.as_ptr();
+        self.keys[slot] = Some((key.as_bytes().into(), object));
+        Ok(Key::Cached(ptr, PhantomData))
+    }
+
+    /// A new str (the decoder checked that `v` is UTF-8 and counted it).
+    fn new_str(&self, v: &str) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: `v` is `v.len()` bytes of UTF-8; the GIL is held; the result is a new
+        // reference or null with an exception set.
+        unsafe {
+            owned(
+                self.py,
+                ffi::PyUnicode_FromStringAndSize(v.as_ptr().cast(), v.len() as ffi::Py_ssize_t),
+            )
+        }
+    }
+}
+
+impl Drop for PyBuild<'_> {
+    fn drop(&mut self) {
+        if self.gc_was_on {
+            // SAFETY: the GIL is held for `'py`; this resumes what `new` paused.
+            unsafe { ffi::PyGC_Enable() };
+        }
+    }
+}
+
+/// A new reference from a CPython call, or its exception.
+///
+/// # Safety
+/// `ptr` is a new (owned) reference, or null with a Python exception set.
+unsafe fn owned<'py>(py: Python<'py>, ptr: *mut ffi::PyObject) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: the caller's contract.
+    unsafe { Bound::from_owned_ptr_or_err(py, ptr) }
+}
+
+/// A map key waiting for its value.
+pub enum Key<'py> {
+    /// Lent by a key slot of the builder, which keeps it alive for the whole decode.
+    Cached(*mut ffi::PyObject, PhantomData<Python<'py>>),
+    /// Made for this entry alone.
+    Owned(Bound<'py, PyAny>),
+}
+
+/// A list being filled: `PyList_New(len)` leaves `len` empty slots, set in order.
+pub struct List<'py> {
+    list: Bound<'py, PyAny>,
+    len: ffi::Py_ssize_t,
+    filled: ffi::Py_ssize_t,
+}
+
+/// A dict being filled and the key of the entry being read.
+pub struct Dict<'py> {
+    dict: Bound<'py, PyAny>,
+    key: Option<Key<'py>>,
+}
+
+impl<'py> Build for PyBuild<'py> {
+    type Value = Bound<'py, PyAny>;
+    type Array = List<'py>;
+    type Map = Dict<'py>;
+    type Error = PyErr;
+
+    fn nil(&mut self) -> PyResult<Self::Value> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+    fn bool(&mut self, v: bool) -> PyResult<Self::Value> {
+        Ok(pyo3::types::PyBool::new(self.py, v).to_owned().into_any())
+    }
+    fn int(&mut self, v: i64) -> PyResult<Self::Value> {
+        // SAFETY: the GIL is held; a new reference or null with an exception.
+        unsafe { owned(self.py, ffi::PyLong_FromLongLong(v)) }
+    }
+    fn uint(&mut self, v: u64) -> PyResult<Self::Value> {
+        // SAFETY: as `int`.
+        unsafe { owned(self.py, ffi::PyLong_FromUnsignedLongLong(v)) }
+    }
+    fn float(&mut self, v: f64) -> PyResult<Self::Value> {
+        // SAFETY: as `int`.
+        unsafe { owned(self.py, ffi::PyFloat_FromDouble(v)) }
+    }
+    fn str(&mut self, v: &str) -> PyResult<Self::Value> {
+        self.new_str(v)
+    }
+    fn bytes(&mut self, v: &[u8]) -> PyResult<Self::Value> {
+        Ok(pyo3::types::PyBytes::new(self.py, v).into_any())
+    }
+    fn array(&mut self, len: usize) -> PyResult<Self::Array> {
+        // The decoder checked `len` against the input and the budget before this call (at
+        // least one input byte and 32 counted bytes per item): the 8 bytes per slot
+        // allocated here are bounded by the limits.
+        let len = len as ffi::Py_ssize_t;
+        // SAFETY: as `int`. The empty slots are null until `push` sets them; CPython's
+        // list code (dealloc, GC traversal) skips null slots, and the list reaches no
+        // Python code before `end_array` returns it whole (the GC is paused).
+        let list = unsafe { owned(self.py, ffi::PyList_New(len))? };
+        Ok(List {
+            list,
+            len,
+            filled: 0,
+        })
+    }
+    fn push(&mut self, array: &mut Self::Array, item: Self::Value) -> PyResult<()> {
+        let list = array.list.as_ptr();
+        if array.filled < array.len {
+            // SAFETY: `list` is a live list with `len` slots and `filled < len`;
+            // PyList_SetItem takes over `item`'s reference.
+            if unsafe { ffi::PyList_SetItem(list, array.filled, item.into_ptr()) } != 0 {
+                return Err(PyErr::fetch(self.py));
+            }
+            array.filled += 1;
+            return Ok(());
+        }
+        // No length given (JSON) or more items than claimed: append.
+        // SAFETY: `list` and `item` are live; PyList_Append adds its own reference.
+        check(self.py, unsafe { ffi::PyList_Append(list, item.as_ptr()) })
+    }
+    fn end_array(&mut self, array: Self::Array) -> PyResult<Self::Value> {
+        if array.filled < array.len {
+            // Fewer items than slots (a decoder never does this): drop the empty tail so
+            // no null slot reaches Python.
+            let list = array.list.as_ptr();
+            // SAFETY: a live list; deleting the slice [filled, len) of null slots.
+            let status = unsafe {
+                ffi::PyList_SetSlice(list, array.filled, array.len, std::ptr::null_mut())
+            };
+            check(self.py, status)?;
+        }
+        Ok(array.list)
+    }
+    fn map(&mut self, _len: usize) -> PyResult<Self::Map> {
+        // SAFETY: as `int`.
+        let dict = unsafe { owned(self.py, ffi::PyDict_New())? };
+        Ok(Dict { dict, key: None })
+    }
+    fn key(&mut self, map: &mut Self::Map, key: &str) -> PyResult<()> {
+        map.key = Some(self.key_object(key)?);
+        Ok(())
+    }
+    fn value(&mut self, map: &mut Self::Map, value: Self::Value) -> PyResult<()> {
+        let key = match &map.key {
+            // A slot keeps its object while `self` lives, and `self` is borrowed here.
+            Some(Key::Cached(ptr, _)) => *ptr,
+            Some(Key::Owned(object)) => object.as_ptr(),
+            None => return Ok(()),
+        };
+        // SAFETY: a live dict, a live exact str key (its hash cannot run Python code) and a
+        // live value; PyDict_SetItem adds its own references. A repeated key keeps its
+        // first position and takes this value, as FORMAT.md §2 says.
+        let set = unsafe { ffi::PyDict_SetItem(map.dict.as_ptr(), key, value.as_ptr()) };
+        map.key = None;
+        check(self.py, set)
+    }
+    fn end_map(&mut self, map: Self::Map) -> PyResult<Self::Value> {
+        Ok(map.dict)
+    }
+}
+
+/// A CPython status (0 or -1 with an exception set) as a result.
+fn check(py: Python<'_>, status: c_int) -> PyResult<()> {
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(py))
+    }
+}
