@@ -61,43 +61,46 @@ def sized(make: Callable[[int], Any], target: int) -> Any:
 
 def per_call(fn: Callable[[], Any], size: int) -> float:
     """Seconds per call, best of ROUNDS rounds of about 0.2 s each."""
+    return compare({"": fn}, size)[""]
+
+
+def compare(fns: dict[str, Callable[[], Any]], size: int) -> dict[str, float]:
+    """Seconds per call of each function, best of ROUNDS rounds; the functions take turns
+    round by round, so a swing in the machine's load hits them all alike."""
     calls = max(5, min(2000, 2_000_000 // max(size, 1)))
-    fn()  # warm up: connections, caches
-    best = float("inf")
+    for fn in fns.values():
+        fn()  # warm up: connections, caches
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(ROUNDS):
-        started = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - started) / calls)
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - started) / calls)
     return best
 
 
-def row(label: str, ours: float, peers: dict[str, float], size: int) -> None:
-    ratios = "  ".join(f"{peers[name] / ours:5.2f}x" for name in peers)
+def row(label: str, times: dict[str, float], size: int) -> None:
+    ours = times["polycache"]
+    ratios = "  ".join(f"{times[name] / ours:9.2f}x" for name in times if name != "polycache")
     print(f"  {label:<22} {ours * 1e6:10.1f} µs  {ours * 1e6 / (size / 1000):7.2f} µs/KB  {ratios}")
 
 
 def measure(
     cache: polycache.Cache, client: redis.Redis, label: str, key: str, value: Any, size: int
 ) -> None:
-    row(
-        label + " get",
-        per_call(lambda: cache.get(key), size),
-        {
-            "ormsgpack": per_call(lambda: ormsgpack.unpackb(client.get("mp:" + key)), size),
-            "json": per_call(lambda: json.loads(client.get("js:" + key)), size),
-        },
-        size,
-    )
-    row(
-        label + " set",
-        per_call(lambda: cache.set(key, value), size),
-        {
-            "ormsgpack": per_call(lambda: client.set("mp:" + key, ormsgpack.packb(value)), size),
-            "json": per_call(lambda: client.set("js:" + key, json.dumps(value)), size),
-        },
-        size,
-    )
+    gets: dict[str, Callable[[], Any]] = {
+        "polycache": lambda: cache.get(key),
+        "ormsgpack": lambda: ormsgpack.unpackb(client.get("mp:" + key)),
+        "json": lambda: json.loads(client.get("js:" + key)),
+    }
+    row(label + " get", compare(gets, size), size)
+    sets: dict[str, Callable[[], Any]] = {
+        "polycache": lambda: cache.set(key, value),
+        "ormsgpack": lambda: client.set("mp:" + key, ormsgpack.packb(value)),
+        "json": lambda: client.set("js:" + key, json.dumps(value)),
+    }
+    row(label + " set", compare(sets, size), size)
 
 
 def run(url: str) -> None:
@@ -106,7 +109,7 @@ def run(url: str) -> None:
     print(
         "\ncodec path, sequential calls (ratio = peer time / polycache time; > 1: polycache faster)"
     )
-    print(f"  {'value, direction':<22} {'polycache':>13}  {'cost':>13}  vs ormsgpack  vs json")
+    print(f"  {'value, direction':<22} {'polycache':>13}  {'cost':>13}  vs ormsgpack    vs json")
     for kind, make in (("records", records), ("floats", floats)):
         for target in SIZES:
             value = sized(make, target)
@@ -122,23 +125,38 @@ def run(url: str) -> None:
     peak_rss(url)
 
 
-def compression(url: str) -> None:
-    """What LZ4 (the default above compressThreshold) costs or saves on loopback."""
-    print("\ncompression on loopback: polycache µs per call, lz4 (default) / none")
+# What compression costs or saves: LZ4 from 1 KiB (the default before issue 13), from
+# 64 KiB, and none. Used here (loopback) and by lz4_proxy.py (through a delay proxy).
+COMPRESSION = {
+    "lz4 1K": {"compression": "lz4", "compress_threshold": 1024},
+    "lz4 64K": {"compression": "lz4", "compress_threshold": 65536},
+    "none": {"compression": "none"},
+}
+
+
+def compression_table(url: str, sizes: list[int]) -> None:
+    """µs per set and get for each COMPRESSION setting, interleaved."""
     caches = {
-        c: polycache.Cache(url, namespace="bench-lz4", compression=c) for c in ("lz4", "none")
+        name: polycache.Cache(url, namespace="bench-lz4", **options)
+        for name, options in COMPRESSION.items()
     }
+    print(f"  {'':<22}" + "".join(f"{name + ' set':>13}{name + ' get':>13}" for name in caches))
     for kind, make in (("records", records), ("floats", floats)):
-        for target in SIZES[1:]:
+        for target in sizes:
             value = sized(make, target)
             size = len(json.dumps(value))
-            cells = []
-            for name, cache in caches.items():
-                key = f"{name}:{kind}:{target}"
-                set_t = per_call(lambda c=cache, k=key, v=value: c.set(k, v), size)
-                get_t = per_call(lambda c=cache, k=key: c.get(k), size)
-                cells.append(f"{name} set {set_t * 1e6:9.1f} get {get_t * 1e6:9.1f}")
-            print(f"  {kind} {size / 1000:g} KB".ljust(24) + "   ".join(cells))
+            key = f"{kind}:{target}"
+            sets = {n: (lambda c=c, k=n + key, v=value: c.set(k, v)) for n, c in caches.items()}
+            set_t = compare(sets, size)
+            gets = {n: (lambda c=c, k=n + key: c.get(k)) for n, c in caches.items()}
+            get_t = compare(gets, size)
+            cells = "".join(f"{set_t[n] * 1e6:13.1f}{get_t[n] * 1e6:13.1f}" for n in caches)
+            print(f"  {kind} {size / 1000:g} KB".ljust(24) + cells, flush=True)
+
+
+def compression(url: str) -> None:
+    print("\ncompression on loopback: polycache µs per call")
+    compression_table(url, SIZES[1:])
 
 
 RSS_PROBE = """
