@@ -1,13 +1,10 @@
-"""The installed package: abi3 module, typed, and the README's Python examples run."""
+"""The installed package: abi3 module, typed. (The README's examples: test_readme.py.)"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import polycache
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_native_module_is_abi3_and_typed() -> None:
@@ -15,10 +12,3 @@ def test_native_module_is_abi3_and_typed() -> None:
     assert native.name.endswith(".abi3.so"), native.name
     assert (native.parent / "py.typed").exists()
     assert (native.parent / "_native.pyi").exists()
-
-
-def test_readme_python_examples_run() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text("utf-8"), flags=re.S)
-    assert blocks, "the README has Python examples"
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {"__name__": "readme"})
