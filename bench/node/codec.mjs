@@ -5,21 +5,19 @@
 //
 // Values: the record object { field_i: { id, name, score, tags: ['a', 'b'], ok } } and an
 // array of floats, each at about 100 B, 1 KB, 10 KB, 100 KB and 1 MB of JSON. Printed: time
-// per call, ratios (peer time / polycache time: above 1 polycache is faster), polycache's
-// µs per KB, and the peak RSS growth of one 1 MB get in a fresh process.
-import { spawn, execFileSync } from 'node:child_process'
-import { createInterface } from 'node:readline'
-import { createRequire } from 'node:module'
-import path from 'node:path'
+// per call, ratios (peer time / polycache time: above 1 polycache is faster) against each
+// peer and the faster of the two, polycache's µs per KB, and the peak RSS growth of one 1 MB
+// get in a fresh process. POLYCACHE_BENCH_COMPRESSION=none|lz4 overrides the cache's
+// compression (default: the cache's default).
+import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 import Redis from 'ioredis'
 import { pack, unpack } from 'msgpackr'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const root = path.resolve(here, '..', '..')
-const require = createRequire(import.meta.url)
-const { Cache } = require(path.join(root, 'bindings-node'))
+import { binding, startHarness } from './common.mjs'
+
+const { Cache } = binding
 
 const SIZES = [100, 1_000, 10_000, 100_000, 1_000_000]
 const ROUNDS = 5
@@ -54,16 +52,20 @@ async function perCall (fn, size) {
   return best
 }
 
+const COMPRESSION = process.env.POLYCACHE_BENCH_COMPRESSION
+const OPTIONS = { namespace: 'bench-codec', ...(COMPRESSION ? { compression: COMPRESSION } : {}) }
+
 function row (label, ours, peers, size) {
-  const ratios = Object.values(peers).map((t) => `${(t / ours).toFixed(2)}x`.padStart(8)).join('  ')
+  const times = [...Object.values(peers), Math.min(...Object.values(peers))]
+  const ratios = times.map((t) => `${(t / ours).toFixed(2)}x`.padStart(8)).join('  ')
   console.log(`  ${label.padEnd(22)} ${(ours * 1e6).toFixed(1).padStart(10)} µs  ${(ours * 1e6 / (size / 1000)).toFixed(2).padStart(7)} µs/KB  ${ratios}`)
 }
 
 export async function run (url) {
-  const cache = await Cache.connect(url, { namespace: 'bench-codec' })
+  const cache = await Cache.connect(url, OPTIONS)
   const client = new Redis(url)
-  console.log('\ncodec path, sequential calls (ratio = peer time / polycache time; > 1: polycache faster)')
-  console.log(`  ${'value, direction'.padEnd(22)} ${'polycache'.padStart(13)}  ${'cost'.padStart(13)}  vs msgpackr  vs JSON`)
+  console.log(`\ncodec path, sequential calls, compression: ${COMPRESSION ?? 'default'} (ratio = peer time / polycache time; > 1: polycache faster)`)
+  console.log(`  ${'value, direction'.padEnd(22)} ${'polycache'.padStart(13)}  ${'cost'.padStart(13)}  vs msgpackr  vs JSON  vs faster`)
   for (const [kind, make] of [['records', records], ['floats', floats]]) {
     for (const target of SIZES) {
       const value = sized(make, target)
@@ -93,7 +95,7 @@ export async function run (url) {
 }
 
 async function rss (url, who) {
-  const cache = await Cache.connect(url, { namespace: 'bench-codec' })
+  const cache = await Cache.connect(url, OPTIONS)
   const client = new Redis(url)
   await client.ping()
   const get = {
@@ -106,17 +108,6 @@ async function rss (url, who) {
   const peak = process.resourceUsage().maxRSS
   console.log(Math.max(0, Math.round(peak - before)), Object.keys(value).length > 0 ? '' : '')
   process.exit(0)
-}
-
-async function startHarness () {
-  const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, 'target')
-  const harness = path.join(targetDir, process.env.CARGO_BUILD_TARGET ?? '', 'debug', 'polycache-harness')
-  const child = spawn(harness, ['--standalone'], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const line = await new Promise((resolve, reject) => {
-    child.once('error', reject)
-    createInterface({ input: child.stdout }).once('line', resolve)
-  })
-  return { url: JSON.parse(line).standalone, stop: () => child.stdin.end() }
 }
 
 if (process.argv[2] === '--rss') {

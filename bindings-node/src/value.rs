@@ -371,6 +371,18 @@ impl<S: Sink> Reader<'_, S> {
                 self.max_items
             ));
         }
+        if len >= NUMBERS_FROM {
+            if let Some(numbers) = self.numbers(value)? {
+                self.sink.begin_array(numbers.len())?;
+                for &n in numbers {
+                    match js::number(n) {
+                        js::Number::Int(i) => self.sink.int(i)?,
+                        js::Number::Float(f) => self.sink.float(f)?,
+                    }
+                }
+                return self.sink.end_array();
+            }
+        }
         self.sink.begin_array(len as usize)?;
         for i in 0..len {
             let mut item = ptr::null_mut();
@@ -391,6 +403,39 @@ impl<S: Sink> Reader<'_, S> {
             self.read(item, true)?;
         }
         self.sink.end_array()
+    }
+
+    /// The items of an array whose items are all numbers, copied by one JS call into a
+    /// `Float64Array` (a few ns per item, where reading each with Node-API costs ~100);
+    /// `None` for any other array (a hole, or any item that is not a `number`, stops it).
+    /// Valid while `value`'s scope is.
+    unsafe fn numbers<'scope>(
+        &self,
+        value: sys::napi_value,
+    ) -> std::result::Result<Option<&'scope [f64]>, Fault> {
+        let env = self.env;
+        let typed = call_helper(env, Helper::ArrayToNumbers, value)?;
+        let mut is = false;
+        ok(sys::napi_is_typedarray(env, typed, &mut is))?;
+        if !is {
+            return Ok(None);
+        }
+        let mut kind = 0;
+        let mut len = 0usize;
+        let mut data = ptr::null_mut();
+        ok(sys::napi_get_typedarray_info(
+            env,
+            typed,
+            &mut kind,
+            &mut len,
+            &mut data,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        ))?;
+        if kind != sys::TypedarrayType::float64_array || len == 0 {
+            return Ok(None);
+        }
+        Ok(Some(std::slice::from_raw_parts(data.cast::<f64>(), len)))
     }
 
     unsafe fn map(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
@@ -515,29 +560,45 @@ unsafe fn read_string_into(
     std::str::from_utf8(&buf[..written]).map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
 }
 
-/// A JS function the decoders call, made once per environment and kept by reference.
+/// A JS function the walkers call, made once per environment and kept by reference. The
+/// copies are JIT-compiled loops: a few ns per item, where a Node-API call per item costs
+/// ~100. They only move numbers; which number is an integer stays core's rule.
 #[derive(Clone, Copy)]
 enum Helper {
     /// `JSON.parse`.
     JsonParse,
-    /// Copies a `Float64Array` into an array (JIT-compiled: a few ns per item, where a
-    /// Node-API call per item costs ~100).
+    /// Copies a `Float64Array` into an array.
     NumbersToArray,
+    /// Copies an array whose items are all `number`s into a `Float64Array`, else
+    /// `undefined` (a hole or any other item stops it).
+    ArrayToNumbers,
 }
+
+const HELPERS_COUNT: usize = 3;
 
 const NUMBERS_TO_ARRAY: &str = "(function (t) { const n = t.length; const a = new Array(n); \
     for (let i = 0; i < n; i++) a[i] = t[i]; return a })";
 
+const ARRAY_TO_NUMBERS: &str = "(function (a) { const n = a.length; \
+    if (n === 0 || typeof a[0] !== 'number') return undefined; \
+    const t = new Float64Array(n); \
+    for (let i = 0; i < n; i++) { const x = a[i]; if (typeof x !== 'number') return undefined; \
+    t[i] = x } return t })";
+
+/// Arrays at least this long try [`Helper::ArrayToNumbers`] first: below, the JS call costs
+/// more than the Node-API reads it saves.
+const NUMBERS_FROM: u32 = 16;
+
 thread_local! {
     /// This thread's environment and its helpers, by [`Helper`].
-    static HELPERS: std::cell::Cell<(sys::napi_env, [sys::napi_ref; 2])> =
-        const { std::cell::Cell::new((ptr::null_mut(), [ptr::null_mut(); 2])) };
+    static HELPERS: std::cell::Cell<(sys::napi_env, [sys::napi_ref; HELPERS_COUNT])> =
+        const { std::cell::Cell::new((ptr::null_mut(), [ptr::null_mut(); HELPERS_COUNT])) };
 }
 
 unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
     let (cached_env, mut references) = HELPERS.get();
     if cached_env != env {
-        references = [ptr::null_mut(); 2];
+        references = [ptr::null_mut(); HELPERS_COUNT];
     }
     let reference = references[which as usize];
     let mut function = ptr::null_mut();
@@ -565,8 +626,12 @@ unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
                 &mut function,
             ))?;
         }
-        Helper::NumbersToArray => {
-            let source = create_string(env, NUMBERS_TO_ARRAY)?;
+        Helper::NumbersToArray | Helper::ArrayToNumbers => {
+            let source = match which {
+                Helper::NumbersToArray => NUMBERS_TO_ARRAY,
+                _ => ARRAY_TO_NUMBERS,
+            };
+            let source = create_string(env, source)?;
             check(sys::napi_run_script(env, source, &mut function))?;
         }
     }
