@@ -172,6 +172,16 @@ impl Encoder {
     /// JSON array item after the first needs its comma.
     #[inline]
     fn start(&mut self, kind: &'static str) -> Result<()> {
+        // MessagePack, the default, first and small: this is inlined into every value.
+        if self.codec == Codec::Msgpack {
+            self.started = true;
+            return Ok(());
+        }
+        self.start_other(kind)
+    }
+
+    #[inline(never)]
+    fn start_other(&mut self, kind: &'static str) -> Result<()> {
         if self.codec != Codec::Bytes {
             if self.codec == Codec::Json {
                 if let Some(top @ (Open::Array | Open::ArrayEmpty)) = self.open.last_mut() {
@@ -269,21 +279,12 @@ impl Encoder {
     #[inline]
     pub fn float(&mut self, v: f64) -> Result<()> {
         self.start("float")?;
-        match self.codec {
-            Codec::Json => {
-                if !v.is_finite() {
-                    return Err(Error::codec(format!("json: cannot encode the float {v}")));
-                }
-                // ryu directly: serde_json's float layout changed between releases (1.0.154
-                // switched to `1e+16`), and these bytes are a cross-language contract.
-                self.out
-                    .extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-            }
-            _ => {
-                self.out.push(0xcb);
-                self.out.extend_from_slice(&v.to_be_bytes());
-            }
+        if self.codec == Codec::Json {
+            return json_float(&mut self.out, v);
         }
+        let mut cb = [0xcb; 9];
+        cb[1..].copy_from_slice(&v.to_be_bytes());
+        self.out.extend_from_slice(&cb);
         Ok(())
     }
 
@@ -428,6 +429,17 @@ impl Encoder {
         }
         Ok(())
     }
+}
+
+#[inline(never)]
+fn json_float(out: &mut Vec<u8>, v: f64) -> Result<()> {
+    if !v.is_finite() {
+        return Err(Error::codec(format!("json: cannot encode the float {v}")));
+    }
+    // ryu directly: serde_json's float layout changed between releases (1.0.154 switched
+    // to `1e+16`), and these bytes are a cross-language contract.
+    out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    Ok(())
 }
 
 #[inline]
