@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -233,3 +236,60 @@ def test_hostile_values_in_redis_are_counted_misses(
     assert metrics["decodeErrors"] == len(hostile)
     assert metrics["misses"] == len(hostile)
     assert metrics["hits"] == 0
+
+
+# Peak resident memory misses what is reserved but never touched (calloc'd pages): a reader
+# that reserves per claimed length (256 nested claims of 1M items each: 2 GB) passes the RSS
+# bound. So the same reads run again in a child process whose address space is capped a
+# little above what it holds once warm, where such a reservation is a MemoryError.
+HOSTILE_MAX_ADDRESS_SPACE = 512 * 1024 * 1024
+
+ADDRESS_SPACE_CHILD = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[3])
+import polycache
+from notation import hostile_bytes, vectors
+
+url, namespace, limit = sys.argv[1], sys.argv[2], int(sys.argv[4])
+cases = [c for c in vectors("hostile.json") if c["expect"] == "decode_error"]
+raw = polycache.Cache(url, namespace=namespace, raw=True)
+for case in cases:
+    raw.set(case["name"], hostile_bytes(case))
+cache = polycache.Cache(url, namespace=namespace)
+cache.set("warm", [1, {"a": "b"}])
+assert cache.get("warm") == [1, {"a": "b"}]
+with open("/proc/self/status") as status:
+    size = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (size + limit, resource.RLIM_INFINITY))
+failed = {}
+for case in cases:
+    try:
+        got = cache.get(case["name"])
+        if got is not None:
+            failed[case["name"]] = "a value"
+    except BaseException as exc:
+        failed[case["name"]] = type(exc).__name__
+print(json.dumps(failed))
+"""
+
+
+def test_hostile_values_in_redis_stay_within_an_address_space_limit(
+    endpoints: dict[str, Any], namespace: str
+) -> None:
+    vectors_dir = str(Path(__file__).resolve().parents[2] / "tests" / "vectors")
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ADDRESS_SPACE_CHILD,
+            endpoints["standalone"],
+            namespace,
+            vectors_dir,
+            str(HOSTILE_MAX_ADDRESS_SPACE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {}, "reads that failed under the address-space cap"

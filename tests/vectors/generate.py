@@ -1885,6 +1885,27 @@ def hostile_cases() -> list[dict[str, Any]]:
         case(
             f"msgpack-claim-{label}", mp_env(bytes.fromhex(payload)), "length claim past the input"
         )
+    # Nested claims are each checked against the same remaining bytes, not charged: a
+    # reader that reserves a claimed length per container reserves it 256 times over.
+    nested = 500_000
+    case(
+        "msgpack-nested-array32-claims-500k-x256",
+        mp_env((b"\xdd" + struct.pack(">I", nested)) * MAX_DEPTH + b"\xc0" * nested),
+        "256 nested array32s each claiming 500,000 items, backed by 500,000 nils that "
+        "fill only the innermost: every claim passes the input check; a reader reserving "
+        "slots per claim reserves 256 x 500k (1 GB of pointers) before failing",
+    )
+    case(
+        "msgpack-nested-map32-claims-500k-x256",
+        mp_env(
+            (b"\xdf" + struct.pack(">I", nested) + b"\xa0") * (MAX_DEPTH - 1)
+            + b"\xdf"
+            + struct.pack(">I", nested)
+            + b"\xa0\xc0" * nested
+        ),
+        "256 nested map32s each claiming 500,000 entries (key ''), backed by 500,000 "
+        "entries '': nil that fill only the innermost",
+    )
     # --- nesting ----------------------------------------------------------------------------
     case(
         "msgpack-nesting-100k",

@@ -13,7 +13,7 @@
 use std::marker::PhantomData;
 use std::os::raw::c_int;
 
-use polycache::codec::Build;
+use polycache::codec::{Build, PREALLOC_ITEMS};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -117,7 +117,8 @@ pub enum Key<'py> {
     Owned(Bound<'py, PyAny>),
 }
 
-/// A list being filled: `PyList_New(len)` leaves `len` empty slots, set in order.
+/// A list being filled: `PyList_New(len)` leaves `len` empty slots, set in order; items
+/// past them are appended.
 pub struct List<'py> {
     list: Bound<'py, PyAny>,
     len: ffi::Py_ssize_t,
@@ -161,10 +162,10 @@ impl<'py> Build for PyBuild<'py> {
         Ok(pyo3::types::PyBytes::new(self.py, v).into_any())
     }
     fn array(&mut self, len: usize) -> PyResult<Self::Array> {
-        // The decoder checked `len` against the input and the budget before this call (at
-        // least one input byte and 32 counted bytes per item): the 8 bytes per slot
-        // allocated here are bounded by the limits.
-        let len = len as ffi::Py_ssize_t;
+        // A claimed length is checked against the input and the budget but not charged:
+        // nested claims are all backed by the same bytes, so slots for at most
+        // PREALLOC_ITEMS items are made here and the rest are appended as they are read.
+        let len = len.min(PREALLOC_ITEMS) as ffi::Py_ssize_t;
         // SAFETY: as `int`. The empty slots are null until `push` sets them; CPython's
         // list code (dealloc, GC traversal) skips null slots, and the list reaches no
         // Python code before `end_array` returns it whole (the GC is paused).

@@ -37,7 +37,8 @@ pub trait Build {
     /// Bytes.
     fn bytes(&mut self, v: &[u8]) -> Result<Self::Value, Self::Error>;
     /// Opens an array of `len` items (`0` when the codec does not say, as JSON). A claimed
-    /// length has been checked against the input and the budget before this call.
+    /// length has been checked against the input and the budget before this call, but not
+    /// charged (nested claims share the same bytes): reserve at most [`PREALLOC_ITEMS`].
     fn array(&mut self, len: usize) -> Result<Self::Array, Self::Error>;
     /// Appends the next item.
     fn push(&mut self, array: &mut Self::Array, item: Self::Value) -> Result<(), Self::Error>;
@@ -123,9 +124,11 @@ impl Value {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tree;
 
-/// Slots reserved up front for an array, at most: a claimed length reserves no more, and
-/// larger arrays grow as their items are actually read (and counted).
-const PREALLOC_ITEMS: usize = 1024;
+/// Slots reserved up front for an array or map, at most: a claimed length reserves no more,
+/// and larger containers grow as their items are actually read (and counted). A claim is
+/// checked against the remaining input and budget but not charged, so nested claims are
+/// all backed by the same bytes: a [`Build`] that preallocates must cap it here too.
+pub const PREALLOC_ITEMS: usize = 1024;
 
 impl Build for Tree {
     type Value = Value;

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-pub use build::{Build, DecodeError, Tree};
+pub use build::{Build, DecodeError, Tree, PREALLOC_ITEMS};
 pub use encoder::{Checkpoint, Encoded, Encoder};
 pub use value::{from_value, to_value, Map, Value};
 
