@@ -6,7 +6,7 @@
 const net = require('node:net')
 const path = require('node:path')
 const readline = require('node:readline')
-const { Cache, Ring } = require(path.join(__dirname, '..', '..', 'bindings-node'))
+const { Cache, Ring, decodeEnvelope } = require(path.join(__dirname, '..', '..', 'bindings-node'))
 
 const { interopCases, same, typed } = require(path.join(__dirname, '..', 'vectors', 'notation.cjs'))
 
@@ -86,6 +86,94 @@ async function load (url, ns, spec) {
     }
   }
   return t
+}
+
+// `failsafe URL NS SPEC`: the fail-safe table (see agent.py). `kind` is `loader` for the
+// loader's own rejection (returned unchanged) or ELOADER, `timeout` for ETIMEOUT.
+const failureKind = (err) => err.code === 'ETIMEOUT' ? 'timeout' : (err.code === 'ELOADER' || err.message === 'database down') ? 'loader' : (err.code || err.name)
+
+async function failsafe (url, ns, spec) {
+  const cache = await Cache.connect(url, {
+    namespace: ns,
+    commandTimeout: spec.timeout,
+    connectTimeout: spec.timeout,
+    hardTimeout: spec.hardTimeout,
+    maxStale: spec.failSafe ? 600 : 0,
+    io: spec.mode || 'auto'
+  })
+  const first = await cache.getOrLoad(spec.key, () => 'good', { ttl: 600 })
+  await waitForGo()
+  let loads = 0
+  const loader = async () => {
+    loads++
+    if (spec.fault === 'loader-hangs') {
+      await new Promise((resolve) => setTimeout(resolve, spec.hangSeconds * 1000))
+      return 'late'
+    }
+    throw new Error('database down')
+  }
+  const calls = []
+  for (let round = 0; round < spec.rounds; round++) {
+    const started = now()
+    let value = null
+    let kind = null
+    let err = null
+    try { value = await cache.getOrLoad(spec.key, loader, { ttl: 600 }) } catch (e) { kind = failureKind(e); err = errorText(e) }
+    calls.push([now() - started, value, kind, err])
+  }
+  return { first, calls, loaderCalls: loads }
+}
+
+// `fresh-write URL NS SPEC` and `fresh-read URL NS SPEC`: the freshness matrix (see agent.py).
+async function freshWrite (url, ns, spec) {
+  const cache = await Cache.connect(url, { namespace: ns, freshFor: spec.freshFor })
+  await waitForGo()
+  for (const key of spec.keys) await cache.getOrLoad(key, () => spec.value, { ttl: 600 })
+  return { written: spec.keys.length }
+}
+
+const epochMs = () => performance.timeOrigin + performance.now()
+
+// One key of the freshness matrix: `getEntry` where the binding has it, otherwise the
+// stored envelope's fresh-until (raw read, contract decode) against this process's clock.
+async function freshReader (url, ns, key) {
+  const cache = await Cache.connect(url, { namespace: ns })
+  const raw = await Cache.connect(url, { namespace: ns, raw: true })
+  const via = typeof cache.getEntry === 'function' ? 'getEntry' : 'envelope'
+  const read = async () => {
+    const before = epochMs()
+    if (via === 'getEntry') {
+      const entry = await cache.getEntry(key, () => { throw new Error('the reader does not load') })
+      return [before, epochMs(), entry.value, entry.stale]
+    }
+    const envelope = decodeEnvelope(await raw.get(key))
+    const freshUntil = envelope.freshUntil ?? 0
+    return [before, epochMs(), envelope.value, freshUntil !== 0 && before >= freshUntil]
+  }
+  return { via, read }
+}
+
+async function freshRead (url, ns, spec) {
+  const readers = []
+  for (const cell of spec.cells) readers.push(await freshReader(url, cell.ns, cell.key))
+  await waitForGo()
+  const cells = readers.map(() => ({}))
+  const deadline = performance.now() + spec.seconds * 1000
+  while (performance.now() < deadline && !cells.every((c) => 'firstStale' in c || 'error' in c)) {
+    for (let i = 0; i < readers.length; i++) {
+      const cell = cells[i]
+      if ('firstStale' in cell || 'error' in cell) continue
+      try {
+        const [before, after, value, stale] = await readers[i].read()
+        cell.first ??= stale ? 'stale' : 'fresh'
+        cell.value = value
+        if (stale) cell.firstStale = after; else cell.lastFresh = before
+      } catch (err) {
+        cell.error = errorText(err)
+      }
+    }
+  }
+  return { via: readers[0]?.via ?? null, cells }
 }
 
 // stdin lines, one at a time, for every waiter in turn (agent.py documents the protocol).
@@ -209,6 +297,9 @@ async function main ([command, url, ns, arg]) {
     case 'timed-delete':
       await (await cacheFor(url, ns)).delete(arg)
       return { returned: wallClock() }
+    case 'fresh-write': return freshWrite(url, ns, JSON.parse(arg))
+    case 'fresh-read': return freshRead(url, ns, JSON.parse(arg))
+    case 'failsafe': return failsafe(url, ns, JSON.parse(arg))
     case 'fault': return fault(url, ns, JSON.parse(arg))
     case 'load': return load(url, ns, JSON.parse(arg))
     case 'write':

@@ -40,6 +40,31 @@ stdin/stdout; SPEC is a JSON object, `mode` picks the I/O mode (`sync` or `async
                                      line, then for SPEC.seconds loop over the keys (a set
                                      every 10th op, else a get checked against its value):
                                      ops, errors, wrong values, misses, error times
+    agent.py failsafe URL NS SPEC    the fail-safe table: open a cache with timeouts of
+                                     SPEC.timeout s, hard_timeout SPEC.hardTimeout s and
+                                     max_stale 600 s (SPEC.failSafe) or 0, load SPEC.key
+                                     ("good"), print {"ready": true}, wait for a line (the
+                                     driver deletes the key, or pauses or kills Redis),
+                                     then SPEC.rounds get_or_load calls whose loader
+                                     raises ("database down") or, with SPEC.fault
+                                     `loader-hangs`, takes SPEC.hangSeconds:
+                                     {"first": v, "calls": [[s, value, kind|null, error]…],
+                                     "loaderCalls": n}; kind is `loader` or `timeout`
+
+The freshness matrix (matrix.py) adds a writer and a reader, both started ahead and let
+go by a line on stdin (after {"ready": true}), so their process start is not in the
+fresh window:
+
+    agent.py fresh-write URL NS SPEC get_or_load each of SPEC.keys (TTL 600 s) on a cache
+                                     with fresh_for SPEC.freshFor s; the value is
+                                     SPEC.value. Out: {"written": n}
+    agent.py fresh-read URL NS SPEC  SPEC.cells [{"ns", "key"}]: read each (get_entry with
+                                     a loader that fails, or where a binding has none, the
+                                     envelope's fresh-until against this process's clock)
+                                     until it reads stale or SPEC.seconds pass. Per cell:
+                                     {"value", "first": fresh|stale, "lastFresh": ms before
+                                     the last fresh read began, "firstStale": ms after the
+                                     first stale read ended} (wall clock); "via" says how
 
 The invalidation matrix (matrix.py) adds a writer's two timed commands and a long-lived
 reader holding a near tier:
@@ -159,6 +184,86 @@ async def fault_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]
             err = error_text(e)
         cells.setdefault("open", []).append([time.perf_counter() - started, err])
     return {"cells": cells}
+
+
+class DatabaseDown(Exception):
+    """What the fail-safe table's loaders raise."""
+
+
+def failure_kind(err: BaseException) -> str:
+    """`loader` (the loader's own error, or LoaderError), `timeout`, or the class name."""
+    if isinstance(err, polycache.TimeoutError):
+        return "timeout"
+    if isinstance(err, (DatabaseDown, polycache.LoaderError)):
+        return "loader"
+    return type(err).__name__
+
+
+def failsafe_options(ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    t = spec["timeout"]
+    return {
+        "namespace": ns,
+        "command_timeout": t,
+        "connect_timeout": t,
+        "hard_timeout": spec["hardTimeout"],
+        "max_stale": 600 if spec["failSafe"] else 0,
+    }
+
+
+def failsafe_sync(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    cache = Cache(url, **failsafe_options(ns, spec))
+    key = spec["key"]
+    first = cache.get_or_load(key, lambda: "good", ttl=600)
+    wait_for_go()
+    loads = 0
+
+    def loader() -> str:
+        nonlocal loads
+        loads += 1
+        if spec["fault"] == "loader-hangs":
+            time.sleep(spec["hangSeconds"])
+            return "late"
+        raise DatabaseDown("database down")
+
+    calls = []
+    for _ in range(spec["rounds"]):
+        started = time.perf_counter()
+        try:
+            value, kind, err = cache.get_or_load(key, loader, ttl=600), None, None
+        except Exception as e:  # noqa: BLE001 - the outcome to report
+            value, kind, err = None, failure_kind(e), error_text(e)
+        calls.append([time.perf_counter() - started, value, kind, err])
+    return {"first": first, "calls": calls, "loaderCalls": loads}
+
+
+async def failsafe_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    cache = await AsyncCache.connect(url, **failsafe_options(ns, spec))
+    key = spec["key"]
+
+    async def good() -> str:
+        return "good"
+
+    first = await cache.get_or_load(key, good, ttl=600)
+    await asyncio.get_running_loop().run_in_executor(None, wait_for_go)
+    loads = 0
+
+    async def loader() -> str:
+        nonlocal loads
+        loads += 1
+        if spec["fault"] == "loader-hangs":
+            await asyncio.sleep(spec["hangSeconds"])
+            return "late"
+        raise DatabaseDown("database down")
+
+    calls = []
+    for _ in range(spec["rounds"]):
+        started = time.perf_counter()
+        try:
+            value, kind, err = await cache.get_or_load(key, loader, ttl=600), None, None
+        except Exception as e:  # noqa: BLE001
+            value, kind, err = None, failure_kind(e), error_text(e)
+        calls.append([time.perf_counter() - started, value, kind, err])
+    return {"first": first, "calls": calls, "loaderCalls": loads}
 
 
 class Tally:
@@ -357,6 +462,69 @@ def stampede_report(results: list[tuple[str, Any]], metrics: dict[str, Any]) -> 
     return {"values": values, "errors": errors[:5], "metrics": metrics}
 
 
+def fresh_write(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    cache = Cache(url, namespace=ns, fresh_for=spec["freshFor"])
+    wait_for_go()
+    for key in spec["keys"]:
+        cache.get_or_load(key, lambda: spec["value"], ttl=600)
+    return {"written": len(spec["keys"])}
+
+
+def epoch_ms() -> float:
+    return time.time_ns() / 1e6
+
+
+class FreshReader:
+    """Reads one key of the freshness matrix: with `get_entry` where the binding has it,
+    otherwise the stored envelope's fresh-until (raw read, contract decode) against this
+    process's clock, by FORMAT.md §7's rule."""
+
+    def __init__(self, url: str, ns: str, key: str) -> None:
+        self.key = key
+        self.cache = Cache(url, namespace=ns)
+        self.raw = Cache(url, namespace=ns, raw=True)
+        self.via = "get_entry" if hasattr(self.cache, "get_entry") else "envelope"
+
+    def read(self) -> tuple[float, float, Any, bool]:
+        """(ms before, ms after, value, stale)"""
+        before = epoch_ms()
+        if self.via == "get_entry":
+            entry = self.cache.get_entry(self.key, fails)  # type: ignore[attr-defined]
+            value, stale = entry.value, entry.stale
+        else:
+            envelope = contract.decode_envelope(self.raw.get(self.key))
+            fresh_until = envelope["fresh_until"]
+            value, stale = envelope["value"], fresh_until != 0 and before >= fresh_until
+        return before, epoch_ms(), value, stale
+
+
+def fails() -> Any:
+    raise DatabaseDown("the reader does not load")
+
+
+def fresh_read(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    readers = [FreshReader(url, cell["ns"], cell["key"]) for cell in spec["cells"]]
+    wait_for_go()
+    cells: list[dict[str, Any]] = [{} for _ in readers]
+    deadline = time.monotonic() + spec["seconds"]
+    while time.monotonic() < deadline and not all("firstStale" in c for c in cells):
+        for reader, cell in zip(readers, cells):
+            if "firstStale" in cell or "error" in cell:
+                continue
+            try:
+                before, after, value, stale = reader.read()
+            except Exception as e:  # noqa: BLE001 - the outcome to report
+                cell["error"] = error_text(e)
+                continue
+            cell.setdefault("first", "stale" if stale else "fresh")
+            cell["value"] = value
+            if stale:
+                cell["firstStale"] = after
+            else:
+                cell["lastFresh"] = before
+    return {"via": readers[0].via if readers else None, "cells": cells}
+
+
 def near_reader(url: str, ns: str) -> dict[str, Any]:
     """The reader of the invalidation matrix: see the module docs."""
     cache = Cache(url, namespace=ns, near_cache=1000)
@@ -420,6 +588,14 @@ def main(argv: list[str]) -> Any:
         if spec.get("mode") == "async":
             return asyncio.run(stampede_async(url, ns, spec))
         return stampede_sync(url, ns, spec)
+    if command in ("fresh-write", "fresh-read"):
+        spec = json.loads(rest[0])
+        return (fresh_write if command == "fresh-write" else fresh_read)(url, ns, spec)
+    if command == "failsafe":
+        spec = json.loads(rest[0])
+        if spec.get("mode") == "async":
+            return asyncio.run(failsafe_async(url, ns, spec))
+        return failsafe_sync(url, ns, spec)
     if command in ("fault", "load"):
         spec = json.loads(rest[0])
         if spec.get("mode") == "async":

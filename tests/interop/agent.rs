@@ -1,13 +1,14 @@
 //! The Rust side of the interop matrix: the same commands as `agent.py` (see its docs),
 //! one JSON line out. The fault suite's `fault` and `load` commands take SPEC.mode
-//! `async` (tokio stores) or `blocking` (blocking stores driven by `polycache::block_on`).
+//! `async` (tokio stores) or `blocking` (blocking stores driven by `polycache::block_on`),
+//! and so does `failsafe`.
 
 use std::future::Future;
 use std::io::BufRead;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use polycache::{Cache, Config, Io, KeyTemplate, Node, Ring, Value};
+use polycache::{Cache, Config, Io, KeyTemplate, LoadOptions, Node, Ring, Value};
 use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use serde_json::{json, Value as Json};
 
@@ -303,6 +304,148 @@ fn fault(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
     Ok(json!({ "cells": cells }))
 }
 
+/// `fresh-write URL NS SPEC`: see agent.py.
+fn fresh_write(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
+    let driver = Driver::new("async");
+    let fresh_for = Duration::from_secs_f64(spec["freshFor"].as_f64().unwrap_or(1.0));
+    let config = Config::from_url(url)?
+        .namespace(ns)
+        .fresh_for(Some(fresh_for));
+    let cache = driver.run(Cache::new(config))?;
+    let value = Value::from(spec["value"].as_str().unwrap_or_default());
+    let keys: Vec<&str> = spec["keys"]
+        .as_array()
+        .map(|keys| keys.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    wait_for_go();
+    for key in &keys {
+        let value = value.clone();
+        let ttl = Some(Duration::from_secs(600));
+        driver.run(cache.get_or_load(key, || async { Ok(value) }, ttl))?;
+    }
+    Ok(json!({ "written": keys.len() }))
+}
+
+fn epoch_ms() -> f64 {
+    epoch_secs() * 1000.0
+}
+
+/// `fresh-read URL NS SPEC`: see agent.py; reads with `get_entry`.
+fn fresh_read(url: &str, spec: &Json) -> polycache::Result<Json> {
+    let driver = Driver::new("async");
+    let mut readers = Vec::new();
+    for cell in spec["cells"].as_array().into_iter().flatten() {
+        let ns = cell["ns"].as_str().unwrap_or_default();
+        let cache = driver.run(Cache::new(Config::from_url(url)?.namespace(ns)))?;
+        readers.push((cache, cell["key"].as_str().unwrap_or_default().to_owned()));
+    }
+    wait_for_go();
+    let mut cells = vec![serde_json::Map::new(); readers.len()];
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(spec["seconds"].as_f64().unwrap_or(10.0));
+    let done =
+        |c: &serde_json::Map<String, Json>| c.contains_key("firstStale") || c.contains_key("error");
+    while Instant::now() < deadline && !cells.iter().all(done) {
+        for ((cache, key), cell) in readers.iter().zip(&mut cells) {
+            if done(cell) {
+                continue;
+            }
+            let before = epoch_ms();
+            let never = || async {
+                Err(polycache::Error::new(
+                    polycache::ErrorKind::Loader,
+                    "the reader does not load",
+                ))
+            };
+            let read = driver.run(cache.get_entry(key, never, &LoadOptions::default()));
+            let after = epoch_ms();
+            match read {
+                Ok(entry) => {
+                    let stale = entry.stale();
+                    let state = if stale { "stale" } else { "fresh" };
+                    cell.entry("first").or_insert_with(|| json!(state));
+                    cell.insert("value".into(), to_plain_json(&entry.value));
+                    if stale {
+                        cell.insert("firstStale".into(), json!(after));
+                    } else {
+                        cell.insert("lastFresh".into(), json!(before));
+                    }
+                }
+                Err(err) => {
+                    cell.insert("error".into(), json!(error_text(&err)));
+                }
+            }
+        }
+    }
+    Ok(json!({ "via": "get_entry", "cells": cells }))
+}
+
+/// `failsafe URL NS SPEC`: see agent.py. A hanging loader does not block its thread: it
+/// waits on a timer (tokio's, or a thread's in blocking mode), as an async database
+/// client would.
+fn failsafe(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
+    let driver = Driver::new(spec["mode"].as_str().unwrap_or("async"));
+    let secs = |field: &str| Duration::from_secs_f64(spec[field].as_f64().unwrap_or(1.0));
+    let config = Config::from_url(url)?
+        .namespace(ns)
+        .connect_timeout(secs("timeout"))
+        .command_timeout(secs("timeout"))
+        .hard_timeout(Some(secs("hardTimeout")))
+        .max_stale(if spec["failSafe"].as_bool().unwrap_or(false) {
+            Duration::from_secs(600)
+        } else {
+            Duration::ZERO
+        });
+    let io = match driver {
+        Driver::Async(_) => Io::Async,
+        Driver::Blocking => Io::Blocking,
+    };
+    let cache = driver.run(Cache::builder(config).io(io).build())?;
+    let key = spec["key"].as_str().unwrap_or("k");
+    let ttl = Some(Duration::from_secs(600));
+    let first = driver.run(cache.get_or_load(key, || async { Ok(Value::from("good")) }, ttl))?;
+    wait_for_go();
+    let hangs = spec["fault"].as_str() == Some("loader-hangs");
+    let hang = secs("hangSeconds");
+    let blocking = matches!(driver, Driver::Blocking);
+    let loads = std::sync::atomic::AtomicUsize::new(0);
+    let mut calls = Vec::new();
+    for _ in 0..spec["rounds"].as_u64().unwrap_or(1) {
+        let loader = || async {
+            loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !hangs {
+                return Err(polycache::Error::new(
+                    polycache::ErrorKind::Loader,
+                    "database down",
+                ));
+            }
+            if blocking {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                std::thread::spawn(move || {
+                    std::thread::sleep(hang);
+                    let _ = tx.send(());
+                });
+                let _ = rx.await;
+            } else {
+                tokio::time::sleep(hang).await;
+            }
+            Ok(Value::from("late"))
+        };
+        let started = Instant::now();
+        let got = driver.run(cache.get_or_load(key, loader, ttl));
+        let elapsed = started.elapsed().as_secs_f64();
+        calls.push(match got {
+            Ok(value) => json!([elapsed, to_plain_json(&value), null, null]),
+            Err(err) => {
+                let kind = format!("{:?}", err.kind()).to_lowercase();
+                json!([elapsed, null, kind, error_text(&err)])
+            }
+        });
+    }
+    let loads = loads.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(json!({ "first": to_plain_json(&first), "calls": calls, "loaderCalls": loads }))
+}
+
 /// `load URL NS SPEC`: see agent.py.
 fn load(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
     let driver = Driver::new(spec["mode"].as_str().unwrap_or("async"));
@@ -493,6 +636,20 @@ fn main() {
             let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))
                 .unwrap_or_else(|e| panic!("SPEC is not JSON: {e}"));
             stampede(&args[1], &args[2], &spec)
+        }
+        "fresh-write" | "fresh-read" => {
+            let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))
+                .unwrap_or_else(|e| panic!("SPEC is not JSON: {e}"));
+            if args[0] == "fresh-write" {
+                fresh_write(&args[1], &args[2], &spec)
+            } else {
+                fresh_read(&args[1], &spec)
+            }
+        }
+        "failsafe" => {
+            let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))
+                .unwrap_or_else(|e| panic!("SPEC is not JSON: {e}"));
+            failsafe(&args[1], &args[2], &spec)
         }
         "fault" | "load" => {
             let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))

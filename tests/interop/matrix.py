@@ -6,10 +6,18 @@ and TTLs seen across runtimes. On the shards: every runtime places 10,000 keys (
 reports must be identical, and each key must physically sit on the reported node). On the
 standalone server: decorator keys shared between runtimes, and bare values written by
 redis-cli read in raw mode (and as counted decode errors otherwise). The stampede lock on
-every topology (Python twice, AsyncCache and the sync Cache): a lock matrix (the writer
+every topology (Rust, Python, Node and the WASI component; without WASI, Python twice,
+AsyncCache and the sync Cache): a lock matrix (the writer
 holds the lock, the reader waits and gets its value), 4 processes x 250 concurrent misses
 on 10 keys with one load per key (counted by INCR in Redis), a holder killed with kill -9
 replaced after its lease, and a paused holder's late write refused by the fence.
+
+Per topology, the freshness matrix: every writer W writes a key for every reader R with
+`fresh_for` (FRESH_FOR s) through get_or_load; every R reads its keys, at once and then
+until they read stale. A cell passes when R saw W's value fresh before the envelope's
+fresh-until and stale from it on, by R's own clock: never fresh after it, never stale
+before it. Writers and readers start first and are let go together, so no process start
+counts against the fresh window.
 
 Then, per topology, the invalidation matrix: for every writer W (each runtime, and
 redis-cli) and every reader R with a near tier (Rust, Python, Node; the WASI component has
@@ -38,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import polycache
-from polycache.contract import Ring, encode_envelope, redis_key
+from polycache.contract import Ring, decode_envelope, encode_envelope, redis_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -257,13 +265,16 @@ class Agent:
 
 class LockRun:
     """The stampede lock across processes and languages (FORMAT.md §6): agents of every
-    runtime (Python twice: AsyncCache and the sync Cache on threads) over one topology."""
+    runtime over one topology: Rust, Python (AsyncCache), Node and the WASI component, or
+    without WASI, Python twice (the sync Cache on threads too). The takeover runs leave
+    the component out: they read lock counters its WIT `metrics` record does not have."""
 
     def __init__(self, run: Run, counter: str) -> None:
         self.run = run
         self.counter = counter
-        have = [r for r in run.runtimes if r in ("rust", "python", "node")]
-        self.runtimes = have + (["python-sync"] if "python" in have else [])
+        have = [r for r in run.runtimes if r in ("rust", "python", "node", "wasi")]
+        twice = "python" in have and "wasi" not in have
+        self.runtimes = have + (["python-sync"] if twice else [])
 
     def command(self, runtime: str) -> list[str]:
         return self.run.commands["python" if runtime == "python-sync" else runtime]
@@ -348,8 +359,9 @@ class LockRun:
         """A holder killed with kill -9 mid-load: another process loads after the lease.
         A holder paused past its lease (SIGSTOP) and resumed: its late write is refused."""
         print(f"\nlock takeover {topology}: holder killed (kill -9) or paused past its lease")
-        for i, holder in enumerate(self.runtimes):
-            other = self.runtimes[(i + 1) % len(self.runtimes)]
+        takers = [r for r in self.runtimes if r != "wasi"]
+        for i, holder in enumerate(takers):
+            other = takers[(i + 1) % len(takers)]
             for how in ("killed", "paused"):
                 ns = self.run.ns(topology, f"take-{how}-{holder}")
                 key = "t"
@@ -383,6 +395,115 @@ class LockRun:
                     + (", the late write is refused" if how == "paused" else "")
                 )
                 self.run.check(ok, what + ("" if ok else f"  ({bout}, refused {refused})"))
+
+
+FRESH_FOR = 2.0  # seconds: the window a reader must read in to see a value fresh
+
+
+class Freshness:
+    """The freshness matrix of one topology (see the module docs)."""
+
+    def __init__(self, run: Run, topology: str, url: str) -> None:
+        self.run, self.topology, self.url = run, topology, url
+        self.summary = f"freshness {topology}: not run"
+
+    def ns(self, writer: str) -> str:
+        return self.run.ns(self.topology, f"fresh-{writer}")
+
+    def start(self, runtime: str, command: str, ns: str, spec: dict[str, Any]) -> Agent:
+        """An agent that has printed its ready line (or ended: its answer says why)."""
+        agent = Agent(self.run.commands[runtime], command, self.url, ns, json.dumps(spec))
+        agent.expect("ready")
+        return agent
+
+    def fresh_until(self, writer: str, reader: str) -> tuple[int, int] | None:
+        """The stored envelope's (created-at, fresh-until), read raw and decoded."""
+        raw = polycache.Cache(self.url, namespace=self.ns(writer), raw=True)
+        try:
+            stored = raw.get(f"fresh:{reader}")
+            if stored is None:
+                return None
+            envelope = decode_envelope(stored)
+            return int(envelope["created_at"]), int(envelope["fresh_until"])
+        finally:
+            raw.close()
+
+    def matrix(self) -> None:
+        runtimes = self.run.runtimes
+        print(f"\nfreshness {self.topology}: W writes with fresh_for {FRESH_FOR} s, R reads")
+        writers = {
+            w: self.start(
+                w,
+                "fresh-write",
+                self.ns(w),
+                {
+                    "keys": [f"fresh:{r}" for r in runtimes],
+                    "freshFor": FRESH_FOR,
+                    "value": w,
+                },
+            )
+            for w in runtimes
+        }
+        cells = [{"ns": self.ns(w)} for w in runtimes]
+        readers = {
+            r: self.start(
+                r,
+                "fresh-read",
+                self.ns(r),
+                {"cells": [{**c, "key": f"fresh:{r}"} for c in cells], "seconds": FRESH_FOR + 20},
+            )
+            for r in runtimes
+        }
+        for agent in writers.values():
+            agent.send()
+        written = {w: a.expect("written") or {"error": a.lines[-1:]} for w, a in writers.items()}
+        for agent in readers.values():
+            agent.send()
+        read = {r: a.expect("cells", FRESH_FOR + 60) or {} for r, a in readers.items()}
+        for agent in [*writers.values(), *readers.values()]:
+            try:
+                agent.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                agent.proc.kill()
+        passed = 0
+        for i, w in enumerate(runtimes):
+            for r in runtimes:
+                cell = (read[r].get("cells") or [{}] * len(runtimes))[i]
+                passed += self.cell(w, r, cell, written[w], read[r].get("via"))
+        self.summary = f"freshness {self.topology}: {passed}/{len(runtimes) ** 2}"
+        print(self.summary)
+
+    def cell(self, w: str, r: str, seen: dict[str, Any], wrote: dict[str, Any], via: Any) -> bool:
+        stored = self.fresh_until(w, r)
+        created, until = stored or (0, 0)
+        notes = []
+        if "written" not in wrote:
+            notes.append(f"writer: {wrote}")
+        if until - created != FRESH_FOR * 1000:
+            notes.append(f"stored created-at, fresh-until {stored}: not fresh for {FRESH_FOR} s")
+            until = 0
+        if "error" in seen or not seen:
+            notes.append(f"reader: {seen.get('error', 'no answer')}")
+        elif until:
+            if seen.get("value") != w:
+                notes.append(f"read {seen.get('value')!r}")
+            if seen.get("first") != "fresh" or seen.get("lastFresh") is None:
+                notes.append(f"never read fresh (first read {seen.get('first')})")
+            elif seen["lastFresh"] >= until:
+                notes.append(f"fresh {seen['lastFresh'] - until:.1f} ms after fresh-until")
+            if seen.get("firstStale") is None:
+                notes.append("never read stale")
+            elif seen["firstStale"] < until:
+                notes.append(f"stale {until - seen['firstStale']:.1f} ms before fresh-until")
+        ok = not notes
+        margin = ""
+        if ok:
+            margin = (
+                f"fresh until {until - seen['lastFresh']:.1f} ms before, stale"
+                f" {seen['firstStale'] - until:.1f} ms after"
+            )
+        label = f"{w:>6} -> {r:<6} ({via}) {margin}"
+        return self.run.check(ok, label + (f"  ({'; '.join(notes)})" if notes else ""))
 
 
 NEAR_READERS = ("rust", "python", "node")
@@ -631,6 +752,23 @@ def invalidation_tables(runtimes: list[str], runs: dict[str, Invalidation]) -> l
     return lines
 
 
+def section_only(run: Run, endpoints: dict[str, str], section: str) -> int:
+    """`--freshness-only` / `--locks-only`: that section alone on every topology."""
+    standalone = endpoints["standalone"].split("://", 1)[1].split("/")[0]
+    locks = LockRun(run, standalone)
+    for topology in ("standalone", "shards", "cluster"):
+        if section == "freshness":
+            Freshness(run, topology, endpoints[topology]).matrix()
+        else:
+            locks.matrix(topology, endpoints[topology])
+            locks.stampede(topology, endpoints[topology])
+            locks.takeover(topology, endpoints[topology])
+    for failure in run.failed:
+        print(f"FAILED: {failure}")
+    print(f"interop: {run.passed} passed, {len(run.failed)} failed")
+    return 1 if run.failed else 0
+
+
 def invalidation_only(run: Run, endpoints: dict[str, str]) -> int:
     """`--invalidation-only`: the invalidation matrices alone (no README update)."""
     for topology in ("standalone", "shards", "cluster"):
@@ -646,11 +784,15 @@ def main() -> int:
     parser.add_argument(
         "--invalidation-only", action="store_true", help="only the invalidation matrices"
     )
+    parser.add_argument("--freshness-only", action="store_true", help="only the freshness matrices")
+    parser.add_argument("--locks-only", action="store_true", help="only the stampede lock runs")
     opts = parser.parse_args()
     endpoints = json.loads(os.environ["POLYCACHE_TEST_REDIS"])
     run = Run(opts.runtimes.split(","))
     if opts.invalidation_only:
         return invalidation_only(run, endpoints)
+    if opts.freshness_only or opts.locks_only:
+        return section_only(run, endpoints, "freshness" if opts.freshness_only else "locks")
     results = {
         topology: run.matrix(topology, endpoints[topology])
         for topology in ("standalone", "shards", "cluster")
@@ -662,6 +804,10 @@ def main() -> int:
             locks.matrix(topology, endpoints[topology])
             locks.stampede(topology, endpoints[topology])
             locks.takeover(topology, endpoints[topology])
+    topologies = ("standalone", "shards", "cluster")
+    freshness = [Freshness(run, topology, endpoints[topology]) for topology in topologies]
+    for matrix in freshness:
+        matrix.matrix()
     invalidation = {}
     for topology in ("standalone", "shards", "cluster"):
         inv = Invalidation(run, topology, endpoints[topology])
@@ -673,6 +819,8 @@ def main() -> int:
     if opts.readme:
         write_readme(opts.readme, run.runtimes, results, invalidation)
     print()
+    for matrix in freshness:
+        print(matrix.summary)
     for topology, inv in invalidation.items():
         print(f"invalidation {topology}: {sum(inv.cells.values())}/{len(inv.cells)}, {inv.summary}")
     for failure in run.failed:

@@ -5,17 +5,29 @@
 //! ```text
 //! wasi-agent write|read URL NS | delete|get|ttl URL NS KEY | place URL NS COUNT
 //!            | cached URL NS ARG | raw URL NS | fault|load URL NS SPEC
-//!            | timed-set|timed-delete URL NS KEY
+//!            | timed-set|timed-delete URL NS KEY | fresh-write|fresh-read URL NS SPEC
+//!            | stampede URL NS SPEC
 //! ```
 //!
 //! `fault` and `load` are the fault suite's (tests/faults/faults.py): they talk with the
-//! driver over stdin/stdout as `tests/interop/agent.py` describes.
+//! driver over stdin/stdout as `tests/interop/agent.py` describes, and so do `fresh-write`
+//! and `fresh-read` (the freshness matrix). The component's WIT has no `get-entry` and no
+//! `fresh-for` option: the writer sets `freshFor` in the URL's query, and the reader reads
+//! the envelope raw, decodes it with the component's contract and applies the freshness
+//! rule of FORMAT.md §7 with this process's clock.
+//!
+//! `stampede` is the stampede lock's command (see agent.py), as far as a component can
+//! take part: the lock options go in the URL's query (the WIT `options` record has none);
+//! one instance runs one call at a time, so SPEC.callers are spread over up to 8
+//! instances on threads; `{"missed": true}` is printed as the first calls start (a call
+//! cannot be watched from outside while it runs); the WIT `metrics` record has no lock
+//! counters, so the report has hits, misses and loads only.
 //!
 //! The component is `$POLYCACHE_WASM`, else `$CARGO_TARGET_DIR/wasm32-wasip2/wasm/polycache.wasm`.
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use polycache::codec::msgpack;
@@ -202,8 +214,88 @@ impl Agent {
         }))
     }
 
+    /// `fresh-write URL NS SPEC`: see tests/interop/agent.py. The loader import answers
+    /// SPEC.value (see `main`).
+    fn fresh_write(&mut self, spec: &Json) -> Result<Json, String> {
+        let fresh_for = spec["freshFor"].as_f64().unwrap_or(1.0);
+        let join = if self.url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{join}freshFor={fresh_for}", self.url);
+        let cache = call(self.guest.open(&url, &options(&self.ns, None, false)))?;
+        let keys: Vec<&str> = spec["keys"]
+            .as_array()
+            .map(|keys| keys.iter().filter_map(Json::as_str).collect())
+            .unwrap_or_default();
+        wait_for_go();
+        for key in &keys {
+            call(self.guest.get_or_load(cache, key, Some(600.0)))?;
+        }
+        Ok(json!({ "written": keys.len() }))
+    }
+
+    /// `fresh-read URL NS SPEC`: see tests/interop/agent.py.
+    fn fresh_read(&mut self, spec: &Json) -> Result<Json, String> {
+        let mut readers = Vec::new();
+        for cell in spec["cells"].as_array().into_iter().flatten() {
+            let ns = cell["ns"].as_str().unwrap_or_default();
+            let raw = call(self.guest.open(&self.url, &options(ns, None, true)))?;
+            readers.push((raw, cell["key"].as_str().unwrap_or_default().to_owned()));
+        }
+        wait_for_go();
+        let mut cells = vec![serde_json::Map::new(); readers.len()];
+        let seconds = spec["seconds"].as_f64().unwrap_or(10.0);
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let done = |c: &serde_json::Map<String, Json>| {
+            c.contains_key("firstStale") || c.contains_key("error")
+        };
+        while Instant::now() < deadline && !cells.iter().all(done) {
+            for ((raw, key), cell) in readers.iter().zip(&mut cells) {
+                if done(cell) {
+                    continue;
+                }
+                let before = epoch_secs() * 1000.0;
+                match self.read_envelope(*raw, key) {
+                    Ok((fresh_until, value)) => {
+                        let stale =
+                            polycache::patterns::fresh::is_stale(before as u64, fresh_until);
+                        let state = if stale { "stale" } else { "fresh" };
+                        cell.entry("first").or_insert_with(|| json!(state));
+                        cell.insert("value".into(), to_plain_json(&value));
+                        if stale {
+                            cell.insert("firstStale".into(), json!(epoch_secs() * 1000.0));
+                        } else {
+                            cell.insert("lastFresh".into(), json!(before));
+                        }
+                    }
+                    Err(err) => {
+                        cell.insert("error".into(), json!(err));
+                    }
+                }
+            }
+        }
+        Ok(json!({ "via": "envelope", "cells": cells }))
+    }
+
+    /// The fresh-until and value of the envelope stored under `key`, read raw.
+    fn read_envelope(&mut self, raw: CacheHandle, key: &str) -> Result<(u64, Value), String> {
+        let got = call(self.guest.get(raw, key))?.ok_or("missing")?;
+        let Value::Bytes(bytes) = msgpack::decode(&got).map_err(|e| e.to_string())? else {
+            return Err("a raw read is bytes".into());
+        };
+        let envelope = call(self.guest.decode(&bytes))?;
+        let value = msgpack::decode(&envelope.value).map_err(|e| e.to_string())?;
+        Ok((envelope.fresh_until, value))
+    }
+
     fn run(&mut self, command: &str, arg: &str, loaded: &AtomicBool) -> Result<Json, String> {
         Ok(match command {
+            "fresh-write" | "fresh-read" => {
+                let spec: Json = serde_json::from_str(arg).map_err(|e| e.to_string())?;
+                return if command == "fresh-write" {
+                    self.fresh_write(&spec)
+                } else {
+                    self.fresh_read(&spec)
+                };
+            }
             "fault" | "load" => {
                 let spec: Json = serde_json::from_str(arg).map_err(|e| e.to_string())?;
                 return if command == "fault" {
@@ -344,6 +436,119 @@ fn call<T>(result: polycache_wasm_host::Call<T>) -> Result<T, String> {
     }
 }
 
+/// The driver's stdin lines, read on a thread of their own (a holding loader waits for one).
+fn stdin_lines() -> Arc<Mutex<mpsc::Receiver<String>>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    Arc::new(Mutex::new(rx))
+}
+
+fn incr(addr: &str, key: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(addr)?;
+    write!(sock, "*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len())?;
+    let mut reply = [0u8; 64];
+    let _ = sock.read(&mut reply)?;
+    Ok(())
+}
+
+/// `stampede URL NS SPEC`: see the module docs and tests/interop/agent.py.
+fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, String> {
+    let secs = |field: &str| spec[field].as_f64().unwrap_or(10.0);
+    let join = if url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{url}{join}stampedeLock={}&lockLease={}&lockTimeout={}",
+        spec["lock"].as_bool().unwrap_or(true),
+        secs("lease"),
+        secs("timeout")
+    );
+    let keys: Vec<String> = spec["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let callers = spec["callers"].as_u64().unwrap_or(1) as usize;
+    let instances = callers.clamp(1, 8);
+    let lines = stdin_lines();
+    let mut guests = Vec::with_capacity(instances);
+    for _ in 0..instances {
+        let (spec, lines) = (spec.clone(), lines.clone());
+        let loader = move |key: &str| {
+            let counter = spec["counter"].as_str().unwrap_or_default();
+            let prefix = spec["counterPrefix"].as_str().unwrap_or_default();
+            incr(counter, &format!("{prefix}{key}")).map_err(|e| e.to_string())?;
+            if spec["hold"].as_bool().unwrap_or(false) {
+                println!("{}", json!({ "loading": key }));
+                let _ = lines.lock().map(|rx| rx.recv());
+            } else {
+                std::thread::sleep(Duration::from_millis(spec["delayMs"].as_u64().unwrap_or(0)));
+            }
+            let by = spec["value"].as_str().unwrap_or_default();
+            Ok(msgpack::encode(&Value::from(format!("{by}:{key}"))))
+        };
+        let mut guest = host
+            .instantiate(Network::Loopback, loader)
+            .map_err(|e| format!("{e:?}"))?;
+        let cache = call(guest.open(&url, &options(ns, None, false)))?;
+        guests.push((guest, cache));
+    }
+    println!("{}", json!({ "ready": true }));
+    let _ = lines.lock().map(|rx| rx.recv());
+    println!("{}", json!({ "missed": true }));
+    let threads: Vec<_> = guests
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut guest, cache))| {
+            let keys = keys.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for caller in (i..callers).step_by(instances) {
+                    let key = keys[caller % keys.len()].clone();
+                    let value = call(guest.get_or_load(cache, &key, Some(600.0)))
+                        .and_then(|v| msgpack::decode(&v).map_err(|e| e.to_string()));
+                    got.push((key, value));
+                }
+                let metrics = guest.metrics(cache).map_err(|e| e.to_string());
+                (got, metrics)
+            })
+        })
+        .collect();
+    let mut values = serde_json::Map::new();
+    let mut errors = Vec::new();
+    let (mut hits, mut misses, mut loads) = (0, 0, 0);
+    for thread in threads {
+        let (got, metrics) = thread.join().map_err(|_| "a caller thread panicked")?;
+        for (key, value) in got {
+            match value {
+                Ok(value) => {
+                    let value = to_plain_json(&value);
+                    let first = values.entry(key.clone()).or_insert_with(|| value.clone());
+                    if *first != value {
+                        errors.push(format!("{key}: {value} after {first}"));
+                    }
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        let metrics = metrics?;
+        hits += metrics.hits;
+        misses += metrics.misses;
+        loads += metrics.loads;
+    }
+    errors.truncate(5);
+    let metrics = json!({ "hits": hits, "misses": misses, "loads": loads });
+    Ok(json!({ "values": values, "errors": errors, "metrics": metrics }))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
@@ -355,6 +560,29 @@ fn main() {
     let flag = loaded.clone();
     let n: i64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(0);
     let report = Value::from_iter([("report", Value::from(n)), ("by", Value::from("wasi"))]);
+    // fresh-write's loader answers SPEC.value instead.
+    let report = match args[0].as_str() {
+        "fresh-write" => serde_json::from_str::<Json>(args.get(3).map_or("{}", String::as_str))
+            .ok()
+            .and_then(|spec| spec["value"].as_str().map(Value::from))
+            .unwrap_or(report),
+        _ => report,
+    };
+    if args[0] == "stampede" {
+        let spec: Json = serde_json::from_str(args.get(3).map_or("{}", String::as_str))
+            .unwrap_or_else(|e| panic!("SPEC is not JSON: {e}"));
+        let result = Host::load(&default_component_path())
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|host| stampede(&host, &args[1], &args[2], &spec));
+        match result {
+            Ok(out) => println!("{out}"),
+            Err(error) => {
+                println!("{}", json!({ "error": error }));
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let result = Host::load(&default_component_path())
         .and_then(|host| {
             host.instantiate(Network::Loopback, move |_key: &str| {
