@@ -16,12 +16,22 @@ Matrices, each printed with one summary line per topology (`<matrix> <topology>:
   is resharded; a cell passes with 0 wrong values and recovery before the run ends.
   Errors, misses and recovery time (last error after the fault) are reported.
 - sentinel: the same load on `redis+sentinel://` while the master is killed.
+- failsafe: binding x fault x fail-safe (on: max_stale 600 s, off: 0) -> get_or_load of a
+  key each agent loaded before the fault. Faults: the loader raises, the loader hangs
+  past hard_timeout (the key deleted first, as if it expired), Redis paused (SIGSTOP)
+  and killed (the loader raises too). A cell passes when every call ends within
+  timeout x 1.2 + 50 ms (hard_timeout = command timeout = --timeout) and answers as
+  promised: on, the value loaded before the fault (fail-safe); off, the typed error
+  (`loader`: the loader's own error or LoaderError; `timeout` for the hung loader).
+  The WASI component is not in it: its WIT has no fail-safe options, and without
+  threads or timers in the guest a hard_timeout cannot interrupt a loader there.
 
 The agents are the interop matrix's (tests/interop/agent.*, the wasmtime host's wasi-agent)
 with their `fault` and `load` commands.
 
-Usage: faults.py [--bindings rust-async,…] [--matrices deadline,failover,sentinel]
+Usage: faults.py [--bindings rust-async,…] [--matrices deadline,failover,sentinel,failsafe]
                  [--faults paused,killed,cluster-paused,blackhole,sentinel-paused]
+                 [--failsafe-faults loader-raises,loader-hangs,redis-paused,redis-killed]
                  [--timeout 0.5]
 """
 
@@ -59,6 +69,9 @@ BINDINGS: dict[str, tuple[str, str]] = {
 }
 APIS = ("open", "get", "set", "delete", "ttl", "get_many", "set_many", "get_or_load")
 FAULTS = ("paused", "killed", "cluster-paused", "blackhole", "sentinel-paused")
+FAILSAFE_FAULTS = ("loader-raises", "loader-hangs", "redis-paused", "redis-killed")
+# What a call answers without fail-safe, per fault (with it: the value loaded before).
+FAILSAFE_OFF_KIND = {"loader-hangs": "timeout"}  # every other fault: "loader"
 AGENT_DEADLINE = 240.0  # seconds an agent may take before it counts as hung
 
 
@@ -344,6 +357,116 @@ class Suite:
             ok = ok and passed == len(cells)
         return ok
 
+    # -- fail-safe table --------------------------------------------------------------
+
+    def failsafe_cell(self, fault: str, on: bool, bindings: list[str]) -> dict[str, dict[str, Any]]:
+        """One fault with fail-safe on or off, every binding at once on a server of its own."""
+        ns = f"faults-{self.id}-fs-{fault}-{'on' if on else 'off'}"
+        key = "fs"
+        spec = {
+            "timeout": self.timeout,
+            "hardTimeout": self.timeout,
+            "failSafe": on,
+            "fault": fault,
+            "rounds": self.rounds,
+            "key": key,
+            # Long past hard_timeout: a call that waits for it fails its bound.
+            "hangSeconds": max(3.0, self.timeout * 6),
+        }
+        harness = Harness("--standalone")
+        url = harness.endpoints["standalone"]
+        victim = url.split("://", 1)[1]
+
+        def inject() -> None:
+            pid = harness.pid(victim)
+            if fault == "redis-killed":
+                signal_pid(pid, signal.SIGKILL)
+            elif fault == "redis-paused":
+                signal_pid(pid, signal.SIGSTOP)
+            else:
+                # The value expires (its hard TTL) while the process remembers it.
+                host, port = victim.split(":")
+                for binding in bindings:
+                    rkey = redis_key("pc", f"{ns}-{binding}", 200, key)
+                    delete = ["redis-cli", "-h", host, "-p", port, "DEL", rkey]
+                    subprocess.run(delete, check=True, capture_output=True)
+
+        try:
+            results, _ = run_agents(bindings, "failsafe", url, ns, spec, inject)
+        finally:
+            signal_pid(harness.pid(victim), signal.SIGCONT)
+            harness.close()
+        want_kind = None if on else FAILSAFE_OFF_KIND.get(fault, "loader")
+        cells = {}
+        for binding in bindings:
+            out = results.get(binding, {"error": "no result"})
+            calls = out.get("calls") or []
+            if not calls or out.get("first") != "good":
+                cells[binding] = {"ok": False, "worst": None, "why": out.get("error", out)}
+                continue
+            worst = max(c[0] for c in calls)
+            wrong = [
+                c
+                for c in calls
+                if (on and (c[1] != "good" or c[2] is not None))
+                or (not on and (c[2] != want_kind or c[1] is not None))
+            ]
+            why = (
+                f"answered {wrong[0][1]!r} (error: {wrong[0][2]} {wrong[0][3] or ''})"
+                f" after {wrong[0][0]:.3f} s"
+                if wrong
+                else f"{worst:.3f} s, over the bound"
+            )
+            ok = not wrong and worst <= self.bound()
+            cells[binding] = {"ok": ok, "worst": worst, "why": why, "loads": out.get("loaderCalls")}
+        return cells
+
+    def failsafe(self, faults: list[str]) -> bool:
+        bindings = [b for b in self.bindings if b != "wasi"]
+        table: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
+        for fault in faults:
+            for on in (True, False):
+                state = "on" if on else "off"
+                print(f"\nfailsafe {fault}, fail-safe {state}: {len(bindings)} agents", flush=True)
+                table[fault, on] = self.failsafe_cell(fault, on, bindings)
+        t = self.timeout
+        print(
+            f"\nfail-safe table: worst get_or_load elapsed over {self.rounds} rounds (hard_timeout"
+            f" = command timeout = {t:.2f} s; bound {self.bound():.3f} s); on: the value loaded"
+            " before the fault, off: the typed error"
+        )
+        columns = [(f, on) for f in faults for on in (True, False)]
+        header = f"{'binding':<14}" + "".join(
+            f" {f + (' on' if on else ' off'):>19}" for f, on in columns
+        )
+        print(header)
+        print("-" * len(header))
+        failures = []
+        for binding in bindings:
+            row = f"{binding:<14}"
+            for fault, on in columns:
+                cell = table[fault, on][binding]
+                if cell["worst"] is None:
+                    row += f" {'no result ✗':>19}"
+                else:
+                    mark = "✓" if cell["ok"] else "✗"
+                    answer = "value" if on else FAILSAFE_OFF_KIND.get(fault, "loader")
+                    row += f" {cell['worst']:6.3f} {answer:>8} {mark} "
+                if not cell["ok"]:
+                    state = "on" if on else "off"
+                    failures.append(f"{fault} {state} {binding}: {str(cell['why'])[:200]}")
+            print(row)
+        print()
+        for failure in failures:
+            print(f"  failed: {failure}")
+        ok = True
+        for fault in faults:
+            cells = [c for on in (True, False) for c in table[fault, on].values()]
+            passed = sum(c["ok"] for c in cells)
+            self.summaries.append(("failsafe", fault, passed, len(cells)))
+            ok = ok and passed == len(cells)
+        return ok
+
     # -- load under failover -----------------------------------------------------------
 
     def load_matrix(self, matrix: str, topology: str, seconds: float) -> bool:
@@ -460,6 +583,7 @@ def main() -> int:
     parser.add_argument("--bindings", default=",".join(BINDINGS))
     parser.add_argument("--matrices", default="deadline,failover,sentinel")
     parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--failsafe-faults", default=",".join(FAILSAFE_FAULTS))
     parser.add_argument("--timeout", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0)
@@ -469,6 +593,8 @@ def main() -> int:
     ok = True
     if "deadline" in matrices:
         ok = suite.deadline(opts.faults.split(",")) and ok
+    if "failsafe" in matrices:
+        ok = suite.failsafe(opts.failsafe_faults.split(",")) and ok
     if "failover" in matrices:
         ok = suite.load_matrix("failover", "cluster-kill", opts.seconds) and ok
         ok = suite.load_matrix("failover", "cluster-reshard", opts.seconds) and ok
