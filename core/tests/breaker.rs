@@ -4,18 +4,20 @@
 //! bound against the library's own setting, not a speed claim; "no network" is checked by
 //! the server's own command counts.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polycache::store::BreakerState;
 use polycache::{
-    block_on, Cache, Clock, Config, ErrorKind, Freshness, Io, LoadOptions, MockClock, Node, Ring,
-    Value,
+    Cache, Clock, Config, ErrorKind, Freshness, Io, LoadOptions, MockClock, Node, Ring, Value,
 };
 use polycache_harness::Server;
+
+use common::Driver;
 
 const TIMEOUT: Duration = Duration::from_millis(400);
 const FAILURES: u32 = 3;
@@ -28,51 +30,13 @@ fn fast() -> Duration {
     TIMEOUT / 2
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Async,
-    Blocking,
-}
+const MODES: [Io; 2] = [Io::Async, Io::Blocking];
 
-const MODES: [Mode; 2] = [Mode::Async, Mode::Blocking];
-
-/// Runs cache futures as each mode is meant to be driven: a tokio runtime for async stores,
-/// `block_on` on the calling thread for blocking ones.
-struct Driver {
-    mode: Mode,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Driver {
-    fn new(mode: Mode) -> Driver {
-        Driver {
-            mode,
-            runtime: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn run<T>(&self, future: impl Future<Output = T>) -> T {
-        match self.mode {
-            Mode::Async => self.runtime.block_on(future),
-            Mode::Blocking => block_on(future),
-        }
-    }
-
-    fn open(&self, config: Config) -> (Cache, MockClock) {
-        let io = match self.mode {
-            Mode::Async => Io::Async,
-            Mode::Blocking => Io::Blocking,
-        };
-        let (clock, mock) = Clock::mock();
-        let cache = self
-            .run(Cache::builder(config).clock(clock).io(io).build())
-            .unwrap();
-        (cache, mock)
-    }
+/// A cache on `config` with the mock clock, in the driver's I/O mode.
+fn open(driver: &Driver, config: Config) -> (Cache, MockClock) {
+    let (clock, mock) = Clock::mock();
+    let cache = driver.build(Cache::builder(config).clock(clock)).unwrap();
+    (cache, mock)
 }
 
 fn config(url: &str) -> Config {
@@ -122,7 +86,7 @@ fn trips_fails_fast_without_network_probes_once_and_closes() {
         let server = Server::start(&[]).unwrap();
         let addr = server.addr();
         let driver = Driver::new(mode);
-        let (cache, clock) = driver.open(config(&server.url()));
+        let (cache, clock) = open(&driver, config(&server.url()));
         driver.run(cache.set("k", &1.into(), None)).unwrap();
         assert_eq!(states(&cache)[&addr], BreakerState::Closed, "{mode:?}");
 
@@ -251,7 +215,7 @@ fn a_killed_server_trips_it_and_error_replies_do_not() {
         let server = Server::start(&[]).unwrap();
         let addr = server.addr();
         let driver = Driver::new(mode);
-        let (cache, _clock) = driver.open(config(&server.url()));
+        let (cache, _clock) = open(&driver, config(&server.url()));
         // An error reply (WRONGTYPE) proves the node is there: it never counts.
         let redis_key = cache.redis_key("list").unwrap();
         server.command(&["RPUSH", &redis_key, "x"]).unwrap();
@@ -288,7 +252,7 @@ fn one_dead_shard_opens_only_its_own_breaker() {
         let addrs: Vec<String> = servers.iter().map(Server::addr).collect();
         let url = format!("redis+shards://{}", addrs.join(","));
         let driver = Driver::new(mode);
-        let (cache, _clock) = driver.open(config(&url));
+        let (cache, _clock) = open(&driver, config(&url));
         let ring = Ring::new(addrs.iter().map(|a| Node::new(a.clone())).collect()).unwrap();
         let dead = 1;
         let (on_dead, elsewhere): (Vec<String>, Vec<String>) = (0..60)
@@ -352,7 +316,8 @@ fn a_fail_safe_value_is_served_at_once_while_open() {
     for mode in MODES {
         let server = Server::start(&[]).unwrap();
         let driver = Driver::new(mode);
-        let (cache, _clock) = driver.open(
+        let (cache, _clock) = open(
+            &driver,
             config(&server.url())
                 .fresh_for(Some(Duration::from_secs(10)))
                 .max_stale(Duration::from_secs(600)),
@@ -417,10 +382,10 @@ fn a_fail_safe_value_is_served_at_once_while_open() {
 fn off_by_default_and_on_memory() {
     assert_eq!(Config::default().breaker_failures, 0);
     let server = Server::start(&[]).unwrap();
-    let driver = Driver::new(Mode::Async);
-    let (cache, _clock) = driver.open(config(&server.url()).breaker_failures(0));
+    let driver = Driver::new(Io::Async);
+    let (cache, _clock) = open(&driver, config(&server.url()).breaker_failures(0));
     assert!(cache.metrics().breaker_states.is_empty());
-    let (memory, _clock) = driver.open(config("memory://"));
+    let (memory, _clock) = open(&driver, config("memory://"));
     assert!(
         memory.metrics().breaker_states.is_empty(),
         "no network, no breaker"
@@ -450,7 +415,7 @@ fn a_cluster_client_has_one_breaker() {
         let driver = Driver::new(mode);
         let config = config(&url);
         let unit = config.redacted_url();
-        let (cache, clock) = driver.open(config);
+        let (cache, clock) = open(&driver, config);
         driver.run(cache.set("k", &1.into(), None)).unwrap();
         for master in &topology.cluster {
             master.pause();
@@ -495,7 +460,7 @@ fn a_sentinel_client_trips_on_a_dead_master_and_its_probe_finds_the_new_one() {
         let driver = Driver::new(mode);
         let config = config(&url);
         let unit = config.redacted_url();
-        let (cache, clock) = driver.open(config);
+        let (cache, clock) = open(&driver, config);
         driver.run(cache.set("k", &1.into(), None)).unwrap();
         topology.sentinel_data[0].kill();
         for _ in 0..FAILURES {

@@ -3,12 +3,16 @@
 //! `timeout × 1.2 + 50 ms` with a typed error naming the node. Each test owns its servers.
 //! The bounds are the library's promise (its configured timeout), not speed assertions.
 
+mod common;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use polycache::{block_on, Cache, Config, ErrorKind, Io, Value};
+use polycache::{Cache, Config, ErrorKind, Io, Value};
 use polycache_harness::{Server, Topology};
+
+use common::Driver;
 
 const TIMEOUT: Duration = Duration::from_millis(400);
 
@@ -24,48 +28,7 @@ fn config(url: &str) -> Config {
         .connect_timeout(TIMEOUT)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Mode {
-    Async,
-    Blocking,
-}
-
-const MODES: [Mode; 2] = [Mode::Async, Mode::Blocking];
-
-/// Runs cache futures the way each mode is meant to be driven: a tokio runtime for async
-/// stores, `block_on` on this thread for blocking ones.
-struct Driver {
-    mode: Mode,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Driver {
-    fn new(mode: Mode) -> Driver {
-        Driver {
-            mode,
-            runtime: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn run<T>(&self, future: impl Future<Output = T>) -> T {
-        match self.mode {
-            Mode::Async => self.runtime.block_on(future),
-            Mode::Blocking => block_on(future),
-        }
-    }
-
-    fn open(&self, config: Config) -> polycache::Result<Cache> {
-        let io = match self.mode {
-            Mode::Async => Io::Async,
-            Mode::Blocking => Io::Blocking,
-        };
-        self.run(Cache::builder(config).io(io).build())
-    }
-}
+const MODES: [Io; 2] = [Io::Async, Io::Blocking];
 
 type Call = for<'a> fn(&'a Cache, &'a str) -> Pin<Box<dyn Future<Output = CallResult> + 'a>>;
 type CallResult = polycache::Result<()>;
@@ -116,7 +79,7 @@ fn assert_every_call_bounded(driver: &Driver, cache: &Cache, key: &str, node: &s
         let started = Instant::now();
         let result = driver.run(call(cache, key));
         let elapsed = started.elapsed();
-        let mode = driver.mode;
+        let mode = driver.io;
         assert!(
             elapsed <= limit(TIMEOUT),
             "{mode:?} {name} took {elapsed:?} (limit {:?})",

@@ -29,7 +29,9 @@ fn open(
     namespace: &str,
     tweak: impl FnOnce(Config) -> Config,
 ) -> Cache {
-    driver.open(tweak(target.config(namespace).stampede_lock(true)))
+    driver
+        .open(tweak(target.config(namespace).stampede_lock(true)))
+        .expect("cache")
 }
 
 /// 2 caches × `CALLERS` threads each × `KEYS` keys, all cold: the loader holds until every

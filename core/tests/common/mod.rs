@@ -92,8 +92,8 @@ impl Driver {
     }
 
     /// Opens a cache on `config` in this driver's I/O mode.
-    pub fn open(&self, config: Config) -> Cache {
-        self.build(Cache::builder(config)).expect("cache")
+    pub fn open(&self, config: Config) -> polycache::Result<Cache> {
+        self.build(Cache::builder(config))
     }
 }
 
