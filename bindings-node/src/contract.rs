@@ -10,7 +10,7 @@ use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
 use polycache::{key, KeySchema, KeyTemplate, Node, Ring as CoreRing, Value};
 
 use crate::errors;
-use crate::value::JsValue;
+use crate::value::{JsValue, Made};
 
 /// How `encodeEnvelope` writes a value; every field has the cache's default.
 #[napi(object)]
@@ -37,7 +37,7 @@ pub struct EnvelopeOptions {
 #[derive(Debug)]
 pub struct Envelope {
     #[napi(ts_type = "CacheValue")]
-    pub value: JsValue,
+    pub value: Made,
     pub codec: String,
     pub compression: String,
     pub created_at: i64,
@@ -83,9 +83,9 @@ pub fn encode_envelope(
 /// Decodes stored bytes; an `ECODEC` error for anything that is not a valid v1 envelope.
 #[napi]
 pub fn decode_envelope(env: Env, bytes: &[u8]) -> Result<Envelope> {
-    let (header, value) = errors::check(&env, codec::decode(bytes))?;
+    let (header, value) = crate::value::decode_envelope(&env, bytes)?;
     Ok(Envelope {
-        value: JsValue(value),
+        value,
         codec: header.codec.as_str().to_owned(),
         compression: header.compression.as_str().to_owned(),
         created_at: header.meta.created_at_ms as i64,

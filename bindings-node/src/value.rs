@@ -17,7 +17,7 @@ use std::ptr;
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use polycache::codec::js::{self, Transcode, Transcoded};
-use polycache::codec::{Build, Encoded, Encoder, Map};
+use polycache::codec::{self, Build, DecodeError, DecodeLimits, Encoded, Encoder, Header, Map};
 use polycache::Stored;
 use polycache::Value;
 
@@ -1179,4 +1179,56 @@ pub fn found_many_to_js(
         }
     }
     Ok(array)
+}
+
+/// A JS value already made on the JS thread, handed to napi as it is (typed `CacheValue`).
+#[derive(Debug, Clone, Copy)]
+pub struct Made(sys::napi_value);
+
+impl ToNapiValue for Made {
+    unsafe fn to_napi_value(_: sys::napi_env, value: Self) -> Result<sys::napi_value> {
+        Ok(value.0)
+    }
+}
+
+impl FromNapiValue for Made {
+    unsafe fn from_napi_value(_: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+        Ok(Made(value))
+    }
+}
+
+impl TypeName for Made {
+    fn type_name() -> &'static str {
+        "CacheValue"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for Made {}
+
+/// Decodes an envelope (default limits) straight into a JS value, as a read does: core's
+/// [`Transcode`] for V8, or the exact [`NapiBuild`] for what JSON cannot carry; no
+/// [`Value`] on the way. A codec error for bytes that are not a valid envelope.
+pub fn decode_envelope(env: &Env, bytes: &[u8]) -> Result<(Header, Made)> {
+    let limits = DecodeLimits::default();
+    let codec_error = |err: polycache::Error| errors::to_js(env, &err);
+    let mut transcode = Transcode::default();
+    match codec::decode_into(bytes, &limits, &mut transcode) {
+        Ok((header, ())) => {
+            let transcoded = transcode.finish().map_err(codec_error)?;
+            // SAFETY: a live `Env` means we are on its JS thread.
+            let value = unsafe { transcoded_to_js(env.raw(), &transcoded) }?;
+            Ok((header, Made(value)))
+        }
+        Err(DecodeError::Codec(err)) => Err(codec_error(err)),
+        Err(DecodeError::Host(js::NotJson)) => {
+            match codec::decode_into(bytes, &limits, &mut NapiBuild::new(env)) {
+                Ok((header, value)) => Ok((header, Made(value))),
+                Err(DecodeError::Codec(err)) => Err(codec_error(err)),
+                Err(DecodeError::Host(err)) => Err(err),
+            }
+        }
+    }
 }
