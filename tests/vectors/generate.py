@@ -1886,25 +1886,25 @@ def hostile_cases() -> list[dict[str, Any]]:
             f"msgpack-claim-{label}", mp_env(bytes.fromhex(payload)), "length claim past the input"
         )
     # Nested claims are each checked against the same remaining bytes, not charged: a
-    # reader that reserves a claimed length per container reserves it 256 times over.
-    nested = 500_000
+    # reader that reserves a claimed length per container reserves it 256 times over. One
+    # string backs the claims, so a reader that does not holds about 1 MB.
+    nested = 1_000_000
+
+    def str32(n: int) -> bytes:
+        return b"\xdb" + struct.pack(">I", n) + b"a" * n
+
     case(
-        "msgpack-nested-array32-claims-500k-x256",
-        mp_env((b"\xdd" + struct.pack(">I", nested)) * MAX_DEPTH + b"\xc0" * nested),
-        "256 nested array32s each claiming 500,000 items, backed by 500,000 nils that "
-        "fill only the innermost: every claim passes the input check; a reader reserving "
-        "slots per claim reserves 256 x 500k (1 GB of pointers) before failing",
+        "msgpack-nested-array32-claims-1m-x256",
+        mp_env((b"\xdd" + struct.pack(">I", nested)) * MAX_DEPTH + str32(nested - 5)),
+        "256 nested array32s each claiming 1,000,000 items, backed by one str32 of "
+        "999,995 'a's (the innermost's first item): every claim passes the input check; a "
+        "reader reserving slots per claim reserves 256 x 1M (2 GB of pointers)",
     )
     case(
-        "msgpack-nested-map32-claims-500k-x256",
-        mp_env(
-            (b"\xdf" + struct.pack(">I", nested) + b"\xa0") * (MAX_DEPTH - 1)
-            + b"\xdf"
-            + struct.pack(">I", nested)
-            + b"\xa0\xc0" * nested
-        ),
-        "256 nested map32s each claiming 500,000 entries (key ''), backed by 500,000 "
-        "entries '': nil that fill only the innermost",
+        "msgpack-nested-map32-claims-1m-x256",
+        mp_env((b"\xdf" + struct.pack(">I", nested) + b"\xa0") * MAX_DEPTH + str32(2 * nested)),
+        "256 nested map32s each claiming 1,000,000 entries, the first of each keyed '', "
+        "backed by one str32 of 2,000,000 'a's (the innermost's first value)",
     )
     # --- nesting ----------------------------------------------------------------------------
     case(
