@@ -23,6 +23,10 @@
 //! cannot be watched from outside while it runs); the WIT `metrics` record has no lock
 //! counters, so the report has hits, misses and loads only.
 //!
+//! `failsafe` is the fault suite's fail-safe table (see agent.py), with `maxStale` and
+//! `hardTimeout` in the URL. The loader import answers "good" until the driver's go, and
+//! fails after it; a hanging loader is not offered: the component has no timer to end it.
+//!
 //! The component is `$POLYCACHE_WASM`, else `$CARGO_TARGET_DIR/wasm32-wasip2/wasm/polycache.wasm`.
 
 use std::io::BufRead;
@@ -286,8 +290,51 @@ impl Agent {
         Ok((envelope.fresh_until, value))
     }
 
+    /// `failsafe URL NS SPEC`: see the module docs. `failing` turns the loader's failure on.
+    fn failsafe(&mut self, spec: &Json, failing: &AtomicBool) -> Result<Json, String> {
+        let timeout = spec["timeout"].as_f64().unwrap_or(1.0);
+        let max_stale = if spec["failSafe"].as_bool().unwrap_or(false) {
+            600
+        } else {
+            0
+        };
+        let join = if self.url.contains('?') { '&' } else { '?' };
+        let hard = spec["hardTimeout"].as_f64().unwrap_or(timeout);
+        let url = format!("{}{join}maxStale={max_stale}&hardTimeout={hard}", self.url);
+        let cache = self.open_bounded(&url, timeout)?;
+        let key = spec["key"].as_str().unwrap_or("fs");
+        let first = call(self.guest.get_or_load(cache, key, Some(600.0)))?;
+        let first = msgpack::decode(&first).map_err(|e| e.to_string())?;
+        failing.store(true, Ordering::SeqCst);
+        wait_for_go();
+        let loads = self.guest.loads();
+        let mut calls = Vec::new();
+        for _ in 0..spec["rounds"].as_u64().unwrap_or(1) {
+            let started = Instant::now();
+            let got = self.guest.get_or_load(cache, key, Some(600.0));
+            let elapsed = started.elapsed().as_secs_f64();
+            calls.push(match got {
+                Ok(Ok(value)) => {
+                    let value = msgpack::decode(&value).map_err(|e| e.to_string())?;
+                    json!([elapsed, to_plain_json(&value), null, null])
+                }
+                Ok(Err(err)) => {
+                    let kind = err.kind_name().to_lowercase();
+                    json!([elapsed, null, kind, err.message()])
+                }
+                Err(trap) => json!([elapsed, null, "trap", format!("{trap:?}")]),
+            });
+        }
+        let loads = self.guest.loads() - loads;
+        Ok(json!({ "first": to_plain_json(&first), "calls": calls, "loaderCalls": loads }))
+    }
+
     fn run(&mut self, command: &str, arg: &str, loaded: &AtomicBool) -> Result<Json, String> {
         Ok(match command {
+            "failsafe" => {
+                let spec: Json = serde_json::from_str(arg).map_err(|e| e.to_string())?;
+                return self.failsafe(&spec, loaded);
+            }
             "fresh-write" | "fresh-read" => {
                 let spec: Json = serde_json::from_str(arg).map_err(|e| e.to_string())?;
                 return if command == "fresh-write" {
@@ -560,6 +607,12 @@ fn main() {
     let flag = loaded.clone();
     let n: i64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(0);
     let report = Value::from_iter([("report", Value::from(n)), ("by", Value::from("wasi"))]);
+    let failsafe = args[0] == "failsafe";
+    let report = if failsafe {
+        Value::from("good")
+    } else {
+        report
+    };
     // fresh-write's loader answers SPEC.value instead.
     let report = match args[0].as_str() {
         "fresh-write" => serde_json::from_str::<Json>(args.get(3).map_or("{}", String::as_str))
@@ -586,6 +639,13 @@ fn main() {
     let result = Host::load(&default_component_path())
         .and_then(|host| {
             host.instantiate(Network::Loopback, move |_key: &str| {
+                if failsafe {
+                    // The flag, set at the driver's go, makes the loader fail.
+                    return match flag.load(Ordering::SeqCst) {
+                        true => Err("database down".to_owned()),
+                        false => Ok(msgpack::encode(&report)),
+                    };
+                }
                 flag.store(true, Ordering::Relaxed);
                 Ok(msgpack::encode(&report))
             })
