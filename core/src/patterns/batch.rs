@@ -272,30 +272,21 @@ impl Batcher {
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 cache.get_many_stored(&keys).await.map(Done::FoundMany)
             }
-            // The host loader is owned ('static): a stale value's refresh can run in the
-            // background (stale-while-revalidate), not in this call.
+            // `get_or_load_with` is `get_entry` without the metadata.
             Op::GetOrLoad {
                 key,
                 loader,
                 options,
-            } => {
-                let load_key = key.clone();
-                cache
-                    .get_or_load_with(&key, move || loader.load(&load_key), &options)
-                    .await
-                    .map(|value| Done::Value(Some(value)))
-            }
+            } => load_entry(cache, key, loader, &options)
+                .await
+                .map(|loaded| Done::Value(Some(loaded.value))),
             Op::GetEntry {
                 key,
                 loader,
                 options,
-            } => {
-                let load_key = key.clone();
-                cache
-                    .get_entry(&key, move || loader.load(&load_key), &options)
-                    .await
-                    .map(Done::Entry)
-            }
+            } => load_entry(cache, key, loader, &options)
+                .await
+                .map(Done::Entry),
             Op::Set { key, value, ttl } => {
                 cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
             }
@@ -314,6 +305,21 @@ impl Batcher {
         };
         vec![(position, result)]
     }
+}
+
+/// [`Cache::get_entry`] with a host loader called with the key. The loader is owned
+/// ('static): a stale value's refresh can run in the background (stale-while-revalidate),
+/// not in this call.
+async fn load_entry(
+    cache: &Cache,
+    key: String,
+    loader: Arc<dyn Loader>,
+    options: &LoadOptions,
+) -> Result<Loaded> {
+    let load_key = key.clone();
+    cache
+        .get_entry(&key, move || loader.load(&load_key), options)
+        .await
 }
 
 #[cfg(all(test, feature = "memory"))]
