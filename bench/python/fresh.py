@@ -228,6 +228,11 @@ def miss_pair(
     for i in range(MISSES):
         with_lock.append(timed(lambda k=f"{round_}:on:{i}": on(k))[0])  # type: ignore[misc]
         without.append(timed(lambda k=f"{round_}:off:{i}": off(k))[0])  # type: ignore[misc]
+    return lock_added(name, with_lock, without)
+
+
+def lock_added(name: str, with_lock: list[float], without: list[float]) -> tuple[float, float]:
+    """Prints the miss latencies with the lock on and off; the added p50 and p99 (ms)."""
     print(f"  {name + ', lock on':<62} {stats(with_lock)}")
     print(f"  {name + ', lock off':<62} {stats(without)}")
     added = (
@@ -293,14 +298,7 @@ async def lock_misses_async(url: str) -> tuple[float, float]:
     for i in range(MISSES):
         with_lock.append(await once(on, f"async:on:{i}"))
         without.append(await once(off, f"async:off:{i}"))
-    name = "polycache AsyncCache.get_or_load"
-    print(f"  {name + ', lock on':<62} {stats(with_lock)}")
-    print(f"  {name + ', lock off':<62} {stats(without)}")
-    added = (
-        percentile(with_lock, 50) - percentile(without, 50),
-        percentile(with_lock, 99) - percentile(without, 99),
-    )
-    print(f"  {'  added by the lock':<62} {added[0]:8.3f} {added[1]:8.3f}")
+    added = lock_added("polycache AsyncCache.get_or_load", with_lock, without)
     on.close()
     off.close()
     return added
