@@ -10,10 +10,10 @@
 
 #![allow(unsafe_code)]
 
-use std::marker::PhantomData;
 use std::os::raw::c_int;
 
 use polycache::codec::{Build, PREALLOC_ITEMS};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -31,7 +31,7 @@ type KeySlot<'py> = (Box<[u8]>, Bound<'py, PyString>);
 pub struct PyBuild<'py> {
     py: Python<'py>,
     /// One key per slot, by hash; a slot once filled keeps its key until the builder is
-    /// dropped, so a map may lend a slot's object (see [`Key::Cached`]).
+    /// dropped, so a map may name a slot's object by its index (see [`Key::Cached`]).
     keys: Vec<Option<KeySlot<'py>>>,
     /// Whether the GC ran before [`PyBuild::new`] paused it.
     gc_was_on: bool,
@@ -65,17 +65,14 @@ impl<'py> PyBuild<'py> {
         }
         let slot = h as usize % KEY_SLOTS;
         match &self.keys[slot] {
-            Some((text, object)) if **text == *key.as_bytes() => {
-                return Ok(Key::Cached(object.as_ptr(), PhantomData));
-            }
+            Some((text, _)) if **text == *key.as_bytes() => return Ok(Key::Cached(slot)),
             // First come keeps the slot: a slot's object never changes during a decode.
             Some(_) => return self.new_str(key).map(Key::Owned),
             None => {}
         }
         let object = self.new_str(key)?.cast_into::<PyString>()?;
-        let ptr = object.as_ptr();
         self.keys[slot] = Some((key.as_bytes().into(), object));
-        Ok(Key::Cached(ptr, PhantomData))
+        Ok(Key::Cached(slot))
     }
 
     /// A new str (the decoder checked that `v` is UTF-8 and counted it).
@@ -111,8 +108,9 @@ unsafe fn owned<'py>(py: Python<'py>, ptr: *mut ffi::PyObject) -> PyResult<Bound
 
 /// A map key waiting for its value.
 pub enum Key<'py> {
-    /// Lent by a key slot of the builder, which keeps it alive for the whole decode.
-    Cached(*mut ffi::PyObject, PhantomData<Python<'py>>),
+    /// The index of the builder's key slot holding it: read there when the value comes,
+    /// so no pointer outlives the builder that owns the object.
+    Cached(usize),
     /// Made for this entry alone.
     Owned(Bound<'py, PyAny>),
 }
@@ -215,8 +213,10 @@ impl<'py> Build for PyBuild<'py> {
     }
     fn value(&mut self, map: &mut Self::Map, value: Self::Value) -> PyResult<()> {
         let key = match &map.key {
-            // A slot keeps its object while `self` lives, and `self` is borrowed here.
-            Some(Key::Cached(ptr, _)) => *ptr,
+            Some(Key::Cached(slot)) => match self.keys.get(*slot) {
+                Some(Some((_, object))) => object.as_ptr(),
+                _ => return Err(PyRuntimeError::new_err("a map key slot of another builder")),
+            },
             Some(Key::Owned(object)) => object.as_ptr(),
             None => return Ok(()),
         };
