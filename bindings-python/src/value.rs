@@ -55,7 +55,7 @@ fn encode_general(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()>
     // Exact built-in types first (one pointer comparison each), the common case; then
     // subclasses, in the same order. bool before int (bool is an int subclass).
     if let Ok(s) = obj.cast_exact::<PyString>() {
-        return codec(encoder.str(utf8(s)?));
+        return codec(encoder.str(utf8(s, false)?));
     }
     if let Ok(d) = obj.cast_exact::<PyDict>() {
         return encode_dict(d, encoder);
@@ -76,7 +76,7 @@ fn encode_general(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()>
         return codec(encoder.nil());
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return codec(encoder.str(utf8(s)?));
+        return codec(encoder.str(utf8(s, false)?));
     }
     if obj.is_instance_of::<PyInt>() {
         return encode_int(obj, encoder);
@@ -131,7 +131,7 @@ fn encode_dict(d: &Bound<'_, PyDict>, encoder: &mut Encoder) -> PyResult<()> {
         let key = k
             .cast::<PyString>()
             .map_err(|_| codec_error(format!("dict keys must be str, not {}", type_name(&k))))?;
-        encoder.key(utf8(key)?).map_err(errors::to_py)?;
+        encoder.key(utf8(key, true)?).map_err(errors::to_py)?;
         encode_general(&v, encoder)?;
     }
     encoder.end_map().map_err(errors::to_py)
@@ -146,8 +146,31 @@ fn encode_list(l: &Bound<'_, PyList>, encoder: &mut Encoder) -> PyResult<()> {
 }
 
 /// A Python string's UTF-8, borrowed from the string's own cache (no copy for ASCII).
-fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
-    s.to_str()
+fn utf8<'a>(s: &'a Bound<'_, PyString>, key: bool) -> PyResult<&'a str> {
+    s.to_str().map_err(|cause| not_utf8(s.as_any(), key, cause))
+}
+
+/// A str with no UTF-8 form (lone surrogates) as `CodecError` naming it (a dict key or a
+/// value), its `UnicodeEncodeError` as `__cause__`; any other failure as it is.
+fn not_utf8(s: &Bound<'_, PyAny>, key: bool, cause: PyErr) -> PyErr {
+    let py = s.py();
+    if !cause.is_instance_of::<pyo3::exceptions::PyUnicodeEncodeError>(py) {
+        return cause;
+    }
+    // The surrogates as `\udXXX` escapes, by the base `str.encode` (no method of a subclass
+    // runs).
+    let shown: String = py
+        .get_type::<PyString>()
+        .call_method1("encode", (s, "utf-8", "backslashreplace"))
+        .and_then(|b| b.extract::<Vec<u8>>())
+        .map(|b| String::from_utf8_lossy(&b).chars().take(64).collect())
+        .unwrap_or_default();
+    let what = if key { "dict key" } else { "str" };
+    let err = codec_error(format!(
+        "polycache cannot store the {what} '{shown}': it holds lone surrogates, which have no UTF-8 form"
+    ));
+    err.set_cause(py, Some(cause));
+    err
 }
 
 /// Decodes what `get_stored` returned with [`PyBuild`] (which pauses the cyclic GC while

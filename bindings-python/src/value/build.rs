@@ -10,6 +10,13 @@
 
 #![allow(unsafe_code)]
 
+// Lists with empty slots and lent key objects are sound because the GIL keeps every other
+// thread out while a decode runs; a free-threaded CPython gives no such guarantee.
+#[cfg(Py_GIL_DISABLED)]
+compile_error!(
+    "build.rs relies on the GIL to keep half-filled lists private: not for free-threaded CPython"
+);
+
 use std::os::raw::c_int;
 
 use polycache::codec::{Build, PREALLOC_ITEMS};

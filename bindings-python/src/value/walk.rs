@@ -16,6 +16,13 @@
 
 #![allow(unsafe_code)]
 
+// The soundness argument above rests on the GIL: on a free-threaded CPython another thread
+// could change a container while the walk holds borrowed pointers into it.
+#[cfg(Py_GIL_DISABLED)]
+compile_error!(
+    "walk.rs borrows pointers that only the GIL keeps valid: not for free-threaded CPython"
+);
+
 use std::os::raw::c_int;
 use std::ptr;
 
@@ -174,7 +181,7 @@ impl Walk<'_> {
     /// As [`value`]; `obj` is a str (or a subclass).
     unsafe fn str(&mut self, obj: *mut ffi::PyObject) -> Walked {
         // SAFETY: the caller's contract.
-        let text = unsafe { self.utf8(obj)? };
+        let text = unsafe { self.utf8(obj, false)? };
         {
             let written = self.encoder.str(text);
             self.codec(written)
@@ -186,13 +193,17 @@ impl Walk<'_> {
     ///
     /// # Safety
     /// `obj` is a live str (or a subclass), the GIL is held, and `obj` outlives the result.
-    unsafe fn utf8<'a>(&mut self, obj: *mut ffi::PyObject) -> Result<&'a str, Halt> {
+    unsafe fn utf8<'a>(&mut self, obj: *mut ffi::PyObject, key: bool) -> Result<&'a str, Halt> {
         let mut len: ffi::Py_ssize_t = 0;
         // SAFETY: `obj` is a live str; on failure (lone surrogates) CPython returns null and
         // sets an exception.
         let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(obj, &mut len) };
         if data.is_null() {
-            return Err(self.raised());
+            let cause = PyErr::fetch(self.py);
+            // SAFETY: `obj` is live; a new strong reference is taken, and after this failure
+            // the walk only returns.
+            let s = unsafe { Bound::from_borrowed_ptr(self.py, obj) };
+            return Err(self.raise(super::not_utf8(&s, key, cause)));
         }
         // SAFETY: CPython's UTF-8 buffer of `len` bytes lives as long as the str and is valid
         // UTF-8 (it refuses to make one for lone surrogates).
@@ -227,6 +238,20 @@ impl Walk<'_> {
             }
             _ => Err(self.too_big()),
         }
+    }
+
+    /// A container's item: null (an index error, or a slot another extension left empty)
+    /// stops the walk with an error rather than being followed.
+    fn item(&mut self, item: *mut ffi::PyObject) -> Result<*mut ffi::PyObject, Halt> {
+        if item.is_null() {
+            if error_set(self.py) {
+                return Err(self.raised());
+            }
+            return Err(self.raise(pyo3::exceptions::PySystemError::new_err(
+                "polycache: a list or tuple holds an empty slot",
+            )));
+        }
+        Ok(item)
     }
 
     fn too_big(&mut self) -> Halt {
@@ -282,7 +307,7 @@ impl Walk<'_> {
                     return Err(Halt::General);
                 }
                 {
-                    let text = self.utf8(key)?;
+                    let text = self.utf8(key, true)?;
                     let written = self.encoder.key(text);
                     self.codec(written)
                 }?;
@@ -307,7 +332,8 @@ impl Walk<'_> {
                 self.codec(written)
             }?;
             for i in 0..len {
-                self.value(ffi::PyList_GetItem(obj, i))?;
+                let item = self.item(ffi::PyList_GetItem(obj, i))?;
+                self.value(item)?;
             }
         }
         {
@@ -327,7 +353,8 @@ impl Walk<'_> {
                 self.codec(written)
             }?;
             for i in 0..len {
-                self.value(ffi::PyTuple_GetItem(obj, i))?;
+                let item = self.item(ffi::PyTuple_GetItem(obj, i))?;
+                self.value(item)?;
             }
         }
         {
