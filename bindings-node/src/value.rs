@@ -23,6 +23,22 @@ use polycache::Value;
 
 use crate::errors;
 
+/// Names a JS value type `CacheValue` to napi (any JS value; this file checks it).
+macro_rules! cache_value_type {
+    ($name:ty) => {
+        impl TypeName for $name {
+            fn type_name() -> &'static str {
+                "CacheValue"
+            }
+            fn value_type() -> ValueType {
+                ValueType::Unknown
+            }
+        }
+
+        impl ValidateNapiValue for $name {}
+    };
+}
+
 /// A [`Value`] crossing the JS boundary in either direction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsValue(pub Value);
@@ -245,21 +261,9 @@ impl<S: Sink> Reader<'_, S> {
             sys::ValueType::napi_number => {
                 let mut n = 0f64;
                 ok(sys::napi_get_value_double(env, value, &mut n))?;
-                match js::number(n) {
-                    js::Number::Int(i) => self.sink.int(i),
-                    js::Number::Float(f) => self.sink.float(f),
-                }
+                self.number(n)
             }
-            sys::ValueType::napi_string => {
-                let mut text = std::mem::take(&mut self.text);
-                let read = read_string_into(env, value, &mut text);
-                let written = match read {
-                    Ok(s) => self.sink.str(s),
-                    Err(err) => Err(Fault::Napi(err)),
-                };
-                self.text = text;
-                written
-            }
+            sys::ValueType::napi_string => self.string(value, S::str),
             sys::ValueType::napi_bigint => self.bigint(value),
             sys::ValueType::napi_object => self.object(value),
             sys::ValueType::napi_undefined => {
@@ -269,6 +273,30 @@ impl<S: Sink> Reader<'_, S> {
             sys::ValueType::napi_symbol => refuse("a symbol cannot be cached"),
             _ => refuse("this kind of value cannot be cached"),
         }
+    }
+
+    /// A `number` by core's rule: an integral safe one is an integer, any other a float.
+    fn number(&mut self, n: f64) -> std::result::Result<(), Fault> {
+        match js::number(n) {
+            js::Number::Int(i) => self.sink.int(i),
+            js::Number::Float(f) => self.sink.float(f),
+        }
+    }
+
+    /// Reads the JS string `value` through the reused buffer and hands it to `put` (a
+    /// string value or a map key).
+    unsafe fn string(
+        &mut self,
+        value: sys::napi_value,
+        put: impl FnOnce(&mut S, &str) -> std::result::Result<(), Fault>,
+    ) -> std::result::Result<(), Fault> {
+        let mut text = std::mem::take(&mut self.text);
+        let written = match read_string_into(self.env, value, &mut text) {
+            Ok(s) => put(self.sink, s),
+            Err(err) => Err(Fault::Napi(err)),
+        };
+        self.text = text;
+        written
     }
 
     unsafe fn bigint(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
@@ -310,21 +338,7 @@ impl<S: Sink> Reader<'_, S> {
 
     unsafe fn object(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
         let env = self.env;
-        let mut is = false;
-        ok(sys::napi_is_typedarray(env, value, &mut is))?;
-        if is {
-            let mut kind = 0;
-            let mut len = 0usize;
-            let mut data = ptr::null_mut();
-            ok(sys::napi_get_typedarray_info(
-                env,
-                value,
-                &mut kind,
-                &mut len,
-                &mut data,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            ))?;
+        if let Some((kind, len, data)) = typed_array(env, value)? {
             if kind != sys::TypedarrayType::uint8_array {
                 return refuse(
                     "only Buffer and Uint8Array are cached as bytes (not other typed arrays)",
@@ -350,6 +364,7 @@ impl<S: Sink> Reader<'_, S> {
                 return refuse("a cyclic value cannot be cached");
             }
         }
+        let mut is = false;
         ok(sys::napi_is_array(env, value, &mut is))?;
         self.ancestors.push(value);
         let result = if is {
@@ -375,10 +390,7 @@ impl<S: Sink> Reader<'_, S> {
             if let Some(numbers) = self.numbers(value)? {
                 self.sink.begin_array(numbers.len())?;
                 for &n in numbers {
-                    match js::number(n) {
-                        js::Number::Int(i) => self.sink.int(i)?,
-                        js::Number::Float(f) => self.sink.float(f)?,
-                    }
+                    self.number(n)?;
                 }
                 return self.sink.end_array();
             }
@@ -415,23 +427,9 @@ impl<S: Sink> Reader<'_, S> {
     ) -> std::result::Result<Option<&'scope [f64]>, Fault> {
         let env = self.env;
         let typed = call_helper(env, Helper::ArrayToNumbers, value)?;
-        let mut is = false;
-        ok(sys::napi_is_typedarray(env, typed, &mut is))?;
-        if !is {
+        let Some((kind, len, data)) = typed_array(env, typed)? else {
             return Ok(None);
-        }
-        let mut kind = 0;
-        let mut len = 0usize;
-        let mut data = ptr::null_mut();
-        ok(sys::napi_get_typedarray_info(
-            env,
-            typed,
-            &mut kind,
-            &mut len,
-            &mut data,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        ))?;
+        };
         if kind != sys::TypedarrayType::float64_array || len == 0 {
             return Ok(None);
         }
@@ -481,13 +479,7 @@ impl<S: Sink> Reader<'_, S> {
             ok(sys::napi_get_element(env, keys, i, &mut key))?;
             let mut item = ptr::null_mut();
             ok(sys::napi_get_property(env, value, key, &mut item))?;
-            let mut text = std::mem::take(&mut self.text);
-            let written = match read_string_into(env, key, &mut text) {
-                Ok(key) => self.sink.key(key),
-                Err(err) => Err(Fault::Napi(err)),
-            };
-            self.text = text;
-            written?;
+            self.string(key, S::key)?;
             self.read(item, true)?;
         }
         self.sink.end_map()
@@ -514,6 +506,32 @@ impl<S: Sink> Reader<'_, S> {
         }
         Ok(self.object_prototype)
     }
+}
+
+/// A typed array's element type, length (in elements) and data; `None` for any other value.
+/// The data is valid while `value`'s scope is.
+unsafe fn typed_array(
+    env: sys::napi_env,
+    value: sys::napi_value,
+) -> Result<Option<(sys::napi_typedarray_type, usize, *mut std::ffi::c_void)>> {
+    let mut is = false;
+    check(sys::napi_is_typedarray(env, value, &mut is))?;
+    if !is {
+        return Ok(None);
+    }
+    let mut kind = 0;
+    let mut len = 0usize;
+    let mut data = ptr::null_mut();
+    check(sys::napi_get_typedarray_info(
+        env,
+        value,
+        &mut kind,
+        &mut len,
+        &mut data,
+        ptr::null_mut(),
+        ptr::null_mut(),
+    ))?;
+    Ok(Some((kind, len, data)))
 }
 
 /// Reads a JS string's UTF-8 into `buf` (reused): one Node-API call when it fits, a second
@@ -631,7 +649,7 @@ unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
                 Helper::NumbersToArray => NUMBERS_TO_ARRAY,
                 _ => ARRAY_TO_NUMBERS,
             };
-            let source = create_string(env, source)?;
+            let source = create_string(env, source.as_bytes())?;
             check(sys::napi_run_script(env, source, &mut function))?;
         }
     }
@@ -665,16 +683,7 @@ unsafe fn call_helper(
 /// On the JS thread of `env`.
 unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Result<sys::napi_value> {
     match transcoded {
-        Transcoded::Json(text) => {
-            let mut string = ptr::null_mut();
-            check(sys::napi_create_string_utf8(
-                env,
-                text.as_ptr().cast(),
-                text.len() as isize,
-                &mut string,
-            ))?;
-            call_helper(env, Helper::JsonParse, string)
-        }
+        Transcoded::Json(text) => call_helper(env, Helper::JsonParse, create_string(env, text)?),
         Transcoded::Numbers(numbers) => {
             let mut data = ptr::null_mut();
             let mut buffer = ptr::null_mut();
@@ -724,71 +733,34 @@ unsafe fn write(env: sys::napi_env, value: &Value) -> Result<sys::napi_value> {
     write_direct(env, value)
 }
 
+/// `value` made one Node-API call at a time ([`NapiBuild`]); each container item goes through
+/// [`write`], so a nested container JSON can carry is still made by V8.
 unsafe fn write_direct(env: sys::napi_env, value: &Value) -> Result<sys::napi_value> {
-    let mut out = ptr::null_mut();
+    let mut build = NapiBuild { env };
     match value {
-        Value::Nil => check(sys::napi_get_null(env, &mut out))?,
-        Value::Bool(b) => check(sys::napi_get_boolean(env, *b, &mut out))?,
-        Value::Int(i) if js::is_safe(*i) => check(sys::napi_create_int64(env, *i, &mut out))?,
-        Value::Int(i) => check(sys::napi_create_bigint_int64(env, *i, &mut out))?,
-        Value::UInt(u) => check(sys::napi_create_bigint_uint64(env, *u, &mut out))?,
-        Value::Float(f) => check(sys::napi_create_double(env, *f, &mut out))?,
-        Value::Str(s) => check(sys::napi_create_string_utf8(
-            env,
-            s.as_ptr().cast(),
-            s.len() as isize,
-            &mut out,
-        ))?,
-        Value::Bytes(b) => check(sys::napi_create_buffer_copy(
-            env,
-            b.len(),
-            b.as_ptr().cast(),
-            ptr::null_mut(),
-            &mut out,
-        ))?,
+        Value::Nil => build.nil(),
+        Value::Bool(b) => build.bool(*b),
+        Value::Int(i) => build.int(*i),
+        Value::UInt(u) => build.uint(*u),
+        Value::Float(f) => build.float(*f),
+        Value::Str(s) => build.str(s),
+        Value::Bytes(b) => build.bytes(b),
         Value::Array(items) => {
-            check(sys::napi_create_array_with_length(
-                env,
-                items.len(),
-                &mut out,
-            ))?;
-            for (i, item) in items.iter().enumerate() {
-                check(sys::napi_set_element(env, out, i as u32, write(env, item)?))?;
+            let mut array = build.array(items.len())?;
+            for item in items {
+                build.push(&mut array, write(env, item)?)?;
             }
+            build.end_array(array)
         }
         Value::Map(map) => {
-            check(sys::napi_create_object(env, &mut out))?;
+            let mut object = build.map(map.len())?;
             for (key, item) in map {
-                let mut name = ptr::null_mut();
-                check(sys::napi_create_string_utf8(
-                    env,
-                    key.as_ptr().cast(),
-                    key.len() as isize,
-                    &mut name,
-                ))?;
-                let item = write(env, item)?;
-                if key == "__proto__" {
-                    // Assignment would replace the prototype; define an own property.
-                    let descriptor = sys::napi_property_descriptor {
-                        utf8name: ptr::null(),
-                        name,
-                        method: None,
-                        getter: None,
-                        setter: None,
-                        value: item,
-                        attributes: sys::PropertyAttributes::writable
-                            | sys::PropertyAttributes::enumerable
-                            | sys::PropertyAttributes::configurable,
-                        data: ptr::null_mut(),
-                    };
-                    check(sys::napi_define_properties(env, out, 1, &descriptor))?;
-                } else {
-                    check(sys::napi_set_property(env, out, name, item))?;
-                }
+                build.key(&mut object, key)?;
+                build.value(&mut object, write(env, item)?)?;
             }
+            build.end_map(object)
         }
     }
-    Ok(out)
 }
 
 /// Reads a JS value; `undefined` at the top is refused (it is nil only inside containers).
@@ -878,16 +850,7 @@ impl ToNapiValue for &JsValue {
     }
 }
 
-impl TypeName for JsValue {
-    fn type_name() -> &'static str {
-        "CacheValue"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
-
-impl ValidateNapiValue for JsValue {}
+cache_value_type!(JsValue);
 
 /// Writes an optional value: `undefined` for a miss, so a cached `null` stays distinct.
 ///
@@ -899,11 +862,7 @@ pub(crate) unsafe fn write_option(
 ) -> Result<sys::napi_value> {
     match value {
         Some(value) => write(env, value),
-        None => {
-            let mut out = ptr::null_mut();
-            check(sys::napi_get_undefined(env, &mut out))?;
-            Ok(out)
-        }
+        None => made(|out| sys::napi_get_undefined(env, out)),
     }
 }
 
@@ -984,63 +943,44 @@ impl Build for NapiBuild {
     type Error = Error;
 
     fn nil(&mut self) -> Result<sys::napi_value> {
-        let mut out = ptr::null_mut();
         // SAFETY: on the JS thread of `env` (the builder is made there and not sent).
-        check(unsafe { sys::napi_get_null(self.env, &mut out) })?;
-        Ok(out)
+        made(|out| unsafe { sys::napi_get_null(self.env, out) })
     }
     fn bool(&mut self, v: bool) -> Result<sys::napi_value> {
-        let mut out = ptr::null_mut();
         // SAFETY: as `nil`.
-        check(unsafe { sys::napi_get_boolean(self.env, v, &mut out) })?;
-        Ok(out)
+        made(|out| unsafe { sys::napi_get_boolean(self.env, v, out) })
     }
     fn int(&mut self, v: i64) -> Result<sys::napi_value> {
-        let mut out = ptr::null_mut();
         // SAFETY: as `nil`.
-        check(unsafe {
+        made(|out| unsafe {
             if js::is_safe(v) {
-                sys::napi_create_int64(self.env, v, &mut out)
+                sys::napi_create_int64(self.env, v, out)
             } else {
-                sys::napi_create_bigint_int64(self.env, v, &mut out)
+                sys::napi_create_bigint_int64(self.env, v, out)
             }
-        })?;
-        Ok(out)
+        })
     }
     fn uint(&mut self, v: u64) -> Result<sys::napi_value> {
-        let mut out = ptr::null_mut();
         // SAFETY: as `nil`.
-        check(unsafe { sys::napi_create_bigint_uint64(self.env, v, &mut out) })?;
-        Ok(out)
+        made(|out| unsafe { sys::napi_create_bigint_uint64(self.env, v, out) })
     }
     fn float(&mut self, v: f64) -> Result<sys::napi_value> {
-        let mut out = ptr::null_mut();
         // SAFETY: as `nil`.
-        check(unsafe { sys::napi_create_double(self.env, v, &mut out) })?;
-        Ok(out)
+        made(|out| unsafe { sys::napi_create_double(self.env, v, out) })
     }
     fn str(&mut self, v: &str) -> Result<sys::napi_value> {
         // SAFETY: as `nil`.
-        unsafe { create_string(self.env, v) }
+        unsafe { create_string(self.env, v.as_bytes()) }
     }
     fn bytes(&mut self, v: &[u8]) -> Result<sys::napi_value> {
-        let mut out = ptr::null_mut();
         // SAFETY: as `nil`; Node copies `v`.
-        check(unsafe {
-            sys::napi_create_buffer_copy(
-                self.env,
-                v.len(),
-                v.as_ptr().cast(),
-                ptr::null_mut(),
-                &mut out,
-            )
-        })?;
-        Ok(out)
+        made(|out| unsafe {
+            sys::napi_create_buffer_copy(self.env, v.len(), v.as_ptr().cast(), ptr::null_mut(), out)
+        })
     }
     fn array(&mut self, len: usize) -> Result<Self::Array> {
-        let mut out = ptr::null_mut();
         // SAFETY: as `nil`; `len` was checked by the decoder against the input and budget.
-        check(unsafe { sys::napi_create_array_with_length(self.env, len, &mut out) })?;
+        let out = made(|out| unsafe { sys::napi_create_array_with_length(self.env, len, out) })?;
         Ok((out, 0))
     }
     fn push(&mut self, array: &mut Self::Array, item: sys::napi_value) -> Result<()> {
@@ -1053,14 +993,13 @@ impl Build for NapiBuild {
         Ok(array.0)
     }
     fn map(&mut self, _len: usize) -> Result<Self::Map> {
-        let mut out = ptr::null_mut();
         // SAFETY: as `nil`.
-        check(unsafe { sys::napi_create_object(self.env, &mut out) })?;
+        let out = made(|out| unsafe { sys::napi_create_object(self.env, out) })?;
         Ok((out, ptr::null_mut(), false))
     }
     fn key(&mut self, map: &mut Self::Map, key: &str) -> Result<()> {
         // SAFETY: as `nil`.
-        map.1 = unsafe { create_string(self.env, key) }?;
+        map.1 = unsafe { create_string(self.env, key.as_bytes()) }?;
         map.2 = key == "__proto__";
         Ok(())
     }
@@ -1073,15 +1012,16 @@ impl Build for NapiBuild {
     }
 }
 
-unsafe fn create_string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
+/// The value a Node-API call writes through its out-pointer.
+fn made(call: impl FnOnce(&mut sys::napi_value) -> sys::napi_status) -> Result<sys::napi_value> {
     let mut out = ptr::null_mut();
-    check(sys::napi_create_string_utf8(
-        env,
-        s.as_ptr().cast(),
-        s.len() as isize,
-        &mut out,
-    ))?;
+    check(call(&mut out))?;
     Ok(out)
+}
+
+/// A JS string from UTF-8.
+unsafe fn create_string(env: sys::napi_env, s: &[u8]) -> Result<sys::napi_value> {
+    made(|out| sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, out))
 }
 
 /// `object[name] = item`, except that `"__proto__"` is defined as an own property
@@ -1143,13 +1083,14 @@ pub fn found_to_js(env: &Env, cache: &polycache::Cache, found: &Found) -> Result
     let raw = env.raw();
     // SAFETY: a live `Env` means we are on its JS thread.
     unsafe {
-        match found {
-            Found::Missing => write_option(raw, None),
-            Found::Ready(transcoded) => transcoded_to_js(raw, transcoded),
-            Found::Exact(stored) => match cache.decode_stored(stored, &mut NapiBuild::new(env))? {
-                Some(value) => Ok(value),
-                None => write_option(raw, None),
-            },
+        let value = match found {
+            Found::Missing => None,
+            Found::Ready(transcoded) => Some(transcoded_to_js(raw, transcoded)?),
+            Found::Exact(stored) => cache.decode_stored(stored, &mut NapiBuild::new(env))?,
+        };
+        match value {
+            Some(value) => Ok(value),
+            None => write_option(raw, None),
         }
     }
 }
@@ -1197,16 +1138,7 @@ impl FromNapiValue for Made {
     }
 }
 
-impl TypeName for Made {
-    fn type_name() -> &'static str {
-        "CacheValue"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
-
-impl ValidateNapiValue for Made {}
+cache_value_type!(Made);
 
 /// Decodes an envelope (default limits) straight into a JS value, as a read does: core's
 /// [`Transcode`] for V8, or the exact [`NapiBuild`] for what JSON cannot carry; no
