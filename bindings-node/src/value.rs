@@ -17,7 +17,9 @@ use std::ptr;
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use polycache::codec::js::{self, Transcode, Transcoded};
-use polycache::codec::{self, Build, DecodeError, DecodeLimits, Encoded, Encoder, Header, Map};
+use polycache::codec::{
+    self, Build, DecodeError, DecodeLimits, Encoded, Encoder, Header, Map, PREALLOC_ITEMS,
+};
 use polycache::Stored;
 use polycache::Value;
 
@@ -979,7 +981,11 @@ impl Build for NapiBuild {
         })
     }
     fn array(&mut self, len: usize) -> Result<Self::Array> {
-        // SAFETY: as `nil`; `len` was checked by the decoder against the input and budget.
+        // A claim is checked against the input and budget but not charged (nested claims
+        // share the same bytes), and V8 fills the whole length: reserve at most
+        // PREALLOC_ITEMS; `push` sets later items past it.
+        let len = len.min(PREALLOC_ITEMS);
+        // SAFETY: as `nil`.
         let out = made(|out| unsafe { sys::napi_create_array_with_length(self.env, len, out) })?;
         Ok((out, 0))
     }

@@ -1901,6 +1901,17 @@ def hostile_cases() -> list[dict[str, Any]]:
         "reader reserving slots per claim reserves 256 x 1M (2 GB of pointers)",
     )
     case(
+        "msgpack-nested-array32-claims-1m-x256-bytes",
+        mp_env(
+            (b"\xdd" + struct.pack(">I", nested)) * MAX_DEPTH
+            + b"\xc6"
+            + struct.pack(">I", nested - 5)
+            + b"\x00" * (nested - 5)
+        ),
+        "the same claims backed by one bin32 of 999,995 zeros: bytes, which JSON cannot "
+        "carry, so a JS reader builds these arrays itself rather than through JSON.parse",
+    )
+    case(
         "msgpack-nested-map32-claims-1m-x256",
         mp_env((b"\xdf" + struct.pack(">I", nested) + b"\xa0") * MAX_DEPTH + str32(2 * nested)),
         "256 nested map32s each claiming 1,000,000 entries, the first of each keyed '', "
