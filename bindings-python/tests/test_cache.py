@@ -168,6 +168,23 @@ def test_subclasses_and_values_the_fast_walk_hands_back_round_trip(namespace: st
         assert cache.get("bad") is None
 
 
+def test_lists_longer_than_their_preallocated_slots_keep_every_item_in_order(
+    namespace: str,
+) -> None:
+    """A decoded list sets its first slots in place and joins the items past them at the
+    end (src/value/build.rs): every item, in order, for both codecs (JSON gives no length)."""
+    value = {
+        "long": [i if i % 3 else float(i) for i in range(5000)],
+        "nested": [[j, str(j)] for j in range(1500)],
+        "edge": list(range(1024)),
+        "edge_plus": list(range(1025)),
+    }
+    for codec in ("msgpack", "json"):
+        with Cache("memory://", namespace=namespace, codec=codec) as cache:
+            cache.set("k", value)
+            assert cache.get("k") == value, codec
+
+
 def test_unsupported_values_raise_codec_error_naming_the_type(namespace: str) -> None:
     cache = Cache("memory://", namespace=namespace)
     cyclic: list[Any] = []
