@@ -5,10 +5,13 @@
 
 use std::future::Future;
 use std::io::BufRead;
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use polycache::{Cache, Config, Io, KeyTemplate, LoadOptions, Node, Ring, Value};
+use polycache_harness::agent::{
+    emit, epoch_secs, stampede_keys, stampede_load, stdin_lines, wait_for_go, StampedeValues,
+};
 use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use serde_json::{json, Value as Json};
 
@@ -237,17 +240,6 @@ impl Driver {
         };
         self.run(Cache::builder(config).io(io).build())
     }
-}
-
-fn wait_for_go() {
-    println!("{}", json!({ "ready": true }));
-    let _ = std::io::stdin().lock().read_line(&mut String::new());
-}
-
-fn epoch_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn error_text(err: &polycache::Error) -> String {
@@ -502,36 +494,6 @@ fn load(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
     }))
 }
 
-/// One line of the line protocol with the driver (see agent.py).
-fn emit(line: &Json) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-/// The driver's stdin lines, read on a thread of their own.
-fn stdin_lines() -> Arc<Mutex<mpsc::Receiver<String>>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
-    Arc::new(Mutex::new(rx))
-}
-
-fn incr(addr: &str, key: &str) -> std::io::Result<()> {
-    use std::io::{Read, Write};
-    let mut sock = std::net::TcpStream::connect(addr)?;
-    write!(sock, "*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len())?;
-    let mut reply = [0u8; 64];
-    let _ = sock.read(&mut reply)?;
-    Ok(())
-}
-
 /// `stampede URL NS SPEC`: see agent.py. SPEC.mode `async` (tokio tasks) or `blocking`
 /// (threads with `polycache::block_on`).
 fn stampede(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
@@ -552,14 +514,7 @@ fn stampede(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
     let lines = stdin_lines();
     emit(&json!({ "ready": true }));
     let _ = lines.lock().map(|rx| rx.recv());
-    let keys: Vec<String> = spec["keys"]
-        .as_array()
-        .map(|keys| {
-            keys.iter()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = stampede_keys(spec);
     let spec = Arc::new(spec.clone());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
@@ -582,20 +537,11 @@ fn stampede(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
                 (cache.clone(), driver.clone(), spec.clone(), lines.clone());
             std::thread::spawn(move || {
                 let loader = || async {
-                    let counter = spec["counter"].as_str().unwrap_or_default();
-                    let prefix = spec["counterPrefix"].as_str().unwrap_or_default();
-                    incr(counter, &format!("{prefix}{key}")).map_err(|e| {
-                        polycache::Error::new(polycache::ErrorKind::Loader, e.to_string())
-                    })?;
-                    if spec["hold"].as_bool().unwrap_or(false) {
-                        emit(&json!({ "loading": key }));
-                        let _ = lines.lock().map(|rx| rx.recv());
-                    } else {
-                        let ms = spec["delayMs"].as_u64().unwrap_or(0);
-                        std::thread::sleep(Duration::from_millis(ms));
-                    }
-                    let by = spec["value"].as_str().unwrap_or_default();
-                    Ok(Value::from(format!("{by}:{key}")))
+                    stampede_load(&spec, &key, &lines)
+                        .map(Value::from)
+                        .map_err(|e| {
+                            polycache::Error::new(polycache::ErrorKind::Loader, e.to_string())
+                        })
                 };
                 let got =
                     driver.run(cache.get_or_load(&key, loader, Some(Duration::from_secs(600))));
@@ -603,26 +549,19 @@ fn stampede(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
             })
         })
         .collect();
-    let mut values = serde_json::Map::new();
-    let mut errors = Vec::new();
+    let mut values = StampedeValues::default();
     for thread in threads {
         let (key, got) = thread.join().expect("caller");
-        match got {
-            Ok(value) => {
-                let value = to_plain_json(&value);
-                let first = values.entry(key.clone()).or_insert_with(|| value.clone());
-                if *first != value {
-                    errors.push(format!("{key}: {value} after {first}"));
-                }
-            }
-            Err(err) => errors.push(error_text(&err)),
-        }
+        values.add(
+            key,
+            got.map(|value| to_plain_json(&value))
+                .map_err(|err| error_text(&err)),
+        );
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = watcher.join();
-    errors.truncate(5);
     let metrics = serde_json::to_value(cache.metrics()).unwrap_or_default();
-    Ok(json!({ "values": values, "errors": errors, "metrics": metrics }))
+    Ok(values.report(metrics))
 }
 
 fn main() {

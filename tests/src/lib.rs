@@ -12,6 +12,7 @@
 //! Set `POLYCACHE_TEST_REDIS` to the JSON that `polycache-harness` prints to reuse servers
 //! that are already running (one harness for every suite of `make test`).
 
+pub mod agent;
 #[cfg(feature = "notation")]
 pub mod notation;
 

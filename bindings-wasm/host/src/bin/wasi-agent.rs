@@ -29,13 +29,15 @@
 //!
 //! The component is `$POLYCACHE_WASM`, else `$CARGO_TARGET_DIR/wasm32-wasip2/wasm/polycache.wasm`.
 
-use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use polycache::codec::msgpack;
 use polycache::Value;
+use polycache_harness::agent::{
+    epoch_secs, stampede_keys, stampede_load, stdin_lines, wait_for_go, StampedeValues,
+};
 use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use polycache_wasm_host::{
     default_component_path, CacheHandle, Codec, Guest, Host, Network, Node, Options,
@@ -463,17 +465,6 @@ impl Agent {
     }
 }
 
-fn wait_for_go() {
-    println!("{}", json!({ "ready": true }));
-    let _ = std::io::stdin().lock().read_line(&mut String::new());
-}
-
-fn epoch_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// A call's two layers of failure as one message: a trap, or the WIT error.
 fn call<T>(result: polycache_wasm_host::Call<T>) -> Result<T, String> {
     match result {
@@ -481,28 +472,6 @@ fn call<T>(result: polycache_wasm_host::Call<T>) -> Result<T, String> {
         Ok(Err(err)) => Err(format!("{}Error: {}", err.kind_name(), err.message())),
         Err(trap) => Err(format!("trap: {trap:?}")),
     }
-}
-
-/// The driver's stdin lines, read on a thread of their own (a holding loader waits for one).
-fn stdin_lines() -> Arc<Mutex<mpsc::Receiver<String>>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
-    Arc::new(Mutex::new(rx))
-}
-
-fn incr(addr: &str, key: &str) -> std::io::Result<()> {
-    use std::io::{Read, Write};
-    let mut sock = std::net::TcpStream::connect(addr)?;
-    write!(sock, "*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len())?;
-    let mut reply = [0u8; 64];
-    let _ = sock.read(&mut reply)?;
-    Ok(())
 }
 
 /// `stampede URL NS SPEC`: see the module docs and tests/interop/agent.py.
@@ -515,14 +484,7 @@ fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, Strin
         secs("lease"),
         secs("timeout")
     );
-    let keys: Vec<String> = spec["keys"]
-        .as_array()
-        .map(|keys| {
-            keys.iter()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = stampede_keys(spec);
     let callers = spec["callers"].as_u64().unwrap_or(1) as usize;
     let instances = callers.clamp(1, 8);
     let lines = stdin_lines();
@@ -530,17 +492,8 @@ fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, Strin
     for _ in 0..instances {
         let (spec, lines) = (spec.clone(), lines.clone());
         let loader = move |key: &str| {
-            let counter = spec["counter"].as_str().unwrap_or_default();
-            let prefix = spec["counterPrefix"].as_str().unwrap_or_default();
-            incr(counter, &format!("{prefix}{key}")).map_err(|e| e.to_string())?;
-            if spec["hold"].as_bool().unwrap_or(false) {
-                println!("{}", json!({ "loading": key }));
-                let _ = lines.lock().map(|rx| rx.recv());
-            } else {
-                std::thread::sleep(Duration::from_millis(spec["delayMs"].as_u64().unwrap_or(0)));
-            }
-            let by = spec["value"].as_str().unwrap_or_default();
-            Ok(msgpack::encode(&Value::from(format!("{by}:{key}"))))
+            let value = stampede_load(&spec, key, &lines).map_err(|e| e.to_string())?;
+            Ok(msgpack::encode(&Value::from(value)))
         };
         let mut guest = host
             .instantiate(Network::Loopback, loader)
@@ -569,31 +522,20 @@ fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, Strin
             })
         })
         .collect();
-    let mut values = serde_json::Map::new();
-    let mut errors = Vec::new();
+    let mut values = StampedeValues::default();
     let (mut hits, mut misses, mut loads) = (0, 0, 0);
     for thread in threads {
         let (got, metrics) = thread.join().map_err(|_| "a caller thread panicked")?;
         for (key, value) in got {
-            match value {
-                Ok(value) => {
-                    let value = to_plain_json(&value);
-                    let first = values.entry(key.clone()).or_insert_with(|| value.clone());
-                    if *first != value {
-                        errors.push(format!("{key}: {value} after {first}"));
-                    }
-                }
-                Err(err) => errors.push(err),
-            }
+            values.add(key, value.map(|value| to_plain_json(&value)));
         }
         let metrics = metrics?;
         hits += metrics.hits;
         misses += metrics.misses;
         loads += metrics.loads;
     }
-    errors.truncate(5);
     let metrics = json!({ "hits": hits, "misses": misses, "loads": loads });
-    Ok(json!({ "values": values, "errors": errors, "metrics": metrics }))
+    Ok(values.report(metrics))
 }
 
 fn main() {
