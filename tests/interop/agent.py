@@ -210,30 +210,51 @@ def failsafe_options(ns: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class FailsafeRounds:
+    """What the fail-safe rounds saw: each call's seconds and value or failure, and how
+    often the loader ran."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.calls: list[list[Any]] = []
+        self.loads = 0
+
+    def load(self) -> None:
+        """Counts a loader call; raises DatabaseDown unless SPEC.fault is a hanging loader."""
+        self.loads += 1
+        if self.spec["fault"] != "loader-hangs":
+            raise DatabaseDown("database down")
+
+    def add(self, started: float, value: Any = None, error: Exception | None = None) -> None:
+        seconds = time.perf_counter() - started
+        if error is None:
+            self.calls.append([seconds, value, None, None])
+        else:
+            self.calls.append([seconds, None, failure_kind(error), error_text(error)])
+
+    def report(self, first: Any) -> dict[str, Any]:
+        return {"first": first, "calls": self.calls, "loaderCalls": self.loads}
+
+
 def failsafe_sync(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
     cache = Cache(url, **failsafe_options(ns, spec))
     key = spec["key"]
     first = cache.get_or_load(key, lambda: "good", ttl=600)
     wait_for_go()
-    loads = 0
+    rounds = FailsafeRounds(spec)
 
     def loader() -> str:
-        nonlocal loads
-        loads += 1
-        if spec["fault"] == "loader-hangs":
-            time.sleep(spec["hangSeconds"])
-            return "late"
-        raise DatabaseDown("database down")
+        rounds.load()
+        time.sleep(spec["hangSeconds"])
+        return "late"
 
-    calls = []
     for _ in range(spec["rounds"]):
         started = time.perf_counter()
         try:
-            value, kind, err = cache.get_or_load(key, loader, ttl=600), None, None
+            rounds.add(started, cache.get_or_load(key, loader, ttl=600))
         except Exception as e:  # noqa: BLE001 - the outcome to report
-            value, kind, err = None, failure_kind(e), error_text(e)
-        calls.append([time.perf_counter() - started, value, kind, err])
-    return {"first": first, "calls": calls, "loaderCalls": loads}
+            rounds.add(started, error=e)
+    return rounds.report(first)
 
 
 async def failsafe_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -245,25 +266,20 @@ async def failsafe_async(url: str, ns: str, spec: dict[str, Any]) -> dict[str, A
 
     first = await cache.get_or_load(key, good, ttl=600)
     await asyncio.get_running_loop().run_in_executor(None, wait_for_go)
-    loads = 0
+    rounds = FailsafeRounds(spec)
 
     async def loader() -> str:
-        nonlocal loads
-        loads += 1
-        if spec["fault"] == "loader-hangs":
-            await asyncio.sleep(spec["hangSeconds"])
-            return "late"
-        raise DatabaseDown("database down")
+        rounds.load()
+        await asyncio.sleep(spec["hangSeconds"])
+        return "late"
 
-    calls = []
     for _ in range(spec["rounds"]):
         started = time.perf_counter()
         try:
-            value, kind, err = await cache.get_or_load(key, loader, ttl=600), None, None
-        except Exception as e:  # noqa: BLE001
-            value, kind, err = None, failure_kind(e), error_text(e)
-        calls.append([time.perf_counter() - started, value, kind, err])
-    return {"first": first, "calls": calls, "loaderCalls": loads}
+            rounds.add(started, await cache.get_or_load(key, loader, ttl=600))
+        except Exception as e:  # noqa: BLE001 - the outcome to report
+            rounds.add(started, error=e)
+    return rounds.report(first)
 
 
 class Tally:
