@@ -844,6 +844,7 @@ module.exports.encodeEnvelope = nativeBinding.encodeEnvelope
 module.exports.ErrorCode = nativeBinding.ErrorCode
 module.exports.hashTag = nativeBinding.hashTag
 module.exports.lockKey = nativeBinding.lockKey
+module.exports.NOT_FOUND = nativeBinding.NOT_FOUND
 module.exports.redisKey = nativeBinding.redisKey
 module.exports.renderKey = nativeBinding.renderKey
 module.exports.resolveConfig = nativeBinding.resolveConfig

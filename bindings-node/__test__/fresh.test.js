@@ -5,7 +5,7 @@
 // core's answer. Time passes for real (a short `freshFor`); waits poll with a deadline.
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { Cache } = require('..')
+const { Cache, NOT_FOUND } = require('..')
 const { redis, uniqueNamespace, waitUntil } = require('./helpers')
 
 async function urls () {
@@ -18,7 +18,7 @@ for (const store of ['memory', 'standalone', 'shards', 'cluster']) {
     const url = (await urls())[store]
     const cache = await Cache.connect(url, { namespace: uniqueNamespace(`fresh-${store}`), ttl: 60 })
     const first = await cache.getEntry('k', () => 1, { freshFor: 0.05 })
-    assert.deepEqual(first, { value: 1, stale: false, freshness: 'fresh', age: 0 })
+    assert.deepEqual(first, { value: 1, found: true, stale: false, freshness: 'fresh', age: 0 })
     let stale
     await waitUntil(async () => {
       stale = await cache.getEntry('k', () => 2, { freshFor: 0.05 })
@@ -91,4 +91,48 @@ test('bad per-call options reject with ECONFIG', async () => {
     assert.throws(() => cache.wrap(function f () { return 1 }, options), (err) => err.code === 'ECONFIG', what)
   }
   assert.equal(cache.metrics().loads, 0)
+})
+
+for (const store of ['memory', 'standalone', 'shards', 'cluster']) {
+  test(`a loader's NOT_FOUND is cached for negativeTtl (${store})`, async () => {
+    const url = (await urls())[store]
+    const cache = await Cache.connect(url, { namespace: uniqueNamespace(`negative-${store}`), negativeTtl: 60 })
+    assert.equal(NOT_FOUND, Symbol.for('polycache.NOT_FOUND'))
+    let calls = 0
+    const missing = async () => { calls += 1; return NOT_FOUND }
+    assert.equal(await cache.getOrLoad('k', missing), undefined)
+    assert.equal(await cache.getOrLoad('k', () => { calls += 1; return NOT_FOUND }), undefined)
+    const entry = await cache.getEntry('k', missing)
+    assert.deepEqual(entry, { value: null, found: false, stale: false, freshness: 'fresh', age: null })
+    assert.equal(calls, 1, 'answered from the cached not-found')
+    const misses = cache.metrics().misses
+    assert.equal(await cache.get('k'), undefined)
+    assert.deepEqual(await cache.getMany(['k']), [undefined])
+    const m = cache.metrics()
+    assert.equal(m.misses, misses, 'a negative hit is not a miss')
+    assert.deepEqual([m.negativeStored, m.negativeHits], [1, 4])
+    assert.equal((await cache.getEntry('v', () => 1)).found, true)
+    // null is a value: cached like any other.
+    assert.equal(await cache.getOrLoad('null', () => null), null)
+    assert.equal(await cache.getOrLoad('null', missing), null)
+    assert.equal(calls, 1)
+    // wrap: a function returning NOT_FOUND resolves to undefined, once.
+    let wrapped = 0
+    const user = cache.wrap((id) => { wrapped += 1; return NOT_FOUND }, { key: 'user:{0}' })
+    assert.equal(await user(5), undefined)
+    assert.equal(await user(5), undefined)
+    assert.equal(wrapped, 1)
+  })
+}
+
+test('NOT_FOUND without negativeTtl is returned, not stored', async () => {
+  const cache = new Cache({ namespace: uniqueNamespace('negative-off') })
+  let calls = 0
+  const missing = () => { calls += 1; return NOT_FOUND }
+  assert.equal(await cache.getOrLoad('k', missing), undefined)
+  assert.equal(await cache.getOrLoad('k', missing), undefined)
+  assert.equal(calls, 2)
+  assert.equal(await cache.getOrLoad('k', missing, { negativeTtl: 60 }), undefined)
+  assert.equal(await cache.getOrLoad('k', missing), undefined)
+  assert.equal(calls, 3)
 })

@@ -1,5 +1,5 @@
 // Type-checked by `make lint` (tsc --noEmit): the README's usage written against index.d.ts.
-import { Cache, type CacheOptions, type CacheValue, type Entry, type ErrorCode, type LoadOptions, type Metrics, callKey } from 'polycache'
+import { Cache, NOT_FOUND, type CacheOptions, type CacheValue, type Entry, type ErrorCode, type LoadOptions, type Metrics, callKey } from 'polycache'
 
 interface User {
   [key: string]: CacheValue
@@ -17,6 +17,8 @@ async function main(): Promise<void> {
   const entry: Entry<User> = await cache.getEntry<User>('user:42', async () => ({ id: 42, name: 'Ada' }), fresh)
   const state: 'fresh' | 'stale' | 'fail-safe' = entry.freshness
   const age: number | null = entry.stale ? entry.age : null
+  const maybe: User | undefined = await cache.getOrLoad<User>('user:0', async () => NOT_FOUND, { negativeTtl: 60 })
+  const found: boolean = (await cache.getEntry('user:0', () => NOT_FOUND)).found
   const again: User | undefined = await cache.get<User>('user:42')
   await cache.set('greeting', 'hello')
   await cache.setMany({ a: 1, b: 2 }, { ttl: 10 })
@@ -36,7 +38,7 @@ async function main(): Promise<void> {
     const code = (err as { code?: ErrorCode }).code
     if (code === 'EKEY') console.log('empty keys are refused')
   }
-  console.log(user, entry.value, state, age, again, values, existed, ttl, wrapped, metrics.hits, key)
+  console.log(user, maybe, found, entry.value, state, age, again, values, existed, ttl, wrapped, metrics.hits, key)
   cache.close()
 }
 

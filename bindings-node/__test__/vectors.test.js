@@ -12,14 +12,14 @@ function throwsCode(fn, code) {
 }
 
 function header(c) {
-  return { codec: c.codec, createdAt: c.createdAt, freshUntil: c.freshUntil, schema: c.schema ?? undefined, tags: c.tags }
+  return { codec: c.codec, createdAt: c.createdAt, freshUntil: c.freshUntil, schema: c.schema ?? undefined, tags: c.tags, notFound: c.notFound ?? false }
 }
 
 function checkDecoded(c, bytes) {
   const got = pc.decodeEnvelope(bytes)
   assert.ok(same(got.value, typed(c.value)), `${c.name}: decoded ${String(got.value)}`)
   assert.deepEqual(
-    { codec: got.codec, createdAt: got.createdAt, freshUntil: got.freshUntil, schema: got.schema ?? undefined, tags: got.tags },
+    { codec: got.codec, createdAt: got.createdAt, freshUntil: got.freshUntil, schema: got.schema ?? undefined, tags: got.tags, notFound: got.notFound },
     header(c),
     c.name,
   )

@@ -168,7 +168,7 @@ pub fn ttl_of(env: &Env, options: &Object<'_>) -> Result<Option<Duration>> {
 /// The per-call options `getOrLoad`, `getEntry` and `wrap` read (see `LoadOptions` in
 /// index.d.ts): numbers, `undefined` and `null` (the cache's), else `ECONFIG`; core checks
 /// the values (`LoadOptions::from_overrides`), as it checks the cache's options.
-const LOAD_OPTIONS: [&str; 7] = [
+const LOAD_OPTIONS: [&str; 8] = [
     "ttl",
     "freshFor",
     "maxStale",
@@ -176,6 +176,7 @@ const LOAD_OPTIONS: [&str; 7] = [
     "softTimeout",
     "hardTimeout",
     "earlyRefreshBeta",
+    "negativeTtl",
 ];
 
 /// The per-call options of an options argument (`undefined` and `null`: none).

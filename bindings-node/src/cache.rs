@@ -248,7 +248,7 @@ impl Cache {
     /// fail-safe answer, and its age in seconds.
     #[napi(
         ts_generic_types = "T extends CacheValue = CacheValue",
-        ts_args_type = "key: string, loader: () => T | Promise<T>, options?: LoadOptions",
+        ts_args_type = "key: string, loader: () => T | NotFound | Promise<T | NotFound>, options?: LoadOptions",
         ts_return_type = "Promise<Entry<T>>"
     )]
     pub fn get_entry<'env>(

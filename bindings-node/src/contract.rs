@@ -44,6 +44,8 @@ pub struct Envelope {
     pub fresh_until: i64,
     pub schema: Option<String>,
     pub tags: Vec<String>,
+    /// A cached "not found" (negative caching): `value` is `null`.
+    pub not_found: bool,
 }
 
 /// Encodes a value into the bytes polycache stores (FORMAT.md §1–2).
@@ -92,6 +94,7 @@ pub fn decode_envelope(env: Env, bytes: &[u8]) -> Result<Envelope> {
         fresh_until: header.meta.fresh_until_ms as i64,
         schema: header.meta.schema,
         tags: header.meta.tags,
+        not_found: header.meta.not_found,
     })
 }
 

@@ -48,6 +48,8 @@ export interface CacheOptions {
   nearCache?: number
   /** Bound on the near tier's memory, in bytes (default 64 MiB; an estimate of the decoded values). */
   nearCacheBytes?: number
+  /** Negative caching: seconds a loader's `NOT_FOUND` is cached (the key then reads as not found without calling the loader); 0 (default): not cached. */
+  negativeTtl?: number
   /** Seconds a near-tier entry may be served without being read again (default 60). */
   nearCacheTtl?: number
   /** Stampede lock across processes and languages (docs/FORMAT.md §6): on a miss one caller in the whole fleet loads, the others wait for its value. Off by default; a no-op on `memory://`, where single-flight already is the lock. */
@@ -123,6 +125,10 @@ export interface Metrics {
   loaderTimeouts: number
   /** Refreshes started early, before the value went stale (`earlyRefreshBeta`). */
   earlyRefreshes: number
+  /** Reads that found a cached "not found" (negative caching; not in `hits` or `misses`). */
+  negativeHits: number
+  /** Loader answers of `NOT_FOUND` written to the store (`negativeTtl`). */
+  negativeStored: number
   /** Circuit breakers not closed now (open, or half-open with a probe in flight). */
   breakerOpen: number
   /** Times a breaker opened (after `breakerFailures` failures in a row, or again after a failed probe). */
@@ -151,6 +157,16 @@ export interface LoadOptions {
   hardTimeout?: number | null
   /** Early refresh (XFetch) weight; `0`: off for this call. */
   earlyRefreshBeta?: number | null
+  /** Seconds a loader's `NOT_FOUND` is cached (negative caching); `0`: not cached. */
+  negativeTtl?: number | null
+}
+
+/** The type of `NOT_FOUND` (`Symbol.for('polycache.NOT_FOUND')`). */
+export type NotFound = symbol
+
+/** A loader may return `NOT_FOUND` (the key has no value): these forms then resolve to `undefined`. */
+export interface Cache {
+  getOrLoad<T extends CacheValue = CacheValue>(key: string, loader: () => T | NotFound | Promise<T | NotFound>, options?: LoadOptions): Promise<T | undefined>
 }
 
 /** Options of `wrap`: the per-call options of every call, and the key template. */
@@ -161,7 +177,10 @@ export interface WrapOptions extends LoadOptions {
 
 /** What `getEntry` resolves to: the value and how current it is. */
 export interface Entry<T = CacheValue> {
+  /** The value; `null` when not found. */
   value: T
+  /** `false` for a "not found" (the loader returned `NOT_FOUND`, or one cached by `negativeTtl`). */
+  found: boolean
   /** Past its freshness: `freshness` is `'stale'` or `'fail-safe'`. */
   stale: boolean
   /** `'fresh'`; `'stale'` (past `freshFor`, a refresh started); `'fail-safe'` (the last good value, served because loading failed or Redis was unreachable). */

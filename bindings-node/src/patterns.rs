@@ -32,13 +32,19 @@ pub enum Returned {
     Value(Loaded),
 }
 
-/// A loaded value, or the TypeError it raised when converted (kept as the JS object, so
-/// the caller gets that very error rather than a rebuilt one).
-pub struct Loaded(napi::Result<Value>);
+/// A loaded value (`None`: the loader returned `NOT_FOUND`), or the TypeError it raised
+/// when converted (kept as the JS object, so the caller gets that very error rather than
+/// a rebuilt one).
+pub struct Loaded(napi::Result<Option<Value>>);
 
 impl FromNapiValue for Loaded {
     unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
-        Ok(Loaded(JsValue::from_napi_value(env, value).map(|v| v.0)))
+        if crate::fresh::is_not_found(env, value)? {
+            return Ok(Loaded(Ok(None)));
+        }
+        Ok(Loaded(
+            JsValue::from_napi_value(env, value).map(|v| Some(v.0)),
+        ))
     }
 }
 
@@ -261,7 +267,10 @@ impl Invoker {
                 Returned::Value(loaded) => loaded,
                 Returned::Promise(promise) => promise.await.map_err(polycache::Error::loader)?,
             };
-            loaded.0.map_err(polycache::Error::loader)
+            match loaded.0.map_err(polycache::Error::loader)? {
+                Some(value) => Ok(value),
+                None => Err(polycache::Error::not_found()),
+            }
         })
     }
 

@@ -14,7 +14,7 @@ use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 
 use crate::asyncio::{self, spawn};
 use crate::errors::{self, loader_error, writer_error};
-use crate::fresh::{load_options, Entry};
+use crate::fresh::{found_to_py, load_options, loaded, Entry};
 use crate::runtime;
 use crate::value::{json_to_py, option_to_json, to_py, to_value};
 
@@ -70,14 +70,15 @@ fn items_of(items: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Value)>> {
         .collect()
 }
 
-/// Calls a sync Python loader (`key` given for read-through loaders).
-fn call_sync(func: &Py<PyAny>, key: Option<&str>) -> PyResult<Value> {
+/// Calls a sync Python loader (`key` given for read-through loaders); `NOT_FOUND` is
+/// core's "not found".
+fn call_sync(func: &Py<PyAny>, key: Option<&str>) -> polycache::Result<Value> {
     Python::attach(|py| {
         let out = match key {
-            Some(key) => func.call1(py, (key,))?,
-            None => func.call0(py)?,
+            Some(key) => func.call1(py, (key,)),
+            None => func.call0(py),
         };
-        to_value(out.bind(py))
+        loaded(out.map_err(loader_error)?.bind(py))
     })
 }
 
@@ -86,7 +87,7 @@ struct SyncLoader(Py<PyAny>);
 
 impl Loader for SyncLoader {
     fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
-        let result = call_sync(&self.0, Some(key)).map_err(loader_error);
+        let result = call_sync(&self.0, Some(key));
         Box::pin(std::future::ready(result))
     }
 }
@@ -229,11 +230,9 @@ impl Cache {
         if let Some(hit) = near_hit(py, self.inner.get_near_for_load_with(key, &options))? {
             return Ok(hit);
         }
-        let load = move || async move { call_sync(&loader, None).map_err(loader_error) };
-        let value = py
-            .detach(|| block_on(self.inner.get_or_load_with(key, load, &options)))
-            .map_err(errors::to_py)?;
-        to_py(py, &value)
+        let load = move || async move { call_sync(&loader, None) };
+        let value = py.detach(|| block_on(self.inner.get_or_load_with(key, load, &options)));
+        found_to_py(py, value)
     }
 
     /// `get_or_load` answered with an `Entry`: the value, whether it is fresh, stale or a
@@ -248,11 +247,9 @@ impl Cache {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Entry> {
         let options = load_options(ttl, options)?;
-        let load = move || async move { call_sync(&loader, None).map_err(loader_error) };
-        let loaded = py
-            .detach(|| block_on(self.inner.get_entry(key, load, &options)))
-            .map_err(errors::to_py)?;
-        Entry::new(py, &loaded)
+        let load = move || async move { call_sync(&loader, None) };
+        let loaded = py.detach(|| block_on(self.inner.get_entry(key, load, &options)));
+        Entry::of(py, loaded)
     }
 
     /// `@cache.cached(ttl=60, key="user:{0}", fresh_for=10)`: memoizes a function in this
@@ -363,7 +360,7 @@ async fn load_async(
     context: Option<Py<PyAny>>,
 ) -> polycache::Result<Value> {
     let out = asyncio::call(func, args, context, loader_error).await?;
-    Python::attach(|py| to_value(out.bind(py))).map_err(loader_error)
+    Python::attach(|py| loaded(out.bind(py)))
 }
 
 struct AsyncLoader(Py<PyAny>);
@@ -554,8 +551,11 @@ impl AsyncCache {
         let cache = cache.clone();
         spawn(
             py,
-            async move { cache.get_or_load_with(&key, load, &options).await },
-            |py, value| to_py(py, &value),
+            async move {
+                let value = cache.get_or_load_with(&key, load, &options).await;
+                Ok(value)
+            },
+            found_to_py,
         )
     }
 
@@ -574,8 +574,8 @@ impl AsyncCache {
         let cache = slf.get().inner.clone();
         spawn(
             py,
-            async move { cache.get_entry(&key, load, &options).await },
-            |py, loaded| Ok(Py::new(py, Entry::new(py, &loaded)?)?.into_any()),
+            async move { Ok(cache.get_entry(&key, load, &options).await) },
+            |py, loaded| Ok(Py::new(py, Entry::of(py, loaded)?)?.into_any()),
         )
     }
 

@@ -40,7 +40,7 @@ fn encode_envelope<'py>(
 }
 
 /// Decodes an envelope into a dict: value, codec, compression, created_at, fresh_until,
-/// schema, tags. Raises CodecError for anything that is not a valid v1 envelope.
+/// schema, tags, not_found (a cached "not found", whose value is None). Raises CodecError for anything that is not a valid v1 envelope.
 #[pyfunction]
 fn decode_envelope<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyDict>> {
     let envelope = contract::decode_envelope(bytes).map_err(errors::to_py)?;
@@ -52,6 +52,7 @@ fn decode_envelope<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, Py
     out.set_item("fresh_until", envelope.fresh_until)?;
     out.set_item("schema", envelope.schema)?;
     out.set_item("tags", envelope.tags)?;
+    out.set_item("not_found", envelope.not_found)?;
     Ok(out)
 }
 

@@ -1,13 +1,13 @@
 //! Freshness in Python: the per-call options of `get_or_load`, `get_entry` and `@cached`
 //! (read by core's `LoadOptions::from_overrides`), and `Entry`, the answer of `get_entry`.
 
-use polycache::{LoadOptions, Loaded};
+use polycache::{LoadOptions, Loaded, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::cache::ttl_of;
-use crate::errors;
-use crate::value::{option_to_json, to_py};
+use crate::errors::{self, loader_error};
+use crate::value::{option_to_json, to_py, to_value};
 
 /// The per-call options of `get_or_load`, `get_entry` and `@cached`: the positional `ttl`
 /// and the keyword options, read by core (`LoadOptions::from_overrides`), so names and
@@ -32,13 +32,47 @@ pub fn load_options(
     Ok(options)
 }
 
+/// `polycache.NOT_FOUND`: what a loader returns to say the key has no value (negative
+/// caching; `None` is a value like any other). The one instance is the module's.
+#[pyclass(module = "polycache._native", frozen)]
+#[derive(Debug)]
+pub struct NotFound;
+
+#[pymethods]
+impl NotFound {
+    fn __repr__(&self) -> &'static str {
+        "polycache.NOT_FOUND"
+    }
+}
+
+/// What a Python loader returned, for core: `NOT_FOUND` is core's "not found".
+pub fn loaded(out: &Bound<'_, PyAny>) -> polycache::Result<Value> {
+    if out.is_instance_of::<NotFound>() {
+        return Err(polycache::Error::not_found());
+    }
+    to_value(out).map_err(loader_error)
+}
+
+/// A `get_or_load` answer: the value, or `None` for "not found" (the loader's, or one
+/// cached by `negative_ttl`).
+pub fn found_to_py(py: Python<'_>, value: polycache::Result<Value>) -> PyResult<Py<PyAny>> {
+    match value {
+        Ok(value) => to_py(py, &value),
+        Err(err) if err.is_not_found() => Ok(py.None()),
+        Err(err) => Err(errors::to_py(err)),
+    }
+}
+
 /// A value with how current it is: what `get_entry` returns.
 #[pyclass(module = "polycache._native", frozen)]
 #[derive(Debug)]
 pub struct Entry {
-    /// The value.
+    /// The value (`None` when not found).
     #[pyo3(get)]
     value: Py<PyAny>,
+    /// False for a "not found" (the loader's, or one cached by `negative_ttl`).
+    #[pyo3(get)]
+    found: bool,
     /// Whether the value is past its freshness (stale or fail-safe).
     #[pyo3(get)]
     stale: bool,
@@ -51,9 +85,25 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(py: Python<'_>, loaded: &Loaded) -> PyResult<Entry> {
+    /// The entry of a `get_entry` answer; "not found" is an entry too.
+    pub fn of(py: Python<'_>, loaded: polycache::Result<Loaded>) -> PyResult<Entry> {
+        match loaded {
+            Ok(loaded) => Entry::new(py, &loaded),
+            Err(err) if err.is_not_found() => Ok(Entry {
+                value: py.None(),
+                found: false,
+                stale: false,
+                freshness: "fresh",
+                age: None,
+            }),
+            Err(err) => Err(errors::to_py(err)),
+        }
+    }
+
+    fn new(py: Python<'_>, loaded: &Loaded) -> PyResult<Entry> {
         Ok(Entry {
             value: to_py(py, &loaded.value)?,
+            found: true,
             stale: loaded.stale(),
             freshness: loaded.freshness.as_str(),
             age: loaded.age.map(|age| age.as_secs_f64()),
@@ -65,8 +115,9 @@ impl Entry {
 impl Entry {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "Entry(value={}, freshness={:?}, age={})",
+            "Entry(value={}, found={}, freshness={:?}, age={})",
             self.value.bind(py).repr()?,
+            if self.found { "True" } else { "False" },
             self.freshness,
             self.age
                 .map_or_else(|| "None".to_owned(), |age| format!("{age:.3}")),
@@ -75,5 +126,7 @@ impl Entry {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Entry>()
+    m.add_class::<Entry>()?;
+    m.add_class::<NotFound>()?;
+    m.add("NOT_FOUND", NotFound)
 }

@@ -190,3 +190,78 @@ def test_cached_passes_its_options_to_every_call(url: str, namespace: str) -> No
             await asyncio.sleep(0.001)
 
     asyncio.run(main())
+
+
+def test_not_found_is_cached_for_negative_ttl(url: str, namespace: str) -> None:
+    """A loader returns `polycache.NOT_FOUND`: `get_or_load` answers `None`, the answer is
+    stored for `negative_ttl`, and later reads answer from it without the loader; `get`
+    gives its default without counting a miss. `None` itself stays a value."""
+    cache = Cache(url, namespace=namespace, negative_ttl=60)
+    calls: list[int] = []
+
+    def missing() -> Any:
+        calls.append(1)
+        return polycache.NOT_FOUND
+
+    assert repr(polycache.NOT_FOUND) == "polycache.NOT_FOUND"
+    assert cache.get_or_load("k", missing) is None
+    assert cache.get_or_load("k", missing) is None
+    entry = cache.get_entry("k", missing)
+    assert (entry.found, entry.value, entry.stale) == (False, None, False)
+    assert len(calls) == 1, "answered from the cached not-found"
+    misses = cache.metrics()["misses"]
+    assert cache.get("k", "default") == "default"
+    assert cache.get_many(["k"]) == [None]
+    metrics = cache.metrics()
+    assert metrics["misses"] == misses, "a negative hit is not a miss"
+    assert (metrics["negativeStored"], metrics["negativeHits"]) == (1, 4)
+    assert cache.get_entry("v", lambda: 1).found is True
+
+    # None is a value: cached like any other, the loader is not called again.
+    assert cache.get_or_load("none", lambda: None) is None
+    assert cache.get_or_load("none", missing) is None
+    assert len(calls) == 1
+
+
+def test_not_found_without_negative_ttl_is_not_stored(namespace: str) -> None:
+    cache = Cache("memory://", namespace=namespace)
+    calls: list[int] = []
+
+    def missing() -> Any:
+        calls.append(1)
+        return polycache.NOT_FOUND
+
+    assert cache.get_or_load("k", missing) is None
+    assert cache.get_or_load("k", missing) is None
+    assert len(calls) == 2
+    # Per call, negative_ttl turns it on.
+    assert cache.get_or_load("k", missing, negative_ttl=60) is None
+    assert cache.get_or_load("k", missing) is None
+    assert len(calls) == 3
+
+
+def test_async_not_found(url: str, namespace: str) -> None:
+    async def main() -> None:
+        cache = await AsyncCache.connect(url, namespace=namespace, negative_ttl=60)
+        calls: list[int] = []
+
+        async def missing() -> Any:
+            calls.append(1)
+            return polycache.NOT_FOUND
+
+        assert await cache.get_or_load("k", missing) is None
+        entry = await cache.get_entry("k", missing)
+        assert (entry.found, entry.value) == (False, None)
+        assert await cache.get("k", 7) == 7
+        assert len(calls) == 1
+
+        @polycache.cached(cache, key="user:{0}")
+        async def user(n: int) -> Any:
+            calls.append(n)
+            return polycache.NOT_FOUND
+
+        assert await user(5) is None
+        assert await user(5) is None
+        assert calls == [1, 5]
+
+    asyncio.run(main())

@@ -39,6 +39,7 @@ def check_decoded(case: dict[str, Any], data: bytes) -> None:
     assert got["fresh_until"] == case["freshUntil"]
     assert got["schema"] == case["schema"]
     assert got["tags"] == case["tags"]
+    assert got["not_found"] == case.get("notFound", False)
 
 
 @pytest.mark.parametrize("case", ENVELOPE, ids=lambda c: c["name"])

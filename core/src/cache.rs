@@ -29,6 +29,35 @@ pub enum Stored {
     Value(Option<Value>),
 }
 
+/// What one read of the store found.
+enum Lookup {
+    /// A value.
+    Value(Value),
+    /// A cached "not found" (negative caching).
+    NotFound,
+    /// Nothing (or bytes that do not decode).
+    Miss,
+}
+
+impl Lookup {
+    fn value(self) -> Option<Value> {
+        match self {
+            Lookup::Value(value) => Some(value),
+            Lookup::NotFound | Lookup::Miss => None,
+        }
+    }
+}
+
+/// A load's answer for a read that returns `None` when the key has no value: a loader's
+/// "not found" is `None`, not an error.
+fn found(loaded: Result<Value>) -> Result<Option<Value>> {
+    match loaded {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// A cache over one store. Cheap to clone: clones share the store, metrics and flights.
 ///
 /// ```
@@ -238,10 +267,10 @@ impl Cache {
         if let Some(loader) = &self.inner.loader {
             let loader = loader.clone();
             let load_key = key.to_owned();
-            return self
-                .get_or_load(key, move || loader.load(&load_key), None)
-                .await
-                .map(Some);
+            return found(
+                self.get_or_load(key, move || loader.load(&load_key), None)
+                    .await,
+            );
         }
         let redis_key = self.redis_key(key)?;
         if let Some(hit) = self.near_hit(&redis_key, true)? {
@@ -399,19 +428,29 @@ impl Cache {
             Err(_) if self.inner.loader.is_some() => vec![None; asked.len()],
             Err(err) => return Err(err),
         };
+        let mut negative = vec![false; keys.len()];
         for (&i, bytes) in asked.iter().zip(fetched) {
-            values[i] = self.remember(ticket, &redis_keys[i], self.decode_counted(bytes));
+            let read = self.decode_read(bytes);
+            negative[i] = matches!(read, Lookup::NotFound);
+            values[i] = self.remember(ticket, &redis_keys[i], read.value());
         }
         if let Some(loader) = &self.inner.loader {
-            let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+            let missing: Vec<usize> = (0..keys.len())
+                .filter(|&i| values[i].is_none() && !negative[i])
+                .collect();
             let loaded = try_join_all(missing.iter().map(|&i| {
                 let loader = loader.clone();
                 let (key, redis_key) = (keys[i], redis_keys[i].clone());
-                self.load_and_store(redis_key, move || loader.load(key), None, budget)
+                async move {
+                    found(
+                        self.load_and_store(redis_key, move || loader.load(key), None, budget)
+                            .await,
+                    )
+                }
             }))
             .await?;
             for (i, value) in missing.into_iter().zip(loaded) {
-                values[i] = Some(value);
+                values[i] = value;
             }
         }
         Ok(values)
@@ -448,9 +487,14 @@ impl Cache {
             }
             Err(closed) => vec![Err(closed); redis_keys.len()],
         };
+        let mut negative = vec![false; keys.len()];
         for ((i, redis_key), result) in asked.iter().zip(fetched) {
             out[*i] = match result {
-                Ok(bytes) => Ok(self.remember(ticket, redis_key, self.decode_counted(bytes))),
+                Ok(bytes) => {
+                    let read = self.decode_read(bytes);
+                    negative[*i] = matches!(read, Lookup::NotFound);
+                    Ok(self.remember(ticket, redis_key, read.value()))
+                }
                 Err(err) => {
                     self.inner.metrics.add(Counter::StoreError, 1);
                     Err(err)
@@ -460,7 +504,7 @@ impl Cache {
         if let Some(loader) = &self.inner.loader {
             let missing: Vec<(usize, String)> = asked
                 .into_iter()
-                .filter(|(i, _)| !matches!(out[*i], Ok(Some(_))))
+                .filter(|(i, _)| !matches!(out[*i], Ok(Some(_))) && !negative[*i])
                 .collect();
             let loaded = join_all(missing.iter().map(|(i, redis_key)| {
                 let (loader, key) = (loader.clone(), keys[*i]);
@@ -469,7 +513,7 @@ impl Cache {
             }))
             .await;
             for ((i, _), value) in missing.into_iter().zip(loaded) {
-                out[i] = value.map(Some);
+                out[i] = found(value);
             }
         }
         out
@@ -612,6 +656,10 @@ impl Cache {
             return Ok(Some(value));
         }
         match codec::decode_into(bytes, &self.inner.config.decode_limits(), build) {
+            Ok((header, _)) if header.meta.not_found => {
+                metrics.add(Counter::NegativeHit, 1);
+                Ok(None)
+            }
             Ok((_, value)) => {
                 metrics.add(Counter::Hit, 1);
                 Ok(Some(value))
@@ -712,10 +760,14 @@ impl Cache {
         let started = Instant::now();
         let read = self.timed(self.inner.store.get(&redis_key)).await;
         let budget = self.budget_after(started, read.is_ok());
-        if let Ok(Some(value)) = read.map(|bytes| self.decode_counted(bytes)) {
-            return Ok(self
-                .remember(ticket, &redis_key, Some(value.clone()))
-                .unwrap_or(value));
+        match read.map(|bytes| self.decode_read(bytes)) {
+            Ok(Lookup::Value(value)) => {
+                return Ok(self
+                    .remember(ticket, &redis_key, Some(value.clone()))
+                    .unwrap_or(value))
+            }
+            Ok(Lookup::NotFound) => return Err(Error::not_found()),
+            Ok(Lookup::Miss) | Err(_) => {}
         }
         self.load_and_store(redis_key, loader, ttl, budget).await
     }
@@ -777,7 +829,7 @@ impl Cache {
                 // counts against it, and the load gets what the wait left.
                 let started = Instant::now();
                 let held = match self.lock_step(&redis_key, budget, rules.hard_timeout).await {
-                    locked::Step::Found(value) => return Ok(value),
+                    locked::Step::Found(found) => return found,
                     locked::Step::Load(held) => held,
                 };
                 self.inner.metrics.add(Counter::Load, 1);
@@ -786,6 +838,9 @@ impl Cache {
                     .hard_timeout
                     .map(|limit| limit.saturating_sub(started.elapsed()));
                 let loaded = match fresh::within(left, loader()).await {
+                    Some(Err(err)) if err.is_not_found() => {
+                        return Err(self.store_not_found(redis_key, held, &rules, budget).await);
+                    }
                     Some(loaded) => loaded.map_err(|err| {
                         self.inner.metrics.add(Counter::LoadError, 1);
                         if err.kind() == ErrorKind::Loader {
@@ -827,6 +882,38 @@ impl Cache {
                 Ok(value)
             })
             .await
+    }
+
+    /// A loader said `redis_key` has no value: store that for `negative_ttl` (through the
+    /// lock's fence when this load holds it), or only release the lock when negative
+    /// caching is off. The "not found" for the caller.
+    async fn store_not_found(
+        &self,
+        redis_key: String,
+        held: locked::HeldLock,
+        rules: &crate::patterns::fresh::Rules,
+        budget: Duration,
+    ) -> Error {
+        if rules.negative_ttl.is_zero() || self.inner.config.raw {
+            self.release_lock(held).await;
+            return Error::not_found();
+        }
+        let meta = Meta {
+            created_at_ms: self.inner.clock.now_ms(),
+            ..Meta::default()
+        };
+        let entry = Entry {
+            key: redis_key,
+            value: codec::encode_not_found(&meta),
+            ttl: Some(rules.negative_ttl),
+        };
+        let key = entry.key.clone();
+        let written = self.write_loaded(held, entry, budget).await;
+        self.forget([key.as_str()]);
+        if written {
+            self.inner.metrics.add(Counter::NegativeStored, 1);
+        }
+        Error::not_found()
     }
 
     /// A snapshot of the counters and the latency histogram.
@@ -911,27 +998,37 @@ impl Cache {
         )))
     }
 
-    /// Bytes from the store to a value; undecodable bytes count as a miss and a decode
-    /// error, never an error to the caller.
+    /// Bytes from the store to a value (`None`: a miss, or a cached "not found").
     fn decode_counted(&self, bytes: Option<Vec<u8>>) -> Option<Value> {
+        self.decode_read(bytes).value()
+    }
+
+    /// Bytes from the store to what a read found, counted: a hit, a negative hit, or a
+    /// miss; undecodable bytes count as a miss and a decode error, never an error to the
+    /// caller.
+    fn decode_read(&self, bytes: Option<Vec<u8>>) -> Lookup {
         let metrics = &self.inner.metrics;
         let Some(bytes) = bytes else {
             metrics.add(Counter::Miss, 1);
-            return None;
+            return Lookup::Miss;
         };
         if self.inner.config.raw {
             metrics.add(Counter::Hit, 1);
-            return Some(Value::Bytes(bytes));
+            return Lookup::Value(Value::Bytes(bytes));
         }
         match codec::decode_with(&bytes, &self.inner.config.decode_limits()) {
+            Ok((header, _)) if header.meta.not_found => {
+                metrics.add(Counter::NegativeHit, 1);
+                Lookup::NotFound
+            }
             Ok((_, value)) => {
                 metrics.add(Counter::Hit, 1);
-                Some(value)
+                Lookup::Value(value)
             }
             Err(_) => {
                 metrics.add(Counter::DecodeError, 1);
                 metrics.add(Counter::Miss, 1);
-                None
+                Lookup::Miss
             }
         }
     }

@@ -98,6 +98,11 @@ pub struct Config {
     /// `None`: no limit.
     #[serde(with = "secs_opt")]
     pub hard_timeout: Option<Duration>,
+    /// Negative caching: how long a loader's "not found" is kept (an envelope that says
+    /// so, docs/FORMAT.md §1), so a key with no value does not call the loader on every
+    /// read. 0 (default): "not found" is returned, not stored.
+    #[serde(with = "secs")]
+    pub negative_ttl: Duration,
     /// Early refresh (XFetch, docs/FORMAT.md §7): a fresh read refreshes its value in the
     /// background with a probability that rises as `fresh-until` nears, weighted by the last
     /// load's duration times this; 0 (default) turns it off, 1 is the classic XFetch.
@@ -148,6 +153,7 @@ impl Default for Config {
             soft_timeout: None,
             hard_timeout: None,
             early_refresh_beta: 0.0,
+            negative_ttl: Duration::ZERO,
             breaker_failures: 0,
             breaker_cooldown: Duration::from_secs(1),
         }
@@ -270,6 +276,7 @@ impl Config {
             "softTimeout" => self.soft_timeout = value.ttl(name)?,
             "hardTimeout" => self.hard_timeout = value.ttl(name)?,
             "earlyRefreshBeta" => self.early_refresh_beta = value.number(name)?,
+            "negativeTtl" => self.negative_ttl = value.seconds(name)?,
             "breakerFailures" => self.breaker_failures = value.whole(name)?,
             "breakerCooldown" => self.breaker_cooldown = value.seconds(name)?,
             _ => return Err(Error::config(format!("unknown option {name:?}"))),
@@ -313,6 +320,12 @@ impl Config {
             return Err(Error::config(
                 "earlyRefreshBeta must be a number at least 0",
             ));
+        }
+        if self.negative_ttl > crate::ttl::MAX {
+            return Err(Error::config(format!(
+                "negativeTtl must be at most {} s",
+                crate::ttl::MAX.as_secs()
+            )));
         }
         if self.fresh_for.is_some_and(|fresh| fresh > crate::ttl::MAX) {
             return Err(Error::config(format!(
@@ -500,6 +513,11 @@ impl Config {
         self.early_refresh_beta = beta;
         self
     }
+    /// Sets how long a loader's "not found" is cached (0: not cached).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
     /// Sets how long a fail-safe value is served before the loader is tried again.
     pub fn fail_safe_backoff(mut self, backoff: Duration) -> Self {
         self.fail_safe_backoff = backoff;
@@ -521,7 +539,7 @@ impl Config {
 impl crate::LoadOptions {
     /// The per-call options every binding reads (Python kwargs, a Node options object, the
     /// WIT record): `ttl`, `fresh_for`, `max_stale`, `fail_safe_backoff`, `soft_timeout`,
-    /// `hard_timeout` (seconds) and `early_refresh_beta`, camelCase or snake_case, as JSON
+    /// `hard_timeout`, `negative_ttl` (seconds) and `early_refresh_beta`, camelCase or snake_case, as JSON
     /// values. `null` (or a missing name) takes the cache's value; `0` turns the option off
     /// for the call (`ttl: 0`: no expiry). The names and checks are [`Config`]'s, so a bad
     /// value is the same config error as in the cache's options.
@@ -552,6 +570,16 @@ impl crate::LoadOptions {
                 "freshFor" => {
                     let secs = given.number(name)?;
                     options.fresh_for = Some(crate::ttl::from_secs(secs).map_err(|_| {
+                        invalid(
+                            name,
+                            &given,
+                            "a number of seconds from 0 to the maximum TTL",
+                        )
+                    })?);
+                }
+                "negativeTtl" => {
+                    let secs = given.number(name)?;
+                    options.negative_ttl = Some(crate::ttl::from_secs(secs).map_err(|_| {
                         invalid(
                             name,
                             &given,
@@ -1243,6 +1271,7 @@ mod tests {
                 soft_timeout: Some(Duration::ZERO),
                 hard_timeout: Some(Duration::from_secs(2)),
                 early_refresh_beta: Some(1.0),
+                negative_ttl: None,
             }
         );
         for bad in [

@@ -75,6 +75,8 @@ pub struct Envelope {
     pub schema: Option<String>,
     /// Tags, in order.
     pub tags: Vec<String>,
+    /// A cached "not found" (negative caching): `value` is nil.
+    pub not_found: bool,
 }
 
 /// The bytes polycache stores for `value` (FORMAT.md §1–2).
@@ -92,7 +94,7 @@ pub fn encode_envelope(value: &Value, options: &EnvelopeOptions) -> Result<Vec<u
         fresh_until_ms: options.fresh_until,
         schema: options.schema.clone(),
         tags: options.tags.clone(),
-        load_ms: None,
+        ..Meta::default()
     };
     codec::encode(value, &encode, &meta)
 }
@@ -112,6 +114,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope> {
         fresh_until: header.meta.fresh_until_ms,
         schema: header.meta.schema,
         tags: header.meta.tags,
+        not_found: header.meta.not_found,
     })
 }
 

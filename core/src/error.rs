@@ -172,11 +172,36 @@ impl Error {
         self.kind == ErrorKind::Connection
     }
 
+    /// A loader's answer that the key has no value (negative caching): return it from a
+    /// loader, and `get_or_load` and `get_entry` return it while the cached "not found"
+    /// lives (`negative_ttl`). Its kind is [`ErrorKind::Loader`]; tell it apart with
+    /// [`Error::is_not_found`].
+    pub fn not_found() -> Self {
+        Error::new(ErrorKind::Loader, "not found").with_source(NotFound)
+    }
+
+    /// Whether this is [`Error::not_found`]: the key has no value, as its loader said.
+    pub fn is_not_found(&self) -> bool {
+        self.source_as::<NotFound>().is_some()
+    }
+
     /// Bytes could not be decoded or a value could not be encoded.
     pub fn is_codec_error(&self) -> bool {
         self.kind == ErrorKind::Codec
     }
 }
+
+/// The source of [`Error::not_found`].
+#[derive(Debug)]
+struct NotFound;
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not found")
+    }
+}
+
+impl std::error::Error for NotFound {}
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

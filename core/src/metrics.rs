@@ -35,6 +35,8 @@ pub struct Metrics {
     background_refreshes: AtomicU64,
     loader_timeouts: AtomicU64,
     early_refreshes: AtomicU64,
+    negative_hits: AtomicU64,
+    negative_stored: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
 }
 
@@ -99,6 +101,11 @@ pub struct MetricsSnapshot {
     pub loader_timeouts: u64,
     /// Refreshes started early, before the value went stale (XFetch, `early_refresh_beta`).
     pub early_refreshes: u64,
+    /// Reads that found a cached "not found" (negative caching; not counted in `hits` or
+    /// `misses`).
+    pub negative_hits: u64,
+    /// Loader answers of "not found" written to the store (for `negative_ttl`).
+    pub negative_stored: u64,
     /// Circuit breakers not closed now (open, or half-open with a probe in flight).
     pub breaker_open: u64,
     /// Times a breaker opened: after `breaker_failures` consecutive failures, or again
@@ -148,6 +155,8 @@ pub(crate) enum Counter {
     BackgroundRefresh,
     LoaderTimeout,
     EarlyRefresh,
+    NegativeHit,
+    NegativeStored,
 }
 
 impl Metrics {
@@ -171,6 +180,8 @@ impl Metrics {
             Counter::BackgroundRefresh => &self.background_refreshes,
             Counter::LoaderTimeout => &self.loader_timeouts,
             Counter::EarlyRefresh => &self.early_refreshes,
+            Counter::NegativeHit => &self.negative_hits,
+            Counter::NegativeStored => &self.negative_stored,
         };
         cell.fetch_add(n, Ordering::Relaxed);
     }
@@ -219,6 +230,8 @@ impl Metrics {
             background_refreshes: get(&self.background_refreshes),
             loader_timeouts: get(&self.loader_timeouts),
             early_refreshes: get(&self.early_refreshes),
+            negative_hits: get(&self.negative_hits),
+            negative_stored: get(&self.negative_stored),
             ..MetricsSnapshot::default()
         }
     }

@@ -276,6 +276,7 @@ fn envelope_json(e: &contract::Envelope) -> Json {
         "fresh_until": e.fresh_until,
         "schema": e.schema,
         "tags": e.tags,
+        "not_found": e.not_found,
     })
 }
 

@@ -25,6 +25,7 @@ fn meta_of(case: &Json) -> Meta {
             .get("loadMs")
             .and_then(Json::as_u64)
             .map(|ms| ms as u32),
+        not_found: case.get("notFound").and_then(Json::as_bool) == Some(true),
     }
 }
 

@@ -6,7 +6,7 @@
 const net = require('node:net')
 const path = require('node:path')
 const readline = require('node:readline')
-const { Cache, Ring, decodeEnvelope } = require(path.join(__dirname, '..', '..', 'bindings-node'))
+const { Cache, NOT_FOUND, Ring, decodeEnvelope } = require(path.join(__dirname, '..', '..', 'bindings-node'))
 
 const { interopCases, same, typed } = require(path.join(__dirname, '..', 'vectors', 'notation.cjs'))
 
@@ -329,6 +329,16 @@ async function main ([command, url, ns, arg]) {
       let loaded = false
       const report = cache.wrap(async (n) => { loaded = true; return { report: n, by: 'node' } }, { key: 'report:{0}', ttl: 600 })
       return { value: await report(Number(arg)), loaded }
+    }
+    case 'negative-write': {
+      const got = await (await cacheFor(url, ns, null, { negativeTtl: 600 })).getOrLoad(arg, () => NOT_FOUND)
+      return { notFound: got === undefined }
+    }
+    case 'negative-read': {
+      const reader = await cacheFor(url, ns, null, { negativeTtl: 600 })
+      let loaded = false
+      const entry = await reader.getEntry(arg, () => { loaded = true; return 'loaded' })
+      return { found: entry.found, loaded, get: (await reader.get(arg)) !== undefined }
     }
     case 'raw': {
       const raw = await cacheFor(url, ns, null, { raw: true })

@@ -8,6 +8,10 @@
     agent.py place URL NS COUNT      write user:0..COUNT-1; report each key's ring node
     agent.py cached URL NS ARG       call a @cache.cached(key="report:{0}") function
     agent.py raw URL NS              read bare keys written by redis-cli, raw and enveloped
+    agent.py negative-write URL NS KEY  get_or_load KEY with a loader answering NOT_FOUND,
+                                     negative_ttl 600 (the cache stores a not-found envelope)
+    agent.py negative-read URL NS KEY   get_entry KEY with a loader that would load:
+                                     {"found", "loaded", "get"} (get: whether get finds a value)
 
 Each prints one JSON line. The other runtimes' agents take the same commands.
 
@@ -96,7 +100,7 @@ from pathlib import Path
 from typing import Any
 
 import polycache
-from polycache import AsyncCache, Cache, contract
+from polycache import NOT_FOUND, AsyncCache, Cache, contract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
 from notation import interop_cases, same, typed  # noqa: E402 (tests/vectors/notation.py)
@@ -652,6 +656,21 @@ def main(argv: list[str]) -> Any:
             return {"report": n, "by": "python"}
 
         return {"value": report(int(rest[0])), "loaded": loaded}
+    if command == "negative-write":
+        got = cache_for(url, ns, negative_ttl=600).get_or_load(rest[0], lambda: NOT_FOUND)
+        return {"notFound": got is None}
+    if command == "negative-read":
+        reader = cache_for(url, ns, negative_ttl=600)
+        loaded = False
+
+        def load() -> str:
+            nonlocal loaded
+            loaded = True
+            return "loaded"
+
+        entry = reader.get_entry(rest[0], load)
+        found = reader.get(rest[0], default=KeyError) is not KeyError
+        return {"found": entry.found, "loaded": loaded, "get": found}
     if command == "raw":
         raw = cache_for(url, ns, raw=True)
         plain = cache_for(url, ns)

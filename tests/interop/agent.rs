@@ -25,6 +25,12 @@ async fn cache(url: &str, ns: &str, case: Option<&Json>, raw: bool) -> polycache
     Cache::new(config).await
 }
 
+/// A cache that stores a loader's "not found" for 600 s.
+async fn negative_cache(url: &str, ns: &str) -> polycache::Result<Cache> {
+    let config = Config::from_url(url)?.namespace(ns);
+    Cache::new(config.negative_ttl(Duration::from_secs(600))).await
+}
+
 const RAW_KEYS: [(&str, &[u8]); 2] = [
     ("plain:text", b"hello from redis-cli"),
     ("plain:json", b"{\"a\": 1}"),
@@ -134,6 +140,35 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
         "timed-delete" => {
             cache(url, ns, None, false).await?.delete(arg).await?;
             json!({ "returned": epoch_secs() })
+        }
+        "negative-write" => {
+            let c = negative_cache(url, ns).await?;
+            let got = c
+                .get_or_load(arg, || async { Err(polycache::Error::not_found()) }, None)
+                .await;
+            json!({ "notFound": got.is_err_and(|e| e.is_not_found()) })
+        }
+        "negative-read" => {
+            let c = negative_cache(url, ns).await?;
+            let loaded = Arc::new(Mutex::new(false));
+            let load = {
+                let loaded = loaded.clone();
+                move || async move {
+                    *loaded.lock().unwrap() = true;
+                    Ok(Value::from("loaded"))
+                }
+            };
+            let entry = c
+                .get_entry(arg, load, &polycache::LoadOptions::default())
+                .await;
+            let found = match entry {
+                Ok(_) => true,
+                Err(err) if err.is_not_found() => false,
+                Err(err) => return Err(err),
+            };
+            let get = c.get(arg).await?.is_some();
+            let loaded = *loaded.lock().unwrap();
+            json!({ "found": found, "loaded": loaded, "get": get })
         }
         other => json!({ "error": format!("unknown command {other}") }),
     })

@@ -121,6 +121,7 @@ class Run:
         if topology == "standalone":
             self.same_bytes(url)
         self.deletes_and_ttls(topology, url)
+        self.negative(topology, url)
         return cells
 
     def same_bytes(self, url: str) -> None:
@@ -155,6 +156,25 @@ class Run:
             ttl = out.get("ttl")
             ok = isinstance(ttl, (int, float)) and 0 < ttl <= CASES[-1]["ttl"]
             self.check(ok, f"{reader} sees the TTL {self.runtimes[0]} set ({ttl})")
+
+    def negative(self, topology: str, url: str) -> None:
+        """Negative caching (FORMAT.md §1, extension 04): W's loader says NOT_FOUND and W
+        stores that; R reads the key as not found, without calling its own loader. The
+        WASI component has no NOT_FOUND in its loader import yet, so it takes no part."""
+        runtimes = [r for r in self.runtimes if r != "wasi"]
+        print(f"\nnegative caching {topology}: a writer's not-found, read by every runtime")
+        cells = 0
+        for writer in runtimes:
+            ns = self.ns(topology, f"negative-{writer}")
+            wrote = self.agent(writer, "negative-write", url, ns, "gone")
+            if not self.check(wrote.get("notFound") is True, f"{writer} stores a not-found"):
+                continue
+            for reader in runtimes:
+                out = self.agent(reader, "negative-read", url, ns, "gone")
+                ok = out.get("found") is False and out.get("loaded") is False
+                ok = ok and out.get("get") is False
+                cells += self.check(ok, f"  {writer:>6} -> {reader:<6} not found ({out})")
+        print(f"negative {topology}: {cells}/{len(runtimes) ** 2}")
 
     def placement(self, url: str, count: int = 10_000) -> None:
         print(f"\nshard placement of {count} keys")

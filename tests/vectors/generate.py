@@ -51,6 +51,7 @@ COMPRESSION_NAMES = {0: "none", 1: "lz4"}
 EXT_SCHEMA = 0x01
 EXT_TAG = 0x02
 EXT_LOAD_MS = 0x03
+EXT_NOT_FOUND = 0x04  # negative caching: a cached "not found", empty, with an empty payload
 MAX_UNCOMPRESSED = 512 * 1024 * 1024
 DEFAULT_THRESHOLD = 1024
 NO_COMPRESS = 1 << 20  # threshold for long compressible values whose exact bytes we want
@@ -439,6 +440,7 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
     schema: str | None = None
     tags: list[str] = []
     load_ms: int | None = None
+    not_found = False
     pos = 24
     while pos < end:
         if pos + 3 > end:
@@ -454,6 +456,10 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
             if length != 4:
                 raise CodecError("load duration is not 4 bytes")
             (load_ms,) = struct.unpack(">I", chunk)
+        if kind == EXT_NOT_FOUND:
+            if length != 0:
+                raise CodecError("the not-found extension is not empty")
+            not_found = True
         if kind in (EXT_SCHEMA, EXT_TAG):
             try:
                 text = chunk.decode("utf-8")
@@ -464,6 +470,21 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
             else:
                 tags.append(text)
     payload = data[end:]
+    if not_found:
+        # A cached "not found" has no value: its payload is empty, read as nil.
+        if payload:
+            raise CodecError("a not-found envelope has a payload")
+        return {
+            "codec": CODEC_NAMES[data[4]],
+            "compression": COMPRESSION_NAMES[data[5]],
+            "createdAt": created,
+            "freshUntil": fresh,
+            "schema": schema,
+            "tags": tags,
+            "loadMs": load_ms,
+            "notFound": True,
+            "value": None,
+        }
     if data[5] == 1:
         if len(payload) < 4:
             raise CodecError("truncated compressed payload")
@@ -487,6 +508,7 @@ def decode_envelope(data: bytes) -> dict[str, Any]:
         "schema": schema,
         "tags": tags,
         "loadMs": load_ms,
+        "notFound": False,
         "value": codec_decode(raw, codec),
     }
 
@@ -579,6 +601,7 @@ class EnvelopeCases:
         schema: str | None = None,
         tags: tuple[str, ...] = (),
         load_ms: int | None = None,
+        not_found: bool = False,
     ) -> None:
         got = decode_envelope(data)
         want = {
@@ -588,6 +611,7 @@ class EnvelopeCases:
             "schema": schema,
             "tags": list(tags),
             "loadMs": load_ms,
+            "notFound": not_found,
         }
         for key, expected in want.items():
             if got[key] != expected:
@@ -606,6 +630,7 @@ class EnvelopeCases:
                 "schema": schema,
                 "tags": list(tags),
                 **({} if load_ms is None else {"loadMs": load_ms}),
+                **({"notFound": True} if not_found else {}),
             }
         )
 
@@ -944,6 +969,35 @@ def envelope_cases() -> list[dict[str, Any]]:
         "decode-load-duration-long",
         mp_env(b"\x2a", ext=bytes([EXT_LOAD_MS]) + struct.pack(">HQ", 8, 250)),
     )
+    # Type 04, "not found" (FORMAT.md §1, negative caching): empty, with an empty payload
+    # and codec id 01, so a reader that does not know 04 sees an invalid payload (a miss).
+    # "decode-not-found" is the exact envelope a cache writes (created-at T0).
+    not_found = bytes([EXT_NOT_FOUND]) + struct.pack(">H", 0)
+    c.decode_ok("decode-not-found", mp_env(b"", ext=not_found), None, "msgpack", not_found=True)
+    c.decode_ok(
+        "decode-not-found-after-schema-and-tags",
+        mp_env(b"", ext=tlv(EXT_SCHEMA, "s") + tlv(EXT_TAG, "t") + not_found),
+        None,
+        "msgpack",
+        schema="s",
+        tags=("t",),
+        not_found=True,
+    )
+    c.decode_ok(
+        "decode-not-found-json-codec-id",
+        header(CODEC_IDS["json"], 0, T0, 0, not_found),
+        None,
+        "json",
+        not_found=True,
+    )
+    c.decode_err("decode-not-found-with-a-payload", mp_env(b"\xc0", ext=not_found))
+    c.decode_err(
+        "decode-not-found-extension-long",
+        mp_env(b"", ext=bytes([EXT_NOT_FOUND]) + struct.pack(">HB", 1, 0)),
+    )
+    # What a reader without type 04 does with the envelope a cache writes: skip the
+    # extension, then fail on the empty payload (a miss). Kept as the bytes without 04.
+    c.decode_err("decode-empty-msgpack-payload", mp_env(b""))
     c.decode_ok(
         "decode-unknown-extension-empty",
         mp_env(
@@ -2051,6 +2105,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "nearCache": 0,
     "nearCacheBytes": 64 << 20,
     "nearCacheTtl": 60.0,
+    "negativeTtl": 0.0,
     "prefix": "pc",
     "raw": False,
     "stampedeLock": False,
@@ -2106,6 +2161,7 @@ def urls_cases() -> list[dict[str, Any]]:
         ("earlyRefreshBeta", "1.5", 1.5),
         ("breakerFailures", "5", 5),
         ("breakerCooldown", "2.5", 2.5),
+        ("negativeTtl", "30", 30.0),
     ]
     for option, text, value in given:
         kebab = snake(option).replace("_", "-")
@@ -2232,6 +2288,7 @@ def urls_cases() -> list[dict[str, Any]]:
     ok("fresh-for-zero", "memory://?freshFor=0", {})
     ok("hard-timeout-zero", "memory://?hardTimeout=0", {})
     error("early-refresh-beta-negative", "memory://?earlyRefreshBeta=-1", {})
+    error("negative-ttl-negative", "memory://?negativeTtl=-1", {})
     ok("fresh-for-null", "memory://?freshFor=30", {"freshFor": None})
     error("lock-lease-zero", "redis://h:1?stampedeLock=true&lockLease=0", {})
     ok("lock-timeout-zero", "memory://?lockTimeout=0", {}, lockTimeout=0.0)
@@ -2279,7 +2336,8 @@ DESCRIPTIONS = {
         "decode(hex) gives value and header fields; encode(value, settings) gives "
         "hex exactly when exact is true, otherwise the same header bytes and a "
         "payload that decodes to value. op decode: decode(hex) gives value or a "
-        "codec error. op encode-error: encoding value with codec is a codec error. "
+        "codec error; notFound: true marks a cached not-found envelope (value nil), absent "
+        "means false. op encode-error: encoding value with codec is a codec error. "
         "Values use the typed notation in README.md."
     ),
     "keys.json": (

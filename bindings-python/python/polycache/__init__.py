@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar
 
 from . import _native
 from ._native import (
+    NOT_FOUND,
     AsyncCache,
     Cache,
     ClusterError,
@@ -39,6 +40,7 @@ from ._native import (
 )
 
 __all__ = [
+    "NOT_FOUND",
     "AsyncCache",
     "Cache",
     "ClusterError",
@@ -122,7 +124,9 @@ def cached(
 ) -> Callable[[F], F]:
     """Memoizes a sync or async function in `cache` (see `Cache.cached`). `options` are
     `get_or_load`'s per-call options (`fresh_for`, `max_stale`, `fail_safe_backoff`,
-    `soft_timeout`, `hard_timeout`, `early_refresh_beta`), given to every call."""
+    `soft_timeout`, `hard_timeout`, `early_refresh_beta`, `negative_ttl`), given to every
+    call. A function that returns `NOT_FOUND` returns `None` (and with `negative_ttl` the
+    answer is cached)."""
 
     def decorate(fn: F) -> F:
         call_key = _CallKey(fn, key)

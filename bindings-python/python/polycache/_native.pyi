@@ -1,6 +1,6 @@
 import builtins
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar, final
+from typing import Any, Final, Literal, TypeVar, final
 
 from typing_extensions import TypeAlias
 
@@ -13,6 +13,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 __version__: str
 __all__ = [
+    "NOT_FOUND",
     "AsyncCache",
     "Cache",
     "ClusterError",
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidKeyError",
     "KeyTemplate",
     "LoaderError",
+    "NotFound",
     "PolycacheError",
     "Ring",
     "ServerError",
@@ -90,6 +92,7 @@ class Cache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         early_refresh_beta: float | None = None,
+        negative_ttl: float | None = None,
     ) -> Any: ...
     def get_entry(
         self,
@@ -103,6 +106,7 @@ class Cache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         early_refresh_beta: float | None = None,
+        negative_ttl: float | None = None,
     ) -> Entry: ...
     def cached(
         self,
@@ -115,6 +119,7 @@ class Cache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         early_refresh_beta: float | None = None,
+        negative_ttl: float | None = None,
     ) -> Callable[[_F], _F]: ...
     def metrics(self) -> dict[str, Any]: ...
     def redis_key(self, key: str) -> str: ...
@@ -158,6 +163,7 @@ class AsyncCache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         early_refresh_beta: float | None = None,
+        negative_ttl: float | None = None,
     ) -> Awaitable[Any]: ...
     def get_entry(
         self,
@@ -171,6 +177,7 @@ class AsyncCache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         early_refresh_beta: float | None = None,
+        negative_ttl: float | None = None,
     ) -> Awaitable[Entry]: ...
     def cached(
         self,
@@ -183,6 +190,7 @@ class AsyncCache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         early_refresh_beta: float | None = None,
+        negative_ttl: float | None = None,
     ) -> Callable[[_F], _F]: ...
     def metrics(self) -> dict[str, Any]: ...
     def redis_key(self, key: str) -> str: ...
@@ -191,10 +199,19 @@ class AsyncCache:
     def __aexit__(self, _exc: object, _value: object, _tb: object) -> Awaitable[None]: ...
 
 @final
+class NotFound:
+    # The type of NOT_FOUND, which a loader returns to say the key has no value.
+    ...
+
+NOT_FOUND: Final[NotFound]
+
+@final
 class Entry:
     # What `get_entry` returns: the value and how current it is.
     @property
     def value(self) -> Any: ...
+    @property
+    def found(self) -> bool: ...
     @property
     def stale(self) -> bool: ...
     @property

@@ -118,6 +118,7 @@ impl Cache {
             early_refresh_beta: options
                 .early_refresh_beta
                 .unwrap_or(config.early_refresh_beta),
+            negative_ttl: options.negative_ttl.unwrap_or(config.negative_ttl),
         };
         if config.raw && (rules.fresh_for.is_some() || rules.fail_safe()) {
             return Err(Error::config(
@@ -171,6 +172,10 @@ impl Cache {
             }
         };
         if let Some((meta, value)) = found {
+            if meta.not_found {
+                // A cached "not found" (counted as a negative hit): no value, no refresh.
+                return Err(Error::not_found());
+            }
             let value = self
                 .remember(ticket, &redis_key, Some(value.clone()))
                 .unwrap_or(value);
@@ -351,6 +356,7 @@ impl Cache {
                                 freshness: Freshness::Fresh,
                                 age: Some(Duration::ZERO),
                             }),
+                            Some(Ok(Err(err))) if err.is_not_found() => Err(err),
                             Some(_) => Ok(self.served_fail_safe(
                                 good.value.clone(),
                                 good.created_at_ms,
@@ -386,6 +392,11 @@ impl Cache {
                     freshness: Freshness::Fresh,
                     age: Some(Duration::ZERO),
                 })
+            }
+            // The key has no value now: its last value is not served for it.
+            Err(err) if err.is_not_found() => {
+                fresh.forget(&redis_key);
+                Err(err)
             }
             Err(err) => match last_good {
                 Some(good) => {
@@ -437,6 +448,7 @@ impl Cache {
                 fresh.keep(&redis_key, value, now, fresh_until(now, rules.fresh_for));
             }
             Ok(_) => {}
+            Err(err) if err.is_not_found() => fresh.forget(&redis_key),
             Err(_) => fresh.back_off(&redis_key, now, rules.backoff),
         }
         drop(claim);
@@ -490,7 +502,7 @@ impl Cache {
         }
         match codec::decode_with(&bytes, &self.inner.config.decode_limits()) {
             Ok((header, value)) => {
-                metrics.add(Counter::Hit, 1);
+                metrics.add(negative_or_hit(&header.meta), 1);
                 Some((header.meta, value))
             }
             Err(_) => {
@@ -499,6 +511,16 @@ impl Cache {
                 None
             }
         }
+    }
+}
+
+/// What a read that decoded an envelope counts: a hit, or a negative hit for a cached
+/// "not found".
+pub(super) fn negative_or_hit(meta: &codec::Meta) -> Counter {
+    if meta.not_found {
+        Counter::NegativeHit
+    } else {
+        Counter::Hit
     }
 }
 

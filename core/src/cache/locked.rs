@@ -12,8 +12,8 @@ use crate::store::Entry;
 
 /// What a load does after asking for the lock.
 pub(super) enum Step {
-    /// Another caller loaded it: its value.
-    Found(Value),
+    /// Another caller loaded it: its value, or its "not found".
+    Found(crate::Result<Value>),
     /// Load; write through the fence with the lock when there is one.
     Load(HeldLock),
 }
@@ -115,15 +115,19 @@ impl Cache {
     }
 
     /// Stored bytes a waiter may return: a decodable value that is not stale (a stale one is
-    /// what the holder is refreshing). Not counted: the caller's own read already was.
-    fn answer(&self, bytes: Vec<u8>) -> Option<Value> {
+    /// what the holder is refreshing), or the holder's cached "not found". Not counted: the
+    /// caller's own read already was.
+    fn answer(&self, bytes: Vec<u8>) -> Option<crate::Result<Value>> {
         if self.inner.config.raw {
-            return Some(Value::Bytes(bytes));
+            return Some(Ok(Value::Bytes(bytes)));
         }
         let (header, value) =
             codec::decode_with(&bytes, &self.inner.config.decode_limits()).ok()?;
+        if header.meta.not_found {
+            return Some(Err(crate::Error::not_found()));
+        }
         let now = self.inner.clock.now_ms();
-        (!is_stale(now, header.meta.fresh_until_ms)).then_some(value)
+        (!is_stale(now, header.meta.fresh_until_ms)).then_some(Ok(value))
     }
 
     /// Writes a loaded value: through the fence when this caller holds the lock (a write

@@ -41,6 +41,9 @@ const EXT_SCHEMA: u8 = 0x01;
 const EXT_TAG: u8 = 0x02;
 /// The last load's duration in ms, a u32 (FORMAT.md §1): what early refresh weighs.
 const EXT_LOAD_MS: u8 = 0x03;
+/// "Not found" (FORMAT.md §1): the envelope caches a loader's answer that the key has no
+/// value; length 0, and the payload is empty.
+const EXT_NOT_FOUND: u8 = 0x04;
 
 /// How a value's payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -321,6 +324,9 @@ pub struct Meta {
     /// How long the load that produced the value took, in ms (extension `03`); `None` for
     /// a value that was set, not loaded.
     pub load_ms: Option<u32>,
+    /// The envelope says "not found" (extension `04`, negative caching): it has no value,
+    /// and its payload is empty.
+    pub not_found: bool,
 }
 
 /// What a reader found in an envelope header.
@@ -359,6 +365,9 @@ pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<
     if meta.load_ms.is_some() {
         ext_len += 3 + 4;
     }
+    if meta.not_found {
+        ext_len += 3;
+    }
     let header_len = FIXED_HEADER + ext_len;
     let header_len_u16 = u16::try_from(header_len)
         .map_err(|_| Error::codec("envelope: header longer than 65535 bytes"))?;
@@ -395,6 +404,10 @@ pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<
         out.extend_from_slice(&4u16.to_be_bytes());
         out.extend_from_slice(&ms.to_be_bytes());
     }
+    if meta.not_found {
+        out.push(EXT_NOT_FOUND);
+        out.extend_from_slice(&0u16.to_be_bytes());
+    }
     match compressed {
         Some(block) => {
             out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -418,6 +431,23 @@ fn push_ext(out: &mut Vec<u8>, ty: u8, value: &str) {
     out.push(ty);
     out.extend_from_slice(&(value.len() as u16).to_be_bytes());
     out.extend_from_slice(value.as_bytes());
+}
+
+/// The envelope of a cached "not found" (negative caching, FORMAT.md §1): MessagePack
+/// codec id (so a reader that does not know extension `04` finds an empty, invalid
+/// payload and sees a miss), no compression, `meta` with `not_found` set, no payload.
+pub fn encode_not_found(meta: &Meta) -> Vec<u8> {
+    let meta = Meta {
+        not_found: true,
+        ..meta.clone()
+    };
+    let options = EncodeOptions {
+        codec: Codec::Msgpack,
+        compression: Compression::None,
+        compress_threshold: usize::MAX,
+    };
+    // Only an over-long schema or tag can fail, and a cache writes neither.
+    seal(&[], &options, &meta).unwrap_or_default()
 }
 
 /// Whether `bytes` starts like an envelope (the magic). Cheap; does not validate.
@@ -454,6 +484,14 @@ pub fn decode_into<B: Build>(
     build: &mut B,
 ) -> std::result::Result<(Header, B::Value), DecodeError<B::Error>> {
     let (header, body) = open(bytes, limits)?;
+    if header.meta.not_found {
+        // A cached "not found" carries no value: its payload is empty, read as nil.
+        if !body.is_empty() {
+            return Err(Error::codec("envelope: a not-found envelope has a payload").into());
+        }
+        let nil = build.nil().map_err(DecodeError::Host)?;
+        return Ok((header, nil));
+    }
     let value = header.codec.decode_into(&body, limits, build)?;
     Ok((header, value))
 }
@@ -514,6 +552,14 @@ fn open<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<(Header, Cow<'a, [
                     .try_into()
                     .map_err(|_| Error::codec("envelope: load duration is not 4 bytes"))?;
                 meta.load_ms = Some(u32::from_be_bytes(ms));
+            }
+            EXT_NOT_FOUND => {
+                if len != 0 {
+                    return Err(Error::codec(
+                        "envelope: the not-found extension is not empty",
+                    ));
+                }
+                meta.not_found = true;
             }
             _ => {} // unknown extensions are skipped: the header is forward-compatible
         }

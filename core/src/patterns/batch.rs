@@ -123,7 +123,7 @@ impl std::fmt::Debug for Op {
 /// The result of one [`Op`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Done {
-    /// What a `GetOrLoad` returned (always `Some`).
+    /// What a `GetOrLoad` returned (`None`: "not found").
     Value(Option<Value>),
     /// What a `Get` found, not yet decoded: the host decodes it on its own thread with
     /// [`Cache::decode_stored`], which counts the hit or miss (no [`Value`] on the way).
@@ -136,8 +136,17 @@ pub enum Done {
     Deleted(bool),
     /// A `Ttl`'s remaining time to live.
     Ttl(Option<Duration>),
-    /// What a `GetEntry` returned.
-    Entry(Loaded),
+    /// What a `GetEntry` returned (`None`: "not found").
+    Entry(Option<Loaded>),
+}
+
+/// A load's answer for a host: a loader's "not found" (or a cached one) is `None`.
+fn found<T>(loaded: Result<T>) -> Result<Option<T>> {
+    match loaded {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Which node serves a Redis key, mirroring the store the cache's URL opens.
@@ -277,16 +286,13 @@ impl Batcher {
                 key,
                 loader,
                 options,
-            } => load_entry(cache, key, loader, &options)
-                .await
-                .map(|loaded| Done::Value(Some(loaded.value))),
+            } => found(load_entry(cache, key, loader, &options).await)
+                .map(|loaded| Done::Value(loaded.map(|loaded| loaded.value))),
             Op::GetEntry {
                 key,
                 loader,
                 options,
-            } => load_entry(cache, key, loader, &options)
-                .await
-                .map(Done::Entry),
+            } => found(load_entry(cache, key, loader, &options).await).map(Done::Entry),
             Op::Set { key, value, ttl } => {
                 cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
             }

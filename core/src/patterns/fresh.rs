@@ -49,6 +49,8 @@ pub struct LoadOptions {
     pub hard_timeout: Option<Duration>,
     /// Early refresh weight (XFetch `beta`, FORMAT.md §7); `Some(0.0)`: off for this call.
     pub early_refresh_beta: Option<f64>,
+    /// How long a loader's "not found" is cached; `Some(ZERO)`: not cached.
+    pub negative_ttl: Option<Duration>,
 }
 
 /// How current an answer is.
@@ -126,6 +128,7 @@ pub(crate) struct Rules {
     pub soft_timeout: Option<Duration>,
     pub hard_timeout: Option<Duration>,
     pub early_refresh_beta: f64,
+    pub negative_ttl: Duration,
 }
 
 impl Rules {
