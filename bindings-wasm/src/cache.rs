@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use polycache::{block_on, Config, Error, ErrorKind, Io, MetricsSnapshot, Value};
+use polycache::{block_on, Config, Error, ErrorKind, Freshness, Io, MetricsSnapshot, Value};
 use serde_json::{Map, Value as Json};
 
 use crate::bindings::exports::polycache::cache::cache::{
-    Cache, Guest, GuestCache, LatencyBucket, Metrics, Options,
+    Cache, Entry, Freshness as WitFreshness, Guest, GuestCache, LatencyBucket, LoadOptions,
+    Metrics, Options,
 };
 use crate::bindings::polycache::cache::loader;
 use crate::bindings::polycache::cache::types::Error as WitError;
@@ -76,10 +77,47 @@ impl GuestCache for CacheResource {
         Ok(ttl.map(|d| d.as_secs_f64()))
     }
 
-    fn get_or_load(&self, key: String, ttl: Option<f64>) -> Result<Vec<u8>, WitError> {
-        let ttl = wit(seconds(ttl))?;
-        let value = block_on(self.cache.get_or_load(&key, || async { load(&key) }, ttl));
-        Ok(value::to_wit(&wit(value)?))
+    /// A cached "not found" has no value to return here: a `loader` error saying so.
+    fn get_or_load(&self, key: String, options: LoadOptions) -> Result<Vec<u8>, WitError> {
+        let entry = self.get_entry(key, options)?;
+        if !entry.found {
+            return Err(WitError::Loader("not found".into()));
+        }
+        Ok(entry.value)
+    }
+
+    fn get_entry(&self, key: String, options: LoadOptions) -> Result<Entry, WitError> {
+        let options = wit(load_options(options))?;
+        // No thread to refresh on: a stale value's refresh runs in the call that claims it.
+        let loader_key = key.clone();
+        let loaded = block_on(self.cache.get_entry(
+            &key,
+            move || async move { load(&loader_key) },
+            &options,
+        ));
+        let loaded = match loaded {
+            Err(err) if err.is_not_found() => {
+                return Ok(Entry {
+                    value: value::to_wit(&Value::Nil),
+                    found: false,
+                    stale: false,
+                    freshness: WitFreshness::Fresh,
+                    age: None,
+                })
+            }
+            loaded => wit(loaded)?,
+        };
+        Ok(Entry {
+            value: value::to_wit(&loaded.value),
+            found: true,
+            stale: loaded.stale(),
+            freshness: match loaded.freshness {
+                Freshness::Fresh => WitFreshness::Fresh,
+                Freshness::Stale => WitFreshness::Stale,
+                Freshness::FailSafe => WitFreshness::FailSafe,
+            },
+            age: loaded.age.map(|age| age.as_secs_f64()),
+        })
     }
 
     fn redis_key(&self, key: String) -> Result<String, WitError> {
@@ -158,6 +196,40 @@ fn config(url: &str, options: Options) -> polycache::Result<Config> {
         }
     }
     Config::with_overrides(url, &overrides)
+}
+
+/// The record's per-call options, read by core as every binding's are.
+fn load_options(options: LoadOptions) -> polycache::Result<polycache::LoadOptions> {
+    let LoadOptions {
+        ttl,
+        fresh_for,
+        max_stale,
+        fail_safe_backoff,
+        soft_timeout,
+        hard_timeout,
+        early_refresh_beta,
+        negative_ttl,
+    } = options;
+    let given = [
+        ("ttl", ttl),
+        ("freshFor", fresh_for),
+        ("maxStale", max_stale),
+        ("failSafeBackoff", fail_safe_backoff),
+        ("softTimeout", soft_timeout),
+        ("hardTimeout", hard_timeout),
+        ("earlyRefreshBeta", early_refresh_beta),
+        ("negativeTtl", negative_ttl),
+    ];
+    let mut overrides = Map::new();
+    for (name, value) in given {
+        if let Some(value) = value {
+            // JSON has no NaN or infinities: core sees them as text, and refuses them.
+            let json = serde_json::Number::from_f64(value)
+                .map_or_else(|| Json::from(value.to_string()), Json::Number);
+            overrides.insert(name.to_owned(), json);
+        }
+    }
+    polycache::LoadOptions::from_overrides(&overrides)
 }
 
 /// A per-call TTL in seconds, checked by core.

@@ -38,6 +38,7 @@ impl Guest for Component {
             fresh_until: envelope.fresh_until,
             schema: envelope.schema,
             tags: envelope.tags,
+            not_found: envelope.not_found,
         })
     }
 }

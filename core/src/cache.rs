@@ -728,8 +728,12 @@ impl Cache {
     /// call (single-flight). When the store fails, the loader's value is still returned
     /// (the cache fails open; the failure is counted in `storeErrors`).
     ///
+    /// A loader's [`Error::not_found`] is returned as it is, and stored for
+    /// `negative_ttl` when that is set (see [`Cache::get_entry`]).
+    ///
     /// # Errors
-    /// A key error; a loader error carrying the loader's own error as its source.
+    /// A key error; a loader error carrying the loader's own error as its source; "not
+    /// found".
     pub async fn get_or_load<F, Fut>(
         &self,
         key: &str,

@@ -21,7 +21,9 @@ pub mod wit {
     });
 }
 
-pub use wit::exports::polycache::cache::cache::{LatencyBucket, Metrics, Options};
+pub use wit::exports::polycache::cache::cache::{
+    Entry, Freshness, LatencyBucket, LoadOptions, Metrics, Options,
+};
 pub use wit::exports::polycache::cache::envelope::{Envelope, EnvelopeOptions};
 pub use wit::exports::polycache::cache::ring::Node;
 pub use wit::polycache::cache::types::{Codec, Compression, Error as WitError};
@@ -39,6 +41,20 @@ pub enum Network {
     Loopback,
     /// No sockets at all.
     None,
+}
+
+/// Per-call options that all take the cache's values.
+pub fn no_load_options() -> LoadOptions {
+    LoadOptions {
+        ttl: None,
+        fresh_for: None,
+        max_stale: None,
+        fail_safe_backoff: None,
+        soft_timeout: None,
+        hard_timeout: None,
+        early_refresh_beta: None,
+        negative_ttl: None,
+    }
 }
 
 /// Whether a guest with TCP granted to loopback may use `addr` for `usage`.
@@ -264,15 +280,40 @@ impl Guest {
         api.call_ttl(&mut self.store, cache.0, key)
     }
 
-    /// `cache.get-or-load`.
+    /// `cache.get-or-load` with only a `ttl` (the cache's other options).
     pub fn get_or_load(
         &mut self,
         cache: CacheHandle,
         key: &str,
         ttl: Option<f64>,
     ) -> Call<Vec<u8>> {
+        let options = LoadOptions {
+            ttl,
+            ..no_load_options()
+        };
+        self.get_or_load_with(cache, key, &options)
+    }
+
+    /// `cache.get-or-load`.
+    pub fn get_or_load_with(
+        &mut self,
+        cache: CacheHandle,
+        key: &str,
+        options: &LoadOptions,
+    ) -> Call<Vec<u8>> {
         let api = self.bindings.polycache_cache_cache().cache();
-        api.call_get_or_load(&mut self.store, cache.0, key, ttl)
+        api.call_get_or_load(&mut self.store, cache.0, key, *options)
+    }
+
+    /// `cache.get-entry`.
+    pub fn get_entry(
+        &mut self,
+        cache: CacheHandle,
+        key: &str,
+        options: &LoadOptions,
+    ) -> Call<Entry> {
+        let api = self.bindings.polycache_cache_cache().cache();
+        api.call_get_entry(&mut self.store, cache.0, key, *options)
     }
 
     /// `cache.redis-key`.

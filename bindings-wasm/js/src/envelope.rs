@@ -40,6 +40,8 @@ export interface Envelope {
   freshUntil: number
   schema?: string
   tags: string[]
+  /** A cached "not found" (negative caching): `value` is `null`. */
+  notFound: boolean
 }
 "#;
 
@@ -116,6 +118,7 @@ pub fn decode_envelope(
     }
     let tags: Array = envelope.tags.iter().map(JsValue::from).collect();
     set("tags", tags.into())?;
+    set("notFound", envelope.not_found.into())?;
     Ok(object.into())
 }
 

@@ -12,8 +12,8 @@ function checkDecoded(c, bytes) {
   const got = pc.decodeEnvelope(bytes)
   assert.ok(same(got.value, typed(c.value)), `${c.name}: decoded ${String(got.value)}`)
   assert.deepEqual(
-    { codec: got.codec, createdAt: got.createdAt, freshUntil: got.freshUntil, schema: got.schema, tags: got.tags },
-    { codec: c.codec, createdAt: c.createdAt, freshUntil: c.freshUntil, schema: c.schema ?? undefined, tags: c.tags },
+    { codec: got.codec, createdAt: got.createdAt, freshUntil: got.freshUntil, schema: got.schema, tags: got.tags, notFound: got.notFound },
+    { codec: c.codec, createdAt: c.createdAt, freshUntil: c.freshUntil, schema: c.schema ?? undefined, tags: c.tags, notFound: c.notFound ?? false },
     c.name,
   )
   if (c.compression) assert.equal(got.compression, c.compression, `${c.name}: compression`)

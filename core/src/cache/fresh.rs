@@ -53,8 +53,13 @@ impl Cache {
     ///   process saw, up to `max_stale` past its freshness, for `fail_safe_backoff` before
     ///   the loader is tried again.
     ///
+    /// A loader that returns [`Error::not_found`] (the key has no value) makes this call
+    /// return that error; with `negative_ttl` it is stored, and later calls return it
+    /// from the store without the loader (negative caching).
+    ///
     /// # Errors
-    /// A key or config error; a loader error when there is no fail-safe value.
+    /// A key or config error; a loader error when there is no fail-safe value; "not
+    /// found" ([`Error::is_not_found`]) as above.
     pub async fn get_entry<F, Fut>(
         &self,
         key: &str,

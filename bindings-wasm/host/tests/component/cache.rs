@@ -362,6 +362,153 @@ fn get_or_load_calls_the_host_loader_once_and_caches() {
     );
 }
 
+/// Polls `call` until `done` holds for its answer; panics after 10 s.
+fn poll<T: std::fmt::Debug>(
+    what: &str,
+    mut call: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = call();
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting until {what}: {answer:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn get_entry_takes_per_call_options_and_reports_freshness() {
+    use polycache_wasm_host::{no_load_options, Freshness, LoadOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let url = standalone();
+    let failing = Arc::new(AtomicBool::new(false));
+    let fail = failing.clone();
+    let mut guest = host()
+        .instantiate(Network::Loopback, move |key: &str| {
+            if fail.load(Ordering::SeqCst) {
+                return Err("database is down".into());
+            }
+            Ok(pack(&Value::from(format!("row for {key}"))))
+        })
+        .unwrap();
+    let cache = open(&mut guest, &url, &in_namespace("entry"));
+    let row = pack(&Value::from("row for k"));
+
+    // A per-call freshFor: once it passes, the next call refreshes (inline: the component
+    // has no thread), so the loader runs again though the cache has no freshFor.
+    let fresh_for = LoadOptions {
+        fresh_for: Some(0.05),
+        ..no_load_options()
+    };
+    let first = guest.get_entry(cache, "f", &fresh_for).unwrap().unwrap();
+    assert_eq!(
+        (first.stale, first.freshness, first.age),
+        (false, Freshness::Fresh, Some(0.0))
+    );
+    let loads = poll(
+        "a refresh loads again",
+        || {
+            guest.get_entry(cache, "f", &fresh_for).unwrap().unwrap();
+            guest.loads()
+        },
+        |loads| *loads >= 2,
+    );
+    assert!(loads >= 2);
+
+    // Fail-safe per call: the key expires (the call's ttl), the loader fails, the last good
+    // value answers, marked.
+    let good = guest
+        .get_entry(
+            cache,
+            "k",
+            &LoadOptions {
+                ttl: Some(0.05),
+                max_stale: Some(60.0),
+                ..no_load_options()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (good.value.clone(), good.freshness),
+        (row.clone(), Freshness::Fresh)
+    );
+    failing.store(true, Ordering::SeqCst);
+    let fail_safe = LoadOptions {
+        max_stale: Some(60.0),
+        fail_safe_backoff: Some(60.0),
+        ..no_load_options()
+    };
+    let entry = poll(
+        "the key expired and the loader failed",
+        || guest.get_entry(cache, "k", &fail_safe).unwrap().unwrap(),
+        |entry| entry.freshness == Freshness::FailSafe,
+    );
+    assert_eq!((entry.value, entry.stale), (row.clone(), true));
+    assert!(entry.age.is_some_and(|age| age >= 0.05), "{:?}", entry.age);
+    assert_eq!(
+        guest
+            .get_or_load_with(cache, "k", &fail_safe)
+            .unwrap()
+            .unwrap(),
+        row,
+        "backing off"
+    );
+
+    // A "not found" another runtime stored (negative caching) reads as such, without the
+    // component's loader.
+    let rust = rust_cache(&url, "entry");
+    let negative = rust.config().clone().negative_ttl(Duration::from_secs(600));
+    let rust = block_on(Cache::builder(negative).io(Io::Blocking).build()).unwrap();
+    let stored = block_on(rust.get_or_load(
+        "gone",
+        || async { Err(polycache::Error::not_found()) },
+        None,
+    ));
+    assert!(stored.unwrap_err().is_not_found());
+    failing.store(false, Ordering::SeqCst);
+    let loads = guest.loads();
+    let gone = guest
+        .get_entry(cache, "gone", &no_load_options())
+        .unwrap()
+        .unwrap();
+    assert_eq!((gone.found, gone.value), (false, pack(&Value::Nil)));
+    assert!(matches!(
+        guest.get_or_load_with(cache, "gone", &no_load_options()).unwrap(),
+        Err(WitError::Loader(message)) if message.contains("not found")
+    ));
+    assert_eq!(guest.loads(), loads, "the component's loader was not called");
+    assert_eq!(guest.get(cache, "gone").unwrap().unwrap(), None);
+
+    // Bad values are config errors, as in every binding.
+    for bad in [
+        LoadOptions {
+            fresh_for: Some(-1.0),
+            ..no_load_options()
+        },
+        LoadOptions {
+            hard_timeout: Some(f64::NAN),
+            ..no_load_options()
+        },
+        LoadOptions {
+            early_refresh_beta: Some(-0.5),
+            ..no_load_options()
+        },
+    ] {
+        match guest.get_entry(cache, "k", &bad).unwrap() {
+            Err(WitError::Config(_)) => {}
+            other => panic!("{bad:?}: expected a config error, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn read_through_loads_misses_in_get_and_get_many() {
     let mut guest = host()

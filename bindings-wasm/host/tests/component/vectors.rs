@@ -77,7 +77,8 @@ fn check_decoded(guest: &mut Guest, case: &Json, bytes: &[u8]) -> Result<(), Str
         && h.created_at == case["createdAt"].as_u64().expect("createdAt")
         && h.fresh_until == case["freshUntil"].as_u64().expect("freshUntil")
         && h.schema.as_deref() == case["schema"].as_str()
-        && h.tags == tags;
+        && h.tags == tags
+        && h.not_found == (case["notFound"].as_bool() == Some(true));
     if !ok {
         return Err(format!("header {h:?}"));
     }
