@@ -484,7 +484,11 @@ fn get_entry_takes_per_call_options_and_reports_freshness() {
         guest.get_or_load_with(cache, "gone", &no_load_options()).unwrap(),
         Err(WitError::Loader(message)) if message.contains("not found")
     ));
-    assert_eq!(guest.loads(), loads, "the component's loader was not called");
+    assert_eq!(
+        guest.loads(),
+        loads,
+        "the component's loader was not called"
+    );
     assert_eq!(guest.get(cache, "gone").unwrap().unwrap(), None);
 
     // Bad values are config errors, as in every binding.

@@ -333,6 +333,7 @@ fn call(guest: &mut Guest, name: &str, a: &[Json]) -> Json {
                 "fresh_until": e.fresh_until,
                 "schema": e.schema,
                 "tags": e.tags,
+                "not_found": e.not_found,
             })
         }
         "redis_key" => {
