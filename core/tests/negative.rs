@@ -22,9 +22,8 @@ fn open(
     test: &str,
     tweak: impl FnOnce(Config) -> Config,
 ) -> Cache {
-    driver.open(tweak(
-        target.config(&common::unique(test)).negative_ttl(NEGATIVE),
-    ))
+    let config = target.config(&common::unique(test)).negative_ttl(NEGATIVE);
+    driver.open(tweak(config)).expect("cache")
 }
 
 /// A loader that counts its calls and answers "not found".
@@ -163,8 +162,8 @@ fn a_lock_waiter_gets_the_holders_not_found(target: Target) {
     let driver = Arc::new(Driver::new(target.io));
     let namespace = common::unique("negative-lock");
     let config = |c: Config| c.negative_ttl(NEGATIVE).stampede_lock(true);
-    let holder = driver.open(config(target.config(&namespace)));
-    let waiter = driver.open(config(target.config(&namespace)));
+    let holder = driver.open(config(target.config(&namespace))).unwrap();
+    let waiter = driver.open(config(target.config(&namespace))).unwrap();
     let (started_tx, started) = mpsc::channel::<()>();
     let release = Arc::new(AtomicBool::new(false));
     let held = {
