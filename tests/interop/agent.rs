@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -150,11 +151,11 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
         }
         "negative-read" => {
             let c = negative_cache(url, ns).await?;
-            let loaded = Arc::new(Mutex::new(false));
+            let loaded = Arc::new(AtomicBool::new(false));
             let load = {
                 let loaded = loaded.clone();
                 move || async move {
-                    *loaded.lock().unwrap() = true;
+                    loaded.store(true, Ordering::SeqCst);
                     Ok(Value::from("loaded"))
                 }
             };
@@ -167,7 +168,7 @@ async fn run(args: &[String]) -> polycache::Result<Json> {
                 Err(err) => return Err(err),
             };
             let get = c.get(arg).await?.is_some();
-            let loaded = *loaded.lock().unwrap();
+            let loaded = loaded.load(Ordering::SeqCst);
             json!({ "found": found, "loaded": loaded, "get": get })
         }
         other => json!({ "error": format!("unknown command {other}") }),
