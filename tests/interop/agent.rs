@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use polycache::{Cache, Config, Io, KeyTemplate, LoadOptions, Node, Ring, Value};
 use polycache_harness::agent::{
-    emit, epoch_secs, stampede_keys, stampede_load, stdin_lines, wait_for_go, StampedeValues,
+    emit, epoch_secs, spec_keys, stampede_load, stdin_lines, wait_for_go, StampedeValues,
 };
 use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use serde_json::{json, Value as Json};
@@ -289,10 +289,8 @@ fn error_text(err: &polycache::Error) -> String {
 fn fault(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
     let driver = Driver::new(spec["mode"].as_str().unwrap_or("async"));
     let timeout = Duration::from_secs_f64(spec["timeout"].as_f64().unwrap_or(1.0));
-    let keys: Vec<&str> = spec["keys"]
-        .as_array()
-        .map(|keys| keys.iter().filter_map(Json::as_str).collect())
-        .unwrap_or_default();
+    let keys = spec_keys(spec);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let open_url = spec["openUrl"].as_str().unwrap_or(url);
     let ttl = Some(Duration::from_secs(60));
     let cache = driver.open(url, ns, timeout)?;
@@ -341,10 +339,7 @@ fn fresh_write(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
         .fresh_for(Some(fresh_for));
     let cache = driver.run(Cache::new(config))?;
     let value = Value::from(spec["value"].as_str().unwrap_or_default());
-    let keys: Vec<&str> = spec["keys"]
-        .as_array()
-        .map(|keys| keys.iter().filter_map(Json::as_str).collect())
-        .unwrap_or_default();
+    let keys = spec_keys(spec);
     wait_for_go();
     for key in &keys {
         let value = value.clone();
@@ -550,7 +545,7 @@ fn stampede(url: &str, ns: &str, spec: &Json) -> polycache::Result<Json> {
     let lines = stdin_lines();
     emit(&json!({ "ready": true }));
     let _ = lines.lock().map(|rx| rx.recv());
-    let keys = stampede_keys(spec);
+    let keys = spec_keys(spec);
     let spec = Arc::new(spec.clone());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {

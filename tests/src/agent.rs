@@ -52,8 +52,8 @@ fn incr(addr: &str, key: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The stampede SPEC's `keys`.
-pub fn stampede_keys(spec: &Json) -> Vec<String> {
+/// SPEC's `keys` (the user keys a command works on).
+pub fn spec_keys(spec: &Json) -> Vec<String> {
     spec["keys"]
         .as_array()
         .map(|keys| {

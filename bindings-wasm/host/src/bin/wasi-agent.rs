@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use polycache::codec::msgpack;
 use polycache::Value;
 use polycache_harness::agent::{
-    epoch_secs, stampede_keys, stampede_load, stdin_lines, wait_for_go, StampedeValues,
+    epoch_secs, spec_keys, stampede_load, stdin_lines, wait_for_go, StampedeValues,
 };
 use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use polycache_wasm_host::{
@@ -101,14 +101,7 @@ impl Agent {
     /// `fault URL NS SPEC`: see tests/interop/agent.py.
     fn fault(&mut self, spec: &Json) -> Result<Json, String> {
         let timeout = spec["timeout"].as_f64().unwrap_or(1.0);
-        let keys: Vec<String> = spec["keys"]
-            .as_array()
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|k| k.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let keys = spec_keys(spec);
         let url = self.url.clone();
         let open_url = spec["openUrl"].as_str().unwrap_or(&url).to_owned();
         let cache = self.open_bounded(&url, timeout)?;
@@ -227,10 +220,7 @@ impl Agent {
         let join = if self.url.contains('?') { '&' } else { '?' };
         let url = format!("{}{join}freshFor={fresh_for}", self.url);
         let cache = call(self.guest.open(&url, &options(&self.ns, None, false)))?;
-        let keys: Vec<&str> = spec["keys"]
-            .as_array()
-            .map(|keys| keys.iter().filter_map(Json::as_str).collect())
-            .unwrap_or_default();
+        let keys = spec_keys(spec);
         wait_for_go();
         for key in &keys {
             call(self.guest.get_or_load(cache, key, Some(600.0)))?;
@@ -484,7 +474,7 @@ fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, Strin
         secs("lease"),
         secs("timeout")
     );
-    let keys = stampede_keys(spec);
+    let keys = spec_keys(spec);
     let callers = spec["callers"].as_u64().unwrap_or(1) as usize;
     let instances = callers.clamp(1, 8);
     let lines = stdin_lines();
