@@ -546,34 +546,27 @@ unsafe fn read_string_into(
     if buf.len() < 256 {
         buf.resize(256, 0);
     }
-    let mut written = 0usize;
-    check(sys::napi_get_value_string_utf8(
-        env,
-        value,
-        buf.as_mut_ptr().cast(),
-        buf.len(),
-        &mut written,
-    ))?;
-    // Node-API writes whole characters, at most `len - 1` bytes: with 4 bytes to spare the
-    // string was complete.
-    if written + 4 >= buf.len() {
-        let mut len = 0usize;
+    // Copies into `buf` (NUL-terminated) or, with `None`, only measures; the byte count.
+    let utf8 = |buf: Option<&mut [u8]>| -> Result<usize> {
+        let (data, len) = buf.map_or((ptr::null_mut(), 0), |b| (b.as_mut_ptr(), b.len()));
+        let mut written = 0usize;
         check(sys::napi_get_value_string_utf8(
             env,
             value,
-            ptr::null_mut(),
-            0,
-            &mut len,
+            data.cast(),
+            len,
+            &mut written,
         ))?;
+        Ok(written)
+    };
+    let mut written = utf8(Some(buf))?;
+    // Node-API writes whole characters, at most `len - 1` bytes: with 4 bytes to spare the
+    // string was complete.
+    if written + 4 >= buf.len() {
+        let len = utf8(None)?;
         if len + 1 > buf.len() {
             buf.resize(len + 1, 0);
-            check(sys::napi_get_value_string_utf8(
-                env,
-                value,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut written,
-            ))?;
+            written = utf8(Some(buf))?;
         }
     }
     // Node-API writes UTF-8 (lone surrogates become U+FFFD), so this does not fail.
