@@ -11,10 +11,8 @@
 //!
 //! `fault` and `load` are the fault suite's (tests/faults/faults.py): they talk with the
 //! driver over stdin/stdout as `tests/interop/agent.py` describes, and so do `fresh-write`
-//! and `fresh-read` (the freshness matrix). The component's WIT has no `get-entry` and no
-//! `fresh-for` option: the writer sets `freshFor` in the URL's query, and the reader reads
-//! the envelope raw, decodes it with the component's contract and applies the freshness
-//! rule of FORMAT.md §7 with this process's clock.
+//! and `fresh-read` (the freshness matrix): the writer sets `freshFor` in the URL's query
+//! (the WIT `options` record has no `fresh-for`), the reader uses `get-entry`.
 //!
 //! `stampede` is the stampede lock's command (see agent.py), as far as a component can
 //! take part: the lock options go in the URL's query (the WIT `options` record has none);
@@ -40,7 +38,8 @@ use polycache_harness::agent::{
 };
 use polycache_harness::notation::{self, interop_cases, to_plain_json, typed};
 use polycache_wasm_host::{
-    default_component_path, CacheHandle, Codec, Guest, Host, Network, Node, Options,
+    default_component_path, no_load_options, CacheHandle, Codec, Guest, Host, Network, Node,
+    Options,
 };
 use serde_json::{json, Value as Json};
 
@@ -228,13 +227,14 @@ impl Agent {
         Ok(json!({ "written": keys.len() }))
     }
 
-    /// `fresh-read URL NS SPEC`: see tests/interop/agent.py.
+    /// `fresh-read URL NS SPEC`: see tests/interop/agent.py; reads with `get-entry` (the
+    /// loader import fails for this command, so a stale read's inline refresh keeps it).
     fn fresh_read(&mut self, spec: &Json) -> Result<Json, String> {
         let mut readers = Vec::new();
         for cell in spec["cells"].as_array().into_iter().flatten() {
             let ns = cell["ns"].as_str().unwrap_or_default();
-            let raw = call(self.guest.open(&self.url, &options(ns, None, true)))?;
-            readers.push((raw, cell["key"].as_str().unwrap_or_default().to_owned()));
+            let cache = call(self.guest.open(&self.url, &options(ns, None, false)))?;
+            readers.push((cache, cell["key"].as_str().unwrap_or_default().to_owned()));
         }
         wait_for_go();
         let mut cells = vec![serde_json::Map::new(); readers.len()];
@@ -244,20 +244,25 @@ impl Agent {
             c.contains_key("firstStale") || c.contains_key("error")
         };
         while Instant::now() < deadline && !cells.iter().all(done) {
-            for ((raw, key), cell) in readers.iter().zip(&mut cells) {
+            for ((cache, key), cell) in readers.iter().zip(&mut cells) {
                 if done(cell) {
                     continue;
                 }
                 let before = epoch_secs() * 1000.0;
-                match self.read_envelope(*raw, key) {
-                    Ok((fresh_until, value)) => {
-                        let stale =
-                            polycache::patterns::fresh::is_stale(before as u64, fresh_until);
+                let read = call(self.guest.get_entry(*cache, key, &no_load_options()));
+                let after = epoch_secs() * 1000.0;
+                match read.and_then(|e| {
+                    Ok((
+                        e.stale,
+                        msgpack::decode(&e.value).map_err(|e| e.to_string())?,
+                    ))
+                }) {
+                    Ok((stale, value)) => {
                         let state = if stale { "stale" } else { "fresh" };
                         cell.entry("first").or_insert_with(|| json!(state));
                         cell.insert("value".into(), to_plain_json(&value));
                         if stale {
-                            cell.insert("firstStale".into(), json!(epoch_secs() * 1000.0));
+                            cell.insert("firstStale".into(), json!(after));
                         } else {
                             cell.insert("lastFresh".into(), json!(before));
                         }
@@ -268,18 +273,7 @@ impl Agent {
                 }
             }
         }
-        Ok(json!({ "via": "envelope", "cells": cells }))
-    }
-
-    /// The fresh-until and value of the envelope stored under `key`, read raw.
-    fn read_envelope(&mut self, raw: CacheHandle, key: &str) -> Result<(u64, Value), String> {
-        let got = call(self.guest.get(raw, key))?.ok_or("missing")?;
-        let Value::Bytes(bytes) = msgpack::decode(&got).map_err(|e| e.to_string())? else {
-            return Err("a raw read is bytes".into());
-        };
-        let envelope = call(self.guest.decode(&bytes))?;
-        let value = msgpack::decode(&envelope.value).map_err(|e| e.to_string())?;
-        Ok((envelope.fresh_until, value))
+        Ok(json!({ "via": "get-entry", "cells": cells }))
     }
 
     /// `failsafe URL NS SPEC`: see the module docs. `failing` turns the loader's failure on.
@@ -540,6 +534,7 @@ fn main() {
     let n: i64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(0);
     let report = Value::from_iter([("report", Value::from(n)), ("by", Value::from("wasi"))]);
     let failsafe = args[0] == "failsafe";
+    let fresh_read = args[0] == "fresh-read";
     let report = if failsafe {
         Value::from("good")
     } else {
@@ -571,6 +566,9 @@ fn main() {
     let result = Host::load(&default_component_path())
         .and_then(|host| {
             host.instantiate(Network::Loopback, move |_key: &str| {
+                if fresh_read {
+                    return Err("the reader does not load".to_owned());
+                }
                 if failsafe {
                     // The flag, set at the driver's go, makes the loader fail.
                     return match flag.load(Ordering::SeqCst) {
