@@ -82,12 +82,75 @@ fn call_sync(func: &Py<PyAny>, key: Option<&str>) -> polycache::Result<Value> {
     })
 }
 
-/// A Python read-through loader for the sync cache.
-struct SyncLoader(Py<PyAny>);
+/// Calls a sync Python loader on a thread of its own, in a copy of the caller's contextvars
+/// context, and answers through a channel: core's `soft_timeout`/`hard_timeout` can then
+/// stop waiting for a loader that blocks (the thread runs on; core drops or keeps its late
+/// result). Only for loads with a timeout: others call on the calling thread.
+fn call_threaded(
+    func: Py<PyAny>,
+    key: Option<String>,
+) -> BoxFuture<'static, polycache::Result<Value>> {
+    let context = Python::attach(|py| -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("contextvars")?
+            .call_method0("copy_context")?
+            .unbind())
+    });
+    let context = match context {
+        Ok(context) => context,
+        Err(err) => return Box::pin(std::future::ready(Err(loader_error(err)))),
+    };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("polycache-loader".into())
+        .spawn(move || {
+            let result = Python::attach(|py| {
+                let out = match key {
+                    Some(key) => context.call_method1(py, "run", (func, key)),
+                    None => context.call_method1(py, "run", (func,)),
+                };
+                loaded(out.map_err(loader_error)?.bind(py))
+            });
+            let _ = sender.send(result); // the caller may have stopped waiting
+        });
+    if let Err(err) = spawned {
+        let err = pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "cannot start a loader thread: {err}"
+        ));
+        return Box::pin(std::future::ready(Err(loader_error(err))));
+    }
+    Box::pin(async move {
+        receiver.await.unwrap_or_else(|_| {
+            Err(loader_error(pyo3::exceptions::PyRuntimeError::new_err(
+                "the loader thread ended without an answer",
+            )))
+        })
+    })
+}
+
+/// A sync Python loader called as a load with `threaded` (a load timeout) needs.
+async fn call_loader(func: Py<PyAny>, threaded: bool) -> polycache::Result<Value> {
+    if threaded {
+        call_threaded(func, None).await
+    } else {
+        call_sync(&func, None)
+    }
+}
+
+/// A Python read-through loader for the sync cache; `threaded` when the config has a load
+/// timeout (read-through loads use the config's rules).
+struct SyncLoader {
+    func: Py<PyAny>,
+    threaded: bool,
+}
 
 impl Loader for SyncLoader {
     fn load(&self, key: &str) -> BoxFuture<'static, polycache::Result<Value>> {
-        let result = call_sync(&self.0, Some(key));
+        if self.threaded {
+            let func = Python::attach(|py| self.func.clone_ref(py));
+            return call_threaded(func, Some(key.to_owned()));
+        }
+        let result = call_sync(&self.func, Some(key));
         Box::pin(std::future::ready(result))
     }
 }
@@ -121,9 +184,14 @@ impl Cache {
         writer: Option<Py<PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let mut builder = CoreCache::builder(config(url, options)?).io(Io::Blocking);
-        if let Some(loader) = loader {
-            builder = builder.loader(SyncLoader(loader));
+        let config = config(url, options)?;
+        let threaded = [config.soft_timeout, config.hard_timeout]
+            .iter()
+            .flatten()
+            .any(|d| !d.is_zero());
+        let mut builder = CoreCache::builder(config).io(Io::Blocking);
+        if let Some(func) = loader {
+            builder = builder.loader(SyncLoader { func, threaded });
         }
         if let Some(writer) = writer {
             builder = builder.writer(SyncWriter(writer));
@@ -230,7 +298,8 @@ impl Cache {
         if let Some(hit) = near_hit(py, self.inner.get_near_for_load_with(key, &options))? {
             return Ok(hit);
         }
-        let load = move || async move { call_sync(&loader, None) };
+        let threaded = self.inner.load_has_timeout(&options);
+        let load = move || call_loader(loader, threaded);
         let value = py.detach(|| block_on(self.inner.get_or_load_with(key, load, &options)));
         found_to_py(py, value)
     }
@@ -247,7 +316,8 @@ impl Cache {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Entry> {
         let options = load_options(ttl, options)?;
-        let load = move || async move { call_sync(&loader, None) };
+        let threaded = self.inner.load_has_timeout(&options);
+        let load = move || call_loader(loader, threaded);
         let loaded = py.detach(|| block_on(self.inner.get_entry(key, load, &options)));
         Entry::of(py, loaded)
     }
