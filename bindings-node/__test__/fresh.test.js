@@ -83,6 +83,8 @@ test('bad per-call options reject with ECONFIG', async () => {
     { failSafeBackoff: true },
     { earlyRefreshBeta: -0.5 },
     { ttl: -1 },
+    { freshfor: 5 }, // a misspelt name is refused, not ignored (as in Python)
+    { lockLease: 5 }, // a cache option, not a per-call one
   ]
   for (const options of bad) {
     const what = JSON.stringify(options)

@@ -165,33 +165,29 @@ pub fn ttl_of(env: &Env, options: &Object<'_>) -> Result<Option<Duration>> {
     }
 }
 
-/// The per-call options `getOrLoad`, `getEntry` and `wrap` read (see `LoadOptions` in
-/// index.d.ts): numbers, `undefined` and `null` (the cache's), else `ECONFIG`; core checks
-/// the values (`LoadOptions::from_overrides`), as it checks the cache's options.
-const LOAD_OPTIONS: [&str; 8] = [
-    "ttl",
-    "freshFor",
-    "maxStale",
-    "failSafeBackoff",
-    "softTimeout",
-    "hardTimeout",
-    "earlyRefreshBeta",
-    "negativeTtl",
-];
-
 /// The per-call options of an options argument (`undefined` and `null`: none).
 pub fn load_options(env: &Env, options: Option<Unknown<'_>>) -> Result<polycache::LoadOptions> {
     match self::options(env, options)? {
-        Some(options) => load_options_of(env, &options),
+        Some(options) => load_options_of(env, &options, &[]),
         None => Ok(polycache::LoadOptions::default()),
     }
 }
 
-/// The per-call options of an options object.
-pub fn load_options_of(env: &Env, options: &Object<'_>) -> Result<polycache::LoadOptions> {
+/// The per-call options of an options object (see `LoadOptions` in index.d.ts). Every own
+/// property but the `own` ones (which the caller reads itself) goes to core, which knows
+/// the names and checks the values (`LoadOptions::from_overrides`): an unknown or misspelt
+/// name is `ECONFIG`, as in Python, not silently ignored.
+pub fn load_options_of(
+    env: &Env,
+    options: &Object<'_>,
+    own: &[&str],
+) -> Result<polycache::LoadOptions> {
     let mut given = serde_json::Map::new();
-    for name in LOAD_OPTIONS {
-        let value: Unknown<'_> = options.get_named_property(name)?;
+    for name in Object::keys(options)? {
+        if own.contains(&name.as_str()) {
+            continue;
+        }
+        let value: Unknown<'_> = options.get_named_property(&name)?;
         match value.get_type()? {
             ValueType::Undefined | ValueType::Null => {}
             ValueType::Number => {
@@ -200,7 +196,7 @@ pub fn load_options_of(env: &Env, options: &Object<'_>) -> Result<polycache::Loa
                 // JSON has no NaN or infinities: core sees them as text, and refuses them.
                 let json = serde_json::Number::from_f64(number)
                     .map_or_else(|| number.to_string().into(), serde_json::Value::Number);
-                given.insert(name.to_owned(), json);
+                given.insert(name, json);
             }
             ty => {
                 return Err(errors::kind_type_error(

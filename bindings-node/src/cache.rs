@@ -291,7 +291,7 @@ impl Cache {
         let function = args::function(env, function, "the function to wrap")?;
         let options = args::options(env, options)?;
         let load_options = match &options {
-            Some(options) => args::load_options_of(env, options)?,
+            Some(options) => args::load_options_of(env, options, &["key"])?,
             None => polycache::LoadOptions::default(),
         };
         let template = match args::string_option(env, options.as_ref(), "key")? {
