@@ -185,10 +185,7 @@ impl Cache {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let config = config(url, options)?;
-        let threaded = [config.soft_timeout, config.hard_timeout]
-            .iter()
-            .flatten()
-            .any(|d| !d.is_zero());
+        let threaded = config.load_has_timeout(&polycache::LoadOptions::default());
         let mut builder = CoreCache::builder(config).io(Io::Blocking);
         if let Some(func) = loader {
             builder = builder.loader(SyncLoader { func, threaded });

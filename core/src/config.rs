@@ -161,6 +161,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether a load with `options` has a soft or hard timeout (this config's unless the
+    /// options set one): a binding whose loader blocks its thread then runs it on another,
+    /// so the timeout can stop the wait.
+    pub fn load_has_timeout(&self, options: &crate::LoadOptions) -> bool {
+        let set = |given: Option<Duration>, default: Option<Duration>| {
+            given.or(default).is_some_and(|d| !d.is_zero())
+        };
+        set(options.soft_timeout, self.soft_timeout) || set(options.hard_timeout, self.hard_timeout)
+    }
+
     /// A config for `url`, with options given as query parameters applied
     /// (`?namespace=users&ttl=60&commandTimeout=0.5`; names in camelCase or snake_case,
     /// values percent-decoded). The store's own parameters (`weights`, `replicaReads`,

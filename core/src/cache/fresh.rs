@@ -100,16 +100,9 @@ impl Cache {
         config.fresh_for.is_some() || !config.max_stale.is_zero()
     }
 
-    /// Whether a load with `options` has a soft or hard timeout (the config's unless the
-    /// options set one): a binding whose loader blocks its thread then runs it on another,
-    /// so the timeout can stop the wait.
+    /// [`crate::Config::load_has_timeout`] for this cache's config.
     pub fn load_has_timeout(&self, options: &LoadOptions) -> bool {
-        let config = &self.inner.config;
-        let set = |given: Option<Duration>, default: Option<Duration>| {
-            given.or(default).is_some_and(|d| !d.is_zero())
-        };
-        set(options.soft_timeout, config.soft_timeout)
-            || set(options.hard_timeout, config.hard_timeout)
+        self.inner.config.load_has_timeout(options)
     }
 
     pub(super) fn rules(&self, options: &LoadOptions) -> Result<Rules> {
