@@ -148,7 +148,12 @@ impl StampedeLock {
                             held,
                             after_wait: attempt > 0,
                         },
-                        Err(_) => Turn::Unlocked,
+                        Err(_) => {
+                            // Loading unlocked: give back the lock we took, so waiters in
+                            // other processes do not sit out its lease.
+                            let _ = self.release(store, &held).await;
+                            Turn::Unlocked
+                        }
                     };
                 }
                 Ok(false) => {}
@@ -169,6 +174,10 @@ impl StampedeLock {
                 }
                 Ok(None) => {}
                 Err(_) => return Turn::Unlocked,
+            }
+            // The read may have used up the wait: no new round trip past the deadline.
+            if Instant::now() >= deadline {
+                return Turn::TimedOut;
             }
         }
     }
