@@ -1,19 +1,24 @@
 //! The stampede lock (docs/FORMAT.md §6) on real servers: standalone, shards and cluster,
 //! in both I/O modes. Two caches with their own connections stand for two processes; every
 //! caller is a thread (`block_on` for blocking caches, a shared runtime for async ones).
-//! No sleeps as synchronisation: loaders hold on latches, waits poll with a deadline.
+//! No sleeps as synchronisation: loaders hold on latches, waits poll with a deadline. A
+//! fault at one exact step of the protocol (the read after a `SET NX`) comes from a store
+//! wrapper around the real one ([`Faulty`]).
 //! Each scenario runs on every topology in both modes (`<scenario>::<store>_<io>`).
 
 #[macro_use]
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use polycache::store::Io;
-use polycache::{Cache, Config, Value};
+use async_trait::async_trait;
+use polycache::lock::Script;
+use polycache::store::{self, BreakerStats, Entry, Io};
+use polycache::{Cache, Clock, Config, Value};
+use tokio::sync::oneshot;
 
 use common::{eventually as wait_until, unique, Driver, Store, Target};
 
@@ -293,6 +298,8 @@ on_every_redis_store! {
     hard_timeout_bounds_the_lock_wait,
     failed_load_releases,
     one_refresh_across_caches,
+    failed_read_after_acquire_releases,
+    no_set_after_the_wait_ran_out_in_a_read,
 }
 
 /// A holder whose task is dropped mid-load releases its lock as it goes: another cache takes
@@ -568,4 +575,219 @@ fn miss_latency_with_the_lock_is_measured() {
             if lock { KEYS as u64 } else { 0 }
         );
     }
+}
+
+/// The fault a [`Faulty`] store puts on the GET that follows a `SET NX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Fault {
+    None,
+    /// After a won `SET NX`: the GET fails, as a connection dropping at that step does.
+    FailRead,
+    /// After a lost `SET NX` (a waiter's poll): the GET waits for the test's [`Hold`]
+    /// before it goes to Redis, as a slow read does.
+    HoldRead,
+}
+
+/// What a held GET reports (when it began) and waits for.
+#[derive(Debug)]
+struct Hold {
+    entered: mpsc::Sender<Instant>,
+    go: oneshot::Receiver<()>,
+}
+
+/// The real store with one fault at one step of the lock protocol, which a paused or
+/// killed server cannot aim at (it hits the `SET NX` and the release as well). Counts the
+/// `SET NX`s it sends.
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn store::Store>,
+    fault: Fault,
+    /// The fault the next GET takes, armed by a `SET NX`'s answer.
+    next_get: AtomicU8,
+    hold: Mutex<Option<Hold>>,
+    set_nx: AtomicUsize,
+}
+
+impl Faulty {
+    /// A cache on `target` in `namespace` (the lock on, `tweak` applied) whose store is the
+    /// real one behind `fault`; the wrapper, to count and to reach Redis directly.
+    fn open(
+        driver: &Driver,
+        target: Target,
+        namespace: &str,
+        fault: Fault,
+        tweak: impl FnOnce(Config) -> Config,
+    ) -> (Cache, Arc<Faulty>) {
+        let config = tweak(target.config(namespace).stampede_lock(true));
+        let inner = driver
+            .run(store::open(&config, Clock::system(), target.io))
+            .expect("store");
+        let faulty = Arc::new(Faulty {
+            inner,
+            fault,
+            next_get: AtomicU8::new(Fault::None as u8),
+            hold: Mutex::default(),
+            set_nx: AtomicUsize::new(0),
+        });
+        let cache = driver
+            .build(Cache::builder(config).store(faulty.clone()))
+            .expect("cache");
+        (cache, faulty)
+    }
+}
+
+#[async_trait]
+impl store::Store for Faulty {
+    async fn get(&self, key: &str) -> polycache::Result<Option<Vec<u8>>> {
+        let fault = self.next_get.swap(Fault::None as u8, Ordering::SeqCst);
+        if fault == Fault::FailRead as u8 {
+            return Err(polycache::Error::new(
+                polycache::ErrorKind::Connection,
+                "injected: the read after SET NX failed",
+            ));
+        }
+        if fault == Fault::HoldRead as u8 {
+            let hold = self.hold.lock().unwrap().take();
+            if let Some(Hold { entered, go }) = hold {
+                entered.send(Instant::now()).unwrap();
+                go.await.unwrap();
+            }
+        }
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> polycache::Result<Vec<Option<Vec<u8>>>> {
+        self.inner.get_many(keys).await
+    }
+    async fn set(&self, entry: Entry) -> polycache::Result<()> {
+        self.inner.set(entry).await
+    }
+    async fn set_within(&self, entry: Entry, budget: Duration) -> polycache::Result<()> {
+        self.inner.set_within(entry, budget).await
+    }
+    async fn set_many(&self, entries: Vec<Entry>) -> polycache::Result<()> {
+        self.inner.set_many(entries).await
+    }
+    async fn delete(&self, key: &str) -> polycache::Result<bool> {
+        self.inner.delete(key).await
+    }
+    async fn ttl(&self, key: &str) -> polycache::Result<Option<Duration>> {
+        self.inner.ttl(key).await
+    }
+    fn breakers(&self) -> BreakerStats {
+        self.inner.breakers()
+    }
+    async fn set_if_absent(&self, entry: Entry) -> polycache::Result<bool> {
+        self.set_nx.fetch_add(1, Ordering::SeqCst);
+        let won = self.inner.set_if_absent(entry).await;
+        let arm = match (self.fault, &won) {
+            (Fault::FailRead, Ok(true)) => Fault::FailRead,
+            (Fault::HoldRead, Ok(false)) => Fault::HoldRead,
+            _ => Fault::None,
+        };
+        self.next_get.store(arm as u8, Ordering::SeqCst);
+        won
+    }
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> polycache::Result<i64> {
+        self.inner.eval(script, keys, args).await
+    }
+}
+
+/// The read right after a won `SET NX` fails: the caller loads without the lock (fails
+/// open) and gives back the lock it took, instead of leaving it to its lease (30 s) for
+/// other processes' waiters to sit out.
+fn failed_read_after_acquire_releases(target: Target) {
+    let driver = Driver::new(target.io);
+    let namespace = unique("lock-read-fails");
+    let (cache, faulty) = Faulty::open(&driver, target, &namespace, Fault::FailRead, |c| {
+        c.lock_lease(Duration::from_secs(30))
+    });
+    let value = driver
+        .run(cache.get_or_load("k", || async { Ok(Value::from("v")) }, None))
+        .unwrap();
+    assert_eq!(value, Value::from("v"));
+    let m = cache.metrics();
+    assert_eq!(
+        (m.loads, m.locks_acquired, m.store_errors),
+        (1, 0, 1),
+        "loaded without the lock after the failed read: {m:?}"
+    );
+    let lock_key = polycache::contract::lock_key(&cache.redis_key("k").unwrap());
+    let lock = driver.run(faulty.inner.get(&lock_key)).unwrap();
+    assert_eq!(lock, None, "the lock was given back, not left to its lease");
+}
+
+/// A waiter's poll (a GET) is slow and its wait (`lock_timeout`) runs out meanwhile; the
+/// holder fails and frees the lock before the GET answers. The waiter loads as one whose
+/// wait timed out, without a new `SET NX` round trip past its deadline (which would now
+/// win the lock).
+fn no_set_after_the_wait_ran_out_in_a_read(target: Target) {
+    const WAIT: Duration = Duration::from_millis(300);
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-late-read");
+    let long = |c: Config| c.lock_lease(Duration::from_secs(30));
+    let holder = open(&driver, target, &namespace, long);
+    let (waiter, faulty) = Faulty::open(&driver, target, &namespace, Fault::HoldRead, |c| {
+        long(c).lock_timeout(WAIT)
+    });
+    let (entered_tx, entered) = mpsc::channel::<Instant>();
+    let (read_go, read_go_rx) = oneshot::channel::<()>();
+    *faulty.hold.lock().unwrap() = Some(Hold {
+        entered: entered_tx,
+        go: read_go_rx,
+    });
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (fail, fail_rx) = mpsc::channel::<()>();
+    let fail_rx = Arc::new(Mutex::new(fail_rx));
+    let failing = {
+        let (holder, driver) = (holder.clone(), driver.clone());
+        std::thread::spawn(move || {
+            driver.run(holder.get_or_load(
+                "k",
+                || async move {
+                    started_tx.send(()).unwrap();
+                    fail_rx.lock().unwrap().recv().unwrap();
+                    Err(polycache::Error::new(
+                        polycache::ErrorKind::Loader,
+                        "db down",
+                    ))
+                },
+                None,
+            ))
+        })
+    };
+    started.recv().unwrap();
+    let waiting = {
+        let (waiter, driver) = (waiter.clone(), driver.clone());
+        std::thread::spawn(move || {
+            driver.run(waiter.get_or_load("k", || async { Ok(Value::from("w")) }, None))
+        })
+    };
+    // The waiter lost its SET NX and its poll is held. Its deadline is at most WAIT after
+    // this GET began (its wait started before).
+    let poll_began = entered.recv().unwrap();
+    wait_until("the waiter's deadline passed", || {
+        poll_began.elapsed() > WAIT
+    });
+    fail.send(()).unwrap();
+    assert!(failing.join().unwrap().is_err());
+    let set_nx_before = faulty.set_nx.load(Ordering::SeqCst);
+    read_go.send(()).unwrap();
+    assert_eq!(waiting.join().unwrap().unwrap(), Value::from("w"));
+    assert_eq!(
+        faulty.set_nx.load(Ordering::SeqCst),
+        set_nx_before,
+        "no SET NX after the deadline"
+    );
+    let m = waiter.metrics();
+    assert_eq!(
+        (m.loads, m.locks_timed_out, m.locks_acquired),
+        (1, 1, 0),
+        "{m:?}"
+    );
 }
