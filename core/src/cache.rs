@@ -124,6 +124,7 @@ pub struct CacheBuilder {
     clock: Clock,
     store: Option<Arc<dyn Store>>,
     io: Io,
+    connector: Option<store::SharedConnector>,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -161,6 +162,14 @@ impl CacheBuilder {
         self
     }
 
+    /// Opens the streams of plain `redis://` nodes (standalone and each shard) through
+    /// `connector`, for a host that does socket I/O on its own event loop (Node); async
+    /// stores only, and Sentinel, Cluster and TLS ignore it (see [`store::Connector`]).
+    pub fn connector(mut self, connector: store::SharedConnector) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
     /// Uses `store` instead of the one the URL names.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
@@ -178,7 +187,9 @@ impl CacheBuilder {
             self.io == Io::Async && self.store.is_none() && !self.config.url.starts_with("memory:");
         let store = match self.store {
             Some(store) => store,
-            None => store::open(&self.config, self.clock.clone(), self.io).await?,
+            None => {
+                store::open_via(&self.config, self.clock.clone(), self.io, self.connector).await?
+            }
         };
         // After the store: its errors (a bad address, a server down) come first.
         let near = NearTier::open(&self.config)?;
@@ -220,6 +231,7 @@ impl Cache {
             clock: Clock::system(),
             store: None,
             io: Io::Async,
+            connector: None,
         }
     }
 

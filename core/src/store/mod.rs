@@ -10,6 +10,8 @@
 #[cfg(feature = "redis")]
 mod blocking;
 mod breaker;
+#[cfg(feature = "tokio-redis")]
+mod connector;
 mod lazy;
 #[cfg(feature = "memory")]
 mod memory;
@@ -32,6 +34,8 @@ use futures_util::future::BoxFuture;
 pub(crate) use self::blocking::node_url;
 #[cfg(feature = "redis")]
 pub use self::blocking::{BlockingClusterStore, BlockingRedisStore};
+#[cfg(feature = "tokio-redis")]
+pub use self::connector::{Connector, NodeAddr, NodeStream};
 #[cfg(feature = "tokio-redis")]
 pub use self::redis::{ClusterStore, RedisStore};
 #[cfg(all(feature = "redis", not(target_os = "wasi")))]
@@ -194,6 +198,28 @@ pub enum Io {
 /// A config error for a bad URL or a mode this build lacks; a connection or timeout error
 /// when Redis cannot be reached within `connect_timeout`.
 pub async fn open(config: &Config, clock: Clock, io: Io) -> Result<Arc<dyn Store>> {
+    open_via(config, clock, io, None).await
+}
+
+/// A connector for the plain Redis nodes of an async store (see [`Connector`]); a
+/// placeholder type in builds without async Redis stores.
+#[cfg(feature = "tokio-redis")]
+pub type SharedConnector = Arc<dyn Connector>;
+/// A connector for the plain Redis nodes of an async store; none exist in this build.
+#[cfg(not(feature = "tokio-redis"))]
+pub type SharedConnector = Arc<dyn fmt::Debug + Send + Sync>;
+
+/// [`open`], with the streams of plain `redis://` nodes (standalone and shards) of an
+/// async store coming from `connector`; other topologies and blocking stores ignore it.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_via(
+    config: &Config,
+    clock: Clock,
+    io: Io,
+    connector: Option<SharedConnector>,
+) -> Result<Arc<dyn Store>> {
     let target = Target::parse(&config.url)?;
     #[cfg(feature = "tls")]
     if config.url.starts_with("rediss") {
@@ -204,7 +230,7 @@ pub async fn open(config: &Config, clock: Clock, io: Io) -> Result<Arc<dyn Store
         return open_memory(config, clock);
     }
     match io {
-        Io::Async => open_async(target, config, clock).await,
+        Io::Async => open_async(target, config, clock, connector).await,
         Io::Blocking => open_blocking(target, config, clock).await,
     }
 }
@@ -222,11 +248,16 @@ fn open_memory(_: &Config, _: Clock) -> Result<Arc<dyn Store>> {
 }
 
 #[cfg(feature = "tokio-redis")]
-async fn open_async(target: Target, config: &Config, clock: Clock) -> Result<Arc<dyn Store>> {
+async fn open_async(
+    target: Target,
+    config: &Config,
+    clock: Clock,
+    connector: Option<SharedConnector>,
+) -> Result<Arc<dyn Store>> {
     Ok(match target {
         Target::Memory => unreachable!("handled by open"),
         Target::Redis(url) => {
-            let store = RedisStore::connect(&url, config).await?;
+            let store = RedisStore::connect_via(&url, config, connector.as_ref()).await?;
             let node = store.node().to_owned();
             guarded(Arc::new(store), node, config, &clock)
         }
@@ -244,13 +275,16 @@ async fn open_async(target: Target, config: &Config, clock: Clock) -> Result<Arc
             let node_config = node_config(config);
             let stores = futures_util::future::join_all(urls.into_iter().map(|url| {
                 let (config, clock) = (node_config.clone(), clock.clone());
+                let connector = connector.clone();
                 async move {
-                    let first = RedisStore::connect(&url, &config).await;
+                    let first = RedisStore::connect_via(&url, &config, connector.as_ref()).await;
                     let name = crate::redact_url(&url);
                     let reopen = move || {
                         let (url, config) = (url.clone(), config.clone());
+                        let connector = connector.clone();
                         Box::pin(async move {
-                            let store = RedisStore::connect(&url, &config).await?;
+                            let store =
+                                RedisStore::connect_via(&url, &config, connector.as_ref()).await?;
                             Ok(Arc::new(store) as Arc<dyn Store>)
                         }) as BoxFuture<'static, _>
                     };
@@ -313,7 +347,12 @@ fn sharded(
 }
 
 #[cfg(not(feature = "tokio-redis"))]
-async fn open_async(_: Target, _: &Config, _: Clock) -> Result<Arc<dyn Store>> {
+async fn open_async(
+    _: Target,
+    _: &Config,
+    _: Clock,
+    _: Option<SharedConnector>,
+) -> Result<Arc<dyn Store>> {
     Err(Error::config(
         "this build of polycache has no async Redis stores (feature `tokio-redis` is off)",
     ))

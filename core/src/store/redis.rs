@@ -3,6 +3,7 @@
 //! (reconnects, cluster retries), so a dead or paused server never hangs a caller.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline};
 
+use super::connector::{Connector, NodeAddr, Reconnecting};
 use super::{
     eval_cmds, group_by_slot, is_noscript, pttl, set_cmd, set_nx_cmd, wrote, Entry, Store,
 };
@@ -33,10 +35,19 @@ async fn bounded<T>(
     }
 }
 
+/// The connection a node store talks through.
+#[derive(Clone)]
+enum Conn {
+    /// redis-rs's reconnecting manager over its own tokio sockets.
+    Manager(ConnectionManager),
+    /// A reconnecting connection over a [`Connector`]'s streams.
+    Direct(Arc<Reconnecting>),
+}
+
 /// One Redis node over a reconnecting multiplexed connection (`redis://`, `rediss://`).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     name: String,
     timeout: Duration,
 }
@@ -55,9 +66,43 @@ impl RedisStore {
     /// # Errors
     /// A config error for a URL redis-rs rejects; a connection or timeout error otherwise.
     pub async fn connect(url: &str, config: &Config) -> Result<Self> {
+        Self::connect_via(url, config, None).await
+    }
+
+    /// Like [`RedisStore::connect`]; a plain (non-TLS) node's streams come from
+    /// `connector` when one is given.
+    ///
+    /// # Errors
+    /// As [`RedisStore::connect`].
+    pub async fn connect_via(
+        url: &str,
+        config: &Config,
+        connector: Option<&Arc<dyn Connector>>,
+    ) -> Result<Self> {
         let client = redis::Client::open(url)
             .map_err(|e| Error::config(format!("invalid Redis URL: {e}")))?;
         let name = client.get_connection_info().addr().to_string();
+        let info = client.get_connection_info();
+        if let (Some(connector), Some(addr)) = (connector, NodeAddr::of(info.addr())) {
+            let direct = Arc::new(Reconnecting::new(
+                info.redis_settings().clone(),
+                addr,
+                connector.clone(),
+                config.connect_timeout,
+            ));
+            // Connect up front, as the manager does: an unreachable node fails the open.
+            bounded(
+                config.connect_timeout,
+                &format!("connecting to {name}"),
+                direct.connection(),
+            )
+            .await?;
+            return Ok(RedisStore {
+                conn: Conn::Direct(direct),
+                name,
+                timeout: config.command_timeout,
+            });
+        }
         // One quick retry: the defaults (6 retries with backoff) take ~9 s to report
         // "connection refused", far past any sane cache timeout.
         let manager_config = ConnectionManagerConfig::new()
@@ -81,7 +126,7 @@ impl RedisStore {
             _ => e,
         })?;
         Ok(RedisStore {
-            conn,
+            conn: Conn::Manager(conn),
             name,
             timeout: config.command_timeout,
         })
@@ -101,18 +146,36 @@ impl RedisStore {
         cmd: &Cmd,
         budget: Duration,
     ) -> Result<T> {
-        let mut conn = self.conn.clone();
-        bounded(
-            budget.min(self.timeout),
-            &self.name,
-            cmd.query_async(&mut conn),
-        )
-        .await
+        let limit = budget.min(self.timeout);
+        match &self.conn {
+            Conn::Manager(conn) => {
+                let mut conn = conn.clone();
+                bounded(limit, &self.name, cmd.query_async(&mut conn)).await
+            }
+            Conn::Direct(direct) => {
+                let call = async {
+                    let (mut conn, generation) = direct.connection().await?;
+                    direct.checked(generation, cmd.query_async(&mut conn).await)
+                };
+                bounded(limit, &self.name, call).await
+            }
+        }
     }
 
     async fn pipeline(&self, pipe: &Pipeline) -> Result<()> {
-        let mut conn = self.conn.clone();
-        bounded(self.timeout, &self.name, pipe.query_async::<()>(&mut conn)).await
+        match &self.conn {
+            Conn::Manager(conn) => {
+                let mut conn = conn.clone();
+                bounded(self.timeout, &self.name, pipe.query_async::<()>(&mut conn)).await
+            }
+            Conn::Direct(direct) => {
+                let call = async {
+                    let (mut conn, generation) = direct.connection().await?;
+                    direct.checked(generation, pipe.query_async::<()>(&mut conn).await)
+                };
+                bounded(self.timeout, &self.name, call).await
+            }
+        }
     }
 }
 

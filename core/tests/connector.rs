@@ -1,0 +1,166 @@
+//! A cache whose plain Redis node streams come from a [`Connector`] (how Node does its
+//! socket I/O on its own event loop): it works, reconnects after the server comes back,
+//! and keeps every call within its timeout on a paused server. The connector here is plain
+//! tokio, so only core's side of the seam is under test.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use polycache::store::{Connector, NodeAddr, NodeStream};
+use polycache::{Cache, Config, ErrorKind, Value};
+use polycache_harness::Server;
+
+const TIMEOUT: Duration = Duration::from_millis(400);
+
+/// The promise: a call ends within its timeout plus 20 % and 50 ms of scheduling slack.
+fn limit(timeout: Duration) -> Duration {
+    timeout.mul_f64(1.2) + Duration::from_millis(50)
+}
+
+/// Opens tokio streams and counts them; drivers run on the tokio runtime.
+#[derive(Debug, Default)]
+struct Tokio {
+    opened: AtomicUsize,
+}
+
+impl Connector for Tokio {
+    fn connect(&self, addr: &NodeAddr) -> BoxFuture<'static, std::io::Result<Box<dyn NodeStream>>> {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        let addr = addr.clone();
+        Box::pin(async move {
+            Ok(match addr {
+                NodeAddr::Tcp { host, port } => {
+                    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                    stream.set_nodelay(true)?;
+                    Box::new(stream) as Box<dyn NodeStream>
+                }
+                NodeAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+            })
+        })
+    }
+
+    fn spawn(&self, driver: BoxFuture<'static, ()>) {
+        tokio::spawn(driver);
+    }
+}
+
+async fn open(url: &str, connector: &Arc<Tokio>) -> polycache::Result<Cache> {
+    let config = Config::from_url(url)
+        .unwrap()
+        .command_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT);
+    Cache::builder(config)
+        .connector(connector.clone())
+        .build()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_talks_through_the_connector() {
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    let cache = open(&server.url(), &connector).await.unwrap();
+    cache.set("k", &Value::from("v"), None).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap(), Some(Value::from("v")));
+    assert_eq!(connector.opened.load(Ordering::Relaxed), 1);
+    // The bytes went through Redis itself, not only this cache's view.
+    let stored = server.command(&["EXISTS", &cache.redis_key("k").unwrap()]);
+    assert_eq!(stored.unwrap(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_cache_opens_each_node_through_the_connector() {
+    let (a, b) = (Server::start(&[]).unwrap(), Server::start(&[]).unwrap());
+    let url = format!("redis+shards://{},{}", a.addr(), b.addr());
+    let connector = Arc::new(Tokio::default());
+    let cache = open(&url, &connector).await.unwrap();
+    for i in 0..20 {
+        cache
+            .set(&format!("k{i}"), &Value::from(i), None)
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(
+            cache.get(&format!("k{i}")).await.unwrap(),
+            Some(Value::from(i))
+        );
+    }
+    assert_eq!(connector.opened.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_reopened() {
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    let cache = open(&server.url(), &connector).await.unwrap();
+    cache.set("k", &Value::from(1), None).await.unwrap();
+    // The server closes every client connection; the cache opens a new one when it sees
+    // the old one gone (on this call at the latest, then the next one works).
+    server
+        .command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"])
+        .unwrap();
+    let mut answered = None;
+    for _ in 0..2 {
+        if let Ok(found) = cache.get("k").await {
+            answered = Some(found);
+            break;
+        }
+    }
+    assert_eq!(answered, Some(Some(Value::from(1))));
+    assert_eq!(connector.opened.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_fails_calls_within_the_bound() {
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    let cache = open(&server.url(), &connector).await.unwrap();
+    cache.set("k", &Value::from(1), None).await.unwrap();
+    server.kill();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = cache.get("k").await.unwrap_err();
+        assert!(
+            started.elapsed() <= limit(TIMEOUT),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_times_out_within_the_bound_and_recovers() {
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    let cache = open(&server.url(), &connector).await.unwrap();
+    cache.set("k", &Value::from(1), None).await.unwrap();
+    server.pause();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = cache.get("k").await.unwrap_err();
+        assert!(
+            started.elapsed() <= limit(TIMEOUT),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+        assert!(err.message().contains(&server.addr()), "{err}");
+    }
+    let started = Instant::now();
+    let err = open(&server.url(), &connector).await.unwrap_err();
+    assert!(
+        started.elapsed() <= limit(TIMEOUT),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    server.resume();
+    assert_eq!(cache.get("k").await.unwrap(), Some(Value::from(1)));
+}
