@@ -87,6 +87,9 @@ pub struct Shared {
     pub loader: Option<Arc<JsFunctionRef>>,
     pub writer: Option<Arc<JsFunctionRef>>,
     settler: Arc<Settler>,
+    /// Node sockets for plain Redis nodes (socket.rs); `None` where Node lacks
+    /// `process.getBuiltinModule` (redis-rs's tokio sockets then).
+    connector: Option<Arc<crate::socket::NodeConnector>>,
     batcher: tokio::sync::OnceCell<Arc<Batcher>>,
     closed: AtomicBool,
     tick: Mutex<Vec<(Op, Pending)>>,
@@ -111,8 +114,16 @@ impl Shared {
         writer: Option<Arc<JsFunctionRef>>,
     ) -> Result<Arc<Shared>> {
         let invoker = Invoker::new(env)?;
+        let has_net: bool = env.run_script("typeof process.getBuiltinModule === 'function'")?;
+        let connector = match has_net {
+            true => Some(Arc::new(crate::socket::NodeConnector {
+                remote: crate::evloop::local(env)?.remote().clone(),
+            })),
+            false => None,
+        };
         let shared = Arc::new(Shared {
             settler: Settler::new(env)?,
+            connector,
             batcher: tokio::sync::OnceCell::new(),
             closed: AtomicBool::new(false),
             tick: Mutex::new(Vec::new()),
@@ -126,9 +137,9 @@ impl Shared {
         let queue: napi::bindgen_prelude::Function<'_, (), ()> =
             global.get_named_property("queueMicrotask")?;
         let weak: Weak<Shared> = Arc::downgrade(&shared);
-        let flush = env.create_function_from_closure::<(), (), _>("flush", move |_| {
+        let flush = env.create_function_from_closure::<(), (), _>("flush", move |ctx| {
             if let Some(shared) = weak.upgrade() {
-                shared.flush();
+                crate::evloop::enter(ctx.env, |local| shared.flush(local))?;
             }
             Ok(())
         })?;
@@ -146,6 +157,9 @@ impl Shared {
             ));
         }
         let mut builder = polycache::Cache::builder(self.config.clone());
+        if let Some(connector) = &self.connector {
+            builder = builder.connector(connector.clone());
+        }
         if let Some(target) = &self.loader {
             builder = builder.loader(JsLoader {
                 invoker: self.invoker.clone(),
@@ -271,14 +285,15 @@ impl Shared {
         Ok(())
     }
 
-    /// Hands this tick's calls to the runtime (the microtask scheduled by the first one).
-    fn flush(self: &Arc<Self>) {
+    /// Starts this tick's calls on the JS thread's executor (the microtask scheduled by the
+    /// first one); they are first polled before this callback returns.
+    fn flush(self: &Arc<Self>, local: &crate::evloop::Local) {
         let calls = std::mem::take(&mut *lock(&self.tick));
         if calls.is_empty() {
             return;
         }
         let shared = self.clone();
-        runtime().spawn(async move {
+        local.spawn(async move {
             let (ops, pendings): (Vec<Op>, Vec<Pending>) = calls.into_iter().unzip();
             let mut pendings: Vec<Option<Pending>> = pendings.into_iter().map(Some).collect();
             match shared.batcher().await {

@@ -11,7 +11,7 @@ use polycache::patterns::batch::Op;
 use polycache::{ErrorKind, KeyTemplate, Value};
 
 use crate::args;
-use crate::batch::{runtime, Shared};
+use crate::batch::Shared;
 use crate::config;
 use crate::errors;
 use crate::patterns;
@@ -94,14 +94,16 @@ impl Cache {
         let kept = Kept::keep(env, instance.value)?;
         let (promise, pending) = shared.promise(env)?;
         let connecting = shared.clone();
-        runtime().spawn(async move {
-            let connected = connecting.batcher().await.map(|_| ());
-            pending.settle(move |env| {
-                let instance = kept.take(env);
-                errors::check(env, connected)?;
-                instance
+        crate::evloop::enter(env, |local| {
+            local.spawn(async move {
+                let connected = connecting.batcher().await.map(|_| ());
+                pending.settle(move |env| {
+                    let instance = kept.take(env);
+                    errors::check(env, connected)?;
+                    instance
+                });
             });
-        });
+        })?;
         Ok(promise)
     }
 

@@ -15,9 +15,11 @@ mod cache;
 mod config;
 mod contract;
 mod errors;
+mod evloop;
 mod fresh;
 mod patterns;
 mod settle;
+mod socket;
 mod value;
 
 /// Rust-side allocations of the addon (values, keys, batches): glibc malloc was ~20% of a

@@ -1,11 +1,14 @@
-//! Settling JS promises from other threads with one thread-safe function per cache.
+//! Settling JS promises: on the JS thread right away when the call finishes there (inside
+//! one of the executor's callbacks, see evloop.rs), else through one thread-safe function
+//! per cache.
 //!
 //! napi-rs's `async fn` / `spawn_future` create (and tear down) a thread-safe function for
 //! every call; measured, that dominated a sequential `await cache.get()` (see docs/node.md,
-//! "Settling promises"). Here a call costs `napi_create_promise` on the JS thread and one
-//! `napi_call_threadsafe_function` from the worker; completions that arrive together are
-//! settled in one turn of the event loop. The function is referenced only while promises
-//! are pending, so an idle cache never keeps the process alive.
+//! "Settling promises"). Here a call costs `napi_create_promise` on the JS thread and, when
+//! it finishes on another thread, one `napi_call_threadsafe_function`; completions that
+//! arrive together are settled in one turn of the event loop. The function is referenced
+//! only while promises are pending, so an idle cache never keeps the process alive, and a
+//! pending promise does (whatever settles it).
 #![allow(unsafe_code)] // Node-API thread-safe functions and deferreds are raw C handles
 
 use std::ffi::c_void;
@@ -43,6 +46,8 @@ enum Message {
 
 /// One thread-safe function that settles promises (see the module docs).
 pub struct Settler {
+    /// The environment the promises belong to (compared, never used off its thread).
+    env: sys::napi_env,
     tsfn: sys::napi_threadsafe_function,
     /// Set when Node finalizes the function (environment teardown): then it must not be
     /// released again.
@@ -100,6 +105,7 @@ impl Settler {
             )?;
         }
         Ok(Arc::new(Settler {
+            env: raw,
             tsfn,
             finalized,
             pending: AtomicUsize::new(0),
@@ -192,6 +198,17 @@ impl Pending {
     }
 
     fn send(&self, deferred: sys::napi_deferred, settle: Settle) {
+        if let Some(env) = crate::evloop::active_env(self.settler.env) {
+            let raw = env.raw();
+            let mut scope = ptr::null_mut();
+            // SAFETY: on the JS thread inside a native callback of this environment.
+            unsafe {
+                sys::napi_open_handle_scope(raw, &mut scope);
+                finish(&env, &self.settler, deferred, settle);
+                sys::napi_close_handle_scope(raw, scope);
+            }
+            return;
+        }
         self.settler.send(Message::Settle(Settlement {
             settler: self.settler.clone(),
             deferred,

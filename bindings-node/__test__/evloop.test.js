@@ -1,0 +1,143 @@
+'use strict'
+// The call path on the JS thread (docs/node.md, "The call path"): calls to plain Redis nodes
+// do their socket I/O on this thread's event loop, so the properties that the old path got
+// from running on other threads are checked here: a paused server never blocks the loop,
+// loaders that call the cache and re-entrant loads work against Redis, worker threads
+// have their own loops, broken connections are reopened, and only pending promises keep
+// the process alive.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+const { Worker } = require('node:worker_threads')
+const { Cache } = require('..')
+const { redis, harness, signal, uniqueNamespace } = require('./helpers')
+
+const TIMEOUT = 0.5
+// The bound every fault test asserts: timeout × 1.2 + 50 ms.
+const BOUND_MS = TIMEOUT * 1000 * 1.2 + 50
+const code = (expected) => (err) => err.code === expected
+
+/** `CLIENT KILL TYPE normal` on the server of `url`: it closes every client connection. */
+async function killClients(url) {
+  const net = require('node:net')
+  const [host, port] = url.replace('redis://', '').split(':')
+  const args = ['CLIENT', 'KILL', 'TYPE', 'normal']
+  const command = `*${args.length}\r\n` + args.map((a) => `$${a.length}\r\n${a}\r\n`).join('')
+  const reply = await new Promise((resolve, reject) => {
+    const socket = net.createConnection({ host, port: Number(port) }, () => socket.write(command))
+    socket.once('data', (data) => { resolve(String(data)); socket.destroy() })
+    socket.once('error', reject)
+  })
+  assert.match(reply, /^:\d+/, `CLIENT KILL answered ${reply}`)
+}
+
+test('a get on a paused server times out within its timeout while the event loop keeps running', async () => {
+  const { endpoints, stop } = await harness(['--standalone'])
+  const addr = endpoints.standalone.replace('redis://', '')
+  try {
+    const cache = await Cache.connect(endpoints.standalone, { commandTimeout: TIMEOUT })
+    await cache.set('k', 1)
+    signal(endpoints, addr, 'SIGSTOP')
+    let ticks = 0
+    const interval = setInterval(() => { ticks++ }, 10)
+    const started = performance.now()
+    await assert.rejects(cache.get('k'), code('ETIMEOUT'))
+    const elapsed = performance.now() - started
+    clearInterval(interval)
+    assert.ok(elapsed >= TIMEOUT * 1000 * 0.9, `settled after ${elapsed.toFixed(0)} ms, before its timeout`)
+    assert.ok(elapsed <= BOUND_MS, `settled after ${elapsed.toFixed(0)} ms (bound ${BOUND_MS} ms)`)
+    // A 10 ms interval over a ~500 ms wait: a loop blocked by the call would tick once.
+    assert.ok(ticks >= 5, `the interval ticked ${ticks} times while the call waited`)
+    signal(endpoints, addr, 'SIGCONT')
+    assert.equal(await cache.get('k'), 1)
+  } finally {
+    signal(endpoints, addr, 'SIGCONT')
+    await stop()
+  }
+})
+
+test('a connection the server closes is reopened', async () => {
+  const { endpoints, stop } = await harness(['--standalone'])
+  try {
+    const cache = await Cache.connect(endpoints.standalone, { commandTimeout: TIMEOUT })
+    await cache.set('k', 'v')
+    await killClients(endpoints.standalone)
+    // The first call may see the old connection break; the next one runs on a new one.
+    let value
+    for (let attempt = 0; attempt < 2 && value === undefined; attempt++) {
+      value = await cache.get('k').catch(() => undefined)
+    }
+    assert.equal(value, 'v')
+  } finally {
+    await stop()
+  }
+})
+
+test('loaders that call the cache, and re-entrant loads, on Redis', async () => {
+  const { standalone } = await redis()
+  const cache = await Cache.connect(standalone, { namespace: uniqueNamespace('evloop-load') })
+  const within = (promise) => Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('still waiting after 5 s: a deadlock')), 5000).unref()),
+  ])
+  await cache.set('base', 40)
+  const outer = await within(cache.getOrLoad('outer', async () => (await cache.get('base')) + 2))
+  assert.equal(outer, 42)
+  assert.equal(await cache.get('outer'), 42)
+  const self = async () => (await cache.getOrLoad('self', self)) + 1
+  await assert.rejects(within(cache.getOrLoad('self', self)), code('ELOADER'))
+  const rt = await Cache.connect(standalone, {
+    namespace: uniqueNamespace('evloop-rt'),
+    loader: async (key) => (key === 'a' ? (await rt.get('b')) + 1 : 1),
+  })
+  assert.equal(await within(rt.get('a')), 2)
+  cache.close()
+  rt.close()
+})
+
+test('caches on worker threads run on their own threads\' loops', async () => {
+  const { standalone } = await redis()
+  const namespace = uniqueNamespace('evloop-worker')
+  const main = await Cache.connect(standalone, { namespace })
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const { Cache } = require(workerData.binding)
+    ;(async () => {
+      const cache = await Cache.connect(workerData.url, { namespace: workerData.namespace })
+      const id = workerData.id
+      for (let i = 0; i < 50; i++) await cache.set(id + ':' + i, { id, i })
+      const values = await Promise.all(Array.from({ length: 50 }, (_, i) => cache.get(id + ':' + i)))
+      parentPort.postMessage(values.every((v, i) => v.id === id && v.i === i))
+    })().catch((err) => parentPort.postMessage(String(err)))
+  `
+  const binding = path.resolve(__dirname, '..')
+  const workers = [1, 2].map((id) => new Promise((resolve, reject) => {
+    const worker = new Worker(source, { eval: true, workerData: { binding, url: standalone, namespace, id: `w${id}` } })
+    worker.once('message', (message) => { resolve(message); worker.terminate() })
+    worker.once('error', reject)
+  }))
+  // The main thread keeps calling meanwhile.
+  const mine = Promise.all(Array.from({ length: 50 }, (_, i) => main.set(`m:${i}`, i).then(() => main.get(`m:${i}`))))
+  assert.deepEqual(await Promise.all(workers), [true, true])
+  assert.deepEqual(await mine, Array.from({ length: 50 }, (_, i) => i))
+  assert.deepEqual(await main.get('w1:7'), { id: 'w1', i: 7 })
+  main.close()
+})
+
+test('an idle cache lets the process exit; a pending call keeps it alive until it settles', async () => {
+  const { standalone } = await redis()
+  const binding = JSON.stringify(path.resolve(__dirname, '..'))
+  const script = `
+    const { Cache } = require(${binding})
+    Cache.connect(${JSON.stringify(standalone)}, { namespace: 'evloop-exit' }).then(async (cache) => {
+      await cache.set('k', 'v')
+      // Nothing but this promise is pending: the process must wait for it.
+      cache.get('k').then((v) => console.log('got ' + v))
+    })
+  `
+  // The child exits on its own once the get settled (execFileSync's timeout would kill a
+  // process that an idle connection kept alive).
+  const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 })
+  assert.equal(out.trim(), 'got v')
+})

@@ -1,0 +1,380 @@
+//! The transport of plain `redis://` / `redis+unix://` nodes: a Node `net` socket owned by
+//! JS, bytes moved by Rust (core's [`Connector`]). The socket's events are native callbacks
+//! of the JS thread's executor (evloop.rs), so a reply is read, parsed and its promise
+//! settled on the thread the event loop woke for it: no other thread is involved.
+//!
+//! Rust sees an in-memory duplex stream ([`Stream`]): reads take what the socket's `data`
+//! events pushed, writes append to an outbox that the executor writes with one
+//! `socket.write` per drain. Sockets are unreferenced: a pending promise keeps the process
+//! alive, an idle connection does not.
+#![allow(unsafe_code)] // the socket's JS functions and the data buffers are raw handles
+
+use std::io;
+use std::pin::Pin;
+use std::ptr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures_util::future::BoxFuture;
+use napi::bindgen_prelude::{FunctionCallContext, Unknown};
+use napi::{sys, Env, JsValue as _, Result};
+use polycache::store::{Connector, NodeAddr, NodeStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::evloop::{Local, Remote};
+
+/// Opens a socket and routes its events to one callback: `events(kind, arg)`.
+const OPEN: &str = r#"(function () {
+  const net = process.getBuiltinModule('node:net')
+  return function open (host, port, path, events) {
+    const socket = path !== null ? net.createConnection({ path }) : net.createConnection({ host, port })
+    socket.setNoDelay(true)
+    socket.unref()
+    socket.on('connect', () => events(0, null))
+    socket.on('data', (data) => events(1, data))
+    socket.on('error', (e) => events(2, e && e.code ? `${e.code}: ${e.message}` : String(e)))
+    socket.on('close', () => events(3, null))
+    return [(data) => { socket.write(data) }, () => { socket.destroy() }]
+  }
+})()"#;
+
+const CONNECTED: u32 = 0;
+const DATA: u32 = 1;
+const ERROR: u32 = 2;
+const CLOSED: u32 = 3;
+
+#[derive(Default)]
+struct State {
+    connected: bool,
+    /// Received and not read yet (from `read_at`).
+    inbox: Vec<u8>,
+    read_at: usize,
+    /// Written and not handed to the socket yet.
+    outbox: Vec<u8>,
+    /// The socket closed; with the error it reported, if any.
+    closed: Option<Option<(io::ErrorKind, String)>>,
+    /// The Rust side is gone: the socket is to be destroyed.
+    dropped: bool,
+    waker: Option<Waker>,
+}
+
+/// What the socket's callbacks and the Rust stream share.
+#[derive(Default)]
+struct Pipe(Mutex<State>);
+
+impl Pipe {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake(state: &mut State) {
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn error(state: &State) -> Option<io::Error> {
+        match &state.closed {
+            Some(Some((kind, message))) => Some(io::Error::new(*kind, message.clone())),
+            _ => None,
+        }
+    }
+}
+
+fn error_kind(message: &str) -> io::ErrorKind {
+    let code = message.split(':').next().unwrap_or_default();
+    match code {
+        "ECONNREFUSED" => io::ErrorKind::ConnectionRefused,
+        "ECONNRESET" => io::ErrorKind::ConnectionReset,
+        "EPIPE" => io::ErrorKind::BrokenPipe,
+        "ENOENT" => io::ErrorKind::NotFound,
+        "ETIMEDOUT" => io::ErrorKind::TimedOut,
+        _ => io::ErrorKind::ConnectionAborted,
+    }
+}
+
+/// A node's byte stream (see the module docs).
+pub struct Stream {
+    pipe: Arc<Pipe>,
+    remote: Arc<Remote>,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut state = self.pipe.state();
+        let available = state.inbox.len() - state.read_at;
+        if available > 0 {
+            let n = available.min(buf.remaining());
+            let from = state.read_at;
+            buf.put_slice(&state.inbox[from..from + n]);
+            state.read_at += n;
+            if state.read_at == state.inbox.len() {
+                state.inbox.clear();
+                state.read_at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if state.closed.is_some() {
+            // An error, or the end of the stream (nothing put into `buf`).
+            return Poll::Ready(Pipe::error(&state).map_or(Ok(()), Err));
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut state = self.pipe.state();
+        if state.closed.is_some() {
+            let err = Pipe::error(&state)
+                .unwrap_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "socket closed"));
+            return Poll::Ready(Err(err));
+        }
+        state.outbox.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The executor writes the outbox before its callback returns.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.pipe.state().dropped = true;
+        // The executor destroys the socket when it next drains.
+        self.remote.spawn(Box::pin(async {}));
+    }
+}
+
+/// A socket's JS side, kept by the executor: its write and destroy functions.
+struct Socket {
+    pipe: Arc<Pipe>,
+    write: sys::napi_ref,
+    destroy: sys::napi_ref,
+}
+
+impl Socket {
+    /// Writes the outbox; `false` once the socket is done with (its references released).
+    fn flush(&mut self, env: &Env) -> bool {
+        let (outbox, dropped, closed) = {
+            let mut state = self.pipe.state();
+            let outbox = std::mem::take(&mut state.outbox);
+            (outbox, state.dropped, state.closed.is_some())
+        };
+        let raw = env.raw();
+        if !outbox.is_empty() && !closed {
+            let mut buffer = ptr::null_mut();
+            let mut data = ptr::null_mut();
+            // SAFETY: on the JS thread inside a native callback; the references are live
+            // until released below.
+            unsafe {
+                if sys::napi_create_buffer_copy(
+                    raw,
+                    outbox.len(),
+                    outbox.as_ptr().cast(),
+                    &mut data,
+                    &mut buffer,
+                ) == sys::Status::napi_ok
+                {
+                    call(raw, self.write, &[buffer]);
+                }
+            }
+        }
+        if dropped || closed {
+            // SAFETY: as above; the references are not used afterwards.
+            unsafe {
+                if dropped && !closed {
+                    call(raw, self.destroy, &[]);
+                }
+                sys::napi_delete_reference(raw, self.write);
+                sys::napi_delete_reference(raw, self.destroy);
+            }
+            return false;
+        }
+        true
+    }
+}
+
+/// Calls the function behind `reference` with `args` (an exception is left pending for
+/// Node to report, as from any callback).
+///
+/// # Safety
+/// On the JS thread, with a live reference of `env`.
+unsafe fn call(env: sys::napi_env, reference: sys::napi_ref, args: &[sys::napi_value]) {
+    let mut function = ptr::null_mut();
+    let mut undefined = ptr::null_mut();
+    let mut out = ptr::null_mut();
+    if sys::napi_get_reference_value(env, reference, &mut function) == sys::Status::napi_ok
+        && !function.is_null()
+    {
+        sys::napi_get_undefined(env, &mut undefined);
+        sys::napi_call_function(
+            env,
+            undefined,
+            function,
+            args.len(),
+            args.as_ptr(),
+            &mut out,
+        );
+    }
+}
+
+/// Opens a socket to `addr` on this thread (inside one of the executor's callbacks).
+fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> {
+    let opener: napi::bindgen_prelude::Function<'_, (), ()> = env.run_script(OPEN)?;
+    let pipe = Arc::new(Pipe::default());
+    let events = {
+        let pipe = pipe.clone();
+        env.create_function_from_closure::<(), (), _>("events", move |ctx| {
+            crate::evloop::enter(ctx.env, |_| on_event(&ctx, &pipe))?
+        })?
+    };
+    let raw = env.raw();
+    let mut args = [ptr::null_mut(); 4];
+    // SAFETY: live env on the JS thread; the values are made here.
+    unsafe {
+        let mut null = ptr::null_mut();
+        sys::napi_get_null(raw, &mut null);
+        match addr {
+            NodeAddr::Tcp { host, port } => {
+                sys::napi_create_string_utf8(
+                    raw,
+                    host.as_ptr().cast(),
+                    host.len() as isize,
+                    &mut args[0],
+                );
+                sys::napi_create_uint32(raw, u32::from(*port), &mut args[1]);
+                args[2] = null;
+            }
+            NodeAddr::Unix(path) => {
+                let path = path.to_string_lossy();
+                args[0] = null;
+                args[1] = null;
+                sys::napi_create_string_utf8(
+                    raw,
+                    path.as_ptr().cast(),
+                    path.len() as isize,
+                    &mut args[2],
+                );
+            }
+        }
+        args[3] = events.raw();
+    }
+    let pair = crate::patterns::call(env, &opener, &args)?;
+    let mut write = ptr::null_mut();
+    let mut destroy = ptr::null_mut();
+    // SAFETY: `pair` is the array `open` returned.
+    unsafe {
+        let (mut w, mut d) = (ptr::null_mut(), ptr::null_mut());
+        sys::napi_get_element(raw, pair, 0, &mut w);
+        sys::napi_get_element(raw, pair, 1, &mut d);
+        sys::napi_create_reference(raw, w, 1, &mut write);
+        sys::napi_create_reference(raw, d, 1, &mut destroy);
+    }
+    let mut socket = Socket {
+        pipe: pipe.clone(),
+        write,
+        destroy,
+    };
+    local
+        .after
+        .borrow_mut()
+        .push(Box::new(move |env| socket.flush(env)));
+    Ok(pipe)
+}
+
+fn on_event(ctx: &FunctionCallContext<'_>, pipe: &Pipe) -> Result<()> {
+    let kind: u32 = ctx.get(0)?;
+    let arg: Unknown<'_> = ctx.get(1)?;
+    let mut state = pipe.state();
+    match kind {
+        CONNECTED => state.connected = true,
+        DATA => {
+            let mut data = ptr::null_mut();
+            let mut len = 0;
+            // SAFETY: `arg` is the Buffer of a `data` event, live during this call.
+            unsafe {
+                sys::napi_get_buffer_info(ctx.env.raw(), arg.raw(), &mut data, &mut len);
+                if !data.is_null() && len > 0 {
+                    let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
+                    state.inbox.extend_from_slice(bytes);
+                }
+            }
+        }
+        ERROR if state.closed.is_none() => {
+            let message: String = ctx.get(1)?;
+            state.closed = Some(Some((error_kind(&message), message)));
+        }
+        CLOSED if state.closed.is_none() => state.closed = Some(None),
+        _ => {}
+    }
+    Pipe::wake(&mut state);
+    Ok(())
+}
+
+/// Node's sockets as core's transport (see the module docs).
+#[derive(Debug)]
+pub struct NodeConnector {
+    pub remote: Arc<Remote>,
+}
+
+impl Connector for NodeConnector {
+    fn connect(&self, addr: &NodeAddr) -> BoxFuture<'static, io::Result<Box<dyn NodeStream>>> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (addr, remote) = (addr.clone(), self.remote.clone());
+        self.remote.spawn(Box::pin(async move {
+            let _ = sender.send(connect(remote, addr).await);
+        }));
+        Box::pin(async move {
+            receiver
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the JS event loop is gone")))
+        })
+    }
+
+    fn spawn(&self, driver: BoxFuture<'static, ()>) {
+        self.remote.spawn(driver);
+    }
+}
+
+/// Opens the socket (polled on the JS thread) and waits for it to connect.
+async fn connect(remote: Arc<Remote>, addr: NodeAddr) -> io::Result<Box<dyn NodeStream>> {
+    let pipe = crate::evloop::with_current(|local, env| open(local, env, &addr))
+        .ok_or_else(|| io::Error::other("not on the JS thread"))?
+        .map_err(|e| io::Error::other(format!("{addr}: {}", e.reason)))?;
+    let stream = Stream {
+        pipe: pipe.clone(),
+        remote,
+    };
+    std::future::poll_fn(|cx| {
+        let mut state = pipe.state();
+        if state.connected {
+            return Poll::Ready(Ok(()));
+        }
+        if state.closed.is_some() {
+            let err = Pipe::error(&state).unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::ConnectionAborted, "the socket closed")
+            });
+            return Poll::Ready(Err(io::Error::new(err.kind(), format!("{addr}: {err}"))));
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await?;
+    Ok(Box::new(stream))
+}
