@@ -10,6 +10,7 @@
 // get in a fresh process. POLYCACHE_BENCH_COMPRESSION=none|lz4 overrides the cache's
 // compression (default: the cache's default).
 import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 
 import Redis from 'ioredis'
@@ -122,7 +123,44 @@ async function rss (url, who) {
   process.exit(0)
 }
 
-if (process.argv[2] === '--rss') {
+/**
+ * The conversion alone, on the JS thread, no Redis (`--js-thread`): a set's walk and
+ * encode (`encodeEnvelope`, compression off: the set path's tape walk and core's encoder)
+ * against msgpackr `pack` and `JSON.stringify`; a get's materialization (`decodeEnvelope`:
+ * core's transcode, then what V8 makes objects from) against msgpackr `unpack` and
+ * `JSON.parse`. POLYCACHE_BENCH_BASE=<a copy of bindings-node> adds that build as
+ * `base`, its rounds alternating with the others'. µs per call, best of ROUNDS.
+ */
+async function jsThread () {
+  const builds = { polycache: binding }
+  if (process.env.POLYCACHE_BENCH_BASE) builds.base = createRequire(import.meta.url)(process.env.POLYCACHE_BENCH_BASE)
+  const none = { compression: 'none' }
+  const us = (t) => (t * 1e6).toFixed(1).padStart(10)
+  console.log('\nthe conversion alone, JS thread, µs per call (best of rounds)')
+  for (const [kind, make] of [['records', records], ['floats', floats]]) {
+    for (const target of SIZES.slice(2)) {
+      const value = sized(make, target)
+      const size = JSON.stringify(value).length
+      const packed = pack(value)
+      const text = JSON.stringify(value)
+      const set = { msgpackr: () => pack(value), json: () => JSON.stringify(value) }
+      const get = { msgpackr: () => unpack(packed), json: () => JSON.parse(text) }
+      for (const [name, b] of Object.entries(builds)) {
+        const stored = b.encodeEnvelope(value, none)
+        set[name] = () => b.encodeEnvelope(value, none)
+        get[name] = () => b.decodeEnvelope(stored)
+      }
+      for (const [direction, fns] of [['set', set], ['get', get]]) {
+        const best = await perCall(fns, size)
+        console.log(`  ${`${kind} ${size / 1000} KB ${direction}`.padEnd(24)} ${Object.entries(best).map(([n, t]) => `${n} ${us(t)}`).join('  ')}`)
+      }
+    }
+  }
+}
+
+if (process.argv[2] === '--js-thread') {
+  await jsThread()
+} else if (process.argv[2] === '--rss') {
   await rss(process.argv[3], process.argv[4])
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { url, stop } = await startHarness()

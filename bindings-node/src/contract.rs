@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, Unknown};
 use napi::{Env, Result};
 use napi_derive::napi;
 use polycache::codec::{self, Codec, Compression, EncodeOptions, Meta};
@@ -52,7 +52,7 @@ pub struct Envelope {
 #[napi(ts_args_type = "value: CacheValue, options?: EnvelopeOptions")]
 pub fn encode_envelope(
     env: Env,
-    value: JsValue,
+    value: Unknown<'_>,
     options: Option<EnvelopeOptions>,
 ) -> Result<Buffer> {
     let options = options.unwrap_or_default();
@@ -78,7 +78,9 @@ pub fn encode_envelope(
         tags: options.tags.unwrap_or_default(),
         ..Meta::default()
     };
-    let bytes = errors::check(&env, codec::encode(&value.0, &encode, &meta))?;
+    // Straight from the JS value into the codec, as a `set` writes it.
+    let payload = crate::value::encode_payload(&env, &value, encode.codec)?;
+    let bytes = errors::check(&env, codec::seal(&payload, &encode, &meta))?;
     Ok(bytes.into())
 }
 

@@ -20,6 +20,7 @@ mod fresh;
 mod patterns;
 mod settle;
 mod socket;
+mod tape;
 mod value;
 
 /// Rust-side allocations of the addon (values, keys, batches): glibc malloc was ~20% of a

@@ -1,24 +1,28 @@
 //! JS values <-> core's payloads and [`Value`] (docs/FORMAT.md §2, the Node column).
 //!
-//! The one file that walks JS values, written against raw Node-API calls because it runs on
-//! every `get` and `set` (docs/node.md, "Values in and out"). A `set` walks its value
-//! straight into core's [`Encoder`]; a read's bytes are transcoded by core on a runtime
-//! thread ([`prepare`]) into what V8 makes objects from, and only what JSON cannot carry is
-//! built here one value at a time ([`NapiBuild`]). The rules: `null` (and `undefined` inside arrays and objects) is nil, an
-//! integral safe `number` is an integer and any other `number` a float, a `bigint` is an
-//! integer of at most 64 bits, `Buffer`/`Uint8Array` are bytes, arrays are arrays and plain
-//! objects (prototype `Object.prototype` or `null`) are maps. Anything else — functions,
-//! symbols, wider bigints, class instances, `Date`, `Map`, cyclic objects — is a TypeError
-//! (code `ECODEC`), raised before anything reaches Redis.
+//! The one file that moves JS values across, written against raw Node-API calls because it
+//! runs on every `get` and `set` (docs/node.md, "Values in and out"). A JS value is read by
+//! one call into a JIT-compiled walk that writes its tape ([`crate::tape`]), which core reads
+//! with every rule applied (`codec::js::tape`): straight into the [`Encoder`] for a `set`,
+//! into a [`Value`] otherwise. A read's bytes are transcoded by core on a runtime thread
+//! ([`prepare`]) into what V8 makes objects from, and only what JSON cannot carry is built
+//! here one value at a time ([`NapiBuild`]). The rules: `null` (and `undefined` inside
+//! arrays and objects) is nil, an integral safe `number` is an integer and any other
+//! `number` a float, a `bigint` is an integer of at most 64 bits, `Buffer`/`Uint8Array` are
+//! bytes, arrays are arrays and plain objects (prototype `Object.prototype` or `null`) are
+//! maps. Anything else — functions, symbols, wider bigints, class instances, `Date`, `Map`,
+//! cyclic objects, strings with lone surrogates — is a TypeError (code `ECODEC`), raised
+//! before anything reaches Redis.
 #![allow(unsafe_code)] // Node-API is a C API; every call below checks its status.
 
 use std::ptr;
 
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
+use polycache::codec::js::tape::{encode_tape, read_tape, TapeError, Undefined};
 use polycache::codec::js::{self, Transcode, Transcoded};
 use polycache::codec::{
-    self, Build, DecodeError, DecodeLimits, Encoded, Encoder, Header, Map, PREALLOC_ITEMS,
+    self, Build, DecodeError, DecodeLimits, Encoded, Encoder, Header, Tree, PREALLOC_ITEMS,
 };
 use polycache::Stored;
 use polycache::Value;
@@ -45,9 +49,6 @@ macro_rules! cache_value_type {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsValue(pub Value);
 
-/// Nesting deeper than core's decoders accept is refused before anything is stored (a
-/// cycle is reported as such before it gets here): the top-level value is at depth 0.
-const MAX_DEPTH: usize = polycache::codec::msgpack::MAX_DEPTH;
 /// Longest array (and largest object) a cache with `config` accepts: every item costs a
 /// decoder at least one value slot of its `maxValueBytes` budget, so a longer array could be
 /// written but never read back. Checked before any item is read, so a huge or sparse
@@ -64,449 +65,6 @@ fn check(status: sys::napi_status) -> Result<()> {
             Status::from(status),
             "Node-API call failed while converting a value",
         ))
-    }
-}
-
-/// Why reading stopped: a value that cannot be cached (raised as a TypeError once the
-/// recursion has unwound), or a failed Node-API call.
-enum Fault {
-    Refused(String),
-    Napi(Error),
-    /// Core's encoder refused what it was given (bytes in a JSON cache).
-    Core(polycache::Error),
-}
-
-impl From<Error> for Fault {
-    fn from(err: Error) -> Self {
-        Fault::Napi(err)
-    }
-}
-
-fn refuse<T>(message: impl Into<String>) -> std::result::Result<T, Fault> {
-    Err(Fault::Refused(message.into()))
-}
-
-fn ok(status: sys::napi_status) -> std::result::Result<(), Fault> {
-    check(status).map_err(Fault::Napi)
-}
-
-/// Where a walk of a JS value goes: core's [`Encoder`] (a `set`: the payload in one pass)
-/// or a [`Value`] tree (function arguments, loader results). Calls mirror the encoder's.
-trait Sink {
-    fn nil(&mut self) -> std::result::Result<(), Fault>;
-    fn bool(&mut self, v: bool) -> std::result::Result<(), Fault>;
-    fn int(&mut self, v: i64) -> std::result::Result<(), Fault>;
-    fn uint(&mut self, v: u64) -> std::result::Result<(), Fault>;
-    fn float(&mut self, v: f64) -> std::result::Result<(), Fault>;
-    fn str(&mut self, v: &str) -> std::result::Result<(), Fault>;
-    fn bytes(&mut self, v: &[u8]) -> std::result::Result<(), Fault>;
-    fn begin_array(&mut self, len: usize) -> std::result::Result<(), Fault>;
-    fn end_array(&mut self) -> std::result::Result<(), Fault>;
-    fn begin_map(&mut self, len: usize) -> std::result::Result<(), Fault>;
-    fn key(&mut self, key: &str) -> std::result::Result<(), Fault>;
-    fn end_map(&mut self) -> std::result::Result<(), Fault>;
-}
-
-fn core(r: polycache::Result<()>) -> std::result::Result<(), Fault> {
-    r.map_err(Fault::Core)
-}
-
-impl Sink for Encoder {
-    fn nil(&mut self) -> std::result::Result<(), Fault> {
-        core(Encoder::nil(self))
-    }
-    fn bool(&mut self, v: bool) -> std::result::Result<(), Fault> {
-        core(Encoder::bool(self, v))
-    }
-    fn int(&mut self, v: i64) -> std::result::Result<(), Fault> {
-        core(Encoder::int(self, v))
-    }
-    fn uint(&mut self, v: u64) -> std::result::Result<(), Fault> {
-        core(Encoder::uint(self, v))
-    }
-    fn float(&mut self, v: f64) -> std::result::Result<(), Fault> {
-        core(Encoder::float(self, v))
-    }
-    fn str(&mut self, v: &str) -> std::result::Result<(), Fault> {
-        core(Encoder::str(self, v))
-    }
-    fn bytes(&mut self, v: &[u8]) -> std::result::Result<(), Fault> {
-        core(Encoder::bytes(self, v))
-    }
-    fn begin_array(&mut self, len: usize) -> std::result::Result<(), Fault> {
-        core(Encoder::begin_array(self, len))
-    }
-    fn end_array(&mut self) -> std::result::Result<(), Fault> {
-        core(Encoder::end_array(self))
-    }
-    fn begin_map(&mut self, len: usize) -> std::result::Result<(), Fault> {
-        core(Encoder::begin_map(self, len))
-    }
-    fn key(&mut self, key: &str) -> std::result::Result<(), Fault> {
-        core(Encoder::key(self, key))
-    }
-    fn end_map(&mut self) -> std::result::Result<(), Fault> {
-        core(Encoder::end_map(self))
-    }
-}
-
-/// Builds a [`Value`]: containers being filled, innermost last.
-#[derive(Default)]
-struct TreeSink {
-    open: Vec<Open>,
-    done: Option<Value>,
-}
-
-enum Open {
-    Array(Vec<Value>),
-    Map(Map, Option<String>),
-}
-
-impl TreeSink {
-    fn put(&mut self, value: Value) -> std::result::Result<(), Fault> {
-        match self.open.last_mut() {
-            Some(Open::Array(items)) => items.push(value),
-            Some(Open::Map(map, key)) => {
-                if let Some(key) = key.take() {
-                    map.insert(key, value);
-                }
-            }
-            None => self.done = Some(value),
-        }
-        Ok(())
-    }
-}
-
-impl Sink for TreeSink {
-    fn nil(&mut self) -> std::result::Result<(), Fault> {
-        self.put(Value::Nil)
-    }
-    fn bool(&mut self, v: bool) -> std::result::Result<(), Fault> {
-        self.put(Value::Bool(v))
-    }
-    fn int(&mut self, v: i64) -> std::result::Result<(), Fault> {
-        self.put(Value::Int(v))
-    }
-    fn uint(&mut self, v: u64) -> std::result::Result<(), Fault> {
-        self.put(Value::from(v))
-    }
-    fn float(&mut self, v: f64) -> std::result::Result<(), Fault> {
-        self.put(Value::Float(v))
-    }
-    fn str(&mut self, v: &str) -> std::result::Result<(), Fault> {
-        self.put(Value::Str(v.to_owned()))
-    }
-    fn bytes(&mut self, v: &[u8]) -> std::result::Result<(), Fault> {
-        self.put(Value::Bytes(v.to_vec()))
-    }
-    fn begin_array(&mut self, len: usize) -> std::result::Result<(), Fault> {
-        self.open
-            .push(Open::Array(Vec::with_capacity(len.min(1024))));
-        Ok(())
-    }
-    fn end_array(&mut self) -> std::result::Result<(), Fault> {
-        match self.open.pop() {
-            Some(Open::Array(items)) => self.put(Value::Array(items)),
-            _ => Ok(()),
-        }
-    }
-    fn begin_map(&mut self, len: usize) -> std::result::Result<(), Fault> {
-        self.open
-            .push(Open::Map(Map::with_capacity(len.min(1024)), None));
-        Ok(())
-    }
-    fn key(&mut self, key: &str) -> std::result::Result<(), Fault> {
-        if let Some(Open::Map(_, slot)) = self.open.last_mut() {
-            *slot = Some(key.to_owned());
-        }
-        Ok(())
-    }
-    fn end_map(&mut self) -> std::result::Result<(), Fault> {
-        match self.open.pop() {
-            Some(Open::Map(map, _)) => self.put(Value::Map(map)),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Walks one JS value into a [`Sink`], applying the JS value rules (module docs).
-struct Reader<'s, S> {
-    env: sys::napi_env,
-    sink: &'s mut S,
-    /// `Object.prototype`, fetched on the first object met.
-    object_prototype: sys::napi_value,
-    /// The arrays and objects being read, to detect cycles.
-    ancestors: Vec<sys::napi_value>,
-    /// Most items an array or object may have (see [`max_items`]).
-    max_items: usize,
-    /// Reused for every string read (one Node-API call for a short string, not two).
-    text: Vec<u8>,
-}
-
-impl<S: Sink> Reader<'_, S> {
-    unsafe fn read(
-        &mut self,
-        value: sys::napi_value,
-        nested: bool,
-    ) -> std::result::Result<(), Fault> {
-        let env = self.env;
-        let mut ty = 0;
-        ok(sys::napi_typeof(env, value, &mut ty))?;
-        match ty {
-            sys::ValueType::napi_null => self.sink.nil(),
-            sys::ValueType::napi_undefined if nested => self.sink.nil(),
-            sys::ValueType::napi_boolean => {
-                let mut b = false;
-                ok(sys::napi_get_value_bool(env, value, &mut b))?;
-                self.sink.bool(b)
-            }
-            sys::ValueType::napi_number => {
-                let mut n = 0f64;
-                ok(sys::napi_get_value_double(env, value, &mut n))?;
-                self.number(n)
-            }
-            sys::ValueType::napi_string => self.string(value, S::str),
-            sys::ValueType::napi_bigint => self.bigint(value),
-            sys::ValueType::napi_object => self.object(value),
-            sys::ValueType::napi_undefined => {
-                refuse("undefined cannot be cached (use null for an empty value)")
-            }
-            sys::ValueType::napi_function => refuse("a function cannot be cached"),
-            sys::ValueType::napi_symbol => refuse("a symbol cannot be cached"),
-            _ => refuse("this kind of value cannot be cached"),
-        }
-    }
-
-    /// A `number` by core's rule: an integral safe one is an integer, any other a float.
-    fn number(&mut self, n: f64) -> std::result::Result<(), Fault> {
-        match js::number(n) {
-            js::Number::Int(i) => self.sink.int(i),
-            js::Number::Float(f) => self.sink.float(f),
-        }
-    }
-
-    /// Reads the JS string `value` through the reused buffer and hands it to `put` (a
-    /// string value or a map key).
-    unsafe fn string(
-        &mut self,
-        value: sys::napi_value,
-        put: impl FnOnce(&mut S, &str) -> std::result::Result<(), Fault>,
-    ) -> std::result::Result<(), Fault> {
-        let mut text = std::mem::take(&mut self.text);
-        let written = match read_string_into(self.env, value, &mut text) {
-            Ok(s) => put(self.sink, s),
-            Err(err) => Err(Fault::Napi(err)),
-        };
-        self.text = text;
-        written
-    }
-
-    unsafe fn bigint(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
-        let env = self.env;
-        let mut sign = 0i32;
-        let mut count = 0usize;
-        // With both out-pointers null, Node-API reports the number of words.
-        ok(sys::napi_get_value_bigint_words(
-            env,
-            value,
-            ptr::null_mut(),
-            &mut count,
-            ptr::null_mut(),
-        ))?;
-        if count > 1 {
-            return refuse("a bigint wider than 64 bits cannot be cached");
-        }
-        let mut words = [0u64; 1];
-        ok(sys::napi_get_value_bigint_words(
-            env,
-            value,
-            &mut sign,
-            &mut count,
-            words.as_mut_ptr(),
-        ))?;
-        let magnitude = if count == 0 { 0 } else { words[0] };
-        if sign == 0 {
-            return self.sink.uint(magnitude);
-        }
-        // -2^63 is the smallest integer of the model.
-        if magnitude <= i64::MAX as u64 {
-            self.sink.int(-(magnitude as i64))
-        } else if magnitude == 1 << 63 {
-            self.sink.int(i64::MIN)
-        } else {
-            refuse("a bigint below -2^63 cannot be cached")
-        }
-    }
-
-    unsafe fn object(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
-        let env = self.env;
-        if let Some((kind, len, data)) = typed_array(env, value)? {
-            if kind != sys::TypedarrayType::uint8_array {
-                return refuse(
-                    "only Buffer and Uint8Array are cached as bytes (not other typed arrays)",
-                );
-            }
-            let bytes: &[u8] = if len == 0 {
-                &[]
-            } else {
-                std::slice::from_raw_parts(data.cast::<u8>(), len)
-            };
-            return self.sink.bytes(bytes);
-        }
-        if self.ancestors.len() >= MAX_DEPTH {
-            // This container's items would be deeper than MAX_DEPTH.
-            return refuse(format!(
-                "values nested deeper than {MAX_DEPTH} levels cannot be cached"
-            ));
-        }
-        for &ancestor in &self.ancestors {
-            let mut same = false;
-            ok(sys::napi_strict_equals(env, ancestor, value, &mut same))?;
-            if same {
-                return refuse("a cyclic value cannot be cached");
-            }
-        }
-        let mut is = false;
-        ok(sys::napi_is_array(env, value, &mut is))?;
-        self.ancestors.push(value);
-        let result = if is {
-            self.array(value)
-        } else {
-            self.map(value)
-        };
-        self.ancestors.pop();
-        result
-    }
-
-    unsafe fn array(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
-        let env = self.env;
-        let mut len = 0u32;
-        ok(sys::napi_get_array_length(env, value, &mut len))?;
-        if len as usize > self.max_items {
-            return refuse(format!(
-                "an array of {len} items cannot be cached (at most {}, from maxValueBytes)",
-                self.max_items
-            ));
-        }
-        if len >= NUMBERS_FROM {
-            if let Some(numbers) = self.numbers(value)? {
-                self.sink.begin_array(numbers.len())?;
-                for &n in numbers {
-                    self.number(n)?;
-                }
-                return self.sink.end_array();
-            }
-        }
-        self.sink.begin_array(len as usize)?;
-        for i in 0..len {
-            let mut item = ptr::null_mut();
-            ok(sys::napi_get_element(env, value, i, &mut item))?;
-            let mut ty = 0;
-            ok(sys::napi_typeof(env, item, &mut ty))?;
-            if ty == sys::ValueType::napi_undefined {
-                // A hole reads as undefined too: a sparse array is refused at its first hole
-                // rather than stored as a run of nils.
-                let mut has = false;
-                ok(sys::napi_has_element(env, value, i, &mut has))?;
-                if !has {
-                    return refuse(format!(
-                        "a sparse array cannot be cached (index {i} of {len} is a hole)"
-                    ));
-                }
-            }
-            self.read(item, true)?;
-        }
-        self.sink.end_array()
-    }
-
-    /// The items of an array whose items are all numbers, copied by one JS call into a
-    /// `Float64Array` (a few ns per item, where reading each with Node-API costs ~100);
-    /// `None` for any other array (a hole, or any item that is not a `number`, stops it).
-    /// Valid while `value`'s scope is.
-    unsafe fn numbers<'scope>(
-        &self,
-        value: sys::napi_value,
-    ) -> std::result::Result<Option<&'scope [f64]>, Fault> {
-        let env = self.env;
-        let typed = call_helper(env, Helper::ArrayToNumbers, value)?;
-        let Some((kind, len, data)) = typed_array(env, typed)? else {
-            return Ok(None);
-        };
-        if kind != sys::TypedarrayType::float64_array || len == 0 {
-            return Ok(None);
-        }
-        Ok(Some(std::slice::from_raw_parts(data.cast::<f64>(), len)))
-    }
-
-    unsafe fn map(&mut self, value: sys::napi_value) -> std::result::Result<(), Fault> {
-        let env = self.env;
-        let mut proto = ptr::null_mut();
-        ok(sys::napi_get_prototype(env, value, &mut proto))?;
-        let mut proto_type = 0;
-        ok(sys::napi_typeof(env, proto, &mut proto_type))?;
-        if proto_type != sys::ValueType::napi_null {
-            let mut plain = false;
-            ok(sys::napi_strict_equals(
-                env,
-                proto,
-                self.object_prototype()?,
-                &mut plain,
-            ))?;
-            if !plain {
-                return refuse(
-                    "only plain objects are cached as maps (not class instances, Date, Map, Set …)",
-                );
-            }
-        }
-        let mut keys = ptr::null_mut();
-        ok(sys::napi_get_all_property_names(
-            env,
-            value,
-            sys::KeyCollectionMode::own_only,
-            sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
-            sys::KeyConversion::numbers_to_strings,
-            &mut keys,
-        ))?;
-        let mut len = 0u32;
-        ok(sys::napi_get_array_length(env, keys, &mut len))?;
-        if len as usize > self.max_items {
-            return refuse(format!(
-                "an object of {len} properties cannot be cached (at most {}, from maxValueBytes)",
-                self.max_items
-            ));
-        }
-        self.sink.begin_map(len as usize)?;
-        for i in 0..len {
-            let mut key = ptr::null_mut();
-            ok(sys::napi_get_element(env, keys, i, &mut key))?;
-            let mut item = ptr::null_mut();
-            ok(sys::napi_get_property(env, value, key, &mut item))?;
-            self.string(key, S::key)?;
-            self.read(item, true)?;
-        }
-        self.sink.end_map()
-    }
-
-    unsafe fn object_prototype(&mut self) -> std::result::Result<sys::napi_value, Fault> {
-        if self.object_prototype.is_null() {
-            let env = self.env;
-            let mut global = ptr::null_mut();
-            ok(sys::napi_get_global(env, &mut global))?;
-            let mut object = ptr::null_mut();
-            ok(sys::napi_get_named_property(
-                env,
-                global,
-                c"Object".as_ptr(),
-                &mut object,
-            ))?;
-            ok(sys::napi_get_named_property(
-                env,
-                object,
-                c"prototype".as_ptr(),
-                &mut self.object_prototype,
-            ))?;
-        }
-        Ok(self.object_prototype)
     }
 }
 
@@ -536,71 +94,23 @@ unsafe fn typed_array(
     Ok(Some((kind, len, data)))
 }
 
-/// Reads a JS string's UTF-8 into `buf` (reused): one Node-API call when it fits, a second
-/// to size the buffer when it may not have.
-unsafe fn read_string_into(
-    env: sys::napi_env,
-    value: sys::napi_value,
-    buf: &mut Vec<u8>,
-) -> Result<&str> {
-    if buf.len() < 256 {
-        buf.resize(256, 0);
-    }
-    // Copies into `buf` (NUL-terminated) or, with `None`, only measures; the byte count.
-    let utf8 = |buf: Option<&mut [u8]>| -> Result<usize> {
-        let (data, len) = buf.map_or((ptr::null_mut(), 0), |b| (b.as_mut_ptr(), b.len()));
-        let mut written = 0usize;
-        check(sys::napi_get_value_string_utf8(
-            env,
-            value,
-            data.cast(),
-            len,
-            &mut written,
-        ))?;
-        Ok(written)
-    };
-    let mut written = utf8(Some(buf))?;
-    // Node-API writes whole characters, at most `len - 1` bytes: with 4 bytes to spare the
-    // string was complete.
-    if written + 4 >= buf.len() {
-        let len = utf8(None)?;
-        if len + 1 > buf.len() {
-            buf.resize(len + 1, 0);
-            written = utf8(Some(buf))?;
-        }
-    }
-    // Node-API writes UTF-8 (lone surrogates become U+FFFD), so this does not fail.
-    std::str::from_utf8(&buf[..written]).map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
-}
-
-/// A JS function the walkers call, made once per environment and kept by reference. The
-/// copies are JIT-compiled loops: a few ns per item, where a Node-API call per item costs
-/// ~100. They only move numbers; which number is an integer stays core's rule.
+/// A JS function this file calls, made once per environment and kept by reference. The
+/// copy and the walk are JIT-compiled: a few ns per item, where a Node-API call per item
+/// costs ~100. They only move values; the rules stay core's.
 #[derive(Clone, Copy)]
 enum Helper {
     /// `JSON.parse`.
     JsonParse,
     /// Copies a `Float64Array` into an array.
     NumbersToArray,
-    /// Copies an array whose items are all `number`s into a `Float64Array`, else
-    /// `undefined` (a hole or any other item stops it).
-    ArrayToNumbers,
+    /// Writes a JS value's tape ([`crate::tape`]).
+    Tape,
 }
 
 const HELPERS_COUNT: usize = 3;
 
 const NUMBERS_TO_ARRAY: &str = "(function (t) { const n = t.length; const a = new Array(n); \
     for (let i = 0; i < n; i++) a[i] = t[i]; return a })";
-
-const ARRAY_TO_NUMBERS: &str = "(function (a) { const n = a.length; \
-    if (n === 0 || typeof a[0] !== 'number') return undefined; \
-    const t = new Float64Array(n); \
-    for (let i = 0; i < n; i++) { const x = a[i]; if (typeof x !== 'number') return undefined; \
-    t[i] = x } return t })";
-
-/// Arrays at least this long try [`Helper::ArrayToNumbers`] first: below, the JS call costs
-/// more than the Node-API reads it saves.
-const NUMBERS_FROM: u32 = 16;
 
 thread_local! {
     /// This thread's environment and its helpers, by [`Helper`].
@@ -639,11 +149,12 @@ unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
                 &mut function,
             ))?;
         }
-        Helper::NumbersToArray | Helper::ArrayToNumbers => {
-            let source = match which {
-                Helper::NumbersToArray => NUMBERS_TO_ARRAY,
-                _ => ARRAY_TO_NUMBERS,
-            };
+        Helper::NumbersToArray => {
+            let source = create_string(env, NUMBERS_TO_ARRAY.as_bytes())?;
+            check(sys::napi_run_script(env, source, &mut function))?;
+        }
+        Helper::Tape => {
+            let source = crate::tape::walk_source();
             let source = create_string(env, source.as_bytes())?;
             check(sys::napi_run_script(env, source, &mut function))?;
         }
@@ -660,14 +171,63 @@ unsafe fn call_helper(
     which: Helper,
     arg: sys::napi_value,
 ) -> Result<sys::napi_value> {
+    call_helper_with(env, which, &[arg])
+}
+
+unsafe fn call_helper_with(
+    env: sys::napi_env,
+    which: Helper,
+    args: &[sys::napi_value],
+) -> Result<sys::napi_value> {
     let function = helper(env, which)?;
     let mut undefined = ptr::null_mut();
     check(sys::napi_get_undefined(env, &mut undefined))?;
     let mut out = ptr::null_mut();
     check(sys::napi_call_function(
-        env, undefined, function, 1, &arg, &mut out,
+        env,
+        undefined,
+        function,
+        args.len(),
+        args.as_ptr(),
+        &mut out,
     ))?;
     Ok(out)
+}
+
+/// The tape of `value` ([`crate::tape`]), written by one call into JS: valid while the
+/// current scope is and until the next walk.
+///
+/// # Safety
+/// `env` and `value` must be live handles of the current Node-API call.
+unsafe fn tape<'scope>(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    max_items: usize,
+) -> Result<&'scope [u8]> {
+    let mut cap = ptr::null_mut();
+    check(sys::napi_create_double(env, max_items as f64, &mut cap))?;
+    let out = call_helper_with(env, Helper::Tape, &[value, cap])?;
+    match typed_array(env, out)? {
+        Some((sys::TypedarrayType::uint8_array, len, data)) if len > 0 => {
+            Ok(std::slice::from_raw_parts(data.cast::<u8>(), len))
+        }
+        Some((sys::TypedarrayType::uint8_array, _, _)) => Ok(&[]),
+        _ => Err(Error::new(
+            Status::GenericFailure,
+            "the value walk did not return its tape",
+        )),
+    }
+}
+
+/// A tape that did not become a value, as a JS error: a refusal is a `TypeError`
+/// (`ECODEC`), anything else core's error.
+fn tape_error<E>(env: sys::napi_env, err: TapeError<E>, host: impl FnOnce(E) -> Error) -> Error {
+    let env = Env::from_raw(env);
+    match err {
+        TapeError::Refused(message) => errors::type_error(&env, message),
+        TapeError::Malformed(err) => errors::to_js(&env, &err),
+        TapeError::Host(err) => host(err),
+    }
 }
 
 /// What V8 makes of core's [`Transcoded`]: `JSON.parse` of the JSON text (measured several
@@ -763,47 +323,23 @@ unsafe fn write_direct(env: sys::napi_env, value: &Value) -> Result<sys::napi_va
 /// # Safety
 /// `env` and `value` must be live handles of the current Node-API call.
 pub(crate) unsafe fn read_value(env: sys::napi_env, value: sys::napi_value) -> Result<Value> {
-    read_top(env, value, false, default_max_items())
+    read_top(env, value, Undefined::Nested, default_max_items())
 }
 
 fn default_max_items() -> usize {
     js::max_items(&polycache::codec::DecodeLimits::default())
 }
 
+/// Reads `value` through its tape into core's [`Value`].
 unsafe fn read_top(
     env: sys::napi_env,
     value: sys::napi_value,
-    nested: bool,
+    undefined: Undefined,
     max_items: usize,
 ) -> Result<Value> {
-    let mut sink = TreeSink::default();
-    walk(env, value, nested, max_items, &mut sink)?;
-    sink.done
-        .ok_or_else(|| Error::new(Status::GenericFailure, "no value was read"))
-}
-
-/// Walks `value` into `sink`; a refused value is a TypeError (`ECODEC`).
-unsafe fn walk<S: Sink>(
-    env: sys::napi_env,
-    value: sys::napi_value,
-    nested: bool,
-    max_items: usize,
-    sink: &mut S,
-) -> Result<()> {
-    let mut reader = Reader {
-        env,
-        sink,
-        object_prototype: ptr::null_mut(),
-        ancestors: Vec::new(),
-        max_items,
-        text: Vec::new(),
-    };
-    match reader.read(value, nested) {
-        Ok(()) => Ok(()),
-        Err(Fault::Refused(message)) => Err(errors::type_error(&Env::from_raw(env), message)),
-        Err(Fault::Napi(err)) => Err(err),
-        Err(Fault::Core(err)) => Err(errors::to_js(&Env::from_raw(env), &err)),
-    }
+    let tape = tape(env, value, max_items)?;
+    read_tape(tape, max_items, undefined, &mut Tree)
+        .map_err(|err| tape_error(env, err, |never| match never {}))
 }
 
 /// Like [`read_value`], with `undefined` read as nil (function arguments used in keys).
@@ -814,7 +350,7 @@ pub(crate) unsafe fn read_value_lenient(
     env: sys::napi_env,
     value: sys::napi_value,
 ) -> Result<Value> {
-    read_top(env, value, true, default_max_items())
+    read_top(env, value, Undefined::Anywhere, default_max_items())
 }
 
 /// A JS value handed back as it is (a promise, a function).
@@ -888,7 +424,7 @@ pub fn read_for(
 ) -> Result<Value> {
     use napi::JsValue as _;
     // SAFETY: a live `Env` and a value of the current call.
-    unsafe { read_top(env.raw(), value.raw(), false, max_items(config)) }
+    unsafe { read_top(env.raw(), value.raw(), Undefined::Nested, max_items(config)) }
 }
 
 /// Writes a JS value to store in a cache with `config` straight into its encoder: the
@@ -900,17 +436,36 @@ pub fn encode_for(
 ) -> Result<Encoded> {
     use napi::JsValue as _;
     let mut encoder = config.encoder();
-    // SAFETY: a live `Env` and a value of the current call.
+    let max_items = max_items(config);
+    // SAFETY: a live `Env` and a value of the current call; the tape is read before
+    // anything else runs on this thread.
     unsafe {
-        walk(
-            env.raw(),
-            value.raw(),
-            false,
-            max_items(config),
-            &mut encoder,
-        )?;
+        let tape = tape(env.raw(), value.raw(), max_items)?;
+        encode_tape(tape, max_items, &mut encoder)
+            .map_err(|err| tape_error(env.raw(), err, |err| errors::to_js(env, &err)))?;
     }
     encoder.finish().map_err(|err| errors::to_js(env, &err))
+}
+
+/// A JS value's payload in `codec` (default limits), as `encode_for` writes it.
+pub fn encode_payload(
+    env: &Env,
+    value: &napi::bindgen_prelude::Unknown<'_>,
+    codec: codec::Codec,
+) -> Result<Vec<u8>> {
+    use napi::JsValue as _;
+    let mut encoder = Encoder::new(codec);
+    let max_items = default_max_items();
+    // SAFETY: as `encode_for`.
+    unsafe {
+        let tape = tape(env.raw(), value.raw(), max_items)?;
+        encode_tape(tape, max_items, &mut encoder)
+            .map_err(|err| tape_error(env.raw(), err, |err| errors::to_js(env, &err)))?;
+    }
+    encoder
+        .finish()
+        .map(|encoded| encoded.payload)
+        .map_err(|err| errors::to_js(env, &err))
 }
 
 /// Makes JS values for a decoder (core's [`Build`]), one Node-API call per value: the exact

@@ -98,6 +98,12 @@ impl Encoder {
         }
     }
 
+    /// Makes room for at least `additional` more payload bytes (a binding that knows the
+    /// size of what it is about to write grows the payload once).
+    pub fn reserve(&mut self, additional: usize) {
+        self.out.reserve(additional);
+    }
+
     /// The payload, once exactly one complete value was written.
     ///
     /// # Errors

@@ -4,6 +4,8 @@
 //! a payload straight into what V8 makes objects from: the JSON text `JSON.parse` reads
 //! ([`JsonText`]), or for an array of numbers the numbers themselves ([`Transcode`]).
 
+pub mod tape;
+
 use super::{Build, Codec, DecodeLimits, Encoder, VALUE_SLOT_BYTES};
 use crate::error::Result;
 
@@ -21,8 +23,11 @@ pub enum Number {
 }
 
 /// How a JS `number` is written.
+#[inline]
 pub fn number(n: f64) -> Number {
-    if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER {
+    // Within the safe range, integral exactly when the cast back is the same number (the
+    // cast is exact there; `fract` is a libm call on the hot path of every number).
+    if n.abs() <= MAX_SAFE_INTEGER && (n as i64) as f64 == n {
         Number::Int(n as i64)
     } else {
         Number::Float(n)
@@ -283,6 +288,14 @@ mod tests {
             Number::Float(MAX_SAFE_INTEGER + 1.0)
         );
         assert!(matches!(number(f64::NAN), Number::Float(f) if f.is_nan()));
+        assert_eq!(
+            number(-MAX_SAFE_INTEGER),
+            Number::Int(-9_007_199_254_740_991)
+        );
+        assert_eq!(number(0.5), Number::Float(0.5));
+        assert_eq!(number(-1e-300), Number::Float(-1e-300));
+        assert_eq!(number(f64::INFINITY), Number::Float(f64::INFINITY));
+        assert_eq!(number(-2.0), Number::Int(-2));
     }
 
     #[test]

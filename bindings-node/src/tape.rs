@@ -1,0 +1,222 @@
+//! The JS half of the value tape (core's `codec::js::tape` has the layout and every rule):
+//! a walk that V8 compiles, installed once per environment by `value.rs`, writing what each
+//! JS value is into one reused `Buffer`. It reads a value the way the earlier Node-API walk
+//! did (own enumerable string keys in `Object.keys` order, getters and proxies run, holes
+//! told from `undefined`, ancestors compared for cycles) but at JIT speed: one call into JS
+//! per value instead of one or more Node-API calls per item. It decides nothing about the
+//! format: numbers go as their `f64`, bigints as their decimal text, strings as UTF-8 with a
+//! mark when they hold lone surrogates, and it stops at what can never be cached, at
+//! core's nesting limit, and past core's item cap (both handed in), so a cycle, a deep
+//! value or a huge sparse array ends at once.
+
+use polycache::codec::js::tape::TAGS;
+use polycache::codec::msgpack::MAX_DEPTH;
+
+/// The walk's source; `$NAME` stands for core's tag of that name, `$MAX_DEPTH` for the
+/// nesting limit. Evaluates to `encode(value, maxItems)`, which returns the tape as a
+/// `Uint8Array` over the reused buffer (valid until the next call).
+const WALK: &str = r#"(function () {
+  'use strict'
+  const maxDepth = $MAX_DEPTH
+  const SMALL = 1 << 16
+  // A buffer grown past this by one large value is not kept for the next call.
+  const LARGEST_KEPT = 1 << 24
+  // Thrown to end the walk once a stop tag is written (caught below, never escapes).
+  const STOP = Symbol('stop')
+  const typedArrayName = Object.getOwnPropertyDescriptor(
+    Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag).get
+  const objectPrototype = Object.prototype
+  const getPrototypeOf = Object.getPrototypeOf
+  const keysOf = Object.keys
+  const isArray = Array.isArray
+  const isView = ArrayBuffer.isView
+  const utf8 = typeof Buffer.prototype.utf8Write === 'function'
+    ? (b, s, at) => b.utf8Write(s, at)
+    : (b, s, at) => b.write(s, at)
+  const wellFormed = typeof String.prototype.isWellFormed === 'function'
+    ? (s) => s.isWellFormed()
+    : () => true
+
+  function writer () {
+    let buf = Buffer.allocUnsafeSlow(SMALL)
+    let view = new DataView(buf.buffer, buf.byteOffset, buf.length)
+    let pos = 0
+    let cap = 0
+    let busy = false
+    const ancestors = []
+
+    function grow (n) {
+      let size = buf.length * 2
+      while (size < pos + n) size *= 2
+      const next = Buffer.allocUnsafeSlow(size)
+      buf.copy(next, 0, 0, pos)
+      buf = next
+      view = new DataView(next.buffer, next.byteOffset, next.length)
+    }
+    function tag (t) {
+      if (pos + 1 > buf.length) grow(1)
+      buf[pos++] = t
+    }
+    function stop (t) {
+      tag(t)
+      throw STOP
+    }
+    function head (t, n) {
+      if (pos + 5 > buf.length) grow(5)
+      buf[pos] = t
+      view.setUint32(pos + 1, n, true)
+      pos += 5
+    }
+    function string (s) {
+      const n = s.length
+      if (pos + 5 + 3 * n > buf.length) grow(5 + 3 * n)
+      const start = pos + 5
+      let end = start
+      if (n < 48) {
+        // Short ASCII (most keys and words): a byte per char beats a native call.
+        let i = 0
+        for (; i < n; i++) {
+          const c = s.charCodeAt(i)
+          if (c > 0x7f) break
+          buf[end++] = c
+        }
+        if (i < n) end = start + utf8(buf, s, start)
+      } else {
+        end = start + utf8(buf, s, start)
+      }
+      const len = end - start
+      // As many bytes as chars: all ASCII, so well-formed.
+      buf[pos] = len === n || wellFormed(s) ? $STRING : $STRING_LONE
+      view.setUint32(pos + 1, len, true)
+      pos = end
+    }
+    function walk (v, depth) {
+      switch (typeof v) {
+        case 'string':
+          string(v)
+          return
+        case 'number':
+          if (pos + 9 > buf.length) grow(9)
+          buf[pos] = $NUMBER
+          view.setFloat64(pos + 1, v, true)
+          pos += 9
+          return
+        case 'boolean':
+          tag(v ? $TRUE : $FALSE)
+          return
+        case 'object':
+          if (v === null) tag($NULL)
+          else object(v, depth)
+          return
+        case 'undefined':
+          tag($UNDEFINED)
+          return
+        case 'bigint': {
+          const text = String(v)
+          head($BIGINT, text.length)
+          if (pos + text.length > buf.length) grow(text.length)
+          pos += buf.write(text, pos, 'latin1')
+          return
+        }
+        case 'function':
+          stop($FUNCTION)
+          return
+        case 'symbol':
+          stop($SYMBOL)
+          return
+        default:
+          stop($UNKNOWN)
+      }
+    }
+    function object (v, depth) {
+      if (isView(v)) {
+        const name = typedArrayName.call(v)
+        if (name === 'Uint8Array') {
+          const n = v.length
+          head($BYTES, n)
+          if (pos + n > buf.length) grow(n)
+          buf.set(v, pos)
+          pos += n
+          return
+        }
+        // Another typed array; a DataView has no name and is not plain below.
+        if (name !== undefined) stop($TYPED_OTHER)
+      }
+      if (depth >= maxDepth) stop($DEEP)
+      for (let i = 0; i < depth; i++) if (ancestors[i] === v) stop($CYCLE)
+      ancestors[depth] = v
+      if (isArray(v)) array(v, depth + 1)
+      else map(v, depth + 1)
+      ancestors[depth] = undefined
+    }
+    function array (a, depth) {
+      const n = a.length >>> 0
+      head($ARRAY, n)
+      if (n > cap) throw STOP
+      for (let i = 0; i < n; i++) {
+        const x = a[i]
+        if (x === undefined && !(i in a)) stop($HOLE)
+        walk(x, depth)
+      }
+    }
+    function map (o, depth) {
+      const proto = getPrototypeOf(o)
+      if (proto !== objectPrototype && proto !== null) stop($NOT_PLAIN)
+      const keys = keysOf(o)
+      const n = keys.length
+      head($MAP, n)
+      if (n > cap) throw STOP
+      for (let i = 0; i < n; i++) {
+        const k = keys[i]
+        string(k)
+        walk(o[k], depth)
+      }
+    }
+
+    return function encode (value, maxItems) {
+      // A getter that caches a value while this walk runs gets a walk of its own.
+      if (busy) return writer()(value, maxItems)
+      busy = true
+      if (buf.length > LARGEST_KEPT) {
+        buf = Buffer.allocUnsafeSlow(SMALL)
+        view = new DataView(buf.buffer, buf.byteOffset, buf.length)
+      }
+      pos = 0
+      cap = maxItems
+      try {
+        walk(value, 0)
+      } catch (e) {
+        ancestors.length = 0
+        if (e !== STOP) throw e
+      } finally {
+        busy = false
+      }
+      return new Uint8Array(buf.buffer, buf.byteOffset, pos)
+    }
+  }
+  return writer()
+})()"#;
+
+/// The walk's source with core's tags and nesting limit in place.
+pub(crate) fn walk_source() -> String {
+    // Longest names first, so `$STRING` does not eat into `$STRING_LONE`.
+    let mut tags = TAGS;
+    tags.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    let mut source = WALK.replace("$MAX_DEPTH", &MAX_DEPTH.to_string());
+    for (name, tag) in tags {
+        source = source.replace(&format!("${name}"), &tag.to_string());
+    }
+    source
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_is_replaced() {
+        let source = walk_source();
+        assert!(!source.contains('$'), "{source}");
+        assert!(source.contains("const maxDepth = 256"));
+    }
+}

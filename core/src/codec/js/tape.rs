@@ -1,0 +1,628 @@
+//! The value tape: how a JS value crosses into core in one piece. A JIT-compiled JS walk
+//! (the Node addon installs it) writes, value by value, only what JS alone can tell — the
+//! JS type it saw and its raw content — and [`read_tape`] applies every rule of
+//! docs/FORMAT.md §2 while it drives a [`Build`] (core's [`Encoder`] for a `set`, a
+//! [`Value`](super::super::Value) tree for arguments and loader results): the integer rule
+//! for `number`, the bigint range, strings without a UTF-8 form, the nesting limit, the
+//! item cap, and the messages of every refusal. The walk holds no format rule: it cuts off
+//! (writes a stop tag and ends) at a value it can never send, and at a container deeper or
+//! longer than the limits it is given, which are core's ([`MAX_DEPTH`], [`max_items`]).
+//!
+//! Layout: a tag byte, then its content; lengths and counts are `u32`, numbers `f64`, both
+//! little-endian.
+//!
+//! | tag | content |
+//! |---|---|
+//! | [`NULL`], [`UNDEFINED`], [`FALSE`], [`TRUE`] | — |
+//! | [`NUMBER`] | the `f64` |
+//! | [`BIGINT`] | length, its decimal text (`String(b)`) |
+//! | [`STRING`], [`STRING_LONE`] | length, UTF-8 (`STRING_LONE`: the string has lone surrogates, written as U+FFFD) |
+//! | [`BYTES`] | length, the bytes of a `Uint8Array` (a `Buffer`) |
+//! | [`ARRAY`] | length, then the items (none when the length is over the cap) |
+//! | [`MAP`] | count, then each key (a string tag) and its value (none when over the cap) |
+//! | [`HOLE`] | an array item that is a hole; the walk stops |
+//! | [`TYPED_OTHER`], [`NOT_PLAIN`], [`FUNCTION`], [`SYMBOL`], [`CYCLE`], [`DEEP`], [`UNKNOWN`] | what cannot be cached; the walk stops |
+//!
+//! [`max_items`]: super::max_items
+
+use super::super::msgpack::MAX_DEPTH;
+use super::super::{Build, Encoder};
+use super::{number, Number};
+use crate::error::Error;
+
+/// `null`.
+pub const NULL: u8 = 0;
+/// `undefined` (nil inside a container).
+pub const UNDEFINED: u8 = 1;
+/// `false`.
+pub const FALSE: u8 = 2;
+/// `true`.
+pub const TRUE: u8 = 3;
+/// A `number`.
+pub const NUMBER: u8 = 4;
+/// A `bigint`.
+pub const BIGINT: u8 = 5;
+/// A well-formed string.
+pub const STRING: u8 = 6;
+/// A string with lone surrogates.
+pub const STRING_LONE: u8 = 7;
+/// An array.
+pub const ARRAY: u8 = 8;
+/// A plain object.
+pub const MAP: u8 = 9;
+/// A `Uint8Array` or `Buffer`.
+pub const BYTES: u8 = 10;
+/// A hole in an array.
+pub const HOLE: u8 = 11;
+/// A typed array other than `Uint8Array`.
+pub const TYPED_OTHER: u8 = 12;
+/// An object that is not plain (a class instance, `Date`, `Map` …).
+pub const NOT_PLAIN: u8 = 13;
+/// A function.
+pub const FUNCTION: u8 = 14;
+/// A symbol.
+pub const SYMBOL: u8 = 15;
+/// An object met again inside itself.
+pub const CYCLE: u8 = 16;
+/// A container deeper than [`MAX_DEPTH`].
+pub const DEEP: u8 = 17;
+/// Any other kind of JS value.
+pub const UNKNOWN: u8 = 18;
+
+/// Every tag by its name, for the writer's source (the walk uses these numbers).
+pub const TAGS: [(&str, u8); 19] = [
+    ("NULL", NULL),
+    ("UNDEFINED", UNDEFINED),
+    ("FALSE", FALSE),
+    ("TRUE", TRUE),
+    ("NUMBER", NUMBER),
+    ("BIGINT", BIGINT),
+    ("STRING_LONE", STRING_LONE),
+    ("STRING", STRING),
+    ("ARRAY", ARRAY),
+    ("MAP", MAP),
+    ("BYTES", BYTES),
+    ("HOLE", HOLE),
+    ("TYPED_OTHER", TYPED_OTHER),
+    ("NOT_PLAIN", NOT_PLAIN),
+    ("FUNCTION", FUNCTION),
+    ("SYMBOL", SYMBOL),
+    ("CYCLE", CYCLE),
+    ("DEEP", DEEP),
+    ("UNKNOWN", UNKNOWN),
+];
+
+/// Why a tape did not become a value.
+#[derive(Debug)]
+pub enum TapeError<E> {
+    /// The JS value cannot be cached (a `TypeError` in JS); the reason.
+    Refused(String),
+    /// The tape is not one the walk writes (a bug, not the caller's value).
+    Malformed(Error),
+    /// The builder refused or failed (core's encoder: bytes in a JSON cache …).
+    Host(E),
+}
+
+/// Where `undefined` may stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undefined {
+    /// Only inside arrays and objects (a value to cache).
+    Nested,
+    /// Anywhere, as nil (a function argument used in a key).
+    Anywhere,
+}
+
+/// Reads one value's tape into `build`. `max_items` is the longest array (and largest
+/// object) accepted ([`super::max_items`] of the reader's limits).
+///
+/// # Errors
+/// [`TapeError::Refused`] for a value that cannot be cached, with the message JS shows.
+pub fn read_tape<B: Build>(
+    tape: &[u8],
+    max_items: usize,
+    undefined: Undefined,
+    build: &mut B,
+) -> Result<B::Value, TapeError<B::Error>> {
+    let mut reader = Reader {
+        tape,
+        at: 0,
+        max_items,
+    };
+    let value = reader.value(build, 0, undefined == Undefined::Anywhere)?;
+    if reader.at != tape.len() {
+        return Err(reader.malformed());
+    }
+    Ok(value)
+}
+
+/// Writes one value's tape with `encoder` (a `set`: the payload in one pass).
+///
+/// # Errors
+/// As [`read_tape`]; the encoder's own errors as [`TapeError::Host`].
+pub fn encode_tape(
+    tape: &[u8],
+    max_items: usize,
+    encoder: &mut Encoder,
+) -> Result<(), TapeError<Error>> {
+    // No MessagePack form is longer than its tape entry (a tag and a length or an `f64`
+    // against the codec's shortest form), so the payload grows once; JSON's may grow more.
+    encoder.reserve(tape.len());
+    read_tape(tape, max_items, Undefined::Nested, &mut Encoding(encoder))
+}
+
+/// Refusal messages (the Node binding's since its first walk; tests match on them).
+fn refused<T, E>(message: impl Into<String>) -> Result<T, TapeError<E>> {
+    Err(TapeError::Refused(message.into()))
+}
+
+struct Reader<'t> {
+    tape: &'t [u8],
+    at: usize,
+    max_items: usize,
+}
+
+impl<'t> Reader<'t> {
+    fn malformed<E>(&self) -> TapeError<E> {
+        TapeError::Malformed(Error::codec(format!(
+            "value tape: malformed at byte {} of {}",
+            self.at,
+            self.tape.len()
+        )))
+    }
+
+    fn take<E>(&mut self, n: usize) -> Result<&'t [u8], TapeError<E>> {
+        match self.tape.get(self.at..self.at.saturating_add(n)) {
+            Some(bytes) => {
+                self.at += n;
+                Ok(bytes)
+            }
+            None => Err(self.malformed()),
+        }
+    }
+
+    #[inline]
+    fn tag<E>(&mut self) -> Result<u8, TapeError<E>> {
+        match self.tape.get(self.at) {
+            Some(&tag) => {
+                self.at += 1;
+                Ok(tag)
+            }
+            None => Err(self.malformed()),
+        }
+    }
+
+    #[inline]
+    fn len<E>(&mut self) -> Result<usize, TapeError<E>> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+    }
+
+    /// A string's text after its tag; `what` names it in a refusal.
+    #[inline]
+    fn text<E>(&mut self, tag: u8, what: &str) -> Result<&'t str, TapeError<E>> {
+        let len = self.len()?;
+        let bytes = self.take(len)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| self.malformed())?;
+        if tag == STRING_LONE {
+            return refused(lone_surrogates(what, text));
+        }
+        Ok(text)
+    }
+
+    fn value<B: Build>(
+        &mut self,
+        build: &mut B,
+        depth: usize,
+        nested: bool,
+    ) -> Result<B::Value, TapeError<B::Error>> {
+        let tag = self.tag()?;
+        let made = match tag {
+            NUMBER => {
+                let bytes = self.take(8)?;
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(bytes);
+                match number(f64::from_le_bytes(raw)) {
+                    Number::Int(i) => build.int(i),
+                    Number::Float(f) => build.float(f),
+                }
+            }
+            STRING | STRING_LONE => {
+                let text = self.text(tag, "string")?;
+                build.str(text)
+            }
+            NULL => build.nil(),
+            TRUE => build.bool(true),
+            FALSE => build.bool(false),
+            UNDEFINED if nested => build.nil(),
+            UNDEFINED => {
+                return refused("undefined cannot be cached (use null for an empty value)")
+            }
+            ARRAY => return self.array(build, depth),
+            MAP => return self.map(build, depth),
+            BYTES => {
+                let len = self.len()?;
+                let bytes = self.take(len)?;
+                build.bytes(bytes)
+            }
+            BIGINT => {
+                let len = self.len()?;
+                let digits = self.take(len)?;
+                match bigint(digits) {
+                    Some(Ok(i)) => build.int(i),
+                    Some(Err(u)) => build.uint(u),
+                    None => return Err(self.bigint_refusal(digits)),
+                }
+            }
+            HOLE => return Err(self.malformed()),
+            other => return Err(self.stop(other)),
+        };
+        made.map_err(TapeError::Host)
+    }
+
+    /// Refuses a container whose items would be deeper than [`MAX_DEPTH`] (the walk stops
+    /// there with [`DEEP`]; a tape that goes on is refused here all the same).
+    fn nest<E>(depth: usize) -> Result<(), TapeError<E>> {
+        if depth >= MAX_DEPTH {
+            return refused(format!(
+                "values nested deeper than {MAX_DEPTH} levels cannot be cached"
+            ));
+        }
+        Ok(())
+    }
+
+    fn array<B: Build>(
+        &mut self,
+        build: &mut B,
+        depth: usize,
+    ) -> Result<B::Value, TapeError<B::Error>> {
+        Self::nest(depth)?;
+        let len = self.len()?;
+        if len > self.max_items {
+            return refused(format!(
+                "an array of {len} items cannot be cached (at most {}, from maxValueBytes)",
+                self.max_items
+            ));
+        }
+        let mut array = build.array(len).map_err(TapeError::Host)?;
+        for i in 0..len {
+            if self.tape.get(self.at) == Some(&HOLE) {
+                return refused(format!(
+                    "a sparse array cannot be cached (index {i} of {len} is a hole)"
+                ));
+            }
+            let item = self.value(build, depth + 1, true)?;
+            build.push(&mut array, item).map_err(TapeError::Host)?;
+        }
+        build.end_array(array).map_err(TapeError::Host)
+    }
+
+    fn map<B: Build>(
+        &mut self,
+        build: &mut B,
+        depth: usize,
+    ) -> Result<B::Value, TapeError<B::Error>> {
+        Self::nest(depth)?;
+        let len = self.len()?;
+        if len > self.max_items {
+            return refused(format!(
+                "an object of {len} properties cannot be cached (at most {}, from maxValueBytes)",
+                self.max_items
+            ));
+        }
+        let mut map = build.map(len).map_err(TapeError::Host)?;
+        for _ in 0..len {
+            let tag = self.tag()?;
+            if tag != STRING && tag != STRING_LONE {
+                return Err(self.malformed());
+            }
+            let key = self.text(tag, "object key")?;
+            build.key(&mut map, key).map_err(TapeError::Host)?;
+            let item = self.value(build, depth + 1, true)?;
+            build.value(&mut map, item).map_err(TapeError::Host)?;
+        }
+        build.end_map(map).map_err(TapeError::Host)
+    }
+
+    /// The refusal for a stop tag.
+    fn stop<E>(&self, tag: u8) -> TapeError<E> {
+        let message = match tag {
+            TYPED_OTHER => {
+                "only Buffer and Uint8Array are cached as bytes (not other typed arrays)".to_owned()
+            }
+            NOT_PLAIN => {
+                "only plain objects are cached as maps (not class instances, Date, Map, Set …)"
+                    .to_owned()
+            }
+            FUNCTION => "a function cannot be cached".to_owned(),
+            SYMBOL => "a symbol cannot be cached".to_owned(),
+            CYCLE => "a cyclic value cannot be cached".to_owned(),
+            DEEP => format!("values nested deeper than {MAX_DEPTH} levels cannot be cached"),
+            UNKNOWN => "this kind of value cannot be cached".to_owned(),
+            _ => return self.malformed(),
+        };
+        TapeError::Refused(message)
+    }
+
+    fn bigint_refusal<E>(&self, digits: &[u8]) -> TapeError<E> {
+        match digits.first() {
+            // Negative and within 64 bits of magnitude: below the model's smallest integer.
+            Some(b'-') if parse_magnitude(&digits[1..]).is_some() => {
+                TapeError::Refused("a bigint below -2^63 cannot be cached".to_owned())
+            }
+            Some(_) => {
+                TapeError::Refused("a bigint wider than 64 bits cannot be cached".to_owned())
+            }
+            None => self.malformed(),
+        }
+    }
+}
+
+/// A bigint's decimal text as the model's integer: `Ok` an `i64`, `Err` a `u64` above
+/// `i64::MAX`; `None` beyond −2⁶³ … 2⁶⁴−1.
+fn bigint(digits: &[u8]) -> Option<Result<i64, u64>> {
+    match digits.split_first() {
+        Some((b'-', magnitude)) => {
+            let magnitude = parse_magnitude(magnitude)?;
+            if magnitude <= 1 << 63 {
+                // -2^63 is the smallest integer of the model.
+                Some(Ok((magnitude as i64).wrapping_neg()))
+            } else {
+                None
+            }
+        }
+        _ => {
+            let value = parse_magnitude(digits)?;
+            Some(i64::try_from(value).map_err(|_| value))
+        }
+    }
+}
+
+/// Decimal digits as a `u64`; `None` when empty, not digits, or over `u64::MAX`.
+fn parse_magnitude(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The refusal for a string with lone surrogates (as the Python binding words it).
+fn lone_surrogates(what: &str, text: &str) -> String {
+    const SHOWN: usize = 60;
+    let mut shown: String = text.chars().take(SHOWN).collect();
+    if text.chars().nth(SHOWN).is_some() {
+        shown.push('…');
+    }
+    format!(
+        "polycache cannot store the {what} '{shown}': it holds lone surrogates (shown as \
+         U+FFFD), which have no UTF-8 form"
+    )
+}
+
+/// Core's [`Encoder`] as a [`Build`]: what a tape writes goes straight into the payload.
+struct Encoding<'e>(&'e mut Encoder);
+
+impl Build for Encoding<'_> {
+    type Value = ();
+    type Array = ();
+    type Map = ();
+    type Error = Error;
+
+    #[inline]
+    fn nil(&mut self) -> Result<(), Error> {
+        self.0.nil()
+    }
+    #[inline]
+    fn bool(&mut self, v: bool) -> Result<(), Error> {
+        self.0.bool(v)
+    }
+    #[inline]
+    fn int(&mut self, v: i64) -> Result<(), Error> {
+        self.0.int(v)
+    }
+    #[inline]
+    fn uint(&mut self, v: u64) -> Result<(), Error> {
+        self.0.uint(v)
+    }
+    #[inline]
+    fn float(&mut self, v: f64) -> Result<(), Error> {
+        self.0.float(v)
+    }
+    #[inline]
+    fn str(&mut self, v: &str) -> Result<(), Error> {
+        self.0.str(v)
+    }
+    fn bytes(&mut self, v: &[u8]) -> Result<(), Error> {
+        self.0.bytes(v)
+    }
+    #[inline]
+    fn array(&mut self, len: usize) -> Result<(), Error> {
+        self.0.begin_array(len)
+    }
+    #[inline]
+    fn push(&mut self, _: &mut (), _: ()) -> Result<(), Error> {
+        Ok(())
+    }
+    #[inline]
+    fn end_array(&mut self, _: ()) -> Result<(), Error> {
+        self.0.end_array()
+    }
+    #[inline]
+    fn map(&mut self, len: usize) -> Result<(), Error> {
+        self.0.begin_map(len)
+    }
+    #[inline]
+    fn key(&mut self, _: &mut (), key: &str) -> Result<(), Error> {
+        self.0.key(key)
+    }
+    #[inline]
+    fn value(&mut self, _: &mut (), _: ()) -> Result<(), Error> {
+        Ok(())
+    }
+    #[inline]
+    fn end_map(&mut self, _: ()) -> Result<(), Error> {
+        self.0.end_map()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{msgpack, Codec, Tree, Value};
+
+    /// A tape writer for tests (what the JS walk writes).
+    #[derive(Default)]
+    struct Tape(Vec<u8>);
+
+    impl Tape {
+        fn tag(mut self, tag: u8) -> Self {
+            self.0.push(tag);
+            self
+        }
+        fn len(mut self, n: usize) -> Self {
+            self.0.extend_from_slice(&(n as u32).to_le_bytes());
+            self
+        }
+        fn num(self, n: f64) -> Self {
+            let mut t = self.tag(NUMBER);
+            t.0.extend_from_slice(&n.to_le_bytes());
+            t
+        }
+        fn text(self, tag: u8, s: &str) -> Self {
+            let mut t = self.tag(tag).len(s.len());
+            t.0.extend_from_slice(s.as_bytes());
+            t
+        }
+        fn str(self, s: &str) -> Self {
+            self.text(STRING, s)
+        }
+    }
+
+    fn value(tape: &Tape) -> Result<Value, String> {
+        match read_tape(&tape.0, 1000, Undefined::Nested, &mut Tree) {
+            Ok(v) => Ok(v),
+            Err(TapeError::Refused(m)) => Err(m),
+            Err(TapeError::Malformed(e)) => Err(format!("malformed: {e}")),
+            Err(TapeError::Host(never)) => match never {},
+        }
+    }
+
+    #[test]
+    fn a_tape_becomes_the_payload_core_writes_for_the_same_value() {
+        let tape = Tape::default()
+            .tag(MAP)
+            .len(3)
+            .str("z")
+            .num(1.0)
+            .str("a")
+            .tag(ARRAY)
+            .len(4)
+            .num(-0.0)
+            .num(0.5)
+            .tag(UNDEFINED)
+            .tag(TRUE)
+            .str("b")
+            .text(BIGINT, "-9223372036854775808");
+        let expected: Value = [
+            ("z", Value::from(1)),
+            (
+                "a",
+                Value::Array(vec![
+                    Value::Int(0),
+                    Value::Float(0.5),
+                    Value::Nil,
+                    Value::Bool(true),
+                ]),
+            ),
+            ("b", Value::Int(i64::MIN)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(value(&tape).unwrap(), expected);
+        let mut encoder = Encoder::new(Codec::Msgpack);
+        encode_tape(&tape.0, 1000, &mut encoder).unwrap();
+        assert_eq!(
+            encoder.finish().unwrap().payload,
+            msgpack::encode(&expected)
+        );
+    }
+
+    #[test]
+    fn bigints_are_the_models_integers_or_refused() {
+        let big = |s: &str| value(&Tape::default().text(BIGINT, s));
+        assert_eq!(big("5"), Ok(Value::Int(5)));
+        assert_eq!(big("18446744073709551615"), Ok(Value::UInt(u64::MAX)));
+        assert_eq!(big("-9223372036854775808"), Ok(Value::Int(i64::MIN)));
+        assert_eq!(big("-0"), Ok(Value::Int(0)));
+        for (wide, why) in [
+            ("18446744073709551616", "wider than 64 bits"),
+            ("-18446744073709551616", "wider than 64 bits"),
+            ("-9223372036854775809", "below -2^63"),
+            ("-18446744073709551615", "below -2^63"),
+        ] {
+            assert!(big(wide).unwrap_err().contains(why), "{wide}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_and_where() {
+        let lone = value(
+            &Tape::default()
+                .tag(MAP)
+                .len(1)
+                .text(STRING_LONE, "a\u{FFFD}"),
+        );
+        assert!(lone.unwrap_err().contains("object key 'a\u{FFFD}'"));
+        let lone = value(&Tape::default().text(STRING_LONE, "\u{FFFD}"));
+        assert!(lone.unwrap_err().contains("the string"));
+        let hole = value(&Tape::default().tag(ARRAY).len(3).num(1.0).tag(HOLE));
+        assert_eq!(
+            hole.unwrap_err(),
+            "a sparse array cannot be cached (index 1 of 3 is a hole)"
+        );
+        let long = value(&Tape::default().tag(ARRAY).len(1001));
+        assert!(long.unwrap_err().contains("1001 items"));
+        let wide = value(&Tape::default().tag(MAP).len(1001));
+        assert!(wide.unwrap_err().contains("1001 properties"));
+        assert!(value(&Tape::default().tag(UNDEFINED))
+            .unwrap_err()
+            .contains("undefined"));
+        let top = read_tape(&[UNDEFINED], 10, Undefined::Anywhere, &mut Tree);
+        assert_eq!(top.ok(), Some(Value::Nil));
+        for tag in [
+            TYPED_OTHER,
+            NOT_PLAIN,
+            FUNCTION,
+            SYMBOL,
+            CYCLE,
+            DEEP,
+            UNKNOWN,
+        ] {
+            let at_the_end = Tape::default().tag(ARRAY).len(2).num(1.0).tag(tag);
+            let refused = value(&at_the_end).unwrap_err();
+            assert!(refused.contains("cached") && !refused.starts_with("malformed"));
+        }
+        for bad in [vec![ARRAY, 1, 0], vec![99], vec![NULL, NULL], vec![]] {
+            assert!(value(&Tape(bad)).unwrap_err().starts_with("malformed"));
+        }
+    }
+
+    #[test]
+    fn nesting_stops_at_the_decoders_limit_whatever_the_tape_says() {
+        let nested = |depth: usize| {
+            let mut t = Tape::default();
+            for _ in 0..depth {
+                t = t.tag(ARRAY).len(1);
+            }
+            t.num(1.0)
+        };
+        assert!(value(&nested(MAX_DEPTH)).is_ok());
+        assert!(value(&nested(MAX_DEPTH + 1))
+            .unwrap_err()
+            .contains("nested deeper than 256"));
+    }
+}
