@@ -1,6 +1,6 @@
 //! Node binding of polycache (package `polycache`): a thin napi-rs layer over the `polycache`
 //! crate. Files mirror core: `cache.rs` (the `Cache` class), `args.rs` (checked arguments),
-//! `config.rs` (options -> `Config`), `value.rs` (JS values <-> `Value`), `patterns.rs` (JS loaders and writers),
+//! `config.rs` (options -> `Config`), `value.rs` (JS values <-> `Value` and payloads; `tape.rs` is its JS walk), `patterns.rs` (JS loaders and writers),
 //! `fresh.rs` (the `getEntry` answer), `batch.rs` (the call path: a tick's calls handed to core's batcher), `settle.rs` (settling
 //! promises from other threads; both described in docs/node.md), `contract.rs` (the FORMAT.md functions) and `errors.rs`
 //! (the one place errors become JS errors with `err.code`).
