@@ -241,17 +241,15 @@ fn hard_timeout_bounds_the_lock_wait(target: Target) {
     assert_eq!(stalled.join().unwrap().unwrap(), Value::from("holder"));
 }
 
-/// A failing holder releases the lock at once: the waiter takes over without waiting out
-/// the lease (30 s here, longer than the test's deadline).
-fn failed_load_releases(target: Target) {
-    let driver = Arc::new(Driver::new(target.io));
-    let namespace = unique("lock-fail");
-    let long = |c: Config| {
-        c.lock_lease(Duration::from_secs(30))
-            .lock_timeout(Duration::from_secs(30))
-    };
-    let holder = open(&driver, target, &namespace, long);
-    let waiter = open(&driver, target, &namespace, long);
+/// A holder of the lock of "k" whose loader waits for the returned sender's go and then
+/// fails (so it releases the lock); started, its lock held, when this returns.
+fn failing_holder(
+    driver: &Arc<Driver>,
+    holder: &Cache,
+) -> (
+    mpsc::Sender<()>,
+    std::thread::JoinHandle<polycache::Result<Value>>,
+) {
     let (started_tx, started) = mpsc::channel::<()>();
     let (go, go_rx) = mpsc::channel::<()>();
     let go_rx = Arc::new(Mutex::new(go_rx));
@@ -273,6 +271,21 @@ fn failed_load_releases(target: Target) {
         })
     };
     started.recv().unwrap();
+    (go, failing)
+}
+
+/// A failing holder releases the lock at once: the waiter takes over without waiting out
+/// the lease (30 s here, longer than the test's deadline).
+fn failed_load_releases(target: Target) {
+    let driver = Arc::new(Driver::new(target.io));
+    let namespace = unique("lock-fail");
+    let long = |c: Config| {
+        c.lock_lease(Duration::from_secs(30))
+            .lock_timeout(Duration::from_secs(30))
+    };
+    let holder = open(&driver, target, &namespace, long);
+    let waiter = open(&driver, target, &namespace, long);
+    let (go, failing) = failing_holder(&driver, &holder);
     let waiting = {
         let (waiter, driver) = (waiter.clone(), driver.clone());
         std::thread::spawn(move || {
@@ -755,27 +768,7 @@ fn no_set_after_the_wait_ran_out_in_a_read(target: Target) {
         entered: entered_tx,
         go: read_go_rx,
     });
-    let (started_tx, started) = mpsc::channel::<()>();
-    let (fail, fail_rx) = mpsc::channel::<()>();
-    let fail_rx = Arc::new(Mutex::new(fail_rx));
-    let failing = {
-        let (holder, driver) = (holder.clone(), driver.clone());
-        std::thread::spawn(move || {
-            driver.run(holder.get_or_load(
-                "k",
-                || async move {
-                    started_tx.send(()).unwrap();
-                    fail_rx.lock().unwrap().recv().unwrap();
-                    Err(polycache::Error::new(
-                        polycache::ErrorKind::Loader,
-                        "db down",
-                    ))
-                },
-                None,
-            ))
-        })
-    };
-    started.recv().unwrap();
+    let (fail, failing) = failing_holder(&driver, &holder);
     let waiting = {
         let (waiter, driver) = (waiter.clone(), driver.clone());
         std::thread::spawn(move || {
