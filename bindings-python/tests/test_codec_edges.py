@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import math
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -272,3 +273,16 @@ def test_many_long_and_non_ascii_keys_decode(cache: Cache) -> None:
 def test_top_level_empties(cache: Cache, value: Any, expected: Any) -> None:
     assert same(roundtrip(cache, value), expected)
     assert contract.decode_envelope(contract.encode_envelope(value))["value"] == expected
+
+
+@pytest.mark.parametrize("n", [1025, 5000, 60_000])
+def test_a_long_list_is_decoded_into_all_its_slots_at_once(cache: Cache, n: int) -> None:
+    # Core's preallocation budget grants an honest list its whole length, so the list is
+    # made with exactly n slots (as `[None] * n` is), not grown by appending past a cap.
+    values: list[Any] = [[i * 0.5 for i in range(n)], list(range(n)), [[i] for i in range(n)]]
+    for value in values:
+        back = roundtrip(cache, value)
+        assert same(back, value)
+        assert sys.getsizeof(back) == sys.getsizeof([None] * n)
+    nested = roundtrip(cache, {"a": values[0], "b": [values[1]]})
+    assert sys.getsizeof(nested["a"]) == sys.getsizeof(nested["b"][0]) == sys.getsizeof([None] * n)

@@ -167,10 +167,15 @@ impl<'py> Build for PyBuild<'py> {
         Ok(pyo3::types::PyBytes::new(self.py, v).into_any())
     }
     fn array(&mut self, len: usize) -> PyResult<Self::Array> {
-        // A claimed length is checked against the input and the budget but not charged:
-        // nested claims are all backed by the same bytes, so slots for at most
-        // PREALLOC_ITEMS items are made here and the rest are appended as they are read.
-        let len = len.min(PREALLOC_ITEMS) as ffi::Py_ssize_t;
+        // No reservation granted (JSON, which gives no length): at most PREALLOC_ITEMS
+        // slots, the rest appended as they are read.
+        self.array_reserved(len, len.min(PREALLOC_ITEMS))
+    }
+    fn array_reserved(&mut self, _len: usize, reserve: usize) -> PyResult<Self::Array> {
+        // `reserve` comes from core's decode-wide preallocation budget (`Prealloc`): all
+        // the slots made during one decode add up to at most the payload's length, however
+        // hostile claims nest, and an honest list gets all its slots here.
+        let len = reserve as ffi::Py_ssize_t;
         // SAFETY: as `int`. The empty slots are null until `push` sets them; CPython's
         // list code (dealloc, GC traversal) skips null slots, and the list reaches no
         // Python code before `end_array` returns it whole (the GC is paused).

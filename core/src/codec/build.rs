@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 
-use super::{Map, Value};
+use super::{DecodeLimits, Map, Value, VALUE_SLOT_BYTES};
 use crate::error::Error;
 
 /// What a decoder calls to build one value, bottom-up: scalars are made as they are read;
@@ -40,12 +40,26 @@ pub trait Build {
     /// length has been checked against the input and the budget before this call, but not
     /// charged (nested claims share the same bytes): reserve at most [`PREALLOC_ITEMS`].
     fn array(&mut self, len: usize) -> Result<Self::Array, Self::Error>;
+    /// Opens an array of `len` items with room for `reserve` of them made up front:
+    /// `reserve` is what the decode's preallocation budget granted ([`Prealloc`]), so a
+    /// builder may make exactly that many slots whatever the nesting. By default, as
+    /// [`Build::array`].
+    fn array_reserved(&mut self, len: usize, reserve: usize) -> Result<Self::Array, Self::Error> {
+        let _ = reserve;
+        self.array(len)
+    }
     /// Appends the next item.
     fn push(&mut self, array: &mut Self::Array, item: Self::Value) -> Result<(), Self::Error>;
     /// Closes an array.
     fn end_array(&mut self, array: Self::Array) -> Result<Self::Value, Self::Error>;
     /// Opens a map of `len` entries (`0` when the codec does not say).
     fn map(&mut self, len: usize) -> Result<Self::Map, Self::Error>;
+    /// Opens a map of `len` entries with room for `reserve` of them made up front, as
+    /// [`Build::array_reserved`]. By default, as [`Build::map`].
+    fn map_reserved(&mut self, len: usize, reserve: usize) -> Result<Self::Map, Self::Error> {
+        let _ = reserve;
+        self.map(len)
+    }
     /// The key of the next entry, before its value is built.
     fn key(&mut self, map: &mut Self::Map, key: &str) -> Result<(), Self::Error>;
     /// The value of the entry whose key came last. A repeated key keeps its first position
@@ -100,7 +114,8 @@ impl Value {
             Value::Str(s) => build.str(s),
             Value::Bytes(b) => build.bytes(b),
             Value::Array(items) => {
-                let mut array = build.array(items.len())?;
+                // A value in memory: its lengths are real, not claims.
+                let mut array = build.array_reserved(items.len(), items.len())?;
                 for item in items {
                     let item = item.build_into(build)?;
                     build.push(&mut array, item)?;
@@ -108,7 +123,7 @@ impl Value {
                 build.end_array(array)
             }
             Value::Map(map) => {
-                let mut out = build.map(map.len())?;
+                let mut out = build.map_reserved(map.len(), map.len())?;
                 for (k, v) in map {
                     build.key(&mut out, k)?;
                     let v = v.build_into(build)?;
@@ -124,11 +139,42 @@ impl Value {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tree;
 
-/// Slots reserved up front for an array or map, at most: a claimed length reserves no more,
-/// and larger containers grow as their items are actually read (and counted). A claim is
-/// checked against the remaining input and budget but not charged, so nested claims are
-/// all backed by the same bytes: a [`Build`] that preallocates must cap it here too.
+/// Slots reserved up front for an array or map by [`Build::array`] / [`Build::map`], at
+/// most: a claimed length reserves no more, and larger containers grow as their items are
+/// actually read (and counted). A claim is checked against the remaining input and budget
+/// but not charged, so nested claims are all backed by the same bytes: a [`Build`] that
+/// preallocates from [`Build::array`] must cap it here too. [`Build::array_reserved`] is
+/// given a reservation that needs no cap ([`Prealloc`]).
 pub const PREALLOC_ITEMS: usize = 1024;
+
+/// The decode-wide preallocation budget: every container's up-front reservation draws
+/// `min(claimed length, what is left)` from one count that starts at the payload's length
+/// in bytes (or at the number of values [`DecodeLimits::max_value_bytes`] can pay for, if
+/// smaller). So all the slots reserved during one decode, however the claims nest, add up
+/// to at most that, while an honest payload is never cut short: each of its items takes
+/// at least one byte and one counted value, so the lengths of all its containers add up
+/// to less than either.
+#[derive(Debug, Clone, Copy)]
+pub struct Prealloc {
+    left: usize,
+}
+
+impl Prealloc {
+    /// A budget for decoding `payload_len` bytes within `limits`.
+    pub fn new(payload_len: usize, limits: &DecodeLimits) -> Self {
+        Prealloc {
+            left: payload_len.min(limits.max_value_bytes / VALUE_SLOT_BYTES),
+        }
+    }
+
+    /// The slots a container claiming `len` items may reserve now; they are spent.
+    #[inline]
+    pub fn take(&mut self, len: usize) -> usize {
+        let granted = len.min(self.left);
+        self.left -= granted;
+        granted
+    }
+}
 
 impl Build for Tree {
     type Value = Value;
@@ -160,6 +206,7 @@ impl Build for Tree {
     fn array(&mut self, len: usize) -> Result<Vec<Value>, Infallible> {
         Ok(Vec::with_capacity(len.min(PREALLOC_ITEMS)))
     }
+
     fn push(&mut self, array: &mut Vec<Value>, item: Value) -> Result<(), Infallible> {
         array.push(item);
         Ok(())
@@ -170,6 +217,7 @@ impl Build for Tree {
     fn map(&mut self, len: usize) -> Result<Self::Map, Infallible> {
         Ok((Map::with_capacity(len.min(PREALLOC_ITEMS)), None))
     }
+
     fn key(&mut self, map: &mut Self::Map, key: &str) -> Result<(), Infallible> {
         map.1 = Some(key.to_owned());
         Ok(())

@@ -104,6 +104,11 @@ impl Encoder {
         self.out.reserve(additional);
     }
 
+    /// How many bytes of payload are written so far.
+    pub fn written(&self) -> usize {
+        self.out.len()
+    }
+
     /// The payload, once exactly one complete value was written.
     ///
     /// # Errors
@@ -488,8 +493,18 @@ fn write_negative(out: &mut Vec<u8>, v: i64) {
 fn msgpack_str(out: &mut Vec<u8>, s: &str) {
     let n = s.len();
     if n < 32 {
-        out.push(0xa0 | n as u8);
-    } else if n <= 0xff {
+        // Most strings and keys: 32 bytes are made room for, the marker and text written
+        // there with fixed-size moves, and the rest cut off; a copy of `n` bytes would be
+        // a call to memcpy (measured: about 5% of a 1 MB records `set`).
+        let at = out.len();
+        out.resize(at + 32, 0);
+        let block = &mut out[at..at + 32];
+        block[0] = 0xa0 | n as u8;
+        copy_short(&mut block[1..], s.as_bytes());
+        out.truncate(at + 1 + n);
+        return;
+    }
+    if n <= 0xff {
         out.extend_from_slice(&[0xd9, n as u8]);
     } else if n <= 0xffff {
         out.push(0xda);
@@ -499,6 +514,28 @@ fn msgpack_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
     out.extend_from_slice(s.as_bytes());
+}
+
+/// Copies `src` (at most 31 bytes) to the start of `dst` (31 bytes) with fixed-size moves:
+/// two overlapping ones cover every length within their range.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..n].copy_from_slice(&src[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..n].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..n].copy_from_slice(&src[n - 4..]);
+    } else if n >= 2 {
+        dst[..2].copy_from_slice(&src[..2]);
+        dst[n - 2..n].copy_from_slice(&src[n - 2..]);
+    } else if n == 1 {
+        dst[0] = src[0];
+    }
 }
 
 #[inline]
@@ -599,6 +636,19 @@ mod tests {
             e.begin_array(1).unwrap();
             e.rewind(at);
             assert!(e.checkpoint().len == 0 && !e.started && e.open.is_empty());
+        }
+    }
+
+    #[test]
+    fn strings_of_every_short_length_are_written_whole() {
+        let text: String = ('a'..='z').chain('A'..='Z').collect();
+        for n in 0..=40 {
+            let s = &text[..n];
+            let mut ours = vec![0x55];
+            msgpack_str(&mut ours, s);
+            let mut theirs = vec![0x55];
+            rmp::encode::write_str(&mut theirs, s).unwrap();
+            assert_eq!(ours, theirs, "{n}");
         }
     }
 

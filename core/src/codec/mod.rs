@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-pub use build::{Build, DecodeError, Tree, PREALLOC_ITEMS};
+pub use build::{Build, DecodeError, Prealloc, Tree, PREALLOC_ITEMS};
 pub use encoder::{Checkpoint, Encoded, Encoder};
 pub use value::{from_value, to_value, Map, Value};
 
@@ -291,6 +291,7 @@ impl Budget {
     }
 
     /// Spends `bytes`, or fails when the value would outgrow the limit.
+    #[inline]
     pub(crate) fn charge(&mut self, bytes: usize) -> Result<()> {
         self.require(bytes)?;
         self.left -= bytes;
@@ -299,14 +300,21 @@ impl Budget {
 
     /// Fails unless `bytes` could still be spent: a claimed length checked before the
     /// items it announces are read.
+    #[inline]
     pub(crate) fn require(&self, bytes: usize) -> Result<()> {
         if bytes > self.left {
-            return Err(Error::codec(format!(
-                "decoded value exceeds maxValueBytes ({} bytes)",
-                self.limit
-            )));
+            return Err(self.exceeded());
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn exceeded(&self) -> Error {
+        Error::codec(format!(
+            "decoded value exceeds maxValueBytes ({} bytes)",
+            self.limit
+        ))
     }
 }
 

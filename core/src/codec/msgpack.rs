@@ -5,7 +5,7 @@
 //! exhaust the stack; the memory of the value built is counted against
 //! [`DecodeLimits::max_value_bytes`] and no buffer is sized by a claimed length alone).
 
-use super::build::{Build, DecodeError, Tree};
+use super::build::{Build, DecodeError, Prealloc, Tree};
 use super::encoder::Encoder;
 use super::{Budget, Codec, DecodeLimits, Value, VALUE_SLOT_BYTES};
 use crate::error::{Error, Result};
@@ -81,6 +81,7 @@ pub fn decode_into<B: Build>(
         bytes,
         pos: 0,
         budget: Budget::new(limits),
+        prealloc: Prealloc::new(bytes.len(), limits),
         build,
     };
     let value = reader.value(0)?;
@@ -99,6 +100,8 @@ struct Reader<'a, 'b, B: Build> {
     bytes: &'a [u8],
     pos: usize,
     budget: Budget,
+    /// Slots the builder may still make up front, across the whole decode.
+    prealloc: Prealloc,
     build: &'b mut B,
 }
 
@@ -289,9 +292,21 @@ impl<'a, B: Build> Reader<'a, '_, B> {
     fn seq(&mut self, len: usize, depth: usize) -> Decoded<B::Value, B> {
         // Every item takes at least one input byte and one counted slot.
         self.claim(len, 1, VALUE_SLOT_BYTES)?;
-        let mut items = host!(self.build.array(len))?;
+        let reserve = self.prealloc.take(len);
+        let mut items = host!(self.build.array_reserved(len, reserve))?;
+        // A float64 item (arrays of numbers) is read here, as `value` and `scalar` would
+        // read it: one slot counted, the 9 bytes taken, without their dispatch.
+        let floats_here = depth < MAX_DEPTH;
         for _ in 0..len {
-            let item = self.value(depth + 1)?;
+            let item = match self.bytes.get(self.pos..self.pos + 9) {
+                Some(&[0xcb, b0, b1, b2, b3, b4, b5, b6, b7]) if floats_here => {
+                    self.budget.charge(VALUE_SLOT_BYTES)?;
+                    self.pos += 9;
+                    let f = f64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
+                    host!(self.build.float(f))?
+                }
+                _ => self.value(depth + 1)?,
+            };
             host!(self.build.push(&mut items, item))?;
         }
         host!(self.build.end_array(items))
@@ -300,7 +315,8 @@ impl<'a, B: Build> Reader<'a, '_, B> {
     fn map(&mut self, len: usize, depth: usize) -> Decoded<B::Value, B> {
         // Every entry takes at least two input bytes and two counted slots (key and value).
         self.claim(len, 2, 2 * VALUE_SLOT_BYTES)?;
-        let mut map = host!(self.build.map(len))?;
+        let reserve = self.prealloc.take(len);
+        let mut map = host!(self.build.map_reserved(len, reserve))?;
         for _ in 0..len {
             let key = self.key(depth + 1)?;
             host!(self.build.key(&mut map, key))?;
@@ -346,5 +362,151 @@ fn kind_of_marker(marker: u8) -> &'static str {
         0xca | 0xcb => "float",
         0xc7..=0xc9 | 0xd4..=0xd8 => "ext",
         0xc1 => "reserved byte 0xc1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use crate::codec::Map;
+
+    use super::*;
+
+    /// Records what each container asked to reserve.
+    #[derive(Default)]
+    struct Reservations(Vec<(usize, usize)>);
+
+    impl Build for Reservations {
+        type Value = ();
+        type Array = ();
+        type Map = ();
+        type Error = Infallible;
+
+        fn nil(&mut self) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn bool(&mut self, _: bool) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn int(&mut self, _: i64) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn uint(&mut self, _: u64) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn float(&mut self, _: f64) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn str(&mut self, _: &str) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn bytes(&mut self, _: &[u8]) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn array(&mut self, len: usize) -> std::result::Result<(), Infallible> {
+            self.array_reserved(len, 0)
+        }
+        fn array_reserved(
+            &mut self,
+            len: usize,
+            reserve: usize,
+        ) -> std::result::Result<(), Infallible> {
+            self.0.push((len, reserve));
+            Ok(())
+        }
+        fn push(&mut self, _: &mut (), _: ()) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn end_array(&mut self, _: ()) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn map(&mut self, len: usize) -> std::result::Result<(), Infallible> {
+            self.map_reserved(len, 0)
+        }
+        fn map_reserved(
+            &mut self,
+            len: usize,
+            reserve: usize,
+        ) -> std::result::Result<(), Infallible> {
+            self.0.push((len, reserve));
+            Ok(())
+        }
+        fn key(&mut self, _: &mut (), _: &str) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn value(&mut self, _: &mut (), _: ()) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+        fn end_map(&mut self, _: ()) -> std::result::Result<(), Infallible> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_honest_payload_reserves_every_container_whole() {
+        // Lists and maps well past PREALLOC_ITEMS, nested, as the records and floats a
+        // cache holds.
+        let floats: Vec<Value> = (0..5000)
+            .map(|i| Value::Float(f64::from(i) * 0.5))
+            .collect();
+        let mut records = Map::new();
+        for i in 0..3000 {
+            let mut record = Map::new();
+            record.insert("id".into(), Value::Int(i));
+            record.insert("tags".into(), Value::Array(vec![Value::Str("a".into())]));
+            records.insert(format!("field_{i}"), Value::Map(record));
+        }
+        let value = Value::Array(vec![Value::Array(floats), Value::Map(records)]);
+        let payload = encode(&value);
+        let mut seen = Reservations::default();
+        decode_into(&payload, &DecodeLimits::default(), &mut seen).unwrap();
+        assert_eq!(seen.0.len(), 1 + 1 + 1 + 3000 * 2);
+        for (len, reserve) in seen.0 {
+            assert_eq!(reserve, len);
+        }
+    }
+
+    #[test]
+    fn nested_claims_reserve_no_more_than_the_payload_in_all() {
+        // hostile.json's msgpack-nested-array32-claims-1m-x256: 256 nested claims of
+        // 1,000,000 items, each backed by the same 1 MB of input.
+        let mut payload = Vec::new();
+        for _ in 0..256 {
+            payload.extend_from_slice(&[0xdd, 0x00, 0x0f, 0x42, 0x40]);
+        }
+        payload.extend_from_slice(&[0xdb, 0x00, 0x0f, 0x42, 0x3b]);
+        payload.resize(payload.len() + 999_995, b'a');
+        let mut seen = Reservations::default();
+        assert!(decode_into(&payload, &DecodeLimits::default(), &mut seen).is_err());
+        assert_eq!(seen.0.len(), 256, "every claim passed the input check");
+        let reserved: usize = seen.0.iter().map(|&(_, reserve)| reserve).sum();
+        assert!(
+            reserved <= payload.len(),
+            "{reserved} slots for {} bytes",
+            payload.len()
+        );
+
+        // And no more than the value budget can pay for.
+        let limits = DecodeLimits {
+            max_value_bytes: 1000 * VALUE_SLOT_BYTES,
+            ..DecodeLimits::default()
+        };
+        let small = encode(&Value::Array(vec![Value::Nil; 500]));
+        let mut seen = Reservations::default();
+        decode_into(&small, &limits, &mut seen).unwrap();
+        assert_eq!(seen.0, vec![(500, 500)]);
+        let mut nested = Vec::new();
+        for _ in 0..4 {
+            nested.extend_from_slice(&[0xdc, 0x01, 0x2c]); // 300 items claimed
+        }
+        nested.resize(nested.len() + 400, 0xc0);
+        let mut seen = Reservations::default();
+        let _ = decode_into(&nested, &limits, &mut seen);
+        let reserved: usize = seen.0.iter().map(|&(_, reserve)| reserve).sum();
+        assert!(
+            reserved <= 1000,
+            "{reserved} slots for a budget of 1000 values"
+        );
     }
 }
