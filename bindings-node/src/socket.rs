@@ -3,8 +3,8 @@
 //! of the JS thread's executor (evloop.rs), so a reply is read, parsed and its promise
 //! settled on the thread the event loop woke for it: no other thread is involved.
 //!
-//! Rust sees an in-memory duplex stream ([`Stream`]): reads take what the socket's `data`
-//! events pushed, writes append to an outbox that the executor writes with one
+//! Rust sees an in-memory duplex stream ([`Stream`]): reads take what the socket's reads
+//! pushed (Node's `onread`, one buffer per socket), writes append to an outbox that the executor writes with one
 //! `socket.write` per drain. Sockets are unreferenced: a pending promise keeps the process
 //! alive, an idle connection does not.
 #![allow(unsafe_code)] // the socket's JS functions and the data buffers are raw handles
@@ -15,7 +15,7 @@ use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{select, BoxFuture, Either};
 use napi::bindgen_prelude::{FunctionCallContext, Unknown};
 use napi::{sys, Env, JsValue as _, Result};
 use polycache::store::{Connector, NodeAddr, NodeStream};
@@ -23,15 +23,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::evloop::{Local, Remote};
 
-/// Opens a socket and routes its events to one callback: `events(kind, arg)`.
+/// Opens a socket and routes its events to one callback: `events(kind, arg, length)`.
 const OPEN: &str = r#"(function () {
   const net = process.getBuiltinModule('node:net')
   return function open (host, port, path, events) {
-    const socket = path !== null ? net.createConnection({ path }) : net.createConnection({ host, port })
+    // Replies are read into one buffer per socket and handed over with their length: no
+    // Buffer per read and no stream machinery ('data' events) on the way.
+    const onread = { buffer: Buffer.allocUnsafe(65536), callback: (n, buffer) => { events(1, buffer, n) } }
+    const socket = path !== null
+      ? net.createConnection({ path, onread })
+      : net.createConnection({ host, port, onread })
     socket.setNoDelay(true)
     socket.unref()
     socket.on('connect', () => events(0, null))
-    socket.on('data', (data) => events(1, data))
     socket.on('error', (e) => events(2, e && e.code ? `${e.code}: ${e.message}` : String(e)))
     socket.on('close', () => events(3, null))
     return [(data) => { socket.write(data) }, () => { socket.destroy() }]
@@ -305,11 +309,14 @@ fn on_event(ctx: &FunctionCallContext<'_>, pipe: &Pipe) -> Result<()> {
     match kind {
         CONNECTED => state.connected = true,
         DATA => {
+            let read: u32 = ctx.get(2)?;
             let mut data = ptr::null_mut();
             let mut len = 0;
-            // SAFETY: `arg` is the Buffer of a `data` event, live during this call.
+            // SAFETY: `arg` is the socket's read buffer, live during this call; `read` of its
+            // bytes are the new ones.
             unsafe {
                 sys::napi_get_buffer_info(ctx.env.raw(), arg.raw(), &mut data, &mut len);
+                let len = len.min(read as usize);
                 if !data.is_null() && len > 0 {
                     let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
                     state.inbox.extend_from_slice(bytes);
@@ -338,7 +345,20 @@ impl Connector for NodeConnector {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (addr, remote) = (addr.clone(), self.remote.clone());
         self.remote.spawn(Box::pin(async move {
-            let _ = sender.send(connect(remote, addr).await);
+            let mut sender = sender;
+            let opened = {
+                let connecting = std::pin::pin!(connect(remote, addr));
+                let abandoned = std::pin::pin!(sender.closed());
+                // A caller that gave up (its connect timeout) drops the receiver: the
+                // half-open socket is dropped with the future, and the executor destroys it.
+                match select(connecting, abandoned).await {
+                    Either::Left((opened, _)) => Some(opened),
+                    Either::Right(_) => None,
+                }
+            };
+            if let Some(opened) = opened {
+                let _ = sender.send(opened);
+            }
         }));
         Box::pin(async move {
             receiver
