@@ -172,7 +172,12 @@ impl Shared {
                 target: target.clone(),
             });
         }
-        let cache = builder.build().await?;
+        // Opening runs on the runtime: what it does synchronously (the near tier's tracking
+        // connections) must not hold the event loop. Once per cache.
+        let cache = runtime()
+            .spawn(builder.build())
+            .await
+            .map_err(|e| polycache::Error::new(ErrorKind::Connection, format!("opening: {e}")))??;
         Ok(Arc::new(Batcher::new(cache, self.loader.is_some())))
     }
 

@@ -72,7 +72,7 @@ impl Remote {
 
     /// Makes sure the loop drains soon: nothing to do inside one of its callbacks (it
     /// drains before returning), else one call of the thread-safe function.
-    fn wake_loop(&self) {
+    pub fn wake_loop(&self) {
         if ACTIVE.with(Cell::get) == ptr::from_ref(self) {
             return;
         }

@@ -144,6 +144,11 @@ impl AsyncWrite for Stream {
             return Poll::Ready(Err(err));
         }
         state.outbox.extend_from_slice(buf);
+        drop(state);
+        // The executor writes the outbox when it drains: at the end of the current
+        // callback on the JS thread, or soon when written from elsewhere (a connection's
+        // handshake polled by a task on the tokio runtime).
+        self.remote.wake_loop();
         Poll::Ready(Ok(buf.len()))
     }
 
