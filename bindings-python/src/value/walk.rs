@@ -54,7 +54,28 @@ struct Walk<'e> {
     py: Python<'e>,
     encoder: &'e mut Encoder,
     error: Option<PyErr>,
+    /// The UTF-8 of strs met in this walk, by object, in a small table indexed by
+    /// address: a key object shared by many dicts (records' field names) or a repeated
+    /// str is converted once. An entry stays valid for the whole walk, because no object
+    /// below the root is freed while it runs (module documentation).
+    texts: [Text; TEXT_SLOTS],
 }
+
+/// A str object and its UTF-8 (pointer, length); a null object is an empty slot.
+#[derive(Clone, Copy)]
+struct Text {
+    obj: *mut ffi::PyObject,
+    data: *const u8,
+    len: usize,
+}
+
+const TEXT_SLOTS: usize = 64;
+
+const NO_TEXT: Text = Text {
+    obj: ptr::null_mut(),
+    data: ptr::null(),
+    len: 0,
+};
 
 /// Whether a CPython call just set an exception (its error return is also a valid value).
 fn error_set(_py: Python<'_>) -> bool {
@@ -68,6 +89,7 @@ pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> Result<(), Stop>
         py: obj.py(),
         encoder,
         error: None,
+        texts: [NO_TEXT; TEXT_SLOTS],
     };
     // SAFETY: `obj` is a live object and the GIL is held for `'py`; the walk keeps to the
     // rules in this module's documentation, so every borrowed pointer below `obj` stays
@@ -194,6 +216,16 @@ impl Walk<'_> {
     /// # Safety
     /// `obj` is a live str (or a subclass), the GIL is held, and `obj` outlives the result.
     unsafe fn utf8<'a>(&mut self, obj: *mut ffi::PyObject, key: bool) -> Result<&'a str, Halt> {
+        // Objects are at least 16-byte aligned: the bits above those tell them apart.
+        let slot = (obj as usize >> 4) % TEXT_SLOTS;
+        let seen = self.texts[slot];
+        if seen.obj == obj {
+            // SAFETY: recorded below from this same object, which is still alive (the
+            // caller's contract), and so is its UTF-8 buffer.
+            return Ok(unsafe {
+                std::str::from_utf8_unchecked(std::slice::from_raw_parts(seen.data, seen.len))
+            });
+        }
         let mut len: ffi::Py_ssize_t = 0;
         // SAFETY: `obj` is a live str; on failure (lone surrogates) CPython returns null and
         // sets an exception.
@@ -207,7 +239,13 @@ impl Walk<'_> {
         }
         // SAFETY: CPython's UTF-8 buffer of `len` bytes lives as long as the str and is valid
         // UTF-8 (it refuses to make one for lone surrogates).
-        Ok(unsafe { std::str::from_utf8_unchecked(raw_slice(data.cast(), len)) })
+        let text: &'a str = unsafe { std::str::from_utf8_unchecked(raw_slice(data.cast(), len)) };
+        self.texts[slot] = Text {
+            obj,
+            data: text.as_ptr(),
+            len: text.len(),
+        };
+        Ok(text)
     }
 
     /// # Safety
