@@ -161,3 +161,20 @@ test('the value after a large one is read from the start of the reused buffer', 
   assert.deepEqual(roundtrip({ small: true }), { small: true })
   assert.equal(payload([1]), '9101')
 })
+
+test('numbers in a row are one run; each item is read once, the number rule holds', async () => {
+  const mixed = [1, 2.5, 'x', -0, NaN, 2 ** 53, [3, 4], 5]
+  assert.equal(
+    payload(mixed),
+    '98' + '01' + 'cb4004000000000000' + 'a178' + '00' + 'cb7ff8000000000000' + 'cb4340000000000000' + '920304' + '05',
+  )
+  assert.ok(same(roundtrip(mixed), [1, 2.5, 'x', 0, NaN, 2 ** 53, [3, 4], 5]))
+  await refused([1, 2, , 4], /index 2 of 4 is a hole/) // eslint-disable-line no-sparse-arrays
+  await refused([1, 2, () => 3], /a function cannot be cached/)
+  const reads = []
+  const counted = new Proxy([1, 2, 'three', 4], { get: (t, k) => { if (k !== 'length') reads.push(k); return t[k] } })
+  assert.deepEqual(roundtrip(counted), [1, 2, 'three', 4])
+  assert.deepEqual(reads, ['0', '1', '2', '3'])
+  const long = Array.from({ length: 5000 }, (_, i) => (i % 7 === 0 ? `s${i}` : i * 0.5))
+  assert.deepEqual(roundtrip(long), long.map((x) => x))
+})

@@ -40,6 +40,8 @@ const WALK: &str = r#"(function () {
   function writer () {
     let buf = Buffer.allocUnsafeSlow(SMALL)
     let view = new DataView(buf.buffer, buf.byteOffset, buf.length)
+    // The buffers start their ArrayBuffer (offset 0), so tape offsets are memory alignment.
+    let f64 = new Float64Array(buf.buffer, 0, buf.length >>> 3)
     let pos = 0
     let cap = 0
     let busy = false
@@ -52,6 +54,7 @@ const WALK: &str = r#"(function () {
       buf.copy(next, 0, 0, pos)
       buf = next
       view = new DataView(next.buffer, next.byteOffset, next.length)
+      f64 = new Float64Array(next.buffer, 0, next.length >>> 3)
     }
     function tag (t) {
       if (pos + 1 > buf.length) grow(1)
@@ -153,11 +156,43 @@ const WALK: &str = r#"(function () {
       const n = a.length >>> 0
       head($ARRAY, n)
       if (n > cap) throw STOP
-      for (let i = 0; i < n; i++) {
+      let i = 0
+      while (i < n) {
         const x = a[i]
-        if (x === undefined && !(i in a)) stop($HOLE)
-        walk(x, depth)
+        if (typeof x === 'number') {
+          i = numbers(a, i, n, x, depth)
+        } else {
+          item(a, i, x, depth)
+          i++
+        }
       }
+    }
+    function item (a, i, x, depth) {
+      if (x === undefined && !(i in a)) stop($HOLE)
+      walk(x, depth)
+    }
+    // Items i, i + 1 … that are numbers, as one run: a tag, the count, then their f64s at
+    // the next multiple of 8 (one aligned store each). Each item is read once: the first
+    // that is not a number is written after the run. The index after what was written.
+    function numbers (a, i, n, x, depth) {
+      const most = 12 + 8 * (n - i)
+      if (pos + most > buf.length) grow(most)
+      const at = pos
+      let slot = (pos + 12) >>> 3
+      f64[slot++] = x
+      let j = i + 1
+      let y
+      for (; j < n; j++) {
+        y = a[j]
+        if (typeof y !== 'number') break
+        f64[slot++] = y
+      }
+      buf[at] = $NUMBERS
+      view.setUint32(at + 1, j - i, true)
+      pos = slot << 3
+      if (j === n) return n
+      item(a, j, y, depth)
+      return j + 1
     }
     function map (o, depth) {
       const proto = getPrototypeOf(o)
@@ -180,6 +215,7 @@ const WALK: &str = r#"(function () {
       if (buf.length > LARGEST_KEPT) {
         buf = Buffer.allocUnsafeSlow(SMALL)
         view = new DataView(buf.buffer, buf.byteOffset, buf.length)
+        f64 = new Float64Array(buf.buffer, 0, buf.length >>> 3)
       }
       pos = 0
       cap = maxItems

@@ -19,6 +19,7 @@
 //! | [`STRING`], [`STRING_LONE`] | length, UTF-8 (`STRING_LONE`: the string has lone surrogates, written as U+FFFD) |
 //! | [`BYTES`] | length, the bytes of a `Uint8Array` (a `Buffer`) |
 //! | [`ARRAY`] | length, then the items (none when the length is over the cap) |
+//! | [`NUMBERS`] | inside an array, items that are `number`s in a row: their count, then their `f64`s from the next offset that is a multiple of 8 |
 //! | [`MAP`] | count, then each key (a string tag) and its value (none when over the cap) |
 //! | [`HOLE`] | an array item that is a hole; the walk stops |
 //! | [`TYPED_OTHER`], [`NOT_PLAIN`], [`FUNCTION`], [`SYMBOL`], [`CYCLE`], [`DEEP`], [`UNKNOWN`] | what cannot be cached; the walk stops |
@@ -68,9 +69,12 @@ pub const CYCLE: u8 = 16;
 pub const DEEP: u8 = 17;
 /// Any other kind of JS value.
 pub const UNKNOWN: u8 = 18;
+/// Array items that are `number`s, in a row.
+pub const NUMBERS: u8 = 19;
 
 /// Every tag by its name, for the writer's source (the walk uses these numbers).
-pub const TAGS: [(&str, u8); 19] = [
+pub const TAGS: [(&str, u8); 20] = [
+    ("NUMBERS", NUMBERS),
     ("NULL", NULL),
     ("UNDEFINED", UNDEFINED),
     ("FALSE", FALSE),
@@ -219,12 +223,7 @@ impl<'t> Reader<'t> {
         let made = match tag {
             NUMBER => {
                 let bytes = self.take(8)?;
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(bytes);
-                match number(f64::from_le_bytes(raw)) {
-                    Number::Int(i) => build.int(i),
-                    Number::Float(f) => build.float(f),
-                }
+                Self::number(build, bytes)
             }
             STRING | STRING_LONE => {
                 let text = self.text(tag, "string")?;
@@ -259,6 +258,17 @@ impl<'t> Reader<'t> {
         made.map_err(TapeError::Host)
     }
 
+    /// A JS `number` by core's rule: an integral safe one is an integer, any other a float.
+    #[inline]
+    fn number<B: Build>(build: &mut B, bytes: &[u8]) -> Result<B::Value, B::Error> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(bytes);
+        match number(f64::from_le_bytes(raw)) {
+            Number::Int(i) => build.int(i),
+            Number::Float(f) => build.float(f),
+        }
+    }
+
     /// Refuses a container whose items would be deeper than [`MAX_DEPTH`] (the walk stops
     /// there with [`DEEP`]; a tape that goes on is refused here all the same).
     fn nest<E>(depth: usize) -> Result<(), TapeError<E>> {
@@ -284,14 +294,35 @@ impl<'t> Reader<'t> {
             ));
         }
         let mut array = build.array(len).map_err(TapeError::Host)?;
-        for i in 0..len {
-            if self.tape.get(self.at) == Some(&HOLE) {
-                return refused(format!(
-                    "a sparse array cannot be cached (index {i} of {len} is a hole)"
-                ));
+        let mut i = 0;
+        while i < len {
+            match self.tape.get(self.at) {
+                Some(&HOLE) => {
+                    return refused(format!(
+                        "a sparse array cannot be cached (index {i} of {len} is a hole)"
+                    ))
+                }
+                Some(&NUMBERS) => {
+                    self.at += 1;
+                    let count = self.len()?;
+                    if count == 0 || count > len - i {
+                        return Err(self.malformed());
+                    }
+                    // The f64s start at the next multiple of 8.
+                    self.take((8 - self.at % 8) % 8)?;
+                    let run = self.take(count.checked_mul(8).ok_or_else(|| self.malformed())?)?;
+                    for bytes in run.chunks_exact(8) {
+                        let item = Self::number(build, bytes).map_err(TapeError::Host)?;
+                        build.push(&mut array, item).map_err(TapeError::Host)?;
+                    }
+                    i += count;
+                }
+                _ => {
+                    let item = self.value(build, depth + 1, true)?;
+                    build.push(&mut array, item).map_err(TapeError::Host)?;
+                    i += 1;
+                }
             }
-            let item = self.value(build, depth + 1, true)?;
-            build.push(&mut array, item).map_err(TapeError::Host)?;
         }
         build.end_array(array).map_err(TapeError::Host)
     }
@@ -549,6 +580,37 @@ mod tests {
             encoder.finish().unwrap().payload,
             msgpack::encode(&expected)
         );
+    }
+
+    #[test]
+    fn a_run_of_numbers_is_aligned_and_read_by_the_number_rule() {
+        // At 0: ARRAY (5 bytes); at 5: NUMBERS, its count (to 10), padding to 16, 3 f64s.
+        let mut tape = Tape::default().tag(ARRAY).len(4).tag(NUMBERS).len(3);
+        tape.0.extend_from_slice(&[0; 6]);
+        for n in [1.0f64, -0.0, 0.5] {
+            tape.0.extend_from_slice(&n.to_le_bytes());
+        }
+        let tape = tape.str("x");
+        let expected = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(0),
+            Value::Float(0.5),
+            Value::from("x"),
+        ]);
+        assert_eq!(value(&tape).unwrap(), expected);
+        let mut encoder = Encoder::new(Codec::Msgpack);
+        encode_tape(&tape.0, 1000, &mut encoder).unwrap();
+        assert_eq!(
+            encoder.finish().unwrap().payload,
+            msgpack::encode(&expected)
+        );
+        // A run longer than what is left of its array, or outside an array, is malformed.
+        let mut long = Tape::default().tag(ARRAY).len(1).tag(NUMBERS).len(2);
+        long.0.extend_from_slice(&[0; 22]);
+        assert!(value(&long).unwrap_err().starts_with("malformed"));
+        assert!(value(&Tape::default().tag(NUMBERS).len(0))
+            .unwrap_err()
+            .starts_with("malformed"));
     }
 
     #[test]
