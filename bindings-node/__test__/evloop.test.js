@@ -141,3 +141,23 @@ test('an idle cache lets the process exit; a pending call keeps it alive until i
   const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 })
   assert.equal(out.trim(), 'got v')
 })
+
+test('large values (transcoded off the JS thread) come back whole, alone and in getMany', async () => {
+  const { standalone } = await redis()
+  const cache = await Cache.connect(standalone, { namespace: uniqueNamespace('evloop-large') })
+  // Floats do not compress: ~360 KB stored, past the size that moves the transcode off.
+  const floats = Array.from({ length: 40000 }, (_, i) => i * 0.3183098861837907 + 0.1)
+  const records = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [
+    `field_${i}`, { id: i, name: `user ${i} ${Math.random()}`, tags: ['a', 'b'], ok: i % 2 === 0 },
+  ]))
+  await cache.set('floats', floats)
+  await cache.set('records', records)
+  assert.deepEqual(await cache.get('floats'), floats)
+  assert.deepEqual(await cache.get('records'), records)
+  const [a, missing, b] = await cache.getMany(['floats', 'nothing', 'records'])
+  assert.deepEqual(a, floats)
+  assert.equal(missing, undefined)
+  assert.deepEqual(b, records)
+  assert.equal(cache.metrics().hits, 4)
+  cache.close()
+})
