@@ -1,7 +1,8 @@
 // The codec path at every size (issue 13): polycache get/set against ioredis + JSON.parse /
 // JSON.stringify and ioredis + msgpackr, one loopback Redis, sequential calls.
 //
-//   node bench/node/codec.mjs          (make bench-node runs it after bench.mjs)
+//   node bench/node/codec.mjs              (make bench-node runs it after bench.mjs)
+//   node bench/node/codec.mjs --js-thread  the conversion alone, no Redis (see jsThread)
 //
 // Values: the record object { field_i: { id, name, score, tags: ['a', 'b'], ok } } and an
 // array of floats, each at about 100 B, 1 KB, 10 KB, 100 KB and 1 MB of JSON. Printed: time
