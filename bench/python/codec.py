@@ -8,11 +8,14 @@ faster), polycache's microseconds per KB (cost linear in size), and the peak RSS
 one 1 MB get in a fresh process. Run by `make bench-python` (bench.py) or on its own:
 
     POLYCACHE_HARNESS=.../polycache-harness python bench/python/codec.py
+
+POLYCACHE_BENCH_ROUNDS sets the number of rounds (5 by default).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,7 +28,8 @@ import redis
 import polycache
 
 SIZES = [100, 1_000, 10_000, 100_000, 1_000_000]
-ROUNDS = 5
+# Best of this many rounds; more (POLYCACHE_BENCH_ROUNDS=15) steadies a loaded machine.
+ROUNDS = int(os.environ.get("POLYCACHE_BENCH_ROUNDS", "5"))
 
 
 def records(n: int) -> dict[str, Any]:
