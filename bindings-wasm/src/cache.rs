@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use polycache::store::BreakerState;
 use polycache::{block_on, Config, Error, ErrorKind, Freshness, Io, MetricsSnapshot, Value};
 use serde_json::{Map, Value as Json};
 
 use crate::bindings::exports::polycache::cache::cache::{
-    Cache, Entry, Freshness as WitFreshness, Guest, GuestCache, LatencyBucket, LoadOptions,
-    Metrics, Options,
+    BreakerState as WitBreakerState, Cache, Entry, Freshness as WitFreshness, Guest, GuestCache,
+    LatencyBucket, LoadOptions, Metrics, Options,
 };
 use crate::bindings::polycache::cache::loader;
 use crate::bindings::polycache::cache::types::Error as WitError;
@@ -77,13 +78,10 @@ impl GuestCache for CacheResource {
         Ok(ttl.map(|d| d.as_secs_f64()))
     }
 
-    /// A cached "not found" has no value to return here: a `loader` error saying so.
-    fn get_or_load(&self, key: String, options: LoadOptions) -> Result<Vec<u8>, WitError> {
+    /// `none` for "not found" (the loader's, or a cached one).
+    fn get_or_load(&self, key: String, options: LoadOptions) -> Result<Option<Vec<u8>>, WitError> {
         let entry = self.get_entry(key, options)?;
-        if !entry.found {
-            return Err(WitError::Loader("not found".into()));
-        }
-        Ok(entry.value)
+        Ok(entry.found.then_some(entry.value))
     }
 
     fn get_entry(&self, key: String, options: LoadOptions) -> Result<Entry, WitError> {
@@ -129,9 +127,11 @@ impl GuestCache for CacheResource {
     }
 }
 
-/// Calls the host's loader for a user key.
+/// Calls the host's loader for a user key; its `none` is core's "not found".
 fn load(key: &str) -> polycache::Result<Value> {
-    let bytes = loader::load(key).map_err(|message| Error::new(ErrorKind::Loader, message))?;
+    let bytes = loader::load(key)
+        .map_err(|message| Error::new(ErrorKind::Loader, message))?
+        .ok_or_else(Error::not_found)?;
     value::from_wit(&bytes).map_err(|e| {
         Error::new(
             ErrorKind::Loader,
@@ -237,6 +237,7 @@ fn seconds(ttl: Option<f64>) -> polycache::Result<Option<Duration>> {
     ttl.map(polycache::ttl::from_secs).transpose()
 }
 
+/// Every counter of core's snapshot (a host test checks the record has each of them).
 fn metrics_to_wit(m: MetricsSnapshot) -> Metrics {
     Metrics {
         hits: m.hits,
@@ -244,6 +245,11 @@ fn metrics_to_wit(m: MetricsSnapshot) -> Metrics {
         loads: m.loads,
         load_errors: m.load_errors,
         decode_errors: m.decode_errors,
+        locks_acquired: m.locks_acquired,
+        locks_waited: m.locks_waited,
+        locks_taken_over: m.locks_taken_over,
+        locks_timed_out: m.locks_timed_out,
+        lock_writes_refused: m.lock_writes_refused,
         sets: m.sets,
         deletes: m.deletes,
         store_errors: m.store_errors,
@@ -253,5 +259,34 @@ fn metrics_to_wit(m: MetricsSnapshot) -> Metrics {
             .into_iter()
             .map(|(le_us, count)| LatencyBucket { le_us, count })
             .collect(),
+        near_hits: m.near_hits,
+        near_misses: m.near_misses,
+        near_invalidations: m.near_invalidations,
+        near_flushes: m.near_flushes,
+        near_entries: m.near_entries,
+        near_bytes: m.near_bytes,
+        stale_served: m.stale_served,
+        fail_safe_served: m.fail_safe_served,
+        background_refreshes: m.background_refreshes,
+        loader_timeouts: m.loader_timeouts,
+        early_refreshes: m.early_refreshes,
+        negative_hits: m.negative_hits,
+        negative_stored: m.negative_stored,
+        breaker_open: m.breaker_open,
+        breaker_trips: m.breaker_trips,
+        breaker_rejected: m.breaker_rejected,
+        breaker_states: m
+            .breaker_states
+            .into_iter()
+            .map(|(node, state)| (node, breaker_state_to_wit(state)))
+            .collect(),
+    }
+}
+
+fn breaker_state_to_wit(state: BreakerState) -> WitBreakerState {
+    match state {
+        BreakerState::Closed => WitBreakerState::Closed,
+        BreakerState::Open => WitBreakerState::Open,
+        BreakerState::HalfOpen => WitBreakerState::HalfOpen,
     }
 }

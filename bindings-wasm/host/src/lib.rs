@@ -22,7 +22,7 @@ pub mod wit {
 }
 
 pub use wit::exports::polycache::cache::cache::{
-    Entry, Freshness, LatencyBucket, LoadOptions, Metrics, Options,
+    BreakerState, Entry, Freshness, LatencyBucket, LoadOptions, Metrics, Options,
 };
 pub use wit::exports::polycache::cache::envelope::{Envelope, EnvelopeOptions};
 pub use wit::exports::polycache::cache::ring::Node;
@@ -31,8 +31,12 @@ pub use wit::polycache::cache::types::{Codec, Compression, Error as WitError};
 /// Errors of the embedding itself (loading, instantiating, traps), not of the cache.
 pub type Result<T, E = wasmtime::Error> = std::result::Result<T, E>;
 
-/// What the component's loader import calls: user key in, MessagePack value or a message out.
-pub type LoadFn = Box<dyn FnMut(&str) -> Result<Vec<u8>, String> + Send>;
+/// What the component's loader import answers: a MessagePack value, `None` for "not
+/// found" (the key has no value), or a message.
+pub type Loaded = Result<Option<Vec<u8>>, String>;
+
+/// What the component's loader import calls: user key in, [`Loaded`] out.
+pub type LoadFn = Box<dyn FnMut(&str) -> Loaded + Send>;
 
 /// Network access granted to a guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +106,7 @@ impl WasiView for State {
 impl wit::polycache::cache::types::Host for State {}
 
 impl wit::polycache::cache::loader::Host for State {
-    fn load(&mut self, key: String) -> Result<Vec<u8>, String> {
+    fn load(&mut self, key: String) -> Loaded {
         self.loads += 1;
         (self.load)(&key)
     }
@@ -158,7 +162,7 @@ impl Host {
     pub fn instantiate(
         &self,
         network: Network,
-        load: impl FnMut(&str) -> Result<Vec<u8>, String> + Send + 'static,
+        load: impl FnMut(&str) -> Loaded + Send + 'static,
     ) -> Result<Guest> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
@@ -286,7 +290,7 @@ impl Guest {
         cache: CacheHandle,
         key: &str,
         ttl: Option<f64>,
-    ) -> Call<Vec<u8>> {
+    ) -> Call<Option<Vec<u8>>> {
         let options = LoadOptions {
             ttl,
             ..no_load_options()
@@ -300,7 +304,7 @@ impl Guest {
         cache: CacheHandle,
         key: &str,
         options: &LoadOptions,
-    ) -> Call<Vec<u8>> {
+    ) -> Call<Option<Vec<u8>>> {
         let api = self.bindings.polycache_cache_cache().cache();
         api.call_get_or_load(&mut self.store, cache.0, key, *options)
     }

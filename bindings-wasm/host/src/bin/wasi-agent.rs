@@ -18,8 +18,8 @@
 //! take part: the lock options go in the URL's query (the WIT `options` record has none);
 //! one instance runs one call at a time, so SPEC.callers are spread over up to 8
 //! instances on threads; `{"missed": true}` is printed as the first calls start (a call
-//! cannot be watched from outside while it runs); the WIT `metrics` record has no lock
-//! counters, so the report has hits, misses and loads only.
+//! cannot be watched from outside while it runs); the report sums hits, misses and loads
+//! over the instances.
 //!
 //! `failsafe` is the fault suite's fail-safe table (see agent.py), with `maxStale` and
 //! `hardTimeout` in the URL. The loader import answers "good" until the driver's go, and
@@ -289,7 +289,7 @@ impl Agent {
         let url = format!("{}{join}maxStale={max_stale}&hardTimeout={hard}", self.url);
         let cache = self.open_bounded(&url, timeout)?;
         let key = spec["key"].as_str().unwrap_or("fs");
-        let first = call(self.guest.get_or_load(cache, key, Some(600.0)))?;
+        let first = found(self.guest.get_or_load(cache, key, Some(600.0)))?;
         let first = msgpack::decode(&first).map_err(|e| e.to_string())?;
         failing.store(true, Ordering::SeqCst);
         wait_for_go();
@@ -300,10 +300,11 @@ impl Agent {
             let got = self.guest.get_or_load(cache, key, Some(600.0));
             let elapsed = started.elapsed().as_secs_f64();
             calls.push(match got {
-                Ok(Ok(value)) => {
+                Ok(Ok(Some(value))) => {
                     let value = msgpack::decode(&value).map_err(|e| e.to_string())?;
                     json!([elapsed, to_plain_json(&value), null, null])
                 }
+                Ok(Ok(None)) => json!([elapsed, null, "not-found", "not found"]),
                 Ok(Err(err)) => {
                     let kind = err.kind_name().to_lowercase();
                     json!([elapsed, null, kind, err.message()])
@@ -414,7 +415,7 @@ impl Agent {
                 let n: i64 = arg.parse().unwrap_or(0);
                 let arg = msgpack::encode(&Value::from(n));
                 let key = call(self.guest.render_key("report:{0}", &[arg], &[]))?;
-                let value = call(self.guest.get_or_load(cache, &key, Some(600.0)))?;
+                let value = found(self.guest.get_or_load(cache, &key, Some(600.0)))?;
                 let value = msgpack::decode(&value).map_err(|e| e.to_string())?;
                 json!({ "value": to_plain_json(&value), "loaded": loaded.load(Ordering::Relaxed) })
             }
@@ -458,6 +459,11 @@ fn call<T>(result: polycache_wasm_host::Call<T>) -> Result<T, String> {
     }
 }
 
+/// A `get-or-load` answer that must be a value: this agent's loaders never say "not found".
+fn found(result: polycache_wasm_host::Call<Option<Vec<u8>>>) -> Result<Vec<u8>, String> {
+    call(result)?.ok_or_else(|| "not found, from a loader that always has a value".to_owned())
+}
+
 /// `stampede URL NS SPEC`: see the module docs and tests/interop/agent.py.
 fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, String> {
     let secs = |field: &str| spec[field].as_f64().unwrap_or(10.0);
@@ -477,7 +483,7 @@ fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, Strin
         let (spec, lines) = (spec.clone(), lines.clone());
         let loader = move |key: &str| {
             let value = stampede_load(&spec, key, &lines).map_err(|e| e.to_string())?;
-            Ok(msgpack::encode(&Value::from(value)))
+            Ok(Some(msgpack::encode(&Value::from(value))))
         };
         let mut guest = host
             .instantiate(Network::Loopback, loader)
@@ -497,7 +503,7 @@ fn stampede(host: &Host, url: &str, ns: &str, spec: &Json) -> Result<Json, Strin
                 let mut got = Vec::new();
                 for caller in (i..callers).step_by(instances) {
                     let key = keys[caller % keys.len()].clone();
-                    let value = call(guest.get_or_load(cache, &key, Some(600.0)))
+                    let value = found(guest.get_or_load(cache, &key, Some(600.0)))
                         .and_then(|v| msgpack::decode(&v).map_err(|e| e.to_string()));
                     got.push((key, value));
                 }
@@ -573,11 +579,11 @@ fn main() {
                     // The flag, set at the driver's go, makes the loader fail.
                     return match flag.load(Ordering::SeqCst) {
                         true => Err("database down".to_owned()),
-                        false => Ok(msgpack::encode(&report)),
+                        false => Ok(Some(msgpack::encode(&report))),
                     };
                 }
                 flag.store(true, Ordering::Relaxed);
-                Ok(msgpack::encode(&report))
+                Ok(Some(msgpack::encode(&report)))
             })
         })
         .map_err(|e| format!("{e:?}"))

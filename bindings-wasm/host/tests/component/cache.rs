@@ -308,8 +308,8 @@ fn get_or_load_calls_the_host_loader_once_and_caches() {
     let mut guest = host()
         .instantiate(Network::Loopback, |key: &str| match key {
             "fails" => Err("database is down".into()),
-            "garbage" => Ok(vec![0xc1]),
-            _ => Ok(pack(&Value::from(format!("row for {key}")))),
+            "garbage" => Ok(Some(vec![0xc1])),
+            _ => Ok(Some(pack(&Value::from(format!("row for {key}"))))),
         })
         .unwrap();
     let cache = open(&mut guest, &url, &in_namespace("load"));
@@ -319,14 +319,14 @@ fn get_or_load_calls_the_host_loader_once_and_caches() {
             .get_or_load(cache, "user:7", Some(30.0))
             .unwrap()
             .unwrap(),
-        expected
+        Some(expected.clone())
     );
     assert_eq!(
         guest
             .get_or_load(cache, "user:7", Some(30.0))
             .unwrap()
             .unwrap(),
-        expected
+        Some(expected)
     );
     assert_eq!(guest.loads(), 1, "the second call is a hit");
 
@@ -395,7 +395,7 @@ fn get_entry_takes_per_call_options_and_reports_freshness() {
             if fail.load(Ordering::SeqCst) {
                 return Err("database is down".into());
             }
-            Ok(pack(&Value::from(format!("row for {key}"))))
+            Ok(Some(pack(&Value::from(format!("row for {key}")))))
         })
         .unwrap();
     let cache = open(&mut guest, &url, &in_namespace("entry"));
@@ -458,7 +458,7 @@ fn get_entry_takes_per_call_options_and_reports_freshness() {
             .get_or_load_with(cache, "k", &fail_safe)
             .unwrap()
             .unwrap(),
-        row,
+        Some(row.clone()),
         "backing off"
     );
 
@@ -480,10 +480,13 @@ fn get_entry_takes_per_call_options_and_reports_freshness() {
         .unwrap()
         .unwrap();
     assert_eq!((gone.found, gone.value), (false, pack(&Value::Nil)));
-    assert!(matches!(
-        guest.get_or_load_with(cache, "gone", &no_load_options()).unwrap(),
-        Err(WitError::Loader(message)) if message.contains("not found")
-    ));
+    let answer = guest
+        .get_or_load_with(cache, "gone", &no_load_options())
+        .unwrap();
+    assert!(
+        matches!(answer, Ok(None)),
+        "get-or-load answers a cached not found as none, not an error: {answer:?}"
+    );
     assert_eq!(
         guest.loads(),
         loads,
@@ -513,11 +516,55 @@ fn get_entry_takes_per_call_options_and_reports_freshness() {
     }
 }
 
+/// The loader import's `none` is "not found": `get-or-load` answers `none` (not an error),
+/// and with `negative-ttl` the answer is cached, so the next calls and a Rust reader read
+/// the key as not found without the loader; the negative counters say so.
+#[test]
+fn a_loaders_not_found_is_none_and_cached_for_negative_ttl() {
+    use polycache_wasm_host::{no_load_options, LoadOptions};
+    let url = standalone();
+    let mut guest = host()
+        .instantiate(Network::Loopback, |_key: &str| Ok(None))
+        .unwrap();
+    let cache = open(&mut guest, &url, &in_namespace("not-found"));
+    let negative = LoadOptions {
+        negative_ttl: Some(60.0),
+        ..no_load_options()
+    };
+    for call in 0..2 {
+        let answer = guest.get_or_load_with(cache, "gone", &negative).unwrap();
+        assert!(matches!(answer, Ok(None)), "call {call}: {answer:?}");
+    }
+    assert_eq!(
+        guest.loads(),
+        1,
+        "the second call read the cached not found"
+    );
+    let entry = guest.get_entry(cache, "gone", &negative).unwrap().unwrap();
+    assert_eq!((entry.found, entry.value), (false, pack(&Value::Nil)));
+    let m = guest.metrics(cache).unwrap();
+    assert_eq!(
+        (m.loads, m.load_errors, m.negative_stored, m.negative_hits),
+        (1, 0, 1, 2),
+        "{m:?}"
+    );
+    let rust = rust_cache(&url, "not-found");
+    let read = block_on(rust.get_entry(
+        "gone",
+        || async { Ok(Value::from("loaded")) },
+        &polycache::LoadOptions::default(),
+    ));
+    assert!(
+        read.is_err_and(|e| e.is_not_found()),
+        "Rust reads the component's cached not found"
+    );
+}
+
 #[test]
 fn read_through_loads_misses_in_get_and_get_many() {
     let mut guest = host()
         .instantiate(Network::Loopback, |key: &str| {
-            Ok(pack(&Value::from(key.len() as i64)))
+            Ok(Some(pack(&Value::from(key.len() as i64))))
         })
         .unwrap();
     let options = Options {
@@ -707,7 +754,9 @@ fn foreign_bytes_are_a_miss_and_a_decode_error() {
 #[test]
 fn the_memory_store_works_inside_the_component() {
     let mut guest = host()
-        .instantiate(Network::None, |_key: &str| Ok(pack(&Value::from("loaded"))))
+        .instantiate(Network::None, |_key: &str| {
+            Ok(Some(pack(&Value::from("loaded"))))
+        })
         .unwrap();
     let options = Options {
         memory_capacity: Some(100),
@@ -724,7 +773,7 @@ fn the_memory_store_works_inside_the_component() {
     );
     assert_eq!(
         guest.get_or_load(cache, "b", None).unwrap().unwrap(),
-        pack(&Value::from("loaded"))
+        Some(pack(&Value::from("loaded")))
     );
     let ttl = guest.ttl(cache, "a").unwrap().unwrap().expect("a TTL");
     assert!(ttl > 55.0 && ttl <= 60.0, "{ttl}");

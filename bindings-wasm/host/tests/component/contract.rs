@@ -3,7 +3,7 @@
 //! the interface its `module` names, with those parameter names, order and types, records
 //! field by field; nothing else exported there; and each example call gives its result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use polycache::Value;
@@ -246,6 +246,35 @@ fn exports_match_the_contract_description() {
         "{}",
         checker.problems.join("\n")
     );
+}
+
+/// The WIT `metrics` record has exactly the fields of core's `MetricsSnapshot` (the other
+/// bindings show the snapshot's serde names; kebab-case here), so a new counter in core
+/// shows up in the component too.
+#[test]
+fn the_metrics_record_has_every_counter_of_core() {
+    let snapshot = serde_json::to_value(polycache::MetricsSnapshot::default()).unwrap();
+    let want: BTreeSet<String> = snapshot
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|camel| {
+            camel.chars().fold(String::new(), |mut kebab, c| {
+                if c.is_ascii_uppercase() {
+                    kebab.push('-');
+                }
+                kebab.push(c.to_ascii_lowercase());
+                kebab
+            })
+        })
+        .collect();
+    let metrics = &interface_functions("cache")["[method]cache.metrics"];
+    let record = metrics
+        .results()
+        .find_map(|ty| record_of(&ty))
+        .expect("metrics returns a record");
+    let got: BTreeSet<String> = record.fields().map(|f| f.name.to_owned()).collect();
+    assert_eq!(got, want);
 }
 
 /// A value from the description's plain JSON.
