@@ -1,7 +1,7 @@
 //! Freshness in Python: the per-call options of `get_or_load`, `get_entry` and `@cached`
 //! (read by core's `LoadOptions::from_overrides`), and `Entry`, the answer of `get_entry`.
 
-use polycache::{LoadOptions, Loaded, Value};
+use polycache::{LoadOptions, Loaded, LoadedEntry, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -56,10 +56,9 @@ pub fn loaded(out: &Bound<'_, PyAny>) -> polycache::Result<Value> {
 /// A `get_or_load` answer: the value, or `None` for "not found" (the loader's, or one
 /// cached by `negative_ttl`).
 pub fn found_to_py(py: Python<'_>, value: polycache::Result<Value>) -> PyResult<Py<PyAny>> {
-    match value {
-        Ok(value) => to_py(py, &value),
-        Err(err) if err.is_not_found() => Ok(py.None()),
-        Err(err) => Err(errors::to_py(err)),
+    match polycache::found(value).map_err(errors::to_py)? {
+        Some(value) => to_py(py, &value),
+        None => Ok(py.None()),
     }
 }
 
@@ -87,26 +86,13 @@ pub struct Entry {
 impl Entry {
     /// The entry of a `get_entry` answer; "not found" is an entry too.
     pub fn of(py: Python<'_>, loaded: polycache::Result<Loaded>) -> PyResult<Entry> {
-        match loaded {
-            Ok(loaded) => Entry::new(py, &loaded),
-            Err(err) if err.is_not_found() => Ok(Entry {
-                value: py.None(),
-                found: false,
-                stale: false,
-                freshness: "fresh",
-                age: None,
-            }),
-            Err(err) => Err(errors::to_py(err)),
-        }
-    }
-
-    fn new(py: Python<'_>, loaded: &Loaded) -> PyResult<Entry> {
+        let entry = LoadedEntry::of(loaded).map_err(errors::to_py)?;
         Ok(Entry {
-            value: to_py(py, &loaded.value)?,
-            found: true,
-            stale: loaded.stale(),
-            freshness: loaded.freshness.as_str(),
-            age: loaded.age.map(|age| age.as_secs_f64()),
+            value: to_py(py, &entry.value)?,
+            found: entry.found,
+            stale: entry.stale,
+            freshness: entry.freshness.as_str(),
+            age: entry.age.map(|age| age.as_secs_f64()),
         })
     }
 }

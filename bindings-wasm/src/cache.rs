@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use polycache::store::BreakerState;
-use polycache::{block_on, Config, Error, ErrorKind, Freshness, Io, MetricsSnapshot, Value};
+use polycache::{
+    block_on, Config, Error, ErrorKind, Freshness, Io, LoadedEntry, MetricsSnapshot, Value,
+};
 use serde_json::{Map, Value as Json};
 
 use crate::bindings::exports::polycache::cache::cache::{
@@ -93,28 +95,17 @@ impl GuestCache for CacheResource {
             move || async move { load(&loader_key) },
             &options,
         ));
-        let loaded = match loaded {
-            Err(err) if err.is_not_found() => {
-                return Ok(Entry {
-                    value: value::to_wit(&Value::Nil),
-                    found: false,
-                    stale: false,
-                    freshness: WitFreshness::Fresh,
-                    age: None,
-                })
-            }
-            loaded => wit(loaded)?,
-        };
+        let entry = wit(LoadedEntry::of(loaded))?;
         Ok(Entry {
-            value: value::to_wit(&loaded.value),
-            found: true,
-            stale: loaded.stale(),
-            freshness: match loaded.freshness {
+            value: value::to_wit(&entry.value),
+            found: entry.found,
+            stale: entry.stale,
+            freshness: match entry.freshness {
                 Freshness::Fresh => WitFreshness::Fresh,
                 Freshness::Stale => WitFreshness::Stale,
                 Freshness::FailSafe => WitFreshness::FailSafe,
             },
-            age: loaded.age.map(|age| age.as_secs_f64()),
+            age: entry.age.map(|age| age.as_secs_f64()),
         })
     }
 

@@ -52,8 +52,8 @@ pub use key::KeySchema;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
 pub use near::{after_fork, NearValue};
 pub use patterns::{
-    call_key, call_key_named, Freshness, KeyTemplate, LoadOptions, Loaded, Loader, SingleFlight,
-    Writer,
+    call_key, call_key_named, found, Freshness, KeyTemplate, LoadOptions, Loaded, LoadedEntry,
+    Loader, SingleFlight, Writer,
 };
 pub use redact::redact_url;
 pub use ring::{Node, Ring};

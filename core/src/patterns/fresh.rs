@@ -94,6 +94,63 @@ impl Loaded {
     }
 }
 
+/// A `get_entry` answer as every binding shows it (Python's `Entry`, Node's `Entry<T>`, the
+/// WIT `entry` record): a loaded value with how current it is, or "not found" as an answer
+/// of its own (`found` false: the value nil, fresh, no age). Rust's `get_entry` keeps "not
+/// found" an error ([`crate::Error::is_not_found`]); [`LoadedEntry::of`] turns it into this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedEntry {
+    /// The value; nil when not found.
+    pub value: Value,
+    /// False for "not found" (the loader's, or one cached for `negative_ttl`).
+    pub found: bool,
+    /// Past its freshness (stale or fail-safe).
+    pub stale: bool,
+    /// Fresh, stale or fail-safe ([`Freshness::as_str`] names it).
+    pub freshness: Freshness,
+    /// Time since the value was written; `None` when unknown or not found.
+    pub age: Option<Duration>,
+}
+
+impl LoadedEntry {
+    /// The entry of a `get_entry` result; errors other than "not found" stay errors.
+    ///
+    /// # Errors
+    /// The result's error, unless it is "not found".
+    pub fn of(loaded: crate::Result<Loaded>) -> crate::Result<LoadedEntry> {
+        match loaded {
+            Ok(loaded) => Ok(LoadedEntry {
+                stale: loaded.stale(),
+                value: loaded.value,
+                found: true,
+                freshness: loaded.freshness,
+                age: loaded.age,
+            }),
+            Err(err) if err.is_not_found() => Ok(LoadedEntry {
+                value: Value::Nil,
+                found: false,
+                stale: false,
+                freshness: Freshness::Fresh,
+                age: None,
+            }),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// A `get_or_load` answer with "not found" as `None`: what Python (`None`), Node
+/// (`undefined`) and the WIT (`none`) answer for it.
+///
+/// # Errors
+/// The result's error, unless it is "not found".
+pub fn found<T>(answer: crate::Result<T>) -> crate::Result<Option<T>> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// Whether a value with envelope `fresh_until_ms` is stale at `now_ms` (0 = no fresh window).
 pub fn is_stale(now_ms: u64, fresh_until_ms: u64) -> bool {
     fresh_until_ms != 0 && now_ms >= fresh_until_ms
@@ -389,5 +446,39 @@ mod tests {
         assert!(state.usable("a", 0, max).is_none(), "capacity 1");
         state.back_off("b", 10, Duration::from_millis(5));
         assert_eq!(state.usable("b", 10, max).unwrap().retry_at_ms, 15);
+    }
+
+    #[test]
+    fn not_found_is_an_entry_and_none_other_errors_stay() {
+        let stale = Loaded {
+            value: Value::from(1),
+            freshness: Freshness::Stale,
+            age: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(
+            LoadedEntry::of(Ok(stale)).unwrap(),
+            LoadedEntry {
+                value: Value::from(1),
+                found: true,
+                stale: true,
+                freshness: Freshness::Stale,
+                age: Some(Duration::from_secs(3)),
+            }
+        );
+        assert_eq!(
+            LoadedEntry::of(Err(crate::Error::not_found())).unwrap(),
+            LoadedEntry {
+                value: Value::Nil,
+                found: false,
+                stale: false,
+                freshness: Freshness::Fresh,
+                age: None,
+            }
+        );
+        let down = crate::Error::new(crate::ErrorKind::Loader, "db down");
+        assert!(LoadedEntry::of(Err(down.clone())).is_err());
+        assert_eq!(found(Ok(1)).unwrap(), Some(1));
+        assert_eq!(found::<i64>(Err(crate::Error::not_found())).unwrap(), None);
+        assert!(found::<i64>(Err(down)).is_err());
     }
 }

@@ -12,7 +12,7 @@ use std::future::Future;
 
 use futures_util::future::BoxFuture;
 
-pub use fresh::{Freshness, LoadOptions, Loaded};
+pub use fresh::{found, Freshness, LoadOptions, Loaded, LoadedEntry};
 pub use single_flight::{reentrant_load, SingleFlight};
 pub use template::{call_key, call_key_named, KeyTemplate};
 
