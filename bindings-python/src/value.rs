@@ -9,8 +9,6 @@ mod walk;
 
 pub use build::PyBuild;
 
-use std::cell::Cell;
-
 use polycache::codec::{msgpack, DecodeLimits, Encoder};
 use polycache::{Codec, ErrorKind, Value};
 use pyo3::prelude::*;
@@ -39,17 +37,8 @@ pub fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
 /// The borrowed-pointer walk ([`walk`]) writes what it can; a value holding anything else
 /// (a `memoryview`, an unsupported type) is written again by the general path.
 pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
-    // A program tends to set values of like sizes: room for as much as the last large
-    // value took saves growing the buffer (a copy each time) while it is written.
-    let hint = LAST_LARGE_PAYLOAD.get();
-    if hint > 0 {
-        encoder.reserve(hint);
-    }
     let start = encoder.checkpoint();
-    let walked = walk::encode(obj, encoder);
-    let written = encoder.written();
-    LAST_LARGE_PAYLOAD.set(if written >= LARGE_PAYLOAD { written } else { 0 });
-    match walked {
+    match walk::encode(obj, encoder) {
         Ok(()) => Ok(()),
         Err(walk::Stop::Raise(err)) => Err(err),
         Err(walk::Stop::General) => {
@@ -58,14 +47,6 @@ pub fn encode(obj: &Bound<'_, PyAny>, encoder: &mut Encoder) -> PyResult<()> {
         }
     }
 }
-
-thread_local! {
-    /// The payload size of this thread's last `encode`, when it was large.
-    static LAST_LARGE_PAYLOAD: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Payloads from this size on leave a size hint for the next `encode`.
-const LARGE_PAYLOAD: usize = 64 * 1024;
 
 /// The reference-counted walk through PyO3's safe API: every type, in the same order as
 /// the fast walk.

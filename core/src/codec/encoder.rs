@@ -104,11 +104,6 @@ impl Encoder {
         self.out.reserve(additional);
     }
 
-    /// How many bytes of payload are written so far.
-    pub fn written(&self) -> usize {
-        self.out.len()
-    }
-
     /// The payload, once exactly one complete value was written.
     ///
     /// # Errors
