@@ -363,6 +363,20 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
 /// # Errors
 /// A codec error when a header string exceeds 65535 bytes.
 pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
+    seal_cow(Cow::Borrowed(payload), options, meta)
+}
+
+/// [`seal`] for a payload the caller hands over: stored uncompressed, the payload's own
+/// buffer becomes the envelope (the header is inserted in front, within its spare
+/// capacity when there is room), so a large payload is not copied into fresh memory.
+///
+/// # Errors
+/// As [`seal`].
+pub fn seal_owned(payload: Vec<u8>, options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
+    seal_cow(Cow::Owned(payload), options, meta)
+}
+
+fn seal_cow(payload: Cow<'_, [u8]>, options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
     let mut ext_len = 0usize;
     if let Some(schema) = &meta.schema {
         ext_len += 3 + ext_value_len(schema)?;
@@ -382,15 +396,19 @@ pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<
 
     let compressed = if options.compression == Compression::Lz4
         && payload.len() >= options.compress_threshold
-        && sample_shrinks(payload)
+        && sample_shrinks(&payload)
     {
-        let block = lz4_flex::block::compress(payload);
+        let block = lz4_flex::block::compress(&payload);
         (block.len() + 4 < payload.len()).then_some(block)
     } else {
         None
     };
 
-    let body_len = compressed.as_ref().map_or(payload.len(), |b| b.len() + 4);
+    let body_len = match (&compressed, &payload) {
+        (Some(block), _) => block.len() + 4,
+        (None, Cow::Borrowed(payload)) => payload.len(),
+        (None, Cow::Owned(_)) => 0,
+    };
     let mut out = Vec::with_capacity(8 + header_len + body_len);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -418,12 +436,16 @@ pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<
         out.push(EXT_NOT_FOUND);
         out.extend_from_slice(&0u16.to_be_bytes());
     }
-    match compressed {
-        Some(block) => {
+    match (compressed, payload) {
+        (Some(block), payload) => {
             out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             out.extend_from_slice(&block);
         }
-        None => out.extend_from_slice(payload),
+        (None, Cow::Borrowed(payload)) => out.extend_from_slice(payload),
+        (None, Cow::Owned(mut payload)) => {
+            payload.splice(0..0, out);
+            return Ok(payload);
+        }
     }
     Ok(out)
 }
@@ -678,6 +700,42 @@ mod tests {
         for payload in [&noise[..], text.as_bytes()] {
             let bytes = seal(payload, &EncodeOptions::default(), &Meta::default()).unwrap();
             assert_eq!(decompress_for_test(&bytes), payload);
+        }
+    }
+
+    #[test]
+    fn an_owned_payload_is_sealed_as_a_borrowed_one() {
+        let meta = Meta {
+            created_at_ms: 7,
+            schema: Some("s".into()),
+            tags: vec!["t".into()],
+            ..Meta::default()
+        };
+        let text = "{\"id\": 1} ".repeat(5000).into_bytes();
+        let mut x: u32 = 1;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect();
+        for payload in [&b""[..], b"\x93\x01\x02\x03", &text, &noise] {
+            for options in [
+                EncodeOptions::default(),
+                EncodeOptions {
+                    compression: Compression::None,
+                    ..EncodeOptions::default()
+                },
+            ] {
+                let mut spare = Vec::with_capacity(payload.len() + 100);
+                spare.extend_from_slice(payload);
+                let borrowed = seal(payload, &options, &meta).unwrap();
+                assert_eq!(
+                    seal_owned(payload.to_vec(), &options, &meta).unwrap(),
+                    borrowed
+                );
+                assert_eq!(seal_owned(spare, &options, &meta).unwrap(), borrowed);
+            }
         }
     }
 
