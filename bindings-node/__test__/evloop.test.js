@@ -11,7 +11,7 @@ const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { Cache } = require('..')
-const { redis, harness, signal, uniqueNamespace } = require('./helpers')
+const { redis, harness, signal, uniqueNamespace, waitUntil } = require('./helpers')
 
 const TIMEOUT = 0.5
 // The bound every fault test asserts: timeout × 1.2 + 50 ms.
@@ -160,4 +160,57 @@ test('large values come back whole, alone and in getMany', async () => {
   assert.deepEqual(b, records)
   assert.equal(cache.metrics().hits, 4)
   cache.close()
+})
+
+test('a connection that a background refresh reopens (off the JS thread) connects before its connect timeout', async () => {
+  const net = require('node:net')
+  const { endpoints, stop } = await harness(['--standalone'])
+  const url = endpoints.standalone
+  const port = Number(url.split(':').pop())
+  const open = () => process._getActiveHandles().filter((h) => h instanceof net.Socket && h.remotePort === port).length
+  try {
+    // A long connect timeout: a handshake whose writes nobody flushes would wait all of it.
+    const namespace = uniqueNamespace('evloop-bg')
+    const cache = await Cache.connect(url, { namespace, ttl: 60, connectTimeout: 30, commandTimeout: 30 })
+    assert.equal(await cache.getOrLoad('k', () => 1, { freshFor: 0.05 }), 1)
+    // The refresh's loader closes the cache's connection and waits until it is gone, so the
+    // refresh's set reopens it from core's background task, on a tokio thread.
+    let loaded = false
+    const loader = async () => {
+      await killClients(url)
+      await waitUntil(() => open() === 0, 'the killed connection is closed')
+      loaded = true
+      return 2
+    }
+    await waitUntil(async () => (await cache.getEntry('k', loader, { freshFor: 0.05 })).stale, 'the value is stale')
+    await waitUntil(() => loaded, 'the refresh loaded')
+    const observer = await Cache.connect(url, { namespace })
+    // Its set either reopens the connection and stores, or fails on the closed one (a
+    // store error); a reopen that stalls until its connect timeout does neither in time.
+    await waitUntil(async () => cache.metrics().storeErrors > 0 || (await observer.get('k')) === 2,
+      'the refresh\'s set stores its value or fails', 10000)
+  } finally {
+    await stop()
+  }
+})
+
+test('connects that time out against a black hole leave no socket open', async () => {
+  const fs = require('node:fs')
+  const { endpoints, stop } = await harness(['--blackhole'])
+  const port = Number(endpoints.blackhole.split(':').pop())
+  // Sockets still connecting to the black hole (SYN-SENT, state 02, in /proc/net/tcp): only
+  // this process connects to it, and its sockets are unreferenced (not in _getActiveHandles).
+  const connecting = () => fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f.length > 3 && parseInt(f[2].split(':')[1], 16) === port && f[3] === '02').length
+  try {
+    for (let i = 0; i < 5; i++) {
+      const attempt = Cache.connect(endpoints.blackhole, { connectTimeout: 0.1, commandTimeout: 0.1 })
+        .then((cache) => cache.get('k'))
+      await assert.rejects(attempt)
+    }
+    await waitUntil(() => connecting() === 0, 'the timed-out connects\' sockets are destroyed', 5000)
+  } finally {
+    await stop()
+  }
 })
