@@ -214,3 +214,28 @@ test('connects that time out against a black hole leave no socket open', async (
     await stop()
   }
 })
+
+test('sets to a paused server that time out do not pile up in the socket\'s buffers', async () => {
+  const v8 = require('node:v8')
+  v8.setFlagsFromString('--expose-gc')
+  const gc = require('node:vm').runInNewContext('gc')
+  const { endpoints, stop } = await harness(['--standalone'])
+  const addr = endpoints.standalone.replace('redis://', '')
+  try {
+    const cache = await Cache.connect(endpoints.standalone, { namespace: uniqueNamespace('evloop-bp'), commandTimeout: TIMEOUT })
+    await cache.set('k', 1)
+    signal(endpoints, addr, 'SIGSTOP')
+    const value = require('node:crypto').randomBytes(1 << 20) // incompressible
+    const sets = Array.from({ length: 100 }, (_, i) => cache.set(`big${i}`, value))
+    for (const set of sets) await assert.rejects(set, code('ETIMEOUT'))
+    gc()
+    const held = process.memoryUsage().arrayBuffers
+    // 100 MB of requests were made; without a bound every one waits in the socket's buffer.
+    assert.ok(held < 48 << 20, `${(held / 2 ** 20).toFixed(0)} MB of buffers held after 100 timed-out 1 MB sets`)
+    signal(endpoints, addr, 'SIGCONT')
+    assert.equal(await cache.get('k'), 1)
+  } finally {
+    signal(endpoints, addr, 'SIGCONT')
+    await stop()
+  }
+})

@@ -38,7 +38,9 @@ const OPEN: &str = r#"(function () {
     socket.on('connect', () => events(0, null))
     socket.on('error', (e) => events(2, e && e.code ? `${e.code}: ${e.message}` : String(e)))
     socket.on('close', () => events(3, null))
-    return [(data) => { socket.write(data) }, () => { socket.destroy() }]
+    socket.on('drain', () => events(4, null))
+    // The write answers the bytes the socket still holds (backpressure, see `Stream`).
+    return [(data) => { socket.write(data); return socket.writableLength }, () => { socket.destroy() }]
   }
 })()"#;
 
@@ -46,6 +48,12 @@ const CONNECTED: u32 = 0;
 const DATA: u32 = 1;
 const ERROR: u32 = 2;
 const CLOSED: u32 = 3;
+const DRAINED: u32 = 4;
+
+/// Bytes a socket may hold unsent (its `writableLength` plus the outbox) before writes
+/// wait for it to drain: a stalled server must not make every caller's request, including
+/// those that timed out, pile up in JS buffers. A larger single write still goes through.
+const WRITE_BOUND: usize = 16 << 20;
 
 #[derive(Default)]
 struct State {
@@ -55,6 +63,10 @@ struct State {
     read_at: usize,
     /// Written and not handed to the socket yet.
     outbox: Vec<u8>,
+    /// The socket's `writableLength` after its last write (0 once it drained).
+    unsent: usize,
+    /// A writer waiting for the socket to drain below [`WRITE_BOUND`].
+    write_waker: Option<Waker>,
     /// The socket closed; with the error it reported, if any.
     closed: Option<Option<(io::ErrorKind, String)>>,
     /// The Rust side is gone: the socket is to be destroyed.
@@ -73,6 +85,12 @@ impl Pipe {
 
     fn wake(state: &mut State) {
         if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn wake_writer(state: &mut State) {
+        if let Some(waker) = state.write_waker.take() {
             waker.wake();
         }
     }
@@ -134,7 +152,7 @@ impl AsyncRead for Stream {
 impl AsyncWrite for Stream {
     fn poll_write(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut state = self.pipe.state();
@@ -142,6 +160,11 @@ impl AsyncWrite for Stream {
             let err = Pipe::error(&state)
                 .unwrap_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "socket closed"));
             return Poll::Ready(Err(err));
+        }
+        if state.unsent + state.outbox.len() >= WRITE_BOUND {
+            // Woken when the outbox is written below the bound or the socket drains.
+            state.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
         }
         state.outbox.extend_from_slice(buf);
         drop(state);
@@ -200,7 +223,22 @@ impl Socket {
                     &mut buffer,
                 ) == sys::Status::napi_ok
                 {
-                    call(raw, self.write, &[buffer]);
+                    let unsent = call(raw, self.write, &[buffer]);
+                    let mut length = 0.0;
+                    if !unsent.is_null()
+                        && sys::napi_get_value_double(raw, unsent, &mut length)
+                            == sys::Status::napi_ok
+                    {
+                        let mut state = self.pipe.state();
+                        // A float count of bytes: truncation is the intent.
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        {
+                            state.unsent = length as usize;
+                        }
+                        if state.unsent + state.outbox.len() < WRITE_BOUND {
+                            Pipe::wake_writer(&mut state);
+                        }
+                    }
                 }
             }
         }
@@ -219,12 +257,16 @@ impl Socket {
     }
 }
 
-/// Calls the function behind `reference` with `args` (an exception is left pending for
-/// Node to report, as from any callback).
+/// Calls the function behind `reference` with `args` and answers its result (null when it
+/// threw: the exception is left pending for Node to report, as from any callback).
 ///
 /// # Safety
 /// On the JS thread, with a live reference of `env`.
-unsafe fn call(env: sys::napi_env, reference: sys::napi_ref, args: &[sys::napi_value]) {
+unsafe fn call(
+    env: sys::napi_env,
+    reference: sys::napi_ref,
+    args: &[sys::napi_value],
+) -> sys::napi_value {
     let mut function = ptr::null_mut();
     let mut undefined = ptr::null_mut();
     let mut out = ptr::null_mut();
@@ -241,6 +283,7 @@ unsafe fn call(env: sys::napi_env, reference: sys::napi_ref, args: &[sys::napi_v
             &mut out,
         );
     }
+    out
 }
 
 /// Opens a socket to `addr` on this thread (inside one of the executor's callbacks).
@@ -333,9 +376,17 @@ fn on_event(ctx: &FunctionCallContext<'_>, pipe: &Pipe) -> Result<()> {
             state.closed = Some(Some((error_kind(&message), message)));
         }
         CLOSED if state.closed.is_none() => state.closed = Some(None),
+        DRAINED => {
+            state.unsent = 0;
+            Pipe::wake_writer(&mut state);
+        }
         _ => {}
     }
     Pipe::wake(&mut state);
+    if state.closed.is_some() {
+        // A writer waiting for room sees the error.
+        Pipe::wake_writer(&mut state);
+    }
     Ok(())
 }
 
