@@ -143,7 +143,7 @@ thread_local! {
     static ACTIVE: Cell<*const Remote> = const { Cell::new(ptr::null()) };
 }
 
-fn check(status: sys::napi_status, what: &str) -> Result<()> {
+pub(crate) fn check(status: sys::napi_status, what: &str) -> Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
@@ -234,14 +234,28 @@ impl Local {
     /// Runs `f` as a native callback of this executor: wakes during it only queue, and the
     /// outermost one drains before returning.
     pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        /// Leaves the callback even when `f` or the drain panics: an executor left marked
+        /// active would never drain again (every later call would hang).
+        struct Leave<'a> {
+            local: &'a Local,
+            previous: *const Remote,
+        }
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.local.depth.set(self.local.depth.get() - 1);
+                ACTIVE.with(|active| active.set(self.previous));
+            }
+        }
         let previous = ACTIVE.with(|active| active.replace(Arc::as_ptr(&self.remote)));
         self.depth.set(self.depth.get() + 1);
+        let _leave = Leave {
+            local: self,
+            previous,
+        };
         let out = f();
         if self.depth.get() == 1 {
             self.drain();
         }
-        self.depth.set(self.depth.get() - 1);
-        ACTIVE.with(|active| active.set(previous));
         out
     }
 
@@ -317,6 +331,8 @@ unsafe extern "C" fn on_wake(
     if env.is_null() || context.is_null() {
         return;
     }
+    // SAFETY: the context is the `Remote` whose reference `local` gave the function; it is
+    // released only in `on_finalize`, after the last call.
     let remote = &*(context as *const Remote);
     remote.notified.store(false, Ordering::Release);
     if let Some(local) = LOOP.with(Cell::get) {
@@ -327,6 +343,8 @@ unsafe extern "C" fn on_wake(
 }
 
 unsafe extern "C" fn on_finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: `data` is the `Arc::into_raw` reference made in `local`; Node finalizes once,
+    // so it is taken back exactly once.
     let remote = Arc::from_raw(data as *const Remote);
     remote.finalized.store(true, Ordering::Release);
 }

@@ -21,7 +21,7 @@ use napi::{sys, Env, JsValue as _, Result};
 use polycache::store::{Connector, NodeAddr, NodeStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::evloop::{Local, Remote};
+use crate::evloop::{check, Local, Remote};
 
 /// Opens a socket and routes its events to one callback: `events(kind, arg, length)`.
 const OPEN: &str = r#"(function () {
@@ -298,31 +298,41 @@ fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> 
     };
     let raw = env.raw();
     let mut args = [ptr::null_mut(); 4];
-    // SAFETY: live env on the JS thread; the values are made here.
+    // SAFETY: live env on the JS thread; the values are made here. A failed call is an
+    // error, not a null argument (a null host would connect to localhost).
     unsafe {
         let mut null = ptr::null_mut();
-        sys::napi_get_null(raw, &mut null);
+        check(sys::napi_get_null(raw, &mut null), "napi_get_null")?;
         match addr {
             NodeAddr::Tcp { host, port } => {
-                sys::napi_create_string_utf8(
-                    raw,
-                    host.as_ptr().cast(),
-                    host.len() as isize,
-                    &mut args[0],
-                );
-                sys::napi_create_uint32(raw, u32::from(*port), &mut args[1]);
+                check(
+                    sys::napi_create_string_utf8(
+                        raw,
+                        host.as_ptr().cast(),
+                        host.len() as isize,
+                        &mut args[0],
+                    ),
+                    "napi_create_string_utf8",
+                )?;
+                check(
+                    sys::napi_create_uint32(raw, u32::from(*port), &mut args[1]),
+                    "napi_create_uint32",
+                )?;
                 args[2] = null;
             }
             NodeAddr::Unix(path) => {
                 let path = path.to_string_lossy();
                 args[0] = null;
                 args[1] = null;
-                sys::napi_create_string_utf8(
-                    raw,
-                    path.as_ptr().cast(),
-                    path.len() as isize,
-                    &mut args[2],
-                );
+                check(
+                    sys::napi_create_string_utf8(
+                        raw,
+                        path.as_ptr().cast(),
+                        path.len() as isize,
+                        &mut args[2],
+                    ),
+                    "napi_create_string_utf8",
+                )?;
             }
         }
         args[3] = events.raw();
@@ -333,10 +343,25 @@ fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> 
     // SAFETY: `pair` is the array `open` returned.
     unsafe {
         let (mut w, mut d) = (ptr::null_mut(), ptr::null_mut());
-        sys::napi_get_element(raw, pair, 0, &mut w);
-        sys::napi_get_element(raw, pair, 1, &mut d);
-        sys::napi_create_reference(raw, w, 1, &mut write);
-        sys::napi_create_reference(raw, d, 1, &mut destroy);
+        check(
+            sys::napi_get_element(raw, pair, 0, &mut w),
+            "napi_get_element",
+        )?;
+        check(
+            sys::napi_get_element(raw, pair, 1, &mut d),
+            "napi_get_element",
+        )?;
+        check(
+            sys::napi_create_reference(raw, w, 1, &mut write),
+            "napi_create_reference",
+        )?;
+        if let Err(err) = check(
+            sys::napi_create_reference(raw, d, 1, &mut destroy),
+            "napi_create_reference",
+        ) {
+            sys::napi_delete_reference(raw, write);
+            return Err(err);
+        }
     }
     let mut socket = Socket {
         pipe: pipe.clone(),
