@@ -272,9 +272,14 @@ impl Local {
             };
             let local: Vec<Task> = std::mem::take(&mut *self.spawned.borrow_mut());
             if woken.is_empty() && spawned.is_empty() && local.is_empty() {
-                // The sockets' output; it may wake tasks (a closed socket), so look again.
+                // The sockets' output; it may wake or spawn tasks (a closed socket, a dropped
+                // stream), so look again.
                 self.after.borrow_mut().retain_mut(|after| after(&env));
-                if lock(&self.remote.queue).woken.is_empty() && self.spawned.borrow().is_empty() {
+                let idle = {
+                    let queue = lock(&self.remote.queue);
+                    queue.woken.is_empty() && queue.spawned.is_empty()
+                };
+                if idle && self.spawned.borrow().is_empty() {
                     return;
                 }
                 continue;
