@@ -280,19 +280,31 @@ impl<'t> Reader<'t> {
         Ok(())
     }
 
+    /// Opens an array or object at `depth`: checks the nesting, then reads its length and
+    /// refuses more than `max_items` (`what` and `unit` name it in the message).
+    fn container_len<E>(
+        &mut self,
+        depth: usize,
+        what: &str,
+        unit: &str,
+    ) -> Result<usize, TapeError<E>> {
+        Self::nest(depth)?;
+        let len = self.len()?;
+        if len > self.max_items {
+            return refused(format!(
+                "{what} of {len} {unit} cannot be cached (at most {}, from maxValueBytes)",
+                self.max_items
+            ));
+        }
+        Ok(len)
+    }
+
     fn array<B: Build>(
         &mut self,
         build: &mut B,
         depth: usize,
     ) -> Result<B::Value, TapeError<B::Error>> {
-        Self::nest(depth)?;
-        let len = self.len()?;
-        if len > self.max_items {
-            return refused(format!(
-                "an array of {len} items cannot be cached (at most {}, from maxValueBytes)",
-                self.max_items
-            ));
-        }
+        let len = self.container_len(depth, "an array", "items")?;
         let mut array = build.array(len).map_err(TapeError::Host)?;
         let mut i = 0;
         while i < len {
@@ -332,14 +344,7 @@ impl<'t> Reader<'t> {
         build: &mut B,
         depth: usize,
     ) -> Result<B::Value, TapeError<B::Error>> {
-        Self::nest(depth)?;
-        let len = self.len()?;
-        if len > self.max_items {
-            return refused(format!(
-                "an object of {len} properties cannot be cached (at most {}, from maxValueBytes)",
-                self.max_items
-            ));
-        }
+        let len = self.container_len(depth, "an object", "properties")?;
         let mut map = build.map(len).map_err(TapeError::Host)?;
         for _ in 0..len {
             let tag = self.tag()?;
