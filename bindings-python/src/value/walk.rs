@@ -371,7 +371,13 @@ impl Walk<'_> {
             }?;
             for i in 0..len {
                 let item = self.item(ffi::PyList_GetItem(obj, i))?;
-                self.value(item)?;
+                // A list of floats, the common large list: no dispatch per item.
+                if ffi::Py_TYPE(item) == &raw mut ffi::PyFloat_Type {
+                    let written = self.encoder.float(ffi::PyFloat_AsDouble(item));
+                    self.codec(written)?;
+                } else {
+                    self.value(item)?;
+                }
             }
         }
         {
