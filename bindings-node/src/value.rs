@@ -464,7 +464,7 @@ pub fn encode_payload(
     }
     encoder
         .finish()
-        .map(|encoded| encoded.payload)
+        .map(|encoded| encoded.payload.into_vec())
         .map_err(|err| errors::to_js(env, &err))
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
 import subprocess
@@ -75,6 +76,80 @@ def test_envelope(case: dict[str, Any]) -> None:
         assert encoded[:header_len] == data[:header_len]
         check_decoded(case, encoded)
     assert encoded[5] == (1 if case["compression"] == "lz4" else 0)
+
+
+# The cases a plain `set` writes: no header extensions, no fresh window.
+SET_CASES = [
+    c
+    for c in ENVELOPE
+    if c["op"] == "roundtrip"
+    and c["schema"] is None
+    and not c["tags"]
+    and c["freshUntil"] == 0
+    and "loadMs" not in c
+    and "notFound" not in c
+]
+
+
+async def connect_async(url: str, namespace: str, options: dict[str, Any]) -> polycache.AsyncCache:
+    return await polycache.AsyncCache.connect(url, namespace=namespace, **options)
+
+
+async def set_async(cache: polycache.AsyncCache, key: str, value: Any, ttl: float | None) -> None:
+    await cache.set(key, value, ttl=ttl)
+
+
+def test_sets_store_the_envelope_bytes(endpoints: dict[str, Any], namespace: str) -> None:
+    """What `Cache.set` and `AsyncCache.set` leave in Redis, read back with a plain GET: the
+    vectors' envelope, with and without PX, with keys short and too long for the room the
+    encoder leaves in front of the payload (FORMAT.md §1); large values compressed and not."""
+    url = endpoints["standalone"]
+    assert len(SET_CASES) >= 100
+    raw = polycache.Cache(url, namespace=namespace, raw=True)
+    big = [{"id": i, "name": f"user {i}", "tags": ["a", "b"]} for i in range(3000)]
+    cases: list[tuple[str, Any, dict[str, Any]]] = [
+        (
+            c["name"],
+            typed(c["value"]),
+            {
+                "codec": c["codec"],
+                "compression": c["compression"],
+                "compress_threshold": c["compressThreshold"],
+            },
+        )
+        for c in SET_CASES
+    ]
+    cases += [
+        ("big-records", big, {}),
+        ("big-floats", [i * 0.271 for i in range(30_000)], {}),
+    ]
+    loop = asyncio.new_event_loop()
+    for i, (name, value, options) in enumerate(cases):
+        sync = polycache.Cache(url, namespace=namespace, ttl=0, **options)
+        in_asyncio = loop.run_until_complete(connect_async(url, namespace, {"ttl": 0, **options}))
+        for key, ttl in ((f"v{i}", None), (f"{'k' * 200}{i}", 90.5)):
+            for who in ("sync", "asyncio"):
+                if who == "sync":
+                    sync.set(key, value, ttl=ttl)
+                else:
+                    loop.run_until_complete(set_async(in_asyncio, key, value, ttl))
+                stored = raw.get(key)
+                assert isinstance(stored, bytes), (name, who)
+                want = contract.encode_envelope(
+                    value,
+                    codec=options.get("codec", "msgpack"),
+                    compression=options.get("compression", "lz4"),
+                    compress_threshold=options.get("compress_threshold", 1024),
+                    created_at=int.from_bytes(stored[8:16], "big"),
+                )
+                assert stored == want, (name, who, len(key), ttl)
+                left = raw.ttl(key)
+                if ttl is None:
+                    assert left is None, (name, who)
+                else:
+                    assert left is not None and 30 < left <= ttl, (name, who, left)
+                raw.delete(key)
+    loop.close()
 
 
 @pytest.mark.parametrize("case", KEYS, ids=lambda c: c["name"])

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{join_all, try_join_all};
 
 use crate::clock::Clock;
-use crate::codec::{self, Build, EncodeOptions, Encoded, Encoder, Meta, Value};
+use crate::codec::{self, Build, EncodeOptions, Encoded, Encoder, Framed, Meta, Value};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeySchema;
@@ -572,22 +572,21 @@ impl Cache {
         if let Some(writer) = &self.inner.writer {
             writer.write(key, &encoded.to_value()?).await?;
         }
-        let entry = Entry {
-            key: redis_key,
-            value: self.seal(encoded)?,
-            ttl: self.effective_ttl(ttl)?,
-        };
-        let key = entry.key.clone();
-        self.forget([key.as_str()]);
-        let written = self.timed(self.inner.store.set(entry)).await;
-        self.forget([key.as_str()]);
+        let value = self.seal(encoded)?;
+        let ttl = self.effective_ttl(ttl)?;
+        self.forget([redis_key.as_str()]);
+        let written = self
+            .timed(self.inner.store.set_framed(&redis_key, value, ttl))
+            .await;
+        self.forget([redis_key.as_str()]);
         written?;
         self.inner.metrics.add(Counter::Set, 1);
         Ok(())
     }
 
-    /// The stored bytes of an encoded value: raw as they are, otherwise in an envelope.
-    fn seal(&self, encoded: Encoded) -> Result<Vec<u8>> {
+    /// The stored bytes of an encoded value: raw as they are, otherwise in an envelope;
+    /// the room the encoder left in front of them is kept for the store's command.
+    fn seal(&self, encoded: Encoded) -> Result<Framed> {
         if encoded.raw != self.inner.config.raw
             || (!encoded.raw && encoded.codec != self.inner.encode.codec)
         {
@@ -604,7 +603,7 @@ impl Cache {
             fresh_until_ms: fresh::fresh_until(created_at_ms, self.inner.config.fresh_for),
             ..Meta::default()
         };
-        codec::seal_owned(encoded.payload, &self.inner.encode, &meta)
+        codec::seal_framed(encoded.payload, &self.inner.encode, &meta)
     }
 
     /// What [`Cache::get`] would serve for `key`, before it is decoded: the stored bytes

@@ -377,12 +377,15 @@ impl Config {
 
     /// An encoder for a value a cache with this config stores: its codec, or raw mode's
     /// bytes or string (what [`crate::Cache::encoder`] returns, before any connection).
+    /// It leaves [`crate::codec::HEADROOM`] in front of the payload for the envelope
+    /// header and the store's `SET` head.
     pub fn encoder(&self) -> crate::codec::Encoder {
-        if self.raw {
+        let encoder = if self.raw {
             crate::codec::Encoder::raw()
         } else {
             crate::codec::Encoder::new(self.codec)
-        }
+        };
+        encoder.with_room(crate::codec::HEADROOM)
     }
 
     pub(crate) fn encode_options(&self) -> EncodeOptions {

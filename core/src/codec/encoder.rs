@@ -5,7 +5,7 @@
 //! ([`Encoder::value`]), so there is one writer per codec.
 
 use super::msgpack::MAX_DEPTH;
-use super::{Codec, Value};
+use super::{Codec, Framed, Value};
 use crate::error::{Error, Result};
 
 /// What is open at one nesting level (JSON needs to know where commas go).
@@ -28,6 +28,8 @@ pub struct Encoder {
     /// Raw mode: no codec, the one value must be bytes or a string (stored as its UTF-8).
     raw: bool,
     out: Vec<u8>,
+    /// Bytes of `out` in front of the payload, left for headers (see [`Framed`]).
+    room: usize,
     open: Vec<Open>,
     /// Whether a top-level value has started.
     started: bool,
@@ -54,8 +56,8 @@ pub struct Encoded {
     pub codec: Codec,
     /// Raw mode: stored as is, without an envelope.
     pub raw: bool,
-    /// The codec output (or the raw bytes).
-    pub payload: Vec<u8>,
+    /// The codec output (or the raw bytes), with the room the encoder left in front.
+    pub payload: Framed,
     /// Raw mode: the value was a string (stored as its UTF-8).
     pub text: bool,
 }
@@ -67,13 +69,14 @@ impl Encoded {
     /// A codec error when the payload is not valid for its codec.
     pub fn to_value(&self) -> Result<Value> {
         if self.raw {
-            return Ok(match (self.text, std::str::from_utf8(&self.payload)) {
+            let payload = self.payload.bytes();
+            return Ok(match (self.text, std::str::from_utf8(payload)) {
                 (true, Ok(text)) => Value::Str(text.to_owned()),
-                _ => Value::Bytes(self.payload.clone()),
+                _ => Value::Bytes(payload.to_vec()),
             });
         }
         self.codec
-            .decode_with(&self.payload, &super::DecodeLimits::UNLIMITED)
+            .decode_with(self.payload.bytes(), &super::DecodeLimits::UNLIMITED)
     }
 }
 
@@ -84,6 +87,7 @@ impl Encoder {
             codec,
             raw: false,
             out: Vec::with_capacity(256),
+            room: 0,
             open: Vec::new(),
             started: false,
             text: false,
@@ -96,6 +100,20 @@ impl Encoder {
             raw: true,
             ..Encoder::new(Codec::Bytes)
         }
+    }
+
+    /// Leaves `room` bytes in front of the payload (before anything is written), where the
+    /// envelope header and a store's command head are written later without moving it.
+    pub fn with_room(mut self, room: usize) -> Self {
+        debug_assert!(
+            self.out.len() == self.room,
+            "with_room after a value was written"
+        );
+        self.out.truncate(self.room);
+        self.out.resize(room, 0);
+        self.out.reserve(256);
+        self.room = room;
+        self
     }
 
     /// Makes room for at least `additional` more payload bytes (a binding that knows the
@@ -115,7 +133,7 @@ impl Encoder {
         Ok(Encoded {
             codec: self.codec,
             raw: self.raw,
-            payload: self.out,
+            payload: Framed::from_parts(self.out, self.room),
             text: self.text,
         })
     }

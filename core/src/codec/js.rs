@@ -74,7 +74,7 @@ impl JsonText {
     /// # Errors
     /// A codec error when no complete value was written.
     pub fn finish(self) -> Result<Vec<u8>> {
-        Ok(self.encoder.finish()?.payload)
+        Ok(self.encoder.finish()?.payload.into_vec())
     }
 }
 

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 pub fn encode(value: &Value) -> Result<Vec<u8>> {
     let mut encoder = Encoder::new(Codec::Json);
     encoder.value(value)?;
-    Ok(encoder.finish()?.payload)
+    Ok(encoder.finish()?.payload.into_vec())
 }
 
 /// Decodes JSON text into a value with the default [`DecodeLimits`]; numbers with a

@@ -94,7 +94,7 @@ impl Codec {
     pub fn encode(self, value: &Value) -> Result<Vec<u8>> {
         let mut encoder = Encoder::new(self);
         encoder.value(value)?;
-        Ok(encoder.finish()?.payload)
+        Ok(encoder.finish()?.payload.into_vec())
     }
 
     /// Decodes a payload written by this codec, with the default [`DecodeLimits`].
@@ -363,7 +363,9 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
 /// # Errors
 /// A codec error when a header string exceeds 65535 bytes.
 pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
-    seal_cow(Cow::Borrowed(payload), options, meta)
+    let (mut out, block) = envelope_head(payload, options, meta)?;
+    out.extend_from_slice(block.as_deref().unwrap_or(payload));
+    Ok(out)
 }
 
 /// [`seal`] for a payload the caller hands over: stored uncompressed, the payload's own
@@ -373,10 +375,41 @@ pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<
 /// # Errors
 /// As [`seal`].
 pub fn seal_owned(payload: Vec<u8>, options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
-    seal_cow(Cow::Owned(payload), options, meta)
+    Ok(seal_framed(Framed::from(payload), options, meta)?.into_vec())
 }
 
-fn seal_cow(payload: Cow<'_, [u8]>, options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
+/// [`seal_owned`] for a payload with room in front of it (an [`Encoder`] from
+/// [`crate::Cache::encoder`] leaves [`HEADROOM`]): stored uncompressed, the header is
+/// written into that room, and a compressed block gets room of its own, so the store can
+/// write its command's head there too without moving the bytes.
+///
+/// # Errors
+/// As [`seal`].
+pub fn seal_framed(mut payload: Framed, options: &EncodeOptions, meta: &Meta) -> Result<Framed> {
+    let (head, block) = envelope_head(payload.bytes(), options, meta)?;
+    match block {
+        Some(block) => {
+            let mut out = Framed::with_room(HEADROOM, head.len() + block.len() + TAILROOM);
+            out.extend_from_slice(&head);
+            out.extend_from_slice(&block);
+            Ok(out)
+        }
+        None if payload.prepend(&head) => Ok(payload),
+        None => {
+            let mut bytes = payload.into_vec();
+            bytes.splice(0..0, head);
+            Ok(Framed::from(bytes))
+        }
+    }
+}
+
+/// The envelope's bytes up to its body (with a compressed body's length field), and the
+/// LZ4 block when `payload` is stored compressed.
+fn envelope_head(
+    payload: &[u8],
+    options: &EncodeOptions,
+    meta: &Meta,
+) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     let mut ext_len = 0usize;
     if let Some(schema) = &meta.schema {
         ext_len += 3 + ext_value_len(schema)?;
@@ -396,19 +429,17 @@ fn seal_cow(payload: Cow<'_, [u8]>, options: &EncodeOptions, meta: &Meta) -> Res
 
     let compressed = if options.compression == Compression::Lz4
         && payload.len() >= options.compress_threshold
-        && sample_shrinks(&payload)
+        && sample_shrinks(payload)
     {
-        let block = lz4_flex::block::compress(&payload);
+        let block = lz4_flex::block::compress(payload);
         (block.len() + 4 < payload.len()).then_some(block)
     } else {
         None
     };
 
-    let body_len = match (&compressed, &payload) {
-        (Some(block), _) => block.len() + 4,
-        (None, Cow::Borrowed(payload)) => payload.len(),
-        (None, Cow::Owned(_)) => 0,
-    };
+    let body_len = compressed
+        .as_ref()
+        .map_or(payload.len(), |block| block.len() + 4);
     let mut out = Vec::with_capacity(8 + header_len + body_len);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -436,18 +467,83 @@ fn seal_cow(payload: Cow<'_, [u8]>, options: &EncodeOptions, meta: &Meta) -> Res
         out.push(EXT_NOT_FOUND);
         out.extend_from_slice(&0u16.to_be_bytes());
     }
-    match (compressed, payload) {
-        (Some(block), payload) => {
-            out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            out.extend_from_slice(&block);
-        }
-        (None, Cow::Borrowed(payload)) => out.extend_from_slice(payload),
-        (None, Cow::Owned(mut payload)) => {
-            payload.splice(0..0, out);
-            return Ok(payload);
+    if compressed.is_some() {
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    }
+    Ok((out, compressed))
+}
+
+/// Room an [`Encoder`] from [`crate::Cache::encoder`] leaves in front of its payload: the
+/// envelope header of a set (24 bytes) and a Redis `SET`'s head with a key of up to about
+/// 70 bytes fit in it, so neither moves the payload.
+pub const HEADROOM: usize = 128;
+/// Spare capacity after a compressed block: a `SET`'s tail (`PX ms`, `NX`) fits in it.
+const TAILROOM: usize = 64;
+
+/// Bytes with unused room in front of them: a header (the envelope's, then a command's)
+/// is written into that room instead of moving the bytes behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Framed {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl From<Vec<u8>> for Framed {
+    /// Bytes without room in front.
+    fn from(bytes: Vec<u8>) -> Self {
+        Framed {
+            buf: bytes,
+            start: 0,
         }
     }
-    Ok(out)
+}
+
+impl Framed {
+    /// Empty, with `room` bytes in front and capacity for `len` more.
+    pub fn with_room(room: usize, len: usize) -> Self {
+        let mut buf = Vec::with_capacity(room + len);
+        buf.resize(room, 0);
+        Framed { buf, start: room }
+    }
+
+    /// `buf` whose first `room` bytes are room, not content.
+    pub(crate) fn from_parts(buf: Vec<u8>, room: usize) -> Self {
+        debug_assert!(room <= buf.len());
+        Framed { buf, start: room }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// How many bytes can still be written in front.
+    pub fn room(&self) -> usize {
+        self.start
+    }
+
+    /// Writes `head` in front of the bytes, if the room holds it (otherwise nothing).
+    pub fn prepend(&mut self, head: &[u8]) -> bool {
+        let Some(start) = self.start.checked_sub(head.len()) else {
+            return false;
+        };
+        self.buf[start..self.start].copy_from_slice(head);
+        self.start = start;
+        true
+    }
+
+    /// Appends `tail` to the bytes.
+    pub fn extend_from_slice(&mut self, tail: &[u8]) {
+        self.buf.extend_from_slice(tail);
+    }
+
+    /// The bytes in a vector of their own (moved to the front of the buffer).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+        }
+        self.buf
+    }
 }
 
 /// Payloads from this size on are compressed only when a sample of them shrinks by at
@@ -735,6 +831,14 @@ mod tests {
                     borrowed
                 );
                 assert_eq!(seal_owned(spare, &options, &meta).unwrap(), borrowed);
+                // With room in front (an encoder's), too little room, and none.
+                for room in [0, 5, HEADROOM] {
+                    let mut framed = Framed::with_room(room, payload.len());
+                    framed.extend_from_slice(payload);
+                    let sealed = seal_framed(framed, &options, &meta).unwrap();
+                    assert_eq!(sealed.bytes(), &borrowed[..]);
+                    assert_eq!(sealed.into_vec(), borrowed);
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ pub fn encode(value: &Value) -> Vec<u8> {
     // MessagePack holds every value; only nesting beyond MAX_DEPTH is refused, and a value
     // that deep is written anyway for callers that hash it (function keys).
     match encoder.value(value).and_then(|()| encoder.finish()) {
-        Ok(encoded) => encoded.payload,
+        Ok(encoded) => encoded.payload.into_vec(),
         Err(_) => unlimited(value),
     }
 }

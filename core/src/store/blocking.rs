@@ -16,8 +16,10 @@ use async_trait::async_trait;
 use redis::{Cmd, ConnectionLike, RedisError, RedisResult};
 
 use super::{
-    eval_cmds, is_noscript, process_id, pttl, set_cmd, set_nx_cmd, tls_timeout, wrote, Entry, Store,
+    eval_cmds, is_noscript, packed_set, process_id, pttl, set_cmd, set_nx_cmd, tls_timeout, wrote,
+    Entry, Store,
 };
+use crate::codec::Framed;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::slot;
@@ -266,6 +268,12 @@ fn pipeline<T: redis::FromRedisValue>(
         .collect()
 }
 
+/// Sends a command already in RESP bytes ([`packed_set`]) and reads its reply; an error
+/// reply is an error, as for a [`Cmd`].
+fn send(conn: &mut redis::Connection, cmd: &Framed) -> RedisResult<redis::Value> {
+    conn.req_packed_command(cmd.bytes())?.extract_error()
+}
+
 fn get_many_cmd(keys: &[&str]) -> Cmd {
     let mut cmd = redis::cmd("MGET");
     cmd.arg(keys);
@@ -327,14 +335,21 @@ impl Store for BlockingRedisStore {
     }
 
     async fn set(&self, entry: Entry) -> Result<()> {
-        self.query(&set_cmd(&entry))
+        let cmd = packed_set(&entry.key, Framed::from(entry.value), entry.ttl, false);
+        self.run(|conn| send(conn, &cmd)).map(drop)
+    }
+
+    async fn set_framed(&self, key: &str, value: Framed, ttl: Option<Duration>) -> Result<()> {
+        let cmd = packed_set(key, value, ttl, false);
+        self.run(|conn| send(conn, &cmd)).map(drop)
     }
 
     async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {
         let budget = budget.min(self.timeout);
-        let cmd = set_cmd(&entry);
+        let cmd = packed_set(&entry.key, Framed::from(entry.value), entry.ttl, false);
         self.node
-            .run(Instant::now() + budget, budget, |conn| cmd.query(conn))
+            .run(Instant::now() + budget, budget, |conn| send(conn, &cmd))
+            .map(drop)
     }
 
     async fn set_many(&self, entries: Vec<Entry>) -> Result<()> {
@@ -355,7 +370,8 @@ impl Store for BlockingRedisStore {
     }
 
     async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
-        Ok(wrote(&self.query::<redis::Value>(&set_nx_cmd(&entry))?))
+        let cmd = packed_set(&entry.key, Framed::from(entry.value), entry.ttl, true);
+        Ok(wrote(&self.run(|conn| send(conn, &cmd))?))
     }
 
     async fn eval(&self, script: &Script, keys: &[String], args: &[Vec<u8>]) -> Result<i64> {

@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use super::{Entry, Store};
 use crate::clock::Clock;
+use crate::codec::Framed;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lock::Script;
 
@@ -327,6 +328,12 @@ impl Store for BreakerStore {
 
     async fn set(&self, entry: Entry) -> Result<()> {
         self.breaker.call(self.inner.set(entry)).await
+    }
+
+    async fn set_framed(&self, key: &str, value: Framed, ttl: Option<Duration>) -> Result<()> {
+        self.breaker
+            .call(self.inner.set_framed(key, value, ttl))
+            .await
     }
 
     async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {

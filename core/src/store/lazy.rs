@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 
 use super::{Entry, Store};
 use crate::clock::Clock;
+use crate::codec::Framed;
 use crate::error::Result;
 use crate::lock::Script;
 
@@ -128,6 +129,10 @@ impl Store for LazyStore {
 
     async fn set(&self, entry: Entry) -> Result<()> {
         self.store().await?.set(entry).await
+    }
+
+    async fn set_framed(&self, key: &str, value: Framed, ttl: Option<Duration>) -> Result<()> {
+        self.store().await?.set_framed(key, value, ttl).await
     }
 
     async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {

@@ -50,6 +50,7 @@ pub use memory::MemoryStore;
 pub use sharded::ShardedStore;
 
 use crate::clock::Clock;
+use crate::codec::Framed;
 use crate::config::{Config, Target};
 #[cfg(not(all(feature = "redis", feature = "tokio-redis", feature = "memory")))]
 use crate::error::Error;
@@ -85,6 +86,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
     /// Writes one value.
     async fn set(&self, entry: Entry) -> Result<()>;
+    /// [`Store::set`] for stored bytes with room in front of them ([`Framed`], what
+    /// [`crate::Cache::set_encoded`] writes): a store that builds its command around the
+    /// bytes writes the command's head into that room instead of copying them. By default
+    /// the bytes are moved to the front of their buffer and written with `set`.
+    async fn set_framed(&self, key: &str, value: Framed, ttl: Option<Duration>) -> Result<()> {
+        self.set(Entry {
+            key: key.to_owned(),
+            value: value.into_vec(),
+            ttl,
+        })
+        .await
+    }
     /// Writes one value within `budget` instead of the command timeout: the last step of
     /// a call that already spent part of its deadline.
     async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {
@@ -424,12 +437,63 @@ async fn open_blocking(_: Target, _: &Config, _: Clock) -> Result<Arc<dyn Store>
 
 #[cfg(feature = "redis")]
 fn set_cmd(entry: &Entry) -> ::redis::Cmd {
+    set_cmd_of(&entry.key, &entry.value, entry.ttl)
+}
+
+/// `SET key value [PX ms]`.
+#[cfg(feature = "redis")]
+fn set_cmd_of(key: &str, value: &[u8], ttl: Option<Duration>) -> ::redis::Cmd {
     let mut cmd = ::redis::cmd("SET");
-    cmd.arg(&entry.key).arg(&entry.value);
-    if let Some(px) = entry.ttl.and_then(crate::ttl::as_px) {
+    cmd.arg(key).arg(value);
+    if let Some(px) = ttl.and_then(crate::ttl::as_px) {
         cmd.arg("PX").arg(px);
     }
     cmd
+}
+
+/// `SET key value [PX ms] [NX]` as the RESP bytes to send (the same bytes as [`set_cmd`]
+/// and [`set_nx_cmd`]), built around `value` in its own buffer when the room in front of it
+/// holds the command's head: a large value is then sent without being copied. Otherwise
+/// it is copied once, into a buffer of the command's size.
+#[cfg(feature = "redis")]
+fn packed_set(key: &str, mut value: Framed, ttl: Option<Duration>, nx: bool) -> Framed {
+    let px = ttl.and_then(crate::ttl::as_px);
+    let args = 3 + if px.is_some() { 2 } else { 0 } + usize::from(nx);
+    let mut head = Vec::with_capacity(48 + key.len());
+    head.extend_from_slice(b"*");
+    head.extend_from_slice(itoa::Buffer::new().format(args).as_bytes());
+    head.extend_from_slice(b"\r\n$3\r\nSET\r\n");
+    bulk(&mut head, key.as_bytes());
+    head.push(b'$');
+    head.extend_from_slice(itoa::Buffer::new().format(value.bytes().len()).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let mut tail = Vec::with_capacity(48);
+    tail.extend_from_slice(b"\r\n");
+    if let Some(px) = px {
+        bulk(&mut tail, b"PX");
+        bulk(&mut tail, itoa::Buffer::new().format(px).as_bytes());
+    }
+    if nx {
+        bulk(&mut tail, b"NX");
+    }
+    if !value.prepend(&head) {
+        let mut whole = Framed::with_room(0, head.len() + value.bytes().len() + tail.len());
+        whole.extend_from_slice(&head);
+        whole.extend_from_slice(value.bytes());
+        value = whole;
+    }
+    value.extend_from_slice(&tail);
+    value
+}
+
+/// One RESP bulk string: `$len\r\nbytes\r\n`.
+#[cfg(feature = "redis")]
+fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'$');
+    out.extend_from_slice(itoa::Buffer::new().format(bytes.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Redis `PTTL` reply to a TTL: -2 means no such key, -1 no expiry.
@@ -446,4 +510,43 @@ fn group_by_slot<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<u16, Vec<u
         groups.entry(slot(key.as_bytes())).or_default().push(i);
     }
     groups
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_set_is_the_command_redis_rs_packs() {
+        for key in ["k", "a:b:c", &"long".repeat(50)] {
+            for len in [0usize, 1, 9, 10, 100, 70_000] {
+                let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                for ttl in [
+                    None,
+                    Some(Duration::ZERO),
+                    Some(Duration::from_millis(1500)),
+                ] {
+                    for nx in [false, true] {
+                        let entry = Entry {
+                            key: key.to_owned(),
+                            value: value.clone(),
+                            ttl,
+                        };
+                        let expected = if nx {
+                            set_nx_cmd(&entry)
+                        } else {
+                            set_cmd(&entry)
+                        }
+                        .get_packed_command();
+                        for room in [0, 10, crate::codec::HEADROOM, 4096] {
+                            let mut framed = Framed::with_room(room, len);
+                            framed.extend_from_slice(&value);
+                            let packed = packed_set(key, framed, ttl, nx);
+                            assert_eq!(packed.bytes(), &expected[..], "{key} {len} {ttl:?} {nx}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

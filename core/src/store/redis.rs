@@ -15,8 +15,10 @@ use redis::{Cmd, Pipeline};
 
 use super::connector::{Connector, NodeAddr, Reconnecting};
 use super::{
-    eval_cmds, group_by_slot, is_noscript, pttl, set_cmd, set_nx_cmd, wrote, Entry, Store,
+    eval_cmds, group_by_slot, is_noscript, pttl, set_cmd, set_cmd_of, set_nx_cmd, wrote, Entry,
+    Store,
 };
+use crate::codec::Framed;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lock::Script;
@@ -194,6 +196,12 @@ impl Store for RedisStore {
 
     async fn set(&self, entry: Entry) -> Result<()> {
         self.query(&set_cmd(&entry)).await
+    }
+
+    async fn set_framed(&self, key: &str, value: Framed, ttl: Option<Duration>) -> Result<()> {
+        // Copied into the command as they are: moving them to the front first would be a
+        // second pass over a large value.
+        self.query(&set_cmd_of(key, value.bytes(), ttl)).await
     }
 
     async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {

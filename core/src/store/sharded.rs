@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures_util::future::{join_all, try_join_all};
 
 use super::{BreakerStats, Entry, Store};
+use crate::codec::Framed;
 use crate::error::{Error, Result};
 use crate::lock::Script;
 use crate::ring::Ring;
@@ -93,6 +94,10 @@ impl Store for ShardedStore {
 
     async fn set(&self, entry: Entry) -> Result<()> {
         self.node(&entry.key).set(entry).await
+    }
+
+    async fn set_framed(&self, key: &str, value: Framed, ttl: Option<Duration>) -> Result<()> {
+        self.node(key).set_framed(key, value, ttl).await
     }
 
     async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {

@@ -582,7 +582,7 @@ mod tests {
         let mut encoder = Encoder::new(Codec::Msgpack);
         encode_tape(&tape.0, 1000, &mut encoder).unwrap();
         assert_eq!(
-            encoder.finish().unwrap().payload,
+            encoder.finish().unwrap().payload.into_vec(),
             msgpack::encode(&expected)
         );
     }
@@ -606,7 +606,7 @@ mod tests {
         let mut encoder = Encoder::new(Codec::Msgpack);
         encode_tape(&tape.0, 1000, &mut encoder).unwrap();
         assert_eq!(
-            encoder.finish().unwrap().payload,
+            encoder.finish().unwrap().payload.into_vec(),
             msgpack::encode(&expected)
         );
         // A run longer than what is left of its array, or outside an array, is malformed.
