@@ -41,6 +41,28 @@ test('bytes, strings, arrays, plain objects', () => {
   assert.deepEqual(roundtrip(Object.assign(Object.create(null), { z: 1, a: 2 })), { a: 2, z: 1 })
 })
 
+test('strings inside objects and arrays come back exactly, escaped or not, ASCII or not', () => {
+  // A get makes objects with JSON.parse of core's text (one-byte when it is ASCII): every
+  // character JSON escapes, at every position of short and long strings, and text that is
+  // not ASCII next to text that is.
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
+  const strings = ['', 'é', 'ÿ', '\u0100', '日本語', '🦀', '\u2028\u2029', '\u007f\u0080']
+  for (let n = 0; n <= 40; n++) {
+    const plain = alphabet.slice(0, n)
+    strings.push(plain)
+    for (let at = 0; at < n; at++) {
+      for (const special of ['"', '\\', '\u0000', '\u0001', '\u001f', '\n', '\t', '/', 'é']) {
+        strings.push(plain.slice(0, at) + special + plain.slice(at + 1))
+      }
+    }
+  }
+  const ascii = strings.filter((s) => /^[\x00-\x7f]*$/.test(s))
+  for (const list of [ascii, strings]) {
+    const value = { list, byKey: Object.fromEntries(list.map((s, i) => [`${s}#${i}`, s])) }
+    assert.deepEqual(roundtrip(value), value)
+  }
+})
+
 test('maps keep insertion order; integer-like keys come first, as JS objects list them', () => {
   const value = { zeta: 1, alpha: { z: true, m: null, a: [{ y: 1, x: 2.5 }] }, é: 'e', B: 'b' }
   const back = roundtrip(value)

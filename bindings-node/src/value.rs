@@ -20,7 +20,7 @@ use std::ptr;
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use polycache::codec::js::tape::{encode_tape, read_tape, TapeError, Undefined};
-use polycache::codec::js::{self, Transcode, Transcoded};
+use polycache::codec::js::{self, Json, Transcode, Transcoded};
 use polycache::codec::{
     self, Build, DecodeError, DecodeLimits, Encoded, Encoder, Header, Tree, PREALLOC_ITEMS,
 };
@@ -238,7 +238,7 @@ fn tape_error<E>(env: sys::napi_env, err: TapeError<E>, host: impl FnOnce(E) -> 
 /// On the JS thread of `env`.
 unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Result<sys::napi_value> {
     match transcoded {
-        Transcoded::Json(text) => call_helper(env, Helper::JsonParse, create_string(env, text)?),
+        Transcoded::Json(json) => call_helper(env, Helper::JsonParse, json_string(env, json)?),
         Transcoded::Numbers(numbers) => {
             let mut data = ptr::null_mut();
             let mut buffer = ptr::null_mut();
@@ -571,6 +571,22 @@ fn made(call: impl FnOnce(&mut sys::napi_value) -> sys::napi_status) -> Result<s
     let mut out = ptr::null_mut();
     check(call(&mut out))?;
     Ok(out)
+}
+
+/// Core's JSON text as a JS string: ASCII text is its own Latin-1, which V8 copies as it is
+/// (from UTF-8 it would decode it first).
+unsafe fn json_string(env: sys::napi_env, json: &Json) -> Result<sys::napi_value> {
+    if !json.ascii {
+        return create_string(env, &json.text);
+    }
+    made(|out| {
+        sys::napi_create_string_latin1(
+            env,
+            json.text.as_ptr().cast(),
+            json.text.len() as isize,
+            out,
+        )
+    })
 }
 
 /// A JS string from UTF-8.

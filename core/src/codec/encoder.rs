@@ -320,7 +320,9 @@ impl Encoder {
     pub fn str(&mut self, v: &str) -> Result<()> {
         self.start("str")?;
         match self.codec {
-            Codec::Json => json_str(&mut self.out, v),
+            Codec::Json => {
+                json_str(&mut self.out, v);
+            }
             Codec::Msgpack => msgpack_str(&mut self.out, v),
             Codec::Bytes => self.out.extend_from_slice(v.as_bytes()),
         }
@@ -456,7 +458,7 @@ impl Encoder {
 }
 
 #[inline(never)]
-fn json_float(out: &mut Vec<u8>, v: f64) -> Result<()> {
+pub(super) fn json_float(out: &mut Vec<u8>, v: f64) -> Result<()> {
     if !v.is_finite() {
         return Err(Error::codec(format!("json: cannot encode the float {v}")));
     }
@@ -564,26 +566,124 @@ fn container_len(out: &mut Vec<u8>, n: usize, fix: u8, m16: u8, m32: u8) {
     }
 }
 
+/// What follows a backslash for each byte JSON escapes (`u`: `\u00XX`), 0 for a byte
+/// written as it is.
+const JSON_ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero when one of the eight bytes of `word` is one JSON escapes (a control
+/// character, `"` or `\`): the bit tricks for "a byte below n" and "a zero byte".
+#[inline(always)]
+fn needs_escape(word: u64) -> u64 {
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (control | quote | backslash) & HIGH_BITS
+}
+
 /// A JSON string as serde_json escapes it (`"` `\` and control characters; the short forms
 /// `\n` `\r` `\t` `\b` `\f`, others `\u00XX`; everything else as UTF-8): the contract.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
+/// Returns whether the string is ASCII (what JS may then take as one-byte text).
+#[inline]
+pub(super) fn json_str(out: &mut Vec<u8>, s: &str) -> bool {
     let bytes = s.as_bytes();
+    let n = bytes.len();
+    if n < 32 {
+        // Most keys and values: short, nothing to escape. Checked eight bytes at a time
+        // (overlapping reads: only whether some byte needs escaping matters), then written
+        // with fixed-size moves as `msgpack_str` does.
+        let (any, high) = short_scan(bytes);
+        if any == 0 {
+            let at = out.len();
+            out.resize(at + 33, 0);
+            let block = &mut out[at..at + 33];
+            block[0] = b'"';
+            copy_short(&mut block[1..32], bytes);
+            block[1 + n] = b'"';
+            out.truncate(at + n + 2);
+            return high & HIGH_BITS == 0;
+        }
+    }
+    json_str_escaped(out, bytes)
+}
+
+/// Whether some byte of `bytes` (shorter than 32) needs escaping, and the bytes OR-ed
+/// together (their high bits), read as words straight from `bytes`.
+#[inline(always)]
+fn short_scan(bytes: &[u8]) -> (u64, u64) {
+    let n = bytes.len();
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&bytes[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    let pair = |at: usize| u64::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+    // Bytes not read are spaces: they need no escaping and are ASCII.
+    const SPACES: u64 = ONES * 0x20;
+    let mut all = SPACES;
+    let mut any = 0u64;
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            let w = word(at);
+            any |= needs_escape(w);
+            all |= w;
+            at += 8;
+        }
+        all |= word(n - 8);
+        any |= needs_escape(word(n - 8));
+        return (any, all);
+    }
+    let w = if n >= 4 {
+        half(0) | half(n - 4) << 32
+    } else if n >= 2 {
+        (SPACES << 32) | pair(0) | pair(n - 2) << 16
+    } else if n == 1 {
+        (SPACES & !0xff) | u64::from(bytes[0])
+    } else {
+        SPACES
+    };
+    (needs_escape(w), w)
+}
+
+/// [`json_str`] of a string that may need escaping, byte by byte.
+fn json_str_escaped(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
+    let mut high = 0u8;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
+        high |= b;
+        let escape = JSON_ESCAPE[b as usize];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
+        if escape == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[
                 b'\\',
@@ -594,12 +694,13 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
                 HEX[(b & 0xf) as usize],
             ]);
         } else {
-            out.extend_from_slice(escape);
+            out.extend_from_slice(&[b'\\', escape]);
         }
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+    high < 0x80
 }
 
 #[cfg(test)]
@@ -616,8 +717,30 @@ mod tests {
             "日本 😀 \u{2028}",
         ] {
             let mut ours = Vec::new();
-            json_str(&mut ours, s);
+            assert_eq!(json_str(&mut ours, s), s.is_ascii());
             assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        // Every length around the short-string path, plain, escaped and non-ASCII.
+        let text: String = ('a'..='z').chain('A'..='Z').collect();
+        for n in 0..=40 {
+            let mut cases = vec![
+                text[..n].to_owned(),
+                format!("{}é", &text[..n]),
+                format!("é{}", &text[..n]),
+            ];
+            // An escaped byte at every position.
+            for at in 0..n {
+                for special in ['"', '\\', '\u{0}', '\u{1}', '\u{1f}', '\n'] {
+                    let mut s = text[..n].to_owned();
+                    s.replace_range(at..=at, &special.to_string());
+                    cases.push(s);
+                }
+            }
+            for s in cases {
+                let mut ours = vec![b'x'];
+                assert_eq!(json_str(&mut ours, &s), s.is_ascii(), "{s:?}");
+                assert_eq!(ours[1..], serde_json::to_vec(&s).unwrap()[..], "{s:?}");
+            }
         }
     }
 

@@ -6,8 +6,9 @@
 
 pub mod tape;
 
-use super::{Build, Codec, DecodeLimits, Encoder, VALUE_SLOT_BYTES};
-use crate::error::Result;
+use super::encoder::{json_float, json_str};
+use super::{Build, DecodeLimits, VALUE_SLOT_BYTES};
+use crate::error::{Error, Result};
 
 /// Largest integer a JS `number` holds exactly (`Number.MAX_SAFE_INTEGER`).
 pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -51,21 +52,38 @@ pub fn max_items(limits: &DecodeLimits) -> usize {
 /// binding builds that value another way. V8's `JSON.parse` of this text is, measured, the
 /// cheapest way to make many JS objects from native code; object keys keep the payload's
 /// order (integer-like keys aside, which every JS object lists first).
+///
+/// The text is written straight into one buffer with the JSON layout of core's encoder
+/// (its string escaping and float layout): every value is followed by a comma, which the
+/// end of its container (or [`JsonText::finish`]) takes back, so no per-level state is kept.
 #[derive(Debug)]
 pub struct JsonText {
-    encoder: Encoder,
+    out: Vec<u8>,
+    /// A string written so far holds a byte outside ASCII.
+    non_ascii: bool,
+}
+
+impl Default for JsonText {
+    fn default() -> Self {
+        JsonText {
+            out: Vec::with_capacity(256),
+            non_ascii: false,
+        }
+    }
 }
 
 /// The value holds something JSON cannot give JS exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotJson;
 
-impl Default for JsonText {
-    fn default() -> Self {
-        JsonText {
-            encoder: Encoder::new(Codec::Json),
-        }
-    }
+/// JSON text made by [`JsonText`] or [`Transcode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json {
+    /// The text.
+    pub text: Vec<u8>,
+    /// Every byte of the text is ASCII, so it is also its own Latin-1 (a JS engine may take
+    /// it as one-byte text without decoding UTF-8).
+    pub ascii: bool,
 }
 
 impl JsonText {
@@ -74,12 +92,54 @@ impl JsonText {
     /// # Errors
     /// A codec error when no complete value was written.
     pub fn finish(self) -> Result<Vec<u8>> {
-        Ok(self.encoder.finish()?.payload.into_vec())
+        self.finish_json().map(|json| json.text)
     }
-}
 
-fn text(r: Result<()>) -> std::result::Result<(), NotJson> {
-    r.map_err(|_| NotJson)
+    /// The text written and whether it is ASCII (after a successful decode into this
+    /// builder).
+    ///
+    /// # Errors
+    /// A codec error when no complete value was written.
+    pub fn finish_json(mut self) -> Result<Json> {
+        if self.out.pop() != Some(b',') {
+            return Err(Error::codec("json: the value is incomplete"));
+        }
+        Ok(Json {
+            text: self.out,
+            ascii: !self.non_ascii,
+        })
+    }
+
+    #[inline]
+    fn put(&mut self, text: &[u8]) {
+        self.out.extend_from_slice(text);
+    }
+
+    #[inline]
+    fn close(&mut self, bracket: u8) {
+        // The last item's comma becomes the bracket; an empty container has none.
+        match self.out.last_mut() {
+            Some(last @ b',') => *last = bracket,
+            _ => self.out.push(bracket),
+        }
+        self.out.push(b',');
+    }
+
+    #[inline]
+    fn safe_int(&mut self, v: i64) {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(v).as_bytes();
+        self.out.reserve(digits.len() + 1);
+        self.put(digits);
+        self.out.push(b',');
+    }
+
+    #[inline]
+    fn finite_float(&mut self, v: f64) -> std::result::Result<(), NotJson> {
+        json_float(&mut self.out, v).map_err(|_| NotJson)?;
+        self.out.push(b',');
+        Ok(())
+    }
 }
 
 impl Build for JsonText {
@@ -89,53 +149,70 @@ impl Build for JsonText {
     type Error = NotJson;
 
     fn nil(&mut self) -> std::result::Result<(), NotJson> {
-        text(self.encoder.nil())
+        self.put(b"null,");
+        Ok(())
     }
     fn bool(&mut self, v: bool) -> std::result::Result<(), NotJson> {
-        text(self.encoder.bool(v))
+        self.put(if v { b"true," } else { b"false," });
+        Ok(())
     }
+    #[inline]
     fn int(&mut self, v: i64) -> std::result::Result<(), NotJson> {
         if !is_safe(v) {
             return Err(NotJson);
         }
-        text(self.encoder.int(v))
+        self.safe_int(v);
+        Ok(())
     }
     fn uint(&mut self, _: u64) -> std::result::Result<(), NotJson> {
         Err(NotJson)
     }
+    #[inline]
     fn float(&mut self, v: f64) -> std::result::Result<(), NotJson> {
-        text(self.encoder.float(v))
+        self.finite_float(v)
     }
+    #[inline]
     fn str(&mut self, v: &str) -> std::result::Result<(), NotJson> {
-        text(self.encoder.str(v))
+        self.non_ascii |= !json_str(&mut self.out, v);
+        self.out.push(b',');
+        Ok(())
     }
     fn bytes(&mut self, _: &[u8]) -> std::result::Result<(), NotJson> {
         Err(NotJson)
     }
-    fn array(&mut self, len: usize) -> std::result::Result<(), NotJson> {
-        text(self.encoder.begin_array(len))
+    fn array(&mut self, _: usize) -> std::result::Result<(), NotJson> {
+        self.out.push(b'[');
+        Ok(())
     }
+    #[inline]
     fn push(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
         Ok(())
     }
     fn end_array(&mut self, _: ()) -> std::result::Result<(), NotJson> {
-        text(self.encoder.end_array())
+        self.close(b']');
+        Ok(())
     }
-    fn map(&mut self, len: usize) -> std::result::Result<(), NotJson> {
-        text(self.encoder.begin_map(len))
+    fn map(&mut self, _: usize) -> std::result::Result<(), NotJson> {
+        self.out.push(b'{');
+        Ok(())
     }
+    #[inline]
     fn key(&mut self, _: &mut (), key: &str) -> std::result::Result<(), NotJson> {
-        text(self.encoder.key(key))
+        self.non_ascii |= !json_str(&mut self.out, key);
+        self.out.push(b':');
+        Ok(())
     }
+    #[inline]
     fn value(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
         Ok(())
     }
     fn end_map(&mut self, _: ()) -> std::result::Result<(), NotJson> {
-        text(self.encoder.end_map())
+        self.close(b'}');
+        Ok(())
     }
 }
 
-/// What V8 makes a payload from, chosen in one pass off the JS thread by [`Transcode`].
+/// What V8 makes a payload from, chosen in one pass by [`Transcode`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transcoded {
     /// The payload is one array of numbers (safe integers and floats, NaN and infinities
@@ -143,7 +220,7 @@ pub enum Transcoded {
     /// of magnitude cheaper than `JSON.parse` of their text).
     Numbers(Vec<f64>),
     /// Anything else JSON holds exactly for JS: [`JsonText`]'s text for `JSON.parse`.
-    Json(Vec<u8>),
+    Json(Json),
 }
 
 /// Transcodes a payload into [`Transcoded`] for V8: an array of numbers stays numbers
@@ -155,8 +232,8 @@ pub struct Transcode {
     text: JsonText,
     /// Containers open; the numbers mode only covers the top-level array.
     depth: usize,
-    /// The top-level array's length and numbers, while every item so far is a number.
-    numbers: Option<(usize, Vec<f64>)>,
+    /// The top-level array's numbers, while every item so far is a number.
+    numbers: Option<Vec<f64>>,
 }
 
 /// Numbers reserved up front at most: a claimed length reserves no more.
@@ -169,27 +246,29 @@ impl Transcode {
     /// A codec error when no complete value was written.
     pub fn finish(self) -> Result<Transcoded> {
         match self.numbers {
-            Some((_, numbers)) => Ok(Transcoded::Numbers(numbers)),
-            None => self.text.finish().map(Transcoded::Json),
+            Some(numbers) => Ok(Transcoded::Numbers(numbers)),
+            None => self.text.finish_json().map(Transcoded::Json),
         }
     }
 
     /// Leaves numbers mode: the array's opening and its numbers so far become text.
+    #[cold]
     fn leave_numbers(&mut self) -> std::result::Result<(), NotJson> {
-        if let Some((len, numbers)) = self.numbers.take() {
-            self.text.array(len)?;
+        if let Some(numbers) = self.numbers.take() {
+            self.text.array(numbers.len())?;
             for n in numbers {
                 // A JS number either way: an integral one reads back the same as text.
-                self.text.float(n)?;
+                self.text.finite_float(n)?;
             }
         }
         Ok(())
     }
 
     /// A number item of the top-level array: kept as a number while in numbers mode.
+    #[inline]
     fn number(&mut self, n: f64) -> bool {
         match &mut self.numbers {
-            Some((_, numbers)) if self.depth == 1 => {
+            Some(numbers) if self.depth == 1 => {
                 numbers.push(n);
                 true
             }
@@ -212,25 +291,38 @@ impl Build for Transcode {
         self.leave_numbers()?;
         self.text.bool(v)
     }
+    #[inline]
     fn int(&mut self, v: i64) -> std::result::Result<(), NotJson> {
-        if is_safe(v) && self.number(v as f64) {
-            return Ok(());
+        if !is_safe(v) {
+            return Err(NotJson);
         }
-        self.leave_numbers()?;
-        self.text.int(v)
+        if self.numbers.is_some() {
+            if self.number(v as f64) {
+                return Ok(());
+            }
+            self.leave_numbers()?;
+        }
+        self.text.safe_int(v);
+        Ok(())
     }
     fn uint(&mut self, _: u64) -> std::result::Result<(), NotJson> {
         Err(NotJson)
     }
+    #[inline]
     fn float(&mut self, v: f64) -> std::result::Result<(), NotJson> {
-        if self.number(v) {
-            return Ok(());
+        if self.numbers.is_some() {
+            if self.number(v) {
+                return Ok(());
+            }
+            self.leave_numbers()?;
         }
-        self.leave_numbers()?;
-        self.text.float(v)
+        self.text.finite_float(v)
     }
+    #[inline]
     fn str(&mut self, v: &str) -> std::result::Result<(), NotJson> {
-        self.leave_numbers()?;
+        if self.numbers.is_some() {
+            self.leave_numbers()?;
+        }
         self.text.str(v)
     }
     fn bytes(&mut self, _: &[u8]) -> std::result::Result<(), NotJson> {
@@ -239,12 +331,13 @@ impl Build for Transcode {
     fn array(&mut self, len: usize) -> std::result::Result<(), NotJson> {
         self.depth += 1;
         if self.depth == 1 {
-            self.numbers = Some((len, Vec::with_capacity(len.min(PREALLOC_NUMBERS))));
+            self.numbers = Some(Vec::with_capacity(len.min(PREALLOC_NUMBERS)));
             return Ok(());
         }
         self.leave_numbers()?;
         self.text.array(len)
     }
+    #[inline]
     fn push(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
         Ok(())
     }
@@ -260,9 +353,11 @@ impl Build for Transcode {
         self.leave_numbers()?;
         self.text.map(len)
     }
+    #[inline]
     fn key(&mut self, map: &mut (), key: &str) -> std::result::Result<(), NotJson> {
         self.text.key(map, key)
     }
+    #[inline]
     fn value(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
         Ok(())
     }
@@ -324,6 +419,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn json_text_is_the_encoders_json_and_knows_when_it_is_ascii() {
+        let nested: Value = [
+            ("", Value::Array(vec![])),
+            ("empty map", Value::Map(Default::default())),
+            (
+                "q\" b\\ \u{1}\n",
+                Value::Array(vec![
+                    Value::Nil,
+                    Value::Bool(true),
+                    Value::Bool(false),
+                    Value::from(-7),
+                    Value::from(1e300),
+                    Value::from(-0.0),
+                    Value::Array(vec![Value::Array(vec![])]),
+                ]),
+            ),
+            ("z", [("k", Value::from("v"))].into_iter().collect()),
+        ]
+        .into_iter()
+        .collect();
+        for (value, is_ascii) in [
+            (nested.clone(), true),
+            (Value::Array(vec![nested.clone(), Value::from("é")]), false),
+            ([("日本", Value::Nil)].into_iter().collect(), false),
+            (Value::from(""), true),
+            (Value::Nil, true),
+        ] {
+            let mut out = JsonText::default();
+            msgpack::decode_into(&msgpack::encode(&value), &DecodeLimits::default(), &mut out)
+                .unwrap();
+            let json = out.finish_json().unwrap();
+            assert_eq!(json.text, json::encode(&value).unwrap(), "{value:?}");
+            assert_eq!(json.ascii, is_ascii, "{value:?}");
+        }
+        assert!(JsonText::default().finish().is_err());
+    }
+
+    fn ascii(text: &[u8]) -> Json {
+        Json {
+            text: text.to_vec(),
+            ascii: true,
+        }
+    }
+
     fn transcode(value: &Value) -> std::result::Result<Transcoded, NotJson> {
         let mut out = Transcode::default();
         match msgpack::decode_into(&msgpack::encode(value), &DecodeLimits::default(), &mut out) {
@@ -361,7 +501,7 @@ mod tests {
         ]);
         assert_eq!(
             transcode(&mixed),
-            Ok(Transcoded::Json(br#"[1.0,0.5,"x",[2],3]"#.to_vec()))
+            Ok(Transcoded::Json(ascii(br#"[1.0,0.5,"x",[2],3]"#)))
         );
         let record: Value = [
             ("b", Value::from(1)),
@@ -371,11 +511,11 @@ mod tests {
         .collect();
         assert_eq!(
             transcode(&record),
-            Ok(Transcoded::Json(json::encode(&record).unwrap()))
+            Ok(Transcoded::Json(ascii(&json::encode(&record).unwrap())))
         );
         assert_eq!(
             transcode(&Value::from("s")),
-            Ok(Transcoded::Json(b"\"s\"".to_vec()))
+            Ok(Transcoded::Json(ascii(b"\"s\"")))
         );
         // What neither holds exactly goes the exact way.
         for odd in [
