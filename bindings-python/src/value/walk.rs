@@ -280,16 +280,23 @@ impl Walk<'_> {
 
     /// A container's item: null (an index error, or a slot another extension left empty)
     /// stops the walk with an error rather than being followed.
+    #[inline(always)]
     fn item(&mut self, item: *mut ffi::PyObject) -> Result<*mut ffi::PyObject, Halt> {
         if item.is_null() {
-            if error_set(self.py) {
-                return Err(self.raised());
-            }
-            return Err(self.raise(pyo3::exceptions::PySystemError::new_err(
-                "polycache: a list or tuple holds an empty slot",
-            )));
+            return Err(self.no_item());
         }
         Ok(item)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn no_item(&mut self) -> Halt {
+        if error_set(self.py) {
+            return self.raised();
+        }
+        self.raise(pyo3::exceptions::PySystemError::new_err(
+            "polycache: a list or tuple holds an empty slot",
+        ))
     }
 
     fn too_big(&mut self) -> Halt {
