@@ -201,6 +201,7 @@ impl Walk<'_> {
 
     /// # Safety
     /// As [`value`]; `obj` is a str (or a subclass).
+    #[inline(always)]
     unsafe fn str(&mut self, obj: *mut ffi::PyObject) -> Walked {
         // SAFETY: the caller's contract.
         let text = unsafe { self.utf8(obj, false)? };
@@ -215,17 +216,33 @@ impl Walk<'_> {
     ///
     /// # Safety
     /// `obj` is a live str (or a subclass), the GIL is held, and `obj` outlives the result.
+    #[inline(always)]
     unsafe fn utf8<'a>(&mut self, obj: *mut ffi::PyObject, key: bool) -> Result<&'a str, Halt> {
         // Objects are at least 16-byte aligned: the bits above those tell them apart.
         let slot = (obj as usize >> 4) % TEXT_SLOTS;
         let seen = self.texts[slot];
         if seen.obj == obj {
-            // SAFETY: recorded below from this same object, which is still alive (the
-            // caller's contract), and so is its UTF-8 buffer.
+            // SAFETY: recorded by `convert` from this same object, which is still alive
+            // (the caller's contract), and so is its UTF-8 buffer.
             return Ok(unsafe {
                 std::str::from_utf8_unchecked(std::slice::from_raw_parts(seen.data, seen.len))
             });
         }
+        // SAFETY: the caller's contract.
+        unsafe { self.convert(obj, slot, key) }
+    }
+
+    /// [`utf8`] for a str not in the table: asks CPython, and records the answer.
+    ///
+    /// # Safety
+    /// As [`utf8`].
+    #[inline(never)]
+    unsafe fn convert<'a>(
+        &mut self,
+        obj: *mut ffi::PyObject,
+        slot: usize,
+        key: bool,
+    ) -> Result<&'a str, Halt> {
         let mut len: ffi::Py_ssize_t = 0;
         // SAFETY: `obj` is a live str; on failure (lone surrogates) CPython returns null and
         // sets an exception.
