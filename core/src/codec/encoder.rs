@@ -462,10 +462,61 @@ pub(super) fn json_float(out: &mut Vec<u8>, v: f64) -> Result<()> {
     if !v.is_finite() {
         return Err(Error::codec(format!("json: cannot encode the float {v}")));
     }
-    // ryu directly: serde_json's float layout changed between releases (1.0.154 switched
+    // ryu's layout: serde_json's float layout changed between releases (1.0.154 switched
     // to `1e+16`), and these bytes are a cross-language contract.
-    out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    if !short_decimal(out, v) {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    }
     Ok(())
+}
+
+/// Writes `v` as ryu does when its shortest form has at most four decimals and its
+/// magnitude is in `[0.001, 1e9)` (prices, scores, measures: most floats people cache);
+/// otherwise writes nothing and returns false. About twice as fast as ryu there.
+///
+/// Why it is ryu's output: the digits are the fewest decimals `k` (1 to 4) for which the
+/// integer `c` nearest to `|v|·10^k` gives back `v` as `c / 10^k`. That division of two
+/// exact numbers is correctly rounded, as reading the decimal text is, so the text reads
+/// back as `v`; fewer decimals would have been found first (`c` ending in 0 is `c/10` at
+/// `k − 1`), so it is the shortest, and in this range the two integers around `|v|·10^k`
+/// are more than half a unit of `v` apart, so it is the only one that length. In this
+/// range ryu prints plain decimals (`0.001`, `123.25`, `5.0`); `tests` compare the two.
+#[inline]
+fn short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    const SCALE: [f64; 4] = [10.0, 100.0, 1000.0, 10000.0];
+    let a = v.abs();
+    if !(0.001..1e9).contains(&a) {
+        return false;
+    }
+    for (k, scale) in SCALE.iter().enumerate() {
+        let below = (a * scale) as u64;
+        for c in [below, below + 1] {
+            if c as f64 / scale == a {
+                write_decimal(out, v < 0.0, c, k + 1);
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `c / 10^decimals` in decimal, with at least one digit before the point.
+fn write_decimal(out: &mut Vec<u8>, negative: bool, c: u64, decimals: usize) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(c).as_bytes();
+    if negative {
+        out.push(b'-');
+    }
+    if digits.len() > decimals {
+        let (whole, fraction) = digits.split_at(digits.len() - decimals);
+        out.extend_from_slice(whole);
+        out.push(b'.');
+        out.extend_from_slice(fraction);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', decimals - digits.len()));
+        out.extend_from_slice(digits);
+    }
 }
 
 #[inline]
@@ -743,6 +794,61 @@ mod tests {
                 assert_eq!(json_str(&mut ours, &s), s.is_ascii(), "{s:?}");
                 assert_eq!(ours[1..], serde_json::to_vec(&s).unwrap()[..], "{s:?}");
             }
+        }
+    }
+
+    #[test]
+    fn short_decimals_are_written_as_ryu_writes_them() {
+        let ryu = |v: f64| ryu::Buffer::new().format_finite(v).to_owned();
+        let check = |v: f64| {
+            let mut ours = Vec::new();
+            json_float(&mut ours, v).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                ryu(v),
+                "{v:e} ({:#x})",
+                v.to_bits()
+            );
+        };
+        let mut rng = fastrand::Rng::with_seed(13);
+        for i in 0..200_000u32 {
+            let i = f64::from(i);
+            check(i * 1.5 + 0.25);
+            check(-(i * std::f64::consts::FRAC_1_PI + 0.1));
+            check(i / 7.0);
+        }
+        for _ in 0..500_000 {
+            // Decimals of every length around the fast path's, at every magnitude it takes.
+            let width = rng.u32(1..=12);
+            let digits = rng.u64(0..10u64.pow(width));
+            let decimals = rng.i32(0..=7);
+            let v = digits as f64 / 10f64.powi(decimals);
+            check(v);
+            check(-v);
+            check(f64::from_bits(
+                rng.u64(0x3f40_0000_0000_0000..0x41d0_0000_0000_0000),
+            ));
+        }
+        for v in [
+            0.001,
+            0.0009999,
+            0.00125,
+            0.1,
+            0.5,
+            1.0,
+            2.5,
+            999_999_999.999_9,
+            1e9,
+            1e9 - 0.5,
+            123_456_789.123_4,
+            0.3,
+            0.30000000000000004,
+            1e-3 - 1e-19,
+            5e-324,
+            1e300,
+        ] {
+            check(v);
+            check(-v);
         }
     }
 
