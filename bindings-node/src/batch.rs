@@ -43,14 +43,13 @@ enum Reply {
     FoundMany(Vec<value::Found>),
 }
 
-/// A call's result as a JS value, on the JS thread (taken: a read's JSON text becomes the
-/// JS string itself).
-fn to_js(env: &Env, cache: &polycache::Cache, reply: Reply) -> Result<sys::napi_value> {
+/// A call's result as a JS value, on the JS thread.
+fn to_js(env: &Env, cache: &polycache::Cache, reply: &Reply) -> Result<sys::napi_value> {
     match reply {
         Reply::Found(found) => value::found_to_js(env, cache, found),
         Reply::FoundMany(found) => value::found_many_to_js(env, cache, found),
         Reply::Done(Done::Value(found)) => value::to_js_option(env, found.as_ref()),
-        Reply::Done(Done::Deleted(existed)) => value::to_js(env, &Value::Bool(existed)),
+        Reply::Done(Done::Deleted(existed)) => value::to_js(env, &Value::Bool(*existed)),
         Reply::Done(Done::Ttl(ttl)) => value::to_js(
             env,
             &ttl.map_or(Value::Nil, |ttl| Value::Float(ttl.as_secs_f64())),
@@ -79,7 +78,7 @@ fn settle(pending: Pending, cache: &polycache::Cache, result: polycache::Result<
     let cache = cache.clone();
     pending.settle(move |env| {
         let reply = errors::check(env, reply)?;
-        to_js(env, &cache, reply)
+        to_js(env, &cache, &reply)
     });
 }
 

@@ -236,7 +236,7 @@ fn tape_error<E>(env: sys::napi_env, err: TapeError<E>, host: impl FnOnce(E) -> 
 ///
 /// # Safety
 /// On the JS thread of `env`.
-unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: Transcoded) -> Result<sys::napi_value> {
+unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Result<sys::napi_value> {
     match transcoded {
         Transcoded::Json(json) => call_helper(env, Helper::JsonParse, json_string(env, json)?),
         Transcoded::Numbers(numbers) => {
@@ -274,7 +274,7 @@ unsafe fn write_transcoded(env: sys::napi_env, value: &Value) -> Result<Option<s
         return Ok(None);
     }
     match transcode.finish() {
-        Ok(transcoded) => transcoded_to_js(env, transcoded).map(Some),
+        Ok(transcoded) => transcoded_to_js(env, &transcoded).map(Some),
         Err(_) => Ok(None),
     }
 }
@@ -573,69 +573,20 @@ fn made(call: impl FnOnce(&mut sys::napi_value) -> sys::napi_status) -> Result<s
     Ok(out)
 }
 
-/// Core's JSON text as a JS string. ASCII text is its own Latin-1: from this size on V8
-/// takes the buffer itself as an external one-byte string (no copy; freed by its
-/// finalizer when V8 collects the string), below it copies it as it is. Other text is
-/// decoded from UTF-8.
-unsafe fn json_string(env: sys::napi_env, json: Json) -> Result<sys::napi_value> {
+/// Core's JSON text as a JS string: ASCII text is its own Latin-1, which V8 copies as it is
+/// (from UTF-8 it would decode it first).
+unsafe fn json_string(env: sys::napi_env, json: &Json) -> Result<sys::napi_value> {
     if !json.ascii {
         return create_string(env, &json.text);
     }
-    if json.text.len() < EXTERNAL_FROM {
-        return made(|out| {
-            sys::napi_create_string_latin1(
-                env,
-                json.text.as_ptr().cast(),
-                json.text.len() as isize,
-                out,
-            )
-        });
-    }
-    let text = Box::new(json.text);
-    let (data, len) = (text.as_ptr(), text.len());
-    let hint = Box::into_raw(text);
-    let mut copied = false;
-    let mut out = ptr::null_mut();
-    let status = node_api_create_external_string_latin1(
-        env,
-        data.cast(),
-        len as isize,
-        Some(free_text),
-        hint.cast(),
-        &mut out,
-        &mut copied,
-    );
-    // On failure the text is left alone: Node may already own it (it tracks the finalizer
-    // before V8 makes the string), and a leak beats a double free for a string that
-    // cannot be made anyway.
-    check(status)?;
-    Ok(out)
-}
-
-/// JSON text from this many bytes on becomes an external string.
-const EXTERNAL_FROM: usize = 64 * 1024;
-
-/// Frees the text of an external string (V8 no longer reads it).
-unsafe extern "C" fn free_text(
-    _: sys::napi_env,
-    _: *mut std::ffi::c_void,
-    hint: *mut std::ffi::c_void,
-) {
-    // SAFETY: `hint` is the `Box<Vec<u8>>` leaked by `json_string`, freed once.
-    drop(Box::from_raw(hint.cast::<Vec<u8>>()));
-}
-
-extern "C" {
-    /// Node-API 10 (exported, as experimental, by every Node this package supports).
-    fn node_api_create_external_string_latin1(
-        env: sys::napi_env,
-        str_: *const std::ffi::c_char,
-        length: isize,
-        finalize: sys::napi_finalize,
-        finalize_hint: *mut std::ffi::c_void,
-        result: *mut sys::napi_value,
-        copied: *mut bool,
-    ) -> sys::napi_status;
+    made(|out| {
+        sys::napi_create_string_latin1(
+            env,
+            json.text.as_ptr().cast(),
+            json.text.len() as isize,
+            out,
+        )
+    })
 }
 
 /// A JS string from UTF-8.
@@ -698,14 +649,14 @@ pub fn prepare(cache: &polycache::Cache, stored: Stored) -> Found {
 }
 
 /// What a read found as a JS value (`undefined` for a miss), on the JS thread.
-pub fn found_to_js(env: &Env, cache: &polycache::Cache, found: Found) -> Result<sys::napi_value> {
+pub fn found_to_js(env: &Env, cache: &polycache::Cache, found: &Found) -> Result<sys::napi_value> {
     let raw = env.raw();
     // SAFETY: a live `Env` means we are on its JS thread.
     unsafe {
         let value = match found {
             Found::Missing => None,
             Found::Ready(transcoded) => Some(transcoded_to_js(raw, transcoded)?),
-            Found::Exact(stored) => cache.decode_stored(&stored, &mut NapiBuild::new(env))?,
+            Found::Exact(stored) => cache.decode_stored(stored, &mut NapiBuild::new(env))?,
         };
         match value {
             Some(value) => Ok(value),
@@ -718,7 +669,7 @@ pub fn found_to_js(env: &Env, cache: &polycache::Cache, found: Found) -> Result<
 pub fn found_many_to_js(
     env: &Env,
     cache: &polycache::Cache,
-    found: Vec<Found>,
+    found: &[Found],
 ) -> Result<sys::napi_value> {
     let raw = env.raw();
     let mut array = ptr::null_mut();
@@ -729,7 +680,7 @@ pub fn found_many_to_js(
             found.len(),
             &mut array,
         ))?;
-        for (i, item) in found.into_iter().enumerate() {
+        for (i, item) in found.iter().enumerate() {
             check(sys::napi_set_element(
                 raw,
                 array,
@@ -770,7 +721,7 @@ pub fn decode_envelope(env: &Env, bytes: &[u8]) -> Result<(Header, Made)> {
         Ok((header, ())) => {
             let transcoded = transcode.finish().map_err(codec_error)?;
             // SAFETY: a live `Env` means we are on its JS thread.
-            let value = unsafe { transcoded_to_js(env.raw(), transcoded) }?;
+            let value = unsafe { transcoded_to_js(env.raw(), &transcoded) }?;
             Ok((header, Made(value)))
         }
         Err(DecodeError::Codec(err)) => Err(codec_error(err)),
