@@ -164,3 +164,38 @@ async fn a_paused_server_times_out_within_the_bound_and_recovers() {
     server.resume();
     assert_eq!(cache.get("k").await.unwrap(), Some(Value::from(1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_and_concurrent_replies_go_through_the_connector() {
+    // A password and a database: redis-rs's handshake (AUTH, SELECT) on the connector's
+    // stream, which then carries the calls.
+    let server = Server::start(&[]).unwrap();
+    server
+        .command(&["CONFIG", "SET", "requirepass", "sesame"])
+        .unwrap();
+    let connector = Arc::new(Tokio::default());
+    let url = |password: &str, db: u8| format!("redis://:{password}@{}/{db}", server.addr());
+    let err = open(&url("wrong", 3), &connector).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
+    let cache = open(&url("sesame", 3), &connector).await.unwrap();
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    let entries: Vec<(&str, Value)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (key.as_str(), Value::from(i as i64)))
+        .collect();
+    cache.set_many(&entries, None).await.unwrap();
+    // Many requests in flight on one connection: each gets its own reply.
+    let found = futures_util::future::join_all(keys.iter().map(|key| cache.get(key))).await;
+    for (i, found) in found.into_iter().enumerate() {
+        assert_eq!(found.unwrap(), Some(Value::from(i as i64)));
+    }
+    assert!(cache.delete("k0").await.unwrap());
+    assert_eq!(
+        cache.get_many(&["k0", "k1"]).await.unwrap(),
+        [None, Some(Value::from(1))]
+    );
+    // The values went to database 3, not 0.
+    let other = open(&url("sesame", 0), &connector).await.unwrap();
+    assert_eq!(other.get("k1").await.unwrap(), None);
+}

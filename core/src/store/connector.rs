@@ -3,16 +3,26 @@
 //! can do the socket I/O on that loop while core keeps the protocol, reconnects and
 //! deadlines. Without a connector, stores use redis-rs's own tokio connections.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisConnectionInfo, RedisError, RedisResult};
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::BytesMut;
+use futures_util::future::{poll_fn, BoxFuture};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{
+    AsyncConnectionConfig, Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
+    RedisResult, Value, ValueCodec,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+use tokio_util::codec::Decoder;
 
 /// A byte stream to one node.
 pub trait NodeStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -60,22 +70,378 @@ pub trait Connector: Send + Sync + fmt::Debug {
     fn spawn(&self, driver: BoxFuture<'static, ()>);
 }
 
-/// The connection in use and whether its driver still runs.
-struct Live {
-    conn: MultiplexedConnection,
-    running: Arc<AtomicBool>,
-    generation: u64,
+/// Bytes a connection holds unwritten (the stream refused them) before new requests wait
+/// for room. The stream's own bound applies first (Node's: 16 MiB unsent), so this only
+/// caps what piles up here while it refuses writes.
+const UNWRITTEN_BOUND: usize = 1 << 20;
+
+/// How much a read asks the stream for at least.
+const READ_CHUNK: usize = 16 << 10;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One node's multiplexed connection over a [`Connector`]'s streams, opened on first use
-/// and again after the old one broke (what redis-rs's `ConnectionManager` does over its
+fn closed() -> RedisError {
+    RedisError::from(io::Error::from(io::ErrorKind::BrokenPipe))
+}
+
+/// A request waiting for its replies (they come in the order the requests were written).
+struct Waiting {
+    /// Replies to pass over before the kept ones (a transaction's `MULTI` and `QUEUED`s).
+    skip: usize,
+    /// A pipeline's replies so far and how many it keeps; `None` for one command.
+    kept: Option<(Vec<Value>, usize)>,
+    reply: oneshot::Sender<RedisResult<Value>>,
+}
+
+/// What callers and the driver share: the stream and the requests in flight.
+struct State {
+    /// `None` once the connection ended (the stream is dropped with it).
+    stream: Option<Box<dyn NodeStream>>,
+    /// Packed requests the stream has not taken yet.
+    unwritten: Vec<u8>,
+    waiting: VecDeque<Waiting>,
+    read: BytesMut,
+    codec: ValueCodec,
+    /// Why the connection ended.
+    ended: Option<RedisError>,
+    /// The driver's waker: a write that cannot finish now resumes in the driver.
+    driver: Option<Waker>,
+    /// Callers waiting for [`UNWRITTEN_BOUND`] room.
+    room: Vec<Waker>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Mirrors `state.ended.is_some()` for the per-call check.
+    ended: AtomicBool,
+}
+
+impl State {
+    /// Hands the stream what it takes of `unwritten`; the rest waits for the driver (woken
+    /// through `cx` when the stream has room).
+    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut written = 0;
+        while written < self.unwritten.len() {
+            match Pin::new(&mut *stream).poll_write(cx, &self.unwritten[written..]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => break,
+            }
+        }
+        self.unwritten.drain(..written);
+        if written > 0 {
+            // Plain sockets need no flush; a buffering stream gets its chance here.
+            if let Poll::Ready(Err(err)) = Pin::new(&mut *stream).poll_flush(cx) {
+                return Err(err);
+            }
+        }
+        if self.unwritten.len() < UNWRITTEN_BOUND {
+            self.room.drain(..).for_each(Waker::wake);
+        }
+        Ok(())
+    }
+
+    /// Writes, then reads and answers replies until the stream has nothing more; `Ready`
+    /// with the reason once the connection is over.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<RedisError> {
+        if let Some(err) = &self.ended {
+            return Poll::Ready(err.clone());
+        }
+        if !self
+            .driver
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.driver = Some(cx.waker().clone());
+        }
+        if let Err(err) = self.write(cx) {
+            return Poll::Ready(err.into());
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Poll::Ready(closed());
+        };
+        loop {
+            self.read.reserve(READ_CHUNK);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut self.read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => return Poll::Ready(closed()),
+                Poll::Ready(Err(err)) => return Poll::Ready(err.into()),
+                Poll::Ready(Ok(_)) => loop {
+                    match self.codec.decode(&mut self.read) {
+                        Ok(Some(value)) => answer(&mut self.waiting, value),
+                        Ok(None) => break,
+                        Err(err) => return Poll::Ready(err),
+                    }
+                },
+            }
+        }
+    }
+
+    /// Ends the connection: every waiting request fails with `err`, the stream is dropped.
+    fn end(&mut self, err: RedisError) {
+        self.stream = None;
+        for waiting in self.waiting.drain(..) {
+            let _ = waiting.reply.send(Err(err.clone()));
+        }
+        self.room.drain(..).for_each(Waker::wake);
+        self.ended.get_or_insert(err);
+    }
+}
+
+/// Hands `value` to the oldest waiting request (as redis-rs's multiplexed connection does;
+/// a push message is no reply: this connection subscribes to nothing).
+fn answer(waiting: &mut VecDeque<Waiting>, value: Value) {
+    if matches!(value, Value::Push { .. }) {
+        return;
+    }
+    let Some(oldest) = waiting.front_mut() else {
+        return;
+    };
+    if oldest.skip > 0 {
+        oldest.skip -= 1;
+        return;
+    }
+    let value = match &mut oldest.kept {
+        None => value,
+        Some((values, count)) => {
+            values.push(value);
+            if values.len() < *count {
+                return;
+            }
+            Value::Array(std::mem::take(values))
+        }
+    };
+    if let Some(done) = waiting.pop_front() {
+        // A caller that gave up (its timeout) dropped the receiver.
+        let _ = done.reply.send(Ok(value));
+    }
+}
+
+/// Ends its connection when the last handle goes (the driver then returns).
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.ended.get_or_insert_with(closed);
+        self.0.ended.store(true, Ordering::Release);
+        if let Some(driver) = state.driver.take() {
+            driver.wake();
+        }
+    }
+}
+
+/// One node's connection: a request's packed bytes go straight to the stream from the
+/// caller's task and its replies are matched in order by a driver task woken by the
+/// stream, with redis-rs's own reply decoder. No channel, no hop through the driver for a
+/// request (what redis-rs's `MultiplexedConnection` costs per call), same protocol.
+#[derive(Clone)]
+pub(crate) struct Pipelined {
+    owner: Arc<Owner>,
+    db: i64,
+}
+
+impl Pipelined {
+    /// Takes over `stream` (handshake done) and returns the connection and its driver.
+    fn new(stream: Box<dyn NodeStream>, db: i64) -> (Pipelined, BoxFuture<'static, ()>) {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                stream: Some(stream),
+                unwritten: Vec::new(),
+                waiting: VecDeque::new(),
+                read: BytesMut::new(),
+                codec: ValueCodec::default(),
+                ended: None,
+                driver: None,
+                room: Vec::new(),
+            }),
+            ended: AtomicBool::new(false),
+        });
+        let driven = shared.clone();
+        let driver = Box::pin(poll_fn(move |cx| {
+            let mut state = lock(&driven.state);
+            match state.drive(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(err) => {
+                    state.end(err);
+                    driven.ended.store(true, Ordering::Release);
+                    Poll::Ready(())
+                }
+            }
+        }));
+        let conn = Pipelined {
+            owner: Arc::new(Owner(shared)),
+            db,
+        };
+        (conn, driver)
+    }
+
+    fn ended(&self) -> bool {
+        self.owner.0.ended.load(Ordering::Acquire)
+    }
+
+    /// Writes what `pack` packs and waits for its replies (`None`: a command the server
+    /// does not answer).
+    async fn request(
+        &self,
+        pack: impl FnOnce(&mut Vec<u8>),
+        expect: Option<Expect>,
+    ) -> RedisResult<Value> {
+        let shared = &self.owner.0;
+        // Backpressure: wait while the stream refuses what is already here.
+        poll_fn(|cx| {
+            let mut state = lock(&shared.state);
+            if let Some(err) = &state.ended {
+                return Poll::Ready(Err(err.clone()));
+            }
+            if state.unwritten.len() < UNWRITTEN_BOUND {
+                return Poll::Ready(Ok(()));
+            }
+            state.room.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        let answered = {
+            let mut state = lock(&shared.state);
+            if let Some(err) = &state.ended {
+                return Err(err.clone());
+            }
+            pack(&mut state.unwritten);
+            let answered = expect.map(|expect| {
+                let (reply, answered) = oneshot::channel();
+                state.waiting.push_back(Waiting {
+                    skip: expect.skip,
+                    kept: expect.kept.map(|count| (Vec::with_capacity(count), count)),
+                    reply,
+                });
+                answered
+            });
+            // Until the driver first ran there is no waker: it writes when it does.
+            if let Some(driver) = state.driver.clone() {
+                if let Err(err) = state.write(&mut Context::from_waker(&driver)) {
+                    state.ended.get_or_insert(err.into());
+                    driver.wake();
+                }
+            }
+            answered
+        };
+        match answered {
+            Some(answered) => answered.await.unwrap_or_else(|_| Err(closed())),
+            None => Ok(Value::Nil),
+        }
+    }
+}
+
+/// The replies a request waits for.
+#[derive(Clone, Copy)]
+struct Expect {
+    /// Passed over first (a transaction's `MULTI` and `QUEUED`s).
+    skip: usize,
+    /// A pipeline's count, answered as one array; `None`: one command's reply.
+    kept: Option<usize>,
+}
+
+impl ConnectionLike for Pipelined {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        // A command the server does not answer has no reply to match (as in redis-rs).
+        let expect = (!cmd.is_no_response()).then_some(Expect {
+            skip: 0,
+            kept: None,
+        });
+        Box::pin(self.request(|out| cmd.write_packed_command(out), expect))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let packed = pipeline.get_packed_pipeline();
+            match self
+                .request(
+                    |out| out.extend_from_slice(&packed),
+                    Some(Expect {
+                        skip: offset,
+                        kept: Some(count),
+                    }),
+                )
+                .await?
+            {
+                Value::Array(values) => Ok(values),
+                other => Ok(vec![other]),
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.db
+    }
+}
+
+/// A stream lent to redis-rs for the connection's handshake (`AUTH`, `HELLO`, `SELECT`,
+/// `CLIENT SETINFO`: its own logic and errors) and taken back for [`Pipelined`].
+struct Lent(Arc<Mutex<Option<Box<dyn NodeStream>>>>);
+
+impl Lent {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(Pin<&mut (dyn NodeStream + 'static)>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match lock(&self.0).as_mut() {
+            Some(stream) => f(Pin::new(&mut **stream)),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncRead for Lent {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.with(|stream| stream.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Lent {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.with(|stream| stream.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|stream| stream.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|stream| stream.poll_shutdown(cx))
+    }
+}
+
+/// One node's [`Pipelined`] connection over a [`Connector`]'s streams, opened on first use
+/// and again after the old one ended (what redis-rs's `ConnectionManager` does over its
 /// own sockets).
 pub(crate) struct Reconnecting {
     info: RedisConnectionInfo,
     addr: NodeAddr,
     connector: Arc<dyn Connector>,
     connect_timeout: Duration,
-    live: tokio::sync::Mutex<Option<Live>>,
+    /// The connection in use and its generation (a plain lock: read once per call).
+    live: Mutex<Option<(Pipelined, u64)>>,
+    /// Held while opening: concurrent callers share one attempt.
+    opening: tokio::sync::Mutex<()>,
     generations: AtomicU64,
 }
 
@@ -99,26 +465,35 @@ impl Reconnecting {
             addr,
             connector,
             connect_timeout,
-            live: tokio::sync::Mutex::new(None),
+            live: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
             generations: AtomicU64::new(0),
         }
     }
 
+    fn current(&self) -> Option<(Pipelined, u64)> {
+        lock(&self.live)
+            .as_ref()
+            .filter(|(conn, _)| !conn.ended())
+            .cloned()
+    }
+
     /// The live connection, opened (within `connect_timeout`) when there is none or the
-    /// last one's driver has ended. Concurrent callers share one attempt.
-    pub(crate) async fn connection(&self) -> RedisResult<(MultiplexedConnection, u64)> {
-        let mut live = self.live.lock().await;
-        if let Some(current) = live.as_ref() {
-            if current.running.load(Ordering::Acquire) {
-                return Ok((current.conn.clone(), current.generation));
-            }
+    /// last one has ended. Concurrent callers share one attempt.
+    pub(crate) async fn connection(&self) -> RedisResult<(Pipelined, u64)> {
+        if let Some(current) = self.current() {
+            return Ok(current);
         }
-        *live = None;
+        let _opening = self.opening.lock().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        *lock(&self.live) = None;
         let conn = match tokio::time::timeout(self.connect_timeout, self.open()).await {
             Ok(opened) => opened?,
             Err(_) => {
-                return Err(RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
+                return Err(RedisError::from(io::Error::new(
+                    io::ErrorKind::TimedOut,
                     format!(
                         "no connection to {} within {:?}",
                         self.addr, self.connect_timeout
@@ -126,28 +501,24 @@ impl Reconnecting {
                 )))
             }
         };
-        let generation = conn.generation;
-        let out = conn.conn.clone();
-        *live = Some(conn);
-        Ok((out, generation))
+        let live = (conn, self.generations.fetch_add(1, Ordering::Relaxed) + 1);
+        *lock(&self.live) = Some(live.clone());
+        Ok(live)
     }
 
-    async fn open(&self) -> RedisResult<Live> {
+    async fn open(&self) -> RedisResult<Pipelined> {
         let stream = self.connector.connect(&self.addr).await?;
+        let lent = Arc::new(Mutex::new(Some(stream)));
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
-        let (conn, driver) =
-            MultiplexedConnection::new_with_config(&self.info, stream, config).await?;
-        let running = Arc::new(AtomicBool::new(true));
-        let ended = running.clone();
-        self.connector.spawn(Box::pin(async move {
-            driver.await;
-            ended.store(false, Ordering::Release);
-        }));
-        Ok(Live {
-            conn,
-            running,
-            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
-        })
+        // The handshake's replies are all read before it returns, and the server sends
+        // nothing unasked, so the stream taken back holds no unread reply.
+        let (handshake, unpolled) =
+            MultiplexedConnection::new_with_config(&self.info, Lent(lent.clone()), config).await?;
+        let stream = lock(&lent).take().ok_or_else(closed)?;
+        drop((handshake, unpolled));
+        let (conn, driver) = Pipelined::new(stream, self.info.db());
+        self.connector.spawn(driver);
+        Ok(conn)
     }
 
     /// `result` of a call on connection `generation`; an error that means the connection
@@ -155,10 +526,9 @@ impl Reconnecting {
     pub(crate) fn checked<T>(&self, generation: u64, result: RedisResult<T>) -> RedisResult<T> {
         if let Err(err) = &result {
             if err.is_connection_dropped() || err.is_io_error() || err.is_unrecoverable_error() {
-                if let Ok(mut live) = self.live.try_lock() {
-                    if live.as_ref().is_some_and(|l| l.generation == generation) {
-                        *live = None;
-                    }
+                let mut live = lock(&self.live);
+                if live.as_ref().is_some_and(|(_, g)| *g == generation) {
+                    *live = None;
                 }
             }
         }
