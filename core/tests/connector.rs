@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use polycache::store::{Connector, NodeAddr, NodeStream};
-use polycache::{Cache, Config, ErrorKind, Value};
+use polycache::{Cache, Compression, Config, ErrorKind, Value};
 use polycache_harness::Server;
 
 const TIMEOUT: Duration = Duration::from_millis(400);
@@ -19,10 +19,12 @@ fn limit(timeout: Duration) -> Duration {
     timeout.mul_f64(1.2) + Duration::from_millis(50)
 }
 
-/// Opens tokio streams and counts them; drivers run on the tokio runtime.
+/// Opens tokio streams and counts them; drivers run on the tokio runtime, except the
+/// ones `discard` asks it to drop (a host's executor that discarded a task).
 #[derive(Debug, Default)]
 struct Tokio {
     opened: AtomicUsize,
+    discard: AtomicUsize,
 }
 
 impl Connector for Tokio {
@@ -42,7 +44,12 @@ impl Connector for Tokio {
     }
 
     fn spawn(&self, driver: BoxFuture<'static, ()>) {
-        tokio::spawn(driver);
+        let discard = self
+            .discard
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if discard.is_err() {
+            tokio::spawn(driver);
+        }
     }
 }
 
@@ -198,4 +205,72 @@ async fn the_handshake_and_concurrent_replies_go_through_the_connector() {
     // The values went to database 3, not 0.
     let other = open(&url("sesame", 0), &connector).await.unwrap();
     assert_eq!(other.get("k1").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discarded_driver_ends_its_connection() {
+    // Nobody reads a connection whose driver was dropped: its calls must fail at once
+    // (not each wait out its timeout) and the next call must open a new connection.
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    let cache = open(&server.url(), &connector).await.unwrap();
+    cache.set("k", &Value::from(1), None).await.unwrap();
+    connector.discard.store(1, Ordering::Relaxed);
+    server
+        .command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"])
+        .unwrap();
+    let mut errors = Vec::new();
+    let mut answered = None;
+    for _ in 0..3 {
+        match cache.get("k").await {
+            Ok(found) => {
+                answered = Some(found);
+                break;
+            }
+            Err(err) => errors.push(err),
+        }
+    }
+    assert_eq!(answered, Some(Some(Value::from(1))), "{errors:?}");
+    assert!(
+        errors.iter().all(|err| err.kind() == ErrorKind::Connection),
+        "{errors:?}"
+    );
+    assert_eq!(connector.opened.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_for_room_are_all_written() {
+    // 24 MB of sets at once: the socket refuses most of it, the connection holds 1 MiB
+    // unwritten and the other callers wait for room; every one must be let through as the
+    // server reads (a lost wake would leave one to time out).
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    let config = Config::from_url(&server.url())
+        .unwrap()
+        .compression(Compression::None)
+        .command_timeout(Duration::from_secs(30));
+    let cache = Cache::builder(config)
+        .connector(connector.clone())
+        .build()
+        .await
+        .unwrap();
+    let value = Value::Bytes(vec![7; 1 << 20]);
+    let keys: Vec<String> = (0..24).map(|i| format!("big{i}")).collect();
+    // Paused, the server reads nothing: one poll of every set queues what the socket and
+    // the connection take, and leaves the rest of the callers waiting for room.
+    server.pause();
+    let mut sets = std::pin::pin!(futures_util::future::join_all(
+        keys.iter().map(|key| cache.set(key, &value, None))
+    ));
+    assert!(futures_util::FutureExt::now_or_never(sets.as_mut()).is_none());
+    server.resume();
+    for set in sets.await {
+        set.unwrap();
+    }
+    let found = cache
+        .get_many(&[keys[0].as_str(), keys[23].as_str()])
+        .await
+        .unwrap();
+    assert_eq!(found, [Some(value.clone()), Some(value.clone())]);
+    assert_eq!(connector.opened.load(Ordering::Relaxed), 1);
 }

@@ -14,14 +14,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::future::{poll_fn, BoxFuture};
+use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
     AsyncConnectionConfig, Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
     RedisResult, Value, ValueCodec,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::codec::Decoder;
 
 /// A byte stream to one node.
@@ -108,23 +108,25 @@ struct State {
     ended: Option<RedisError>,
     /// The driver's waker: a write that cannot finish now resumes in the driver.
     driver: Option<Waker>,
-    /// Callers waiting for [`UNWRITTEN_BOUND`] room.
-    room: Vec<Waker>,
 }
 
 struct Shared {
     state: Mutex<State>,
     /// Mirrors `state.ended.is_some()` for the per-call check.
     ended: AtomicBool,
+    /// Callers waiting for [`UNWRITTEN_BOUND`] room (a caller that gives up leaves it, so
+    /// a long stall does not pile up the wakers of calls that timed out).
+    room: Notify,
 }
 
 impl State {
     /// Hands the stream what it takes of `unwritten`; the rest waits for the driver (woken
     /// through `cx` when the stream has room).
-    fn write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn write(&mut self, cx: &mut Context<'_>, room: &Notify) -> io::Result<()> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
+        let full = self.unwritten.len() >= UNWRITTEN_BOUND;
         let mut written = 0;
         while written < self.unwritten.len() {
             match Pin::new(&mut *stream).poll_write(cx, &self.unwritten[written..]) {
@@ -141,15 +143,16 @@ impl State {
                 return Err(err);
             }
         }
-        if self.unwritten.len() < UNWRITTEN_BOUND {
-            self.room.drain(..).for_each(Waker::wake);
+        if full && self.unwritten.len() < UNWRITTEN_BOUND {
+            // Callers wait only while it is full (see `Pipelined::request`).
+            room.notify_waiters();
         }
         Ok(())
     }
 
     /// Writes, then reads and answers replies until the stream has nothing more; `Ready`
     /// with the reason once the connection is over.
-    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<RedisError> {
+    fn drive(&mut self, cx: &mut Context<'_>, room: &Notify) -> Poll<RedisError> {
         if let Some(err) = &self.ended {
             return Poll::Ready(err.clone());
         }
@@ -160,7 +163,7 @@ impl State {
         {
             self.driver = Some(cx.waker().clone());
         }
-        if let Err(err) = self.write(cx) {
+        if let Err(err) = self.write(cx, room) {
             return Poll::Ready(err.into());
         }
         let Some(stream) = self.stream.as_mut() else {
@@ -182,15 +185,77 @@ impl State {
             }
         }
     }
+}
 
-    /// Ends the connection: every waiting request fails with `err`, the stream is dropped.
-    fn end(&mut self, err: RedisError) {
-        self.stream = None;
-        for waiting in self.waiting.drain(..) {
+impl Shared {
+    /// Ends the connection: every waiting request fails with `err` (or the reason it
+    /// ended already), the stream is dropped.
+    fn end(&self, state: &mut State, err: RedisError) {
+        state.stream = None;
+        let err = state.ended.get_or_insert(err).clone();
+        for waiting in state.waiting.drain(..) {
             let _ = waiting.reply.send(Err(err.clone()));
         }
-        self.room.drain(..).for_each(Waker::wake);
-        self.ended.get_or_insert(err);
+        self.ended.store(true, Ordering::Release);
+        self.room.notify_waiters();
+    }
+
+    /// Queues a request's bytes and its wait for replies, and hands the stream what it
+    /// takes of them now.
+    fn send(
+        &self,
+        state: &mut State,
+        pack: impl FnOnce(&mut Vec<u8>),
+        expect: Option<Expect>,
+    ) -> Option<oneshot::Receiver<RedisResult<Value>>> {
+        pack(&mut state.unwritten);
+        let answered = expect.map(|expect| {
+            let (reply, answered) = oneshot::channel();
+            state.waiting.push_back(Waiting {
+                skip: expect.skip,
+                kept: expect.kept.map(|count| (Vec::with_capacity(count), count)),
+                reply,
+            });
+            answered
+        });
+        // Until the driver first ran there is no waker: it writes when it does.
+        if let Some(driver) = state.driver.clone() {
+            if let Err(err) = state.write(&mut Context::from_waker(&driver), &self.room) {
+                state.ended.get_or_insert(err.into());
+                driver.wake();
+            }
+        }
+        answered
+    }
+}
+
+/// A connection's driver: reads replies and answers them, writes what callers could not.
+/// Dropped before its connection ended (the host's executor went away, or the task was
+/// discarded after a panic), it ends the connection, so calls fail and the next one
+/// reconnects instead of each waiting out its timeout for replies nobody reads.
+struct Driver(Arc<Shared>);
+
+impl std::future::Future for Driver {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.0;
+        let mut state = lock(&shared.state);
+        match state.drive(cx, &shared.room) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(err) => {
+                shared.end(&mut state, err);
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.0.ended.load(Ordering::Acquire) {
+            self.0.end(&mut lock(&self.0.state), closed());
+        }
     }
 }
 
@@ -259,22 +324,11 @@ impl Pipelined {
                 codec: ValueCodec::default(),
                 ended: None,
                 driver: None,
-                room: Vec::new(),
             }),
             ended: AtomicBool::new(false),
+            room: Notify::new(),
         });
-        let driven = shared.clone();
-        let driver = Box::pin(poll_fn(move |cx| {
-            let mut state = lock(&driven.state);
-            match state.drive(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(err) => {
-                    state.end(err);
-                    driven.ended.store(true, Ordering::Release);
-                    Poll::Ready(())
-                }
-            }
-        }));
+        let driver = Box::pin(Driver(shared.clone()));
         let conn = Pipelined {
             owner: Arc::new(Owner(shared)),
             db,
@@ -294,42 +348,20 @@ impl Pipelined {
         expect: Option<Expect>,
     ) -> RedisResult<Value> {
         let shared = &self.owner.0;
-        // Backpressure: wait while the stream refuses what is already here.
-        poll_fn(|cx| {
-            let mut state = lock(&shared.state);
-            if let Some(err) = &state.ended {
-                return Poll::Ready(Err(err.clone()));
-            }
-            if state.unwritten.len() < UNWRITTEN_BOUND {
-                return Poll::Ready(Ok(()));
-            }
-            state.room.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await?;
-        let answered = {
-            let mut state = lock(&shared.state);
-            if let Some(err) = &state.ended {
-                return Err(err.clone());
-            }
-            pack(&mut state.unwritten);
-            let answered = expect.map(|expect| {
-                let (reply, answered) = oneshot::channel();
-                state.waiting.push_back(Waiting {
-                    skip: expect.skip,
-                    kept: expect.kept.map(|count| (Vec::with_capacity(count), count)),
-                    reply,
-                });
-                answered
-            });
-            // Until the driver first ran there is no waker: it writes when it does.
-            if let Some(driver) = state.driver.clone() {
-                if let Err(err) = state.write(&mut Context::from_waker(&driver)) {
-                    state.ended.get_or_insert(err.into());
-                    driver.wake();
+        let answered = loop {
+            let room = {
+                let mut state = lock(&shared.state);
+                if let Some(err) = &state.ended {
+                    return Err(err.clone());
                 }
-            }
-            answered
+                if state.unwritten.len() < UNWRITTEN_BOUND {
+                    break shared.send(&mut state, pack, expect);
+                }
+                // Backpressure: wait while the stream refuses what is already here. The
+                // wait is registered under the lock `write` notifies under: no lost wake.
+                shared.room.notified()
+            };
+            room.await;
         };
         match answered {
             Some(answered) => answered.await.unwrap_or_else(|_| Err(closed())),
@@ -365,6 +397,12 @@ impl ConnectionLike for Pipelined {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let packed = pipeline.get_packed_pipeline();
+            if count == 0 && offset == 0 {
+                // Nothing to answer: a waiter here would take the next request's reply.
+                self.request(|out| out.extend_from_slice(&packed), None)
+                    .await?;
+                return Ok(Vec::new());
+            }
             match self
                 .request(
                     |out| out.extend_from_slice(&packed),
