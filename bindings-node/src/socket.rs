@@ -218,6 +218,7 @@ impl Socket {
             (outbox, state.dropped, state.closed.is_some())
         };
         let raw = env.raw();
+        let mut failed = false;
         if !outbox.is_empty() && !closed {
             // SAFETY: on the JS thread inside a native callback; the references are live
             // until released below.
@@ -229,10 +230,10 @@ impl Socket {
             };
             let mut length = 0.0;
             // SAFETY: as above.
-            if !unsent.is_null()
+            let counted = !unsent.is_null()
                 && unsafe { sys::napi_get_value_double(raw, unsent, &mut length) }
-                    == sys::Status::napi_ok
-            {
+                    == sys::Status::napi_ok;
+            if counted {
                 let mut state = self.pipe.state();
                 // A float count of bytes: truncation is the intent.
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -243,15 +244,28 @@ impl Socket {
                     Pipe::wake_writer(&mut state);
                 }
             }
-            if unsent.is_null() || length > 0.0 {
+            if !counted || length > 0.0 {
                 // The socket may still hold the scratch bytes it was given.
                 self.drop_scratch(raw);
             }
+            if unsent.is_null() {
+                // The bytes may not have reached the socket, and the replies of the calls
+                // behind them would then go to the wrong callers: end the connection, so
+                // those calls fail and the next one opens a new connection.
+                failed = true;
+                let mut state = self.pipe.state();
+                state.closed = Some(Some((
+                    io::ErrorKind::BrokenPipe,
+                    "writing to the socket failed".to_owned(),
+                )));
+                Pipe::wake(&mut state);
+                Pipe::wake_writer(&mut state);
+            }
         }
-        if dropped || closed {
+        if dropped || closed || failed {
             // SAFETY: as above; the references are not used afterwards.
             unsafe {
-                if dropped && !closed {
+                if (dropped && !closed) || failed {
                     call(raw, self.destroy, &[]);
                 }
                 sys::napi_delete_reference(raw, self.write);
