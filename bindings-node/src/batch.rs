@@ -54,7 +54,7 @@ fn to_js(env: &Env, cache: &polycache::Cache, reply: &Reply) -> Result<sys::napi
             env,
             &ttl.map_or(Value::Nil, |ttl| Value::Float(ttl.as_secs_f64())),
         ),
-        Reply::Done(Done::Entry(loaded)) => crate::fresh::entry_to_js(env, loaded.as_ref()),
+        Reply::Done(Done::Entry(entry)) => crate::fresh::entry_to_js(env, entry),
         // `Stored`, and what only reads return (handled above).
         Reply::Done(_) => value::to_js_option(env, None),
     }

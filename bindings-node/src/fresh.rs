@@ -5,37 +5,22 @@
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::{sys, Env, Result};
-use polycache::{Loaded, Value};
+use polycache::{LoadedEntry, Value};
 
 use crate::value;
 
-/// `{ value, found, stale, freshness, age }`: `age` in seconds, `null` when unknown; a
-/// "not found" (`None`) has `found: false` and `value: null`.
-pub fn entry_to_js(env: &Env, loaded: Option<&Loaded>) -> Result<sys::napi_value> {
-    let Some(loaded) = loaded else {
-        let entry = Value::Map(
-            [
-                ("value", Value::Nil),
-                ("found", Value::Bool(false)),
-                ("stale", Value::Bool(false)),
-                ("freshness", Value::from("fresh")),
-                ("age", Value::Nil),
-            ]
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect(),
-        );
-        return value::to_js(env, &entry);
-    };
-    let age = loaded
+/// `{ value, found, stale, freshness, age }` (core's [`LoadedEntry`]): `age` in seconds,
+/// `null` when unknown or not found.
+pub fn entry_to_js(env: &Env, entry: &LoadedEntry) -> Result<sys::napi_value> {
+    let age = entry
         .age
         .map_or(Value::Nil, |age| Value::Float(age.as_secs_f64()));
     let entry = Value::Map(
         [
-            ("value", loaded.value.clone()),
-            ("found", Value::Bool(true)),
-            ("stale", Value::Bool(loaded.stale())),
-            ("freshness", Value::from(loaded.freshness.as_str())),
+            ("value", entry.value.clone()),
+            ("found", Value::Bool(entry.found)),
+            ("stale", Value::Bool(entry.stale)),
+            ("freshness", Value::from(entry.freshness.as_str())),
             ("age", age),
         ]
         .into_iter()

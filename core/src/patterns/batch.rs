@@ -25,7 +25,7 @@ use crate::codec::{Encoded, Value};
 use crate::config::Target;
 use crate::error::Result;
 use crate::key::slot;
-use crate::patterns::{LoadOptions, Loaded, Loader};
+use crate::patterns::{found, LoadOptions, Loaded, LoadedEntry, Loader};
 use crate::ring::Ring;
 
 /// One queued cache call.
@@ -136,17 +136,8 @@ pub enum Done {
     Deleted(bool),
     /// A `Ttl`'s remaining time to live.
     Ttl(Option<Duration>),
-    /// What a `GetEntry` returned (`None`: "not found").
-    Entry(Option<Loaded>),
-}
-
-/// A load's answer for a host: a loader's "not found" (or a cached one) is `None`.
-fn found<T>(loaded: Result<T>) -> Result<Option<T>> {
-    match loaded {
-        Ok(value) => Ok(Some(value)),
-        Err(err) if err.is_not_found() => Ok(None),
-        Err(err) => Err(err),
-    }
+    /// What a `GetEntry` returned ("not found" is an entry too: [`LoadedEntry::of`]).
+    Entry(LoadedEntry),
 }
 
 /// Which node serves a Redis key, mirroring the store the cache's URL opens.
@@ -292,7 +283,7 @@ impl Batcher {
                 key,
                 loader,
                 options,
-            } => found(load_entry(cache, key, loader, &options).await).map(Done::Entry),
+            } => LoadedEntry::of(load_entry(cache, key, loader, &options).await).map(Done::Entry),
             Op::Set { key, value, ttl } => {
                 cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
             }
