@@ -3,14 +3,17 @@
 //! and keeps every call within its timeout on a paused server. The connector here is plain
 //! tokio, so only core's side of the seam is under test.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use polycache::store::{Connector, NodeAddr, NodeStream};
 use polycache::{Cache, Compression, Config, ErrorKind, Value};
 use polycache_harness::Server;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const TIMEOUT: Duration = Duration::from_millis(400);
 
@@ -20,23 +23,82 @@ fn limit(timeout: Duration) -> Duration {
 }
 
 /// Opens tokio streams and counts them; drivers run on the tokio runtime, except the
-/// ones `discard` asks it to drop (a host's executor that discarded a task).
+/// ones `discard` asks it to drop (a host's executor that discarded a task). With `held`,
+/// its TCP streams are [`Held`].
 #[derive(Debug, Default)]
 struct Tokio {
     opened: AtomicUsize,
     discard: AtomicUsize,
+    held: AtomicBool,
+}
+
+/// A stream that keeps what it is given until flushed, and whose every other flush is
+/// pending (a buffering transport, as a connector may supply one).
+struct Held {
+    inner: tokio::net::TcpStream,
+    kept: Vec<u8>,
+    defer: bool,
+}
+
+impl AsyncRead for Held {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Held {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.kept.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.defer = !self.defer;
+        if self.defer {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let this = &mut *self;
+        while !this.kept.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, &this.kept))?;
+            this.kept.drain(..n);
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl Connector for Tokio {
     fn connect(&self, addr: &NodeAddr) -> BoxFuture<'static, std::io::Result<Box<dyn NodeStream>>> {
         self.opened.fetch_add(1, Ordering::Relaxed);
         let addr = addr.clone();
+        let held = self.held.load(Ordering::Relaxed);
         Box::pin(async move {
             Ok(match addr {
                 NodeAddr::Tcp { host, port } => {
                     let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
                     stream.set_nodelay(true)?;
-                    Box::new(stream) as Box<dyn NodeStream>
+                    if held {
+                        let (kept, defer) = (Vec::new(), false);
+                        Box::new(Held {
+                            inner: stream,
+                            kept,
+                            defer,
+                        }) as Box<dyn NodeStream>
+                    } else {
+                        Box::new(stream)
+                    }
                 }
                 NodeAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
             })
@@ -273,4 +335,18 @@ async fn callers_waiting_for_room_are_all_written() {
         .unwrap();
     assert_eq!(found, [Some(value.clone()), Some(value.clone())]);
     assert_eq!(connector.opened.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffering_stream_is_flushed_when_its_flush_was_pending() {
+    // The stream sends nothing until a flush completes, and its first flush after a write
+    // is pending: the driver must flush it again, or every request stays in its buffer.
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    connector.held.store(true, Ordering::Relaxed);
+    let cache = open(&server.url(), &connector).await.unwrap();
+    for i in 0..20 {
+        cache.set("k", &Value::from(i), None).await.unwrap();
+        assert_eq!(cache.get("k").await.unwrap(), Some(Value::from(i)));
+    }
 }

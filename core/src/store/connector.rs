@@ -110,6 +110,8 @@ struct State {
     ended: Option<RedisError>,
     /// The driver's waker: a write that cannot finish now resumes in the driver.
     driver: Option<Waker>,
+    /// Written bytes a buffering stream has not flushed yet (its flush was pending).
+    unflushed: bool,
 }
 
 struct Shared {
@@ -139,10 +141,13 @@ impl State {
             }
         }
         self.unwritten.drain(..written);
-        if written > 0 {
-            // Plain sockets need no flush; a buffering stream gets its chance here.
-            if let Poll::Ready(Err(err)) = Pin::new(&mut *stream).poll_flush(cx) {
-                return Err(err);
+        if written > 0 || self.unflushed {
+            // Plain sockets need no flush; a buffering stream gets its chance here, and
+            // again on the driver's next turn (woken through `cx`) while it is pending.
+            match Pin::new(&mut *stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => self.unflushed = true,
             }
         }
         if full && self.unwritten.len() < UNWRITTEN_BOUND {
@@ -468,6 +473,7 @@ impl Pipelined {
                 partial: false,
                 ended: None,
                 driver: None,
+                unflushed: false,
             }),
             ended: AtomicBool::new(false),
             room: Notify::new(),
