@@ -126,6 +126,30 @@ async fn open(url: &str, connector: &Arc<Tokio>) -> polycache::Result<Cache> {
         .await
 }
 
+/// The server closes every client connection.
+fn kill_clients(server: &Server) {
+    server
+        .command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"])
+        .unwrap();
+}
+
+/// `key`'s value from the first of at most `tries` gets that answers, and the errors of
+/// those that failed before it.
+async fn get_in_tries(
+    cache: &Cache,
+    key: &str,
+    tries: usize,
+) -> (Option<Option<Value>>, Vec<polycache::Error>) {
+    let mut errors = Vec::new();
+    for _ in 0..tries {
+        match cache.get(key).await {
+            Ok(found) => return (Some(found), errors),
+            Err(err) => errors.push(err),
+        }
+    }
+    (None, errors)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_talks_through_the_connector() {
     let server = Server::start(&[]).unwrap();
@@ -168,17 +192,9 @@ async fn a_dropped_connection_is_reopened() {
     cache.set("k", &Value::from(1), None).await.unwrap();
     // The server closes every client connection; the cache opens a new one when it sees
     // the old one gone (on this call at the latest, then the next one works).
-    server
-        .command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"])
-        .unwrap();
-    let mut answered = None;
-    for _ in 0..2 {
-        if let Ok(found) = cache.get("k").await {
-            answered = Some(found);
-            break;
-        }
-    }
-    assert_eq!(answered, Some(Some(Value::from(1))));
+    kill_clients(&server);
+    let (answered, errors) = get_in_tries(&cache, "k", 2).await;
+    assert_eq!(answered, Some(Some(Value::from(1))), "{errors:?}");
     assert_eq!(connector.opened.load(Ordering::Relaxed), 2);
 }
 
@@ -278,20 +294,8 @@ async fn a_discarded_driver_ends_its_connection() {
     let cache = open(&server.url(), &connector).await.unwrap();
     cache.set("k", &Value::from(1), None).await.unwrap();
     connector.discard.store(1, Ordering::Relaxed);
-    server
-        .command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"])
-        .unwrap();
-    let mut errors = Vec::new();
-    let mut answered = None;
-    for _ in 0..3 {
-        match cache.get("k").await {
-            Ok(found) => {
-                answered = Some(found);
-                break;
-            }
-            Err(err) => errors.push(err),
-        }
-    }
+    kill_clients(&server);
+    let (answered, errors) = get_in_tries(&cache, "k", 3).await;
     assert_eq!(answered, Some(Some(Value::from(1))), "{errors:?}");
     assert!(
         errors.iter().all(|err| err.kind() == ErrorKind::Connection),
