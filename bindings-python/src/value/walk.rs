@@ -324,6 +324,7 @@ impl Walk<'_> {
 
     /// # Safety
     /// As [`value`]; `obj` is a float (or a subclass).
+    #[inline(always)]
     unsafe fn float(&mut self, obj: *mut ffi::PyObject) -> Walked {
         // SAFETY: `obj` is a live float: its value is read, no `__float__` is called.
         let v = unsafe { ffi::PyFloat_AsDouble(obj) };
@@ -397,8 +398,7 @@ impl Walk<'_> {
                 let item = self.item(ffi::PyList_GetItem(obj, i))?;
                 // A list of floats, the common large list: no dispatch per item.
                 if ffi::Py_TYPE(item) == &raw mut ffi::PyFloat_Type {
-                    let written = self.encoder.float(ffi::PyFloat_AsDouble(item));
-                    self.codec(written)?;
+                    self.float(item)?;
                 } else {
                     self.value(item)?;
                 }
