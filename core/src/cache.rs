@@ -14,7 +14,7 @@ use crate::key::KeySchema;
 use crate::metrics::{Counter, Metrics, MetricsSnapshot};
 use crate::near::{Near, NearTier, NearValue, Ticket};
 use crate::patterns::fresh::FreshState;
-use crate::patterns::{Loader, SingleFlight, Writer};
+use crate::patterns::{found, Loader, SingleFlight, Writer};
 use crate::store::{self, Entry, Io, Store};
 
 mod fresh;
@@ -45,16 +45,6 @@ impl Lookup {
             Lookup::Value(value) => Some(value),
             Lookup::NotFound | Lookup::Miss => None,
         }
-    }
-}
-
-/// A load's answer for a read that returns `None` when the key has no value: a loader's
-/// "not found" is `None`, not an error.
-fn found(loaded: Result<Value>) -> Result<Option<Value>> {
-    match loaded {
-        Ok(value) => Ok(Some(value)),
-        Err(err) if err.is_not_found() => Ok(None),
-        Err(err) => Err(err),
     }
 }
 
