@@ -364,7 +364,9 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
 /// A codec error when a header string exceeds 65535 bytes.
 pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
     let (mut out, block) = envelope_head(payload, options, meta)?;
-    out.extend_from_slice(block.as_deref().unwrap_or(payload));
+    let body = block.as_deref().unwrap_or(payload);
+    out.reserve_exact(body.len());
+    out.extend_from_slice(body);
     Ok(out)
 }
 
@@ -437,10 +439,10 @@ fn envelope_head(
         None
     };
 
-    let body_len = compressed
-        .as_ref()
-        .map_or(payload.len(), |block| block.len() + 4);
-    let mut out = Vec::with_capacity(8 + header_len + body_len);
+    // The head only: `seal` reserves the body itself, and `seal_framed` never copies the
+    // body into this buffer (sized for it, a 1 MB set allocated and freed 1 MB here).
+    let length_field = if compressed.is_some() { 4 } else { 0 };
+    let mut out = Vec::with_capacity(8 + header_len + length_field);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(options.codec.id());
