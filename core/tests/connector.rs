@@ -283,6 +283,8 @@ async fn the_handshake_and_concurrent_replies_go_through_the_connector() {
     // The values went to database 3, not 0.
     let other = open(&url("sesame", 0), &connector).await.unwrap();
     assert_eq!(other.get("k1").await.unwrap(), None);
+    // Each cache's one stream, the handshakes included, came from the connector.
+    assert_eq!(connector.opened.load(Ordering::Relaxed), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
