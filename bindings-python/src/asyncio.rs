@@ -252,7 +252,7 @@ pub async fn call(
     // thread, never on a runtime worker, so it cannot hold up other calls' I/O and timers.
     // A coroutine it returns runs on the caller's event loop.
     let call = move || {
-        Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
+        Python::attach(|py| -> PyResult<Called> {
             let args = args
                 .iter()
                 .map(|a| to_py(py, a))
@@ -260,7 +260,7 @@ pub async fn call(
             let out = func.call1(py, PyTuple::new(py, args)?)?;
             let asyncio = py.import("asyncio")?;
             if !asyncio.call_method1("iscoroutine", (&out,))?.is_truthy()? {
-                return Ok(Some(out)); // a plain function: its return value is the result
+                return Ok(Called::Returned(out)); // a plain function: its return value
             }
             let done = Done {
                 sender: Mutex::new(Some(sender)),
@@ -272,7 +272,7 @@ pub async fn call(
                 None => schedule.call1((out, event_loop))?.unbind(),
             };
             scheduled.call_method1(py, "add_done_callback", (done,))?;
-            Ok(None)
+            Ok(Called::Scheduled(scheduled))
         })
     };
     let scheduled = tokio::task::spawn_blocking(call)
@@ -283,13 +283,24 @@ pub async fn call(
             )))
         })?
         .map_err(host_error)?;
-    if let Some(value) = scheduled {
-        return Ok(value);
-    }
+    // Held until the coroutine is done: asyncio keeps tasks only weakly, and a task waiting
+    // on a stream (whose protocol holds its reader weakly) is otherwise referenced by a
+    // cycle alone, which the garbage collector ends mid-load.
+    let _running = match scheduled {
+        Called::Returned(value) => return Ok(value),
+        Called::Scheduled(running) => running,
+    };
     match receiver.await {
         Ok(result) => result.map_err(host_error),
         Err(_) => Err(host_error(PolycacheError::new_err(
             "the coroutine was dropped",
         ))),
     }
+}
+
+/// What calling a loader or writer gave: its return value, or its coroutine scheduled on
+/// the event loop (the `concurrent.futures.Future` that `run_coroutine_threadsafe` made).
+enum Called {
+    Returned(Py<PyAny>),
+    Scheduled(Py<PyAny>),
 }

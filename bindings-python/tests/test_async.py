@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -127,5 +128,44 @@ def test_constructor_connects_outside_a_loop(namespace: str) -> None:
     async def main() -> None:
         await cache.set("k", 1)
         assert await cache.get("k") == 1
+
+    run(main())
+
+
+def test_a_loader_waiting_on_a_stream_survives_garbage_collection(url: str, namespace: str) -> None:
+    """A coroutine loader awaiting `StreamReader.readline` is held only by a reference
+    cycle (the stream's protocol holds its reader weakly, the loop holds tasks weakly):
+    the cache must keep it alive, or a collection ends the load ("coroutine was dropped")."""
+
+    async def main() -> None:
+        cache = await AsyncCache.connect(url, namespace=namespace)
+        reading = asyncio.Event()
+        answer = asyncio.Event()
+
+        async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await answer.wait()
+            writer.write(b"loaded\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def loader() -> str:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reading.set()
+            line = await reader.readline()
+            writer.close()
+            return line.decode().strip()
+
+        load = asyncio.ensure_future(cache.get_or_load("k", loader, ttl=60))
+        await reading.wait()
+        await asyncio.sleep(0)  # the loader is now parked in readline
+        for _ in range(3):
+            gc.collect()
+        answer.set()
+        assert await load == "loaded"
+        server.close()
+        await server.wait_closed()
 
     run(main())
