@@ -87,6 +87,64 @@ test('a "__proto__" key comes back as an own property, not a prototype', () => {
   assert.equal({}.polluted, undefined)
 })
 
+test('objects that share their keys read the same before and after their shape is compiled', () => {
+  // A read's plan (core's codec::js::plan): objects of one key set are made by a
+  // constructor compiled from the keys once the set has been met a few times, key by key
+  // before. Read each value five times so both ways are checked, with keys a literal must
+  // quote, integer-like keys, a "__proto__" key (never a constructor) and maps over the
+  // shape size.
+  const odd = { '': 0, '"': 1, '\\': 2, '\u2028': 3, constructor: 4, toString: 5, 'é日': 6, 7: 'seven' }
+  const proto = JSON.parse('{"__proto__": {"polluted": true}, "y": 2}')
+  const wide = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, i]))
+  const value = {
+    records: Array.from({ length: 20 }, (_, i) => ({ id: i, name: `user ${i}`, score: i + 0.5, tags: ['a'], ok: i % 2 === 0 })),
+    odd: [odd, { ...odd }, { ...odd }],
+    proto: [proto, proto, proto],
+    wide: [wide, wide, wide],
+    big: [2 ** 40, -(2 ** 53) + 1, -(2 ** 31), NaN, 0.1],
+  }
+  for (let round = 0; round < 5; round++) {
+    const back = roundtrip(value)
+    assert.deepEqual(back, value)
+    assert.deepEqual(Object.keys(back.odd[2]), Object.keys(odd))
+    assert.deepEqual(Object.keys(back.records[7]), ['id', 'name', 'score', 'tags', 'ok'])
+    assert.equal(Object.getPrototypeOf(back.records[3]), Object.prototype)
+    assert.equal(Object.getPrototypeOf(back.proto[2]), Object.prototype)
+    assert.deepEqual(Object.keys(back.proto[2]), ['__proto__', 'y'])
+    assert.equal(back.proto[2].polluted, undefined)
+  }
+  assert.equal({}.polluted, undefined)
+})
+
+test('a repeated key keeps its first place and takes its last value', () => {
+  // {"b": 1, "a": 2, "b": 3}: core's encoder never repeats a key, so it is made by hand.
+  const envelope = encodeEnvelope({ b: 1, a: 2, c: 3 })
+  envelope[envelope.lastIndexOf(0x63)] = 0x62
+  for (let round = 0; round < 5; round++) {
+    const back = decodeEnvelope(envelope).value
+    assert.deepEqual(Object.keys(back), ['b', 'a'])
+    assert.deepEqual(back, { b: 3, a: 2 })
+  }
+})
+
+test('more key sets than the constructors kept, and no code generation from strings', () => {
+  // 5,000 distinct key sets (the loop keeps 4,096 constructors), read three times.
+  const many = Array.from({ length: 5000 }, (_, i) => ({ [`key${i}`]: i, x: 1 }))
+  for (let round = 0; round < 3; round++) assert.deepEqual(roundtrip(many), many)
+  // Where code cannot be generated from strings, objects are made key by key.
+  const script = `
+    const { encodeEnvelope, decodeEnvelope } = require(${JSON.stringify(require.resolve('..'))})
+    const value = Array.from({ length: 50 }, (_, i) => ({ id: i, name: 'n' + i }))
+    for (let i = 0; i < 5; i++) {
+      const back = decodeEnvelope(encodeEnvelope(value)).value
+      if (JSON.stringify(back) !== JSON.stringify(value)) throw new Error('differs')
+    }
+    process.stdout.write('same')`
+  const out = require('node:child_process').execFileSync(process.execPath,
+    ['--disallow-code-generation-from-strings', '-e', script], { encoding: 'utf8' })
+  assert.equal(out, 'same')
+})
+
 test('unsupported values are a TypeError with code ECODEC', async () => {
   const cyclic = { a: [] }
   cyclic.a.push(cyclic)

@@ -18,6 +18,7 @@ mod errors;
 mod evloop;
 mod fresh;
 mod patterns;
+mod plan;
 mod settle;
 mod socket;
 mod tape;

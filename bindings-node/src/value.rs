@@ -20,7 +20,7 @@ use std::ptr;
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use polycache::codec::js::tape::{encode_tape, read_tape, TapeError, Undefined};
-use polycache::codec::js::{self, Json, Transcode, Transcoded};
+use polycache::codec::js::{self, Transcode, Transcoded};
 use polycache::codec::{
     self, Build, DecodeError, DecodeLimits, Encoded, Encoder, Header, Tree, PREALLOC_ITEMS,
 };
@@ -99,8 +99,8 @@ unsafe fn typed_array(
 /// costs ~100. They only move values; the rules stay core's.
 #[derive(Clone, Copy)]
 enum Helper {
-    /// `JSON.parse`.
-    JsonParse,
+    /// Makes the value a read's plan describes ([`crate::plan`]).
+    Plan,
     /// Copies a `Float64Array` into an array.
     NumbersToArray,
     /// Writes a JS value's tape ([`crate::tape`]).
@@ -132,22 +132,10 @@ unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
         }
     }
     match which {
-        Helper::JsonParse => {
-            let mut global = ptr::null_mut();
-            let mut json = ptr::null_mut();
-            check(sys::napi_get_global(env, &mut global))?;
-            check(sys::napi_get_named_property(
-                env,
-                global,
-                c"JSON".as_ptr(),
-                &mut json,
-            ))?;
-            check(sys::napi_get_named_property(
-                env,
-                json,
-                c"parse".as_ptr(),
-                &mut function,
-            ))?;
+        Helper::Plan => {
+            let source = crate::plan::loop_source();
+            let source = create_string(env, source.as_bytes())?;
+            check(sys::napi_run_script(env, source, &mut function))?;
         }
         Helper::NumbersToArray => {
             let source = create_string(env, NUMBERS_TO_ARRAY.as_bytes())?;
@@ -230,15 +218,27 @@ fn tape_error<E>(env: sys::napi_env, err: TapeError<E>, host: impl FnOnce(E) -> 
     }
 }
 
-/// What V8 makes of core's [`Transcoded`]: `JSON.parse` of the JSON text (measured several
-/// times faster than one Node-API call per property; `"__proto__"` becomes an own property
-/// either way), or an array copied from one `Float64Array` of the numbers.
+/// What V8 makes of core's [`Transcoded`]: the value its plan describes, made by one call
+/// into a JIT-compiled loop ([`crate::plan`]; measured faster than `JSON.parse` of core's
+/// JSON text, which was several times faster than one Node-API call per property), or an
+/// array copied from one `Float64Array` of the numbers.
 ///
 /// # Safety
 /// On the JS thread of `env`.
 unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Result<sys::napi_value> {
     match transcoded {
-        Transcoded::Json(json) => call_helper(env, Helper::JsonParse, json_string(env, json)?),
+        Transcoded::Plan(plan) => {
+            let buffer = made(|out| {
+                sys::napi_create_buffer_copy(
+                    env,
+                    plan.len(),
+                    plan.as_ptr().cast(),
+                    ptr::null_mut(),
+                    out,
+                )
+            })?;
+            call_helper(env, Helper::Plan, buffer)
+        }
         Transcoded::Numbers(numbers) => {
             let mut data = ptr::null_mut();
             let mut buffer = ptr::null_mut();
@@ -573,22 +573,6 @@ fn made(call: impl FnOnce(&mut sys::napi_value) -> sys::napi_status) -> Result<s
     Ok(out)
 }
 
-/// Core's JSON text as a JS string: ASCII text is its own Latin-1, which V8 copies as it is
-/// (from UTF-8 it would decode it first).
-unsafe fn json_string(env: sys::napi_env, json: &Json) -> Result<sys::napi_value> {
-    if !json.ascii {
-        return create_string(env, &json.text);
-    }
-    made(|out| {
-        sys::napi_create_string_latin1(
-            env,
-            json.text.as_ptr().cast(),
-            json.text.len() as isize,
-            out,
-        )
-    })
-}
-
 /// A JS string from UTF-8.
 unsafe fn create_string(env: sys::napi_env, s: &[u8]) -> Result<sys::napi_value> {
     made(|out| sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, out))
@@ -637,7 +621,10 @@ pub enum Found {
 /// walk included), so the JS thread only runs `JSON.parse` or one copy. Counts a hit or a
 /// miss as [`polycache::Cache::decode_stored`] does, except for [`Found::Exact`].
 pub fn prepare(cache: &polycache::Cache, stored: Stored) -> Found {
-    let mut transcode = Transcode::default();
+    let mut transcode = Transcode::with_capacity(match &stored {
+        Stored::Bytes(Some(bytes)) => bytes.len(),
+        _ => 0,
+    });
     match cache.decode_stored(&stored, &mut transcode) {
         Ok(None) => Found::Missing,
         Ok(Some(())) => match transcode.finish() {
@@ -716,7 +703,7 @@ cache_value_type!(Made);
 pub fn decode_envelope(env: &Env, bytes: &[u8]) -> Result<(Header, Made)> {
     let limits = DecodeLimits::default();
     let codec_error = |err: polycache::Error| errors::to_js(env, &err);
-    let mut transcode = Transcode::default();
+    let mut transcode = Transcode::with_capacity(bytes.len());
     match codec::decode_into(bytes, &limits, &mut transcode) {
         Ok((header, ())) => {
             let transcoded = transcode.finish().map_err(codec_error)?;

@@ -4,6 +4,7 @@
 //! a payload straight into what V8 makes objects from: the JSON text `JSON.parse` reads
 //! ([`JsonText`]), or for an array of numbers the numbers themselves ([`Transcode`]).
 
+pub mod plan;
 pub mod tape;
 
 use super::encoder::{json_float, json_str};
@@ -219,17 +220,17 @@ pub enum Transcoded {
     /// included): the numbers, for one `Float64Array` copied into an array (measured an order
     /// of magnitude cheaper than `JSON.parse` of their text).
     Numbers(Vec<f64>),
-    /// Anything else JSON holds exactly for JS: [`JsonText`]'s text for `JSON.parse`.
-    Json(Json),
+    /// Anything else a JS value holds exactly: its [`plan`] for the binding's JS loop.
+    Plan(Vec<u8>),
 }
 
 /// Transcodes a payload into [`Transcoded`] for V8: an array of numbers stays numbers
-/// until an item that is not a number turns it into JSON text (the numbers read so far
-/// are written first); anything JSON cannot give JS exactly stops it with [`NotJson`]
-/// and the binding builds that value another way.
+/// until an item that is not a number turns it into a [`plan`] (the numbers read so far
+/// are written first); what a JS value cannot hold exactly (bytes, integers beyond 2⁵³)
+/// stops it with [`NotJson`] and the binding builds that value another way.
 #[derive(Debug, Default)]
 pub struct Transcode {
-    text: JsonText,
+    plan: plan::Plan,
     /// Containers open; the numbers mode only covers the top-level array.
     depth: usize,
     /// The top-level array's numbers, while every item so far is a number.
@@ -240,6 +241,15 @@ pub struct Transcode {
 const PREALLOC_NUMBERS: usize = 1 << 16;
 
 impl Transcode {
+    /// A transcoder with room for a payload of about `bytes`.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Transcode {
+            plan: plan::Plan::with_capacity(bytes),
+            depth: 0,
+            numbers: None,
+        }
+    }
+
     /// What was transcoded (after a successful decode into this builder).
     ///
     /// # Errors
@@ -247,18 +257,24 @@ impl Transcode {
     pub fn finish(self) -> Result<Transcoded> {
         match self.numbers {
             Some(numbers) => Ok(Transcoded::Numbers(numbers)),
-            None => self.text.finish_json().map(Transcoded::Json),
+            None => {
+                let plan = self.plan.finish();
+                if plan.is_empty() {
+                    return Err(Error::codec("js: the value is incomplete"));
+                }
+                Ok(Transcoded::Plan(plan))
+            }
         }
     }
 
-    /// Leaves numbers mode: the array's opening and its numbers so far become text.
+    /// Leaves numbers mode: the numbers so far become the plan's (the top-level array's
+    /// count is kept by the decoder's calls, so its end counts them).
     #[cold]
     fn leave_numbers(&mut self) -> std::result::Result<(), NotJson> {
         if let Some(numbers) = self.numbers.take() {
-            self.text.array(numbers.len())?;
             for n in numbers {
-                // A JS number either way: an integral one reads back the same as text.
-                self.text.finite_float(n)?;
+                // A JS number either way: an integral one is the same number.
+                self.plan.float(n)?;
             }
         }
         Ok(())
@@ -279,17 +295,18 @@ impl Transcode {
 
 impl Build for Transcode {
     type Value = ();
-    type Array = ();
+    /// Items pushed so far.
+    type Array = u32;
     type Map = ();
     type Error = NotJson;
 
     fn nil(&mut self) -> std::result::Result<(), NotJson> {
         self.leave_numbers()?;
-        self.text.nil()
+        self.plan.nil()
     }
     fn bool(&mut self, v: bool) -> std::result::Result<(), NotJson> {
         self.leave_numbers()?;
-        self.text.bool(v)
+        self.plan.bool(v)
     }
     #[inline]
     fn int(&mut self, v: i64) -> std::result::Result<(), NotJson> {
@@ -302,8 +319,7 @@ impl Build for Transcode {
             }
             self.leave_numbers()?;
         }
-        self.text.safe_int(v);
-        Ok(())
+        self.plan.int(v)
     }
     fn uint(&mut self, _: u64) -> std::result::Result<(), NotJson> {
         Err(NotJson)
@@ -316,54 +332,57 @@ impl Build for Transcode {
             }
             self.leave_numbers()?;
         }
-        self.text.finite_float(v)
+        self.plan.float(v)
     }
     #[inline]
     fn str(&mut self, v: &str) -> std::result::Result<(), NotJson> {
         if self.numbers.is_some() {
             self.leave_numbers()?;
         }
-        self.text.str(v)
+        self.plan.str(v)
     }
     fn bytes(&mut self, _: &[u8]) -> std::result::Result<(), NotJson> {
         Err(NotJson)
     }
-    fn array(&mut self, len: usize) -> std::result::Result<(), NotJson> {
+    fn array(&mut self, len: usize) -> std::result::Result<u32, NotJson> {
         self.depth += 1;
         if self.depth == 1 {
             self.numbers = Some(Vec::with_capacity(len.min(PREALLOC_NUMBERS)));
-            return Ok(());
+            return Ok(0);
         }
         self.leave_numbers()?;
-        self.text.array(len)
+        self.plan.array(len)
     }
     #[inline]
-    fn push(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
+    fn push(&mut self, array: &mut u32, _: ()) -> std::result::Result<(), NotJson> {
+        *array += 1;
         Ok(())
     }
-    fn end_array(&mut self, _: ()) -> std::result::Result<(), NotJson> {
+    fn end_array(&mut self, array: u32) -> std::result::Result<(), NotJson> {
         self.depth -= 1;
         if self.depth == 0 && self.numbers.is_some() {
             return Ok(());
         }
-        self.text.end_array(())
+        self.plan.end_array(array)
     }
     fn map(&mut self, len: usize) -> std::result::Result<(), NotJson> {
         self.depth += 1;
-        self.leave_numbers()?;
-        self.text.map(len)
+        if self.numbers.is_some() {
+            self.leave_numbers()?;
+        }
+        self.plan.map(len)
     }
     #[inline]
     fn key(&mut self, map: &mut (), key: &str) -> std::result::Result<(), NotJson> {
-        self.text.key(map, key)
+        self.plan.key(map, key)
     }
     #[inline]
     fn value(&mut self, _: &mut (), _: ()) -> std::result::Result<(), NotJson> {
         Ok(())
     }
-    fn end_map(&mut self, _: ()) -> std::result::Result<(), NotJson> {
+    fn end_map(&mut self, map: ()) -> std::result::Result<(), NotJson> {
         self.depth -= 1;
-        self.text.end_map(())
+        self.plan.end_map(map)
     }
 }
 
@@ -457,13 +476,6 @@ mod tests {
         assert!(JsonText::default().finish().is_err());
     }
 
-    fn ascii(text: &[u8]) -> Json {
-        Json {
-            text: text.to_vec(),
-            ascii: true,
-        }
-    }
-
     fn transcode(value: &Value) -> std::result::Result<Transcoded, NotJson> {
         let mut out = Transcode::default();
         match msgpack::decode_into(&msgpack::encode(value), &DecodeLimits::default(), &mut out) {
@@ -474,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn arrays_of_numbers_stay_numbers_and_the_rest_is_json_text() {
+    fn arrays_of_numbers_stay_numbers_and_the_rest_is_a_plan() {
         let numbers = Value::Array(vec![
             Value::from(1),
             Value::from(-0.0),
@@ -491,7 +503,7 @@ mod tests {
             transcode(&Value::Array(vec![])),
             Ok(Transcoded::Numbers(vec![]))
         );
-        // One item that is not a number turns the array into JSON text, numbers first.
+        // One item that is not a number turns the array into a plan, numbers first.
         let mixed = Value::Array(vec![
             Value::from(1),
             Value::from(0.5),
@@ -499,29 +511,23 @@ mod tests {
             Value::Array(vec![Value::from(2)]),
             Value::from(3),
         ]);
-        assert_eq!(
-            transcode(&mixed),
-            Ok(Transcoded::Json(ascii(br#"[1.0,0.5,"x",[2],3]"#)))
-        );
-        let record: Value = [
-            ("b", Value::from(1)),
-            ("a", Value::from(vec![Value::from(0.5)])),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(
-            transcode(&record),
-            Ok(Transcoded::Json(ascii(&json::encode(&record).unwrap())))
-        );
+        let mut expected = vec![plan::FLOAT];
+        expected.extend_from_slice(&[0; 7]);
+        expected.extend_from_slice(&1f64.to_le_bytes());
+        expected.push(plan::FLOAT);
+        expected.extend_from_slice(&[0; 7]);
+        expected.extend_from_slice(&0.5f64.to_le_bytes());
+        expected.extend_from_slice(&[plan::ASCII, 1, b'x', plan::INT, 2, 0, 0, 0]);
+        expected.extend_from_slice(&[plan::ARRAY, 1, 0, 0, 0, plan::INT, 3, 0, 0, 0]);
+        expected.extend_from_slice(&[plan::ARRAY, 5, 0, 0, 0]);
+        assert_eq!(transcode(&mixed), Ok(Transcoded::Plan(expected)));
         assert_eq!(
             transcode(&Value::from("s")),
-            Ok(Transcoded::Json(ascii(b"\"s\"")))
+            Ok(Transcoded::Plan(vec![plan::ASCII, 1, b's']))
         );
         // What neither holds exactly goes the exact way.
         for odd in [
             Value::Array(vec![Value::from(1), Value::Int(1 << 60)]),
-            Value::Array(vec![Value::from("x"), Value::Float(f64::NAN)]),
-            Value::Array(vec![Value::Float(f64::NAN), Value::from("x")]),
             Value::Array(vec![Value::Bytes(vec![1])]),
             Value::UInt(u64::MAX),
         ] {
