@@ -173,8 +173,12 @@ impl CacheBuilder {
     /// cannot be reached within `connect_timeout`.
     pub async fn build(self) -> Result<Cache> {
         self.config.validate()?;
-        let fork_sensitive =
-            self.io == Io::Async && self.store.is_none() && !self.config.url.starts_with("memory:");
+        // A host with a connector owns the sockets (Node's event loop, which never forks
+        // into code that uses them), so its calls skip the fork check's getpid.
+        let fork_sensitive = self.io == Io::Async
+            && self.store.is_none()
+            && self.connector.is_none()
+            && !self.config.url.starts_with("memory:");
         let store = match self.store {
             Some(store) => store,
             None => {
