@@ -111,6 +111,9 @@ test('sparse and oversized arrays are ECODEC, refused quickly', async () => {
   const small = new Cache({ maxValueBytes: 32 * 1000 })
   await assert.rejects(small.set('long', new Array(1001).fill(0)), code('ECODEC'))
   await assert.rejects(small.set('wide', Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`k${i}`, 0]))), code('ECODEC'))
+  // The refusal names the object's whole count (the walk stops reading at the cap).
+  await assert.rejects(small.set('wider', Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`k${i}`, 0]))),
+    /an object of 1500 properties cannot be cached \(at most 1000/)
   await small.set('fits', new Array(100).fill(0))
   // An explicit undefined inside an array is nil, as documented; holes are not.
   await cache.set('explicit', [1, undefined, 3])

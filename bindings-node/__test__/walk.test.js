@@ -71,6 +71,20 @@ test('getters run, proxies are read through, a throwing getter throws its own er
   assert.deepEqual(roundtrip({ after: [1] }), { after: [1] })
 })
 
+test('an enumerable key on Object.prototype is not read as an own key', () => {
+  // The walk lists a plain object's keys with for…in only while Object.prototype has no
+  // enumerable key; otherwise with Object.keys, so an inherited key is never written.
+  const value = { a: 1, nested: { b: [2, { c: 3 }] } }
+  Object.prototype.polluted = 'inherited' // eslint-disable-line no-extend-native
+  try {
+    assert.deepEqual(roundtrip(value), value)
+    assert.deepEqual(Object.keys(roundtrip(value).nested), ['b'])
+  } finally {
+    delete Object.prototype.polluted
+  }
+  assert.deepEqual(roundtrip(value), value)
+})
+
 test('a getter that caches another value while the walk runs gets a walk of its own', () => {
   const inner = { inner: 'x'.repeat(100), list: [1, 2, 3] }
   let innerBytes

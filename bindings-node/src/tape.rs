@@ -1,7 +1,8 @@
 //! The JS half of the value tape (core's `codec::js::tape` has the layout and every rule):
 //! a walk that V8 compiles, installed once per environment by `value.rs`, writing what each
 //! JS value is into one reused `Buffer`. It reads a value the way the earlier Node-API walk
-//! did (own enumerable string keys in `Object.keys` order, getters and proxies run, holes
+//! did (own enumerable string keys in `Object.keys` order, listed by `for…in` while
+//! `Object.prototype` has no enumerable key, getters and proxies run, holes
 //! told from `undefined`, ancestors compared for cycles) but at JIT speed: one call into JS
 //! per value instead of one or more Node-API calls per item. It decides nothing about the
 //! format: numbers go as their `f64`, bigints as their decimal text, strings as UTF-8 with a
@@ -197,6 +198,10 @@ const WALK: &str = r#"(function () {
     function map (o, depth) {
       const proto = getPrototypeOf(o)
       if (proto !== objectPrototype && proto !== null) stop($NOT_PLAIN)
+      if (plainIn) {
+        mapIn(o, depth)
+        return
+      }
       const keys = keysOf(o)
       const n = keys.length
       head($MAP, n)
@@ -207,6 +212,34 @@ const WALK: &str = r#"(function () {
         walk(o[k], depth)
       }
     }
+
+    // A plain object's keys by `for…in`: V8 lists them from the object's map without
+    // making an array and turns `o[k]` into a field load there (Object.keys allocated one
+    // array per object and `o[k]` was a megamorphic lookup). Only while Object.prototype
+    // has no enumerable key, so the loop lists exactly what Object.keys lists. The count is
+    // written after the keys; until then it reads as the cap, so a stop tag met inside is
+    // what core reports.
+    function mapIn (o, depth) {
+      head($MAP, cap)
+      const at = pos - 5
+      let n = 0
+      for (const k in o) {
+        if (++n > cap) {
+          // Over the cap: core's refusal names the count.
+          view.setUint32(at + 1, keysOf(o).length, true)
+          throw STOP
+        }
+        string(k)
+        walk(o[k], depth)
+      }
+      view.setUint32(at + 1, n, true)
+    }
+    // Whether Object.prototype has an enumerable key (then `for…in` would list it too).
+    function prototypeClean () {
+      for (const _ in objectPrototype) return false
+      return true
+    }
+    let plainIn = true
 
     return function encode (value, maxItems) {
       // A getter that caches a value while this walk runs gets a walk of its own.
@@ -219,6 +252,7 @@ const WALK: &str = r#"(function () {
       }
       pos = 0
       cap = maxItems
+      plainIn = prototypeClean()
       try {
         walk(value, 0)
       } catch (e) {

@@ -4,8 +4,8 @@
 //! runs on every `get` and `set` (docs/node.md, "Values in and out"). A JS value is read by
 //! one call into a JIT-compiled walk that writes its tape ([`crate::tape`]), which core reads
 //! with every rule applied (`codec::js::tape`): straight into the [`Encoder`] for a `set`,
-//! into a [`Value`] otherwise. A read's bytes are transcoded by core on a runtime thread
-//! ([`prepare`]) into what V8 makes objects from, and only what JSON cannot carry is built
+//! into a [`Value`] otherwise. A read's bytes are transcoded by core in the batch task
+//! ([`prepare`]) into what V8 makes objects from, and only what its plan cannot carry is built
 //! here one value at a time ([`NapiBuild`]). The rules: `null` (and `undefined` inside
 //! arrays and objects) is nil, an integral safe `number` is an integer and any other
 //! `number` a float, a `bigint` is an integer of at most 64 bits, `Buffer`/`Uint8Array` are
@@ -266,8 +266,7 @@ unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Resul
     }
 }
 
-/// A container core's [`Transcode`] takes (JSON holds it exactly for JS) made by V8, else
-/// `None`.
+/// A container core's [`Transcode`] takes (a plan or numbers) made by V8, else `None`.
 unsafe fn write_transcoded(env: sys::napi_env, value: &Value) -> Result<Option<sys::napi_value>> {
     let mut transcode = Transcode::default();
     if value.build_into(&mut transcode).is_err() {
@@ -289,7 +288,7 @@ unsafe fn write(env: sys::napi_env, value: &Value) -> Result<sys::napi_value> {
 }
 
 /// `value` made one Node-API call at a time ([`NapiBuild`]); each container item goes through
-/// [`write`], so a nested container JSON can carry is still made by V8.
+/// [`write`], so a nested container a plan can carry is still made by V8.
 unsafe fn write_direct(env: sys::napi_env, value: &Value) -> Result<sys::napi_value> {
     let mut build = NapiBuild { env };
     match value {
@@ -469,8 +468,7 @@ pub fn encode_payload(
 }
 
 /// Makes JS values for a decoder (core's [`Build`]), one Node-API call per value: the exact
-/// path, for what JSON text cannot carry (bytes, bigints, NaN and infinities) and for
-/// payloads too small for `JSON.parse` to pay off. Objects keep the wire order (integer-like
+/// path, for what a plan cannot carry (bytes, bigints). Objects keep the wire order (integer-like
 /// keys aside) and a repeated key keeps its first place and takes its last value, as an
 /// assignment does; `"__proto__"` becomes an own property.
 pub(crate) struct NapiBuild {
@@ -605,20 +603,20 @@ unsafe fn set_property(
     check(sys::napi_define_properties(env, object, 1, &descriptor))
 }
 
-/// A stored value made ready for the JS thread by [`prepare`], on a runtime thread.
+/// A stored value made ready for V8 by [`prepare`], in the batch task.
 #[derive(Debug)]
 pub enum Found {
     /// Nothing usable was stored (a miss, counted).
     Missing,
     /// What V8 makes the value from (the hit is counted).
     Ready(Transcoded),
-    /// What JSON cannot carry exactly (bytes, bigints, NaN inside a map …): decoded on the
-    /// JS thread, one Node-API call per value, and counted then.
+    /// What a plan cannot carry (bytes, bigints): decoded on the JS thread, one Node-API
+    /// call per value, and counted then.
     Exact(Stored),
 }
 
 /// Transcodes what a read found for V8 off the JS thread (decompression and the payload's
-/// walk included), so the JS thread only runs `JSON.parse` or one copy. Counts a hit or a
+/// walk included), so the JS thread only follows the plan or makes one copy. Counts a hit or a
 /// miss as [`polycache::Cache::decode_stored`] does, except for [`Found::Exact`].
 pub fn prepare(cache: &polycache::Cache, stored: Stored) -> Found {
     let mut transcode = Transcode::with_capacity(match &stored {

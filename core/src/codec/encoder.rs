@@ -564,11 +564,13 @@ fn msgpack_str(out: &mut Vec<u8>, s: &str) {
         // Most strings and keys: 32 bytes are made room for, the marker and text written
         // there with fixed-size moves, and the rest cut off; a copy of `n` bytes would be
         // a call to memcpy (measured: about 5% of a 1 MB records `set`).
+        // The block is made on the stack and appended whole: `resize` would zero the
+        // room with a call to memset first (5% of a Node records `set` in perf).
         let at = out.len();
-        out.resize(at + 32, 0);
-        let block = &mut out[at..at + 32];
+        let mut block = [0u8; 32];
         block[0] = 0xa0 | n as u8;
         copy_short(&mut block[1..], s.as_bytes());
+        out.extend_from_slice(&block);
         out.truncate(at + 1 + n);
         return;
     }
@@ -667,11 +669,11 @@ pub(super) fn json_str(out: &mut Vec<u8>, s: &str) -> bool {
         let (any, high) = short_scan(bytes);
         if any == 0 {
             let at = out.len();
-            out.resize(at + 33, 0);
-            let block = &mut out[at..at + 33];
+            let mut block = [0u8; 33];
             block[0] = b'"';
             copy_short(&mut block[1..32], bytes);
             block[1 + n] = b'"';
+            out.extend_from_slice(&block);
             out.truncate(at + n + 2);
             return high & HIGH_BITS == 0;
         }
