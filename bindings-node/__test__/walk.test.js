@@ -71,6 +71,33 @@ test('getters run, proxies are read through, a throwing getter throws its own er
   assert.deepEqual(roundtrip({ after: [1] }), { after: [1] })
 })
 
+test('keys repeated across objects, at every depth and position, are read back exactly', () => {
+  // The walk writes a key equal to the last one at its position and depth once; objects
+  // whose keys agree in part, in another order, deeper or shallower must all come back.
+  const value = [
+    { a: 1, b: { a: 2, b: { a: 3 } }, c: 3 },
+    { a: 4, x: { b: 5, a: 6 }, c: 7 },
+    { b: 8, a: 9 },
+    { a: 10, b: { a: 11, b: { c: 12 } }, c: 13, d: 14 },
+    {},
+    { a: { a: { a: { a: 15 } } } },
+    { a: 16, b: 17, c: 18 },
+  ]
+  for (let round = 0; round < 3; round++) {
+    const back = roundtrip(value)
+    assert.deepEqual(back, value)
+    assert.deepEqual(back.map((o) => Object.keys(o)), value.map((o) => Object.keys(o)))
+    assert.deepEqual(Object.keys(back[1].x), ['b', 'a'])
+  }
+  // The same keys through the Object.keys path (an enumerable key on Object.prototype).
+  Object.prototype.polluted = 1 // eslint-disable-line no-extend-native
+  try {
+    assert.deepEqual(JSON.stringify(roundtrip(value)), JSON.stringify(value))
+  } finally {
+    delete Object.prototype.polluted
+  }
+})
+
 test('an enumerable key on Object.prototype is not read as an own key', () => {
   // The walk lists a plain object's keys with for…in only while Object.prototype has no
   // enumerable key; otherwise with Object.keys, so an inherited key is never written.

@@ -10,7 +10,7 @@
 //! core's nesting limit, and past core's item cap (both handed in), so a cycle, a deep
 //! value or a huge sparse array ends at once.
 
-use polycache::codec::js::tape::TAGS;
+use polycache::codec::js::tape::{KEY_ROW, TAGS};
 use polycache::codec::msgpack::MAX_DEPTH;
 
 /// The walk's source; `$NAME` stands for core's tag of that name, `$MAX_DEPTH` for the
@@ -206,11 +206,34 @@ const WALK: &str = r#"(function () {
       const n = keys.length
       head($MAP, n)
       if (n > cap) throw STOP
+      const row = keyRow(depth - 1)
       for (let i = 0; i < n; i++) {
         const k = keys[i]
-        string(k)
+        key(row, i, k)
         walk(o[k], depth)
       }
+    }
+    // By object depth, the last key written at each position below $KEY_ROW, as core
+    // remembers them: a key equal to it is written as $KEY_AGAIN (one byte, nothing for
+    // core to check again), so a list of records writes its keys once.
+    let keyRows = []
+    function keyRow (depth) {
+      let row = keyRows[depth]
+      if (row === undefined) {
+        row = []
+        keyRows[depth] = row
+      }
+      return row
+    }
+    function key (row, i, k) {
+      if (i < $KEY_ROW) {
+        if (row[i] === k) {
+          tag($KEY_AGAIN)
+          return
+        }
+        row[i] = k
+      }
+      string(k)
     }
 
     // A plain object's keys by `for…in`: V8 lists them from the object's map without
@@ -222,14 +245,15 @@ const WALK: &str = r#"(function () {
     function mapIn (o, depth) {
       head($MAP, cap)
       const at = pos - 5
+      const row = keyRow(depth - 1)
       let n = 0
       for (const k in o) {
-        if (++n > cap) {
+        if (n === cap) {
           // Over the cap: core's refusal names the count.
           view.setUint32(at + 1, keysOf(o).length, true)
           throw STOP
         }
-        string(k)
+        key(row, n++, k)
         walk(o[k], depth)
       }
       view.setUint32(at + 1, n, true)
@@ -253,6 +277,7 @@ const WALK: &str = r#"(function () {
       pos = 0
       cap = maxItems
       plainIn = prototypeClean()
+      keyRows = []
       try {
         walk(value, 0)
       } catch (e) {
@@ -272,7 +297,9 @@ pub(crate) fn walk_source() -> String {
     // Longest names first, so `$STRING` does not eat into `$STRING_LONE`.
     let mut tags = TAGS;
     tags.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    let mut source = WALK.replace("$MAX_DEPTH", &MAX_DEPTH.to_string());
+    let mut source = WALK
+        .replace("$MAX_DEPTH", &MAX_DEPTH.to_string())
+        .replace("$KEY_ROW", &KEY_ROW.to_string());
     for (name, tag) in tags {
         source = source.replace(&format!("${name}"), &tag.to_string());
     }

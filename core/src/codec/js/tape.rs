@@ -20,7 +20,8 @@
 //! | [`BYTES`] | length, the bytes of a `Uint8Array` (a `Buffer`) |
 //! | [`ARRAY`] | length, then the items (none when the length is over the cap) |
 //! | [`NUMBERS`] | inside an array, items that are `number`s in a row: their count, then their `f64`s from the next offset that is a multiple of 8 |
-//! | [`MAP`] | count, then each key (a string tag) and its value (none when over the cap) |
+//! | [`MAP`] | count, then each key (a string tag, or [`KEY_AGAIN`]) and its value (none when over the cap) |
+//! | [`KEY_AGAIN`] | a key equal to the last key written at the same position (below [`KEY_ROW`]) of an object at the same depth: records repeat their keys, which are then written and read once |
 //! | [`HOLE`] | an array item that is a hole; the walk stops |
 //! | [`TYPED_OTHER`], [`NOT_PLAIN`], [`FUNCTION`], [`SYMBOL`], [`CYCLE`], [`DEEP`], [`UNKNOWN`] | what cannot be cached; the walk stops |
 //!
@@ -71,10 +72,16 @@ pub const DEEP: u8 = 17;
 pub const UNKNOWN: u8 = 18;
 /// Array items that are `number`s, in a row.
 pub const NUMBERS: u8 = 19;
+/// A key written before at this position and depth.
+pub const KEY_AGAIN: u8 = 20;
+
+/// Key positions remembered for [`KEY_AGAIN`] (later keys are always written out).
+pub const KEY_ROW: usize = 64;
 
 /// Every tag by its name, for the writer's source (the walk uses these numbers).
-pub const TAGS: [(&str, u8); 20] = [
+pub const TAGS: [(&str, u8); 21] = [
     ("NUMBERS", NUMBERS),
+    ("KEY_AGAIN", KEY_AGAIN),
     ("NULL", NULL),
     ("UNDEFINED", UNDEFINED),
     ("FALSE", FALSE),
@@ -131,6 +138,7 @@ pub fn read_tape<B: Build>(
         tape,
         at: 0,
         max_items,
+        keys: Vec::new(),
     };
     let value = reader.value(build, 0, undefined == Undefined::Anywhere)?;
     if reader.at != tape.len() {
@@ -163,6 +171,8 @@ struct Reader<'t> {
     tape: &'t [u8],
     at: usize,
     max_items: usize,
+    /// By depth, the last key read at each position below [`KEY_ROW`] ([`KEY_AGAIN`]).
+    keys: Vec<Vec<&'t str>>,
 }
 
 impl<'t> Reader<'t> {
@@ -346,17 +356,45 @@ impl<'t> Reader<'t> {
     ) -> Result<B::Value, TapeError<B::Error>> {
         let len = self.container_len(depth, "an object", "properties")?;
         let mut map = build.map(len).map_err(TapeError::Host)?;
-        for _ in 0..len {
-            let tag = self.tag()?;
-            if tag != STRING && tag != STRING_LONE {
-                return Err(self.malformed());
-            }
-            let key = self.text(tag, "object key")?;
+        for i in 0..len {
+            let key = self.key(depth, i)?;
             build.key(&mut map, key).map_err(TapeError::Host)?;
             let item = self.value(build, depth + 1, true)?;
             build.value(&mut map, item).map_err(TapeError::Host)?;
         }
         build.end_map(map).map_err(TapeError::Host)
+    }
+
+    /// The key at position `i` of an object at `depth`: written out (and remembered, below
+    /// [`KEY_ROW`]), or [`KEY_AGAIN`].
+    #[inline]
+    fn key<E>(&mut self, depth: usize, i: usize) -> Result<&'t str, TapeError<E>> {
+        let tag = self.tag()?;
+        if tag == KEY_AGAIN {
+            return match self.keys.get(depth).and_then(|row| row.get(i)) {
+                Some(key) if i < KEY_ROW => Ok(key),
+                _ => Err(self.malformed()),
+            };
+        }
+        if tag != STRING && tag != STRING_LONE {
+            return Err(self.malformed());
+        }
+        let key = self.text(tag, "object key")?;
+        if i < KEY_ROW {
+            if self.keys.len() <= depth {
+                self.keys.resize_with(depth + 1, Vec::new);
+            }
+            let row = &mut self.keys[depth];
+            if i < row.len() {
+                row[i] = key;
+            } else if i == row.len() {
+                // Positions fill in order, so a new one is the next.
+                row.push(key);
+            } else {
+                return Err(self.malformed());
+            }
+        }
+        Ok(key)
     }
 
     /// The refusal for a stop tag.
@@ -616,6 +654,54 @@ mod tests {
         assert!(value(&Tape::default().tag(NUMBERS).len(0))
             .unwrap_err()
             .starts_with("malformed"));
+    }
+
+    #[test]
+    fn a_key_again_is_the_last_key_at_its_position_and_depth() {
+        // [{"id": 1, "n": {"id": 2}}, {"id": 3, "x": {"id": 4}}]: the second object's first
+        // key is the first's (depth 1, position 0); its inner object's is the inner one's
+        // (depth 2, position 0); "x" replaces "n" at depth 1, position 1.
+        let inner = |t: Tape, id: f64| t.tag(MAP).len(1).tag(KEY_AGAIN).num(id);
+        let tape = Tape::default()
+            .tag(ARRAY)
+            .len(2)
+            .tag(MAP)
+            .len(2)
+            .str("id")
+            .num(1.0)
+            .str("n")
+            .tag(MAP)
+            .len(1)
+            .str("id")
+            .num(2.0);
+        let tape = inner(tape.tag(MAP).len(2).tag(KEY_AGAIN).num(3.0).str("x"), 4.0);
+        let record = |id: i64, name: &str, inner: i64| -> Value {
+            let nested: Value = [("id", Value::from(inner))].into_iter().collect();
+            [("id", Value::from(id)), (name, nested)]
+                .into_iter()
+                .collect()
+        };
+        let expected = Value::Array(vec![record(1, "n", 2), record(3, "x", 4)]);
+        assert_eq!(value(&tape).unwrap(), expected);
+        let mut encoder = Encoder::new(Codec::Msgpack);
+        encode_tape(&tape.0, 1000, &mut encoder).unwrap();
+        assert_eq!(
+            encoder.finish().unwrap().payload.into_vec(),
+            msgpack::encode(&expected)
+        );
+        // With no key written before at its position and depth, it is malformed.
+        for tape in [
+            Tape::default().tag(MAP).len(1).tag(KEY_AGAIN).num(1.0),
+            Tape::default()
+                .tag(MAP)
+                .len(2)
+                .str("a")
+                .num(1.0)
+                .tag(KEY_AGAIN)
+                .num(2.0),
+        ] {
+            assert!(value(&tape).unwrap_err().starts_with("malformed"));
+        }
     }
 
     #[test]
