@@ -128,7 +128,7 @@ test('a repeated key keeps its first place and takes its last value', () => {
 })
 
 test('more key sets than the constructors kept, and no code generation from strings', () => {
-  // 5,000 distinct key sets (the loop keeps 4,096 constructors), read three times.
+  // 5,000 distinct key sets (the loop keeps 1,024 shapes), read three times.
   const many = Array.from({ length: 5000 }, (_, i) => ({ [`key${i}`]: i, x: 1 }))
   for (let round = 0; round < 3; round++) assert.deepEqual(roundtrip(many), many)
   // Where code cannot be generated from strings, objects are made key by key.

@@ -16,7 +16,7 @@ const LOOP: &str = r#"(function () {
   'use strict'
   // Uses of a shape before its constructor is compiled, and most constructors kept.
   const COMPILE_AFTER = 2
-  const KEPT = 4096
+  const KEPT = 1024
   const fcc = String.fromCharCode
   const defineProperty = Object.defineProperty
   const shapes = new Map()
