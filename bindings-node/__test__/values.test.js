@@ -116,6 +116,43 @@ test('objects that share their keys read the same before and after their shape i
   assert.equal({}.polluted, undefined)
 })
 
+test('keys Object.prototype has are defined as own properties, as JSON.parse does', () => {
+  // A setter someone put on Object.prototype never runs for a value read from Redis, on
+  // every way a get makes objects: by shape (before and after compiling), key by key (a map
+  // over the shape size) and the exact path (bytes inside).
+  let calls = 0
+  Object.defineProperty(Object.prototype, 'evil', { set () { calls++ }, configurable: true })
+  try {
+    const wide = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, i]))
+    for (const value of [{ evil: 1, toString: 2 }, { ...wide, evil: 3 }, { evil: 4, b: Buffer.from([1]) }]) {
+      const bytes = encodeEnvelope(value)
+      for (let round = 0; round < 4; round++) {
+        const back = decodeEnvelope(bytes).value
+        assert.ok(Object.prototype.hasOwnProperty.call(back, 'evil'), 'an own property')
+        assert.equal(Object.getOwnPropertyDescriptor(back, 'evil').value, value.evil)
+      }
+    }
+    assert.equal(calls, 0, 'the setter never ran')
+  } finally {
+    delete Object.prototype.evil
+  }
+  // With Object.prototype frozen (hardened programs), assignment to "toString" would
+  // throw; definition does not.
+  const script = `
+    const { encodeEnvelope, decodeEnvelope } = require(${JSON.stringify(require.resolve('..'))})
+    const wide = Object.fromEntries(Array.from({ length: 40 }, (_, i) => ['k' + i, i]))
+    const values = [{ toString: 1, a: 2 }, { ...wide, constructor: 3 }, { valueOf: 4, b: Buffer.from([1]) }]
+    const bytes = values.map((v) => encodeEnvelope(v))
+    Object.freeze(Object.prototype)
+    for (let round = 0; round < 4; round++) {
+      for (const b of bytes) decodeEnvelope(b)
+    }
+    const back = decodeEnvelope(bytes[0]).value
+    process.stdout.write(String(back.toString) + ',' + String(decodeEnvelope(bytes[1]).value.constructor))`
+  const out = require('node:child_process').execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+  assert.equal(out, '1,3')
+})
+
 test('a repeated key keeps its first place and takes its last value', () => {
   // {"b": 1, "a": 2, "b": 3}: core's encoder never repeats a key, so it is made by hand.
   const envelope = encodeEnvelope({ b: 1, a: 2, c: 3 })

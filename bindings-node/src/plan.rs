@@ -14,15 +14,30 @@ use polycache::codec::js::plan::OPS;
 /// `make(plan)`, which returns the value the plan (a `Buffer`) describes.
 const LOOP: &str = r#"(function () {
   'use strict'
-  // Uses of a shape before its constructor is compiled, and most constructors kept.
+  // Uses of a shape before its constructor is compiled, and most shapes kept (the least
+  // recently used goes first).
   const COMPILE_AFTER = 2
   const KEPT = 1024
   const fcc = String.fromCharCode
   const defineProperty = Object.defineProperty
+  const objectPrototype = Object.prototype
+  const namesOf = Object.getOwnPropertyNames
+  const isExtensible = Object.isExtensible
   const shapes = new Map()
 
+  // Every property is an own property, as JSON.parse and an object literal make it: a key
+  // that Object.prototype has is defined, not assigned, so no setter runs and a frozen
+  // prototype refuses nothing. Assigning is the same (and cheaper) while Object.prototype
+  // holds only writable data properties besides "__proto__": checked here, and for each
+  // read whether it was frozen or given a property since (`careful` then checks each key).
+  const protoNames = namesOf(objectPrototype)
+  const plainProto = protoNames.every((k) => {
+    const d = Object.getOwnPropertyDescriptor(objectPrototype, k)
+    return k === '__proto__' || (d.writable === true && !d.get && !d.set)
+  })
+  let careful = true
   function own (o, k, v) {
-    if (k === '__proto__') {
+    if (k === '__proto__' || (careful && k in objectPrototype)) {
       defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true })
     } else {
       o[k] = v
@@ -62,11 +77,13 @@ const LOOP: &str = r#"(function () {
     const sig = buf.latin1Slice(start, end)
     let entry = shapes.get(sig)
     if (entry === undefined) {
-      if (shapes.size >= KEPT) shapes.clear()
+      if (shapes.size >= KEPT) shapes.delete(shapes.keys().next().value)
       const keys = keysAt(buf, start, n)
       entry = { keys, uses: 0, make: keyByKey(keys), n, compiled: false }
-      shapes.set(sig, entry)
+    } else {
+      shapes.delete(sig) // re-inserted below: the Map's order is the order of use
     }
+    shapes.set(sig, entry)
     if (!entry.compiled && ++entry.uses > COMPILE_AFTER) {
       entry.compiled = true
       entry.make = compile(entry.keys) || entry.make
@@ -89,6 +106,8 @@ const LOOP: &str = r#"(function () {
   }
 
   return function make (buf) {
+    careful = !plainProto || !isExtensible(objectPrototype) ||
+      namesOf(objectPrototype).length !== protoNames.length
     if (buf.byteOffset & 7) buf = Buffer.from(buf) // the floats' offsets assume alignment
     const f64 = new Float64Array(buf.buffer, buf.byteOffset, buf.length >>> 3)
     const len = buf.length

@@ -469,8 +469,8 @@ pub fn encode_payload(
 
 /// Makes JS values for a decoder (core's [`Build`]), one Node-API call per value: the exact
 /// path, for what a plan cannot carry (bytes, bigints). Objects keep the wire order (integer-like
-/// keys aside) and a repeated key keeps its first place and takes its last value, as an
-/// assignment does; `"__proto__"` becomes an own property.
+/// keys aside) and a repeated key keeps its first place and takes its last value; every
+/// key is defined as an own property (`"__proto__"` included), as `JSON.parse` does.
 pub(crate) struct NapiBuild {
     env: sys::napi_env,
 }
@@ -487,7 +487,7 @@ impl Build for NapiBuild {
     /// The array and the index of its next item.
     type Array = (sys::napi_value, u32);
     /// The object and the key of the entry whose value comes next.
-    type Map = (sys::napi_value, sys::napi_value, bool);
+    type Map = (sys::napi_value, sys::napi_value);
     type Error = Error;
 
     fn nil(&mut self) -> Result<sys::napi_value> {
@@ -547,17 +547,16 @@ impl Build for NapiBuild {
     fn map(&mut self, _len: usize) -> Result<Self::Map> {
         // SAFETY: as `nil`.
         let out = made(|out| unsafe { sys::napi_create_object(self.env, out) })?;
-        Ok((out, ptr::null_mut(), false))
+        Ok((out, ptr::null_mut()))
     }
     fn key(&mut self, map: &mut Self::Map, key: &str) -> Result<()> {
         // SAFETY: as `nil`.
         map.1 = unsafe { create_string(self.env, key.as_bytes()) }?;
-        map.2 = key == "__proto__";
         Ok(())
     }
     fn value(&mut self, map: &mut Self::Map, value: sys::napi_value) -> Result<()> {
         // SAFETY: as `nil`; the key was made by `key` in this scope.
-        unsafe { set_property(self.env, map.0, map.1, value, map.2) }
+        unsafe { define_property(self.env, map.0, map.1, value) }
     }
     fn end_map(&mut self, map: Self::Map) -> Result<sys::napi_value> {
         Ok(map.0)
@@ -576,18 +575,14 @@ unsafe fn create_string(env: sys::napi_env, s: &[u8]) -> Result<sys::napi_value>
     made(|out| sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, out))
 }
 
-/// `object[name] = item`, except that `"__proto__"` is defined as an own property
-/// (assignment would replace the prototype).
-unsafe fn set_property(
+/// Defines `object[name] = item` as an own property, as `JSON.parse` does: no setter on the
+/// prototype runs, a frozen prototype refuses nothing, and `"__proto__"` stays a key.
+unsafe fn define_property(
     env: sys::napi_env,
     object: sys::napi_value,
     name: sys::napi_value,
     item: sys::napi_value,
-    proto: bool,
 ) -> Result<()> {
-    if !proto {
-        return check(sys::napi_set_property(env, object, name, item));
-    }
     let descriptor = sys::napi_property_descriptor {
         utf8name: ptr::null(),
         name,

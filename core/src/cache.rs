@@ -173,8 +173,8 @@ impl CacheBuilder {
     /// cannot be reached within `connect_timeout`.
     pub async fn build(self) -> Result<Cache> {
         self.config.validate()?;
-        // A host with a connector owns the sockets (Node's event loop, which never forks
-        // into code that uses them), so its calls skip the fork check's getpid.
+        // A cache opened with a connector belongs to a host that never forks into code
+        // using its connections (Node), so its calls skip the fork check's getpid.
         let fork_sensitive = self.io == Io::Async
             && self.store.is_none()
             && self.connector.is_none()

@@ -1,8 +1,9 @@
 //! The JS value rules (docs/FORMAT.md §2, the Node column), written once for both JS
 //! bindings (the Node addon and the JS edge package): which `number` is an integer, which
 //! integer fits a `number`, how many items a container may have, and the builders that turn
-//! a payload straight into what V8 makes objects from: the JSON text `JSON.parse` reads
-//! ([`JsonText`]), or for an array of numbers the numbers themselves ([`Transcode`]).
+//! a payload straight into what V8 makes objects from: the Node addon's [`plan`] (or for an
+//! array of numbers the numbers themselves, [`Transcode`]), and the JSON text `JSON.parse`
+//! reads in the JS edge package ([`JsonText`]).
 
 pub mod plan;
 pub mod tape;
