@@ -164,6 +164,27 @@ test('a repeated key keeps its first place and takes its last value', () => {
   }
 })
 
+test('reads on either side of the plan loop\'s scratch size read the same', async () => {
+  // A plan of up to 64 KiB is copied into the loop's one scratch Buffer, a larger one into
+  // a Buffer of its own: records with floats and strings from well under to well over that,
+  // read alone and mixed in one getMany (scratch, own buffer, scratch again).
+  const records = (n) => Array.from({ length: n }, (_, i) => ({ id: i, score: i + 0.25, name: `user ${i}`, tags: ['a', 'é'] }))
+  // (48 bytes of plan per record here: 1,364 records fit the 64 KiB, 1,365 do not.)
+  const values = [records(1), records(1000), records(1364), records(1365), records(5000), records(2)]
+  for (const value of values) {
+    for (let round = 0; round < 3; round++) assert.deepEqual(roundtrip(value), value)
+  }
+  const cache = new Cache({ compression: 'none' })
+  await cache.setMany(values.map((value, i) => [`k${i}`, value]))
+  const back = await cache.getMany(values.map((_, i) => `k${i}`))
+  assert.deepEqual(back, values)
+  // The objects made do not share the scratch: a later read leaves an earlier one as it was.
+  const first = await cache.get('k0')
+  await cache.get('k4')
+  await cache.get('k2')
+  assert.deepEqual(first, values[0])
+})
+
 test('more key sets than the constructors kept, and no code generation from strings', () => {
   // 5,000 distinct key sets (the loop keeps 1,024 shapes), read three times.
   const many = Array.from({ length: 5000 }, (_, i) => ({ [`key${i}`]: i, x: 1 }))

@@ -11,13 +11,18 @@
 use polycache::codec::js::plan::OPS;
 
 /// The loop's source; `$NAME` stands for core's instruction of that name. Evaluates to
-/// `make(plan)`, which returns the value the plan (a `Buffer`) describes.
+/// `make(plan, len)`, which returns the value the first `len` bytes of the plan (a `Buffer`)
+/// describe. `make.scratch` is a `Buffer` of `SCRATCH` bytes the addon copies small plans
+/// into, so a small read allocates no `Buffer` (and no float view) of its own.
 const LOOP: &str = r#"(function () {
   'use strict'
   // Uses of a shape before its constructor is compiled, and most shapes kept (the least
-  // recently used goes first).
+  // recently used go first).
   const COMPILE_AFTER = 2
   const KEPT = 1024
+  const SCRATCH = $SCRATCH
+  const scratch = Buffer.allocUnsafeSlow(SCRATCH)
+  const scratchF64 = new Float64Array(scratch.buffer, 0, SCRATCH >>> 3)
   const fcc = String.fromCharCode
   const defineProperty = Object.defineProperty
   const objectPrototype = Object.prototype
@@ -35,8 +40,16 @@ const LOOP: &str = r#"(function () {
     const d = Object.getOwnPropertyDescriptor(objectPrototype, k)
     return k === '__proto__' || (d.writable === true && !d.get && !d.set)
   })
+  // Whether this read checked Object.prototype yet, and what it found: only a read that
+  // makes an object key by key looks (most reads of records use shapes, scalars none).
+  let checked = false
   let careful = true
   function own (o, k, v) {
+    if (!checked) {
+      checked = true
+      careful = !plainProto || !isExtensible(objectPrototype) ||
+        namesOf(objectPrototype).length !== protoNames.length
+    }
     if (k === '__proto__' || (careful && k in objectPrototype)) {
       defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true })
     } else {
@@ -71,19 +84,29 @@ const LOOP: &str = r#"(function () {
     }
     return out
   }
+  // When each shape was used last, by a counter: cheaper than keeping the Map in order of
+  // use on every read. A full table forgets its least recently used half at once, so a
+  // value of many small key sets costs one sort per KEPT / 2 new shapes, not a scan each.
+  let clock = 0
+  function forgetLeastUsed () {
+    const used = []
+    for (const entry of shapes.values()) used.push(entry.used)
+    used.sort((a, b) => a - b)
+    const cut = used[used.length >>> 1]
+    for (const [sig, entry] of shapes) if (entry.used < cut) shapes.delete(sig)
+  }
   // The constructor of the shape whose keys are `buf[start..end]`, found by those bytes
   // as a Latin-1 string.
   function shape (buf, start, end, n) {
     const sig = buf.latin1Slice(start, end)
     let entry = shapes.get(sig)
     if (entry === undefined) {
-      if (shapes.size >= KEPT) shapes.delete(shapes.keys().next().value)
+      if (shapes.size >= KEPT) forgetLeastUsed()
       const keys = keysAt(buf, start, n)
-      entry = { keys, uses: 0, make: keyByKey(keys), n, compiled: false }
-    } else {
-      shapes.delete(sig) // re-inserted below: the Map's order is the order of use
+      entry = { keys, uses: 0, make: keyByKey(keys), n, compiled: false, used: 0, sig }
+      shapes.set(sig, entry)
     }
-    shapes.set(sig, entry)
+    entry.used = ++clock
     if (!entry.compiled && ++entry.uses > COMPILE_AFTER) {
       entry.compiled = true
       entry.make = compile(entry.keys) || entry.make
@@ -105,12 +128,10 @@ const LOOP: &str = r#"(function () {
     }
   }
 
-  return function make (buf) {
-    careful = !plainProto || !isExtensible(objectPrototype) ||
-      namesOf(objectPrototype).length !== protoNames.length
-    if (buf.byteOffset & 7) buf = Buffer.from(buf) // the floats' offsets assume alignment
-    const f64 = new Float64Array(buf.buffer, buf.byteOffset, buf.length >>> 3)
-    const len = buf.length
+  function make (buf, len) {
+    checked = false
+    // The floats' offsets assume alignment; a view is made for the first float.
+    let f64 = buf === scratch ? scratchF64 : null
     // The value stack: `st[0..sp]` (items past `sp` are stale; the array dies with the call).
     const st = []
     let sp = 0
@@ -131,6 +152,10 @@ const LOOP: &str = r#"(function () {
           p += 4
           break
         case $FLOAT:
+          if (f64 === null) {
+            if (buf.byteOffset & 7) buf = Buffer.from(buf)
+            f64 = new Float64Array(buf.buffer, buf.byteOffset, buf.length >>> 3)
+          }
           p = (p + 7) & ~7
           st[sp++] = f64[p >>> 3]
           p += 8
@@ -190,14 +215,19 @@ const LOOP: &str = r#"(function () {
     }
     return st[0]
   }
+  make.scratch = scratch
+  return make
 })()"#;
+
+/// The size of the loop's scratch `Buffer`: plans up to this size are copied into it.
+pub(crate) const SCRATCH: usize = 1 << 16;
 
 /// The loop's source with core's instruction numbers in place.
 pub(crate) fn loop_source() -> String {
     // Longest names first, so `$ASCII` does not eat into `$ASCII_LONG`.
     let mut ops = OPS;
     ops.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    let mut source = LOOP.to_owned();
+    let mut source = LOOP.replace("$SCRATCH", &SCRATCH.to_string());
     for (name, op) in ops {
         source = source.replace(&format!("${name}"), &op.to_string());
     }

@@ -112,7 +112,68 @@ const HELPERS_COUNT: usize = 3;
 const NUMBERS_TO_ARRAY: &str = "(function (t) { const n = t.length; const a = new Array(n); \
     for (let i = 0; i < n; i++) a[i] = t[i]; return a })";
 
+/// The plan loop's scratch `Buffer` (`make.scratch`) and where its bytes are.
+#[derive(Clone, Copy)]
+struct Scratch {
+    env: sys::napi_env,
+    reference: sys::napi_ref,
+    buffer: sys::napi_value,
+    data: *mut u8,
+}
+
+/// The plan loop's scratch buffer in this environment, found once through `make`.
+unsafe fn plan_scratch(env: sys::napi_env, make: sys::napi_value) -> Result<Scratch> {
+    let kept = PLAN_SCRATCH.get();
+    if kept.env == env && !kept.reference.is_null() {
+        let mut buffer = ptr::null_mut();
+        check(sys::napi_get_reference_value(
+            env,
+            kept.reference,
+            &mut buffer,
+        ))?;
+        if !buffer.is_null() {
+            return Ok(Scratch { buffer, ..kept });
+        }
+    }
+    let mut buffer = ptr::null_mut();
+    check(sys::napi_get_named_property(
+        env,
+        make,
+        c"scratch".as_ptr(),
+        &mut buffer,
+    ))?;
+    let mut data = ptr::null_mut();
+    let mut len = 0;
+    check(sys::napi_get_buffer_info(env, buffer, &mut data, &mut len))?;
+    if len < crate::plan::SCRATCH {
+        return Err(Error::new(
+            Status::GenericFailure,
+            "the plan loop's scratch is short",
+        ));
+    }
+    let mut reference = ptr::null_mut();
+    check(sys::napi_create_reference(env, buffer, 1, &mut reference))?;
+    let scratch = Scratch {
+        env,
+        reference,
+        buffer,
+        data: data.cast(),
+    };
+    PLAN_SCRATCH.set(scratch);
+    Ok(scratch)
+}
+
 thread_local! {
+    static PLAN_SCRATCH: std::cell::Cell<Scratch> = const {
+        std::cell::Cell::new(Scratch {
+            env: ptr::null_mut(),
+            reference: ptr::null_mut(),
+            buffer: ptr::null_mut(),
+            data: ptr::null_mut(),
+        })
+    };
+    /// A plan is in the scratch buffer and being made.
+    static SCRATCH_BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// This thread's environment and its helpers, by [`Helper`].
     static HELPERS: std::cell::Cell<(sys::napi_env, [sys::napi_ref; HELPERS_COUNT])> =
         const { std::cell::Cell::new((ptr::null_mut(), [ptr::null_mut(); HELPERS_COUNT])) };
@@ -167,7 +228,14 @@ unsafe fn call_helper_with(
     which: Helper,
     args: &[sys::napi_value],
 ) -> Result<sys::napi_value> {
-    let function = helper(env, which)?;
+    call_function(env, helper(env, which)?, args)
+}
+
+unsafe fn call_function(
+    env: sys::napi_env,
+    function: sys::napi_value,
+    args: &[sys::napi_value],
+) -> Result<sys::napi_value> {
     let mut undefined = ptr::null_mut();
     check(sys::napi_get_undefined(env, &mut undefined))?;
     let mut out = ptr::null_mut();
@@ -228,6 +296,19 @@ fn tape_error<E>(env: sys::napi_env, err: TapeError<E>, host: impl FnOnce(E) -> 
 unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Result<sys::napi_value> {
     match transcoded {
         Transcoded::Plan(plan) => {
+            let make = helper(env, Helper::Plan)?;
+            let mut len = ptr::null_mut();
+            check(sys::napi_create_double(env, plan.len() as f64, &mut len))?;
+            // A small plan goes through the loop's scratch buffer (no `Buffer` per read),
+            // unless a read is being made already (never seen: the loop calls no JS of
+            // anyone's, but a clobbered plan would be a wrong value).
+            let scratch = plan_scratch(env, make)?;
+            if plan.len() <= crate::plan::SCRATCH && !SCRATCH_BUSY.replace(true) {
+                ptr::copy_nonoverlapping(plan.as_ptr(), scratch.data, plan.len());
+                let made = call_function(env, make, &[scratch.buffer, len]);
+                SCRATCH_BUSY.set(false);
+                return made;
+            }
             let buffer = made(|out| {
                 sys::napi_create_buffer_copy(
                     env,
@@ -237,7 +318,7 @@ unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Resul
                     out,
                 )
             })?;
-            call_helper(env, Helper::Plan, buffer)
+            call_function(env, make, &[buffer, len])
         }
         Transcoded::Numbers(numbers) => {
             let mut data = ptr::null_mut();
