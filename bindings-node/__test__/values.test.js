@@ -185,6 +185,47 @@ test('reads on either side of the plan loop\'s scratch size read the same', asyn
   assert.deepEqual(first, values[0])
 })
 
+test('maps of 128 keys or more read as JSON.parse makes them', () => {
+  // Made on a null prototype, then given Object.prototype (plan.rs, DICTIONARY): the keys
+  // keep their order (integer-like keys first, as in any object), "__proto__" and keys
+  // Object.prototype has are own properties, a setter there never runs, and a repeated
+  // key keeps its first place and takes its last value.
+  let calls = 0
+  Object.defineProperty(Object.prototype, 'evil', { set () { calls++ }, configurable: true })
+  try {
+    for (const n of [127, 128, 1000]) {
+      const text = '{"__proto__": {"polluted": true}, "zeta": 1, "7": "seven", "toString": 2, "evil": 3, ' +
+        Array.from({ length: n - 5 }, (_, i) => `"k${n - i}": ${i}`).join(', ') + '}'
+      const value = JSON.parse(text)
+      assert.equal(Object.keys(value).length, n)
+      for (let round = 0; round < 3; round++) {
+        const back = roundtrip(value)
+        assert.deepEqual(Object.keys(back), Object.keys(value))
+        assert.equal(Object.getPrototypeOf(back), Object.prototype)
+        assert.deepEqual(Object.getOwnPropertyDescriptor(back, '__proto__'),
+          { value: { polluted: true }, writable: true, enumerable: true, configurable: true })
+        assert.equal(back.polluted, undefined)
+        assert.equal(back.toString, 2)
+        assert.equal(back.evil, 3)
+        assert.equal(back.k6, n - 6)
+        assert.ok(back instanceof Object)
+      }
+    }
+    assert.equal(calls, 0, 'the setter never ran')
+  } finally {
+    delete Object.prototype.evil
+  }
+  // {"b": 1, "a": 2, …, "b": 3} with 200 keys: core's encoder never repeats a key, so the
+  // second "b" is made by hand (the last key renamed).
+  const wide = Object.fromEntries([['b', 1], ...Array.from({ length: 198 }, (_, i) => [`k${i}`, i]), ['c', 3]])
+  const envelope = encodeEnvelope(wide)
+  envelope[envelope.lastIndexOf(0x63)] = 0x62
+  const back = decodeEnvelope(envelope).value
+  assert.equal(Object.keys(back).length, 199)
+  assert.equal(Object.keys(back)[0], 'b')
+  assert.equal(back.b, 3)
+})
+
 test('more key sets than the constructors kept, and no code generation from strings', () => {
   // 5,000 distinct key sets (the loop keeps 1,024 shapes), read three times.
   const many = Array.from({ length: 5000 }, (_, i) => ({ [`key${i}`]: i, x: 1 }))
