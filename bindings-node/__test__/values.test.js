@@ -178,11 +178,25 @@ test('reads on either side of the plan loop\'s scratch size read the same', asyn
   await cache.setMany(values.map((value, i) => [`k${i}`, value]))
   const back = await cache.getMany(values.map((_, i) => `k${i}`))
   assert.deepEqual(back, values)
-  // The objects made do not share the scratch: a later read leaves an earlier one as it was.
-  const first = await cache.get('k0')
-  await cache.get('k4')
-  await cache.get('k2')
-  assert.deepEqual(first, values[0])
+  // A tiny read right after one that filled the scratch reads only its own bytes.
+  for (const [big, tiny] of [[2, 0], [2, 5], [3, 0]]) {
+    assert.deepEqual(await cache.get(`k${big}`), values[big])
+    assert.deepEqual(await cache.get(`k${tiny}`), values[tiny])
+  }
+  // Nested maps of 128 keys or more, read through the scratch and around it, and under a
+  // frozen Object.prototype (hardened programs) in a process of its own.
+  const wide = (n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`w${i}`, i % 3 === 0 ? `s${i}` : i + 0.5]))
+  const nested = { inner: [wide(130), { deeper: wide(300) }], after: wide(2) }
+  for (let round = 0; round < 3; round++) assert.deepEqual(roundtrip(nested), nested)
+  const script = `
+    const { encodeEnvelope, decodeEnvelope } = require(${JSON.stringify(require.resolve('..'))})
+    const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => ['k' + i, i]))
+    const bytes = encodeEnvelope({ ...wide, toString: 1, constructor: 2 })
+    Object.freeze(Object.prototype)
+    const back = decodeEnvelope(bytes).value
+    process.stdout.write(String(back.toString) + ',' + String(back.constructor) + ',' + Object.keys(back).length)`
+  const out = require('node:child_process').execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+  assert.equal(out, '1,2,202')
 })
 
 test('maps of 128 keys or more read as JSON.parse makes them', () => {
@@ -218,7 +232,7 @@ test('maps of 128 keys or more read as JSON.parse makes them', () => {
   // {"b": 1, "a": 2, …, "b": 3} with 200 keys: core's encoder never repeats a key, so the
   // second "b" is made by hand (the last key renamed).
   const wide = Object.fromEntries([['b', 1], ...Array.from({ length: 198 }, (_, i) => [`k${i}`, i]), ['c', 3]])
-  const envelope = encodeEnvelope(wide)
+  const envelope = encodeEnvelope(wide, { compression: 'none' })
   envelope[envelope.lastIndexOf(0x63)] = 0x62
   const back = decodeEnvelope(envelope).value
   assert.equal(Object.keys(back).length, 199)

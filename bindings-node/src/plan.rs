@@ -24,6 +24,12 @@ const LOOP: &str = r#"(function () {
   const scratch = Buffer.allocUnsafeSlow(SCRATCH)
   const scratchF64 = new Float64Array(scratch.buffer, 0, SCRATCH >>> 3)
   const fcc = String.fromCharCode
+  // Builtins the loop calls with its buffers, bound now: a method patched later onto
+  // Buffer.prototype or Array.prototype never sees the scratch or the stack.
+  const bindCall = (f) => Function.prototype.call.bind(f)
+  const latin1Slice = bindCall(Buffer.prototype.latin1Slice)
+  const utf8Slice = bindCall(Buffer.prototype.utf8Slice)
+  const slice = bindCall(Array.prototype.slice)
   const defineProperty = Object.defineProperty
   const objectPrototype = Object.prototype
   const namesOf = Object.getOwnPropertyNames
@@ -98,7 +104,7 @@ const LOOP: &str = r#"(function () {
     let p = start
     for (let j = 0; j < n; j++) {
       const m = (buf[p] | (buf[p + 1] << 8) | (buf[p + 2] << 16) | (buf[p + 3] << 24)) >>> 0
-      out[j] = buf.utf8Slice(p + 4, p + 4 + m)
+      out[j] = utf8Slice(buf, p + 4, p + 4 + m)
       p += 4 + m
     }
     return out
@@ -117,12 +123,12 @@ const LOOP: &str = r#"(function () {
   // The constructor of the shape whose keys are `buf[start..end]`, found by those bytes
   // as a Latin-1 string.
   function shape (buf, start, end, n) {
-    const sig = buf.latin1Slice(start, end)
+    const sig = latin1Slice(buf, start, end)
     let entry = shapes.get(sig)
     if (entry === undefined) {
       if (shapes.size >= KEPT) forgetLeastUsed()
       const keys = keysAt(buf, start, n)
-      entry = { keys, uses: 0, make: keyByKey(keys), n, compiled: false, used: 0, sig }
+      entry = { keys, uses: 0, make: keyByKey(keys), n, compiled: false, used: 0 }
       shapes.set(sig, entry)
     }
     entry.used = ++clock
@@ -143,7 +149,7 @@ const LOOP: &str = r#"(function () {
       case 6: return fcc(buf[p], buf[p + 1], buf[p + 2], buf[p + 3], buf[p + 4], buf[p + 5])
       case 7: return fcc(buf[p], buf[p + 1], buf[p + 2], buf[p + 3], buf[p + 4], buf[p + 5], buf[p + 6])
       case 8: return fcc(buf[p], buf[p + 1], buf[p + 2], buf[p + 3], buf[p + 4], buf[p + 5], buf[p + 6], buf[p + 7])
-      default: return buf.latin1Slice(p, p + n)
+      default: return latin1Slice(buf, p, p + n)
     }
   }
 
@@ -187,19 +193,19 @@ const LOOP: &str = r#"(function () {
         }
         case $ASCII_LONG: {
           const n = u32()
-          st[sp++] = buf.latin1Slice(p, p + n)
+          st[sp++] = latin1Slice(buf, p, p + n)
           p += n
           break
         }
         case $UTF8: {
           const n = u32()
-          st[sp++] = buf.utf8Slice(p, p + n)
+          st[sp++] = utf8Slice(buf, p, p + n)
           p += n
           break
         }
         case $ARRAY: {
           const n = u32()
-          const items = st.slice(sp - n, sp)
+          const items = slice(st, sp - n, sp)
           sp -= n
           st[sp++] = items
           break

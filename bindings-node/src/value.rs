@@ -112,79 +112,86 @@ const HELPERS_COUNT: usize = 3;
 const NUMBERS_TO_ARRAY: &str = "(function (t) { const n = t.length; const a = new Array(n); \
     for (let i = 0; i < n; i++) a[i] = t[i]; return a })";
 
-/// The plan loop's scratch `Buffer` (`make.scratch`) and where its bytes are.
+/// One environment's helpers (by [`Helper`]) and the plan loop's scratch `Buffer`
+/// (`make.scratch`), kept by reference.
 #[derive(Clone, Copy)]
-struct Scratch {
+struct EnvState {
     env: sys::napi_env,
-    reference: sys::napi_ref,
-    buffer: sys::napi_value,
-    data: *mut u8,
-}
-
-/// The plan loop's scratch buffer in this environment, found once through `make`.
-unsafe fn plan_scratch(env: sys::napi_env, make: sys::napi_value) -> Result<Scratch> {
-    let kept = PLAN_SCRATCH.get();
-    if kept.env == env && !kept.reference.is_null() {
-        let mut buffer = ptr::null_mut();
-        check(sys::napi_get_reference_value(
-            env,
-            kept.reference,
-            &mut buffer,
-        ))?;
-        if !buffer.is_null() {
-            return Ok(Scratch { buffer, ..kept });
-        }
-    }
-    let mut buffer = ptr::null_mut();
-    check(sys::napi_get_named_property(
-        env,
-        make,
-        c"scratch".as_ptr(),
-        &mut buffer,
-    ))?;
-    let mut data = ptr::null_mut();
-    let mut len = 0;
-    check(sys::napi_get_buffer_info(env, buffer, &mut data, &mut len))?;
-    if len < crate::plan::SCRATCH {
-        return Err(Error::new(
-            Status::GenericFailure,
-            "the plan loop's scratch is short",
-        ));
-    }
-    let mut reference = ptr::null_mut();
-    check(sys::napi_create_reference(env, buffer, 1, &mut reference))?;
-    let scratch = Scratch {
-        env,
-        reference,
-        buffer,
-        data: data.cast(),
-    };
-    PLAN_SCRATCH.set(scratch);
-    Ok(scratch)
+    helpers: [sys::napi_ref; HELPERS_COUNT],
+    scratch: sys::napi_ref,
 }
 
 thread_local! {
-    static PLAN_SCRATCH: std::cell::Cell<Scratch> = const {
-        std::cell::Cell::new(Scratch {
-            env: ptr::null_mut(),
-            reference: ptr::null_mut(),
-            buffer: ptr::null_mut(),
-            data: ptr::null_mut(),
-        })
-    };
+    /// This thread's environments (one, unless an embedder runs several) and what each
+    /// keeps; an environment's entry is dropped when it is torn down ([`forget_env`]), so
+    /// a later one at the same address starts afresh.
+    static ENVS: std::cell::RefCell<Vec<EnvState>> = const { std::cell::RefCell::new(Vec::new()) };
     /// A plan is in the scratch buffer and being made.
     static SCRATCH_BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// This thread's environment and its helpers, by [`Helper`].
-    static HELPERS: std::cell::Cell<(sys::napi_env, [sys::napi_ref; HELPERS_COUNT])> =
-        const { std::cell::Cell::new((ptr::null_mut(), [ptr::null_mut(); HELPERS_COUNT])) };
+}
+
+/// What `env` keeps (nothing yet for an environment met for the first time, whose
+/// teardown is then hooked).
+unsafe fn env_state(env: sys::napi_env) -> Result<EnvState> {
+    if let Some(state) = ENVS.with_borrow(|envs| envs.iter().find(|s| s.env == env).copied()) {
+        return Ok(state);
+    }
+    check(sys::napi_add_env_cleanup_hook(
+        env,
+        Some(forget_env),
+        env.cast(),
+    ))?;
+    let state = EnvState {
+        env,
+        helpers: [ptr::null_mut(); HELPERS_COUNT],
+        scratch: ptr::null_mut(),
+    };
+    ENVS.with_borrow_mut(|envs| envs.push(state));
+    Ok(state)
+}
+
+fn set_env_state(state: EnvState) {
+    ENVS.with_borrow_mut(|envs| {
+        if let Some(kept) = envs.iter_mut().find(|s| s.env == state.env) {
+            *kept = state;
+        }
+    });
+}
+
+unsafe extern "C" fn forget_env(env: *mut std::ffi::c_void) {
+    let env: sys::napi_env = env.cast();
+    ENVS.with_borrow_mut(|envs| envs.retain(|s| s.env != env));
+}
+
+/// The plan loop's scratch buffer and its bytes now, or `None` when it cannot take `len`
+/// bytes (its `ArrayBuffer` was detached: the loop calls builtins through bindings made
+/// when it was created, but the `Buffer` is asked each time, not trusted).
+unsafe fn plan_scratch(
+    env: sys::napi_env,
+    len: usize,
+) -> Result<Option<(sys::napi_value, *mut u8)>> {
+    let state = env_state(env)?;
+    if state.scratch.is_null() {
+        return Ok(None);
+    }
+    let mut buffer = ptr::null_mut();
+    check(sys::napi_get_reference_value(
+        env,
+        state.scratch,
+        &mut buffer,
+    ))?;
+    if buffer.is_null() {
+        return Ok(None);
+    }
+    let mut data = ptr::null_mut();
+    let mut size = 0;
+    check(sys::napi_get_buffer_info(env, buffer, &mut data, &mut size))?;
+    Ok((len <= size && !data.is_null()).then_some((buffer, data.cast())))
 }
 
 unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
-    let (cached_env, mut references) = HELPERS.get();
-    if cached_env != env {
-        references = [ptr::null_mut(); HELPERS_COUNT];
-    }
-    let reference = references[which as usize];
+    let mut state = env_state(env)?;
+    let reference = state.helpers[which as usize];
     let mut function = ptr::null_mut();
     if !reference.is_null() {
         check(sys::napi_get_reference_value(env, reference, &mut function))?;
@@ -197,6 +204,16 @@ unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
             let source = crate::plan::loop_source();
             let source = create_string(env, source.as_bytes())?;
             check(sys::napi_run_script(env, source, &mut function))?;
+            let mut scratch = ptr::null_mut();
+            check(sys::napi_get_named_property(
+                env,
+                function,
+                c"scratch".as_ptr(),
+                &mut scratch,
+            ))?;
+            let mut reference = ptr::null_mut();
+            check(sys::napi_create_reference(env, scratch, 1, &mut reference))?;
+            state.scratch = reference;
         }
         Helper::NumbersToArray => {
             let source = create_string(env, NUMBERS_TO_ARRAY.as_bytes())?;
@@ -210,8 +227,8 @@ unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
     }
     let mut reference = ptr::null_mut();
     check(sys::napi_create_reference(env, function, 1, &mut reference))?;
-    references[which as usize] = reference;
-    HELPERS.set((env, references));
+    state.helpers[which as usize] = reference;
+    set_env_state(state);
     Ok(function)
 }
 
@@ -300,14 +317,16 @@ unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Resul
             let mut len = ptr::null_mut();
             check(sys::napi_create_double(env, plan.len() as f64, &mut len))?;
             // A small plan goes through the loop's scratch buffer (no `Buffer` per read),
-            // unless a read is being made already (never seen: the loop calls no JS of
-            // anyone's, but a clobbered plan would be a wrong value).
-            let scratch = plan_scratch(env, make)?;
-            if plan.len() <= crate::plan::SCRATCH && !SCRATCH_BUSY.replace(true) {
-                ptr::copy_nonoverlapping(plan.as_ptr(), scratch.data, plan.len());
-                let made = call_function(env, make, &[scratch.buffer, len]);
-                SCRATCH_BUSY.set(false);
-                return made;
+            // unless a read is being made already (never seen: the loop runs no JS of
+            // anyone's with it, but a clobbered plan would be a wrong value).
+            if plan.len() <= crate::plan::SCRATCH && !SCRATCH_BUSY.get() {
+                if let Some((scratch, data)) = plan_scratch(env, plan.len())? {
+                    SCRATCH_BUSY.set(true);
+                    ptr::copy_nonoverlapping(plan.as_ptr(), data, plan.len());
+                    let made = call_function(env, make, &[scratch, len]);
+                    SCRATCH_BUSY.set(false);
+                    return made;
+                }
             }
             let buffer = made(|out| {
                 sys::napi_create_buffer_copy(
