@@ -1,12 +1,14 @@
 //! The JS half of a read's plan (core's `codec::js::plan` has the layout and every rule): a
 //! loop V8 compiles, installed once per environment by `value.rs`, that makes the value a
-//! plan describes. It decides nothing: scalars are pushed as the plan names them, arrays
-//! and objects take the values on top of the stack. Objects of a shape (maps that share
+//! plan describes. It decides nothing about the value (every rule was applied by core):
+//! scalars are pushed as the plan names them, arrays and objects take the values on top of
+//! the stack. What it chooses is only how V8 builds an object. Objects of a shape (maps that share
 //! their keys, as records do) are made by a constructor compiled from the shape's keys once
 //! the shape has been met a few times (`{"id": s[i], "name": s[i + 1], …}`: V8 allocates
 //! such an object whole, with no per-key lookup); until then, and where code cannot be
 //! generated from strings, key by key. Compiled constructors are kept across reads, at most
-//! `KEPT` of them.
+//! `KEPT` of them. A map of `DICTIONARY` keys or more is built in dictionary mode, as
+//! `JSON.parse` builds it.
 
 use polycache::codec::js::plan::OPS;
 

@@ -168,9 +168,9 @@ unsafe extern "C" fn forget_env(env: *mut std::ffi::c_void) {
 /// when it was created, but the `Buffer` is asked each time, not trusted).
 unsafe fn plan_scratch(
     env: sys::napi_env,
+    state: &EnvState,
     len: usize,
 ) -> Result<Option<(sys::napi_value, *mut u8)>> {
-    let state = env_state(env)?;
     if state.scratch.is_null() {
         return Ok(None);
     }
@@ -190,13 +190,21 @@ unsafe fn plan_scratch(
 }
 
 unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
+    helper_and_state(env, which).map(|(function, _)| function)
+}
+
+/// A helper and what its environment keeps (one lookup for a read that needs both).
+unsafe fn helper_and_state(
+    env: sys::napi_env,
+    which: Helper,
+) -> Result<(sys::napi_value, EnvState)> {
     let mut state = env_state(env)?;
     let reference = state.helpers[which as usize];
     let mut function = ptr::null_mut();
     if !reference.is_null() {
         check(sys::napi_get_reference_value(env, reference, &mut function))?;
         if !function.is_null() {
-            return Ok(function);
+            return Ok((function, state));
         }
     }
     match which {
@@ -229,7 +237,7 @@ unsafe fn helper(env: sys::napi_env, which: Helper) -> Result<sys::napi_value> {
     check(sys::napi_create_reference(env, function, 1, &mut reference))?;
     state.helpers[which as usize] = reference;
     set_env_state(state);
-    Ok(function)
+    Ok((function, state))
 }
 
 unsafe fn call_helper(
@@ -313,14 +321,14 @@ fn tape_error<E>(env: sys::napi_env, err: TapeError<E>, host: impl FnOnce(E) -> 
 unsafe fn transcoded_to_js(env: sys::napi_env, transcoded: &Transcoded) -> Result<sys::napi_value> {
     match transcoded {
         Transcoded::Plan(plan) => {
-            let make = helper(env, Helper::Plan)?;
+            let (make, state) = helper_and_state(env, Helper::Plan)?;
             let mut len = ptr::null_mut();
             check(sys::napi_create_double(env, plan.len() as f64, &mut len))?;
             // A small plan goes through the loop's scratch buffer (no `Buffer` per read),
             // unless a read is being made already (never seen: the loop runs no JS of
             // anyone's with it, but a clobbered plan would be a wrong value).
             if plan.len() <= crate::plan::SCRATCH && !SCRATCH_BUSY.get() {
-                if let Some((scratch, data)) = plan_scratch(env, plan.len())? {
+                if let Some((scratch, data)) = plan_scratch(env, &state, plan.len())? {
                     SCRATCH_BUSY.set(true);
                     ptr::copy_nonoverlapping(plan.as_ptr(), data, plan.len());
                     let made = call_function(env, make, &[scratch, len]);
