@@ -4,6 +4,7 @@ mod build;
 mod encoder;
 pub mod js;
 pub mod json;
+mod lz4;
 pub mod msgpack;
 #[cfg(test)]
 mod props;
@@ -433,7 +434,7 @@ fn envelope_head(
         && payload.len() >= options.compress_threshold
         && sample_shrinks(payload)
     {
-        let block = lz4_flex::block::compress(payload);
+        let block = lz4::compress(payload);
         (block.len() + 4 < payload.len()).then_some(block)
     } else {
         None
