@@ -1,73 +1,123 @@
-//! LZ4 compression of a payload, on two threads when it is large.
+//! LZ4 compression of a payload: the same bytes on every target, on two threads when it
+//! is large.
 //!
-//! The envelope holds one LZ4 block (FORMAT.md §1). A large payload is cut in two and each
-//! half compressed on its own thread; the two blocks are then joined into one valid block:
-//! the first block's last sequence (literals only) is merged into the second block's first
-//! sequence. The second block's matches never reach before its own start (it was
-//! compressed alone), so they stay valid once its data follows the first half's. Every
-//! LZ4 block decoder reads the result; the format does not change.
+//! The envelope holds one LZ4 block (FORMAT.md §1). `lz4_flex` hashes an input of 64 KiB or
+//! more differently on 64-bit and 32-bit targets (a WASI component is 32-bit), so one pass
+//! over a large payload gave a native writer and the component different bytes for the
+//! same value (measured: from about 64 KiB of payload up; "the same value bytes from every
+//! runtime" is a product promise). So a payload is compressed in [`CHUNK`]-byte pieces,
+//! each with the 16-bit table whose hash is the same everywhere, and the pieces' blocks
+//! are joined into one valid block: each block's last sequence (literals only) is merged
+//! into the next block's first sequence. A block's matches never reach before its own
+//! start (it was compressed alone), so they stay valid once its data follows the previous
+//! piece's. Every LZ4 block decoder reads the result; the format does not change.
 
-/// Payloads from this size on are compressed on two threads. Measured on the 1 MB records
-/// value's 630 KB payload (release, best of 20): 784 µs on one thread, 521 on two; the
-/// second thread's spawn and join cost about 65 µs and finding the first block's last
-/// sequence about 56, against about 1.25 µs per KB of compression.
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The largest piece `lz4_flex` compresses with its 16-bit hash table (its input must be
+/// shorter than `u16::MAX`), whose hash does not depend on the target's word size.
+pub const CHUNK: usize = u16::MAX as usize - 1;
+
+/// Payloads from this size on are compressed on two threads: the pieces of the second
+/// half on a helper. Measured in core (release, best of 20–30, the 1 MB records value's
+/// payload, one pass before the pieces): 630 KB took 757–830 µs on one thread and 521–708
+/// on two, 270 KB 320–396 against 280–348. The helper costs a spawn and a join (about
+/// 65 µs) against about 1.25 µs per KB of compression. A helper kept between calls
+/// measured worse on this VM: waking it took longer than spawning a new one (63 KB: 50 µs
+/// on one thread, 87–92 with it).
 pub const PARALLEL_FROM: usize = 256 * 1024;
 
-/// `payload` as one LZ4 block.
+/// `payload` as one LZ4 block: the same bytes whichever thread compressed which piece, and
+/// on every target.
 pub fn compress(payload: &[u8]) -> Vec<u8> {
-    if payload.len() < PARALLEL_FROM {
+    if payload.len() <= CHUNK {
         return lz4_flex::block::compress(payload);
     }
-    let (first, second) = payload.split_at(payload.len() / 2);
-    std::thread::scope(|scope| {
-        // No thread (a WASI component, a process at its limit): compress in one pass.
-        let Ok(worker) = std::thread::Builder::new()
-            .stack_size(64 * 1024)
-            .spawn_scoped(scope, || lz4_flex::block::compress(second))
-        else {
-            return lz4_flex::block::compress(payload);
-        };
-        let head = lz4_flex::block::compress(first);
-        match worker.join() {
-            Ok(tail) => join(head, &tail).unwrap_or_else(|| lz4_flex::block::compress(payload)),
-            Err(_) => lz4_flex::block::compress(payload),
-        }
-    })
+    let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+    let joined = if payload.len() < PARALLEL_FROM {
+        Joined::of(&pieces)
+    } else {
+        let (first, second) = pieces.split_at(pieces.len() / 2);
+        // Whoever takes the second half first compresses it: a helper that has not started
+        // by the time this thread is done with the first half (no free core, or no threads
+        // at all in a WASI component) is not waited for.
+        let second_taken = AtomicBool::new(false);
+        let take = || !second_taken.swap(true, Ordering::AcqRel);
+        std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(scope, || take().then(|| Joined::of(second)));
+            let head = Joined::of(first);
+            let tail = match (take(), helper) {
+                (false, Ok(helper)) => helper.join().ok().flatten().flatten(),
+                _ => Joined::of(second),
+            };
+            head.zip(tail).and_then(|(head, tail)| head.append(tail))
+        })
+    };
+    joined.map_or_else(|| lz4_flex::block::compress(payload), |joined| joined.block)
 }
 
-/// One block decoding to what `head` decodes to followed by what `tail` decodes to, when
-/// both are complete blocks and `tail` was compressed on its own; `None` when either is
-/// not a well-formed block (never for blocks from `lz4_flex`).
-fn join(mut head: Vec<u8>, tail: &[u8]) -> Option<Vec<u8>> {
-    let last = last_sequence(&head)?;
-    let (head_literals, head_literal_len) = literals(&head, last)?;
-    if head[last] & 0x0f != 0 || head_literals + head_literal_len != head.len() {
-        return None;
-    }
-    let (tail_literals, tail_literal_len) = literals(tail, 0)?;
-    let rest = tail_literals.checked_add(tail_literal_len)?;
-    if rest > tail.len() {
-        return None;
-    }
-    // The merged sequence: one token (the tail's match length), the summed literal
-    // length, the head's last literals, then the tail from its first literals on.
-    let literal_len = head_literal_len + tail_literal_len;
-    let moved = head.split_off(head_literals);
-    head.truncate(last);
-    head.reserve(16 + literal_len + tail.len());
-    let nibble = literal_len.min(15) as u8;
-    head.push(nibble << 4 | (tail[0] & 0x0f));
-    if literal_len >= 15 {
-        let mut left = literal_len - 15;
-        while left >= 255 {
-            head.push(255);
-            left -= 255;
+/// One LZ4 block being built from the blocks of consecutive pieces, and where its last
+/// sequence starts (so appending never walks what is already joined).
+struct Joined {
+    block: Vec<u8>,
+    last: usize,
+}
+
+impl Joined {
+    /// The pieces compressed one by one and joined; `None` only for a malformed block
+    /// (never from `lz4_flex`).
+    fn of(pieces: &[&[u8]]) -> Option<Joined> {
+        let mut pieces = pieces.iter().map(|piece| {
+            let block = lz4_flex::block::compress(piece);
+            let last = last_sequence(&block)?;
+            Some(Joined { block, last })
+        });
+        let mut joined = pieces.next()??;
+        for piece in pieces {
+            joined = joined.append(piece?)?;
         }
-        head.push(left as u8);
+        Some(joined)
     }
-    head.extend_from_slice(&moved);
-    head.extend_from_slice(&tail[tail_literals..]);
-    Some(head)
+
+    /// This block followed by `tail`: this block's last literals are merged into the tail's
+    /// first sequence (one token: the tail's match length, the summed literal length).
+    fn append(mut self, tail: Joined) -> Option<Joined> {
+        let (head_literals, head_literal_len) = literals(&self.block, self.last)?;
+        if self.block[self.last] & 0x0f != 0 || head_literals + head_literal_len != self.block.len()
+        {
+            return None;
+        }
+        let (tail_literals, tail_literal_len) = literals(&tail.block, 0)?;
+        if tail_literals.checked_add(tail_literal_len)? > tail.block.len() {
+            return None;
+        }
+        let literal_len = head_literal_len + tail_literal_len;
+        let moved = self.block.split_off(head_literals);
+        let merged = self.last;
+        self.block.truncate(merged);
+        self.block.reserve(16 + moved.len() + tail.block.len());
+        self.block
+            .push((literal_len.min(15) as u8) << 4 | (tail.block[0] & 0x0f));
+        if literal_len >= 15 {
+            let mut left = literal_len - 15;
+            while left >= 255 {
+                self.block.push(255);
+                left -= 255;
+            }
+            self.block.push(left as u8);
+        }
+        self.block.extend_from_slice(&moved);
+        // Where the tail's bytes from its first literals on now start.
+        let shift = self.block.len();
+        self.block.extend_from_slice(&tail.block[tail_literals..]);
+        self.last = match tail.last {
+            0 => merged,
+            last => shift + (last - tail_literals),
+        };
+        Some(self)
+    }
 }
 
 /// Where the last sequence of `block` starts.
@@ -116,12 +166,26 @@ fn literals(block: &[u8], at: usize) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
-    fn round_trips(payload: &[u8]) {
+    fn block(bytes: &[u8]) -> Joined {
+        let block = lz4_flex::block::compress(bytes);
+        let last = last_sequence(&block).expect("a block from lz4_flex");
+        Joined { block, last }
+    }
+
+    /// Appends, checking that the tracked last sequence is where a walk finds it.
+    fn append(head: Joined, tail: Joined) -> Option<Joined> {
+        let joined = head.append(tail)?;
+        assert_eq!(last_sequence(&joined.block), Some(joined.last));
+        Some(joined)
+    }
+
+    fn round_trips(payload: &[u8]) -> Vec<u8> {
         let block = compress(payload);
         assert_eq!(
             lz4_flex::block::decompress(&block, payload.len()).unwrap(),
             payload
         );
+        block
     }
 
     /// Records-like bytes: repetitive with some variety, as a cache payload is.
@@ -136,26 +200,23 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_large_payload_is_one_block_of_both_halves() {
-        for len in [PARALLEL_FROM, PARALLEL_FROM + 1, 700_000] {
-            let payload = records(len);
-            round_trips(&payload);
-            // The join itself, not the one-pass fallback.
-            let (first, second) = payload.split_at(len / 2);
-            let joined = join(
-                lz4_flex::block::compress(first),
-                &lz4_flex::block::compress(second),
-            );
-            assert_eq!(
-                lz4_flex::block::decompress(&joined.unwrap(), len).unwrap(),
-                payload
-            );
-        }
-        // Incompressible halves, and one of each.
-        let noise: Vec<u8> = (0..PARALLEL_FROM as u32 * 2)
+    fn noise(len: usize) -> Vec<u8> {
+        (0..len as u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_large_payload_is_one_block_of_its_pieces() {
+        for len in [CHUNK, CHUNK + 1, 3 * CHUNK, PARALLEL_FROM, 700_000] {
+            let payload = records(len);
+            let block = round_trips(&payload);
+            // The pieces joined, not the one-pass fallback, and the same bytes however
+            // the pieces were shared between threads (a WASI component has none).
+            let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+            assert_eq!(block, Joined::of(&pieces).unwrap().block, "{len}");
+        }
+        let noise = noise(PARALLEL_FROM * 2);
         round_trips(&noise);
         let mut mixed = records(PARALLEL_FROM);
         mixed.extend_from_slice(&noise[..PARALLEL_FROM]);
@@ -168,39 +229,75 @@ mod tests {
     #[test]
     fn joining_covers_every_literal_length_at_the_seam() {
         // Blocks whose seam literals are short, exactly 15, and long (extra length bytes
-        // on either side and in the sum).
+        // on either side and in the sum), and blocks that are one literal run.
         for head_len in [1usize, 5, 14, 15, 16, 269, 270, 600] {
             for tail_len in [1usize, 5, 13, 14, 15, 254, 255, 600] {
-                let head: Vec<u8> = (0..head_len as u32)
-                    .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-                    .collect();
+                let head = noise(head_len);
                 let mut tail: Vec<u8> = (0..tail_len as u32)
                     .map(|i| (i.wrapping_mul(40_503) >> 3) as u8)
                     .collect();
+                let bare = tail.clone();
                 tail.extend_from_slice(&[9u8; 100]);
                 tail.extend_from_slice(b"the end.");
-                let joined = join(
-                    lz4_flex::block::compress(&head),
-                    &lz4_flex::block::compress(&tail),
-                )
-                .unwrap();
-                let mut whole = head.clone();
-                whole.extend_from_slice(&tail);
-                assert_eq!(
-                    lz4_flex::block::decompress(&joined, whole.len()).unwrap(),
-                    whole,
-                    "head {head_len}, tail {tail_len}"
-                );
+                for tail in [tail, bare] {
+                    let joined = append(block(&head), block(&tail)).unwrap();
+                    let mut whole = head.clone();
+                    whole.extend_from_slice(&tail);
+                    assert_eq!(
+                        lz4_flex::block::decompress(&joined.block, whole.len()).unwrap(),
+                        whole,
+                        "head {head_len}, tail {tail_len}"
+                    );
+                }
             }
         }
     }
 
     #[test]
+    fn grouping_does_not_change_the_bytes() {
+        let parts = [
+            records(900),
+            noise(40),
+            records(3000),
+            noise(300),
+            records(50),
+        ];
+        let left = parts.iter().skip(1).fold(block(&parts[0]), |joined, part| {
+            append(joined, block(part)).unwrap()
+        });
+        let right = append(
+            append(block(&parts[0]), block(&parts[1])).unwrap(),
+            append(
+                append(block(&parts[2]), block(&parts[3])).unwrap(),
+                block(&parts[4]),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(left.block, right.block);
+        let whole = parts.concat();
+        assert_eq!(
+            lz4_flex::block::decompress(&left.block, whole.len()).unwrap(),
+            whole
+        );
+    }
+
+    #[test]
     fn malformed_blocks_do_not_join() {
-        assert_eq!(join(vec![], &[0x10, b'a']), None);
+        let joined = |head: Vec<u8>, last, tail: Vec<u8>| {
+            Joined { block: head, last }
+                .append(Joined {
+                    block: tail,
+                    last: 0,
+                })
+                .map(|j| j.block)
+        };
+        assert_eq!(last_sequence(&[]), None);
         // A head whose last sequence has a match part, and a truncated one.
-        assert_eq!(join(vec![0x11, b'a', 1, 0], &[0x10, b'a']), None);
-        assert_eq!(join(vec![0xf0, 255], &[0x10, b'a']), None);
-        assert_eq!(join(vec![0x10, b'a'], &[0x30, b'a']), None);
+        assert_eq!(last_sequence(&[0x11, b'a', 1, 0]), None);
+        assert_eq!(joined(vec![0x11, b'a', 1, 0], 0, vec![0x10, b'a']), None);
+        assert_eq!(last_sequence(&[0xf0, 255]), None);
+        // A tail whose literals run past its end.
+        assert_eq!(joined(vec![0x10, b'a'], 0, vec![0x30, b'a']), None);
     }
 }

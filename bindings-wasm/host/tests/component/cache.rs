@@ -69,10 +69,23 @@ fn samples() -> Vec<(String, Value)> {
         ),
     ]));
     let large = Value::Str("polycache ".repeat(400)); // 4000 bytes: compressed with LZ4
+                                                      // About 320 KB of payload: compressed in pieces, on two threads natively and on one in
+                                                      // the 32-bit component, into the same bytes (compared below). One LZ4 pass over more
+                                                      // than 64 KiB hashed differently on the two and wrote different bytes.
+    let halves = Value::Array(
+        (0..6000)
+            .map(|i| {
+                Value::from(format!(
+                    "row {i}: the quick brown fox jumps over the lazy dog"
+                ))
+            })
+            .collect(),
+    );
     vec![
         ("user:1".to_owned(), user),
         ("greeting".to_owned(), Value::from("héllo, wörld")),
         ("large".to_owned(), large),
+        ("halves".to_owned(), halves),
         ("negative-zero".to_owned(), Value::Float(-0.0)),
         ("bytes".to_owned(), Value::Bytes((0..=255).collect())),
         (
