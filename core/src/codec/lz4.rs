@@ -38,9 +38,10 @@ pub fn compress(payload: &[u8]) -> Vec<u8> {
         Joined::of(&pieces)
     } else {
         let (first, second) = pieces.split_at(pieces.len() / 2);
-        // Whoever takes the second half first compresses it: a helper that has not started
-        // by the time this thread is done with the first half (no free core, or no threads
-        // at all in a WASI component) is not waited for.
+        // Whoever takes the second half first compresses it: when the helper has not
+        // started by the time this thread is done with the first half (no free core, or no
+        // threads at all in a WASI component), this thread does it, and the helper only
+        // starts to find nothing left (the scope still waits for it to exit).
         let second_taken = AtomicBool::new(false);
         let take = || !second_taken.swap(true, Ordering::AcqRel);
         std::thread::scope(|scope| {
