@@ -13,18 +13,20 @@
 //! piece's. Every LZ4 block decoder reads the result; the format does not change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 /// The largest piece `lz4_flex` compresses with its 16-bit hash table (its input must be
 /// shorter than `u16::MAX`), whose hash does not depend on the target's word size.
 pub const CHUNK: usize = u16::MAX as usize - 1;
 
 /// Payloads from this size on are compressed on two threads: the pieces of the second
-/// half on a helper. Measured in core (release, best of 20–30, the 1 MB records value's
-/// payload, one pass before the pieces): 630 KB took 757–830 µs on one thread and 521–708
-/// on two, 270 KB 320–396 against 280–348. The helper costs a spawn and a join (about
-/// 65 µs) against about 1.25 µs per KB of compression. A helper kept between calls
-/// measured worse on this VM: waking it took longer than spawning a new one (63 KB: 50 µs
-/// on one thread, 87–92 with it).
+/// half on a helper thread, spawned per call and given a copy of that half. Measured in
+/// core (release, best of 20–30, the 1 MB records value's payload, one pass before the
+/// pieces): 630 KB took 757–830 µs on one thread and 521–708 on two, 270 KB 320–396
+/// against 280–348. The helper costs a spawn (about 65 µs with a join) and the copy,
+/// against about 1.25 µs per KB of compression. A helper kept between calls measured
+/// worse on this VM: waking it took longer than spawning a new one (63 KB: 50 µs on one
+/// thread, 87–92 with it).
 pub const PARALLEL_FROM: usize = 256 * 1024;
 
 /// `payload` as one LZ4 block: the same bytes whichever thread compressed which piece, and
@@ -38,23 +40,32 @@ pub fn compress(payload: &[u8]) -> Vec<u8> {
         Joined::of(&pieces)
     } else {
         let (first, second) = pieces.split_at(pieces.len() / 2);
-        // Whoever takes the second half first compresses it: when the helper has not
-        // started by the time this thread is done with the first half (no free core, or no
-        // threads at all in a WASI component), this thread does it, and the helper only
-        // starts to find nothing left (the scope still waits for it to exit).
-        let second_taken = AtomicBool::new(false);
-        let take = || !second_taken.swap(true, Ordering::AcqRel);
-        std::thread::scope(|scope| {
-            let helper = std::thread::Builder::new()
+        // Whoever takes the second half first compresses it. The helper gets a copy and is
+        // never joined: when it has not started by the time this thread is done with the
+        // first half (no free core, or no threads at all in a WASI component), this thread
+        // does that half too and returns without waiting for the helper to be scheduled.
+        let taken = Arc::new(AtomicBool::new(false));
+        let (sender, receiver) = mpsc::sync_channel(1);
+        let helper = {
+            let taken = taken.clone();
+            let bytes = payload[first.len() * CHUNK..].to_vec();
+            std::thread::Builder::new()
+                .name("polycache-lz4".into())
                 .stack_size(64 * 1024)
-                .spawn_scoped(scope, || take().then(|| Joined::of(second)));
-            let head = Joined::of(first);
-            let tail = match (take(), helper) {
-                (false, Ok(helper)) => helper.join().ok().flatten().flatten(),
-                _ => Joined::of(second),
-            };
-            head.zip(tail).and_then(|(head, tail)| head.append(tail))
-        })
+                .spawn(move || {
+                    if !taken.swap(true, Ordering::AcqRel) {
+                        let pieces: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+                        let _ = sender.send(Joined::of(&pieces));
+                    }
+                })
+        };
+        let head = Joined::of(first);
+        let tail = match helper.is_ok() && taken.swap(true, Ordering::AcqRel) {
+            // The helper has the half and is running: its result is on its way.
+            true => receiver.recv().ok().flatten(),
+            false => Joined::of(second),
+        };
+        head.zip(tail).and_then(|(head, tail)| head.append(tail))
     };
     joined.map_or_else(|| lz4_flex::block::compress(payload), |joined| joined.block)
 }
