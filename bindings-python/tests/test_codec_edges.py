@@ -132,6 +132,27 @@ def test_subclasses_encode_without_calling_their_dunders(cache: Cache, general: 
     assert same(cache.get("k"), expected)
 
 
+def test_a_large_value_the_fast_walk_gives_up_on_late_is_stored_as_written_once(
+    redis_url: str, namespace: str, cache: Cache
+) -> None:
+    # Complete pieces of a large payload go to the compression helper while the fast walk
+    # writes; a memoryview at the end sends the value to the general path, which writes it
+    # again from the start. The stored body is the one a single pass stores.
+    rows = {f"field_{i}": {"id": i, "name": f"user {i}", "score": i * 1.5} for i in range(20_000)}
+    raw = Cache(redis_url, namespace=namespace, raw=True)
+
+    def body(key: str) -> bytes:
+        stored = raw.get(key)
+        assert isinstance(stored, bytes) and stored[5] == 1, "stored LZ4-compressed"
+        return stored[8 + int.from_bytes(stored[6:8], "big") :]
+
+    cache.set("rewound", {**rows, "late": memoryview(b"view")})
+    cache.set("once", {**rows, "late": b"view"})
+    assert len(body("once")) > 10_000
+    assert body("rewound") == body("once")
+    assert same(cache.get("rewound"), {**rows, "late": b"view"})
+
+
 # --- numbers -------------------------------------------------------------------------------
 
 

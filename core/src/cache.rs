@@ -597,7 +597,7 @@ impl Cache {
             fresh_until_ms: fresh::fresh_until(created_at_ms, self.inner.config.fresh_for),
             ..Meta::default()
         };
-        codec::seal_framed(encoded.payload, &self.inner.encode, &meta)
+        codec::seal_encoded(encoded, &self.inner.encode, &meta)
     }
 
     /// What [`Cache::get`] would serve for `key`, before it is decoded: the stored bytes

@@ -380,12 +380,14 @@ impl Config {
     /// It leaves [`crate::codec::HEADROOM`] in front of the payload for the envelope
     /// header and the store's `SET` head.
     pub fn encoder(&self) -> crate::codec::Encoder {
-        let encoder = if self.raw {
-            crate::codec::Encoder::raw()
-        } else {
-            crate::codec::Encoder::new(self.codec)
-        };
-        encoder.with_room(crate::codec::HEADROOM)
+        if self.raw {
+            return crate::codec::Encoder::raw().with_room(crate::codec::HEADROOM);
+        }
+        let encoder = crate::codec::Encoder::new(self.codec).with_room(crate::codec::HEADROOM);
+        match self.compression {
+            crate::codec::Compression::Lz4 => encoder.compress_ahead(self.compress_threshold),
+            crate::codec::Compression::None => encoder,
+        }
     }
 
     pub(crate) fn encode_options(&self) -> EncodeOptions {

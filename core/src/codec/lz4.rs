@@ -1,5 +1,5 @@
 //! LZ4 compression of a payload: the same bytes on every target, on two threads when it
-//! is large.
+//! is large, and while it is still being written when an encoder writes it.
 //!
 //! The envelope holds one LZ4 block (FORMAT.md §1). `lz4_flex` hashes an input of 64 KiB or
 //! more differently on 64-bit and 32-bit targets (a WASI component is 32-bit), so one pass
@@ -12,21 +12,22 @@
 //! start (it was compressed alone), so they stay valid once its data follows the previous
 //! piece's. Every LZ4 block decoder reads the result; the format does not change.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The largest piece `lz4_flex` compresses with its 16-bit hash table (its input must be
 /// shorter than `u16::MAX`), whose hash does not depend on the target's word size.
 pub const CHUNK: usize = u16::MAX as usize - 1;
 
-/// Payloads from this size on are compressed on two threads: the pieces of the second
-/// half on a helper thread, spawned per call and given a copy of that half. Measured in
-/// core (release, best of 20–30, the 1 MB records value's payload, one pass before the
-/// pieces): 630 KB took 757–830 µs on one thread and 521–708 on two, 270 KB 320–396
-/// against 280–348. The helper costs a spawn (about 65 µs with a join) and the copy,
-/// against about 1.25 µs per KB of compression. A helper kept between calls measured
-/// worse on this VM: waking it took longer than spawning a new one (63 KB: 50 µs on one
-/// thread, 87–92 with it).
+/// Payloads from this size on are compressed on two threads when they reach [`compress`]
+/// whole: the pieces of the second half go to an [`Ahead`] helper. Measured in core
+/// (release, best of 20–30, the 1 MB records value's payload, one pass before the pieces):
+/// 630 KB took 757–830 µs on one thread and 521–708 on two, 270 KB 320–396 against
+/// 280–348. The helper costs a spawn and the copies, against about 1.25 µs per KB of
+/// compression. A helper kept between calls measured worse on this VM: waking it took
+/// longer than spawning a new one (63 KB: 50 µs on one thread, 87–92 with it).
 pub const PARALLEL_FROM: usize = 256 * 1024;
 
 /// `payload` as one LZ4 block: the same bytes whichever thread compressed which piece, and
@@ -35,40 +36,245 @@ pub fn compress(payload: &[u8]) -> Vec<u8> {
     if payload.len() <= CHUNK {
         return lz4_flex::block::compress(payload);
     }
-    let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
-    let joined = if payload.len() < PARALLEL_FROM {
-        Joined::of(&pieces)
-    } else {
-        let (first, second) = pieces.split_at(pieces.len() / 2);
-        // Whoever takes the second half first compresses it. The helper gets a copy and is
-        // never joined: when it has not started by the time this thread is done with the
-        // first half (no free core, or no threads at all in a WASI component), this thread
-        // does that half too and returns without waiting for the helper to be scheduled.
-        let taken = Arc::new(AtomicBool::new(false));
-        let (sender, receiver) = mpsc::sync_channel(1);
-        let helper = {
-            let taken = taken.clone();
-            let bytes = payload[first.len() * CHUNK..].to_vec();
-            std::thread::Builder::new()
-                .name("polycache-lz4".into())
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    if !taken.swap(true, Ordering::AcqRel) {
-                        let pieces: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
-                        let _ = sender.send(Joined::of(&pieces));
-                    }
-                })
-        };
-        let head = Joined::of(first);
-        let tail = match helper.is_ok() && taken.swap(true, Ordering::AcqRel) {
-            // The helper has the half and is running: its result is on its way.
-            true => receiver.recv().ok().flatten(),
-            false => Joined::of(second),
-        };
-        head.zip(tail).and_then(|(head, tail)| head.append(tail))
-    };
-    joined.map_or_else(|| lz4_flex::block::compress(payload), |joined| joined.block)
+    if payload.len() >= PARALLEL_FROM {
+        if let Some(mut ahead) = Ahead::start() {
+            let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+            let half = pieces.len() / 2;
+            for (index, piece) in pieces.iter().enumerate().skip(half) {
+                ahead.hand(index, piece);
+            }
+            return ahead.finish(payload);
+        }
+    }
+    in_pieces(payload)
 }
+
+/// `payload`'s pieces compressed and joined on this thread.
+fn in_pieces(payload: &[u8]) -> Vec<u8> {
+    match Joined::join(payload.chunks(CHUNK).map(Joined::piece)) {
+        Ok(Some(joined)) => joined.block,
+        // A malformed block (never from `lz4_flex`), or no payload.
+        _ => lz4_flex::block::compress(payload),
+    }
+}
+
+/// How long [`Ahead::finish`] spins for the piece the helper is compressing before it
+/// sleeps: at most a piece's work is left (about 60 µs), and being woken cost more than
+/// that here.
+const SPIN: Duration = Duration::from_micros(150);
+
+/// How often a helper with no piece looks for one. Nothing wakes it: a wake of the other
+/// core cost the caller 13–16 µs per piece handed here, more than the piece's copy.
+const LOOK_EVERY: Duration = Duration::from_micros(50);
+
+/// Pieces of a payload compressed on a helper thread while this thread does something
+/// else: writes the rest of the payload (an [`super::Encoder`] hands each piece as soon as
+/// it is complete), or compresses other pieces ([`compress`]). The helper takes the
+/// pieces one by one, from a copy; [`Ahead::finish`] takes back those it has not started
+/// and compresses them itself, so the caller only ever waits for the one piece the helper
+/// is compressing, never for a helper to be scheduled (no free core, or no threads at all
+/// in a WASI component: then nothing is handed and this thread does it all). The bytes
+/// are the same whoever compressed which piece. Dropped unfinished (a rewound encoder, a
+/// value stored uncompressed), it tells the helper to stop after its current piece. The
+/// helper is never woken: it looks for pieces every [`LOOK_EVERY`].
+pub struct Ahead {
+    shared: Arc<Shared>,
+    /// The indexes of the pieces handed (consecutive).
+    handed: Range<usize>,
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ahead")
+            .field("handed", &self.handed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the caller and the helper share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Never notified: the helper sleeps on it for [`LOOK_EVERY`] at a time.
+    pause: Condvar,
+    /// The helper finished a piece (the caller may sleep on it in `finish`).
+    compressed: Condvar,
+}
+
+struct State {
+    /// Pieces handed and not started: (index, a copy of the bytes).
+    queue: VecDeque<(usize, Vec<u8>)>,
+    /// The pieces the helper compressed, joined: the first of those handed on, as it takes
+    /// them in order.
+    run: Result<Option<Joined>, Malformed>,
+    /// How many pieces `run` holds.
+    ran: usize,
+    /// The helper is compressing a piece it took from the queue.
+    busy: bool,
+    /// No more pieces come: the helper leaves once the queue is empty.
+    closed: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            queue: VecDeque::new(),
+            run: Ok(None),
+            ran: 0,
+            busy: false,
+            closed: false,
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The helper thread: compresses pieces until the work is closed and none is left.
+    fn help(&self) {
+        let mut state = self.state();
+        loop {
+            if let Some((_, piece)) = state.queue.pop_front() {
+                state.busy = true;
+                let run = std::mem::replace(&mut state.run, Ok(None));
+                drop(state);
+                // Joined here too, off the caller's path: finding where a block's last
+                // sequence starts walks all of it, and joining copies it.
+                let run = run.and_then(|run| {
+                    let piece = Joined::piece(&piece)?;
+                    match run {
+                        None => Ok(Some(piece)),
+                        Some(run) => run.append(piece).map(Some).ok_or(Malformed),
+                    }
+                });
+                state = self.state();
+                state.run = run;
+                state.ran += 1;
+                state.busy = false;
+                self.compressed.notify_all();
+            } else if state.closed {
+                return;
+            } else {
+                state = self
+                    .pause
+                    .wait_timeout(state, LOOK_EVERY)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+    }
+}
+
+impl Ahead {
+    /// A helper thread waiting for pieces; `None` when no thread can be spawned.
+    pub fn start() -> Option<Ahead> {
+        let shared = Arc::new(Shared::default());
+        let helper = shared.clone();
+        std::thread::Builder::new()
+            .name("polycache-lz4".into())
+            .stack_size(64 * 1024)
+            .spawn(move || helper.help())
+            .ok()?;
+        Some(Ahead {
+            shared,
+            handed: 0..0,
+        })
+    }
+
+    /// How many pieces were handed (the first `handed()` of the payload, when the pieces
+    /// were handed from the first on).
+    pub fn handed(&self) -> usize {
+        self.handed.end
+    }
+
+    /// Hands piece `index` of the payload (`CHUNK` bytes, the last one possibly fewer); the
+    /// pieces handed are consecutive.
+    pub fn hand(&mut self, index: usize, piece: &[u8]) {
+        debug_assert!(self.handed.is_empty() || index == self.handed.end);
+        if self.handed.is_empty() {
+            self.handed = index..index;
+        }
+        self.handed.end = index + 1;
+        let copy = piece.to_vec();
+        self.shared.state().queue.push_back((index, copy));
+    }
+
+    /// `payload` as one LZ4 block ([`compress`]'s bytes): its pieces compressed here, but
+    /// those the helper compressed or is compressing. The pieces handed must be those of
+    /// `payload`.
+    pub fn finish(self, payload: &[u8]) -> Vec<u8> {
+        let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+        let handed = self.handed.start.min(pieces.len())..self.handed.end.min(pieces.len());
+        // The pieces before those handed (`compress`'s first half), while the helper works.
+        let before = Joined::join(
+            pieces[..handed.start]
+                .iter()
+                .map(|piece| Joined::piece(piece)),
+        );
+        // Those it has not started are taken back, and compressed here with the rest.
+        let taken_back = {
+            let mut state = self.shared.state();
+            state.closed = true;
+            let taken_back = state.queue.len();
+            state.queue.clear();
+            taken_back
+        };
+        let helped = handed.start..handed.end - taken_back.min(handed.len());
+        let after = Joined::join(
+            pieces[helped.end..]
+                .iter()
+                .map(|piece| Joined::piece(piece)),
+        );
+        // Then only the piece the helper is compressing is waited for.
+        let waiting = Instant::now();
+        let mut state = self.shared.state();
+        while state.busy {
+            if waiting.elapsed() < SPIN {
+                drop(state);
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+                state = self.shared.state();
+                continue;
+            }
+            state = self
+                .shared
+                .compressed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let run = match state.ran == helped.len() {
+            true => std::mem::replace(&mut state.run, Ok(None)),
+            false => Err(Malformed),
+        };
+        drop(state);
+        let parts = [before, run, after];
+        let joined = parts
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|parts| Joined::join(parts.into_iter().flatten().map(Ok)));
+        match joined {
+            Ok(Some(joined)) => joined.block,
+            _ => in_pieces(payload),
+        }
+    }
+}
+
+impl Drop for Ahead {
+    /// The helper leaves after its current piece, when it next looks for one.
+    fn drop(&mut self) {
+        let mut state = self.shared.state();
+        state.closed = true;
+        state.queue.clear();
+    }
+}
+
+/// A block that cannot be joined (never one from `lz4_flex`): the payload is then
+/// compressed in one pass.
+#[derive(Debug)]
+struct Malformed;
 
 /// One LZ4 block being built from the blocks of consecutive pieces, and where its last
 /// sequence starts (so appending never walks what is already joined).
@@ -78,19 +284,32 @@ struct Joined {
 }
 
 impl Joined {
-    /// The pieces compressed one by one and joined; `None` only for a malformed block
-    /// (never from `lz4_flex`).
-    fn of(pieces: &[&[u8]]) -> Option<Joined> {
-        let mut pieces = pieces.iter().map(|piece| {
-            let block = lz4_flex::block::compress(piece);
-            let last = last_sequence(&block)?;
-            Some(Joined { block, last })
-        });
-        let mut joined = pieces.next()??;
+    /// One piece compressed.
+    fn piece(piece: &[u8]) -> Result<Joined, Malformed> {
+        let block = lz4_flex::block::compress(piece);
+        let last = last_sequence(&block).ok_or(Malformed)?;
+        Ok(Joined { block, last })
+    }
+
+    /// Consecutive pieces joined (`None` for none).
+    fn join(
+        pieces: impl Iterator<Item = Result<Joined, Malformed>>,
+    ) -> Result<Option<Joined>, Malformed> {
+        let pieces: Vec<Joined> = pieces.collect::<Result<_, _>>()?;
+        // One buffer for the whole block: each seam adds a token and up to a few length
+        // bytes (a literal run's length takes a byte per 255).
+        let total: usize = pieces.iter().map(|piece| piece.block.len() + 16).sum();
+        let mut pieces = pieces.into_iter();
+        let Some(mut joined) = pieces.next() else {
+            return Ok(None);
+        };
+        joined
+            .block
+            .reserve_exact(total.saturating_sub(joined.block.len()));
         for piece in pieces {
-            joined = joined.append(piece?)?;
+            joined = joined.append(piece).ok_or(Malformed)?;
         }
-        Some(joined)
+        Ok(Some(joined))
     }
 
     /// This block followed by `tail`: this block's last literals are merged into the tail's
@@ -226,7 +445,9 @@ mod tests {
             // The pieces joined, not the one-pass fallback, and the same bytes however
             // the pieces were shared between threads (a WASI component has none).
             let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
-            assert_eq!(block, Joined::of(&pieces).unwrap().block, "{len}");
+            let pieces = pieces.iter().map(|piece| Joined::piece(piece));
+            let joined = Joined::join(pieces).unwrap().unwrap();
+            assert_eq!(block, joined.block, "{len}");
         }
         let noise = noise(PARALLEL_FROM * 2);
         round_trips(&noise);
@@ -236,6 +457,26 @@ mod tests {
         mixed.reverse();
         round_trips(&mixed);
         round_trips(&vec![7u8; PARALLEL_FROM * 2]);
+    }
+
+    #[test]
+    fn pieces_compressed_ahead_give_the_same_bytes() {
+        let payload = records(5 * CHUNK + 1_000);
+        let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+        let expected = compress(&payload);
+        // Handed from the first piece (an encoder's), from the middle (`compress`'s), all
+        // of them, none, and the work waited for or taken back.
+        for handed in [0..0, 0..1, 0..3, 0..5, 0..6, 3..6, 2..4] {
+            let mut ahead = Ahead::start().expect("a thread");
+            for index in handed.clone() {
+                ahead.hand(index, pieces[index]);
+            }
+            assert_eq!(ahead.finish(&payload), expected, "{handed:?}");
+        }
+        // Dropped unfinished: the helper leaves, nothing waits.
+        let mut ahead = Ahead::start().expect("a thread");
+        ahead.hand(0, pieces[0]);
+        drop(ahead);
     }
 
     #[test]

@@ -364,7 +364,7 @@ pub fn encode(value: &Value, options: &EncodeOptions, meta: &Meta) -> Result<Vec
 /// # Errors
 /// A codec error when a header string exceeds 65535 bytes.
 pub fn seal(payload: &[u8], options: &EncodeOptions, meta: &Meta) -> Result<Vec<u8>> {
-    let (mut out, block) = envelope_head(payload, options, meta)?;
+    let (mut out, block) = envelope_head(payload, None, options, meta)?;
     let body = block.as_deref().unwrap_or(payload);
     out.reserve_exact(body.len());
     out.extend_from_slice(body);
@@ -388,8 +388,26 @@ pub fn seal_owned(payload: Vec<u8>, options: &EncodeOptions, meta: &Meta) -> Res
 ///
 /// # Errors
 /// As [`seal`].
-pub fn seal_framed(mut payload: Framed, options: &EncodeOptions, meta: &Meta) -> Result<Framed> {
-    let (head, block) = envelope_head(payload.bytes(), options, meta)?;
+pub fn seal_framed(payload: Framed, options: &EncodeOptions, meta: &Meta) -> Result<Framed> {
+    seal_ahead(payload, None, options, meta)
+}
+
+/// [`seal_framed`] for an [`Encoder`]'s payload whose pieces it compressed ahead.
+pub(crate) fn seal_encoded(
+    encoded: Encoded,
+    options: &EncodeOptions,
+    meta: &Meta,
+) -> Result<Framed> {
+    seal_ahead(encoded.payload, encoded.ahead, options, meta)
+}
+
+fn seal_ahead(
+    mut payload: Framed,
+    ahead: Option<lz4::Ahead>,
+    options: &EncodeOptions,
+    meta: &Meta,
+) -> Result<Framed> {
+    let (head, block) = envelope_head(payload.bytes(), ahead, options, meta)?;
     match block {
         Some(block) => {
             let mut out = Framed::with_room(HEADROOM, head.len() + block.len() + TAILROOM);
@@ -410,6 +428,7 @@ pub fn seal_framed(mut payload: Framed, options: &EncodeOptions, meta: &Meta) ->
 /// LZ4 block when `payload` is stored compressed.
 fn envelope_head(
     payload: &[u8],
+    ahead: Option<lz4::Ahead>,
     options: &EncodeOptions,
     meta: &Meta,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
@@ -434,7 +453,10 @@ fn envelope_head(
         && payload.len() >= options.compress_threshold
         && sample_shrinks(payload)
     {
-        let block = lz4::compress(payload);
+        let block = match ahead {
+            Some(ahead) => ahead.finish(payload),
+            None => lz4::compress(payload),
+        };
         (block.len() + 4 < payload.len()).then_some(block)
     } else {
         None
@@ -844,6 +866,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A map of `n` records, written by `encoder`.
+    fn write_records(encoder: &mut Encoder, n: usize, name: &str) {
+        encoder.begin_map(n).unwrap();
+        for i in 0..n {
+            encoder.key(&format!("field_{i}")).unwrap();
+            encoder.begin_map(3).unwrap();
+            encoder.key("id").unwrap();
+            encoder.uint(i as u64).unwrap();
+            encoder.key("name").unwrap();
+            encoder.str(&format!("{name} {i}")).unwrap();
+            encoder.key("score").unwrap();
+            encoder.float(i as f64 * 1.5).unwrap();
+            encoder.end_map().unwrap();
+        }
+        encoder.end_map().unwrap();
+    }
+
+    #[test]
+    fn pieces_compressed_ahead_are_sealed_as_the_whole_payload() {
+        let options = EncodeOptions::default();
+        let meta = Meta::default();
+        // The pieces handed (all complete ones, the last perhaps not yet: they are handed
+        // as the next value starts) and the sealed bytes, checked against `seal`'s.
+        let sealed = |encoder: Encoder| {
+            let encoded = encoder.finish().unwrap();
+            let payload = encoded.payload.bytes().to_vec();
+            let handed = encoded.ahead.as_ref().map_or(0, lz4::Ahead::handed);
+            let bytes = seal_encoded(encoded, &options, &meta).unwrap().into_vec();
+            assert_eq!(bytes, seal(&payload, &options, &meta).unwrap());
+            assert_eq!(decompress_for_test(&bytes), payload);
+            (handed, payload.len() / lz4::CHUNK)
+        };
+        let all_but_the_last =
+            |(handed, complete): (usize, usize)| handed == complete || handed + 1 == complete;
+        // From one piece to several (the pieces handed while writing), and below one.
+        for (n, least) in [(100, 0), (2_000, 0), (12_000, 7), (30_000, 19)] {
+            let mut encoder = Encoder::new(Codec::Msgpack)
+                .with_room(HEADROOM)
+                .compress_ahead(1024);
+            write_records(&mut encoder, n, "user");
+            let (handed, complete) = sealed(encoder);
+            assert!(
+                all_but_the_last((handed, complete)) && handed >= least,
+                "{n}"
+            );
+        }
+        // A threshold above the first pieces: nothing is handed before it.
+        let mut encoder = Encoder::new(Codec::Msgpack).compress_ahead(10 * lz4::CHUNK);
+        write_records(&mut encoder, 12_000, "user");
+        assert_eq!(sealed(encoder).0, 0);
+        // Rewound over pieces handed (a binding's fast path giving up), then written
+        // again differently: the pieces are those of what was written last.
+        let mut encoder = Encoder::new(Codec::Msgpack).compress_ahead(1024);
+        encoder.begin_array(2).unwrap();
+        encoder.str("first").unwrap();
+        let at = encoder.checkpoint();
+        write_records(&mut encoder, 12_000, "user");
+        encoder.rewind(at);
+        write_records(&mut encoder, 11_000, "someone else");
+        encoder.end_array().unwrap();
+        assert!(all_but_the_last(sealed(encoder)));
+        // Rewound to a checkpoint taken after pieces were handed, over pieces handed since.
+        let mut encoder = Encoder::new(Codec::Msgpack).compress_ahead(1024);
+        encoder.begin_array(2).unwrap();
+        write_records(&mut encoder, 12_000, "user");
+        let at = encoder.checkpoint();
+        write_records(&mut encoder, 12_000, "user");
+        encoder.rewind(at);
+        encoder.str("last").unwrap();
+        encoder.end_array().unwrap();
+        assert!(all_but_the_last(sealed(encoder)));
     }
 
     fn decompress_for_test(bytes: &[u8]) -> Vec<u8> {
