@@ -258,6 +258,12 @@ impl Encoder {
         let complete = payload.len() / CHUNK;
         let ahead = match &mut self.ahead {
             Some(ahead) => ahead,
+            // Payload that does not compress (floats, say) will likely be stored as it is:
+            // the sample decides when sealing, this one only whether to work ahead.
+            None if !super::sample_shrinks(&payload[..complete * CHUNK]) => {
+                self.hand_at = usize::MAX;
+                return;
+            }
             None => match Ahead::start() {
                 Some(ahead) => self.ahead.insert(ahead),
                 None => {

@@ -582,7 +582,7 @@ const LZ4_PROBE_BYTES: usize = 4 * 1024;
 /// compressed) would cost a full LZ4 pass for little or nothing (measured: 10–20% of a
 /// floats `set` from 100 KB up), so a sample from its middle decides. Records-like
 /// payloads shrink to about a quarter.
-fn sample_shrinks(payload: &[u8]) -> bool {
+pub(super) fn sample_shrinks(payload: &[u8]) -> bool {
     if payload.len() < LZ4_PROBE_FROM {
         return true;
     }
@@ -914,6 +914,21 @@ mod tests {
                 "{n}"
             );
         }
+        // Payload that does not compress (floats): no work ahead, stored as it is.
+        let mut encoder = Encoder::new(Codec::Msgpack).compress_ahead(1024);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        encoder.begin_array(100_000).unwrap();
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            encoder.float(f64::from_bits(x >> 2)).unwrap();
+        }
+        encoder.end_array().unwrap();
+        let encoded = encoder.finish().unwrap();
+        assert!(encoded.ahead.is_none());
+        let bytes = seal_encoded(encoded, &options, &meta).unwrap().into_vec();
+        assert_eq!(bytes[5], Compression::None.id());
         // A threshold above the first pieces: nothing is handed before it.
         let mut encoder = Encoder::new(Codec::Msgpack).compress_ahead(10 * lz4::CHUNK);
         write_records(&mut encoder, 12_000, "user");
