@@ -205,6 +205,18 @@ impl Batcher {
     /// Runs `ops` (see the module docs) and calls `each(position, result)` once per op, as
     /// soon as that op's reply arrives; returns when every op has been answered.
     pub async fn run(&self, ops: Vec<Op>, mut each: impl FnMut(usize, Result<Done>)) {
+        // A lone call (sequential code's every call): nothing to coalesce, so it runs as
+        // it is, without the per-node groups and the set of futures a batch needs.
+        if ops.len() == 1 {
+            if let Some(op) = ops.into_iter().next() {
+                let result = match op {
+                    Op::Get(key) => self.cache.get_stored(&key).await.map(Done::Found),
+                    op => self.result(op).await,
+                };
+                each(0, result);
+            }
+            return;
+        }
         let mut running: FuturesUnordered<BoxFuture<'_, Settled>> = FuturesUnordered::new();
         let mut reads: Vec<(usize, String)> = Vec::new();
         for (position, op) in ops.into_iter().enumerate() {
@@ -265,8 +277,13 @@ impl Batcher {
 
     /// Runs one op that is not coalesced.
     async fn one(&self, position: usize, op: Op) -> Settled {
+        vec![(position, self.result(op).await)]
+    }
+
+    /// What one op returns, run on its own.
+    async fn result(&self, op: Op) -> Result<Done> {
         let cache = &self.cache;
-        let result = match op {
+        match op {
             Op::Get(key) => cache.get_stored(&key).await.map(Done::Found),
             Op::GetMany(keys) => {
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -299,8 +316,7 @@ impl Batcher {
             }
             Op::Delete(key) => cache.delete(&key).await.map(Done::Deleted),
             Op::Ttl(key) => cache.ttl(&key).await.map(Done::Ttl),
-        };
-        vec![(position, result)]
+        }
     }
 }
 
@@ -426,6 +442,39 @@ mod tests {
         let metrics = cache.metrics();
         assert_eq!(metrics.hits + metrics.misses, 8);
         assert_eq!(metrics.misses, 5);
+    }
+
+    #[test]
+    fn a_lone_op_returns_what_it_returns_in_a_batch() {
+        let cache = block(Cache::new(Config::default().namespace("lone"))).unwrap();
+        let batcher = Batcher::new(cache.clone(), false);
+        let alone = |op: Op| {
+            let results = run(&batcher, vec![op]);
+            assert_eq!(results.len(), 1);
+            let (position, result) = results.into_iter().next().unwrap();
+            assert_eq!(position, 0);
+            result
+                .map(|done| decoded(&cache, done))
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(alone(Op::Get("a".into())), Ok(Read::One(None)));
+        let set = Op::Set {
+            key: "a".into(),
+            value: Value::from(1),
+            ttl: None,
+        };
+        assert_eq!(alone(set), Ok(Read::Other(Done::Stored)));
+        assert_eq!(
+            alone(Op::Get("a".into())),
+            Ok(Read::One(Some(Value::from(1))))
+        );
+        assert_eq!(alone(Op::Get(String::new())), Err(ErrorKind::Key));
+        assert_eq!(
+            alone(Op::Delete("a".into())),
+            Ok(Read::Other(Done::Deleted(true)))
+        );
+        let metrics = cache.metrics();
+        assert_eq!((metrics.hits, metrics.misses), (1, 1));
     }
 
     #[test]
