@@ -571,7 +571,7 @@ pub fn encode_payload(
     }
     encoder
         .finish()
-        .map(|encoded| encoded.payload.into_vec())
+        .map(|encoded| encoded.into_payload().into_vec())
         .map_err(|err| errors::to_js(env, &err))
 }
 

@@ -23,7 +23,11 @@ use pyo3::types::{
 pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let mut encoder = Encoder::new(Codec::Msgpack);
     encode(obj, &mut encoder)?;
-    let payload = encoder.finish().map_err(errors::to_py)?.payload.into_vec();
+    let payload = encoder
+        .finish()
+        .map_err(errors::to_py)?
+        .into_payload()
+        .into_vec();
     msgpack::decode_with(&payload, &DecodeLimits::UNLIMITED).map_err(errors::to_py)
 }
 

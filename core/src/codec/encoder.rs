@@ -74,8 +74,9 @@ pub struct Encoded {
     pub codec: Codec,
     /// Raw mode: stored as is, without an envelope.
     pub raw: bool,
-    /// The codec output (or the raw bytes), with the room the encoder left in front.
-    pub payload: Framed,
+    /// The codec output (or the raw bytes), with the room the encoder left in front;
+    /// read-only ([`Encoded::payload`]), since pieces of it may be compressed already.
+    pub(crate) payload: Framed,
     /// Raw mode: the value was a string (stored as its UTF-8).
     pub text: bool,
     /// Its first pieces, being compressed already (see [`Encoder::compress_ahead`]).
@@ -83,6 +84,16 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// The codec output (or the raw bytes).
+    pub fn payload(&self) -> &Framed {
+        &self.payload
+    }
+
+    /// The payload, given up (what was compressed ahead of it is dropped).
+    pub fn into_payload(self) -> Framed {
+        self.payload
+    }
+
     /// The value written, as core's [`Value`] (for a write-through cache's writer).
     ///
     /// # Errors
@@ -149,6 +160,12 @@ impl Encoder {
         self.ahead_from = threshold.max(AHEAD_FROM);
         self.hand_at = self.room.saturating_add(self.ahead_from);
         self
+    }
+
+    /// How many pieces were handed to the helper (none without one).
+    #[cfg(test)]
+    pub(crate) fn pieces_handed(&self) -> usize {
+        self.ahead.as_ref().map_or(0, Ahead::handed)
     }
 
     /// Makes room for at least `additional` more payload bytes (a binding that knows the

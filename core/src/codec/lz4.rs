@@ -50,7 +50,7 @@ pub fn compress(payload: &[u8]) -> Vec<u8> {
 }
 
 /// `payload`'s pieces compressed and joined on this thread.
-fn in_pieces(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn in_pieces(payload: &[u8]) -> Vec<u8> {
     match Joined::join(payload.chunks(CHUNK).map(Joined::piece)) {
         Ok(Some(joined)) => joined.block,
         // A malformed block (never from `lz4_flex`), or no payload.
@@ -63,9 +63,16 @@ fn in_pieces(payload: &[u8]) -> Vec<u8> {
 /// that here.
 const SPIN: Duration = Duration::from_micros(150);
 
-/// How often a helper with no piece looks for one. Nothing wakes it: a wake of the other
-/// core cost the caller 13–16 µs per piece handed here, more than the piece's copy.
+/// How often a helper with no piece looks for one while pieces may still come. Nothing
+/// wakes it then: a wake of the other core cost the caller 13–16 µs per piece handed
+/// here, more than the piece's copy.
 const LOOK_EVERY: Duration = Duration::from_micros(50);
+
+/// How long a helper with no piece keeps looking before it sleeps until woken: pieces
+/// come every 0.1–0.7 ms while a value is written (Python, Node), so a longer pause means
+/// the walk is over and the value waits for something else (a write-through writer, the
+/// rest of a batch) before it is sealed.
+const LOOK_FOR: Duration = Duration::from_millis(2);
 
 /// Pieces of a payload compressed on a helper thread while this thread does something
 /// else: writes the rest of the payload (an [`super::Encoder`] hands each piece as soon as
@@ -76,7 +83,8 @@ const LOOK_EVERY: Duration = Duration::from_micros(50);
 /// in a WASI component: then nothing is handed and this thread does it all). The bytes
 /// are the same whoever compressed which piece. Dropped unfinished (a rewound encoder, a
 /// value stored uncompressed), it tells the helper to stop after its current piece. The
-/// helper is never woken: it looks for pieces every [`LOOK_EVERY`].
+/// helper is not woken while it looks for pieces (every [`LOOK_EVERY`], for [`LOOK_FOR`]
+/// after its last one); once it sleeps, the next piece, or the end, wakes it.
 pub struct Ahead {
     shared: Arc<Shared>,
     /// The indexes of the pieces handed (consecutive).
@@ -95,7 +103,7 @@ impl std::fmt::Debug for Ahead {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Never notified: the helper sleeps on it for [`LOOK_EVERY`] at a time.
+    /// The helper sleeps on it: for [`LOOK_EVERY`] at a time, then until notified.
     pause: Condvar,
     /// The helper finished a piece (the caller may sleep on it in `finish`).
     compressed: Condvar,
@@ -111,6 +119,8 @@ struct State {
     ran: usize,
     /// The helper is compressing a piece it took from the queue.
     busy: bool,
+    /// The helper sleeps until notified (see [`LOOK_FOR`]).
+    asleep: bool,
     /// No more pieces come: the helper leaves once the queue is empty.
     closed: bool,
 }
@@ -122,6 +132,7 @@ impl Default for State {
             run: Ok(None),
             ran: 0,
             busy: false,
+            asleep: false,
             closed: false,
         }
     }
@@ -135,11 +146,13 @@ impl Shared {
     /// The helper thread: compresses pieces until the work is closed and none is left.
     fn help(&self) {
         let mut state = self.state();
+        let mut last_piece = Instant::now();
         loop {
             if let Some((_, piece)) = state.queue.pop_front() {
                 state.busy = true;
                 let run = std::mem::replace(&mut state.run, Ok(None));
                 drop(state);
+                let busy = Busy(self);
                 // Joined here too, off the caller's path: finding where a block's last
                 // sequence starts walks all of it, and joining copies it.
                 let run = run.and_then(|run| {
@@ -149,21 +162,44 @@ impl Shared {
                         Some(run) => run.append(piece).map(Some).ok_or(Malformed),
                     }
                 });
+                std::mem::forget(busy);
                 state = self.state();
                 state.run = run;
                 state.ran += 1;
                 state.busy = false;
                 self.compressed.notify_all();
+                last_piece = Instant::now();
             } else if state.closed {
                 return;
-            } else {
+            } else if last_piece.elapsed() < LOOK_FOR {
                 state = self
                     .pause
                     .wait_timeout(state, LOOK_EVERY)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
+            } else {
+                state.asleep = true;
+                state = self
+                    .pause
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                state.asleep = false;
+                last_piece = Instant::now();
             }
         }
+    }
+}
+
+/// Set while the helper compresses a piece: if that panicked (it does not), the piece is
+/// marked lost, so the caller stops waiting for it and compresses the payload itself.
+struct Busy<'a>(&'a Shared);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.busy = false;
+        state.run = Err(Malformed);
+        self.0.compressed.notify_all();
     }
 }
 
@@ -198,7 +234,19 @@ impl Ahead {
         }
         self.handed.end = index + 1;
         let copy = piece.to_vec();
-        self.shared.state().queue.push_back((index, copy));
+        let mut state = self.shared.state();
+        state.queue.push_back((index, copy));
+        if state.asleep {
+            self.shared.pause.notify_one();
+        }
+    }
+
+    /// No more pieces: the helper leaves once it has none (woken if it sleeps).
+    fn close(&self, state: &mut State) {
+        state.closed = true;
+        if state.asleep {
+            self.shared.pause.notify_one();
+        }
     }
 
     /// `payload` as one LZ4 block ([`compress`]'s bytes): its pieces compressed here, but
@@ -216,7 +264,7 @@ impl Ahead {
         // Those it has not started are taken back, and compressed here with the rest.
         let taken_back = {
             let mut state = self.shared.state();
-            state.closed = true;
+            self.close(&mut state);
             let taken_back = state.queue.len();
             state.queue.clear();
             taken_back
@@ -245,6 +293,7 @@ impl Ahead {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        debug_assert!(state.ran == helped.len() || state.run.is_err());
         let run = match state.ran == helped.len() {
             true => std::mem::replace(&mut state.run, Ok(None)),
             false => Err(Malformed),
@@ -263,10 +312,10 @@ impl Ahead {
 }
 
 impl Drop for Ahead {
-    /// The helper leaves after its current piece, when it next looks for one.
+    /// The helper leaves after its current piece.
     fn drop(&mut self) {
         let mut state = self.shared.state();
-        state.closed = true;
+        self.close(&mut state);
         state.queue.clear();
     }
 }
@@ -463,20 +512,58 @@ mod tests {
     fn pieces_compressed_ahead_give_the_same_bytes() {
         let payload = records(5 * CHUNK + 1_000);
         let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
-        let expected = compress(&payload);
+        let expected = in_pieces(&payload);
+        assert_eq!(compress(&payload), expected);
         // Handed from the first piece (an encoder's), from the middle (`compress`'s), all
-        // of them, none, and the work waited for or taken back.
+        // of them, none; finished at once (most taken back), and once the helper compressed
+        // them all.
         for handed in [0..0, 0..1, 0..3, 0..5, 0..6, 3..6, 2..4] {
-            let mut ahead = Ahead::start().expect("a thread");
-            for index in handed.clone() {
-                ahead.hand(index, pieces[index]);
+            for wait in [false, true] {
+                let mut ahead = Ahead::start().expect("a thread");
+                for index in handed.clone() {
+                    ahead.hand(index, pieces[index]);
+                }
+                if wait {
+                    until(|| ahead.shared.state().ran == handed.len());
+                }
+                assert_eq!(ahead.finish(&payload), expected, "{handed:?} {wait}");
             }
-            assert_eq!(ahead.finish(&payload), expected, "{handed:?}");
         }
-        // Dropped unfinished: the helper leaves, nothing waits.
+    }
+
+    /// Polls `done` until it holds, for at most 10 s.
+    fn until(done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "not within 10 s");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_helper_sleeps_when_no_piece_comes_and_leaves_when_told() {
+        let payload = records(3 * CHUNK);
+        let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+        // Asleep, then woken by a piece, which it compresses; woken again by the end.
         let mut ahead = Ahead::start().expect("a thread");
+        let shared = ahead.shared.clone();
+        until(|| shared.state().asleep);
         ahead.hand(0, pieces[0]);
-        drop(ahead);
+        until(|| shared.state().ran == 1);
+        until(|| shared.state().asleep);
+        assert_eq!(ahead.finish(&payload), in_pieces(&payload));
+        until(|| Arc::strong_count(&shared) == 1);
+        // Dropped unfinished, asleep or looking for pieces: it leaves too.
+        for asleep in [true, false] {
+            let mut ahead = Ahead::start().expect("a thread");
+            let shared = ahead.shared.clone();
+            ahead.hand(0, pieces[0]);
+            if asleep {
+                until(|| shared.state().asleep);
+            }
+            drop(ahead);
+            until(|| Arc::strong_count(&shared) == 1);
+        }
     }
 
     #[test]

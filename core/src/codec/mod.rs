@@ -95,7 +95,7 @@ impl Codec {
     pub fn encode(self, value: &Value) -> Result<Vec<u8>> {
         let mut encoder = Encoder::new(self);
         encoder.value(value)?;
-        Ok(encoder.finish()?.payload.into_vec())
+        Ok(encoder.finish()?.into_payload().into_vec())
     }
 
     /// Decodes a payload written by this codec, with the default [`DecodeLimits`].
@@ -898,6 +898,9 @@ mod tests {
             let bytes = seal_encoded(encoded, &options, &meta).unwrap().into_vec();
             assert_eq!(bytes, seal(&payload, &options, &meta).unwrap());
             assert_eq!(decompress_for_test(&bytes), payload);
+            // The block is the pieces compressed one by one on this thread.
+            let header_len = u16::from_be_bytes([bytes[6], bytes[7]]) as usize;
+            assert_eq!(&bytes[8 + header_len + 4..], lz4::in_pieces(&payload));
             (handed, payload.len() / lz4::CHUNK)
         };
         let all_but_the_last =
@@ -944,6 +947,20 @@ mod tests {
         write_records(&mut encoder, 11_000, "someone else");
         encoder.end_array().unwrap();
         assert!(all_but_the_last(sealed(encoder)));
+        // Rewound within the piece being written: the pieces handed are kept.
+        let mut encoder = Encoder::new(Codec::Msgpack).compress_ahead(1024);
+        encoder.begin_array(3).unwrap();
+        write_records(&mut encoder, 12_000, "user");
+        encoder.str("handed").unwrap();
+        let kept = encoder.pieces_handed();
+        let at = encoder.checkpoint();
+        encoder.str("written, then rewound").unwrap();
+        encoder.rewind(at);
+        assert!(encoder.pieces_handed() >= kept);
+        encoder.str("written").unwrap();
+        encoder.str("last").unwrap();
+        encoder.end_array().unwrap();
+        assert!(kept >= 7 && sealed(encoder).0 >= kept);
         // Rewound to a checkpoint taken after pieces were handed, over pieces handed since.
         let mut encoder = Encoder::new(Codec::Msgpack).compress_ahead(1024);
         encoder.begin_array(2).unwrap();
