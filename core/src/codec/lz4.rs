@@ -58,9 +58,10 @@ pub(crate) fn in_pieces(payload: &[u8]) -> Vec<u8> {
     }
 }
 
-/// How long [`Ahead::finish`] spins for the piece the helper is compressing before it
-/// sleeps: at most a piece's work is left (about 60 µs), and being woken cost more than
-/// that here.
+/// How long [`Ahead::finish`] spins for the piece the helper is compressing: at most a
+/// piece's work is left (about 60 µs). Past it (the helper was descheduled), the caller
+/// compresses the helper's pieces itself rather than wait for the scheduler: a call's
+/// wait is bounded by this, not by when a thread next runs.
 const SPIN: Duration = Duration::from_micros(150);
 
 /// How often a helper with no piece looks for one while pieces may still come. Nothing
@@ -78,9 +79,10 @@ const LOOK_FOR: Duration = Duration::from_millis(2);
 /// else: writes the rest of the payload (an [`super::Encoder`] hands each piece as soon as
 /// it is complete), or compresses other pieces ([`compress`]). The helper takes the
 /// pieces one by one, from a copy; [`Ahead::finish`] takes back those it has not started
-/// and compresses them itself, so the caller only ever waits for the one piece the helper
-/// is compressing, never for a helper to be scheduled (no free core, or no threads at all
-/// in a WASI component: then nothing is handed and this thread does it all). The bytes
+/// and compresses them itself, so the caller only ever waits, for at most [`SPIN`], for
+/// the one piece the helper is compressing, never for a helper to be scheduled (no free
+/// core, or no threads at all in a WASI component: then nothing is handed and this thread
+/// does it all). The bytes
 /// are the same whoever compressed which piece. Dropped unfinished (a rewound encoder, a
 /// value stored uncompressed), it tells the helper to stop after its current piece. The
 /// helper is not woken while it looks for pieces (every [`LOOK_EVERY`], for [`LOOK_FOR`]
@@ -105,8 +107,6 @@ struct Shared {
     state: Mutex<State>,
     /// The helper sleeps on it: for [`LOOK_EVERY`] at a time, then until notified.
     pause: Condvar,
-    /// The helper finished a piece (the caller may sleep on it in `finish`).
-    compressed: Condvar,
 }
 
 struct State {
@@ -152,7 +152,6 @@ impl Shared {
                 state.busy = true;
                 let run = std::mem::replace(&mut state.run, Ok(None));
                 drop(state);
-                let busy = Busy(self);
                 // Joined here too, off the caller's path: finding where a block's last
                 // sequence starts walks all of it, and joining copies it.
                 let run = run.and_then(|run| {
@@ -162,12 +161,10 @@ impl Shared {
                         Some(run) => run.append(piece).map(Some).ok_or(Malformed),
                     }
                 });
-                std::mem::forget(busy);
                 state = self.state();
                 state.run = run;
                 state.ran += 1;
                 state.busy = false;
-                self.compressed.notify_all();
                 last_piece = Instant::now();
             } else if state.closed {
                 return;
@@ -187,19 +184,6 @@ impl Shared {
                 last_piece = Instant::now();
             }
         }
-    }
-}
-
-/// Set while the helper compresses a piece: if that panicked (it does not), the piece is
-/// marked lost, so the caller stops waiting for it and compresses the payload itself.
-struct Busy<'a>(&'a Shared);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.busy = false;
-        state.run = Err(Malformed);
-        self.0.compressed.notify_all();
     }
 }
 
@@ -275,30 +259,24 @@ impl Ahead {
                 .iter()
                 .map(|piece| Joined::piece(piece)),
         );
-        // Then only the piece the helper is compressing is waited for.
+        // Then the piece the helper is compressing, for at most `SPIN`; past that, or if
+        // its pieces did not join, they are compressed here too.
         let waiting = Instant::now();
         let mut state = self.shared.state();
-        while state.busy {
-            if waiting.elapsed() < SPIN {
-                drop(state);
-                for _ in 0..64 {
-                    std::hint::spin_loop();
-                }
-                state = self.shared.state();
-                continue;
+        while state.busy && waiting.elapsed() < SPIN {
+            drop(state);
+            for _ in 0..64 {
+                std::hint::spin_loop();
             }
-            state = self
-                .shared
-                .compressed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = self.shared.state();
         }
-        debug_assert!(state.ran == helped.len() || state.run.is_err());
-        let run = match state.ran == helped.len() {
+        let run = match !state.busy && state.ran == helped.len() {
             true => std::mem::replace(&mut state.run, Ok(None)),
             false => Err(Malformed),
         };
         drop(state);
+        let run =
+            run.or_else(|_| Joined::join(pieces[helped].iter().map(|piece| Joined::piece(piece))));
         let parts = [before, run, after];
         let joined = parts
             .into_iter()
@@ -538,6 +516,35 @@ mod tests {
             assert!(Instant::now() < deadline, "not within 10 s");
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn a_helper_stuck_on_a_piece_does_not_hold_the_caller() {
+        // As if the helper had taken the first piece and was never scheduled again: there
+        // is no thread. The caller compresses that piece itself once `SPIN` is over.
+        let payload = records(4 * CHUNK);
+        let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+        let mut ahead = Ahead {
+            shared: Arc::new(Shared::default()),
+            handed: 0..0,
+        };
+        for (index, piece) in pieces.iter().enumerate().take(3) {
+            ahead.hand(index, piece);
+        }
+        {
+            let mut state = ahead.shared.state();
+            state.queue.pop_front();
+            state.busy = true;
+        }
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let caller = payload.clone();
+        std::thread::spawn(move || {
+            let _ = sender.send(ahead.finish(&caller));
+        });
+        let block = receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("finish returned, not waiting for the stuck piece");
+        assert_eq!(block, in_pieces(&payload));
     }
 
     #[test]

@@ -366,13 +366,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn runs_in_order_with_one_result_per_op() {
-        let cache = block(Cache::new(Config::default().namespace("batch"))).unwrap();
-        let batcher = Batcher::new(cache.clone(), false);
-        let loader: Arc<dyn Loader> =
-            Arc::new(|key: String| async move { Ok(Value::from(format!("loaded {key}"))) });
-        let ops = vec![
+    /// A miss, a set of `a`, a hit, and a key error.
+    fn written_then_read() -> Vec<Op> {
+        vec![
             Op::Get("a".into()),
             Op::Set {
                 key: "a".into(),
@@ -381,6 +377,17 @@ mod tests {
             },
             Op::Get("a".into()),
             Op::Get(String::new()),
+        ]
+    }
+
+    #[test]
+    fn runs_in_order_with_one_result_per_op() {
+        let cache = block(Cache::new(Config::default().namespace("batch"))).unwrap();
+        let batcher = Batcher::new(cache.clone(), false);
+        let loader: Arc<dyn Loader> =
+            Arc::new(|key: String| async move { Ok(Value::from(format!("loaded {key}"))) });
+        let mut ops = written_then_read();
+        ops.extend([
             Op::Get("b".into()),
             Op::Delete("a".into()),
             Op::Get("a".into()),
@@ -405,7 +412,7 @@ mod tests {
                 options: LoadOptions::default(),
             },
             Op::Ttl("nope".into()),
-        ];
+        ]);
         let results: Vec<_> = run(&batcher, ops)
             .into_iter()
             .map(|(position, r)| {
@@ -457,18 +464,9 @@ mod tests {
             };
             let (lone, batched) = (open(), open());
             let ops = || {
-                vec![
-                    Op::Get("a".into()),
-                    Op::Set {
-                        key: "a".into(),
-                        value: Value::from(1),
-                        ttl: None,
-                    },
-                    Op::Get("a".into()),
-                    Op::Get(String::new()),
-                    Op::Delete("a".into()),
-                    Op::Get("a".into()),
-                ]
+                let mut ops = written_then_read();
+                ops.extend([Op::Delete("a".into()), Op::Get("a".into())]);
+                ops
             };
             let answer = |cache: &Cache, result: Result<Done>| {
                 result
