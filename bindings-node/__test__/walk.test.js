@@ -7,7 +7,7 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { Cache, encodeEnvelope, decodeEnvelope } = require('..')
-const { same } = require('./helpers')
+const { same, redis, uniqueNamespace } = require('./helpers')
 
 const roundtrip = (value) => decodeEnvelope(encodeEnvelope(value)).value
 const payload = (v) => encodeEnvelope(v, { compression: 'none' }).subarray(24).toString('hex')
@@ -218,4 +218,43 @@ test('numbers in a row are one run; each item is read once, the number rule hold
   assert.deepEqual(reads, ['0', '1', '2', '3'])
   const long = Array.from({ length: 5000 }, (_, i) => (i % 7 === 0 ? `s${i}` : i * 0.5))
   assert.deepEqual(roundtrip(long), long.map((x) => x))
+})
+
+test('a large value is read on a helper thread while the walk writes it: same values, refusals and errors', async () => {
+  const records = (n) => {
+    const o = {}
+    for (let i = 0; i < n; i++) o[`field_${i}`] = { id: i, name: `user ${i}`, score: i * 1.5 + 0.25, tags: ['a', 'b'], ok: true }
+    return o
+  }
+  const late = (n, key, get) => Object.defineProperty(records(n), key, { get, enumerable: true })
+  const { standalone } = await redis()
+  for (const cache of [new Cache(), await Cache.connect(standalone, { namespace: uniqueNamespace('ahead') })]) {
+    // Growing sizes: each walk outgrows the walk's buffer while the helper reads it.
+    for (const n of [1500, 6000, 24000]) {
+      const value = records(n)
+      await cache.set('big', value)
+      const back = await cache.get('big')
+      assert.deepEqual(back, value)
+      assert.deepEqual(Object.keys(back), Object.keys(value))
+    }
+    const list = Array.from({ length: 30000 }, (_, i) => (i % 3 ? i * 0.25 : { i, s: `v${i}` }))
+    await cache.set('list', list)
+    assert.deepEqual(await cache.get('list'), list)
+    // Found late in the value: refused, or thrown, as without a helper; the next set works.
+    const fn = late(3000, 'last', () => () => 1)
+    await assert.rejects(cache.set('k', fn), (err) => err.code === 'ECODEC' && /a function cannot be cached/.test(err.message))
+    assert.throws(() => encodeEnvelope(fn), /a function cannot be cached/)
+    const boom = new Error('late')
+    await assert.rejects(async () => cache.set('k', late(3000, 'bad', () => { throw boom })), (err) => err === boom)
+    // A getter that stores another large value while this one is walked: each its own.
+    let inner
+    const outer = late(3000, 'nested', () => { inner = cache.set('inner', records(2000)); return 'n' })
+    await cache.set('outer', outer)
+    await inner
+    assert.equal((await cache.get('outer')).nested, 'n')
+    assert.deepEqual(await cache.get('inner'), records(2000))
+    await cache.set('small', { a: 1 })
+    assert.deepEqual(await cache.get('small'), { a: 1 })
+    cache.close?.()
+  }
 })

@@ -9,6 +9,7 @@
 // as unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod ahead;
 mod args;
 mod batch;
 mod cache;

@@ -10,6 +10,7 @@
 //! core's nesting limit, and past core's item cap (both handed in), so a cycle, a deep
 //! value or a huge sparse array ends at once.
 
+use polycache::codec::js::ahead::{AHEAD_LOOK, AHEAD_STEP, AHEAD_WORTH};
 use polycache::codec::js::tape::{KEY_ROW, TAGS};
 use polycache::codec::msgpack::MAX_DEPTH;
 
@@ -47,8 +48,26 @@ const WALK: &str = r#"(function () {
     let cap = 0
     let busy = false
     const ancestors = []
+    // Read ahead (core's codec::js::ahead): from $AHEAD_LOOK bytes of tape on, between two
+    // items of the root container, the walk projects the tape's size from the items left;
+    // from $AHEAD_WORTH bytes it calls `ahead(buf, written)` (a native function: core
+    // starts reading the tape on a helper thread) and from then on publishes in
+    // `written`, every $AHEAD_STEP bytes and always between two root items, how far the
+    // tape is written for good. Published bytes are never written again: a
+    // tape that must grow stops publishing (the helper's buffer is kept until the next
+    // walk; the JS thread reads the rest from the new one).
+    const written = new Int32Array(Buffer.allocUnsafeSlow(4).buffer, 0, 1)
+    let ahead = null
+    let mark = Infinity
+    let started = false
+    let retired = null
 
     function grow (n) {
+      if (started) {
+        retired = buf
+        started = false
+        mark = Infinity
+      }
       let size = buf.length * 2
       while (size < pos + n) size *= 2
       const next = Buffer.allocUnsafeSlow(size)
@@ -166,7 +185,23 @@ const WALK: &str = r#"(function () {
           item(a, i, x, depth)
           i++
         }
+        if (depth === 1 && pos >= mark) advance(i, n)
       }
+    }
+    // Between two items of the root container (`done` of `n` written), past `mark`:
+    // publishes the tape so far, first starting the read ahead if the tape will be long.
+    function advance (done, n) {
+      mark = pos + $AHEAD_STEP
+      if (!started) {
+        if (ahead === null || pos / done * n < $AHEAD_WORTH) return
+        const start = ahead
+        ahead = null
+        Atomics.store(written, 0, pos)
+        started = start(buf, written) === true
+        if (!started) mark = Infinity
+        return
+      }
+      Atomics.store(written, 0, pos)
     }
     function item (a, i, x, depth) {
       if (x === undefined && !(i in a)) stop($HOLE)
@@ -198,7 +233,9 @@ const WALK: &str = r#"(function () {
     function map (o, depth) {
       const proto = getPrototypeOf(o)
       if (proto !== objectPrototype && proto !== null) stop($NOT_PLAIN)
-      if (plainIn) {
+      // The root's count is written before its entries, so that its head is final once
+      // published (read ahead).
+      if (plainIn && depth > 1) {
         mapIn(o, depth)
         return
       }
@@ -211,6 +248,7 @@ const WALK: &str = r#"(function () {
         const k = keys[i]
         key(row, i, k)
         walk(o[k], depth)
+        if (depth === 1 && pos >= mark) advance(i + 1, n)
       }
     }
     // By object depth, the last key written at each position below $KEY_ROW, as core
@@ -265,10 +303,13 @@ const WALK: &str = r#"(function () {
     }
     let plainIn = true
 
-    return function encode (value, maxItems) {
+    return function encode (value, maxItems, start) {
       // A getter that caches a value while this walk runs gets a walk of its own.
-      if (busy) return writer()(value, maxItems)
+      if (busy) return writer()(value, maxItems, start)
       busy = true
+      retired = null
+      ahead = typeof start === 'function' ? start : null
+      mark = ahead === null ? Infinity : $AHEAD_LOOK
       if (buf.length > LARGEST_KEPT) {
         buf = Buffer.allocUnsafeSlow(SMALL)
         view = new DataView(buf.buffer, buf.byteOffset, buf.length)
@@ -285,6 +326,9 @@ const WALK: &str = r#"(function () {
         if (e !== STOP) throw e
       } finally {
         busy = false
+        ahead = null
+        started = false
+        mark = Infinity
       }
       return new Uint8Array(buf.buffer, buf.byteOffset, pos)
     }
@@ -299,7 +343,10 @@ pub(crate) fn walk_source() -> String {
     tags.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
     let mut source = WALK
         .replace("$MAX_DEPTH", &MAX_DEPTH.to_string())
-        .replace("$KEY_ROW", &KEY_ROW.to_string());
+        .replace("$KEY_ROW", &KEY_ROW.to_string())
+        .replace("$AHEAD_LOOK", &AHEAD_LOOK.to_string())
+        .replace("$AHEAD_WORTH", &AHEAD_WORTH.to_string())
+        .replace("$AHEAD_STEP", &AHEAD_STEP.to_string());
     for (name, tag) in tags {
         source = source.replace(&format!("${name}"), &tag.to_string());
     }

@@ -105,9 +105,11 @@ enum Helper {
     NumbersToArray,
     /// Writes a JS value's tape ([`crate::tape`]).
     Tape,
+    /// Starts reading a tape ahead (native, [`crate::ahead`]); handed to the walk.
+    Ahead,
 }
 
-const HELPERS_COUNT: usize = 3;
+const HELPERS_COUNT: usize = 4;
 
 const NUMBERS_TO_ARRAY: &str = "(function (t) { const n = t.length; const a = new Array(n); \
     for (let i = 0; i < n; i++) a[i] = t[i]; return a })";
@@ -232,6 +234,7 @@ unsafe fn helper_and_state(
             let source = create_string(env, source.as_bytes())?;
             check(sys::napi_run_script(env, source, &mut function))?;
         }
+        Helper::Ahead => function = crate::ahead::function(env)?,
     }
     let mut reference = ptr::null_mut();
     check(sys::napi_create_reference(env, function, 1, &mut reference))?;
@@ -276,7 +279,8 @@ unsafe fn call_function(
 }
 
 /// The tape of `value` ([`crate::tape`]), written by one call into JS: valid while the
-/// current scope is and until the next walk.
+/// current scope is and until the next walk. With `ahead`, a large tape starts being read
+/// on a helper thread while it is written ([`crate::ahead`]).
 ///
 /// # Safety
 /// `env` and `value` must be live handles of the current Node-API call.
@@ -284,10 +288,16 @@ unsafe fn tape<'scope>(
     env: sys::napi_env,
     value: sys::napi_value,
     max_items: usize,
+    ahead: bool,
 ) -> Result<&'scope [u8]> {
     let mut cap = ptr::null_mut();
     check(sys::napi_create_double(env, max_items as f64, &mut cap))?;
-    let out = call_helper_with(env, Helper::Tape, &[value, cap])?;
+    let out = if ahead {
+        let start = helper(env, Helper::Ahead)?;
+        call_helper_with(env, Helper::Tape, &[value, cap, start])?
+    } else {
+        call_helper_with(env, Helper::Tape, &[value, cap])?
+    };
     match typed_array(env, out)? {
         Some((sys::TypedarrayType::uint8_array, len, data)) if len > 0 => {
             Ok(std::slice::from_raw_parts(data.cast::<u8>(), len))
@@ -444,7 +454,7 @@ unsafe fn read_top(
     undefined: Undefined,
     max_items: usize,
 ) -> Result<Value> {
-    let tape = tape(env, value, max_items)?;
+    let tape = tape(env, value, max_items, false)?;
     read_tape(tape, max_items, undefined, &mut Tree)
         .map_err(|err| tape_error(env, err, |never| match never {}))
 }
@@ -542,15 +552,23 @@ pub fn encode_for(
     config: &polycache::Config,
 ) -> Result<Encoded> {
     use napi::JsValue as _;
-    let mut encoder = config.encoder();
     let max_items = max_items(config);
     // SAFETY: a live `Env` and a value of the current call; the tape is read before
-    // anything else runs on this thread.
-    unsafe {
-        let tape = tape(env.raw(), value.raw(), max_items)?;
-        encode_tape(tape, max_items, &mut encoder)
-            .map_err(|err| tape_error(env.raw(), err, |err| errors::to_js(env, &err)))?;
-    }
+    // anything else runs on this thread (the helper reading it ahead is finished here).
+    let encoder = unsafe {
+        let (tape, walked) = crate::ahead::around(config.encoder(), max_items, || {
+            tape(env.raw(), value.raw(), max_items, true)
+        });
+        let (tape, walked) = (tape?, walked?);
+        let to_js = |err| tape_error(env.raw(), err, |err| errors::to_js(env, &err));
+        match walked {
+            crate::ahead::Walked::Here(mut encoder) => {
+                encode_tape(tape, max_items, &mut encoder).map_err(to_js)?;
+                encoder
+            }
+            crate::ahead::Walked::Ahead(ahead) => ahead.finish(tape).map_err(to_js)?,
+        }
+    };
     encoder.finish().map_err(|err| errors::to_js(env, &err))
 }
 
@@ -565,7 +583,7 @@ pub fn encode_payload(
     let max_items = default_max_items();
     // SAFETY: as `encode_for`.
     unsafe {
-        let tape = tape(env.raw(), value.raw(), max_items)?;
+        let tape = tape(env.raw(), value.raw(), max_items, false)?;
         encode_tape(tape, max_items, &mut encoder)
             .map_err(|err| tape_error(env.raw(), err, |err| errors::to_js(env, &err)))?;
     }

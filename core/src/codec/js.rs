@@ -5,6 +5,7 @@
 //! array of numbers the numbers themselves, [`Transcode`]), and the JSON text `JSON.parse`
 //! reads in the JS edge package ([`JsonText`]).
 
+pub mod ahead;
 pub mod plan;
 pub mod tape;
 

@@ -27,6 +27,9 @@
 //!
 //! [`max_items`]: super::max_items
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::super::msgpack::MAX_DEPTH;
 use super::super::{Build, Encoder};
 use super::{number, Number};
@@ -162,6 +165,108 @@ pub fn encode_tape(
     read_tape(tape, max_items, Undefined::Nested, &mut Encoding(encoder))
 }
 
+/// How far a tape's root container has been read into an encoder, kept without
+/// borrowing the tape, so that another thread, with its own view of the same tape, goes
+/// on from there ([`super::ahead`]): a reader's place between two items of the root.
+#[derive(Debug, Default)]
+pub(super) struct Place {
+    at: usize,
+    /// The keys remembered for [`KEY_AGAIN`], by depth, as ranges of the tape.
+    keys: Vec<Vec<Range<usize>>>,
+    /// The root container, once its head is read.
+    root: Option<Root>,
+}
+
+/// A root container being read: an object or an array, its length, and the items read.
+#[derive(Debug, Clone, Copy)]
+struct Root {
+    map: bool,
+    len: usize,
+    done: usize,
+}
+
+impl Place {
+    /// The tape offset read up to.
+    pub(super) fn at(&self) -> usize {
+        self.at
+    }
+}
+
+/// Reads the head of the tape's root container (if not read yet), then its items from
+/// `place` to the end of `tape`, which ends between two of them, into `encoder`. Stops
+/// early, between two items, once `stop` is set.
+pub(super) fn encode_items(
+    tape: &[u8],
+    max_items: usize,
+    place: &mut Place,
+    encoder: &mut Encoder,
+    stop: &AtomicBool,
+) -> Result<(), TapeError<Error>> {
+    let mut reader = Reader::resume(tape, max_items, place)?;
+    let build = &mut Encoding(encoder);
+    let mut root = match place.root {
+        Some(root) => root,
+        None => {
+            let map = match reader.tag()? {
+                MAP => true,
+                ARRAY => false,
+                // Only a container's items are read ahead.
+                _ => return Err(reader.malformed()),
+            };
+            let len = if map {
+                let len = reader.container_len(0, "an object", "properties")?;
+                build.map(len).map_err(TapeError::Host)?;
+                len
+            } else {
+                let len = reader.container_len(0, "an array", "items")?;
+                build.array(len).map_err(TapeError::Host)?;
+                len
+            };
+            Root { map, len, done: 0 }
+        }
+    };
+    let read = (|| {
+        while reader.at < tape.len() && root.done < root.len && !stop.load(Ordering::Relaxed) {
+            if root.map {
+                reader.entry(build, 0, &mut (), root.done)?;
+                root.done += 1;
+            } else {
+                root.done += reader.array_items(build, 0, &mut (), root.done, root.len)?;
+            }
+        }
+        Ok(())
+    })();
+    *place = reader.park(Some(root));
+    read
+}
+
+/// Ends the root container read by [`encode_items`] up to the end of `tape`, the whole
+/// tape.
+pub(super) fn encode_end(
+    tape: &[u8],
+    place: &Place,
+    encoder: &mut Encoder,
+) -> Result<(), TapeError<Error>> {
+    let malformed = || {
+        TapeError::Malformed(Error::codec(format!(
+            "value tape: malformed at byte {} of {}",
+            place.at,
+            tape.len()
+        )))
+    };
+    match place.root {
+        Some(root) if root.done == root.len && place.at == tape.len() => {
+            let build = &mut Encoding(encoder);
+            if root.map {
+                build.end_map(()).map_err(TapeError::Host)
+            } else {
+                build.end_array(()).map_err(TapeError::Host)
+            }
+        }
+        _ => Err(malformed()),
+    }
+}
+
 /// Refusal messages (the Node binding's since its first walk; tests match on them).
 fn refused<T, E>(message: impl Into<String>) -> Result<T, TapeError<E>> {
     Err(TapeError::Refused(message.into()))
@@ -176,6 +281,50 @@ struct Reader<'t> {
 }
 
 impl<'t> Reader<'t> {
+    /// A reader of `tape` at `place` (its keys are checked again: another thread kept them).
+    fn resume<E>(tape: &'t [u8], max_items: usize, place: &Place) -> Result<Self, TapeError<E>> {
+        let mut reader = Reader {
+            tape,
+            at: place.at,
+            max_items,
+            keys: Vec::with_capacity(place.keys.len()),
+        };
+        for row in &place.keys {
+            let row = row
+                .iter()
+                .map(|range| {
+                    tape.get(range.clone())
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                })
+                .collect::<Option<Vec<&'t str>>>()
+                .ok_or_else(|| reader.malformed())?;
+            reader.keys.push(row);
+        }
+        Ok(reader)
+    }
+
+    /// Where this reader stands, without borrowing the tape.
+    fn park(self, root: Option<Root>) -> Place {
+        let start = self.tape.as_ptr() as usize;
+        let keys = self
+            .keys
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|key| {
+                        let at = key.as_ptr() as usize - start;
+                        at..at + key.len()
+                    })
+                    .collect()
+            })
+            .collect();
+        Place {
+            at: self.at,
+            keys,
+            root,
+        }
+    }
+
     fn malformed<E>(&self) -> TapeError<E> {
         TapeError::Malformed(Error::codec(format!(
             "value tape: malformed at byte {} of {}",
@@ -318,35 +467,47 @@ impl<'t> Reader<'t> {
         let mut array = build.array(len).map_err(TapeError::Host)?;
         let mut i = 0;
         while i < len {
-            match self.tape.get(self.at) {
-                Some(&HOLE) => {
-                    return refused(format!(
-                        "a sparse array cannot be cached (index {i} of {len} is a hole)"
-                    ))
-                }
-                Some(&NUMBERS) => {
-                    self.at += 1;
-                    let count = self.len()?;
-                    if count == 0 || count > len - i {
-                        return Err(self.malformed());
-                    }
-                    // The f64s start at the next multiple of 8.
-                    self.take((8 - self.at % 8) % 8)?;
-                    let run = self.take(count.checked_mul(8).ok_or_else(|| self.malformed())?)?;
-                    for bytes in run.chunks_exact(8) {
-                        let item = Self::number(build, bytes).map_err(TapeError::Host)?;
-                        build.push(&mut array, item).map_err(TapeError::Host)?;
-                    }
-                    i += count;
-                }
-                _ => {
-                    let item = self.value(build, depth + 1, true)?;
-                    build.push(&mut array, item).map_err(TapeError::Host)?;
-                    i += 1;
-                }
-            }
+            i += self.array_items(build, depth, &mut array, i, len)?;
         }
         build.end_array(array).map_err(TapeError::Host)
+    }
+
+    /// Item `i` of an array of `len` at `depth`, or the run of numbers it starts: how many
+    /// items were read.
+    #[inline]
+    fn array_items<B: Build>(
+        &mut self,
+        build: &mut B,
+        depth: usize,
+        array: &mut B::Array,
+        i: usize,
+        len: usize,
+    ) -> Result<usize, TapeError<B::Error>> {
+        match self.tape.get(self.at) {
+            Some(&HOLE) => refused(format!(
+                "a sparse array cannot be cached (index {i} of {len} is a hole)"
+            )),
+            Some(&NUMBERS) => {
+                self.at += 1;
+                let count = self.len()?;
+                if count == 0 || count > len - i {
+                    return Err(self.malformed());
+                }
+                // The f64s start at the next multiple of 8.
+                self.take((8 - self.at % 8) % 8)?;
+                let run = self.take(count.checked_mul(8).ok_or_else(|| self.malformed())?)?;
+                for bytes in run.chunks_exact(8) {
+                    let item = Self::number(build, bytes).map_err(TapeError::Host)?;
+                    build.push(array, item).map_err(TapeError::Host)?;
+                }
+                Ok(count)
+            }
+            _ => {
+                let item = self.value(build, depth + 1, true)?;
+                build.push(array, item).map_err(TapeError::Host)?;
+                Ok(1)
+            }
+        }
     }
 
     fn map<B: Build>(
@@ -357,12 +518,24 @@ impl<'t> Reader<'t> {
         let len = self.container_len(depth, "an object", "properties")?;
         let mut map = build.map(len).map_err(TapeError::Host)?;
         for i in 0..len {
-            let key = self.key(depth, i)?;
-            build.key(&mut map, key).map_err(TapeError::Host)?;
-            let item = self.value(build, depth + 1, true)?;
-            build.value(&mut map, item).map_err(TapeError::Host)?;
+            self.entry(build, depth, &mut map, i)?;
         }
         build.end_map(map).map_err(TapeError::Host)
+    }
+
+    /// Entry `i` (its key and value) of an object at `depth`.
+    #[inline]
+    fn entry<B: Build>(
+        &mut self,
+        build: &mut B,
+        depth: usize,
+        map: &mut B::Map,
+        i: usize,
+    ) -> Result<(), TapeError<B::Error>> {
+        let key = self.key(depth, i)?;
+        build.key(map, key).map_err(TapeError::Host)?;
+        let item = self.value(build, depth + 1, true)?;
+        build.value(map, item).map_err(TapeError::Host)
     }
 
     /// The key at position `i` of an object at `depth`: written out (and remembered, below
@@ -544,35 +717,46 @@ impl Build for Encoding<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::codec::{msgpack, Codec, Tree, Value};
 
     /// A tape writer for tests (what the JS walk writes).
     #[derive(Default)]
-    struct Tape(Vec<u8>);
+    pub(in super::super) struct Tape(pub(in super::super) Vec<u8>);
 
     impl Tape {
-        fn tag(mut self, tag: u8) -> Self {
+        pub(in super::super) fn tag(mut self, tag: u8) -> Self {
             self.0.push(tag);
             self
         }
-        fn len(mut self, n: usize) -> Self {
+        pub(in super::super) fn len(mut self, n: usize) -> Self {
             self.0.extend_from_slice(&(n as u32).to_le_bytes());
             self
         }
-        fn num(self, n: f64) -> Self {
+        pub(in super::super) fn num(self, n: f64) -> Self {
             let mut t = self.tag(NUMBER);
             t.0.extend_from_slice(&n.to_le_bytes());
             t
         }
-        fn text(self, tag: u8, s: &str) -> Self {
+        pub(in super::super) fn text(self, tag: u8, s: &str) -> Self {
             let mut t = self.tag(tag).len(s.len());
             t.0.extend_from_slice(s.as_bytes());
             t
         }
-        fn str(self, s: &str) -> Self {
+        pub(in super::super) fn str(self, s: &str) -> Self {
             self.text(STRING, s)
+        }
+        /// A run of numbers ([`NUMBERS`]), aligned as the walk aligns it.
+        pub(in super::super) fn numbers(self, run: &[f64]) -> Self {
+            let mut t = self.tag(NUMBERS).len(run.len());
+            while t.0.len() % 8 != 0 {
+                t.0.push(0);
+            }
+            for n in run {
+                t.0.extend_from_slice(&n.to_le_bytes());
+            }
+            t
         }
     }
 
@@ -628,12 +812,11 @@ mod tests {
     #[test]
     fn a_run_of_numbers_is_aligned_and_read_by_the_number_rule() {
         // At 0: ARRAY (5 bytes); at 5: NUMBERS, its count (to 10), padding to 16, 3 f64s.
-        let mut tape = Tape::default().tag(ARRAY).len(4).tag(NUMBERS).len(3);
-        tape.0.extend_from_slice(&[0; 6]);
-        for n in [1.0f64, -0.0, 0.5] {
-            tape.0.extend_from_slice(&n.to_le_bytes());
-        }
-        let tape = tape.str("x");
+        let tape = Tape::default()
+            .tag(ARRAY)
+            .len(4)
+            .numbers(&[1.0, -0.0, 0.5])
+            .str("x");
         let expected = Value::Array(vec![
             Value::Int(1),
             Value::Int(0),
