@@ -32,6 +32,7 @@ const WALK: &str = r#"(function () {
   const keysOf = Object.keys
   const isArray = Array.isArray
   const isView = ArrayBuffer.isView
+  const atomicStore = Atomics.store
   const utf8 = typeof Buffer.prototype.utf8Write === 'function'
     ? (b, s, at) => b.utf8Write(s, at)
     : (b, s, at) => b.write(s, at)
@@ -196,12 +197,12 @@ const WALK: &str = r#"(function () {
         if (ahead === null || pos / done * n < $AHEAD_WORTH) return
         const start = ahead
         ahead = null
-        Atomics.store(written, 0, pos)
+        atomicStore(written, 0, pos)
         started = start(buf, written) === true
         if (!started) mark = Infinity
         return
       }
-      Atomics.store(written, 0, pos)
+      atomicStore(written, 0, pos)
     }
     function item (a, i, x, depth) {
       if (x === undefined && !(i in a)) stop($HOLE)
