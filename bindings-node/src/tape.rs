@@ -58,6 +58,7 @@ const WALK: &str = r#"(function () {
     // tape that must grow stops publishing (the helper's buffer is kept until the next
     // walk; the JS thread reads the rest from the new one).
     const written = new Int32Array(Buffer.allocUnsafeSlow(4).buffer, 0, 1)
+    const ROOT_IN = 128
     let ahead = null
     let mark = Infinity
     let started = false
@@ -234,23 +235,47 @@ const WALK: &str = r#"(function () {
     function map (o, depth) {
       const proto = getPrototypeOf(o)
       if (proto !== objectPrototype && proto !== null) stop($NOT_PLAIN)
-      // The root's count is written before its entries, so that its head is final once
-      // published (read ahead).
       if (plainIn && depth > 1) {
         mapIn(o, depth)
         return
       }
+      // The root's count is written before its entries, so that its head is final once
+      // published (read ahead).
       const keys = keysOf(o)
       const n = keys.length
       head($MAP, n)
       if (n > cap) throw STOP
       const row = keyRow(depth - 1)
+      if (plainIn && n <= ROOT_IN) {
+        rootIn(o, n, row)
+        return
+      }
       for (let i = 0; i < n; i++) {
         const k = keys[i]
         key(row, i, k)
         walk(o[k], depth)
         if (depth === 1 && pos >= mark) advance(i + 1, n)
       }
+    }
+    // A root object of at most ROOT_IN keys, its count written: its entries by `for…in`
+    // (an object that small is most likely in fast mode, where `o[k]` in `for…in` is a
+    // field load and a keyed load from `Object.keys` costs about 50 ns a key; larger ones
+    // are in dictionary mode, where `for…in` costs more than `Object.keys`). If a getter
+    // changes the keys meanwhile, the count becomes what was walked (core then reads the
+    // tape again on one thread if it had read it ahead).
+    function rootIn (o, n, row) {
+      const at = pos - 5
+      let i = 0
+      for (const k in o) {
+        if (i === cap) {
+          view.setUint32(at + 1, keysOf(o).length, true)
+          throw STOP
+        }
+        key(row, i++, k)
+        walk(o[k], 1)
+        if (pos >= mark) advance(i, n)
+      }
+      if (i !== n) view.setUint32(at + 1, i, true)
     }
     // By object depth, the last key written at each position below $KEY_ROW, as core
     // remembers them: a key equal to it is written as $KEY_AGAIN (one byte, nothing for

@@ -566,7 +566,9 @@ pub fn encode_for(
                 encode_tape(tape, max_items, &mut encoder).map_err(to_js)?;
                 encoder
             }
-            crate::ahead::Walked::Ahead(ahead) => ahead.finish(tape).map_err(to_js)?,
+            crate::ahead::Walked::Ahead(ahead) => {
+                ahead.finish(tape, || config.encoder()).map_err(to_js)?
+            }
         }
     };
     encoder.finish().map_err(|err| errors::to_js(env, &err))

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::tape::{encode_end, encode_items, Place, TapeError};
+use super::tape::{encode_end, encode_items, encode_tape, same_root, Place, TapeError};
 use crate::codec::Encoder;
 use crate::error::Error;
 
@@ -232,27 +232,29 @@ impl TapeAhead {
 
     /// The encoder with the whole `tape` read into it: what the helper read, and the rest
     /// read here. `tape` is the walk's whole tape (the bytes the helper saw, and the rest).
+    /// If a getter changed the root object's keys while the helper read it, the tape is
+    /// read again here, into `again()`.
     ///
     /// # Errors
     /// As [`super::tape::encode_tape`].
-    pub fn finish(mut self, tape: &[u8]) -> Result<Encoder, TapeError<Error>> {
+    pub fn finish(
+        mut self,
+        tape: &[u8],
+        again: impl FnOnce() -> Encoder,
+    ) -> Result<Encoder, TapeError<Error>> {
         self.done = true;
-        let Some(mut work) = self.shared.take() else {
-            return Err(TapeError::Malformed(Error::codec(
-                "value tape: the read ahead was lost",
-            )));
+        let work = self.shared.take();
+        let Some(mut work) = work.filter(|work| same_root(tape, &work.place)) else {
+            let mut encoder = again();
+            encode_tape(tape, self.shared.max_items, &mut encoder)?;
+            return Ok(encoder);
         };
         if let Some(failed) = work.failed {
             return Err(failed);
         }
         let never = AtomicBool::new(false);
-        encode_items(
-            tape,
-            self.shared.max_items,
-            &mut work.place,
-            &mut work.encoder,
-            &never,
-        )?;
+        let max_items = self.shared.max_items;
+        encode_items(tape, max_items, &mut work.place, &mut work.encoder, &never)?;
         encode_end(tape, &work.place, &mut work.encoder)?;
         Ok(work.encoder)
     }
@@ -273,7 +275,7 @@ mod tests {
 
     use super::*;
     use crate::codec::js::tape::tests::Tape;
-    use crate::codec::js::tape::{encode_tape, ARRAY, FUNCTION, KEY_AGAIN, MAP, TRUE};
+    use crate::codec::js::tape::{ARRAY, FUNCTION, KEY_AGAIN, MAP, TRUE};
     use crate::codec::Codec;
 
     /// A tape written in full, published step by step as the walk would.
@@ -353,8 +355,18 @@ mod tests {
     /// The tape read ahead: published at `steps` (entry ends), waiting at each for the
     /// helper to have read it, then finished with the whole tape.
     fn ahead(tape: &[u8], steps: &[usize], max_items: usize) -> Result<Vec<u8>, String> {
+        ahead_then(tape, steps, tape, max_items)
+    }
+
+    /// [`ahead`], the helper reading `published` and the JS thread finishing with `whole`.
+    fn ahead_then(
+        published: &[u8],
+        steps: &[usize],
+        tape: &[u8],
+        max_items: usize,
+    ) -> Result<Vec<u8>, String> {
         let publishing = Publishing {
-            tape: Arc::new(tape.to_vec()),
+            tape: Arc::new(published.to_vec()),
             published: Arc::new(AtomicUsize::new(0)),
         };
         let encoder = Encoder::new(Codec::Msgpack);
@@ -379,7 +391,9 @@ mod tests {
                 std::thread::yield_now();
             }
         }
-        let encoder = ahead.finish(tape).map_err(describe)?;
+        let encoder = ahead
+            .finish(tape, || Encoder::new(Codec::Msgpack))
+            .map_err(describe)?;
         Ok(encoder
             .finish()
             .map_err(|e| e.to_string())?
@@ -420,6 +434,28 @@ mod tests {
             "{expected}"
         );
         assert_eq!(ahead(&tape.0, &ends[..1], 10).unwrap_err(), expected);
+    }
+
+    #[test]
+    fn a_root_whose_keys_changed_while_read_ahead_is_read_again() {
+        // Published with 30 entries, 20 read ahead; then a getter added one, and the walk
+        // wrote the count again.
+        let (tape, ends) = records(30);
+        let mut grown = Tape(tape.0.clone()).str("added").tag(TRUE);
+        grown.0[1..5].copy_from_slice(&31u32.to_le_bytes());
+        let expected = one_thread(&grown.0, 1000).unwrap();
+        assert_eq!(
+            ahead_then(&tape.0, &ends[..20], &grown.0, 1000).unwrap(),
+            expected
+        );
+        // One fewer (a getter deleted a key not walked yet).
+        let mut shrunk = Tape(tape.0[..ends[28]].to_vec());
+        shrunk.0[1..5].copy_from_slice(&29u32.to_le_bytes());
+        let expected = one_thread(&shrunk.0, 1000).unwrap();
+        assert_eq!(
+            ahead_then(&tape.0, &ends[..20], &shrunk.0, 1000).unwrap(),
+            expected
+        );
     }
 
     #[test]

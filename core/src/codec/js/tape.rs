@@ -240,6 +240,17 @@ pub(super) fn encode_items(
     read
 }
 
+/// Whether `tape`'s root container still has the length `place` read it with: the walk
+/// writes a root object's count before its entries, and writes it again if a getter
+/// changed the keys meanwhile.
+pub(super) fn same_root(tape: &[u8], place: &Place) -> bool {
+    match (place.root, tape.get(1..5)) {
+        (Some(root), Some(&[a, b, c, d])) => u32::from_le_bytes([a, b, c, d]) as usize == root.len,
+        (None, _) => true,
+        _ => false,
+    }
+}
+
 /// Ends the root container read by [`encode_items`] up to the end of `tape`, the whole
 /// tape.
 pub(super) fn encode_end(
