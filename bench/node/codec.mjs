@@ -43,17 +43,21 @@ function sized (make, target) {
 
 /**
  * Seconds per call of each of `fns` (by name), best of ROUNDS rounds. The rounds of the
- * contenders alternate, so a burst of load from elsewhere on the machine hits them alike.
+ * contenders alternate, so a burst of load from elsewhere on the machine hits them alike,
+ * and each round starts with the next contender, so none always follows the same one
+ * (and the garbage it left: `JSON.stringify` of a 1 MB value leaves megabytes).
  */
 async function perCall (fns, size) {
   const calls = Math.max(5, Math.min(2000, Math.floor(2_000_000 / size)))
   const best = {}
-  for (const [name, fn] of Object.entries(fns)) {
+  const entries = Object.entries(fns)
+  for (const [name, fn] of entries) {
     await fn()
     best[name] = Infinity
   }
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [name, fn] of Object.entries(fns)) {
+    const turn = r % entries.length
+    for (const [name, fn] of [...entries.slice(turn), ...entries.slice(0, turn)]) {
       const started = process.hrtime.bigint()
       for (let i = 0; i < calls; i++) await fn()
       best[name] = Math.min(best[name], Number(process.hrtime.bigint() - started) / 1e9 / calls)

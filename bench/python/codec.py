@@ -70,13 +70,17 @@ def per_call(fn: Callable[[], Any], size: int) -> float:
 
 def compare(fns: dict[str, Callable[[], Any]], size: int) -> dict[str, float]:
     """Seconds per call of each function, best of ROUNDS rounds; the functions take turns
-    round by round, so a swing in the machine's load hits them all alike."""
+    round by round, so a swing in the machine's load hits them all alike, and each round
+    starts with the next one, so none always follows the same one (and the heap it left:
+    a 1 MB `json.loads` leaves the allocator handing out large blocks differently)."""
     calls = max(5, min(2000, 2_000_000 // max(size, 1)))
     for fn in fns.values():
         fn()  # warm up: connections, caches
     best = dict.fromkeys(fns, float("inf"))
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
+    items = list(fns.items())
+    for turn in range(ROUNDS):
+        start = turn % len(items)
+        for name, fn in items[start:] + items[:start]:
             started = time.perf_counter()
             for _ in range(calls):
                 fn()
