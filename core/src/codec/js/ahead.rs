@@ -9,13 +9,17 @@
 //! reads the rest itself. The same reader reads the same bytes in the same order on
 //! either thread, so the payload, and any refusal, are those of [`super::tape::encode_tape`].
 //!
-//! Nothing waits for the helper to be scheduled: the work sits in one slot that either
-//! thread takes; the helper holds it only while it reads what is published (at most a few
-//! items once the JS thread wants it back, which it checks between items), and the JS
-//! thread finishes whatever is left, everything if the helper never ran. The helper is
-//! not woken while it waits for more of the tape: it looks every [`LOOK_EVERY`] (a wake
-//! of the other core cost the caller 13–16 µs, see `lz4::LOOK_EVERY`), and after
-//! [`LOOK_FOR`] with nothing new it sleeps until the end wakes it.
+//! The work (the encoder and the reader's place) sits in one slot that either thread
+//! takes. The helper holds it only while it reads what is published, and once the JS
+//! thread wants it back it stops at the next item boundary; the JS thread then finishes
+//! whatever is left, everything if the helper never ran. So the JS thread waits only for
+//! the item the helper is reading (spinning, then sleeping: if the helper was
+//! descheduled in the middle of an item, until it runs again), never for a helper that
+//! has not started. If a getter changed the root object's keys meanwhile, or the helper
+//! panicked, the JS thread reads the whole tape again. The helper is not woken while it
+//! waits for more of the tape: it looks every [`LOOK_EVERY`] (a wake of the other core
+//! cost the caller 13–16 µs, see `lz4::LOOK_EVERY`), and after [`LOOK_FOR`] with nothing
+//! new it sleeps until the end wakes it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,7 +77,7 @@ struct State {
     work: Option<Work>,
     /// The helper sleeps until woken (see [`LOOK_FOR`]).
     asleep: bool,
-    /// The helper panicked while reading: the work is gone.
+    /// The helper panicked while reading: the work is gone (the tape is read again).
     lost: bool,
 }
 
