@@ -265,6 +265,15 @@ test('a large value is read on a helper thread while the walk writes it: same va
     assert.deepEqual(stored, roundtrip(wide()))
     assert.equal(Object.keys(stored).length, 99)
     assert.equal(stored.k50, 'g')
+    // Items nested to the limit, read on the helper's stack.
+    const deep = () => {
+      let v = 1
+      for (let i = 0; i < 255; i++) v = [v]
+      return v
+    }
+    const nested = Array.from({ length: 200 }, deep)
+    await cache.set('deep', nested)
+    assert.deepEqual(await cache.get('deep'), nested)
     await cache.set('small', { a: 1 })
     assert.deepEqual(await cache.get('small'), { a: 1 })
     cache.close?.()

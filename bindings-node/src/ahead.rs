@@ -6,18 +6,61 @@
 #![allow(unsafe_code)] // Node-API is a C API; and the helper reads the walk's buffer.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use napi::sys;
 use polycache::codec::js::ahead::{TapeAhead, Written};
+use polycache::codec::js::tape::TapeError;
 use polycache::codec::Encoder;
 
 /// The value being stored on this thread: its encoder until a helper takes it.
 struct Slot {
     encoder: Option<Encoder>,
     max_items: usize,
-    ahead: Option<TapeAhead>,
+    ahead: Option<Ahead>,
+}
+
+/// A helper reading the walk's buffer, and references that keep the buffer and the
+/// published length alive until it is done (a getter's own walk drops its writer, and
+/// with it both, as soon as it returns).
+pub struct Ahead {
+    // Declared first: dropped (the work taken back) before the references go.
+    ahead: TapeAhead,
+    kept: Kept,
+}
+
+impl Ahead {
+    /// The encoder with the whole `tape` read into it (`TapeAhead::finish`), then the
+    /// buffer let go.
+    pub fn finish(
+        self,
+        tape: &[u8],
+        again: impl FnOnce() -> Encoder,
+    ) -> Result<Encoder, TapeError<polycache::Error>> {
+        let Ahead { ahead, kept } = self;
+        let encoder = ahead.finish(tape, again);
+        drop(kept);
+        encoder
+    }
+}
+
+struct Kept {
+    env: sys::napi_env,
+    refs: [sys::napi_ref; 2],
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        for reference in self.refs {
+            if !reference.is_null() {
+                // SAFETY: made on this thread for `env` (slots never leave their thread),
+                // which is alive while one of its calls runs.
+                unsafe { sys::napi_delete_reference(self.env, reference) };
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -28,7 +71,7 @@ thread_local! {
 /// What a walk left: the encoder to read its tape into, or the helper reading it already.
 pub enum Walked {
     Here(Encoder),
-    Ahead(TapeAhead),
+    Ahead(Ahead),
 }
 
 /// Runs `walk` (one walk of a value) with `encoder` ready for the walk's [`start`].
@@ -70,10 +113,11 @@ struct JsTape {
     written: *const AtomicU32,
 }
 
-// SAFETY: the helper reads the buffer only below what the walk published, which the walk
-// never writes again, and `written` only atomically; the walk keeps both alive until it is
-// next called, and `encode_for` takes the work back from the helper before it returns, so
-// before the walk can be called again (`TapeAhead::finish`, or its drop).
+// SAFETY: the helper reads the buffer only below what the walk published and past the
+// root's head (the walk writes neither again while the helper runs; the head's count may
+// be written again, and core reads it on the JS thread only), and `written` only
+// atomically. Both stay alive while the helper may read them: the slot holds a reference
+// to each until `encode_for` has taken the work back (`TapeAhead::finish`, or its drop).
 unsafe impl Send for JsTape {}
 
 impl Written for JsTape {
@@ -83,10 +127,13 @@ impl Written for JsTape {
         (written as usize).min(self.len)
     }
 
-    fn bytes(&self, len: usize) -> &[u8] {
-        // SAFETY: `len` is at most what was published, which no thread writes any more (see
+    fn bytes(&self, range: Range<usize>) -> &[u8] {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
+        // SAFETY: the range ends at most where the walk published, and no thread writes
+        // there any more but the root's head, which core reads only on the JS thread (see
         // the `Send` implementation); the buffer lives until the work is taken back.
-        unsafe { std::slice::from_raw_parts(self.data, len.min(self.len)) }
+        unsafe { std::slice::from_raw_parts(self.data.add(start), end - start) }
     }
 }
 
@@ -138,24 +185,32 @@ unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) ->
                 len,
                 written: written.cast(),
             };
-            started = SLOTS.with_borrow_mut(|slots| {
-                let Some(slot) = slots.last_mut() else {
-                    return false;
-                };
-                let Some(encoder) = slot.encoder.take() else {
-                    return false;
-                };
-                match TapeAhead::start(encoder, slot.max_items, Box::new(tape)) {
-                    Ok(ahead) => {
-                        slot.ahead = Some(ahead);
-                        true
+            let mut refs = [ptr::null_mut(); 2];
+            let mut kept_all = true;
+            for (value, reference) in argv.iter().zip(refs.iter_mut()) {
+                kept_all &=
+                    sys::napi_create_reference(env, *value, 1, reference) == sys::Status::napi_ok;
+            }
+            let kept = Kept { env, refs };
+            started = kept_all
+                && SLOTS.with_borrow_mut(|slots| {
+                    let Some(slot) = slots.last_mut() else {
+                        return false;
+                    };
+                    let Some(encoder) = slot.encoder.take() else {
+                        return false;
+                    };
+                    match TapeAhead::start(encoder, slot.max_items, Box::new(tape)) {
+                        Ok(ahead) => {
+                            slot.ahead = Some(Ahead { ahead, kept });
+                            true
+                        }
+                        Err(encoder) => {
+                            slot.encoder = Some(*encoder);
+                            false
+                        }
                     }
-                    Err(encoder) => {
-                        slot.encoder = Some(*encoder);
-                        false
-                    }
-                }
-            });
+                });
         }
     }
     let mut out = ptr::null_mut();

@@ -194,6 +194,11 @@ const WALK: &str = r#"(function () {
     // publishes the tape so far, first starting the read ahead if the tape will be long.
     function advance (done, n) {
       mark = pos + $AHEAD_STEP
+      // `written` holds an int32: past that, nothing more is published.
+      if (pos > 0x7fffffff) {
+        mark = Infinity
+        return
+      }
       if (!started) {
         if (ahead === null || pos / done * n < $AHEAD_WORTH) return
         const start = ahead

@@ -15,18 +15,24 @@
 //! whatever is left, everything if the helper never ran. So the JS thread waits only for
 //! the item the helper is reading (spinning, then sleeping: if the helper was
 //! descheduled in the middle of an item, until it runs again), never for a helper that
-//! has not started. If a getter changed the root object's keys meanwhile, or the helper
-//! panicked, the JS thread reads the whole tape again. The helper is not woken while it
+//! has not started. The root container's head is read on the JS thread when the helper
+//! starts, and the helper never reads those bytes: a getter that changes the root
+//! object's keys makes the walk write its count again, and the JS thread then reads the
+//! whole tape again (as it does if the helper panicked). The helper is not woken while it
 //! waits for more of the tape: it looks every [`LOOK_EVERY`] (a wake of the other core
 //! cost the caller 13–16 µs, see `lz4::LOOK_EVERY`), and after [`LOOK_FOR`] with nothing
-//! new it sleeps until the end wakes it.
+//! new it looks every [`LOOK_SLOWLY`] (the walk is paused: a getter doing slow work) until
+//! the end.
 
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::tape::{encode_end, encode_items, encode_tape, same_root, Place, TapeError};
+use super::tape::{
+    encode_end, encode_head, encode_items, encode_tape, same_root, Place, TapeError, ROOT_HEAD,
+};
 use crate::codec::Encoder;
 use crate::error::Error;
 
@@ -50,17 +56,22 @@ const SPIN: Duration = Duration::from_micros(200);
 /// How often a helper with nothing new to read looks again.
 const LOOK_EVERY: Duration = Duration::from_micros(50);
 
-/// How long a helper with nothing new keeps looking before it sleeps until woken: the walk
+/// How long a helper with nothing new keeps looking every [`LOOK_EVERY`]: the walk
 /// publishes every few KB of tape, every 10–50 µs.
 const LOOK_FOR: Duration = Duration::from_millis(2);
+
+/// How often a helper looks after [`LOOK_FOR`] with nothing new. It lives only as long as
+/// one walk, so it is not put to sleep for good: a walk paused longer (a getter doing slow
+/// work, a descheduled JS thread) goes on being read when it resumes.
+const LOOK_SLOWLY: Duration = Duration::from_millis(1);
 
 /// A tape being written by the JS walk on another thread.
 pub trait Written: Send {
     /// How many bytes of the tape are written for good: the walk never changes them again,
     /// and they end between two items of the root container.
     fn written(&self) -> usize;
-    /// The first `len` bytes of the tape (`len` at most what [`Written::written`] told).
-    fn bytes(&self, len: usize) -> &[u8];
+    /// The tape's bytes in `range` (which ends at most where [`Written::written`] told).
+    fn bytes(&self, range: Range<usize>) -> &[u8];
 }
 
 /// The encoder and how far the tape has been read into it.
@@ -75,8 +86,6 @@ struct Work {
 struct State {
     /// The work when no thread is reading: `None` while the helper reads.
     work: Option<Work>,
-    /// The helper sleeps until woken (see [`LOOK_FOR`]).
-    asleep: bool,
     /// The helper panicked while reading: the work is gone (the tape is read again).
     lost: bool,
 }
@@ -86,8 +95,8 @@ struct Shared {
     max_items: usize,
     /// The JS thread wants the work back: the helper stops between two items and leaves.
     closed: AtomicBool,
-    /// The helper waits on it for more of the tape (woken by the end), the JS thread for
-    /// the work (woken when the helper puts it back).
+    /// The helper waits on it for more of the tape, the JS thread for the work (woken
+    /// when the helper puts it back).
     wake: Condvar,
 }
 
@@ -106,12 +115,14 @@ impl Shared {
             }
             let written = tape.written();
             let behind = matches!(&state.work,
-                Some(work) if work.failed.is_none() && work.place.at() < written);
+                Some(work) if work.failed.is_none() && work.place.behind(written));
             if let Some(mut work) = state.work.take_if(|_| behind) {
                 drop(state);
                 let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    // From past the root's head, which the JS thread may write again.
                     encode_items(
-                        tape.bytes(written),
+                        tape.bytes(ROOT_HEAD..written),
+                        ROOT_HEAD,
                         self.max_items,
                         &mut work.place,
                         &mut work.encoder,
@@ -129,20 +140,16 @@ impl Shared {
                 }
                 self.wake.notify_all();
                 last_read = Instant::now();
-            } else if last_read.elapsed() < LOOK_FOR {
+            } else {
+                let look = match last_read.elapsed() < LOOK_FOR {
+                    true => LOOK_EVERY,
+                    false => LOOK_SLOWLY,
+                };
                 state = self
                     .wake
-                    .wait_timeout(state, LOOK_EVERY)
+                    .wait_timeout(state, look)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
-            } else {
-                state.asleep = true;
-                state = self
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-                state.asleep = false;
-                last_read = Instant::now();
             }
         }
     }
@@ -152,9 +159,6 @@ impl Shared {
     fn take(&self) -> Option<Work> {
         self.closed.store(true, Ordering::Release);
         let mut state = self.state();
-        if state.asleep {
-            self.wake.notify_all();
-        }
         let waiting = Instant::now();
         loop {
             if let Some(work) = state.work.take() {
@@ -193,8 +197,10 @@ impl std::fmt::Debug for TapeAhead {
 }
 
 impl TapeAhead {
-    /// A helper thread reading `tape` into `encoder` as it is published; the encoder back
-    /// when no thread can be spawned. `max_items` as for [`super::tape::encode_tape`].
+    /// A helper thread reading `tape` into `encoder` as it is published, called on the
+    /// thread writing the tape while it does not (the root's head is read here); the
+    /// encoder back when no thread can be spawned. `max_items` as for
+    /// [`super::tape::encode_tape`].
     ///
     /// # Errors
     /// The encoder, when no thread can be spawned (a WASI component).
@@ -206,27 +212,34 @@ impl TapeAhead {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 work: None,
-                asleep: false,
                 lost: false,
             }),
             max_items,
             closed: AtomicBool::new(false),
             wake: Condvar::new(),
         });
+        // Read here, where the tape is not being written: the helper starts past it.
+        let mut encoder = encoder;
+        let head = encode_head(tape.bytes(0..ROOT_HEAD), max_items, &mut encoder);
         let helper = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("polycache-tape".into())
             // The reader recurses once per level of nesting, to `MAX_DEPTH`.
-            .stack_size(512 * 1024)
+            // Reserved, not committed: a debug build's frames at 256 levels need about 1 MiB.
+            .stack_size(4 * 1024 * 1024)
             .spawn(move || helper.help(&*tape));
         if spawned.is_err() {
             return Err(Box::new(encoder));
         }
+        let (place, failed) = match head {
+            Ok(place) => (place, None),
+            Err(err) => (Place::default(), Some(err)),
+        };
         // The helper finds it when it first looks (a new thread takes longer to run).
         shared.state().work = Some(Work {
             encoder,
-            place: Place::default(),
-            failed: None,
+            place,
+            failed,
         });
         Ok(TapeAhead {
             shared,
@@ -247,6 +260,8 @@ impl TapeAhead {
         again: impl FnOnce() -> Encoder,
     ) -> Result<Encoder, TapeError<Error>> {
         self.done = true;
+        // A head read with a count the walk wrote again, or never read (it failed), or a
+        // helper that panicked: the whole tape on this thread.
         let work = self.shared.take();
         let Some(mut work) = work.filter(|work| same_root(tape, &work.place)) else {
             let mut encoder = again();
@@ -258,7 +273,14 @@ impl TapeAhead {
         }
         let never = AtomicBool::new(false);
         let max_items = self.shared.max_items;
-        encode_items(tape, max_items, &mut work.place, &mut work.encoder, &never)?;
+        encode_items(
+            tape,
+            0,
+            max_items,
+            &mut work.place,
+            &mut work.encoder,
+            &never,
+        )?;
         encode_end(tape, &work.place, &mut work.encoder)?;
         Ok(work.encoder)
     }
@@ -293,8 +315,8 @@ mod tests {
         fn written(&self) -> usize {
             self.published.load(Ordering::Acquire)
         }
-        fn bytes(&self, len: usize) -> &[u8] {
-            &self.tape[..len]
+        fn bytes(&self, range: Range<usize>) -> &[u8] {
+            &self.tape[range]
         }
     }
 
@@ -353,7 +375,7 @@ mod tests {
     /// How far the helper has read, once it has put the work back.
     fn read_so_far(ahead: &TapeAhead) -> Option<usize> {
         let state = ahead.shared.state();
-        state.work.as_ref().map(|work| work.place.at())
+        state.work.as_ref().map(|work| work.place.at)
     }
 
     /// The tape read ahead: published at `steps` (entry ends), waiting at each for the

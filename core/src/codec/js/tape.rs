@@ -139,6 +139,7 @@ pub fn read_tape<B: Build>(
 ) -> Result<B::Value, TapeError<B::Error>> {
     let mut reader = Reader {
         tape,
+        base: 0,
         at: 0,
         max_items,
         keys: Vec::new(),
@@ -170,7 +171,7 @@ pub fn encode_tape(
 /// on from there ([`super::ahead`]): a reader's place between two items of the root.
 #[derive(Debug, Default)]
 pub(super) struct Place {
-    at: usize,
+    pub(super) at: usize,
     /// The keys remembered for [`KEY_AGAIN`], by depth, as ranges of the tape.
     keys: Vec<Vec<Range<usize>>>,
     /// The root container, once its head is read.
@@ -185,46 +186,61 @@ struct Root {
     done: usize,
 }
 
+/// The root container's head: a tag and a count.
+pub(super) const ROOT_HEAD: usize = 5;
+
 impl Place {
-    /// The tape offset read up to.
-    pub(super) fn at(&self) -> usize {
-        self.at
+    /// Whether the tape's first `written` bytes hold root items not read yet.
+    pub(super) fn behind(&self, written: usize) -> bool {
+        self.at < written && self.root.is_some_and(|root| root.done < root.len)
     }
 }
 
-/// Reads the head of the tape's root container (if not read yet), then its items from
-/// `place` to the end of `tape`, which ends between two of them, into `encoder`. Stops
-/// early, between two items, once `stop` is set.
+/// Reads the head of the tape's root container (its first [`ROOT_HEAD`] bytes, which
+/// `tape` starts with) into `encoder`: where [`encode_items`] starts.
+pub(super) fn encode_head(
+    tape: &[u8],
+    max_items: usize,
+    encoder: &mut Encoder,
+) -> Result<Place, TapeError<Error>> {
+    let mut reader = Reader::resume(tape, 0, max_items, &Place::default())?;
+    let build = &mut Encoding(encoder);
+    let map = match reader.tag()? {
+        MAP => true,
+        ARRAY => false,
+        // Only a container's items are read ahead.
+        _ => return Err(reader.malformed()),
+    };
+    let len = if map {
+        let len = reader.container_len(0, "an object", "properties")?;
+        build.map(len).map_err(TapeError::Host)?;
+        len
+    } else {
+        let len = reader.container_len(0, "an array", "items")?;
+        build.array(len).map_err(TapeError::Host)?;
+        len
+    };
+    Ok(reader.park(Some(Root { map, len, done: 0 })))
+}
+
+/// Reads the root container's items from `place` (after [`encode_head`]) to the end of
+/// `tape`, which holds the tape's bytes from `base` on and ends between two root items,
+/// into `encoder`. Stops early, between two items, once `stop` is set.
 pub(super) fn encode_items(
     tape: &[u8],
+    base: usize,
     max_items: usize,
     place: &mut Place,
     encoder: &mut Encoder,
     stop: &AtomicBool,
 ) -> Result<(), TapeError<Error>> {
-    let mut reader = Reader::resume(tape, max_items, place)?;
-    let build = &mut Encoding(encoder);
-    let mut root = match place.root {
-        Some(root) => root,
-        None => {
-            let map = match reader.tag()? {
-                MAP => true,
-                ARRAY => false,
-                // Only a container's items are read ahead.
-                _ => return Err(reader.malformed()),
-            };
-            let len = if map {
-                let len = reader.container_len(0, "an object", "properties")?;
-                build.map(len).map_err(TapeError::Host)?;
-                len
-            } else {
-                let len = reader.container_len(0, "an array", "items")?;
-                build.array(len).map_err(TapeError::Host)?;
-                len
-            };
-            Root { map, len, done: 0 }
-        }
+    let Some(mut root) = place.root else {
+        return Err(TapeError::Malformed(Error::codec(
+            "value tape: items before the head",
+        )));
     };
+    let mut reader = Reader::resume(tape, base, max_items, place)?;
+    let build = &mut Encoding(encoder);
     let read = (|| {
         while reader.at < tape.len() && root.done < root.len && !stop.load(Ordering::Relaxed) {
             if root.map {
@@ -244,9 +260,8 @@ pub(super) fn encode_items(
 /// writes a root object's count before its entries, and writes it again if a getter
 /// changed the keys meanwhile.
 pub(super) fn same_root(tape: &[u8], place: &Place) -> bool {
-    match (place.root, tape.get(1..5)) {
+    match (place.root, tape.get(1..ROOT_HEAD)) {
         (Some(root), Some(&[a, b, c, d])) => u32::from_le_bytes([a, b, c, d]) as usize == root.len,
-        (None, _) => true,
         _ => false,
     }
 }
@@ -285,6 +300,8 @@ fn refused<T, E>(message: impl Into<String>) -> Result<T, TapeError<E>> {
 
 struct Reader<'t> {
     tape: &'t [u8],
+    /// Where `tape` starts in the whole tape (read ahead: past the root's head).
+    base: usize,
     at: usize,
     max_items: usize,
     /// By depth, the last key read at each position below [`KEY_ROW`] ([`KEY_AGAIN`]).
@@ -292,20 +309,30 @@ struct Reader<'t> {
 }
 
 impl<'t> Reader<'t> {
-    /// A reader of `tape` at `place` (its keys are checked again: another thread kept them).
-    fn resume<E>(tape: &'t [u8], max_items: usize, place: &Place) -> Result<Self, TapeError<E>> {
+    /// A reader of `tape`, the whole tape's bytes from `base` on, at `place` (its keys are
+    /// checked again: another thread kept them).
+    fn resume<E>(
+        tape: &'t [u8],
+        base: usize,
+        max_items: usize,
+        place: &Place,
+    ) -> Result<Self, TapeError<E>> {
         let mut reader = Reader {
             tape,
-            at: place.at,
+            base,
+            at: place.at.saturating_sub(base),
             max_items,
             keys: Vec::with_capacity(place.keys.len()),
         };
+        if place.at < base {
+            return Err(reader.malformed());
+        }
         for row in &place.keys {
             let row = row
                 .iter()
                 .map(|range| {
-                    tape.get(range.clone())
-                        .and_then(|b| std::str::from_utf8(b).ok())
+                    let range = range.start.checked_sub(base)?..range.end.checked_sub(base)?;
+                    tape.get(range).and_then(|b| std::str::from_utf8(b).ok())
                 })
                 .collect::<Option<Vec<&'t str>>>()
                 .ok_or_else(|| reader.malformed())?;
@@ -314,7 +341,7 @@ impl<'t> Reader<'t> {
         Ok(reader)
     }
 
-    /// Where this reader stands, without borrowing the tape.
+    /// Where this reader stands, in offsets of the whole tape.
     fn park(self, root: Option<Root>) -> Place {
         let start = self.tape.as_ptr() as usize;
         let keys = self
@@ -323,14 +350,14 @@ impl<'t> Reader<'t> {
             .map(|row| {
                 row.iter()
                     .map(|key| {
-                        let at = key.as_ptr() as usize - start;
+                        let at = self.base + key.as_ptr() as usize - start;
                         at..at + key.len()
                     })
                     .collect()
             })
             .collect();
         Place {
-            at: self.at,
+            at: self.base + self.at,
             keys,
             root,
         }
@@ -505,7 +532,7 @@ impl<'t> Reader<'t> {
                     return Err(self.malformed());
                 }
                 // The f64s start at the next multiple of 8.
-                self.take((8 - self.at % 8) % 8)?;
+                self.take((8 - (self.base + self.at) % 8) % 8)?;
                 let run = self.take(count.checked_mul(8).ok_or_else(|| self.malformed())?)?;
                 for bytes in run.chunks_exact(8) {
                     let item = Self::number(build, bytes).map_err(TapeError::Host)?;
