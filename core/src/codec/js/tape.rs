@@ -161,8 +161,10 @@ pub fn encode_tape(
     encoder: &mut Encoder,
 ) -> Result<(), TapeError<Error>> {
     // No MessagePack form is longer than its tape entry (a tag and a length or an `f64`
-    // against the codec's shortest form), so the payload grows once; JSON's may grow more.
-    encoder.reserve(tape.len());
+    // against the codec's shortest form) but a number in a run, written as 8 bytes and at
+    // most 9 in MessagePack: so the payload grows once (a 1 MB list of floats was copied
+    // when it outgrew the tape's length); JSON's may grow more.
+    encoder.reserve(tape.len() + tape.len() / 8);
     read_tape(tape, max_items, Undefined::Nested, &mut Encoding(encoder))
 }
 
