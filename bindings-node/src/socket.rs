@@ -223,7 +223,7 @@ impl Socket {
             // SAFETY: on the JS thread inside a native callback; the references are live
             // until released below.
             let unsent = unsafe {
-                match self.buffer_of(raw, outbox) {
+                match self.buffer_of(raw, &outbox) {
                     Some((args, count)) => call(raw, self.write, &args[..count]),
                     None => ptr::null_mut(),
                 }
@@ -277,36 +277,18 @@ impl Socket {
         true
     }
 
-    /// The write function's arguments for `bytes`: the scratch Buffer and the length, or,
-    /// when they do not fit, a Buffer over `bytes` themselves (a copy where Node refuses
-    /// outside memory); `None` when Node-API failed.
+    /// The write function's arguments for `bytes`: the scratch Buffer and the length, or a
+    /// new Buffer when they do not fit; `None` when Node-API failed.
     ///
     /// # Safety
     /// On the JS thread inside a native callback of `env`.
     unsafe fn buffer_of(
         &mut self,
         env: sys::napi_env,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> Option<([sys::napi_value; 2], usize)> {
         let mut buffer = ptr::null_mut();
         if bytes.len() > SCRATCH {
-            // No copy of a large write (a 1 MB value's payload): the Buffer owns the bytes,
-            // freed when V8 collects it.
-            let len = bytes.len();
-            let owned = Box::into_raw(Box::new(bytes));
-            let status = sys::napi_create_external_buffer(
-                env,
-                len,
-                (*owned).as_mut_ptr().cast(),
-                Some(free_written),
-                owned.cast(),
-                &mut buffer,
-            );
-            if status == sys::Status::napi_ok {
-                return Some(([buffer, ptr::null_mut()], 1));
-            }
-            // SAFETY: not handed to Node (the call failed): still ours.
-            let bytes = Box::from_raw(owned);
             let mut data = ptr::null_mut();
             let status = sys::napi_create_buffer_copy(
                 env,
@@ -572,14 +554,4 @@ async fn connect(remote: Arc<Remote>, addr: NodeAddr) -> io::Result<Box<dyn Node
     })
     .await?;
     Ok(Box::new(stream))
-}
-
-/// Frees the bytes of a write handed to Node without a copy (`Socket::buffer_of`).
-unsafe extern "C" fn free_written(
-    _env: sys::napi_env,
-    _data: *mut std::ffi::c_void,
-    hint: *mut std::ffi::c_void,
-) {
-    // SAFETY: `hint` is the `Box<Vec<u8>>` given up in `buffer_of`, freed once, here.
-    drop(unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) });
 }
