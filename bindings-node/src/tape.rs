@@ -250,37 +250,17 @@ const WALK: &str = r#"(function () {
       const n = keys.length
       head($MAP, n)
       if (n > cap) throw STOP
-      const row = keyRow(depth - 1)
       if (plainIn && n <= ROOT_IN) {
-        rootIn(o, n, row)
+        entriesIn(o, depth, n)
         return
       }
+      const row = keyRow(depth - 1)
       for (let i = 0; i < n; i++) {
         const k = keys[i]
         key(row, i, k)
         walk(o[k], depth)
         if (depth === 1 && pos >= mark) advance(i + 1, n)
       }
-    }
-    // A root object of at most ROOT_IN keys, its count written: its entries by `for…in`
-    // (an object that small is most likely in fast mode, where `o[k]` in `for…in` is a
-    // field load and a keyed load from `Object.keys` costs about 50 ns a key; larger ones
-    // are in dictionary mode, where `for…in` costs more than `Object.keys`). If a getter
-    // changes the keys meanwhile, the count becomes what was walked (core then reads the
-    // tape again on one thread if it had read it ahead).
-    function rootIn (o, n, row) {
-      const at = pos - 5
-      let i = 0
-      for (const k in o) {
-        if (i === cap) {
-          view.setUint32(at + 1, keysOf(o).length, true)
-          throw STOP
-        }
-        key(row, i++, k)
-        walk(o[k], 1)
-        if (pos >= mark) advance(i, n)
-      }
-      if (i !== n) view.setUint32(at + 1, i, true)
     }
     // By object depth, the last key written at each position below $KEY_ROW, as core
     // remembers them: a key equal to it is written as $KEY_AGAIN (one byte, nothing for
@@ -313,19 +293,30 @@ const WALK: &str = r#"(function () {
     // what core reports.
     function mapIn (o, depth) {
       head($MAP, cap)
+      entriesIn(o, depth, -1)
+    }
+    // The entries of `o`, whose head was just written with `n` (or -1 when not counted),
+    // by `for…in`. A root object of at most ROOT_IN keys comes here counted (most likely
+    // in fast mode, where `o[k]` in `for…in` is a field load and a keyed load from
+    // `Object.keys` costs about 50 ns a key; larger ones are in dictionary mode, where
+    // `for…in` costs more than `Object.keys`). The count becomes what was walked if it
+    // differs: a getter changed the keys (core then reads the tape again on one thread if
+    // it had read it ahead).
+    function entriesIn (o, depth, n) {
       const at = pos - 5
       const row = keyRow(depth - 1)
-      let n = 0
+      let i = 0
       for (const k in o) {
-        if (n === cap) {
+        if (i === cap) {
           // Over the cap: core's refusal names the count.
           view.setUint32(at + 1, keysOf(o).length, true)
           throw STOP
         }
-        key(row, n++, k)
+        key(row, i++, k)
         walk(o[k], depth)
+        if (depth === 1 && pos >= mark) advance(i, n)
       }
-      view.setUint32(at + 1, n, true)
+      if (i !== n) view.setUint32(at + 1, i, true)
     }
     // Whether Object.prototype has an enumerable key (then `for…in` would list it too).
     function prototypeClean () {
