@@ -5,9 +5,11 @@
 //! Python type is which kind of value.
 
 mod build;
+mod layout;
 mod walk;
 
 pub use build::PyBuild;
+pub use layout::detect as detect_dict_layout;
 
 use polycache::codec::{msgpack, DecodeLimits, Encoder};
 use polycache::{Codec, ErrorKind, Value};

@@ -4,10 +4,14 @@ Redis: what the borrowed-pointer walk writes and what the decoder builds."""
 from __future__ import annotations
 
 import gc
+import json
 import math
+import os
 import struct
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -307,3 +311,80 @@ def test_a_long_list_is_decoded_into_all_its_slots_at_once(cache: Cache, n: int)
         assert sys.getsizeof(back) == sys.getsizeof([None] * n)
     nested = roundtrip(cache, {"a": values[0], "b": [values[1]]})
     assert sys.getsizeof(nested["a"]) == sys.getsizeof(nested["b"][0]) == sys.getsizeof([None] * n)
+
+
+# --- dicts read in place (value/layout.rs) -------------------------------------------------
+
+# Builds the dicts checked, in this process and in one that reads dicts by PyDict_Next.
+DICTS = r"""
+class Sub(dict):
+    pass
+
+class Obj:
+    def __init__(self):
+        self.a = 1
+        self.b = "two"
+
+holed = {f"k{i}": i for i in range(50)}
+for k in list(holed)[::3]:
+    del holed[k]
+grown = {}  # 70,000 entries: a 4-byte hash index
+for i in range(70_000):
+    grown[f"g{i}"] = i
+for k in list(grown)[::5]:
+    del grown[k]
+was_mixed = {1: "x", "s": 2}  # a table for any keys, holding str keys only now
+del was_mixed[1]
+dicts = [
+    {"zeta": 1, "alpha": {"y": [1, 2.5, None], "x": True}, "é": "ü"},
+    holed,
+    grown,
+    Obj().__dict__,
+    was_mixed,
+    Sub([("b", 1), ("a", Sub(c=2))]),
+    {},
+    {"": {}},
+    {1: "x"},
+    {"a": 1, 2: "b"},
+]
+"""
+
+
+def encoded_dicts() -> list[str]:
+    """Each dict of DICTS as the hex of its envelope, or its CodecError's message."""
+    scope: dict[str, Any] = {}
+    exec(DICTS, scope)
+    out = []
+    for value in scope["dicts"]:
+        try:
+            out.append(contract.encode_envelope(value, compression="none").hex())
+        except polycache.CodecError as err:
+            out.append(f"CodecError: {err}")
+    return out
+
+
+def test_dicts_are_read_in_place_on_the_cpythons_whose_layout_is_known() -> None:
+    known = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info < (3, 14)
+    if os.environ.get("POLYCACHE_DICT_NEXT", "0") not in ("", "0"):
+        known = False
+    assert polycache._native._dicts_read_in_place is known
+
+
+def test_dicts_read_in_place_are_written_as_pydict_next_reads_them() -> None:
+    script = (
+        "import json, polycache, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_codec_edges import encoded_dicts\n"
+        "print(json.dumps([polycache._native._dicts_read_in_place, encoded_dicts()]))\n"
+    )
+    env = {**os.environ, "POLYCACHE_DICT_NEXT": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    read_in_place, by_dict_next = json.loads(run.stdout)
+    assert read_in_place is False
+    ours = encoded_dicts()
+    assert ours == by_dict_next
+    assert ours[-2].startswith("CodecError") and ours[-1].startswith("CodecError")
+    assert sum(not e.startswith("CodecError") for e in ours) == len(ours) - 2

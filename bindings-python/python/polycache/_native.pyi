@@ -12,6 +12,8 @@ _Items: TypeAlias = Mapping[str, Any] | Iterable[tuple[str, Any]]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 __version__: str
+# Whether dicts are read in place (CPython 3.11–3.13) rather than by PyDict_Next.
+_dicts_read_in_place: bool
 __all__ = [
     "NOT_FOUND",
     "AsyncCache",
@@ -32,6 +34,7 @@ __all__ = [
     "WriterError",
     "__version__",
     "_after_fork",
+    "_dicts_read_in_place",
     "_shutdown",
     "call_key",
     "decode_envelope",

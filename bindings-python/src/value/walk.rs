@@ -30,6 +30,7 @@ use polycache::codec::Encoder;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use super::layout;
 use crate::errors;
 
 /// Why the walk stopped.
@@ -352,34 +353,55 @@ impl Walk<'_> {
     /// As [`value`]; `obj` is a dict (or a subclass).
     unsafe fn dict(&mut self, obj: *mut ffi::PyObject) -> Walked {
         // SAFETY: `obj` is a live dict; it cannot change during the walk (module docs), so its
-        // size is the number of entries `PyDict_Next` yields, and the key and value pointers
-        // it lends stay valid while they are used.
+        // size is the number of entries it yields, and the key and value pointers lent stay
+        // valid while they are used.
         unsafe {
+            let len = ffi::PyDict_Size(obj);
             {
-                let written = self.encoder.begin_map(ffi::PyDict_Size(obj) as usize);
+                let written = self.encoder.begin_map(len as usize);
                 self.codec(written)
             }?;
-            let mut pos: ffi::Py_ssize_t = 0;
-            let mut key: *mut ffi::PyObject = ptr::null_mut();
-            let mut item: *mut ffi::PyObject = ptr::null_mut();
-            while ffi::PyDict_Next(obj, &mut pos, &mut key, &mut item) != 0 {
-                if ffi::Py_TYPE(key) != &raw mut ffi::PyUnicode_Type
-                    && ffi::PyUnicode_Check(key) == 0
-                {
-                    // The general path names the key's type in its error.
+            if let Some(entries) = layout::entries(obj) {
+                let mut read: ffi::Py_ssize_t = 0;
+                for (key, item) in entries {
+                    self.entry(key, item)?;
+                    read += 1;
+                }
+                if read != len {
+                    // Never seen (`layout::detect` checked the reading): the general path
+                    // writes the value again rather than store a wrong count.
                     return Err(Halt::General);
                 }
-                {
-                    let text = self.utf8(key, true)?;
-                    let written = self.encoder.key(text);
-                    self.codec(written)
-                }?;
-                self.value(item)?;
+            } else {
+                for (key, item) in layout::dict_next(obj) {
+                    self.entry(key, item)?;
+                }
             }
         }
         {
             let written = self.encoder.end_map();
             self.codec(written)
+        }
+    }
+
+    /// One entry of a dict: its key (a str) and value.
+    ///
+    /// # Safety
+    /// As [`value`], for `key` and `item`.
+    #[inline(always)]
+    unsafe fn entry(&mut self, key: *mut ffi::PyObject, item: *mut ffi::PyObject) -> Walked {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if ffi::Py_TYPE(key) != &raw mut ffi::PyUnicode_Type && ffi::PyUnicode_Check(key) == 0 {
+                // The general path names the key's type in its error.
+                return Err(Halt::General);
+            }
+            {
+                let text = self.utf8(key, true)?;
+                let written = self.encoder.key(text);
+                self.codec(written)
+            }?;
+            self.value(item)
         }
     }
 
