@@ -27,8 +27,8 @@ fn _after_fork() {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Whether dicts are read in place (value/layout.rs), for the tests and for bug reports.
-    m.add("_dicts_read_in_place", value::detect_dict_layout(m.py())?)?;
+    // Whether dicts and strs are read in place (value/layout.rs), for tests and bug reports.
+    m.add("_reads_cpython_layout", value::detect_layout(m.py())?)?;
     errors::register(m)?;
     cache::register(m)?;
     contract::register(m)?;

@@ -9,7 +9,7 @@ mod layout;
 mod walk;
 
 pub use build::PyBuild;
-pub use layout::detect as detect_dict_layout;
+pub use layout::detect as detect_layout;
 
 use polycache::codec::{msgpack, DecodeLimits, Encoder};
 use polycache::{Codec, ErrorKind, Value};

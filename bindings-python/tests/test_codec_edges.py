@@ -313,11 +313,15 @@ def test_a_long_list_is_decoded_into_all_its_slots_at_once(cache: Cache, n: int)
     assert sys.getsizeof(nested["a"]) == sys.getsizeof(nested["b"][0]) == sys.getsizeof([None] * n)
 
 
-# --- dicts read in place (value/layout.rs) -------------------------------------------------
+# --- dicts and strs read in place (value/layout.rs) -----------------------------------------
 
-# Builds the dicts checked, in this process and in one that reads dicts by PyDict_Next.
-DICTS = r"""
+# Builds the values checked, in this process and in one that reads dicts and strs only
+# through CPython's calls.
+VALUES = r"""
 class Sub(dict):
+    pass
+
+class Text(str):
     pass
 
 class Obj:
@@ -335,8 +339,12 @@ for k in list(grown)[::5]:
     del grown[k]
 was_mixed = {1: "x", "s": 2}  # a table for any keys, holding str keys only now
 del was_mixed[1]
-dicts = [
+values = [
     {"zeta": 1, "alpha": {"y": [1, 2.5, None], "x": True}, "é": "ü"},
+    {f"field_{i}": {"id": i, "name": f"user {i}", "tags": ["a", "b"]} for i in range(3000)},
+    ["", "a", "x" * 31, "y" * 32, "z" * 70_000, "日本", "mixed é", Text("sub"), {Text("k"): 1}],
+    "plain",
+    Text("a subclass"),
     holed,
     grown,
     Obj().__dict__,
@@ -350,12 +358,12 @@ dicts = [
 """
 
 
-def encoded_dicts() -> list[str]:
-    """Each dict of DICTS as the hex of its envelope, or its CodecError's message."""
+def encoded_values() -> list[str]:
+    """Each value of VALUES as the hex of its envelope, or its CodecError's message."""
     scope: dict[str, Any] = {}
-    exec(DICTS, scope)
+    exec(VALUES, scope)
     out = []
-    for value in scope["dicts"]:
+    for value in scope["values"]:
         try:
             out.append(contract.encode_envelope(value, compression="none").hex())
         except polycache.CodecError as err:
@@ -363,28 +371,28 @@ def encoded_dicts() -> list[str]:
     return out
 
 
-def test_dicts_are_read_in_place_on_the_cpythons_whose_layout_is_known() -> None:
+def test_dicts_and_strs_are_read_in_place_on_the_cpythons_whose_layout_is_known() -> None:
     known = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info < (3, 14)
-    if os.environ.get("POLYCACHE_DICT_NEXT", "0") not in ("", "0"):
+    if os.environ.get("POLYCACHE_CPYTHON_LAYOUT") == "0":
         known = False
-    assert polycache._native._dicts_read_in_place is known
+    assert polycache._native._reads_cpython_layout is known
 
 
-def test_dicts_read_in_place_are_written_as_pydict_next_reads_them() -> None:
+def test_values_read_in_place_are_written_as_read_through_cpython_calls() -> None:
     script = (
         "import json, polycache, sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "from test_codec_edges import encoded_dicts\n"
-        "print(json.dumps([polycache._native._dicts_read_in_place, encoded_dicts()]))\n"
+        "from test_codec_edges import encoded_values\n"
+        "print(json.dumps([polycache._native._reads_cpython_layout, encoded_values()]))\n"
     )
-    env = {**os.environ, "POLYCACHE_DICT_NEXT": "1"}
+    env = {**os.environ, "POLYCACHE_CPYTHON_LAYOUT": "0"}
     run = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr
-    read_in_place, by_dict_next = json.loads(run.stdout)
+    read_in_place, through_calls = json.loads(run.stdout)
     assert read_in_place is False
-    ours = encoded_dicts()
-    assert ours == by_dict_next
+    ours = encoded_values()
+    assert ours == through_calls
     assert ours[-2].startswith("CodecError") and ours[-1].startswith("CodecError")
     assert sum(not e.startswith("CodecError") for e in ours) == len(ours) - 2

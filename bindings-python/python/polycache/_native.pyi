@@ -12,8 +12,8 @@ _Items: TypeAlias = Mapping[str, Any] | Iterable[tuple[str, Any]]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 __version__: str
-# Whether dicts are read in place (CPython 3.11–3.13) rather than by PyDict_Next.
-_dicts_read_in_place: bool
+# Whether dicts and strs are read in place (CPython 3.11–3.13) rather than through CPython calls.
+_reads_cpython_layout: bool
 __all__ = [
     "NOT_FOUND",
     "AsyncCache",
@@ -34,7 +34,7 @@ __all__ = [
     "WriterError",
     "__version__",
     "_after_fork",
-    "_dicts_read_in_place",
+    "_reads_cpython_layout",
     "_shutdown",
     "call_key",
     "decode_envelope",

@@ -1,38 +1,55 @@
-//! A dict's entries read in place from CPython's memory, on the CPython versions whose
-//! layout is known here and checked at import; everywhere else, and for dicts this does
-//! not read (split tables), the walk calls `PyDict_Next`.
+//! Dicts and strs read in place from CPython's memory, on the CPython versions whose
+//! layout is known here and checked at import; everywhere else the walk calls
+//! `PyDict_Next` and `PyUnicode_AsUTF8AndSize`, and for what is not read here (split
+//! tables, strs that are not compact ASCII) it does so anyway.
 //!
 //! Why: under the stable ABI `PyDict_Next` is a call per entry, 17% of a 1 MB records
-//! `set` (perf). Read in place, a `memory://` set of that value measured 1,230–1,260 µs
-//! against 1,530–1,620 (ormsgpack's `packb` alone: 1,060–1,120), and so do the Redis sets
-//! of record dicts. ormsgpack and orjson read dicts the same way, built per version.
+//! `set` (perf). Read in place, a `memory://` set of that value measured 1,230–1,290 µs
+//! against 1,530–1,620 (ormsgpack's `packb` alone: 1,060–1,120). A str met for the first
+//! time in a walk (a record's own key and name) costs `PyUnicode_AsUTF8AndSize` otherwise:
+//! 2–3% more. ormsgpack and orjson read dicts and strs the same way, built per version.
 //!
-//! The layout (CPython's `Include/internal/pycore_dict.h`, the same in 3.11, 3.12 and 3.13
-//! with the GIL): a dict object holds `ma_used`, a version tag, `ma_keys` and `ma_values`
-//! (null for a combined table, the only kind read here). The keys object holds its sizes,
-//! its kind (0: any keys, whose entries are hash, key, value; 1: str keys only, key and
-//! value) and `dk_nentries`, then `1 << dk_log2_index_bytes` bytes of hash index, then the
-//! entries in insertion order; a deleted entry has a null value. `PyDict_Next` yields
-//! exactly the entries with a value, in that order.
+//! The dict layout (CPython's `Include/internal/pycore_dict.h`, the same in 3.11, 3.12 and
+//! 3.13 with the GIL): a dict object holds `ma_used`, a version tag, `ma_keys` and
+//! `ma_values` (null for a combined table, the only kind read here). The keys object
+//! holds its sizes, its kind (0: any keys, whose entries are hash, key, value; 1: str keys
+//! only, key and value) and `dk_nentries`, then `1 << dk_log2_index_bytes` bytes of hash
+//! index, then the entries in insertion order; a deleted entry has a null value.
+//! `PyDict_Next` yields exactly the entries with a value, in that order.
 //!
-//! Checked twice: [`detect`] enables the reading only on CPython 3.11–3.13 and only when
-//! it yields what `PyDict_Next` yields for dicts of every kind (str keys, other keys,
-//! deleted entries, 1- and 2-byte indexes, an instance's split dict, an empty one); and
-//! the walk compares the entries it read in each dict with the dict's size, writing the
-//! value again on the general path if they ever differ. `POLYCACHE_DICT_NEXT=1` in the
-//! environment at import turns the reading off.
+//! The str layout (`Include/cpython/unicodeobject.h`): after the object head, the length
+//! and the hash, a 32-bit state whose bit 5 says compact and bit 6 ASCII; a compact ASCII
+//! str's characters, which are its UTF-8, follow the `PyASCIIObject` (48 bytes in 3.11,
+//! which still has `wstr`, 40 from 3.12).
+//!
+//! Checked twice: [`detect`] turns the reading on only on CPython 3.11–3.13 and only when
+//! it reads what `PyDict_Next` and `PyUnicode_AsUTF8AndSize` read, for dicts of every kind
+//! (str keys, other keys, deleted entries, 1- and 2-byte indexes, an instance's split
+//! dict, an empty one) and strs of every kind (ASCII of several lengths, non-ASCII, a
+//! subclass); and the walk compares the entries it read in each dict with the dict's
+//! size, writing the value again on the general path if they ever differ.
+//! `POLYCACHE_CPYTHON_LAYOUT=0` in the environment at import turns the reading off.
 
 #![allow(unsafe_code)]
 
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// Whether dicts are read in place ([`detect`] said so).
-static IN_PLACE: AtomicBool = AtomicBool::new(false);
+/// Whether dicts and strs are read in place ([`detect`] said so).
+static KNOWN: AtomicBool = AtomicBool::new(false);
+
+/// Where a compact ASCII str's characters start, from the object's address.
+static ASCII_AT: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether dicts and strs are read in place.
+#[inline(always)]
+fn known() -> bool {
+    KNOWN.load(Ordering::Relaxed)
+}
 
 /// A dict object's head (`PyDictObject`).
 #[repr(C)]
@@ -103,7 +120,7 @@ impl Iterator for Entries {
 /// are used: the GIL is held and no Python code runs.
 #[inline(always)]
 pub unsafe fn entries(dict: *mut ffi::PyObject) -> Option<Entries> {
-    if !IN_PLACE.load(Ordering::Relaxed) {
+    if !known() {
         return None;
     }
     // SAFETY: reading in place is on, so this CPython's dicts have the layout above
@@ -133,6 +150,47 @@ pub unsafe fn entries(dict: *mut ffi::PyObject) -> Option<Entries> {
     }
 }
 
+/// The UTF-8 of `s` read in place when it is a compact ASCII str (its characters are its
+/// UTF-8), or `None` where the caller asks CPython: reading in place is off, or `s` is
+/// not compact ASCII (non-ASCII text, a subclass's instance).
+///
+/// # Safety
+/// `s` is a live str (or a subclass) that outlives the result.
+#[inline(always)]
+pub unsafe fn ascii<'a>(s: *mut ffi::PyObject) -> Option<&'a str> {
+    if !known() {
+        return None;
+    }
+    // SAFETY: reading in place is on, so this CPython's strs have the layout above
+    // (`detect`), and `s` is a live str (the caller's contract): its state, and for a
+    // compact ASCII str its length and characters, are where they are read.
+    unsafe {
+        let head = &*s.cast::<AsciiObject>();
+        if head.state & COMPACT_ASCII != COMPACT_ASCII {
+            return None;
+        }
+        let len = usize::try_from(head.length).ok()?;
+        let chars = s.cast::<u8>().add(ASCII_AT.load(Ordering::Relaxed));
+        Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+            chars, len,
+        )))
+    }
+}
+
+/// A str object's head (`PyASCIIObject`, up to its state).
+#[repr(C)]
+#[allow(dead_code)] // Fields never read stand for the layout.
+struct AsciiObject {
+    ob_refcnt: ffi::Py_ssize_t,
+    ob_type: *mut ffi::PyTypeObject,
+    length: ffi::Py_ssize_t,
+    hash: ffi::Py_hash_t,
+    state: u32,
+}
+
+/// The state bits of a compact ASCII str: compact (bit 5) and ASCII (bit 6).
+const COMPACT_ASCII: u32 = 0b110_0000;
+
 /// Turns reading in place on if this interpreter is a CPython whose layout is the one
 /// above and it reads what `PyDict_Next` reads; returns whether it is on.
 ///
@@ -146,17 +204,60 @@ pub fn detect(py: Python<'_>) -> PyResult<bool> {
         .extract::<String>()?
         == "cpython";
     let version = py.version_info();
-    let known = cpython && ((3, 11)..(3, 14)).contains(&(version.major, version.minor));
-    let refused =
-        std::env::var_os("POLYCACHE_DICT_NEXT").is_some_and(|v| v != "0" && !v.is_empty());
-    let on = known && !refused && reads_as_dict_next(py)?;
-    IN_PLACE.store(on, Ordering::Relaxed);
-    Ok(on)
+    let (major, minor) = (version.major, version.minor);
+    let known = cpython && ((3, 11)..(3, 14)).contains(&(major, minor));
+    let refused = std::env::var_os("POLYCACHE_CPYTHON_LAYOUT").is_some_and(|v| v == "0");
+    if !known || refused {
+        return Ok(false);
+    }
+    ASCII_AT.store(if minor == 11 { 48 } else { 40 }, Ordering::Relaxed);
+    // On for the comparisons; off again unless they all agree.
+    KNOWN.store(true, Ordering::Relaxed);
+    let agree =
+        dicts_read_as_dict_next(py).and_then(|dicts| Ok(dicts && strs_read_as_cpython(py)?));
+    let on = matches!(agree, Ok(true));
+    KNOWN.store(on, Ordering::Relaxed);
+    agree.map(|_| on)
+}
+
+/// Whether strs of every kind read in place as `PyUnicode_AsUTF8AndSize` reads them, and
+/// the compact ASCII ones (only those) were read in place.
+fn strs_read_as_cpython(py: Python<'_>) -> PyResult<bool> {
+    let checked = py.eval(
+        c"(lambda S: [
+            ('', True), ('a', True), ('plain ascii', True), ('x' * 5000, True),
+            ('-'.join(['ab'] * 300), True), (str(12345), True), ('\u{e9}', False),
+            ('\u{65e5}\u{672c}', False), ('\u{1F600} and text', False), (S('subclass'), False),
+        ])(type('S', (str,), {}))",
+        None,
+        None,
+    )?;
+    for case in checked.try_iter()? {
+        let (s, ascii_expected) = case?.extract::<(Bound<'_, PyAny>, bool)>()?;
+        let mut len: ffi::Py_ssize_t = 0;
+        // SAFETY: `s` is a live str; CPython's UTF-8 of it lives as long as it does.
+        let (read, theirs) = unsafe {
+            let data = ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len);
+            if data.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let theirs = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
+            (ascii(s.as_ptr()), theirs)
+        };
+        let same = match read {
+            Some(read) => ascii_expected && read.as_bytes() == theirs,
+            None => !ascii_expected,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether, for dicts of every kind, the entries read in place are those `PyDict_Next`
 /// yields, and the tables this module reads were read (not left to `PyDict_Next`).
-fn reads_as_dict_next(py: Python<'_>) -> PyResult<bool> {
+fn dicts_read_as_dict_next(py: Python<'_>) -> PyResult<bool> {
     let checked = py.eval(
         c"(lambda C, big, holes, mixed: (
             {'a': 1, 'bb': 2.5, 'ccc': None},
@@ -178,11 +279,7 @@ fn reads_as_dict_next(py: Python<'_>) -> PyResult<bool> {
         // while its entries are compared.
         let same = unsafe {
             let obj = dict.as_ptr();
-            // Forced on for the comparison; `detect` sets the answer.
-            IN_PLACE.store(true, Ordering::Relaxed);
-            let read = entries(obj);
-            IN_PLACE.store(false, Ordering::Relaxed);
-            match read {
+            match entries(obj) {
                 Some(read) => {
                     read_in_place += 1;
                     read.eq(dict_next(obj))

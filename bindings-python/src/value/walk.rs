@@ -212,8 +212,8 @@ impl Walk<'_> {
         }
     }
 
-    /// A str's UTF-8, borrowed from the string's own cache (no copy for ASCII strings; made
-    /// once and kept by the string otherwise).
+    /// A str's UTF-8, borrowed from the string's own cache (no copy for ASCII strings, read
+    /// in place where the layout is known; made once and kept by the string otherwise).
     ///
     /// # Safety
     /// `obj` is a live str (or a subclass), the GIL is held, and `obj` outlives the result.
@@ -244,6 +244,15 @@ impl Walk<'_> {
         slot: usize,
         key: bool,
     ) -> Result<&'a str, Halt> {
+        // SAFETY: `obj` is a live str (the caller's contract).
+        if let Some(text) = unsafe { layout::ascii(obj) } {
+            self.texts[slot] = Text {
+                obj,
+                data: text.as_ptr(),
+                len: text.len(),
+            };
+            return Ok(text);
+        }
         let mut len: ffi::Py_ssize_t = 0;
         // SAFETY: `obj` is a live str; on failure (lone surrogates) CPython returns null and
         // sets an exception.

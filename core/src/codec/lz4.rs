@@ -235,30 +235,41 @@ impl Ahead {
 
     /// `payload` as one LZ4 block ([`compress`]'s bytes): its pieces compressed here, but
     /// those the helper compressed or is compressing. The pieces handed must be those of
-    /// `payload`.
+    /// `payload`. The helper goes on taking pieces from the front of its queue while this
+    /// thread compresses the pieces never handed, then takes the queue's pieces back from
+    /// its end, so pieces handed late (a split walk joins half the payload at its end) are
+    /// compressed on both threads.
     pub fn finish(self, payload: &[u8]) -> Vec<u8> {
         let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
         let handed = self.handed.start.min(pieces.len())..self.handed.end.min(pieces.len());
-        // The pieces before those handed (`compress`'s first half), while the helper works.
+        {
+            let mut state = self.shared.state();
+            self.close(&mut state);
+        }
+        // The pieces before those handed (`compress`'s first half) and after them (the
+        // last, short piece), while the helper works.
         let before = Joined::join(
             pieces[..handed.start]
                 .iter()
                 .map(|piece| Joined::piece(piece)),
         );
-        // Those it has not started are taken back, and compressed here with the rest.
-        let taken_back = {
-            let mut state = self.shared.state();
-            self.close(&mut state);
-            let taken_back = state.queue.len();
-            state.queue.clear();
-            taken_back
-        };
-        let helped = handed.start..handed.end - taken_back.min(handed.len());
         let after = Joined::join(
-            pieces[helped.end..]
+            pieces[handed.end..]
                 .iter()
                 .map(|piece| Joined::piece(piece)),
         );
+        // Then those it has not started, from the end of its queue, one at a time.
+        let mut taken_back = Vec::new();
+        loop {
+            let mut state = self.shared.state();
+            let Some((_, piece)) = state.queue.pop_back() else {
+                break;
+            };
+            drop(state);
+            taken_back.push(Joined::piece(&piece));
+        }
+        taken_back.reverse();
+        let helped = handed.start..handed.end - taken_back.len().min(handed.len());
         // Then the piece the helper is compressing, for at most `SPIN`; past that, or if
         // its pieces did not join, they are compressed here too.
         let waiting = Instant::now();
@@ -277,7 +288,8 @@ impl Ahead {
         drop(state);
         let run =
             run.or_else(|_| Joined::join(pieces[helped].iter().map(|piece| Joined::piece(piece))));
-        let parts = [before, run, after];
+        let taken_back = Joined::join(taken_back.into_iter());
+        let parts = [before, run, taken_back, after];
         let joined = parts
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
@@ -545,6 +557,38 @@ mod tests {
             .recv_timeout(Duration::from_secs(10))
             .expect("finish returned, not waiting for the stuck piece");
         assert_eq!(block, in_pieces(&payload));
+    }
+
+    #[test]
+    fn finish_takes_back_from_the_end_what_the_helper_has_not_started() {
+        // As if the helper had compressed the first two of five pieces handed and stopped
+        // (no thread): the caller takes the last three back, and the block is the same.
+        let payload = records(5 * CHUNK + 1_000);
+        let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
+        let ahead_of = |helped: usize| {
+            let mut ahead = Ahead {
+                shared: Arc::new(Shared::default()),
+                handed: 0..0,
+            };
+            for (index, piece) in pieces.iter().enumerate().take(5) {
+                ahead.hand(index, piece);
+            }
+            let mut state = ahead.shared.state();
+            for _ in 0..helped {
+                state.queue.pop_front();
+            }
+            state.run = Joined::join(pieces[..helped].iter().map(|piece| Joined::piece(piece)));
+            state.ran = helped;
+            drop(state);
+            ahead
+        };
+        for helped in 0..=5 {
+            assert_eq!(
+                ahead_of(helped).finish(&payload),
+                in_pieces(&payload),
+                "{helped}"
+            );
+        }
     }
 
     #[test]
