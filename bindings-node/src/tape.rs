@@ -115,42 +115,34 @@ const WALK: &str = r#"(function () {
       view.setUint32(pos + 1, len, true)
       pos = end
     }
+    // `typeof v === '…'` tests, not a `switch` on `typeof v`: V8 compiles each test inline
+    // and the switch into a call of its Typeof builtin (4% of a 10 KB records set).
     function walk (v, depth) {
-      switch (typeof v) {
-        case 'string':
-          string(v)
-          return
-        case 'number':
-          if (pos + 9 > buf.length) grow(9)
-          buf[pos] = $NUMBER
-          view.setFloat64(pos + 1, v, true)
-          pos += 9
-          return
-        case 'boolean':
-          tag(v ? $TRUE : $FALSE)
-          return
-        case 'object':
-          if (v === null) tag($NULL)
-          else object(v, depth)
-          return
-        case 'undefined':
-          tag($UNDEFINED)
-          return
-        case 'bigint': {
-          const text = String(v)
-          head($BIGINT, text.length)
-          if (pos + text.length > buf.length) grow(text.length)
-          pos += buf.write(text, pos, 'latin1')
-          return
-        }
-        case 'function':
-          stop($FUNCTION)
-          return
-        case 'symbol':
-          stop($SYMBOL)
-          return
-        default:
-          stop($UNKNOWN)
+      if (typeof v === 'string') {
+        string(v)
+      } else if (typeof v === 'number') {
+        if (pos + 9 > buf.length) grow(9)
+        buf[pos] = $NUMBER
+        view.setFloat64(pos + 1, v, true)
+        pos += 9
+      } else if (typeof v === 'object') {
+        if (v === null) tag($NULL)
+        else object(v, depth)
+      } else if (typeof v === 'boolean') {
+        tag(v ? $TRUE : $FALSE)
+      } else if (typeof v === 'undefined') {
+        tag($UNDEFINED)
+      } else if (typeof v === 'bigint') {
+        const text = String(v)
+        head($BIGINT, text.length)
+        if (pos + text.length > buf.length) grow(text.length)
+        pos += buf.write(text, pos, 'latin1')
+      } else if (typeof v === 'function') {
+        stop($FUNCTION)
+      } else if (typeof v === 'symbol') {
+        stop($SYMBOL)
+      } else {
+        stop($UNKNOWN)
       }
     }
     function object (v, depth) {
