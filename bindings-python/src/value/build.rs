@@ -31,8 +31,10 @@ const KEY_SLOTS: usize = 512;
 /// Longer keys are made each time: they rarely repeat.
 const KEY_MAX_LEN: usize = 64;
 
-/// A cached key: its UTF-8 (compared without calling into Python) and its str.
-type KeySlot<'py> = (Box<[u8]>, Bound<'py, PyString>);
+/// A cached key: its str, whose UTF-8 is compared with the key read (read in place for
+/// an ASCII str where the layout is known, CPython's UTF-8 cache of it otherwise): no copy
+/// of the key is kept, so a key met once (a record's own name) costs no allocation.
+type KeySlot<'py> = Bound<'py, PyString>;
 
 /// Makes Python objects for a decoder (core's `Build`).
 pub struct PyBuild<'py> {
@@ -72,13 +74,15 @@ impl<'py> PyBuild<'py> {
         }
         let slot = h as usize % KEY_SLOTS;
         match &self.keys[slot] {
-            Some((text, _)) if **text == *key.as_bytes() => return Ok(Key::Cached(slot)),
+            Some(object) if utf8_of(object) == Some(key.as_bytes()) => {
+                return Ok(Key::Cached(slot))
+            }
             // First come keeps the slot: a slot's object never changes during a decode.
             Some(_) => return self.new_str(key).map(Key::Owned),
             None => {}
         }
         let object = self.new_str(key)?.cast_into::<PyString>()?;
-        self.keys[slot] = Some((key.as_bytes().into(), object));
+        self.keys[slot] = Some(object);
         Ok(Key::Cached(slot))
     }
 
@@ -101,6 +105,25 @@ impl Drop for PyBuild<'_> {
             // SAFETY: the GIL is held for `'py`; this resumes what `new` paused.
             unsafe { ffi::PyGC_Enable() };
         }
+    }
+}
+
+/// The UTF-8 of a str this builder made (`None` if CPython cannot give it, which it always
+/// can for a str made from UTF-8).
+fn utf8_of<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+    // SAFETY: `s` is a live str, borrowed for `'a`; its characters (an ASCII str's, read in
+    // place) or CPython's cached UTF-8 of it live as long as it does.
+    unsafe {
+        if let Some(text) = super::layout::ascii(s.as_ptr()) {
+            return Some(text.as_bytes());
+        }
+        let mut len: ffi::Py_ssize_t = 0;
+        let data = ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len);
+        if data.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        Some(std::slice::from_raw_parts(data.cast::<u8>(), len as usize))
     }
 }
 
@@ -226,7 +249,7 @@ impl<'py> Build for PyBuild<'py> {
     fn value(&mut self, map: &mut Self::Map, value: Self::Value) -> PyResult<()> {
         let key = match &map.key {
             Some(Key::Cached(slot)) => match self.keys.get(*slot) {
-                Some(Some((_, object))) => object.as_ptr(),
+                Some(Some(object)) => object.as_ptr(),
                 _ => return Err(PyRuntimeError::new_err("a map key slot of another builder")),
             },
             Some(Key::Owned(object)) => object.as_ptr(),
