@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 /// Keys already made during one decode: the records of a payload repeat their keys, and a
-/// str made once (its hash cached) is shared by every dict that uses it.
+/// str made once (its hash cached) is shared by every dict that uses it. A power of two.
 const KEY_SLOTS: usize = 512;
 /// Longer keys are made each time: they rarely repeat.
 const KEY_MAX_LEN: usize = 64;
@@ -67,12 +67,7 @@ impl<'py> PyBuild<'py> {
         if self.keys.is_empty() {
             self.keys.resize_with(KEY_SLOTS, || None);
         }
-        // FNV-1a: short keys, a cheap hash.
-        let mut h: u32 = 0x811c_9dc5;
-        for &b in key.as_bytes() {
-            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
-        let slot = h as usize % KEY_SLOTS;
+        let slot = key_slot(key.as_bytes());
         match &self.keys[slot] {
             Some(object) if utf8_of(object) == Some(key.as_bytes()) => {
                 return Ok(Key::Cached(slot))
@@ -106,6 +101,31 @@ impl Drop for PyBuild<'_> {
             unsafe { ffi::PyGC_Enable() };
         }
     }
+}
+
+/// The cache slot of a key: its first and last 8 bytes (4, or 3 single bytes, for shorter
+/// keys) and its length, mixed by one multiply. Keys that collide are only made twice; a
+/// byte-by-byte hash (FNV-1a) was a third of the cache's time on a 10 KB records get.
+fn key_slot(key: &[u8]) -> usize {
+    let n = key.len();
+    let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            key[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    let (first, last) = match n {
+        8.. => (word(0), word(n - 8)),
+        4..=7 => (half(0), half(n - 4)),
+        1..=3 => (
+            u64::from(key[0]) | u64::from(key[n / 2]) << 8 | u64::from(key[n - 1]) << 16,
+            0,
+        ),
+        0 => (0, 0),
+    };
+    let mixed = (first ^ last.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The top bits, which the multiply mixes best: KEY_SLOTS is a power of two.
+    (mixed >> (64 - KEY_SLOTS.trailing_zeros())) as usize
 }
 
 /// The UTF-8 of a str this builder made (`None` if CPython cannot give it, which it always
