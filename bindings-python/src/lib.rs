@@ -28,7 +28,7 @@ fn _after_fork() {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Whether dicts and strs are read in place (value/layout.rs), for tests and bug reports.
-    m.add("_reads_cpython_layout", value::detect_layout(m.py())?)?;
+    m.add("_reads_cpython_layout", value::detect_layout(m.py()))?;
     errors::register(m)?;
     cache::register(m)?;
     contract::register(m)?;

@@ -192,11 +192,24 @@ struct AsciiObject {
 const COMPACT_ASCII: u32 = 0b110_0000;
 
 /// Turns reading in place on if this interpreter is a CPython whose layout is the one
-/// above and it reads what `PyDict_Next` reads; returns whether it is on.
-///
-/// # Errors
-/// A Python error from building the dicts checked.
-pub fn detect(py: Python<'_>) -> PyResult<bool> {
+/// above and it reads what CPython's calls read; returns whether it is on. Never fails the
+/// import: a check that cannot run (a Python error while it builds its dicts) leaves the
+/// reading off.
+pub fn detect(py: Python<'_>) -> bool {
+    if !known_cpython(py).unwrap_or(false) {
+        return false;
+    }
+    // On for the comparisons; off again unless they all agree.
+    KNOWN.store(true, Ordering::Relaxed);
+    let on = matches!(dicts_read_as_dict_next(py), Ok(true))
+        && matches!(strs_read_as_cpython(py), Ok(true));
+    KNOWN.store(on, Ordering::Relaxed);
+    on
+}
+
+/// Whether this is CPython 3.11–3.13, not refused by `POLYCACHE_CPYTHON_LAYOUT=0`; sets
+/// where its ASCII strs' characters start.
+fn known_cpython(py: Python<'_>) -> PyResult<bool> {
     let cpython = py
         .import("sys")?
         .getattr("implementation")?
@@ -211,13 +224,7 @@ pub fn detect(py: Python<'_>) -> PyResult<bool> {
         return Ok(false);
     }
     ASCII_AT.store(if minor == 11 { 48 } else { 40 }, Ordering::Relaxed);
-    // On for the comparisons; off again unless they all agree.
-    KNOWN.store(true, Ordering::Relaxed);
-    let agree =
-        dicts_read_as_dict_next(py).and_then(|dicts| Ok(dicts && strs_read_as_cpython(py)?));
-    let on = matches!(agree, Ok(true));
-    KNOWN.store(on, Ordering::Relaxed);
-    agree.map(|_| on)
+    Ok(true)
 }
 
 /// Whether strs of every kind read in place as `PyUnicode_AsUTF8AndSize` reads them, and

@@ -530,19 +530,25 @@ mod tests {
         }
     }
 
+    /// An `Ahead` with no thread behind it, the first `handed` pieces of `payload` handed:
+    /// a test then plays the helper's part on its state.
+    fn threadless(payload: &[u8], handed: usize) -> Ahead {
+        let mut ahead = Ahead {
+            shared: Arc::new(Shared::default()),
+            handed: 0..0,
+        };
+        for (index, piece) in payload.chunks(CHUNK).enumerate().take(handed) {
+            ahead.hand(index, piece);
+        }
+        ahead
+    }
+
     #[test]
     fn a_helper_stuck_on_a_piece_does_not_hold_the_caller() {
         // As if the helper had taken the first piece and was never scheduled again: there
         // is no thread. The caller compresses that piece itself once `SPIN` is over.
         let payload = records(4 * CHUNK);
-        let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
-        let mut ahead = Ahead {
-            shared: Arc::new(Shared::default()),
-            handed: 0..0,
-        };
-        for (index, piece) in pieces.iter().enumerate().take(3) {
-            ahead.hand(index, piece);
-        }
+        let ahead = threadless(&payload, 3);
         {
             let mut state = ahead.shared.state();
             state.queue.pop_front();
@@ -566,13 +572,7 @@ mod tests {
         let payload = records(5 * CHUNK + 1_000);
         let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
         let ahead_of = |helped: usize| {
-            let mut ahead = Ahead {
-                shared: Arc::new(Shared::default()),
-                handed: 0..0,
-            };
-            for (index, piece) in pieces.iter().enumerate().take(5) {
-                ahead.hand(index, piece);
-            }
+            let ahead = threadless(&payload, 5);
             let mut state = ahead.shared.state();
             for _ in 0..helped {
                 state.queue.pop_front();
