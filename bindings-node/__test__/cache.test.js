@@ -154,3 +154,45 @@ test('new Cache() is memory:// and validates options synchronously', async () =>
   await assert.rejects(cache.set('k', 1, { ttl: -1 }), (err) => err.code === 'ECONFIG')
   await assert.rejects(cache.set('k', Symbol('s')), (err) => err instanceof TypeError && err.code === 'ECODEC')
 })
+
+test('the hot methods are each cache\'s own: unlisted, detachable, and the prototype\'s still work', async () => {
+  const made = new Cache()
+  const connected = await Cache.connect('memory://')
+  for (const [i, cache] of [made, connected].entries()) {
+    assert.deepEqual(Object.keys(cache), [], 'nothing enumerable')
+    for (const name of ['get', 'getMany', 'set', 'setMany', 'delete', 'ttl', 'getOrLoad']) {
+      const own = Object.getOwnPropertyDescriptor(cache, name)
+      assert.equal(typeof own?.value, 'function', `${name} is an own function`)
+      assert.equal(own.enumerable, false, `${name} is not enumerable`)
+    }
+    const { get, set, getMany, getOrLoad } = cache
+    await set('k', i)
+    assert.equal(await get('k'), i, 'a detached method keeps its cache')
+    assert.deepEqual(await getMany(['k', 'nope']), [i, undefined])
+    assert.equal(await getOrLoad('loaded', async () => 'v'), 'v')
+    assert.equal(await Cache.prototype.get.call(cache, 'k'), i)
+    assert.ok(made.get !== connected.get, 'each cache has its own')
+  }
+  assert.equal(await made.get('k'), 0, 'the two memory:// caches are apart')
+  assert.throws(() => Cache.prototype.get.call({}, 'k'))
+})
+
+test('a cache nobody holds is collected (its own methods do not keep it)', async () => {
+  const v8 = require('node:v8')
+  v8.setFlagsFromString('--expose-gc')
+  const gc = require('node:vm').runInNewContext('gc')
+  let collected = 0
+  const registry = new FinalizationRegistry(() => { collected++ })
+  await (async () => {
+    for (let i = 0; i < 4; i++) {
+      const cache = new Cache()
+      await cache.set('k', i)
+      assert.equal(await cache.get('k'), i)
+      registry.register(cache, i)
+    }
+  })()
+  await waitUntil(() => {
+    gc()
+    return collected === 4
+  }, 'the caches are collected', 5000)
+})

@@ -82,6 +82,11 @@ fn settle(pending: Pending, cache: &polycache::Cache, result: polycache::Result<
     });
 }
 
+/// Rejects a call whose cache could not connect.
+fn fail(pending: Pending, err: polycache::Error) {
+    pending.settle(move |env| Err(errors::to_js(env, &err)));
+}
+
 /// The state of one JS `Cache`, shared with the runtime and with `wrap`ped functions.
 pub struct Shared {
     pub config: Config,
@@ -295,11 +300,28 @@ impl Shared {
     /// Starts this tick's calls on the JS thread's executor (the microtask scheduled by the
     /// first one); they are first polled before this callback returns.
     fn flush(self: &Arc<Self>, local: &crate::evloop::Local) {
-        let calls = std::mem::take(&mut *lock(&self.tick));
+        let shared = self.clone();
+        let mut tick = lock(&self.tick);
+        if tick.len() == 1 {
+            // A lone call (sequential code's every call): no vectors, and the tick's keeps
+            // its room.
+            let Some((op, pending)) = tick.pop() else {
+                return;
+            };
+            drop(tick);
+            local.spawn(async move {
+                match shared.batcher().await {
+                    Ok(batcher) => settle(pending, batcher.cache(), batcher.result(op).await),
+                    Err(err) => fail(pending, err),
+                }
+            });
+            return;
+        }
+        let calls = std::mem::take(&mut *tick);
+        drop(tick);
         if calls.is_empty() {
             return;
         }
-        let shared = self.clone();
         local.spawn(async move {
             let (ops, pendings): (Vec<Op>, Vec<Pending>) = calls.into_iter().unzip();
             let mut pendings: Vec<Option<Pending>> = pendings.into_iter().map(Some).collect();
@@ -317,8 +339,7 @@ impl Shared {
                 }
                 Err(err) => {
                     for pending in pendings.into_iter().flatten() {
-                        let err = err.clone();
-                        pending.settle(move |env| Err(errors::to_js(env, &err)));
+                        fail(pending, err.clone());
                     }
                 }
             }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{FunctionCallContext, JavaScriptClassExt, JsObjectValue, Unknown};
+use napi::bindgen_prelude::{
+    FunctionCallContext, JavaScriptClassExt, JsObjectValue, This, Unknown,
+};
 use napi::{Env, JsValue as _, Result};
 use napi_derive::napi;
 use polycache::patterns::batch::Op;
@@ -13,6 +15,7 @@ use polycache::{ErrorKind, KeyTemplate, Value};
 use crate::args;
 use crate::batch::Shared;
 use crate::config;
+use crate::entry;
 use crate::errors;
 use crate::patterns;
 use crate::settle::{self, Kept};
@@ -45,6 +48,7 @@ fn submit<'env>(shared: &Arc<Shared>, env: &'env Env, op: Result<Op>) -> Result<
 /// A polycache cache: `memory://` by default, Redis with a `redis://`, `redis+shards://` or
 /// `redis+cluster://` URL. Every method returns a promise; errors carry `err.code`.
 #[napi]
+#[derive(Clone)]
 pub struct Cache {
     shared: Arc<Shared>,
 }
@@ -69,8 +73,10 @@ impl Cache {
     /// A cache from options (`url` defaults to `memory://`). Connects on first use; use
     /// `Cache.connect` to connect up front.
     #[napi(constructor, ts_args_type = "options?: CacheOptions")]
-    pub fn new(env: Env, options: Option<Unknown<'_>>) -> Result<Self> {
-        Cache::open(&env, None, options)
+    pub fn new(env: Env, this: This<'_>, options: Option<Unknown<'_>>) -> Result<Self> {
+        let cache = Cache::open(&env, None, options)?;
+        entry::install(&env, this.object.raw(), &cache)?;
+        Ok(cache)
     }
 
     /// Opens a cache on `url` (query options allowed) and connects; the options object
@@ -90,7 +96,8 @@ impl Cache {
             Err(err) => return settle::rejected(env, err),
         };
         let shared = cache.shared.clone();
-        let instance = cache.into_instance(env)?;
+        let instance = cache.clone().into_instance(env)?;
+        entry::install(env, instance.value, &cache)?;
         let kept = Kept::keep(env, instance.value)?;
         let (promise, pending) = shared.promise(env)?;
         let connecting = shared.clone();

@@ -14,7 +14,6 @@
 #![allow(unsafe_code)] // the thread-safe function and the environment are raw Node-API handles
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::future::Future;
 use std::pin::Pin;
@@ -44,7 +43,8 @@ pub struct Remote {
 
 #[derive(Default)]
 struct Queue {
-    woken: Vec<u64>,
+    /// Slots of woken tasks (see [`Local::tasks`]).
+    woken: Vec<usize>,
     spawned: Vec<SendTask>,
 }
 
@@ -98,8 +98,11 @@ impl Remote {
     }
 }
 
+/// Wakes whatever task holds one slot. A slot keeps its waker for every task it holds, so a
+/// waker kept past its task's end (a timer's) may poll the slot's next task once for
+/// nothing, which futures allow.
 struct TaskWaker {
-    id: u64,
+    slot: usize,
     remote: Arc<Remote>,
 }
 
@@ -109,7 +112,7 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        lock(&self.remote.queue).woken.push(self.id);
+        lock(&self.remote.queue).woken.push(self.slot);
         self.remote.wake_loop();
     }
 }
@@ -121,14 +124,32 @@ pub type AfterDrain = Box<dyn FnMut(&Env) -> bool>;
 pub struct Local {
     remote: Arc<Remote>,
     env: sys::napi_env,
-    tasks: RefCell<HashMap<u64, (Task, Waker)>>,
-    next_id: Cell<u64>,
+    /// The tasks by slot (a slab: a sequential call spawns and ends a task each time, and
+    /// a hash map's insert and remove were a tenth of the executor's cost).
+    tasks: RefCell<Vec<Slot>>,
+    /// Slots without a task.
+    free: RefCell<Vec<usize>>,
+    /// The drain's buffers, kept between drains (taken while one runs).
+    scratch: Cell<Option<Scratch>>,
     /// Nesting of native callbacks; the outermost drains.
     depth: Cell<u32>,
     /// Tasks spawned on this thread that need not be `Send`.
     spawned: RefCell<Vec<Task>>,
     /// Work to do after the tasks are polled (the sockets' output).
     pub(crate) after: RefCell<Vec<AfterDrain>>,
+}
+
+struct Slot {
+    task: Option<Task>,
+    waker: Waker,
+}
+
+/// What one drain moves tasks through: slots to poll, tasks to place.
+#[derive(Default)]
+struct Scratch {
+    ids: Vec<usize>,
+    sent: Vec<SendTask>,
+    made: Vec<Task>,
 }
 
 impl std::fmt::Debug for Local {
@@ -200,8 +221,9 @@ pub fn local(env: &Env) -> Result<&'static Local> {
     let local: &'static Local = Box::leak(Box::new(Local {
         remote,
         env: raw,
-        tasks: RefCell::new(HashMap::new()),
-        next_id: Cell::new(0),
+        tasks: RefCell::new(Vec::new()),
+        free: RefCell::new(Vec::new()),
+        scratch: Cell::new(None),
         depth: Cell::new(0),
         spawned: RefCell::new(Vec::new()),
         after: RefCell::new(Vec::new()),
@@ -262,16 +284,15 @@ impl Local {
     fn drain(&self) {
         let _runtime = runtime().enter();
         let env = Env::from_raw(self.env);
+        let mut scratch = self.scratch.take().unwrap_or_default();
         loop {
-            let (woken, spawned) = {
+            {
                 let mut queue = lock(&self.remote.queue);
-                (
-                    std::mem::take(&mut queue.woken),
-                    std::mem::take(&mut queue.spawned),
-                )
-            };
-            let local: Vec<Task> = std::mem::take(&mut *self.spawned.borrow_mut());
-            if woken.is_empty() && spawned.is_empty() && local.is_empty() {
+                scratch.ids.append(&mut queue.woken);
+                scratch.sent.append(&mut queue.spawned);
+            }
+            scratch.made.append(&mut self.spawned.borrow_mut());
+            if scratch.ids.is_empty() && scratch.sent.is_empty() && scratch.made.is_empty() {
                 // The sockets' output; it may wake or spawn tasks (a closed socket, a dropped
                 // stream), so look again.
                 self.after.borrow_mut().retain_mut(|after| after(&env));
@@ -280,23 +301,26 @@ impl Local {
                     queue.woken.is_empty() && queue.spawned.is_empty()
                 };
                 if idle && self.spawned.borrow().is_empty() {
+                    self.scratch.set(Some(scratch));
                     return;
                 }
                 continue;
             }
-            let mut ids = woken;
-            for task in spawned.into_iter().map(|task| task as Task).chain(local) {
-                let id = self.next_id.get();
-                self.next_id.set(id + 1);
-                let waker = Waker::from(Arc::new(TaskWaker {
-                    id,
-                    remote: self.remote.clone(),
-                }));
-                self.tasks.borrow_mut().insert(id, (task, waker));
-                ids.push(id);
+            let Scratch { ids, sent, made } = &mut scratch;
+            for task in sent
+                .drain(..)
+                .map(|task| task as Task)
+                .chain(made.drain(..))
+            {
+                ids.push(self.place(task));
             }
-            for id in ids {
-                let Some((mut task, waker)) = self.tasks.borrow_mut().remove(&id) else {
+            for slot in ids.drain(..) {
+                // Taken out while it runs: its poll may spawn tasks or drop others.
+                let taken = self.tasks.borrow_mut().get_mut(slot).and_then(|held| {
+                    let task = held.task.take()?;
+                    Some((task, held.waker.clone()))
+                });
+                let Some((mut task, waker)) = taken else {
                     continue; // woken twice, or already done
                 };
                 let mut cx = Context::from_waker(&waker);
@@ -304,10 +328,34 @@ impl Local {
                     task.as_mut().poll(&mut cx)
                 }));
                 if let Ok(Poll::Pending) = polled {
-                    self.tasks.borrow_mut().insert(id, (task, waker));
+                    if let Some(held) = self.tasks.borrow_mut().get_mut(slot) {
+                        held.task = Some(task);
+                    }
+                } else {
+                    self.free.borrow_mut().push(slot);
+                    drop(task);
                 }
             }
         }
+    }
+
+    /// Puts `task` in a free slot (or a new one) and returns the slot.
+    fn place(&self, task: Task) -> usize {
+        let mut tasks = self.tasks.borrow_mut();
+        if let Some(slot) = self.free.borrow_mut().pop() {
+            tasks[slot].task = Some(task);
+            return slot;
+        }
+        let slot = tasks.len();
+        let waker = Waker::from(Arc::new(TaskWaker {
+            slot,
+            remote: self.remote.clone(),
+        }));
+        tasks.push(Slot {
+            task: Some(task),
+            waker,
+        });
+        slot
     }
 }
 

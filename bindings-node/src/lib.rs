@@ -15,6 +15,7 @@ mod batch;
 mod cache;
 mod config;
 mod contract;
+mod entry;
 mod errors;
 mod evloop;
 mod fresh;

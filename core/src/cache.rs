@@ -608,7 +608,9 @@ impl Cache {
     /// As [`Cache::get`].
     pub async fn get_stored(&self, key: &str) -> Result<Stored> {
         if self.inner.loader.is_some() || self.inner.near.is_some() {
-            return self.get(key).await.map(Stored::Value);
+            // Boxed: `get`'s future is twenty times the size of the plain read's, and every
+            // read of a binding would carry (and move) it otherwise.
+            return Box::pin(self.get(key)).await.map(Stored::Value);
         }
         let redis_key = self.redis_key(key)?;
         let bytes = self.timed(self.inner.store.get(&redis_key)).await?;
@@ -622,7 +624,7 @@ impl Cache {
     /// As [`Cache::get_many`].
     pub async fn get_many_stored(&self, keys: &[&str]) -> Result<Vec<Stored>> {
         if self.inner.loader.is_some() || self.inner.near.is_some() {
-            let values = self.get_many(keys).await?;
+            let values = Box::pin(self.get_many(keys)).await?;
             return Ok(values.into_iter().map(Stored::Value).collect());
         }
         let redis_keys = keys

@@ -276,8 +276,9 @@ impl Batcher {
         vec![(position, self.result(op).await)]
     }
 
-    /// What one op returns, run on its own.
-    async fn result(&self, op: Op) -> Result<Done> {
+    /// What one op returns, run on its own: a lone call (nothing to coalesce), which a
+    /// binding may run without [`Batcher::run`]'s vectors.
+    pub async fn result(&self, op: Op) -> Result<Done> {
         let cache = &self.cache;
         match op {
             Op::Get(key) => cache.get_stored(&key).await.map(Done::Found),
@@ -285,18 +286,20 @@ impl Batcher {
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 cache.get_many_stored(&keys).await.map(Done::FoundMany)
             }
-            // `get_or_load_with` is `get_entry` without the metadata.
+            // `get_or_load_with` is `get_entry` without the metadata. The loads' futures are
+            // boxed: this one's size is its largest arm's, moved whole by every lone call.
             Op::GetOrLoad {
                 key,
                 loader,
                 options,
-            } => found(load_entry(cache, key, loader, &options).await)
+            } => found(Box::pin(load_entry(cache, key, loader, &options)).await)
                 .map(|loaded| Done::Value(loaded.map(|loaded| loaded.value))),
             Op::GetEntry {
                 key,
                 loader,
                 options,
-            } => LoadedEntry::of(load_entry(cache, key, loader, &options).await).map(Done::Entry),
+            } => LoadedEntry::of(Box::pin(load_entry(cache, key, loader, &options)).await)
+                .map(Done::Entry),
             Op::Set { key, value, ttl } => {
                 cache.set(&key, &value, ttl).await.map(|()| Done::Stored)
             }

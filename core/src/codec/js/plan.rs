@@ -94,16 +94,54 @@ struct Open {
 #[derive(Debug)]
 pub struct Plan {
     out: Vec<u8>,
+    work: Work,
+}
+
+/// What a plan keeps while it is written, reused by the next plan of the same thread: a
+/// small read made these buffers (and their growth) anew each time, a tenth of its cost.
+#[derive(Debug, Default)]
+struct Work {
     /// The keys of every map being read, innermost last, each as `u32 len` + bytes.
     keys: Vec<u8>,
     maps: Vec<Open>,
-    /// The shapes defined so far, by their keys' bytes.
+    /// The shapes defined so far by their keys' bytes, once there are more than
+    /// [`LINEAR_SHAPES`] (fewer are found by comparing each).
     shapes: HashMap<Box<[u8]>, u32>,
-    /// The last shape used at each depth, checked before `shapes` (records repeat it).
+    /// The last shape used at each depth, checked first (records repeat it).
     last: Vec<Option<u32>>,
-    /// Key bytes of each shape, by number (for `last`).
+    /// Key bytes of each shape, by number.
     shape_keys: Vec<u8>,
     shape_at: Vec<(usize, usize)>,
+}
+
+/// Shapes looked up by comparing each one's keys; past this many, by a hash map.
+const LINEAR_SHAPES: usize = 8;
+/// Work kept for the next plan only up to this many bytes of keys.
+const KEEP_WORK: usize = 64 << 10;
+
+thread_local! {
+    static SPARE: std::cell::Cell<Option<Work>> = const { std::cell::Cell::new(None) };
+}
+
+impl Work {
+    fn take() -> Work {
+        SPARE.with(std::cell::Cell::take).unwrap_or_default()
+    }
+
+    fn keep(mut self) {
+        if self.keys.capacity() + self.shape_keys.capacity() > KEEP_WORK
+            || self.shapes.capacity() > SHAPES
+        {
+            return;
+        }
+        self.keys.clear();
+        self.maps.clear();
+        self.shapes.clear();
+        self.last.clear();
+        self.shape_keys.clear();
+        self.shape_at.clear();
+        SPARE.with(|spare| spare.set(Some(self)));
+    }
 }
 
 impl Default for Plan {
@@ -117,17 +155,13 @@ impl Plan {
     pub fn with_capacity(bytes: usize) -> Self {
         Plan {
             out: Vec::with_capacity(bytes.max(256)),
-            keys: Vec::new(),
-            maps: Vec::new(),
-            shapes: HashMap::new(),
-            last: Vec::new(),
-            shape_keys: Vec::new(),
-            shape_at: Vec::new(),
+            work: Work::take(),
         }
     }
 
     /// The plan written (after a successful decode into this builder).
     pub fn finish(self) -> Vec<u8> {
+        self.work.keep();
         self.out
     }
 
@@ -152,34 +186,50 @@ impl Plan {
     /// The shape number of the keys `keys_at..` at `depth`, defining it if new; `None`
     /// when the plan has defined as many as it may.
     fn shape(&mut self, keys_at: usize, count: u32, depth: usize) -> Option<u32> {
-        let keys = &self.keys[keys_at..];
-        if let Some(Some(id)) = self.last.get(depth) {
-            let (at, end) = self.shape_at[*id as usize];
-            if &self.shape_keys[at..end] == keys {
+        let work = &mut self.work;
+        let keys = &work.keys[keys_at..];
+        let known = |id: u32| {
+            let (at, end) = work.shape_at[id as usize];
+            &work.shape_keys[at..end] == keys
+        };
+        if let Some(Some(id)) = work.last.get(depth) {
+            if known(*id) {
                 return Some(*id);
             }
         }
-        let id = match self.shapes.get(keys) {
-            Some(id) => *id,
+        let found = if work.shape_at.len() <= LINEAR_SHAPES {
+            (0..work.shape_at.len() as u32).find(|id| known(*id))
+        } else {
+            work.shapes.get(keys).copied()
+        };
+        let id = match found {
+            Some(id) => id,
             None => {
-                if self.shape_at.len() >= SHAPES {
+                if work.shape_at.len() >= SHAPES {
                     return None;
                 }
-                let id = self.shape_at.len() as u32;
-                let at = self.shape_keys.len();
-                self.shape_keys.extend_from_slice(keys);
-                self.shape_at.push((at, self.shape_keys.len()));
-                self.shapes.insert(keys.into(), id);
+                let id = work.shape_at.len() as u32;
+                let at = work.shape_keys.len();
+                work.shape_keys.extend_from_slice(keys);
+                work.shape_at.push((at, work.shape_keys.len()));
+                if work.shape_at.len() > LINEAR_SHAPES {
+                    // The map holds every shape once they are too many to compare.
+                    for (id, (at, end)) in work.shape_at.iter().enumerate().skip(work.shapes.len())
+                    {
+                        work.shapes
+                            .insert(work.shape_keys[*at..*end].into(), id as u32);
+                    }
+                }
                 self.out.push(SHAPE);
                 self.out.extend_from_slice(&count.to_le_bytes());
-                self.out.extend_from_slice(&self.keys[keys_at..]);
+                self.out.extend_from_slice(&work.keys[keys_at..]);
                 id
             }
         };
-        if self.last.len() <= depth {
-            self.last.resize(depth + 1, None);
+        if work.last.len() <= depth {
+            work.last.resize(depth + 1, None);
         }
-        self.last[depth] = Some(id);
+        work.last[depth] = Some(id);
         Some(id)
     }
 }
@@ -253,8 +303,8 @@ impl Build for Plan {
         Ok(())
     }
     fn map(&mut self, _: usize) -> Result<(), NotJson> {
-        self.maps.push(Open {
-            keys_at: self.keys.len(),
+        self.work.maps.push(Open {
+            keys_at: self.work.keys.len(),
             count: 0,
             proto: false,
         });
@@ -263,9 +313,9 @@ impl Build for Plan {
     #[inline]
     fn key(&mut self, _: &mut (), key: &str) -> Result<(), NotJson> {
         let len = Plan::len(key.len())?;
-        self.keys.extend_from_slice(&len.to_le_bytes());
-        self.keys.extend_from_slice(key.as_bytes());
-        if let Some(open) = self.maps.last_mut() {
+        self.work.keys.extend_from_slice(&len.to_le_bytes());
+        self.work.keys.extend_from_slice(key.as_bytes());
+        if let Some(open) = self.work.maps.last_mut() {
             open.count += 1;
             open.proto |= key == "__proto__";
         }
@@ -276,14 +326,14 @@ impl Build for Plan {
         Ok(())
     }
     fn end_map(&mut self, _: ()) -> Result<(), NotJson> {
-        let open = self.maps.pop().ok_or(NotJson)?;
+        let open = self.work.maps.pop().ok_or(NotJson)?;
         let count = open.count as usize;
         let shaped = count > 0
             && count <= SHAPE_KEYS
             && !open.proto
-            && self.keys.len() - open.keys_at <= SHAPE_BYTES;
+            && self.work.keys.len() - open.keys_at <= SHAPE_BYTES;
         let shape = if shaped {
-            self.shape(open.keys_at, open.count, self.maps.len())
+            self.shape(open.keys_at, open.count, self.work.maps.len())
         } else {
             None
         };
@@ -295,10 +345,10 @@ impl Build for Plan {
             None => {
                 self.out.push(OBJECT);
                 self.u32(open.count);
-                self.out.extend_from_slice(&self.keys[open.keys_at..]);
+                self.out.extend_from_slice(&self.work.keys[open.keys_at..]);
             }
         }
-        self.keys.truncate(open.keys_at);
+        self.work.keys.truncate(open.keys_at);
         Ok(())
     }
 }
@@ -478,46 +528,73 @@ mod tests {
         assert!(matches!(made["x"], Value::Float(f) if f.is_nan()));
     }
 
+    /// How many instructions `op` a plan holds (operands skipped as `follow` reads them).
+    fn count(plan: &[u8], op: u8) -> usize {
+        let mut n = 0;
+        let mut at = 0;
+        while at < plan.len() {
+            let this = plan[at];
+            n += usize::from(this == op);
+            at += 1;
+            at += match this {
+                INT => 4,
+                FLOAT => ((at + 7) & !7) - at + 8,
+                ASCII => 1 + plan[at] as usize,
+                ASCII_LONG | UTF8 => {
+                    4 + u32::from_le_bytes(plan[at..at + 4].try_into().unwrap()) as usize
+                }
+                ARRAY | SHAPED => 4,
+                SHAPE | OBJECT => {
+                    let keys = u32::from_le_bytes(plan[at..at + 4].try_into().unwrap());
+                    let mut skip = 4;
+                    for _ in 0..keys {
+                        let len =
+                            u32::from_le_bytes(plan[at + skip..at + skip + 4].try_into().unwrap());
+                        skip += 4 + len as usize;
+                    }
+                    skip
+                }
+                _ => 0,
+            };
+        }
+        n
+    }
+
     #[test]
     fn maps_with_the_same_keys_share_one_shape() {
         let value = Value::from((0..50).map(record).collect::<Vec<_>>());
         let plan = plan_of(&msgpack::encode(&value)).unwrap();
-        let count = |op: u8| {
-            let mut n = 0;
-            let mut at = 0;
-            // Count opcodes by walking the plan (operands skipped as `follow` reads them).
-            while at < plan.len() {
-                let this = plan[at];
-                n += usize::from(this == op);
-                at += 1;
-                at += match this {
-                    INT => 4,
-                    FLOAT => ((at + 7) & !7) - at + 8,
-                    ASCII => 1 + plan[at] as usize,
-                    ASCII_LONG | UTF8 => {
-                        4 + u32::from_le_bytes(plan[at..at + 4].try_into().unwrap()) as usize
-                    }
-                    ARRAY | SHAPED => 4,
-                    SHAPE | OBJECT => {
-                        let keys = u32::from_le_bytes(plan[at..at + 4].try_into().unwrap());
-                        let mut skip = 4;
-                        for _ in 0..keys {
-                            let len = u32::from_le_bytes(
-                                plan[at + skip..at + skip + 4].try_into().unwrap(),
-                            );
-                            skip += 4 + len as usize;
-                        }
-                        skip
-                    }
-                    _ => 0,
-                };
-            }
-            n
-        };
-        assert_eq!(count(SHAPE), 1);
-        assert_eq!(count(SHAPED), 50);
-        assert_eq!(count(OBJECT), 0);
+        assert_eq!(count(&plan, SHAPE), 1);
+        assert_eq!(count(&plan, SHAPED), 50);
+        assert_eq!(count(&plan, OBJECT), 0);
         assert_eq!(follow(&plan), value);
+    }
+
+    #[test]
+    fn many_shapes_are_each_defined_once_and_plans_start_afresh() {
+        // More shapes than are compared one by one: the hash map takes over.
+        let kinds = LINEAR_SHAPES as i64 * 3;
+        let value = Value::from(
+            (0..kinds * 4)
+                .map(|i| {
+                    let kind = (i * 7) % kinds;
+                    [
+                        (format!("a{kind}"), Value::from(i)),
+                        (format!("b{kind}"), Value::Nil),
+                    ]
+                    .into_iter()
+                    .collect::<Map>()
+                    .into()
+                })
+                .collect::<Vec<Value>>(),
+        );
+        let payload = msgpack::encode(&value);
+        let plan = plan_of(&payload).unwrap();
+        assert_eq!(count(&plan, SHAPE), kinds as usize);
+        assert_eq!(count(&plan, SHAPED), kinds as usize * 4);
+        assert_eq!(follow(&plan), value);
+        // The next plan of this thread reuses the buffers, not the shapes.
+        assert_eq!(plan_of(&payload).unwrap(), plan);
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! Each cache's own `get`, `set`, … (see docs/node.md, "The call path").
+//!
+//! A napi-rs class method pays, on every call, for finding and checking its receiver
+//! (`napi_unwrap`, a type check) and for its borrow registry (a process-wide lock and a
+//! hash map): about 3,000 instructions, as much as the rest of a `get`'s native work
+//! before its reply. The hot methods are therefore also each instance's own
+//! (non-enumerable) functions, made when the instance is, whose callback data is the
+//! cache itself: nothing to look up. They run the class's very methods; the prototype's
+//! stay for `Cache.prototype.get.call(cache, …)`.
+#![allow(unsafe_code)] // raw Node-API functions and their data
+
+use std::ffi::{c_void, CStr};
+use std::ptr;
+
+use napi::bindgen_prelude::{FromNapiValue, Unknown};
+use napi::{sys, Env, JsValue as _, Result};
+
+use crate::cache::Cache;
+use crate::evloop::check;
+
+/// Most arguments an entry takes.
+const ARGS: usize = 3;
+
+type Args = [sys::napi_value; ARGS];
+type Body = fn(&Env, &Cache, &Args) -> Result<sys::napi_value>;
+
+/// One function's data: which method, on which cache.
+struct Own {
+    body: Body,
+    cache: Cache,
+}
+
+/// An argument as napi-rs hands it to a method.
+fn arg<'env>(env: &Env, value: sys::napi_value) -> Unknown<'env> {
+    // SAFETY: a value of this callback's scope (a missing argument is `undefined`).
+    unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+}
+
+/// An optional argument: `None` for `undefined` and `null`, as napi-rs reads `Option`.
+fn opt<'env>(env: &Env, value: sys::napi_value) -> Result<Option<Unknown<'env>>> {
+    // SAFETY: as `arg`.
+    unsafe { Option::<Unknown<'env>>::from_napi_value(env.raw(), value) }
+}
+
+const ENTRIES: [(&CStr, Body); 7] = [
+    (c"get", |env, cache, a| {
+        Ok(cache.get(env, arg(env, a[0]))?.raw())
+    }),
+    (c"getMany", |env, cache, a| {
+        Ok(cache.get_many(env, arg(env, a[0]))?.raw())
+    }),
+    (c"set", |env, cache, a| {
+        let options = opt(env, a[2])?;
+        Ok(cache
+            .set(env, arg(env, a[0]), arg(env, a[1]), options)?
+            .raw())
+    }),
+    (c"setMany", |env, cache, a| {
+        let options = opt(env, a[1])?;
+        Ok(cache.set_many(env, arg(env, a[0]), options)?.raw())
+    }),
+    (c"delete", |env, cache, a| {
+        Ok(cache.delete(env, arg(env, a[0]))?.raw())
+    }),
+    (c"ttl", |env, cache, a| {
+        Ok(cache.ttl(env, arg(env, a[0]))?.raw())
+    }),
+    (c"getOrLoad", |env, cache, a| {
+        let options = opt(env, a[2])?;
+        Ok(cache
+            .get_or_load(env, arg(env, a[0]), arg(env, a[1]), options)?
+            .raw())
+    }),
+];
+
+/// Gives the instance `object` of `cache` its own hot methods.
+pub fn install(env: &Env, object: sys::napi_value, cache: &Cache) -> Result<()> {
+    let raw = env.raw();
+    let mut properties = Vec::with_capacity(ENTRIES.len());
+    for (name, body) in ENTRIES {
+        let own = Box::into_raw(Box::new(Own {
+            body,
+            cache: cache.clone(),
+        }));
+        let mut function = ptr::null_mut();
+        // SAFETY: plain Node-API calls on the JS thread; `own` is released by the
+        // function's finalizer only, or right here if the function was not made.
+        unsafe {
+            let made = sys::napi_create_function(
+                raw,
+                name.as_ptr(),
+                name.count_bytes() as isize,
+                Some(entry),
+                own.cast(),
+                &mut function,
+            );
+            if made != sys::Status::napi_ok {
+                drop(Box::from_raw(own));
+                check(made, "napi_create_function")?;
+            }
+            check(
+                sys::napi_add_finalizer(
+                    raw,
+                    function,
+                    own.cast(),
+                    Some(release),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                ),
+                "napi_add_finalizer",
+            )?;
+        }
+        properties.push(sys::napi_property_descriptor {
+            utf8name: name.as_ptr(),
+            name: ptr::null_mut(),
+            method: None,
+            getter: None,
+            setter: None,
+            value: function,
+            attributes: sys::PropertyAttributes::writable | sys::PropertyAttributes::configurable,
+            data: ptr::null_mut(),
+        });
+    }
+    // SAFETY: as above; the descriptors live through the call.
+    unsafe {
+        check(
+            sys::napi_define_properties(raw, object, properties.len(), properties.as_ptr()),
+            "napi_define_properties",
+        )
+    }
+}
+
+unsafe extern "C" fn entry(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let mut argc = ARGS;
+    let mut args: Args = [ptr::null_mut(); ARGS];
+    let mut data = ptr::null_mut();
+    // Fewer arguments than `ARGS` leave the rest `undefined`.
+    let status = sys::napi_get_cb_info(
+        env,
+        info,
+        &mut argc,
+        args.as_mut_ptr(),
+        ptr::null_mut(),
+        &mut data,
+    );
+    if status != sys::Status::napi_ok || data.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the data `install` gave this function, alive until its finalizer.
+    let own = &*(data as *const Own);
+    let js = Env::from_raw(env);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        (own.body)(&js, &own.cache, &args)
+    }));
+    let err = match ran {
+        Ok(Ok(value)) => return value,
+        Ok(Err(err)) => err,
+        Err(_) => napi::Error::from_reason("polycache: internal error (a panic) in the call"),
+    };
+    napi::JsError::from(err).throw_into(env);
+    ptr::null_mut()
+}
+
+unsafe extern "C" fn release(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: the `Box` `install` leaked for this function; Node finalizes it once.
+    drop(Box::from_raw(data.cast::<Own>()));
+}
