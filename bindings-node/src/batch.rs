@@ -144,11 +144,11 @@ impl Shared {
         let queue: napi::bindgen_prelude::Function<'_, (), ()> =
             global.get_named_property("queueMicrotask")?;
         let weak: Weak<Shared> = Arc::downgrade(&shared);
-        let flush = env.create_function_from_closure::<(), (), _>("flush", move |ctx| {
+        let flush = crate::entry::js_function(env, c"flush", move |env, _| {
             if let Some(shared) = weak.upgrade() {
-                crate::evloop::enter(ctx.env, |local| shared.flush(local))?;
+                crate::evloop::enter(env, |local| shared.flush(local))?;
             }
-            Ok(())
+            Ok(std::ptr::null_mut())
         })?;
         let _ = shared
             .schedule

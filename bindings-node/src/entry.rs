@@ -1,4 +1,6 @@
-//! Each cache's own `get`, `set`, … (see docs/node.md, "The call path").
+//! Native functions without napi-rs's per-call machinery (see docs/node.md, "The call
+//! path"): each cache's own `get`, `set` …, and the callbacks that run once per call (a
+//! socket's events, the tick's flush).
 //!
 //! A napi-rs class method pays, on every call, for finding and checking its receiver
 //! (`napi_unwrap`, a type check) and for its borrow registry (a process-wide lock and a
@@ -12,7 +14,7 @@
 use std::ffi::{c_void, CStr};
 use std::ptr;
 
-use napi::bindgen_prelude::{FromNapiValue, Unknown};
+use napi::bindgen_prelude::{FromNapiValue, Function, Unknown};
 use napi::{sys, Env, JsValue as _, Result};
 
 use crate::cache::Cache;
@@ -21,14 +23,9 @@ use crate::evloop::check;
 /// Most arguments an entry takes.
 const ARGS: usize = 3;
 
-type Args = [sys::napi_value; ARGS];
+/// A native function's arguments (missing ones are `undefined`).
+pub type Args = [sys::napi_value; ARGS];
 type Body = fn(&Env, &Cache, &Args) -> Result<sys::napi_value>;
-
-/// One function's data: which method, on which cache.
-struct Own {
-    body: Body,
-    cache: Cache,
-}
 
 /// An argument as napi-rs hands it to a method.
 fn arg<'env>(env: &Env, value: sys::napi_value) -> Unknown<'env> {
@@ -75,66 +72,89 @@ const ENTRIES: [(&CStr, Body); 7] = [
 
 /// Gives the instance `object` of `cache` its own hot methods.
 pub fn install(env: &Env, object: sys::napi_value, cache: &Cache) -> Result<()> {
-    let raw = env.raw();
     let mut properties = Vec::with_capacity(ENTRIES.len());
     for (name, body) in ENTRIES {
-        let own = Box::into_raw(Box::new(Own {
-            body,
-            cache: cache.clone(),
-        }));
-        let mut function = ptr::null_mut();
-        // SAFETY: plain Node-API calls on the JS thread; `own` is released by the
-        // function's finalizer only, or right here if the function was not made.
-        unsafe {
-            let made = sys::napi_create_function(
-                raw,
-                name.as_ptr(),
-                name.count_bytes() as isize,
-                Some(entry),
-                own.cast(),
-                &mut function,
-            );
-            if made != sys::Status::napi_ok {
-                drop(Box::from_raw(own));
-                check(made, "napi_create_function")?;
-            }
-            check(
-                sys::napi_add_finalizer(
-                    raw,
-                    function,
-                    own.cast(),
-                    Some(release),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                ),
-                "napi_add_finalizer",
-            )?;
-        }
+        let cache = cache.clone();
+        let value = function(env, name, move |env, args| body(env, &cache, args))?;
         properties.push(sys::napi_property_descriptor {
             utf8name: name.as_ptr(),
             name: ptr::null_mut(),
             method: None,
             getter: None,
             setter: None,
-            value: function,
+            value,
             attributes: sys::PropertyAttributes::writable | sys::PropertyAttributes::configurable,
             data: ptr::null_mut(),
         });
     }
-    // SAFETY: as above; the descriptors live through the call.
+    // SAFETY: a plain Node-API call on the JS thread; the descriptors live through it.
     unsafe {
         check(
-            sys::napi_define_properties(raw, object, properties.len(), properties.as_ptr()),
+            sys::napi_define_properties(env.raw(), object, properties.len(), properties.as_ptr()),
             "napi_define_properties",
         )
     }
 }
 
-unsafe extern "C" fn entry(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+/// A JS function running `body` with its first [`ARGS`] arguments (a null value returned
+/// is `undefined`; an error is thrown): napi-rs's
+/// `create_function_from_closure` without its per-call argument vector and borrow scope
+/// (the socket's events and the tick's flush run once per call too). `body` lives in the
+/// function's callback data until the function is collected.
+pub fn function<F>(env: &Env, name: &CStr, body: F) -> Result<sys::napi_value>
+where
+    F: Fn(&Env, &Args) -> Result<sys::napi_value> + 'static,
+{
+    let raw = env.raw();
+    let data = Box::into_raw(Box::new(body));
+    let mut function = ptr::null_mut();
+    // SAFETY: plain Node-API calls on the JS thread; `data` is released by the function's
+    // finalizer only, or right here if the function was not made.
+    unsafe {
+        let made = sys::napi_create_function(
+            raw,
+            name.as_ptr(),
+            name.count_bytes() as isize,
+            Some(call::<F>),
+            data.cast(),
+            &mut function,
+        );
+        if made != sys::Status::napi_ok {
+            drop(Box::from_raw(data));
+            check(made, "napi_create_function")?;
+        }
+        check(
+            sys::napi_add_finalizer(
+                raw,
+                function,
+                data.cast(),
+                Some(release::<F>),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            ),
+            "napi_add_finalizer",
+        )?;
+    }
+    Ok(function)
+}
+
+/// [`function`] as napi-rs's `Function` (to keep a `FunctionRef` of it).
+pub fn js_function<'env, F>(env: &'env Env, name: &CStr, body: F) -> Result<Function<'env, (), ()>>
+where
+    F: Fn(&Env, &Args) -> Result<sys::napi_value> + 'static,
+{
+    let made = function(env, name, body)?;
+    // SAFETY: a function made just now, in this callback's scope.
+    unsafe { Function::from_napi_value(env.raw(), made) }
+}
+
+unsafe extern "C" fn call<F>(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value
+where
+    F: Fn(&Env, &Args) -> Result<sys::napi_value>,
+{
     let mut argc = ARGS;
     let mut args: Args = [ptr::null_mut(); ARGS];
     let mut data = ptr::null_mut();
-    // Fewer arguments than `ARGS` leave the rest `undefined`.
     let status = sys::napi_get_cb_info(
         env,
         info,
@@ -146,12 +166,10 @@ unsafe extern "C" fn entry(env: sys::napi_env, info: sys::napi_callback_info) ->
     if status != sys::Status::napi_ok || data.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: the data `install` gave this function, alive until its finalizer.
-    let own = &*(data as *const Own);
+    // SAFETY: the data `function` gave this function, alive until its finalizer.
+    let body = &*(data as *const F);
     let js = Env::from_raw(env);
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        (own.body)(&js, &own.cache, &args)
-    }));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&js, &args)));
     let err = match ran {
         Ok(Ok(value)) => return value,
         Ok(Err(err)) => err,
@@ -161,7 +179,7 @@ unsafe extern "C" fn entry(env: sys::napi_env, info: sys::napi_callback_info) ->
     ptr::null_mut()
 }
 
-unsafe extern "C" fn release(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-    // SAFETY: the `Box` `install` leaked for this function; Node finalizes it once.
-    drop(Box::from_raw(data.cast::<Own>()));
+unsafe extern "C" fn release<F>(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: the `Box` `function` leaked for this function; Node finalizes it once.
+    drop(Box::from_raw(data.cast::<F>()));
 }

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use futures_util::future::{select, BoxFuture, Either};
-use napi::bindgen_prelude::{FunctionCallContext, Unknown};
-use napi::{sys, Env, JsValue as _, Result};
+use napi::bindgen_prelude::FromNapiValue;
+use napi::{sys, Env, Result};
 use polycache::store::{Connector, NodeAddr, NodeStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -207,15 +207,19 @@ struct Socket {
     /// every write it carried left the socket at once (`writableLength` 0 afterwards);
     /// a write the socket holds keeps the bytes it was given, so it gets a new one.
     scratch: Option<(sys::napi_ref, *mut u8)>,
+    /// The outbox being written, swapped with the empty one it leaves: both keep their
+    /// room (up to [`SCRATCH`]), so a call's request grows no new vector.
+    sending: Vec<u8>,
 }
 
 impl Socket {
     /// Writes the outbox; `false` once the socket is done with (its references released).
     fn flush(&mut self, env: &Env) -> bool {
-        let (outbox, dropped, closed) = {
+        let mut outbox = std::mem::take(&mut self.sending);
+        let (dropped, closed) = {
             let mut state = self.pipe.state();
-            let outbox = std::mem::take(&mut state.outbox);
-            (outbox, state.dropped, state.closed.is_some())
+            std::mem::swap(&mut state.outbox, &mut outbox);
+            (state.dropped, state.closed.is_some())
         };
         let raw = env.raw();
         let mut failed = false;
@@ -261,6 +265,10 @@ impl Socket {
                 Pipe::wake(&mut state);
                 Pipe::wake_writer(&mut state);
             }
+        }
+        outbox.clear();
+        if outbox.capacity() <= SCRATCH {
+            self.sending = outbox;
         }
         if dropped || closed || failed {
             // SAFETY: as above; the references are not used afterwards.
@@ -367,8 +375,9 @@ fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> 
     let pipe = Arc::new(Pipe::default());
     let events = {
         let pipe = pipe.clone();
-        env.create_function_from_closure::<(), (), _>("events", move |ctx| {
-            crate::evloop::enter(ctx.env, |_| on_event(&ctx, &pipe))?
+        crate::entry::function(env, c"events", move |env, args| {
+            crate::evloop::enter(env, |_| on_event(env, args, &pipe))??;
+            Ok(ptr::null_mut())
         })?
     };
     let raw = env.raw();
@@ -410,7 +419,7 @@ fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> 
                 )?;
             }
         }
-        args[3] = events.raw();
+        args[3] = events;
     }
     let pair = crate::patterns::call(env, &opener, &args)?;
     let mut write = ptr::null_mut();
@@ -443,6 +452,7 @@ fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> 
         write,
         destroy,
         scratch: None,
+        sending: Vec::new(),
     };
     local
         .after
@@ -451,20 +461,33 @@ fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> 
     Ok(pipe)
 }
 
-fn on_event(ctx: &FunctionCallContext<'_>, pipe: &Pipe) -> Result<()> {
-    let kind: u32 = ctx.get(0)?;
-    let arg: Unknown<'_> = ctx.get(1)?;
+/// A socket's event: `args` are `(kind, arg, length)` (see [`OPEN`]).
+fn on_event(env: &Env, args: &crate::entry::Args, pipe: &Pipe) -> Result<()> {
+    let raw = env.raw();
+    let mut kind = 0;
+    // SAFETY: values of this callback's scope.
+    unsafe {
+        check(
+            sys::napi_get_value_uint32(raw, args[0], &mut kind),
+            "napi_get_value_uint32",
+        )?
+    };
+    let arg = args[1];
     let mut state = pipe.state();
     match kind {
         CONNECTED => state.connected = true,
         DATA => {
-            let read: u32 = ctx.get(2)?;
+            let mut read = 0;
             let mut data = ptr::null_mut();
             let mut len = 0;
             // SAFETY: `arg` is the socket's read buffer, live during this call; `read` of its
             // bytes are the new ones.
             unsafe {
-                sys::napi_get_buffer_info(ctx.env.raw(), arg.raw(), &mut data, &mut len);
+                check(
+                    sys::napi_get_value_uint32(raw, args[2], &mut read),
+                    "napi_get_value_uint32",
+                )?;
+                sys::napi_get_buffer_info(raw, arg, &mut data, &mut len);
                 let len = len.min(read as usize);
                 if !data.is_null() && len > 0 {
                     let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
@@ -473,7 +496,8 @@ fn on_event(ctx: &FunctionCallContext<'_>, pipe: &Pipe) -> Result<()> {
             }
         }
         ERROR if state.closed.is_none() => {
-            let message: String = ctx.get(1)?;
+            // SAFETY: as above.
+            let message = unsafe { String::from_napi_value(raw, arg)? };
             state.closed = Some(Some((error_kind(&message), message)));
         }
         CLOSED if state.closed.is_none() => state.closed = Some(None),

@@ -440,11 +440,20 @@ fn set_cmd(entry: &Entry) -> ::redis::Cmd {
     set_cmd_of(&entry.key, &entry.value, entry.ttl)
 }
 
+/// `name key` (`GET`, `DEL`, `PTTL`), built at its size: `redis::cmd` grows its two
+/// vectors as arguments come, three allocations where one each does.
+#[cfg(feature = "redis")]
+fn key_cmd(name: &str, key: &str) -> ::redis::Cmd {
+    let mut cmd = ::redis::Cmd::with_capacity(2, name.len() + key.len());
+    cmd.arg(name).arg(key);
+    cmd
+}
+
 /// `SET key value [PX ms]`.
 #[cfg(feature = "redis")]
 fn set_cmd_of(key: &str, value: &[u8], ttl: Option<Duration>) -> ::redis::Cmd {
-    let mut cmd = ::redis::cmd("SET");
-    cmd.arg(key).arg(value);
+    let mut cmd = ::redis::Cmd::with_capacity(5, 3 + key.len() + value.len() + 2 + 20);
+    cmd.arg("SET").arg(key).arg(value);
     if let Some(px) = ttl.and_then(crate::ttl::as_px) {
         cmd.arg("PX").arg(px);
     }

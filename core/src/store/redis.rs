@@ -15,8 +15,8 @@ use redis::{Cmd, Pipeline};
 
 use super::connector::{Connector, NodeAddr, Reconnecting};
 use super::{
-    eval_cmds, group_by_slot, is_noscript, pttl, set_cmd, set_cmd_of, set_nx_cmd, wrote, Entry,
-    Store,
+    eval_cmds, group_by_slot, is_noscript, key_cmd, pttl, set_cmd, set_cmd_of, set_nx_cmd, wrote,
+    Entry, Store,
 };
 use crate::codec::Framed;
 use crate::config::Config;
@@ -184,7 +184,7 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.query(redis::cmd("GET").arg(key)).await
+        self.query(&key_cmd("GET", key)).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -220,12 +220,12 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let removed: i64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        let removed: i64 = self.query(&key_cmd("DEL", key)).await?;
         Ok(removed > 0)
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        Ok(pttl(self.query(redis::cmd("PTTL").arg(key)).await?))
+        Ok(pttl(self.query(&key_cmd("PTTL", key)).await?))
     }
 
     async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
@@ -300,7 +300,7 @@ impl ClusterStore {
 #[async_trait]
 impl Store for ClusterStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.query(redis::cmd("GET").arg(key)).await
+        self.query(&key_cmd("GET", key)).await
     }
 
     async fn get_each(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
@@ -366,12 +366,12 @@ impl Store for ClusterStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let removed: i64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        let removed: i64 = self.query(&key_cmd("DEL", key)).await?;
         Ok(removed > 0)
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        Ok(pttl(self.query(redis::cmd("PTTL").arg(key)).await?))
+        Ok(pttl(self.query(&key_cmd("PTTL", key)).await?))
     }
 
     async fn set_if_absent(&self, entry: Entry) -> Result<bool> {
