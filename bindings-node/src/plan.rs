@@ -7,10 +7,12 @@
 //! the shape has been met a few times (`{"id": s[i], "name": s[i + 1], …}`: V8 allocates
 //! such an object whole, with no per-key lookup); until then, and where code cannot be
 //! generated from strings, key by key. Compiled constructors are kept across reads, at most
-//! `KEPT` of them. A map of `DICTIONARY` keys or more is built in dictionary mode, as
+//! `KEPT` of them, by the id core gives each set of keys (an id names one set of keys for
+//! the life of the process, so a kept one is always right; the keys are read from the plan
+//! only for an id not kept). A map of `DICTIONARY` keys or more is built in dictionary mode, as
 //! `JSON.parse` builds it.
 
-use polycache::codec::js::plan::OPS;
+use polycache::codec::js::plan::{NO_ID, OPS};
 
 /// The loop's source; `$NAME` stands for core's instruction of that name. Evaluates to
 /// `make(plan, len)`, which returns the value the first `len` bytes of the plan (a `Buffer`)
@@ -23,6 +25,7 @@ const LOOP: &str = r#"(function () {
   const COMPILE_AFTER = 2
   const KEPT = 1024
   const SCRATCH = $SCRATCH
+  const NO_ID = $NO_ID
   const scratch = Buffer.allocUnsafeSlow(SCRATCH)
   const scratchF64 = new Float64Array(scratch.buffer, 0, SCRATCH >>> 3)
   const fcc = String.fromCharCode
@@ -124,14 +127,13 @@ const LOOP: &str = r#"(function () {
   }
   // The constructor of the shape whose keys are `buf[start..end]`, found by those bytes
   // as a Latin-1 string.
-  function shape (buf, start, end, n) {
-    const sig = latin1Slice(buf, start, end)
-    let entry = shapes.get(sig)
+  function shape (id, buf, start, n) {
+    let entry = id === NO_ID ? undefined : shapes.get(id)
     if (entry === undefined) {
       if (shapes.size >= KEPT) forgetLeastUsed()
       const keys = keysAt(buf, start, n)
       entry = { keys, uses: 0, make: keyByKey(keys), n, compiled: false, used: 0 }
-      shapes.set(sig, entry)
+      if (id !== NO_ID) shapes.set(id, entry)
     }
     entry.used = ++clock
     if (!entry.compiled && ++entry.uses > COMPILE_AFTER) {
@@ -213,10 +215,11 @@ const LOOP: &str = r#"(function () {
           break
         }
         case $SHAPE: {
+          const id = u32()
           const n = u32()
           const start = p
           for (let j = 0; j < n; j++) { const m = u32(); p += m }
-          made.push(shape(buf, start, p, n))
+          made.push(shape(id, buf, start, n))
           break
         }
         case $SHAPED: {
@@ -253,7 +256,9 @@ pub(crate) fn loop_source() -> String {
     // Longest names first, so `$ASCII` does not eat into `$ASCII_LONG`.
     let mut ops = OPS;
     ops.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    let mut source = LOOP.replace("$SCRATCH", &SCRATCH.to_string());
+    let mut source = LOOP
+        .replace("$SCRATCH", &SCRATCH.to_string())
+        .replace("$NO_ID", &NO_ID.to_string());
     for (name, op) in ops {
         source = source.replace(&format!("${name}"), &op.to_string());
     }

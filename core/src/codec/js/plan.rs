@@ -15,8 +15,11 @@
 //! - `ASCII` `u8 len` bytes, `ASCII_LONG` `u32 len` bytes, `UTF8` `u32 len` bytes: a string
 //!   (ASCII ones are their own Latin-1);
 //! - `ARRAY` `u32 n`: the top `n` values become an array;
-//! - `SHAPE` `u32 n` then `n` keys (`u32 len` + UTF-8 each): defines the next shape number
-//!   (0, 1, … in order of definition, per plan);
+//! - `SHAPE` `u32 id` `u32 n` then `n` keys (`u32 len` + UTF-8 each): defines the next
+//!   shape number (0, 1, … in order of definition, per plan) as these keys, which the
+//!   process names `id`: an id is given to one set of keys only, for the life of the
+//!   process (whichever thread's plan gives it), so the loop keeps what it made for an id
+//!   and reads the keys only for an id it does not hold; [`NO_ID`] when the ids ran out;
 //! - `SHAPED` `u32 shape`: the top values (one per key of the shape) become an object;
 //! - `OBJECT` `u32 n` then `n` keys: the top `n` values become an object with these keys,
 //!   one property at a time (maps with many keys, a `"__proto__"` key, no keys).
@@ -78,6 +81,45 @@ pub const SHAPE_KEYS: usize = 32;
 const SHAPE_BYTES: usize = 1024;
 /// Most shapes one plan defines; later maps are made key by key.
 const SHAPES: usize = 4096;
+/// The id of a shape whose keys have none (every `u32` was given): made from its keys.
+pub const NO_ID: u32 = u32::MAX;
+/// Key sets a thread remembers the ids of; past this many it forgets them all (they are
+/// given new ids when seen again).
+const REMEMBERED: usize = 4096;
+
+/// The next id of a set of keys, process-wide (ids are never given twice).
+static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+thread_local! {
+    /// The ids this thread gave, by the keys' bytes.
+    static IDS: std::cell::RefCell<HashMap<Box<[u8]>, u32, rustc_hash::FxBuildHasher>> =
+        std::cell::RefCell::new(HashMap::default());
+}
+
+/// The id of the keys `keys` (their bytes as a plan writes them). Measured: the loop's
+/// lookup of a shape by the text of its keys (a string made from the plan, then hashed)
+/// cost about 2,000 instructions of a small read; by an id, a few dozen.
+fn id_of(keys: &[u8]) -> u32 {
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some(id) = ids.get(keys) {
+            return *id;
+        }
+        let given = NEXT_ID.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |next| (next < NO_ID).then_some(next + 1),
+        );
+        let Ok(id) = given else {
+            return NO_ID;
+        };
+        if ids.len() >= REMEMBERED {
+            ids.clear();
+        }
+        ids.insert(keys.into(), id);
+        id
+    })
+}
 
 /// The map being read at one level: where its keys start in `keys`, how many, and
 /// whether one is `"__proto__"` (a literal would set the prototype).
@@ -221,6 +263,7 @@ impl Plan {
                     }
                 }
                 self.out.push(SHAPE);
+                self.out.extend_from_slice(&id_of(keys).to_le_bytes());
                 self.out.extend_from_slice(&count.to_le_bytes());
                 self.out.extend_from_slice(&work.keys[keys_at..]);
                 id
@@ -358,6 +401,10 @@ mod tests {
     use super::*;
     use crate::codec::{msgpack, DecodeLimits, Map, Value};
 
+    /// The keys of every id the plans of these tests gave.
+    static NAMED: std::sync::Mutex<std::collections::BTreeMap<u32, Vec<String>>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+
     /// Follows a plan as the JS loop does, making core values (a test's reference reader).
     fn follow(plan: &[u8]) -> Value {
         let mut stack: Vec<Value> = Vec::new();
@@ -435,8 +482,17 @@ mod tests {
                     stack.push(Value::Array(items));
                 }
                 SHAPE => {
+                    let id = u32_at(&mut at) as u32;
                     let n = u32_at(&mut at);
-                    shapes.push(keys(&mut at, n));
+                    let names = keys(&mut at, n);
+                    // An id names one set of keys, whatever plan (of any thread) gives it.
+                    let mut named = NAMED.lock().unwrap();
+                    let first = named.entry(id).or_insert_with(|| names.clone());
+                    assert!(
+                        id == NO_ID || *first == names,
+                        "id {id}: {first:?}, {names:?}"
+                    );
+                    shapes.push(names);
                 }
                 SHAPED => {
                     let id = u32_at(&mut at);
@@ -528,14 +584,15 @@ mod tests {
         assert!(matches!(made["x"], Value::Float(f) if f.is_nan()));
     }
 
-    /// How many instructions `op` a plan holds (operands skipped as `follow` reads them).
-    fn count(plan: &[u8], op: u8) -> usize {
-        let mut n = 0;
+    /// Each instruction of a plan and where its operands start (skipped as `follow` reads
+    /// them).
+    fn instructions(plan: &[u8]) -> Vec<(u8, usize)> {
+        let mut out = Vec::new();
         let mut at = 0;
         while at < plan.len() {
             let this = plan[at];
-            n += usize::from(this == op);
             at += 1;
+            out.push((this, at));
             at += match this {
                 INT => 4,
                 FLOAT => ((at + 7) & !7) - at + 8,
@@ -545,8 +602,9 @@ mod tests {
                 }
                 ARRAY | SHAPED => 4,
                 SHAPE | OBJECT => {
-                    let keys = u32::from_le_bytes(plan[at..at + 4].try_into().unwrap());
-                    let mut skip = 4;
+                    let id = if this == SHAPE { 4 } else { 0 }; // a shape's id comes first
+                    let keys = u32::from_le_bytes(plan[at + id..at + id + 4].try_into().unwrap());
+                    let mut skip = id + 4;
                     for _ in 0..keys {
                         let len =
                             u32::from_le_bytes(plan[at + skip..at + skip + 4].try_into().unwrap());
@@ -557,7 +615,50 @@ mod tests {
                 _ => 0,
             };
         }
-        n
+        out
+    }
+
+    /// How many instructions `op` a plan holds.
+    fn count(plan: &[u8], op: u8) -> usize {
+        instructions(plan)
+            .iter()
+            .filter(|(this, _)| *this == op)
+            .count()
+    }
+
+    /// The ids of the shapes a plan defines, in order.
+    fn shape_ids(plan: &[u8]) -> Vec<u32> {
+        instructions(plan)
+            .into_iter()
+            .filter(|(op, _)| *op == SHAPE)
+            .map(|(_, at)| u32::from_le_bytes(plan[at..at + 4].try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_set_of_keys_keeps_its_id_and_an_id_names_one_set_of_keys() {
+        let records = |from: i64| {
+            let fields = (from..from + 3).map(|i| (format!("f{i}"), record(i)));
+            msgpack::encode(&fields.collect::<Map>().into())
+        };
+        // One shape per plan (the records'), the root's keys another.
+        let first = shape_ids(&plan_of(&records(0)).unwrap());
+        let again = shape_ids(&plan_of(&records(0)).unwrap());
+        let other_root = shape_ids(&plan_of(&records(10)).unwrap());
+        assert_eq!(first.len(), 2);
+        assert_eq!(first, again, "the same keys, the same ids");
+        assert_eq!(first[0], other_root[0], "the records' keys, one id");
+        assert_ne!(first[1], other_root[1], "other root keys, another id");
+        // Another thread names the same keys afresh, never with an id of other keys;
+        // `follow` checks every id against the keys it named first.
+        let elsewhere = std::thread::spawn(move || plan_of(&records(0)).unwrap());
+        let elsewhere = elsewhere.join().unwrap();
+        let ids = shape_ids(&elsewhere);
+        assert!(ids
+            .iter()
+            .all(|id| !first.contains(id) && !other_root.contains(id)));
+        follow(&plan_of(&records(10)).unwrap());
+        assert_eq!(follow(&elsewhere), follow(&plan_of(&records(0)).unwrap()));
     }
 
     #[test]
