@@ -196,3 +196,22 @@ test('a cache nobody holds is collected (its own methods do not keep it)', async
     return collected === 4
   }, 'the caches are collected', 5000)
 })
+
+test('a subclass\'s overrides of the hot methods are the ones called', async () => {
+  class Counting extends Cache {
+    constructor () {
+      super()
+      this.gets = 0
+    }
+
+    get (key) {
+      this.gets++
+      return super.get(key)
+    }
+  }
+  const cache = new Counting()
+  await cache.set('k', 1)
+  assert.equal(await cache.get('k'), 1)
+  assert.equal(cache.gets, 1, 'the override ran')
+  assert.equal(Object.getOwnPropertyDescriptor(cache, 'get'), undefined, 'no own get hides it')
+})

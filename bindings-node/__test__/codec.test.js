@@ -45,6 +45,20 @@ for (const topology of ['memory', 'standalone']) {
     cache.close()
   })
 
+  test(`lists of numbers of every length come back as arrays (${topology})`, async () => {
+    const url = topology === 'memory' ? 'memory://' : (await redis()).standalone
+    const cache = await Cache.connect(url, { namespace: uniqueNamespace('codec-numbers') })
+    const lists = [[0.5], [1, 2, 3], floats(100), floats(8191), floats(8192), [-0.5, 2 ** 53 - 1, -1e-300]]
+    for (const [i, list] of lists.entries()) await cache.set(`n${i}`, list)
+    for (const [i, list] of lists.entries()) {
+      const back = await cache.get(`n${i}`)
+      assert.ok(Array.isArray(back), `list ${i} is an array`)
+      assert.deepEqual(back, list, `list ${i}`)
+    }
+    assert.deepEqual(await cache.getMany(lists.map((_, i) => `n${i}`)), lists)
+    cache.close()
+  })
+
   test(`values JSON cannot carry take the exact path (${topology})`, async () => {
     const url = topology === 'memory' ? 'memory://' : (await redis()).standalone
     const cache = await Cache.connect(url, { namespace: uniqueNamespace('codec-exact') })

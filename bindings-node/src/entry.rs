@@ -8,7 +8,8 @@
 //! before its reply. The hot methods are therefore also each instance's own
 //! (non-enumerable) functions, made when the instance is, whose callback data is the
 //! cache itself: nothing to look up. They run the class's very methods; the prototype's
-//! stay for `Cache.prototype.get.call(cache, …)`.
+//! stay for `Cache.prototype.get.call(cache, …)` and for instances of JS subclasses, which
+//! get no own functions (those would hide the subclass's overrides).
 #![allow(unsafe_code)] // raw Node-API functions and their data
 
 use std::ffi::{c_void, CStr};
@@ -70,8 +71,12 @@ const ENTRIES: [(&CStr, Body); 7] = [
     }),
 ];
 
-/// Gives the instance `object` of `cache` its own hot methods.
+/// Gives the instance `object` of `cache` its own hot methods, unless it is an instance of
+/// a JS subclass: own functions would hide the subclass's overrides.
 pub fn install(env: &Env, object: sys::napi_value, cache: &Cache) -> Result<()> {
+    if !of_cache_itself(env, object)? {
+        return Ok(());
+    }
     let mut properties = Vec::with_capacity(ENTRIES.len());
     for (name, body) in ENTRIES {
         let cache = cache.clone();
@@ -94,6 +99,42 @@ pub fn install(env: &Env, object: sys::napi_value, cache: &Cache) -> Result<()> 
             "napi_define_properties",
         )
     }
+}
+
+/// Whether `object`'s prototype is `Cache.prototype` (not a subclass's).
+fn of_cache_itself(env: &Env, object: sys::napi_value) -> Result<bool> {
+    // The registry's key is the class's name with its NUL, as napi-rs's own generated
+    // code looks it up; none found leaves the prototype's methods in use.
+    let Some(class) = napi::bindgen_prelude::get_class_constructor("Cache\0") else {
+        return Ok(false);
+    };
+    let raw = env.raw();
+    let (mut constructor, mut prototype, mut own) =
+        (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+    let mut same = false;
+    // SAFETY: plain Node-API calls on the JS thread with live handles.
+    unsafe {
+        check(
+            sys::napi_get_reference_value(raw, class, &mut constructor),
+            "napi_get_reference_value",
+        )?;
+        if constructor.is_null() {
+            return Ok(false);
+        }
+        check(
+            sys::napi_get_named_property(raw, constructor, c"prototype".as_ptr(), &mut prototype),
+            "napi_get_named_property",
+        )?;
+        check(
+            sys::napi_get_prototype(raw, object, &mut own),
+            "napi_get_prototype",
+        )?;
+        check(
+            sys::napi_strict_equals(raw, prototype, own, &mut same),
+            "napi_strict_equals",
+        )?;
+    }
+    Ok(same)
 }
 
 /// A JS function running `body` with its first [`ARGS`] arguments (a null value returned

@@ -442,7 +442,7 @@ fn set_cmd(entry: &Entry) -> ::redis::Cmd {
 
 /// `name key` (`GET`, `DEL`, `PTTL`), built at its size: `redis::cmd` grows its two
 /// vectors as arguments come, three allocations where one each does.
-#[cfg(feature = "redis")]
+#[cfg(feature = "tokio-redis")]
 fn key_cmd(name: &str, key: &str) -> ::redis::Cmd {
     let mut cmd = ::redis::Cmd::with_capacity(2, name.len() + key.len());
     cmd.arg(name).arg(key);
