@@ -91,9 +91,11 @@ const REMEMBERED: usize = 4096;
 static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 thread_local! {
-    /// The ids this thread gave, by the keys' bytes.
-    static IDS: std::cell::RefCell<HashMap<Box<[u8]>, u32, rustc_hash::FxBuildHasher>> =
-        std::cell::RefCell::new(HashMap::default());
+    /// The ids this thread gave, by the keys' bytes. Hashed with std's keyed hasher: the
+    /// keys come from stored values, which anyone who can write to Redis may have chosen
+    /// to collide under an unkeyed hash (every read would then compare each one).
+    static IDS: std::cell::RefCell<HashMap<Box<[u8]>, u32>> =
+        std::cell::RefCell::new(HashMap::new());
 }
 
 /// The id of the keys `keys` (their bytes as a plan writes them). Measured: the loop's
