@@ -43,13 +43,18 @@ function sized (make, target) {
 }
 
 /**
- * Seconds per call of each of `fns` (by name), best of ROUNDS rounds. The rounds of the
- * contenders alternate, so a burst of load from elsewhere on the machine hits them alike,
- * and each round starts with the next contender, so none always follows the same one
- * (and the garbage it left: `JSON.stringify` of a 1 MB value leaves megabytes).
+ * Seconds per call of each of `fns` (by name), best of ROUNDS rounds. Within a round the
+ * contenders take turns in slices of a tenth of the round's calls, each slice starting
+ * with the next contender, so a phase of the machine (this VM's round trips swing between
+ * about 25 and 130 µs for seconds at a time) falls on all of them alike; whole rounds
+ * taking turns left one contender's best round in a fast phase and another's in a slow
+ * one. Rotating the order also means none always follows the same one (and the garbage it
+ * left: `JSON.stringify` of a 1 MB value leaves megabytes).
  */
 async function perCall (fns, size) {
   const calls = Math.max(5, Math.min(2000, Math.floor(2_000_000 / size)))
+  const slices = Math.min(10, calls)
+  const perSlice = Math.ceil(calls / slices)
   const best = {}
   const entries = Object.entries(fns)
   for (const [name, fn] of entries) {
@@ -57,11 +62,17 @@ async function perCall (fns, size) {
     best[name] = Infinity
   }
   for (let r = 0; r < ROUNDS; r++) {
-    const turn = r % entries.length
-    for (const [name, fn] of [...entries.slice(turn), ...entries.slice(0, turn)]) {
-      const started = process.hrtime.bigint()
-      for (let i = 0; i < calls; i++) await fn()
-      best[name] = Math.min(best[name], Number(process.hrtime.bigint() - started) / 1e9 / calls)
+    const spent = Object.fromEntries(entries.map(([name]) => [name, 0n]))
+    for (let s = 0; s < slices; s++) {
+      const turn = (r * slices + s) % entries.length
+      for (const [name, fn] of [...entries.slice(turn), ...entries.slice(0, turn)]) {
+        const started = process.hrtime.bigint()
+        for (let i = 0; i < perSlice; i++) await fn()
+        spent[name] += process.hrtime.bigint() - started
+      }
+    }
+    for (const [name] of entries) {
+      best[name] = Math.min(best[name], Number(spent[name]) / 1e9 / (slices * perSlice))
     }
   }
   return best
