@@ -215,7 +215,7 @@ const LOOP: &str = r#"(function () {
           break
         }
         case $SHAPE: {
-          const id = u32()
+          const id = u32() + u32() * 4294967296
           const n = u32()
           const start = p
           for (let j = 0; j < n; j++) { const m = u32(); p += m }

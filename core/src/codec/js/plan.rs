@@ -15,7 +15,7 @@
 //! - `ASCII` `u8 len` bytes, `ASCII_LONG` `u32 len` bytes, `UTF8` `u32 len` bytes: a string
 //!   (ASCII ones are their own Latin-1);
 //! - `ARRAY` `u32 n`: the top `n` values become an array;
-//! - `SHAPE` `u32 id` `u32 n` then `n` keys (`u32 len` + UTF-8 each): defines the next
+//! - `SHAPE` `u32 id` `u32 id_high` `u32 n` then `n` keys (`u32 len` + UTF-8 each): defines the next
 //!   shape number (0, 1, … in order of definition, per plan) as these keys, which the
 //!   process names `id`: an id is given to one set of keys only, for the life of the
 //!   process (whichever thread's plan gives it), so the loop keeps what it made for an id
@@ -81,27 +81,29 @@ pub const SHAPE_KEYS: usize = 32;
 const SHAPE_BYTES: usize = 1024;
 /// Most shapes one plan defines; later maps are made key by key.
 const SHAPES: usize = 4096;
-/// The id of a shape whose keys have none (every `u32` was given): made from its keys.
-pub const NO_ID: u32 = u32::MAX;
+/// The id of a shape whose keys have none (every id below 2⁵³, what a JS number holds
+/// exactly, was given): made from its keys. A `u32` ran out: key sets that keep changing
+/// (maps keyed by user ids), or values written to make them, take ids by the thousand a read.
+pub const NO_ID: u64 = 1 << 53;
 /// Key sets a thread remembers the ids of; past this many it forgets them all (they are
 /// given new ids when seen again).
 const REMEMBERED: usize = 4096;
 
 /// The next id of a set of keys, process-wide (ids are never given twice).
-static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 thread_local! {
     /// The ids this thread gave, by the keys' bytes. Hashed with std's keyed hasher: the
     /// keys come from stored values, which anyone who can write to Redis may have chosen
     /// to collide under an unkeyed hash (every read would then compare each one).
-    static IDS: std::cell::RefCell<HashMap<Box<[u8]>, u32>> =
+    static IDS: std::cell::RefCell<HashMap<Box<[u8]>, u64>> =
         std::cell::RefCell::new(HashMap::new());
 }
 
 /// The id of the keys `keys` (their bytes as a plan writes them). Measured: the loop's
 /// lookup of a shape by the text of its keys (a string made from the plan, then hashed)
 /// cost about 2,000 instructions of a small read; by an id, a few dozen.
-fn id_of(keys: &[u8]) -> u32 {
+fn id_of(keys: &[u8]) -> u64 {
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
         if let Some(id) = ids.get(keys) {
@@ -188,6 +190,14 @@ impl Work {
     }
 }
 
+impl Drop for Plan {
+    /// The working buffers go to the thread's next plan, whether this one was finished,
+    /// stopped (`NotJson`) or left for numbers.
+    fn drop(&mut self) {
+        std::mem::take(&mut self.work).keep();
+    }
+}
+
 impl Default for Plan {
     fn default() -> Self {
         Plan::with_capacity(0)
@@ -204,9 +214,8 @@ impl Plan {
     }
 
     /// The plan written (after a successful decode into this builder).
-    pub fn finish(self) -> Vec<u8> {
-        self.work.keep();
-        self.out
+    pub fn finish(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
     }
 
     #[inline]
@@ -404,7 +413,7 @@ mod tests {
     use crate::codec::{msgpack, DecodeLimits, Map, Value};
 
     /// The keys of every id the plans of these tests gave.
-    static NAMED: std::sync::Mutex<std::collections::BTreeMap<u32, Vec<String>>> =
+    static NAMED: std::sync::Mutex<std::collections::BTreeMap<u64, Vec<String>>> =
         std::sync::Mutex::new(std::collections::BTreeMap::new());
 
     /// Follows a plan as the JS loop does, making core values (a test's reference reader).
@@ -484,7 +493,7 @@ mod tests {
                     stack.push(Value::Array(items));
                 }
                 SHAPE => {
-                    let id = u32_at(&mut at) as u32;
+                    let id = u32_at(&mut at) as u64 | (u32_at(&mut at) as u64) << 32;
                     let n = u32_at(&mut at);
                     let names = keys(&mut at, n);
                     // An id names one set of keys, whatever plan (of any thread) gives it.
@@ -604,7 +613,7 @@ mod tests {
                 }
                 ARRAY | SHAPED => 4,
                 SHAPE | OBJECT => {
-                    let id = if this == SHAPE { 4 } else { 0 }; // a shape's id comes first
+                    let id = if this == SHAPE { 8 } else { 0 }; // a shape's id comes first
                     let keys = u32::from_le_bytes(plan[at + id..at + id + 4].try_into().unwrap());
                     let mut skip = id + 4;
                     for _ in 0..keys {
@@ -629,11 +638,11 @@ mod tests {
     }
 
     /// The ids of the shapes a plan defines, in order.
-    fn shape_ids(plan: &[u8]) -> Vec<u32> {
+    fn shape_ids(plan: &[u8]) -> Vec<u64> {
         instructions(plan)
             .into_iter()
             .filter(|(op, _)| *op == SHAPE)
-            .map(|(_, at)| u32::from_le_bytes(plan[at..at + 4].try_into().unwrap()))
+            .map(|(_, at)| u64::from_le_bytes(plan[at..at + 8].try_into().unwrap()))
             .collect()
     }
 
