@@ -40,12 +40,17 @@ fn opt<'env>(env: &Env, value: sys::napi_value) -> Result<Option<Unknown<'env>>>
     unsafe { Option::<Unknown<'env>>::from_napi_value(env.raw(), value) }
 }
 
+/// A method whose only argument is a key (or keys).
+type KeyMethod = for<'env> fn(&Cache, &'env Env, Unknown<'_>) -> Result<Unknown<'env>>;
+
+fn with_key(env: &Env, cache: &Cache, a: &Args, method: KeyMethod) -> Result<sys::napi_value> {
+    Ok(method(cache, env, arg(env, a[0]))?.raw())
+}
+
 const ENTRIES: [(&CStr, Body); 7] = [
-    (c"get", |env, cache, a| {
-        Ok(cache.get(env, arg(env, a[0]))?.raw())
-    }),
+    (c"get", |env, cache, a| with_key(env, cache, a, Cache::get)),
     (c"getMany", |env, cache, a| {
-        Ok(cache.get_many(env, arg(env, a[0]))?.raw())
+        with_key(env, cache, a, Cache::get_many)
     }),
     (c"set", |env, cache, a| {
         let options = opt(env, a[2])?;
@@ -58,11 +63,9 @@ const ENTRIES: [(&CStr, Body); 7] = [
         Ok(cache.set_many(env, arg(env, a[0]), options)?.raw())
     }),
     (c"delete", |env, cache, a| {
-        Ok(cache.delete(env, arg(env, a[0]))?.raw())
+        with_key(env, cache, a, Cache::delete)
     }),
-    (c"ttl", |env, cache, a| {
-        Ok(cache.ttl(env, arg(env, a[0]))?.raw())
-    }),
+    (c"ttl", |env, cache, a| with_key(env, cache, a, Cache::ttl)),
     (c"getOrLoad", |env, cache, a| {
         let options = opt(env, a[2])?;
         Ok(cache

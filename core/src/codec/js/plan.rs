@@ -15,8 +15,8 @@
 //! - `ASCII` `u8 len` bytes, `ASCII_LONG` `u32 len` bytes, `UTF8` `u32 len` bytes: a string
 //!   (ASCII ones are their own Latin-1);
 //! - `ARRAY` `u32 n`: the top `n` values become an array;
-//! - `SHAPE` `u32 id` `u32 id_high` `u32 n` then `n` keys (`u32 len` + UTF-8 each): defines the next
-//!   shape number (0, 1, … in order of definition, per plan) as these keys, which the
+//! - `SHAPE` `u64 id` (below 2⁵³, little-endian) `u32 n` then `n` keys (`u32 len` + UTF-8
+//!   each): defines the next shape number (0, 1, … in order of definition, per plan) as these keys, which the
 //!   process names `id`: an id is given to one set of keys only, for the life of the
 //!   process (whichever thread's plan gives it), so the loop keeps what it made for an id
 //!   and reads the keys only for an id it does not hold; [`NO_ID`] when the ids ran out;
@@ -102,7 +102,8 @@ thread_local! {
 
 /// The id of the keys `keys` (their bytes as a plan writes them). Measured: the loop's
 /// lookup of a shape by the text of its keys (a string made from the plan, then hashed)
-/// cost about 2,000 instructions of a small read; by an id, a few dozen.
+/// cost about 2,000 instructions of a small read; by an id, this map's lookup included,
+/// a few hundred.
 fn id_of(keys: &[u8]) -> u64 {
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
