@@ -104,5 +104,81 @@ fn ring(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, envelope, ring);
+/// The tape the Node walk writes for `n` records `{ id, name, score, tags: ['a', 'b'], ok }`
+/// keyed `field_i` (the issue-13 value), keys repeated as `KEY_AGAIN`.
+fn records_tape(n: usize) -> Vec<u8> {
+    use polycache::codec::js::tape::{ARRAY, KEY_AGAIN, MAP, NUMBER, STRING, TRUE};
+    fn head(t: &mut Vec<u8>, tag: u8, n: usize) {
+        t.push(tag);
+        t.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    fn text(t: &mut Vec<u8>, s: &str) {
+        head(t, STRING, s.len());
+        t.extend_from_slice(s.as_bytes());
+    }
+    fn number(t: &mut Vec<u8>, n: f64) {
+        t.push(NUMBER);
+        t.extend_from_slice(&n.to_le_bytes());
+    }
+    let mut t = Vec::new();
+    head(&mut t, MAP, n);
+    for i in 0..n {
+        text(&mut t, &format!("field_{i}"));
+        head(&mut t, MAP, 5);
+        let again = i > 0;
+        for (k, key) in ["id", "name", "score", "tags", "ok"].iter().enumerate() {
+            if again {
+                t.push(KEY_AGAIN);
+            } else {
+                text(&mut t, key);
+            }
+            match k {
+                0 => number(&mut t, i as f64),
+                1 => text(&mut t, &format!("user {i}")),
+                2 => number(&mut t, i as f64 * 1.5 + 0.25),
+                3 => {
+                    head(&mut t, ARRAY, 2);
+                    text(&mut t, "a");
+                    text(&mut t, "b");
+                }
+                _ => t.push(TRUE),
+            }
+        }
+    }
+    t
+}
+
+/// The tape of a list of `n` floats: one run of numbers, aligned as the walk aligns it.
+fn floats_tape(n: usize) -> Vec<u8> {
+    use polycache::codec::js::tape::{ARRAY, NUMBERS};
+    let mut t = vec![ARRAY];
+    t.extend_from_slice(&(n as u32).to_le_bytes());
+    t.push(NUMBERS);
+    t.extend_from_slice(&(n as u32).to_le_bytes());
+    t.resize(16, 0);
+    for i in 0..n {
+        t.extend_from_slice(&(i as f64 * std::f64::consts::FRAC_1_PI + 0.1).to_le_bytes());
+    }
+    t
+}
+
+/// Core's half of a Node `set`: a walk's tape into a MessagePack payload.
+fn tape(c: &mut Criterion) {
+    use polycache::codec::js::tape::encode_tape;
+    use polycache::codec::Encoder;
+    for (name, tape) in [
+        ("records-10k", records_tape(105)),
+        ("floats-1m", floats_tape(55_000)),
+    ] {
+        c.bench_function(&format!("tape/encode/{name}"), |b| {
+            b.iter(|| {
+                let mut encoder = Encoder::new(Codec::Msgpack);
+                encode_tape(black_box(&tape), usize::MAX, &mut encoder).expect("encodes");
+                encoder.finish().expect("finished")
+            })
+        });
+    }
+}
+
+criterion_group!(benches, envelope, ring, tape);
 criterion_main!(benches);

@@ -191,6 +191,23 @@ impl Encoder {
         })
     }
 
+    /// The payload, for a reader that writes MessagePack values into it with this module's
+    /// writers ([`super::js::tape`]), when this encoder writes MessagePack; call
+    /// [`Encoder::wrote`] after each value written there.
+    pub(super) fn msgpack_payload(&mut self) -> Option<&mut Vec<u8>> {
+        (self.codec == Codec::Msgpack && !self.raw).then_some(&mut self.out)
+    }
+
+    /// After a value written into [`Encoder::msgpack_payload`], as [`Encoder::start`] before
+    /// one: a top-level value has started, and complete pieces go to the compressing helper.
+    #[inline]
+    pub(super) fn wrote(&mut self) {
+        self.started = true;
+        if self.out.len() >= self.hand_at {
+            self.hand_pieces();
+        }
+    }
+
     /// Where the encoder stands now.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
@@ -398,9 +415,7 @@ impl Encoder {
         if self.codec == Codec::Json {
             return json_float(&mut self.out, v);
         }
-        let mut cb = [0xcb; 9];
-        cb[1..].copy_from_slice(&v.to_be_bytes());
-        self.out.extend_from_slice(&cb);
+        write_float(&mut self.out, v);
         Ok(())
     }
 
@@ -415,7 +430,7 @@ impl Encoder {
             Codec::Json => {
                 json_str(&mut self.out, v);
             }
-            Codec::Msgpack => msgpack_str(&mut self.out, v),
+            Codec::Msgpack => msgpack_str(&mut self.out, v.as_bytes()),
             Codec::Bytes => self.out.extend_from_slice(v.as_bytes()),
         }
         Ok(())
@@ -433,19 +448,7 @@ impl Encoder {
                     "json: bytes cannot be encoded as JSON; use the msgpack or bytes codec",
                 ))
             }
-            Codec::Msgpack => {
-                let n = v.len();
-                if n <= 0xff {
-                    self.out.extend_from_slice(&[0xc4, n as u8]);
-                } else if n <= 0xffff {
-                    self.out.push(0xc5);
-                    self.out.extend_from_slice(&(n as u16).to_be_bytes());
-                } else {
-                    self.out.push(0xc6);
-                    self.out.extend_from_slice(&(n as u32).to_be_bytes());
-                }
-                self.out.extend_from_slice(v);
-            }
+            Codec::Msgpack => msgpack_bin(&mut self.out, v),
             Codec::Bytes => self.out.extend_from_slice(v),
         }
         Ok(())
@@ -527,7 +530,7 @@ impl Encoder {
             json_str(&mut self.out, key);
             self.out.push(b':');
         } else {
-            msgpack_str(&mut self.out, key);
+            msgpack_str(&mut self.out, key.as_bytes());
         }
         Ok(())
     }
@@ -611,8 +614,30 @@ fn write_decimal(out: &mut Vec<u8>, negative: bool, c: u64, decimals: usize) {
     }
 }
 
+/// A float64 (docs/FORMAT.md §2: floats are always 64-bit).
 #[inline]
-fn write_unsigned(out: &mut Vec<u8>, v: u64) {
+pub(super) fn write_float(out: &mut Vec<u8>, v: f64) {
+    let mut cb = [0xcb; 9];
+    cb[1..].copy_from_slice(&v.to_be_bytes());
+    out.extend_from_slice(&cb);
+}
+
+pub(super) fn msgpack_bin(out: &mut Vec<u8>, v: &[u8]) {
+    let n = v.len();
+    if n <= 0xff {
+        out.extend_from_slice(&[0xc4, n as u8]);
+    } else if n <= 0xffff {
+        out.push(0xc5);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0xc6);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+    out.extend_from_slice(v);
+}
+
+#[inline]
+pub(super) fn write_unsigned(out: &mut Vec<u8>, v: u64) {
     if v <= 0x7f {
         out.push(v as u8);
     } else if v <= 0xff {
@@ -630,7 +655,7 @@ fn write_unsigned(out: &mut Vec<u8>, v: u64) {
 }
 
 #[inline]
-fn write_negative(out: &mut Vec<u8>, v: i64) {
+pub(super) fn write_negative(out: &mut Vec<u8>, v: i64) {
     if v >= -32 {
         out.push(v as i8 as u8);
     } else if v >= i64::from(i8::MIN) {
@@ -649,8 +674,9 @@ fn write_negative(out: &mut Vec<u8>, v: i64) {
 
 // Always inlined: a call per string was about a tenth of a records `set` (measured in the
 // Python walk, where it is most keys and values).
+/// `s` is UTF-8: a `str`'s bytes, or bytes its caller checked.
 #[inline(always)]
-fn msgpack_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn msgpack_str(out: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     if n < 32 {
         // Most strings and keys: 32 bytes are made room for, the marker and text written
@@ -664,7 +690,7 @@ fn msgpack_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&[0u8; 32]);
         let block = &mut out[at..at + 32];
         block[0] = 0xa0 | n as u8;
-        copy_short(&mut block[1..], s.as_bytes());
+        copy_short(&mut block[1..], s);
         out.truncate(at + 1 + n);
         return;
     }
@@ -677,7 +703,7 @@ fn msgpack_str(out: &mut Vec<u8>, s: &str) {
         out.push(0xdb);
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(s);
 }
 
 /// Copies `src` (at most 31 bytes) to the start of `dst` (31 bytes) with fixed-size moves:
@@ -703,7 +729,7 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
 }
 
 #[inline]
-fn container_len(out: &mut Vec<u8>, n: usize, fix: u8, m16: u8, m32: u8) {
+pub(super) fn container_len(out: &mut Vec<u8>, n: usize, fix: u8, m16: u8, m32: u8) {
     if n < 16 {
         out.push(fix | n as u8);
     } else if n <= 0xffff {
@@ -990,7 +1016,7 @@ mod tests {
         for n in 0..=40 {
             let s = &text[..n];
             let mut ours = vec![0x55];
-            msgpack_str(&mut ours, s);
+            msgpack_str(&mut ours, s.as_bytes());
             let mut theirs = vec![0x55];
             rmp::encode::write_str(&mut theirs, s).unwrap();
             assert_eq!(ours, theirs, "{n}");

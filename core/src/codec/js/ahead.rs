@@ -262,17 +262,17 @@ impl TapeAhead {
         self.done = true;
         // A head read with a count the walk wrote again, or never read (it failed), or a
         // helper that panicked: the whole tape on this thread.
+        // So is a tape the MessagePack path handed to the general reader.
+        let max_items = self.shared.max_items;
         let work = self.shared.take();
-        let Some(mut work) = work.filter(|work| same_root(tape, &work.place)) else {
-            let mut encoder = again();
-            encode_tape(tape, self.shared.max_items, &mut encoder)?;
-            return Ok(encoder);
+        let Some(mut work) = work.filter(|work| same_root(tape, &work.place) && !work.place.redo())
+        else {
+            return whole(tape, max_items, again());
         };
         if let Some(failed) = work.failed {
             return Err(failed);
         }
         let never = AtomicBool::new(false);
-        let max_items = self.shared.max_items;
         encode_items(
             tape,
             0,
@@ -281,9 +281,18 @@ impl TapeAhead {
             &mut work.encoder,
             &never,
         )?;
+        if work.place.redo() {
+            return whole(tape, max_items, again());
+        }
         encode_end(tape, &work.place, &mut work.encoder)?;
         Ok(work.encoder)
     }
+}
+
+/// The whole tape read into `encoder` on this thread.
+fn whole(tape: &[u8], max_items: usize, mut encoder: Encoder) -> Result<Encoder, TapeError<Error>> {
+    encode_tape(tape, max_items, &mut encoder)?;
+    Ok(encoder)
 }
 
 impl Drop for TapeAhead {
@@ -301,7 +310,7 @@ mod tests {
 
     use super::*;
     use crate::codec::js::tape::tests::Tape;
-    use crate::codec::js::tape::{ARRAY, FUNCTION, KEY_AGAIN, MAP, TRUE};
+    use crate::codec::js::tape::{ARRAY, FUNCTION, KEY_AGAIN, MAP, STRING_LONE, TRUE};
     use crate::codec::Codec;
 
     /// A tape written in full, published step by step as the walk would.
@@ -401,15 +410,16 @@ mod tests {
         for &step in steps {
             publishing.published.store(step, Ordering::Release);
             let deadline = Instant::now() + Duration::from_secs(10);
-            // The helper stops at a refusal: it has read what it will when the work is
-            // back and reading stopped or caught up.
+            // The helper stops at a refusal, or at what its MessagePack path leaves to the
+            // general reader: it has read what it will when the work is back and reading
+            // stopped or caught up.
             while read_so_far(&ahead) != Some(step) {
                 let failed = ahead
                     .shared
                     .state()
                     .work
                     .as_ref()
-                    .is_some_and(|w| w.failed.is_some());
+                    .is_some_and(|w| w.failed.is_some() || w.place.redo());
                 if failed {
                     break;
                 }
@@ -452,6 +462,18 @@ mod tests {
         assert_eq!(expected, "a function cannot be cached");
         assert_eq!(ahead(&cut.0, &ends[..50], 1000).unwrap_err(), expected);
         assert_eq!(ahead(&cut.0, &[], 1000).unwrap_err(), expected);
+        // A refusal inside an entry the helper reads: its MessagePack path hands the
+        // whole tape to the general reader, which words it.
+        let entry = Tape::default().str("lone").text(STRING_LONE, "a\u{FFFD}").0;
+        let mut lone = tape.0[..ends[29]].to_vec();
+        lone.extend_from_slice(&entry);
+        lone.extend_from_slice(&tape.0[ends[29]..]);
+        lone[1..5].copy_from_slice(&101u32.to_le_bytes());
+        let mut steps = ends[..30].to_vec();
+        steps.extend(ends[29..].iter().map(|end| end + entry.len()));
+        let expected = one_thread(&lone, 1000).unwrap_err();
+        assert!(expected.contains("lone surrogates"), "{expected}");
+        assert_eq!(ahead(&lone, &steps, 1000).unwrap_err(), expected);
         // More entries than the cap: refused at the root's head, on either thread.
         let (tape, ends) = records(20);
         let expected = one_thread(&tape.0, 10).unwrap_err();
