@@ -148,8 +148,8 @@ fn records_tape(n: usize) -> Vec<u8> {
     t
 }
 
-/// The tape of a list of `n` floats: one run of numbers, aligned as the walk aligns it.
-fn floats_tape(n: usize) -> Vec<u8> {
+/// The tape of a list of `n` numbers `number(i)`: one run, aligned as the walk aligns it.
+fn numbers_tape(n: usize, number: impl Fn(usize) -> f64) -> Vec<u8> {
     use polycache::codec::js::tape::{ARRAY, NUMBERS};
     let mut t = vec![ARRAY];
     t.extend_from_slice(&(n as u32).to_le_bytes());
@@ -157,7 +157,7 @@ fn floats_tape(n: usize) -> Vec<u8> {
     t.extend_from_slice(&(n as u32).to_le_bytes());
     t.resize(16, 0);
     for i in 0..n {
-        t.extend_from_slice(&(i as f64 * std::f64::consts::FRAC_1_PI + 0.1).to_le_bytes());
+        t.extend_from_slice(&number(i).to_le_bytes());
     }
     t
 }
@@ -168,7 +168,11 @@ fn tape(c: &mut Criterion) {
     use polycache::codec::Encoder;
     for (name, tape) in [
         ("records-10k", records_tape(105)),
-        ("floats-1m", floats_tape(55_000)),
+        (
+            "floats-1m",
+            numbers_tape(55_000, |i| i as f64 * std::f64::consts::FRAC_1_PI + 0.1),
+        ),
+        ("ints-100k", numbers_tape(100_000, |i| i as f64)),
     ] {
         c.bench_function(&format!("tape/encode/{name}"), |b| {
             b.iter(|| {

@@ -801,7 +801,9 @@ impl<'t> Reader<'t> {
         Ok(())
     }
 
-    /// A value at `depth` whose `tag` is read: a container, bytes or a bigint.
+    /// A value at `depth` whose `tag` is read: a container, bytes or a bigint. The one
+    /// call of the path that recurses; what it calls is inlined into it.
+    #[inline(never)]
     fn fast_container(&mut self, out: &mut Vec<u8>, depth: usize, tag: u8) -> Fast {
         match tag {
             MAP => {
@@ -838,7 +840,7 @@ impl<'t> Reader<'t> {
     }
 
     /// Entry `i` of an object at `depth`, as [`Reader::entry`].
-    #[inline]
+    #[inline(always)]
     fn fast_entry(&mut self, out: &mut Vec<u8>, depth: usize, i: usize) -> Fast {
         let key = match self.next_u8()? {
             KEY_AGAIN if i < KEY_ROW => *self
@@ -861,7 +863,7 @@ impl<'t> Reader<'t> {
 
     /// Item `i` of an array of `len` at `depth`, or the run of numbers it starts, as
     /// [`Reader::array_items`]: how many items were written.
-    #[inline]
+    #[inline(always)]
     fn fast_items(&mut self, out: &mut Vec<u8>, depth: usize, i: usize, len: usize) -> Fast<usize> {
         if self.tape.get(self.at) == Some(&NUMBERS) {
             let run = self.fast_run(len - i)?;
