@@ -5,10 +5,11 @@
 //   node bench/node/codec.mjs --js-thread  the conversion alone, no Redis (see jsThread)
 //
 // Values: the record object { field_i: { id, name, score, tags: ['a', 'b'], ok } } and an
-// array of floats, each at about 100 B, 1 KB, 10 KB, 100 KB and 1 MB of JSON. Printed: time
-// per call, ratios (peer time / polycache time: above 1 polycache is faster) against each
-// peer and the faster of the two, polycache's µs per KB, and the peak RSS growth of one 1 MB
-// get in a fresh process. POLYCACHE_BENCH_COMPRESSION=none|lz4 overrides the cache's
+// array of floats, each at about 100 B, 1 KB, 10 KB, 100 KB and 1 MB of JSON. Printed:
+// polycache's time per call (median of rounds) and µs per KB, ratios against each peer and
+// the faster of the two (the peer's time / polycache's in the same round, median of rounds:
+// above 1 polycache is faster; see row), and the peak RSS growth of one 1 MB get in a fresh
+// process. POLYCACHE_BENCH_COMPRESSION=none|lz4 overrides the cache's
 // compression (default: the cache's default).
 import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
@@ -21,9 +22,11 @@ import { binding, startHarness } from './common.mjs'
 
 const { Cache } = binding
 
-const SIZES = [100, 1_000, 10_000, 100_000, 1_000_000]
-// Best of this many rounds; more (POLYCACHE_BENCH_ROUNDS=15) steadies a loaded machine.
-const ROUNDS = Number(process.env.POLYCACHE_BENCH_ROUNDS ?? 7)
+// POLYCACHE_BENCH_SIZES=100,10000 runs only those sizes.
+const SIZES = process.env.POLYCACHE_BENCH_SIZES?.split(',').map(Number) ??
+  [100, 1_000, 10_000, 100_000, 1_000_000]
+// Rounds per cell; more (POLYCACHE_BENCH_ROUNDS=15) steadies a loaded machine.
+const ROUNDS = Number(process.env.POLYCACHE_BENCH_ROUNDS ?? 9)
 
 const records = (n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [
   `field_${i}`, { id: i, name: `user ${i}`, score: i * 1.5 + 0.25, tags: ['a', 'b'], ok: true },
@@ -43,19 +46,20 @@ function sized (make, target) {
 }
 
 /**
- * Seconds per call of each of `fns` (by name), best of ROUNDS rounds. Within a round the
- * contenders take turns in slices of a tenth of the round's calls, each slice starting
- * with the next contender, so a phase of the machine (this VM's round trips swing between
- * about 25 and 130 µs for seconds at a time) falls on all of them alike; whole rounds
- * taking turns left one contender's best round in a fast phase and another's in a slow
- * one. Rotating the order also means none always follows the same one (and the garbage it
- * left: `JSON.stringify` of a 1 MB value leaves megabytes).
+ * Seconds per call of each of `fns` (by name) in each of ROUNDS rounds, and the best. Within
+ * a round the contenders take turns in slices of a tenth of the round's calls, each slice
+ * starting with the next contender, so a phase of the machine (this VM's round trips swing
+ * between about 25 and 130 µs for seconds at a time) falls on all of them alike; whole
+ * rounds taking turns left one contender's best round in a fast phase and another's in a
+ * slow one. Rotating the order also means none always follows the same one (and the
+ * garbage it left: `JSON.stringify` of a 1 MB value leaves megabytes).
  */
 async function perCall (fns, size) {
   const calls = Math.max(5, Math.min(2000, Math.floor(2_000_000 / size)))
   const slices = Math.min(10, calls)
   const perSlice = Math.ceil(calls / slices)
   const best = {}
+  const rounds = []
   const entries = Object.entries(fns)
   for (const [name, fn] of entries) {
     await fn()
@@ -71,26 +75,44 @@ async function perCall (fns, size) {
         spent[name] += process.hrtime.bigint() - started
       }
     }
+    const round = {}
     for (const [name] of entries) {
-      best[name] = Math.min(best[name], Number(spent[name]) / 1e9 / (slices * perSlice))
+      round[name] = Number(spent[name]) / 1e9 / (slices * perSlice)
+      best[name] = Math.min(best[name], round[name])
     }
+    rounds.push(round)
   }
-  return best
+  return { best, rounds }
+}
+
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 const COMPRESSION = process.env.POLYCACHE_BENCH_COMPRESSION
 const OPTIONS = { namespace: 'bench-codec', ...(COMPRESSION ? { compression: COMPRESSION } : {}) }
 
-function row (label, ours, peers, size) {
-  const times = [...Object.values(peers), Math.min(...Object.values(peers))]
-  const ratios = times.map((t) => `${(t / ours).toFixed(2)}x`.padStart(8)).join('  ')
+/**
+ * One cell: polycache's median time per call and, against each peer and the faster of the
+ * two, the median over rounds of the round's ratio (the peer's time / polycache's in that
+ * round). A ratio of two times taken in the same round, slice by slice, leaves out the
+ * machine's phases that two best-of-rounds times each pick up on their own; the median
+ * leaves out a round a phase still fell on unevenly.
+ */
+function row (label, rounds, size) {
+  const ours = median(rounds.map((r) => r.polycache))
+  const ratio = (peer) => median(rounds.map((r) => peer(r) / r.polycache))
+  const ratios = [(r) => r.msgpackr, (r) => r.json, (r) => Math.min(r.msgpackr, r.json)]
+    .map((peer) => `${ratio(peer).toFixed(2)}x`.padStart(8)).join('  ')
   console.log(`  ${label.padEnd(22)} ${(ours * 1e6).toFixed(1).padStart(10)} µs  ${(ours * 1e6 / (size / 1000)).toFixed(2).padStart(7)} µs/KB  ${ratios}`)
 }
 
 export async function run (url) {
   const cache = await Cache.connect(url, OPTIONS)
   const client = new Redis(url)
-  console.log(`\ncodec path, sequential calls, compression: ${COMPRESSION ?? 'default'} (ratio = peer time / polycache time; > 1: polycache faster)`)
+  console.log(`\ncodec path, sequential calls, compression: ${COMPRESSION ?? 'default'}, ${ROUNDS} rounds (time: median; ratio = peer time / polycache time in a round, median of rounds; > 1: polycache faster)`)
   console.log(`  ${'value, direction'.padEnd(22)} ${'polycache'.padStart(13)}  ${'cost'.padStart(13)}  vs msgpackr  vs JSON  vs faster`)
   for (const [kind, make] of [['records', records], ['floats', floats]]) {
     for (const target of SIZES) {
@@ -106,17 +128,18 @@ export async function run (url) {
         msgpackr: async () => unpack(await client.getBuffer(`mp:${key}`)),
         json: async () => JSON.parse(await client.get(`js:${key}`)),
       }, size)
-      row(`${label} get`, get.polycache, { msgpackr: get.msgpackr, json: get.json }, size)
+      row(`${label} get`, get.rounds, size)
       const set = await perCall({
         polycache: () => cache.set(key, value),
         msgpackr: () => client.set(`mp:${key}`, pack(value)),
         json: () => client.set(`js:${key}`, JSON.stringify(value)),
       }, size)
-      row(`${label} set`, set.polycache, { msgpackr: set.msgpackr, json: set.json }, size)
+      row(`${label} set`, set.rounds, size)
     }
   }
   client.disconnect()
   cache.close?.()
+  if (!SIZES.includes(1_000_000)) return
   console.log('\npeak RSS growth of one 1 MB records get (fresh process each)')
   for (const who of ['polycache', 'msgpackr', 'json']) {
     const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--rss', url, who], { encoding: 'utf8' })
@@ -168,7 +191,7 @@ async function jsThread () {
         get[name] = () => b.decodeEnvelope(stored)
       }
       for (const [direction, fns] of [['set', set], ['get', get]]) {
-        const best = await perCall(fns, size)
+        const { best } = await perCall(fns, size)
         console.log(`  ${`${kind} ${size / 1000} KB ${direction}`.padEnd(24)} ${Object.entries(best).map(([n, t]) => `${n} ${us(t)}`).join('  ')}`)
       }
     }
