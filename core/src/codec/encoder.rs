@@ -636,7 +636,7 @@ pub(super) fn msgpack_bin(out: &mut Vec<u8>, v: &[u8]) {
     out.extend_from_slice(v);
 }
 
-#[inline]
+#[inline(always)]
 pub(super) fn write_unsigned(out: &mut Vec<u8>, v: u64) {
     if v <= 0x7f {
         out.push(v as u8);
@@ -654,7 +654,7 @@ pub(super) fn write_unsigned(out: &mut Vec<u8>, v: u64) {
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(super) fn write_negative(out: &mut Vec<u8>, v: i64) {
     if v >= -32 {
         out.push(v as i8 as u8);
