@@ -109,14 +109,18 @@ function row (label, rounds, size) {
   const ratio = (peer) => median(rounds.map((r) => peer(r) / r.polycache))
   const ratios = [(r) => r.msgpackr, (r) => r.json, (r) => Math.min(r.msgpackr, r.json)]
     .map((peer) => `${ratio(peer).toFixed(2)}x`.padStart(8)).join('  ')
-  console.log(`  ${label.padEnd(22)} ${(ours * 1e6).toFixed(1).padStart(10)} µs  ${(ours * 1e6 / (size / 1000)).toFixed(2).padStart(7)} µs/KB  ${ratios}`)
+  // The middle half of the rounds' ratios against the faster peer: how far one run's
+  // median can be trusted on this machine.
+  const faster = rounds.map((r) => Math.min(r.msgpackr, r.json) / r.polycache).sort((a, b) => a - b)
+  const spread = `${faster[Math.floor((faster.length - 1) / 4)].toFixed(2)}–${faster[Math.ceil((faster.length - 1) * 3 / 4)].toFixed(2)}`
+  console.log(`  ${label.padEnd(22)} ${(ours * 1e6).toFixed(1).padStart(10)} µs  ${(ours * 1e6 / (size / 1000)).toFixed(2).padStart(7)} µs/KB  ${ratios}  ${spread.padStart(10)}`)
 }
 
 export async function run (url) {
   const cache = await Cache.connect(url, OPTIONS)
   const client = new Redis(url)
   console.log(`\ncodec path, sequential calls, compression: ${COMPRESSION ?? 'default'}, ${ROUNDS} rounds (time: median; ratio = peer time / polycache time in a round, median of rounds; > 1: polycache faster)`)
-  console.log(`  ${'value, direction'.padEnd(22)} ${'polycache'.padStart(13)}  ${'cost'.padStart(13)}  vs msgpackr  vs JSON  vs faster`)
+  console.log(`  ${'value, direction'.padEnd(22)} ${'polycache'.padStart(13)}  ${'cost'.padStart(13)}  vs msgpackr  vs JSON  vs faster  (middle half)`)
   for (const [kind, make] of [['records', records], ['floats', floats]]) {
     for (const target of SIZES) {
       const value = sized(make, target)
