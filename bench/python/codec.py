@@ -3,9 +3,10 @@ and redis-py + json, one loopback Redis, sequential calls.
 
 Values: the record dict `{"field_i": {"id": i, "name": ..., "score": i * 1.5, "tags": ["a",
 "b"], "ok": True}}` and a list of floats, each at about 100 B, 1 KB, 10 KB, 100 KB and 1 MB of
-JSON. Printed: time per call, ratios (peer time / polycache time: above 1 polycache is
-faster), polycache's microseconds per KB (cost linear in size), and the peak RSS growth of
-one 1 MB get in a fresh process. Run by `make bench-python` (bench.py) or on its own:
+JSON. Printed: polycache's time per call (median of rounds) and microseconds per KB (cost
+linear in size), ratios against each peer (the peer's time / polycache's in the same round,
+median of rounds: above 1 polycache is faster; see `row`), and the peak RSS growth of one
+1 MB get in a fresh process. Run by `make bench-python` (bench.py) or on its own:
 
     POLYCACHE_HARNESS=.../polycache-harness python bench/python/codec.py
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +33,7 @@ SIZES = [100, 1_000, 10_000, 100_000, 1_000_000]
 # The same round trip as the cache's: it writes every value with its TTL (300 s by
 # default), so the peers write theirs with it too (a SET without one is less work for Redis).
 TTL_MS = 300_000
-# Best of this many rounds; more (POLYCACHE_BENCH_ROUNDS=15) steadies a loaded machine.
+# Rounds per cell; more (POLYCACHE_BENCH_ROUNDS=15) steadies a loaded machine.
 ROUNDS = int(os.environ.get("POLYCACHE_BENCH_ROUNDS", "5"))
 
 
@@ -71,30 +73,55 @@ def per_call(fn: Callable[[], Any], size: int) -> float:
     return compare({"": fn}, size)[""]
 
 
-def compare(fns: dict[str, Callable[[], Any]], size: int) -> dict[str, float]:
-    """Seconds per call of each function, best of ROUNDS rounds; the functions take turns
-    round by round, so a swing in the machine's load hits them all alike, and each round
-    starts with the next one, so none always follows the same one (and the heap it left:
-    a 1 MB `json.loads` leaves the allocator handing out large blocks differently)."""
+def timed_rounds(fns: dict[str, Callable[[], Any]], size: int) -> list[dict[str, float]]:
+    """Seconds per call of each function in each of ROUNDS rounds. Within a round the
+    functions take turns in slices of a tenth of its calls, each slice starting with the
+    next one, so a phase of the machine falls on all of them alike, and none always
+    follows the same one (and the heap it left: a 1 MB `json.loads` leaves the allocator
+    handing out large blocks differently)."""
     calls = max(5, min(2000, 2_000_000 // max(size, 1)))
+    slices = min(10, calls)
+    per_slice = -(-calls // slices)
     for fn in fns.values():
         fn()  # warm up: connections, caches
-    best = dict.fromkeys(fns, float("inf"))
     items = list(fns.items())
-    for turn in range(ROUNDS):
-        start = turn % len(items)
-        for name, fn in items[start:] + items[:start]:
-            started = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - started) / calls)
-    return best
+    rounds = []
+    for r in range(ROUNDS):
+        spent = dict.fromkeys(fns, 0.0)
+        for s in range(slices):
+            turn = (r * slices + s) % len(items)
+            for name, fn in items[turn:] + items[:turn]:
+                started = time.perf_counter()
+                for _ in range(per_slice):
+                    fn()
+                spent[name] += time.perf_counter() - started
+        rounds.append({name: t / (slices * per_slice) for name, t in spent.items()})
+    return rounds
 
 
-def row(label: str, times: dict[str, float], size: int) -> None:
-    ours = times["polycache"]
-    ratios = "  ".join(f"{times[name] / ours:9.2f}x" for name in times if name != "polycache")
-    print(f"  {label:<22} {ours * 1e6:10.1f} µs  {ours * 1e6 / (size / 1000):7.2f} µs/KB  {ratios}")
+def compare(fns: dict[str, Callable[[], Any]], size: int) -> dict[str, float]:
+    """Seconds per call of each function, best of its rounds ([`timed_rounds`])."""
+    rounds = timed_rounds(fns, size)
+    return {name: min(r[name] for r in rounds) for name in fns}
+
+
+def row(label: str, rounds: list[dict[str, float]], size: int) -> None:
+    """polycache's median time per call and, against each peer, the median over rounds of
+    the round's ratio (the peer's time / polycache's in that round): two times taken in the
+    same round, slice by slice, leave out the machine's phases that two best-of-rounds
+    times each pick up on their own. Last, the middle half of the rounds' ratios against
+    ormsgpack."""
+    ours = statistics.median(r["polycache"] for r in rounds)
+    peers = [name for name in rounds[0] if name != "polycache"]
+    ratios = "  ".join(
+        f"{statistics.median(r[name] / r['polycache'] for r in rounds):9.2f}x" for name in peers
+    )
+    against = sorted(r["ormsgpack"] / r["polycache"] for r in rounds)
+    low, high = against[(len(against) - 1) // 4], against[-(-(len(against) - 1) * 3 // 4)]
+    print(
+        f"  {label:<22} {ours * 1e6:10.1f} µs  {ours * 1e6 / (size / 1000):7.2f} µs/KB  "
+        f"{ratios}  {low:.2f}–{high:.2f}"
+    )
 
 
 def measure(
@@ -105,22 +132,26 @@ def measure(
         "ormsgpack": lambda: ormsgpack.unpackb(client.get("mp:" + key)),
         "json": lambda: json.loads(client.get("js:" + key)),
     }
-    row(label + " get", compare(gets, size), size)
+    row(label + " get", timed_rounds(gets, size), size)
     sets: dict[str, Callable[[], Any]] = {
         "polycache": lambda: cache.set(key, value),
         "ormsgpack": lambda: client.set("mp:" + key, ormsgpack.packb(value), px=TTL_MS),
         "json": lambda: client.set("js:" + key, json.dumps(value), px=TTL_MS),
     }
-    row(label + " set", compare(sets, size), size)
+    row(label + " set", timed_rounds(sets, size), size)
 
 
 def run(url: str) -> None:
     cache = polycache.Cache(url, namespace="bench-codec")
     client = redis.Redis.from_url(url)
     print(
-        "\ncodec path, sequential calls (ratio = peer time / polycache time; > 1: polycache faster)"
+        f"\ncodec path, sequential calls, {ROUNDS} rounds (time: median; ratio = peer time /"
+        " polycache time in a round, median of rounds; > 1: polycache faster)"
     )
-    print(f"  {'value, direction':<22} {'polycache':>13}  {'cost':>13}  vs ormsgpack    vs json")
+    print(
+        f"  {'value, direction':<22} {'polycache':>13}  {'cost':>13}  vs ormsgpack    vs json"
+        "  (middle half vs ormsgpack)"
+    )
     for kind, make in (("records", records), ("floats", floats)):
         for target in SIZES:
             value = sized(make, target)
