@@ -623,17 +623,23 @@ pub(super) fn write_float(out: &mut Vec<u8>, v: f64) {
 }
 
 pub(super) fn msgpack_bin(out: &mut Vec<u8>, v: &[u8]) {
-    let n = v.len();
+    length_head(out, v.len(), 0xc4, 0xc5, 0xc6);
+    out.extend_from_slice(v);
+}
+
+/// A MessagePack head of `n` bytes or entries with an 8-, 16- or 32-bit length (the
+/// shortest; callers with a fix form write that first).
+#[inline]
+fn length_head(out: &mut Vec<u8>, n: usize, m8: u8, m16: u8, m32: u8) {
     if n <= 0xff {
-        out.extend_from_slice(&[0xc4, n as u8]);
+        out.extend_from_slice(&[m8, n as u8]);
     } else if n <= 0xffff {
-        out.push(0xc5);
+        out.push(m16);
         out.extend_from_slice(&(n as u16).to_be_bytes());
     } else {
-        out.push(0xc6);
+        out.push(m32);
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    out.extend_from_slice(v);
 }
 
 #[inline(always)]
@@ -694,15 +700,7 @@ pub(super) fn msgpack_str(out: &mut Vec<u8>, s: &[u8]) {
         out.truncate(at + 1 + n);
         return;
     }
-    if n <= 0xff {
-        out.extend_from_slice(&[0xd9, n as u8]);
-    } else if n <= 0xffff {
-        out.push(0xda);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
+    length_head(out, n, 0xd9, 0xda, 0xdb);
     out.extend_from_slice(s);
 }
 

@@ -140,13 +140,7 @@ pub fn read_tape<B: Build>(
     undefined: Undefined,
     build: &mut B,
 ) -> Result<B::Value, TapeError<B::Error>> {
-    let mut reader = Reader {
-        tape,
-        base: 0,
-        at: 0,
-        max_items,
-        keys: Vec::new(),
-    };
+    let mut reader = Reader::new(tape, max_items);
     let value = reader.value(build, 0, undefined == Undefined::Anywhere)?;
     if reader.at != tape.len() {
         return Err(reader.malformed());
@@ -179,13 +173,7 @@ pub fn encode_tape(
 /// The whole tape into a MessagePack encoder by the [`Reader`]'s MessagePack path.
 fn encode_msgpack(tape: &[u8], max_items: usize, encoder: &mut Encoder) -> Fast {
     encoder.msgpack_payload().ok_or(Redo)?;
-    let mut reader = Reader {
-        tape,
-        base: 0,
-        at: 0,
-        max_items,
-        keys: Vec::new(),
-    };
+    let mut reader = Reader::new(tape, max_items);
     match tape.first() {
         Some(&MAP) | Some(&ARRAY) => {
             let map = reader.next_u8()? == MAP;
@@ -381,8 +369,20 @@ struct Reader<'t> {
 }
 
 impl<'t> Reader<'t> {
-    /// A reader of `tape`, the whole tape's bytes from `base` on, at `place` (its keys are
-    /// checked again: another thread kept them).
+    /// A reader of a whole tape, at its start.
+    fn new(tape: &'t [u8], max_items: usize) -> Self {
+        Reader {
+            tape,
+            base: 0,
+            at: 0,
+            max_items,
+            keys: Vec::new(),
+        }
+    }
+
+    /// A reader of `tape`, the whole tape's bytes from `base` on, at `place` (its keys'
+    /// ranges are checked against this tape: another thread kept them; their UTF-8 was
+    /// checked when they were first read, and published bytes never change).
     fn resume<E>(
         tape: &'t [u8],
         base: usize,
