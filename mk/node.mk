@@ -42,6 +42,7 @@ bench-node: ## Node side by side: ioredis, node-redis, cache-manager + @keyv/red
 	$(CARGO) build -q -p polycache-harness
 	$(NAPI) build --platform --release >/dev/null
 	node $(NODE_BENCH_DIR)/bench.mjs
+	POLYCACHE_BENCH_CPU=0 node $(NODE_BENCH_DIR)/codec.mjs
 	node $(NODE_BENCH_DIR)/near.mjs
 	node $(NODE_BENCH_DIR)/fresh.mjs
 	node $(NODE_BENCH_DIR)/http.mjs

@@ -35,5 +35,6 @@ test-python: install-python ## Stub gate (mypy.stubtest) and the pytest suite on
 bench-python: install-python ## polycache vs redis-py, redis.asyncio, aiocache, dogpile.cache, cashews; the near tier vs cachetools; freshness and the lock vs dogpile.cache
 	$(PY) -m pip install -q -r bench/python/requirements.txt
 	POLYCACHE_HARNESS=$(BIN_DIR)/debug/polycache-harness $(PY) bench/python/bench.py
+	POLYCACHE_BENCH_CPU=0 POLYCACHE_HARNESS=$(BIN_DIR)/debug/polycache-harness $(PY) bench/python/codec.py
 	POLYCACHE_HARNESS=$(BIN_DIR)/debug/polycache-harness $(PY) bench/python/near.py
 	POLYCACHE_HARNESS=$(BIN_DIR)/debug/polycache-harness $(PY) bench/python/fresh.py

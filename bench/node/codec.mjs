@@ -10,7 +10,9 @@
 // the faster of the two (the peer's time / polycache's in the same round, median of rounds:
 // above 1 polycache is faster; see row), and the peak RSS growth of one 1 MB get in a fresh
 // process. POLYCACHE_BENCH_COMPRESSION=none|lz4 overrides the cache's
-// compression (default: the cache's default).
+// compression (default: the cache's default). POLYCACHE_BENCH_CPU=0 runs this process and
+// the server on CPU 0 alone (see common.mjs `pinned`: the work of a round trip, without the
+// wait for an idle CPU to wake); `make bench-node` runs the table both ways.
 import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
@@ -18,7 +20,7 @@ import { fileURLToPath } from 'node:url'
 import Redis from 'ioredis'
 import { pack, unpack } from 'msgpackr'
 
-import { binding, startHarness } from './common.mjs'
+import { binding, pinned, startHarness } from './common.mjs'
 
 const { Cache } = binding
 
@@ -119,7 +121,8 @@ function row (label, rounds, size) {
 export async function run (url) {
   const cache = await Cache.connect(url, OPTIONS)
   const client = new Redis(url)
-  console.log(`\ncodec path, sequential calls, compression: ${COMPRESSION ?? 'default'}, ${ROUNDS} rounds (time: median; ratio = peer time / polycache time in a round, median of rounds; > 1: polycache faster)`)
+  const placement = pinned(url)
+  console.log(`\ncodec path, sequential calls, ${placement}, compression: ${COMPRESSION ?? 'default'}, ${ROUNDS} rounds (time: median; ratio = peer time / polycache time in a round, median of rounds; > 1: polycache faster)`)
   console.log(`  ${'value, direction'.padEnd(22)} ${'polycache'.padStart(13)}  ${'cost'.padStart(13)}  vs msgpackr  vs JSON  vs faster  (middle half)`)
   for (const [kind, make] of [['records', records], ['floats', floats]]) {
     for (const target of SIZES) {

@@ -1,6 +1,6 @@
 // What every Node benchmark here shares: the binding, the Redis it runs on, the value it
 // caches, and how it times and reports.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -40,6 +40,21 @@ export async function startHarness () {
     createInterface({ input: child.stdout }).once('line', resolve)
   })
   return { url: JSON.parse(line).standalone, stop: () => child.stdin.end() }
+}
+
+/**
+ * With POLYCACHE_BENCH_CPU=n, this process (all its threads) and the redis-server at `url`
+ * run on CPU n alone, and a round trip costs the CPU work of both ends. Otherwise each
+ * round trip also waits for an idle CPU to wake (on the VMs this is measured on, about
+ * 100 µs a call, whichever client makes it). Answers what was done, for the report.
+ */
+export function pinned (url) {
+  const cpu = process.env.POLYCACHE_BENCH_CPU
+  if (cpu === undefined) return 'not pinned'
+  const port = new URL(url).port
+  const servers = execFileSync('pgrep', ['-f', `^redis-server .*:${port}`]).toString().trim().split('\n')
+  for (const pid of [...servers, String(process.pid)]) execFileSync('taskset', ['-a', '-p', '-c', cpu, pid], { stdio: 'ignore' })
+  return `process and redis-server on CPU ${cpu}`
 }
 
 /** The standalone server of POLYCACHE_TEST_REDIS when set (`scripts/with-redis`), else

@@ -62,6 +62,24 @@ def redis_url() -> Iterator[str]:
         stop_redis(proc)
 
 
+def pinned(url: str) -> str:
+    """With POLYCACHE_BENCH_CPU=n, this process (all its threads) and the redis-server at
+    `url` run on CPU n alone, and a round trip costs the CPU work of both ends. Otherwise
+    each round trip also waits for an idle CPU to wake (on the VMs this is measured on,
+    about 100 µs a call, whichever client makes it). Returns what was done, for the report.
+    """
+    cpu = os.environ.get("POLYCACHE_BENCH_CPU")
+    if cpu is None:
+        return "not pinned"
+    port = host_port(url)[1]
+    servers = subprocess.run(
+        ["pgrep", "-f", f"^redis-server .*:{port}"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    for pid in [*servers, str(os.getpid())]:
+        subprocess.run(["taskset", "-a", "-p", "-c", cpu, pid], check=True, capture_output=True)
+    return f"process and redis-server on CPU {cpu}"
+
+
 def host_port(url: str) -> tuple[str, int]:
     host, port = url.split("://", 1)[1].split("/")[0].rsplit(":", 1)
     return host, int(port)

@@ -10,7 +10,9 @@ median of rounds: above 1 polycache is faster; see `row`), and the peak RSS grow
 
     POLYCACHE_HARNESS=.../polycache-harness python bench/python/codec.py
 
-POLYCACHE_BENCH_ROUNDS sets the number of rounds (5 by default).
+POLYCACHE_BENCH_ROUNDS sets the number of rounds (5 by default); POLYCACHE_BENCH_CPU=0 runs
+this process and the server on CPU 0 alone (see `_common.pinned`: the work of a round trip,
+without the wait for an idle CPU to wake).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import ormsgpack
 import redis
+from _common import pinned
 
 import polycache
 
@@ -144,9 +147,10 @@ def measure(
 def run(url: str) -> None:
     cache = polycache.Cache(url, namespace="bench-codec")
     client = redis.Redis.from_url(url)
+    placement = pinned(url)
     print(
-        f"\ncodec path, sequential calls, {ROUNDS} rounds (time: median; ratio = peer time /"
-        " polycache time in a round, median of rounds; > 1: polycache faster)"
+        f"\ncodec path, sequential calls, {placement}, {ROUNDS} rounds (time: median; ratio ="
+        " peer time / polycache time in a round, median of rounds; > 1: polycache faster)"
     )
     print(
         f"  {'value, direction':<22} {'polycache':>13}  {'cost':>13}  vs ormsgpack    vs json"
