@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,22 @@ def report(title: str, ours: tuple[str, float], peers: list[tuple[str, float]]) 
         print(f"  {name:<44} {ops:>10,.0f} ops/s   polycache is {ours[1] / ops:4.2f}x")
 
 
+def paired(title: str, fns: dict[str, Callable[[], Any]]) -> None:
+    """Sequential calls of each of `fns` (polycache's first), taking turns in slices within
+    each round (`codec.timed_rounds`): ops/s from the median round, and the ratio as the
+    median over rounds of the two times taken in the same round. On this VM a small round
+    trip swings between about 25 and 130 µs for seconds at a time; measured one after the
+    other, each client's best round picked its own phase."""
+    rounds = codec.timed_rounds(fns, len(json.dumps(PROFILE)))
+    ours, *peers = fns
+    print(f"\n{title}")
+    print(f"  {ours:<44} {1 / statistics.median(r[ours] for r in rounds):>10,.0f} ops/s")
+    for name in peers:
+        ops = 1 / statistics.median(r[name] for r in rounds)
+        ratio = statistics.median(r[name] / r[ours] for r in rounds)
+        print(f"  {name:<44} {ops:>10,.0f} ops/s   polycache is {ratio:4.2f}x")
+
+
 def sequential(url: str) -> None:
     cache = polycache.Cache(url, namespace="bench")
     cache.set("profile", PROFILE)
@@ -47,31 +64,17 @@ def sequential(url: str) -> None:
     client.set("msgpack-profile", ormsgpack.packb(PROFILE))
     assert cache.get("profile") == PROFILE
 
-    def ours() -> float:
-        started = time.perf_counter()
-        for _ in range(SEQ_OPS):
-            cache.get("profile")
-        return rate(SEQ_OPS, started)
-
-    def redis_json() -> float:
-        started = time.perf_counter()
-        for _ in range(SEQ_OPS):
-            json.loads(client.get("json-profile"))  # type: ignore[arg-type]
-        return rate(SEQ_OPS, started)
-
-    def redis_msgpack() -> float:
-        started = time.perf_counter()
-        for _ in range(SEQ_OPS):
-            ormsgpack.unpackb(client.get("msgpack-profile"))  # type: ignore[arg-type]
-        return rate(SEQ_OPS, started)
-
-    report(
-        f"cache hit, sequential ({SEQ_OPS} gets of a ~200-byte object)",
-        ("polycache Cache.get", best(ours)),
-        [
-            ("redis-py+hiredis GET + json.loads", best(redis_json)),
-            ("redis-py+hiredis GET + ormsgpack.unpackb", best(redis_msgpack)),
-        ],
+    paired(
+        f"cache hit, sequential (gets of a ~{len(json.dumps(PROFILE))}-byte object)",
+        {
+            "polycache Cache.get": lambda: cache.get("profile"),
+            "redis-py+hiredis GET + json.loads": lambda: json.loads(
+                client.get("json-profile")  # type: ignore[arg-type]
+            ),
+            "redis-py+hiredis GET + ormsgpack.unpackb": lambda: ormsgpack.unpackb(
+                client.get("msgpack-profile")  # type: ignore[arg-type]
+            ),
+        },
     )
 
 
@@ -138,19 +141,12 @@ def decorator_sync(url: str) -> None:
     ours_fn(1)
     dogpile_fn(1)
 
-    def loop(fn: Callable[[int], Any]) -> Callable[[], float]:
-        def run() -> float:
-            started = time.perf_counter()
-            for _ in range(SEQ_OPS):
-                fn(1)
-            return rate(SEQ_OPS, started)
-
-        return run
-
-    report(
+    paired(
         "decorator hit, sync",
-        ("polycache @cache.cached", best(loop(ours_fn))),
-        [("dogpile.cache cache_on_arguments (redis)", best(loop(dogpile_fn)))],
+        {
+            "polycache @cache.cached": lambda: ours_fn(1),
+            "dogpile.cache cache_on_arguments (redis)": lambda: dogpile_fn(1),
+        },
     )
 
 
