@@ -52,7 +52,7 @@ export function pinned (url) {
   const cpu = process.env.POLYCACHE_BENCH_CPU
   if (cpu === undefined) return 'not pinned'
   const port = new URL(url).port
-  const servers = execFileSync('pgrep', ['-f', `^redis-server .*:${port}`]).toString().trim().split('\n')
+  const servers = execFileSync('pgrep', ['-f', `^redis-server .*:${port}( |$)`]).toString().trim().split('\n')
   for (const pid of [...servers, String(process.pid)]) execFileSync('taskset', ['-a', '-p', '-c', cpu, pid], { stdio: 'ignore' })
   return `process and redis-server on CPU ${cpu}`
 }

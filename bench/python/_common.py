@@ -73,7 +73,7 @@ def pinned(url: str) -> str:
         return "not pinned"
     port = host_port(url)[1]
     servers = subprocess.run(
-        ["pgrep", "-f", f"^redis-server .*:{port}"], check=True, capture_output=True, text=True
+        ["pgrep", "-f", f"^redis-server .*:{port}( |$)"], check=True, capture_output=True, text=True
     ).stdout.split()
     for pid in [*servers, str(os.getpid())]:
         subprocess.run(["taskset", "-a", "-p", "-c", cpu, pid], check=True, capture_output=True)
