@@ -389,9 +389,8 @@ impl Cache {
     /// command is sent (a read issued after the write, even while it is in flight, goes to
     /// Redis) and again after its reply (a read that raced it stores nothing stale); the
     /// tracking push follows later.
-    fn forget<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
-        let keys: Vec<&str> = keys.into_iter().collect();
-        for key in &keys {
+    fn forget<'k>(&self, keys: impl IntoIterator<Item = &'k str> + Clone) {
+        for key in keys.clone() {
             self.inner.fresh.forget(key);
         }
         if let Some(near) = self.near() {

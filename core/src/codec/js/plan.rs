@@ -92,12 +92,25 @@ const REMEMBERED: usize = 4096;
 /// The next id of a set of keys, process-wide (ids are never given twice).
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Key sets whose ids a thread keeps at hand, compared before the map is hashed.
+const RECENT: usize = 4;
+
+/// The ids a thread gave (see [`id_of`]).
+#[derive(Default)]
+struct Ids {
+    /// By the keys' bytes. Hashed with std's keyed hasher: the keys come from stored
+    /// values, which anyone who can write to Redis may have chosen to collide under an
+    /// unkeyed hash (every read would then compare each one).
+    all: HashMap<Box<[u8]>, u64>,
+    /// The last key sets asked for, and where the next one goes: reads repeat their
+    /// shapes, and comparing a few bytes costs less than the keyed hash (about 250
+    /// instructions a shape, two or more in every small read of records).
+    recent: [(Vec<u8>, u64); RECENT],
+    next: usize,
+}
+
 thread_local! {
-    /// The ids this thread gave, by the keys' bytes. Hashed with std's keyed hasher: the
-    /// keys come from stored values, which anyone who can write to Redis may have chosen
-    /// to collide under an unkeyed hash (every read would then compare each one).
-    static IDS: std::cell::RefCell<HashMap<Box<[u8]>, u64>> =
-        std::cell::RefCell::new(HashMap::new());
+    static IDS: std::cell::RefCell<Ids> = std::cell::RefCell::default();
 }
 
 /// The id of the keys `keys` (their bytes as a plan writes them). Measured: the loop's
@@ -106,24 +119,45 @@ thread_local! {
 /// a few hundred.
 fn id_of(keys: &[u8]) -> u64 {
     IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
-        if let Some(id) = ids.get(keys) {
+        let ids = &mut *ids.borrow_mut();
+        if let Some((_, id)) = ids
+            .recent
+            .iter()
+            .find(|(known, _)| known.as_slice() == keys)
+        {
             return *id;
         }
-        let given = NEXT_ID.fetch_update(
-            std::sync::atomic::Ordering::Relaxed,
-            std::sync::atomic::Ordering::Relaxed,
-            |next| (next < NO_ID).then_some(next + 1),
-        );
-        let Ok(id) = given else {
-            return NO_ID;
-        };
-        if ids.len() >= REMEMBERED {
-            ids.clear();
+        let id = id_by_map(&mut ids.all, keys);
+        // At most SHAPE_BYTES kept per slot: only shapes get ids.
+        if id != NO_ID {
+            let slot = &mut ids.recent[ids.next];
+            slot.0.clear();
+            slot.0.extend_from_slice(keys);
+            slot.1 = id;
+            ids.next = (ids.next + 1) % RECENT;
         }
-        ids.insert(keys.into(), id);
         id
     })
+}
+
+/// [`id_of`] by the thread's map of every id it gave.
+fn id_by_map(ids: &mut HashMap<Box<[u8]>, u64>, keys: &[u8]) -> u64 {
+    if let Some(id) = ids.get(keys) {
+        return *id;
+    }
+    let given = NEXT_ID.fetch_update(
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+        |next| (next < NO_ID).then_some(next + 1),
+    );
+    let Ok(id) = given else {
+        return NO_ID;
+    };
+    if ids.len() >= REMEMBERED {
+        ids.clear();
+    }
+    ids.insert(keys.into(), id);
+    id
 }
 
 /// The map being read at one level: where its keys start in `keys`, how many, and
@@ -671,6 +705,29 @@ mod tests {
             .all(|id| !first.contains(id) && !other_root.contains(id)));
         follow(&plan_of(&records(10)).unwrap());
         assert_eq!(follow(&elsewhere), follow(&plan_of(&records(0)).unwrap()));
+    }
+
+    #[test]
+    fn an_id_outlives_the_key_sets_kept_at_hand() {
+        let records = |from: i64| {
+            let fields = (from..from + 2).map(|i| (format!("g{i}"), record(i)));
+            plan_of(&msgpack::encode(&fields.collect::<Map>().into())).unwrap()
+        };
+        let first = shape_ids(&records(0));
+        assert_eq!(first, shape_ids(&records(0)), "kept at hand");
+        // More other root key sets than are kept at hand: the first is asked of the map.
+        let others: Vec<Vec<u64>> = (1..=RECENT as i64 + 1)
+            .map(|i| shape_ids(&records(i * 100)))
+            .collect();
+        assert_eq!(first, shape_ids(&records(0)), "from the map");
+        for (i, ids) in others.iter().enumerate() {
+            assert_eq!(ids[0], first[0], "the records' keys, one id");
+            assert!(
+                !others[..i].iter().any(|o| o[1] == ids[1]),
+                "a new id per key set"
+            );
+            assert_eq!(*ids, shape_ids(&records((i as i64 + 1) * 100)));
+        }
     }
 
     #[test]
