@@ -117,7 +117,8 @@ impl Encoder {
         Encoder {
             codec,
             raw: false,
-            out: Vec::with_capacity(256),
+            // A cache's headroom (`with_room`) and a small payload in one allocation.
+            out: Vec::with_capacity(super::HEADROOM + 256),
             room: 0,
             open: Vec::new(),
             started: false,

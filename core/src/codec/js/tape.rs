@@ -676,7 +676,8 @@ impl<'t> Reader<'t> {
     #[inline]
     fn remember(&mut self, depth: usize, i: usize, key: &'t [u8]) -> bool {
         if self.keys.len() <= depth {
-            self.keys.resize_with(depth + 1, Vec::new);
+            // A record's keys fit in the first allocation of its row.
+            self.keys.resize_with(depth + 1, || Vec::with_capacity(8));
         }
         let row = &mut self.keys[depth];
         if i < row.len() {
