@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use polycache::store::{Connector, NodeAddr, NodeStream};
-use polycache::{Cache, Compression, Config, ErrorKind, Value};
+use polycache::{Cache, Clock, Compression, Config, ErrorKind, Value};
 use polycache_harness::Server;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -161,6 +161,80 @@ async fn a_cache_talks_through_the_connector() {
     // The bytes went through Redis itself, not only this cache's view.
     let stored = server.command(&["EXISTS", &cache.redis_key("k").unwrap()]);
     assert_eq!(stored.unwrap(), "1");
+}
+
+/// The bindings' set (`set_encoded`) goes out as `SET`'s RESP framed around the payload in
+/// the encoder's buffer, or copied once when the key is longer than the room in front of
+/// it: Redis holds the bytes a plain `set` stores. An error reply fails the call and keeps
+/// the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_set_is_sent_framed_and_an_error_reply_fails_it() {
+    let server = Server::start(&[]).unwrap();
+    let connector = Arc::new(Tokio::default());
+    let config = Config::from_url(&server.url())
+        .unwrap()
+        .command_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .ttl(None)
+        .jitter(0.0);
+    let (clock, _) = Clock::mock();
+    let cache = Cache::builder(config)
+        .connector(connector.clone())
+        .clock(clock)
+        .build()
+        .await
+        .unwrap();
+    let cache = &cache;
+    let stored = |key: &str| {
+        let redis_key = cache.redis_key(key).unwrap();
+        async move { cache.store().get(&redis_key).await.unwrap() }
+    };
+    let long = "k".repeat(150);
+    for value in [
+        Value::from("v"),
+        Value::from((0..5000).map(Value::from).collect::<Vec<Value>>()),
+    ] {
+        for (key, ttl) in [
+            ("short", None),
+            ("short-px", Some(Duration::from_secs(600))),
+            (long.as_str(), Some(Duration::from_secs(90))),
+        ] {
+            let mut encoder = cache.encoder();
+            encoder.value(&value).unwrap();
+            cache
+                .set_encoded(key, encoder.finish().unwrap(), ttl)
+                .await
+                .unwrap();
+            cache.set("by-value", &value, ttl).await.unwrap();
+            assert!(stored(key).await.is_some());
+            assert_eq!(stored(key).await, stored("by-value").await, "{key} {ttl:?}");
+            assert_eq!(cache.get(key).await.unwrap(), Some(value.clone()));
+            let left = cache.ttl(key).await.unwrap();
+            assert_eq!(left.is_some(), ttl.is_some(), "{key}: {left:?}");
+        }
+    }
+    server
+        .command(&["CONFIG", "SET", "maxmemory", "1"])
+        .unwrap();
+    let mut encoder = cache.encoder();
+    encoder.value(&Value::from("v")).unwrap();
+    let err = cache
+        .set_encoded("short", encoder.finish().unwrap(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server, "{err}");
+    assert!(err.message().contains("OOM"), "{err}");
+    server
+        .command(&["CONFIG", "SET", "maxmemory", "0"])
+        .unwrap();
+    let mut encoder = cache.encoder();
+    encoder.value(&Value::from("w")).unwrap();
+    cache
+        .set_encoded("short", encoder.finish().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(cache.get("short").await.unwrap(), Some(Value::from("w")));
+    assert_eq!(connector.opened.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -518,6 +518,18 @@ impl Pipelined {
             None => Ok(Value::Nil),
         }
     }
+
+    /// Sends `packed`, one command already in RESP bytes ([`super::packed_set`]), and
+    /// returns its reply; an error reply is an error, as for a `Cmd`.
+    pub(crate) async fn send_packed(&self, packed: &[u8]) -> RedisResult<Value> {
+        let one = Expect {
+            skip: 0,
+            kept: None,
+        };
+        self.request(|out| out.extend_from_slice(packed), Some(one))
+            .await?
+            .extract_error()
+    }
 }
 
 /// The replies a request waits for.

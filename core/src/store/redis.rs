@@ -15,8 +15,8 @@ use redis::{Cmd, Pipeline};
 
 use super::connector::{Connector, NodeAddr, Reconnecting};
 use super::{
-    eval_cmds, group_by_slot, is_noscript, key_cmd, pttl, set_cmd, set_cmd_of, set_nx_cmd, wrote,
-    Entry, Store,
+    eval_cmds, group_by_slot, is_noscript, key_cmd, packed_set, pttl, set_cmd, set_cmd_of,
+    set_nx_cmd, wrote, Entry, Store,
 };
 use crate::codec::Framed;
 use crate::config::Config;
@@ -199,9 +199,22 @@ impl Store for RedisStore {
     }
 
     async fn set_framed(&self, key: &str, value: Framed, ttl: Option<Duration>) -> Result<()> {
-        // Copied into the command as they are: moving them to the front first would be a
-        // second pass over a large value.
-        self.query(&set_cmd_of(key, value.bytes(), ttl)).await
+        match &self.conn {
+            // The command is framed around the value, in the room in front of it, and
+            // written as it is: no `Cmd` holding a copy of the value, and no second pass
+            // packing it (a small set: about 1,000 instructions fewer).
+            Conn::Direct(direct) => {
+                let packed = packed_set(key, value, ttl, false);
+                let call = async {
+                    let (conn, generation) = direct.connection().await?;
+                    direct.checked(generation, conn.send_packed(packed.bytes()).await)
+                };
+                bounded(self.timeout, &self.name, call).await.map(drop)
+            }
+            // Copied into the command as they are: moving them to the front first would
+            // be a second pass over a large value.
+            Conn::Manager(_) => self.query(&set_cmd_of(key, value.bytes(), ttl)).await,
+        }
     }
 
     async fn set_within(&self, entry: Entry, budget: Duration) -> Result<()> {
