@@ -519,16 +519,14 @@ impl Pipelined {
         }
     }
 
-    /// Sends `packed`, one command already in RESP bytes ([`super::packed_set`]), and
-    /// returns its reply; an error reply is an error, as for a `Cmd`.
-    pub(crate) async fn send_packed(&self, packed: &[u8]) -> RedisResult<Value> {
+    /// Sends the one command `pack` writes as RESP bytes (core's own packing: no `Cmd` on
+    /// the way) and returns its reply; an error reply is an error, as for a `Cmd`.
+    pub(crate) async fn send(&self, pack: impl FnOnce(&mut Vec<u8>)) -> RedisResult<Value> {
         let one = Expect {
             skip: 0,
             kept: None,
         };
-        self.request(|out| out.extend_from_slice(packed), Some(one))
-            .await?
-            .extract_error()
+        self.request(pack, Some(one)).await?.extract_error()
     }
 }
 

@@ -495,6 +495,15 @@ fn packed_set(key: &str, mut value: Framed, ttl: Option<Duration>, nx: bool) -> 
     value
 }
 
+/// `name key` (`GET`, `DEL`, `PTTL`) as RESP bytes appended to `out`: the bytes
+/// [`key_cmd`] packs to.
+#[cfg(feature = "tokio-redis")]
+fn pack_key_cmd(out: &mut Vec<u8>, name: &str, key: &str) {
+    out.extend_from_slice(b"*2\r\n");
+    bulk(out, name.as_bytes());
+    bulk(out, key.as_bytes());
+}
+
 /// One RESP bulk string: `$len\r\nbytes\r\n`.
 #[cfg(feature = "redis")]
 fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -524,6 +533,19 @@ fn group_by_slot<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<u16, Vec<u
 #[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "tokio-redis")]
+    #[test]
+    fn a_packed_key_command_is_the_command_redis_rs_packs() {
+        for name in ["GET", "DEL", "PTTL"] {
+            for key in ["", "k", "a:b:{c}", &"é".repeat(300)] {
+                let mut out = b"before".to_vec();
+                pack_key_cmd(&mut out, name, key);
+                let expected = [&b"before"[..], &key_cmd(name, key).get_packed_command()].concat();
+                assert_eq!(out, expected, "{name} {key}");
+            }
+        }
+    }
 
     #[test]
     fn a_packed_set_is_the_command_redis_rs_packs() {
