@@ -115,12 +115,16 @@ impl Connector for Tokio {
     }
 }
 
-async fn open(url: &str, connector: &Arc<Tokio>) -> polycache::Result<Cache> {
-    let config = Config::from_url(url)
+/// `url`'s config with this file's timeouts.
+fn config(url: &str) -> Config {
+    Config::from_url(url)
         .unwrap()
         .command_timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT);
-    Cache::builder(config)
+        .connect_timeout(TIMEOUT)
+}
+
+async fn open(url: &str, connector: &Arc<Tokio>) -> polycache::Result<Cache> {
+    Cache::builder(config(url))
         .connector(connector.clone())
         .build()
         .await
@@ -165,20 +169,15 @@ async fn a_cache_talks_through_the_connector() {
 
 /// The bindings' set (`set_encoded`) goes out as `SET`'s RESP framed around the payload in
 /// the encoder's buffer, or copied once when the key is longer than the room in front of
-/// it: Redis holds the bytes a plain `set` stores. An error reply fails the call and keeps
-/// the connection.
+/// it: Redis holds the bytes a plain `set` stores. An error reply fails the call (a set's
+/// and a get's, both packed by core) and keeps the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encoded_set_is_sent_framed_and_an_error_reply_fails_it() {
     let server = Server::start(&[]).unwrap();
     let connector = Arc::new(Tokio::default());
-    let config = Config::from_url(&server.url())
-        .unwrap()
-        .command_timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT)
-        .ttl(None)
-        .jitter(0.0);
+    // One instant for every write, so two writes of a value store the same envelope.
     let (clock, _) = Clock::mock();
-    let cache = Cache::builder(config)
+    let cache = Cache::builder(config(&server.url()).ttl(None).jitter(0.0))
         .connector(connector.clone())
         .clock(clock)
         .build()
@@ -234,6 +233,12 @@ async fn an_encoded_set_is_sent_framed_and_an_error_reply_fails_it() {
         .await
         .unwrap();
     assert_eq!(cache.get("short").await.unwrap(), Some(Value::from("w")));
+    // A get is packed by core too: its error reply is the server's, on the same connection.
+    let list = cache.redis_key("list").unwrap();
+    server.command(&["RPUSH", &list, "x"]).unwrap();
+    let err = cache.get("list").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server, "{err}");
+    assert!(err.message().contains("WRONGTYPE"), "{err}");
     assert_eq!(connector.opened.load(Ordering::Relaxed), 1);
 }
 
