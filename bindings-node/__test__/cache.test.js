@@ -73,8 +73,9 @@ for (const [store, url] of stores) {
           await waitUntil(() => cache.metrics().misses >= arrived, 'every caller missed')
           return { n: calls }
         }
-        // The calls of one tick run as one batch on one task: a caller goes from its miss to
-        // joining the load without yielding, so exactly one load is expected.
+        // The tick's first call runs on its own task and the others as one batch on one
+        // task; the loader returns only once every caller missed, so each one joins it and
+        // exactly one load is expected.
         const all = await Promise.all(Array.from({ length: callers }, () => cache.getOrLoad('gol', loader, { ttl: 60 })))
         assert.equal(cache.metrics().misses, arrived, 'every caller looked up the key once')
         assert.equal(calls, 1)

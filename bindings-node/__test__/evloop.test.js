@@ -57,6 +57,32 @@ test('a get on a paused server times out within its timeout while the event loop
   }
 })
 
+test("a turn's first call is written before it returns; the calls after it wait for the turn's microtask", async () => {
+  const { endpoints, stop } = await harness(['--standalone'])
+  const port = endpoints.standalone.split(':').pop()
+  // The server's count of a command. `execFileSync` blocks this thread, so no microtask
+  // runs while it waits: what the server counted was written before the call returned.
+  const calls = (command) => {
+    const stats = execFileSync(process.env.REDIS_CLI || 'redis-cli', ['-p', port, 'INFO', 'commandstats'], { encoding: 'utf8' })
+    return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+  }
+  try {
+    const cache = await Cache.connect(endpoints.standalone)
+    await cache.set('a', 1)
+    await cache.set('b', 2)
+    const [gets, mgets] = [calls('get'), calls('mget')]
+    const first = cache.get('a')
+    assert.equal(calls('get'), gets + 1, 'the first get of the turn reached the server before it returned')
+    const later = [cache.get('b'), cache.get('c')]
+    assert.equal(calls('get') + calls('mget'), gets + 1 + mgets, 'the later gets waited for the microtask')
+    assert.deepEqual(await Promise.all([first, ...later]), [1, 2, undefined])
+    assert.equal(calls('mget'), mgets + 1, "the turn's later gets went as one MGET")
+    assert.equal(calls('get'), gets + 1)
+  } finally {
+    await stop()
+  }
+})
+
 test('a connection the server closes is reopened', async () => {
   const { endpoints, stop } = await harness(['--standalone'])
   try {

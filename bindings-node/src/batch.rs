@@ -87,6 +87,15 @@ fn fail(pending: Pending, err: polycache::Error) {
     pending.settle(move |env| Err(errors::to_js(env, &err)));
 }
 
+/// The calls of the current turn of the event loop (see [`Shared::submit`]).
+#[derive(Default)]
+struct Tick {
+    /// A turn's first call started and its flush is scheduled: later calls wait for it.
+    open: bool,
+    /// The calls made after the first, in call order.
+    calls: Vec<(Op, Pending)>,
+}
+
 /// The state of one JS `Cache`, shared with the runtime and with `wrap`ped functions.
 pub struct Shared {
     pub config: Config,
@@ -99,7 +108,7 @@ pub struct Shared {
     connector: Option<Arc<crate::socket::NodeConnector>>,
     batcher: tokio::sync::OnceCell<Arc<Batcher>>,
     closed: AtomicBool,
-    tick: Mutex<Vec<(Op, Pending)>>,
+    tick: Mutex<Tick>,
     /// `queueMicrotask` and this cache's flush function.
     schedule: OnceLock<(FunctionRef<(), ()>, FunctionRef<(), ()>)>,
 }
@@ -133,7 +142,7 @@ impl Shared {
             connector,
             batcher: tokio::sync::OnceCell::new(),
             closed: AtomicBool::new(false),
-            tick: Mutex::new(Vec::new()),
+            tick: Mutex::new(Tick::default()),
             schedule: OnceLock::new(),
             config,
             invoker,
@@ -211,7 +220,10 @@ impl Shared {
         crate::settle::rejected(env, err)
     }
 
-    /// A new promise for a call, which runs with the other calls of this tick.
+    /// A new promise for a call. The first call of a turn starts at once: its request is
+    /// written before this returns, as a JS client writes it (work done before the write
+    /// delays the reply, work done after it overlaps the server's). The calls that follow
+    /// it in the same turn run together, after it, in the microtask it schedules.
     pub fn submit<'env>(self: &Arc<Self>, env: &'env Env, op: Op) -> Result<Unknown<'env>> {
         if let Some(key) = self.reentrant(env, &op)? {
             let err = polycache::patterns::reentrant_load(key);
@@ -219,10 +231,17 @@ impl Shared {
         }
         let (promise, pending) = self.settler.promise(env)?;
         let mut tick = lock(&self.tick);
-        tick.push((op, pending));
-        if tick.len() == 1 {
-            drop(tick);
-            self.schedule_flush(env)?;
+        if tick.open {
+            tick.calls.push((op, pending));
+            return Ok(promise);
+        }
+        tick.open = true;
+        drop(tick);
+        crate::evloop::enter(env, |local| self.start(local, op, pending))?;
+        if let Err(err) = self.schedule_flush(env) {
+            // No flush would close the turn: the calls after this one would wait forever.
+            lock(&self.tick).open = false;
+            return Err(err);
         }
         Ok(promise)
     }
@@ -241,7 +260,7 @@ impl Shared {
         let Some(batcher) = self.batcher.get() else {
             return Ok(None);
         };
-        if !lock(&self.tick).is_empty() {
+        if lock(&self.tick).open {
             return Ok(None);
         }
         let cache = batcher.cache();
@@ -297,31 +316,27 @@ impl Shared {
         Ok(())
     }
 
-    /// Starts this tick's calls on the JS thread's executor (the microtask scheduled by the
-    /// first one); they are first polled before this callback returns.
+    /// Ends the turn: starts the calls made after its first on the JS thread's executor
+    /// (the microtask scheduled by the first); they are first polled before this callback
+    /// returns.
     fn flush(self: &Arc<Self>, local: &crate::evloop::Local) {
-        let shared = self.clone();
         let mut tick = lock(&self.tick);
-        if tick.len() == 1 {
-            // A lone call (sequential code's every call): no vectors, and the tick's keeps
-            // its room.
-            let Some((op, pending)) = tick.pop() else {
+        tick.open = false;
+        if tick.calls.len() == 1 {
+            // One call after the first: no vectors, and the tick's keeps its room.
+            let Some((op, pending)) = tick.calls.pop() else {
                 return;
             };
             drop(tick);
-            local.spawn(async move {
-                match shared.batcher().await {
-                    Ok(batcher) => settle(pending, batcher.cache(), batcher.result(op).await),
-                    Err(err) => fail(pending, err),
-                }
-            });
+            self.start(local, op, pending);
             return;
         }
-        let calls = std::mem::take(&mut *tick);
+        let calls = std::mem::take(&mut tick.calls);
         drop(tick);
         if calls.is_empty() {
             return;
         }
+        let shared = self.clone();
         local.spawn(async move {
             let (ops, pendings): (Vec<Op>, Vec<Pending>) = calls.into_iter().unzip();
             let mut pendings: Vec<Option<Pending>> = pendings.into_iter().map(Some).collect();
@@ -342,6 +357,17 @@ impl Shared {
                         fail(pending, err.clone());
                     }
                 }
+            }
+        });
+    }
+
+    /// Runs one call on its own (sequential code's every call): no vectors.
+    fn start(self: &Arc<Self>, local: &crate::evloop::Local, op: Op, pending: Pending) {
+        let shared = self.clone();
+        local.spawn(async move {
+            match shared.batcher().await {
+                Ok(batcher) => settle(pending, batcher.cache(), batcher.result(op).await),
+                Err(err) => fail(pending, err),
             }
         });
     }

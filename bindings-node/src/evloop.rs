@@ -2,10 +2,10 @@
 //!
 //! Waking a sleeping thread costs tens of µs, and the old path woke two per call (a tokio
 //! worker for the request, the JS thread for the reply). Here the calls' futures are polled
-//! on the JS thread itself, inside the native callbacks that can make them ready: the
-//! tick's flush, a socket's events (socket.rs), and one thread-safe function through which
-//! other threads (tokio timers, core's background tasks, redis-rs's own sockets for the
-//! topologies that keep them) wake the loop. Each such callback ends by draining: it polls
+//! on the JS thread itself, inside the native callbacks that can make them ready: a turn's
+//! first call, the tick's flush, a socket's events (socket.rs), and one thread-safe
+//! function through which other threads (tokio timers, core's background tasks, redis-rs's
+//! own sockets for the topologies that keep them) wake the loop. Each such callback ends by draining: it polls
 //! the ready tasks until none is left, inside `runtime().enter()` so core's timeouts and
 //! spawns keep working against the tokio runtime, then writes the sockets' output.
 //!

@@ -11,7 +11,8 @@
 //!
 //! Commands reach each node's connection in call order (futures are first polled in the
 //! order they were queued), so a `get` after a `set` of the same key in one batch sees the
-//! value. The Node binding submits every call of a tick here.
+//! value. The Node binding starts the first call of a tick alone ([`Batcher::result`]), so
+//! its request is written before the call returns, and submits the calls after it here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
