@@ -199,7 +199,14 @@ impl Shared {
 
     /// The batcher over the cache, connected on first use.
     pub async fn batcher(&self) -> polycache::Result<Arc<Batcher>> {
-        self.batcher.get_or_try_init(|| self.build()).await.cloned()
+        if let Some(batcher) = self.batcher.get() {
+            return Ok(batcher.clone());
+        }
+        // Boxed: connecting's state would otherwise make every call's task larger, and
+        // every move of it longer.
+        Box::pin(self.batcher.get_or_try_init(|| self.build()))
+            .await
+            .cloned()
     }
 
     /// A JS function called with no arguments as a loader (`getOrLoad`, `wrap`).

@@ -682,6 +682,12 @@ impl Reconnecting {
         if let Some(current) = self.current() {
             return Ok(current);
         }
+        // Boxed: opening holds the handshake's state (about 1 KB), which every call's
+        // future would otherwise carry, and copy at each move, to find the connection live.
+        Box::pin(self.reopen()).await
+    }
+
+    async fn reopen(&self) -> RedisResult<(Pipelined, u64)> {
         let _opening = self.opening.lock().await;
         if let Some(current) = self.current() {
             return Ok(current);
