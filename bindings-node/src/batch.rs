@@ -155,7 +155,7 @@ impl Shared {
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         let flush = crate::entry::js_function(env, c"flush", move |env, _| {
             if let Some(shared) = weak.upgrade() {
-                crate::evloop::enter(env, |local| shared.flush(local))?;
+                shared.flush(env)?;
             }
             Ok(std::ptr::null_mut())
         })?;
@@ -325,24 +325,25 @@ impl Shared {
 
     /// Ends the turn: starts the calls made after its first on the JS thread's executor
     /// (the microtask scheduled by the first); they are first polled before this callback
-    /// returns.
-    fn flush(self: &Arc<Self>, local: &crate::evloop::Local) {
+    /// returns. With none (sequential code's every turn), the executor is not entered.
+    fn flush(self: &Arc<Self>, env: &Env) -> Result<()> {
         let mut tick = lock(&self.tick);
         tick.open = false;
-        if tick.calls.len() == 1 {
-            // One call after the first: no vectors, and the tick's keeps its room.
-            let Some((op, pending)) = tick.calls.pop() else {
-                return;
-            };
+        if tick.calls.len() > 1 {
+            let calls = std::mem::take(&mut tick.calls);
             drop(tick);
-            self.start(local, op, pending);
-            return;
+            return crate::evloop::enter(env, |local| self.run(local, calls));
         }
-        let calls = std::mem::take(&mut tick.calls);
+        // None, or one call after the first: no vectors, and the tick's keeps its room.
+        let Some((op, pending)) = tick.calls.pop() else {
+            return Ok(());
+        };
         drop(tick);
-        if calls.is_empty() {
-            return;
-        }
+        crate::evloop::enter(env, |local| self.start(local, op, pending))
+    }
+
+    /// Runs the calls of a turn (after its first) as one batch, on one task.
+    fn run(self: &Arc<Self>, local: &crate::evloop::Local, calls: Vec<(Op, Pending)>) {
         let shared = self.clone();
         local.spawn(async move {
             let (ops, pendings): (Vec<Op>, Vec<Pending>) = calls.into_iter().unzip();
