@@ -83,6 +83,27 @@ test("a turn's first call is written before it returns; the calls after it wait 
   }
 })
 
+test('a turn of one call schedules no microtask; a turn of several schedules one flush', async () => {
+  const { endpoints, stop } = await harness(['--standalone'])
+  // A cache takes `queueMicrotask` when it is made: count what it schedules.
+  const original = globalThis.queueMicrotask
+  let scheduled = 0
+  globalThis.queueMicrotask = (task) => { scheduled++; original(task) }
+  try {
+    const cache = await Cache.connect(endpoints.standalone)
+    await cache.set('k', 1)
+    const before = scheduled
+    for (let i = 0; i < 20; i++) assert.equal(await cache.get('k'), 1)
+    assert.equal(scheduled, before, 'sequential calls scheduled a flush')
+    assert.deepEqual(await Promise.all([cache.get('k'), cache.get('k'), cache.set('j', 2)]), [1, 1, undefined])
+    assert.equal(scheduled, before + 1, 'a turn of three calls scheduled one flush')
+    assert.equal(await cache.get('j'), 2)
+  } finally {
+    globalThis.queueMicrotask = original
+    await stop()
+  }
+})
+
 test('a connection the server closes is reopened', async () => {
   const { endpoints, stop } = await harness(['--standalone'])
   try {

@@ -90,9 +90,10 @@ fn fail(pending: Pending, err: polycache::Error) {
 /// The calls of the current turn of the event loop (see [`Shared::submit`]).
 #[derive(Default)]
 struct Tick {
-    /// A turn's first call started and its flush is scheduled: later calls wait for it.
-    open: bool,
-    /// The calls made after the first, in call order.
+    /// The turn (`evloop::turn`) whose first call started at once: later calls of that
+    /// turn queue. `None` once a flush ran.
+    open: Option<u64>,
+    /// The calls queued, in call order; the first of them scheduled the flush.
     calls: Vec<(Op, Pending)>,
 }
 
@@ -230,32 +231,38 @@ impl Shared {
     /// A new promise for a call. The first call of a turn starts at once: its request is
     /// written before this returns, as a JS client writes it (work done before the write
     /// delays the reply, work done after it overlaps the server's). The calls that follow
-    /// it in the same turn run together, after it, in the microtask it schedules.
+    /// it in the same turn queue, and the first of them schedules the microtask that runs
+    /// them together, after it; a turn of one call (sequential code's every turn)
+    /// schedules nothing.
     pub fn submit<'env>(self: &Arc<Self>, env: &'env Env, op: Op) -> Result<Unknown<'env>> {
         if let Some(key) = self.reentrant(env, &op)? {
             let err = polycache::patterns::reentrant_load(key);
             return self.rejected(env, errors::to_js(env, &err));
         }
         let (promise, pending) = self.settler.promise(env)?;
+        let turn = crate::evloop::turn();
         let mut tick = lock(&self.tick);
-        if tick.open {
-            tick.calls.push((op, pending));
+        if tick.calls.is_empty() && tick.open != Some(turn) {
+            tick.open = Some(turn);
+            drop(tick);
+            crate::evloop::enter(env, |local| self.start(local, op, pending))?;
             return Ok(promise);
         }
-        tick.open = true;
-        drop(tick);
-        crate::evloop::enter(env, |local| self.start(local, op, pending))?;
-        if let Err(err) = self.schedule_flush(env) {
-            // No flush would close the turn: the calls after this one would wait forever.
-            lock(&self.tick).open = false;
-            return Err(err);
+        tick.calls.push((op, pending));
+        if tick.calls.len() == 1 {
+            drop(tick);
+            if let Err(err) = self.schedule_flush(env) {
+                // No flush would run it, nor the calls queued after it.
+                lock(&self.tick).calls.clear();
+                return Err(err);
+            }
         }
         Ok(promise)
     }
 
     /// A promise already resolved with the near tier's value of `key`, made here on the JS
     /// thread; `None` when the cache is not connected yet, the tier cannot serve the key,
-    /// or calls of this tick are still queued (a `set` queued before this read must win).
+    /// or calls were made earlier in this turn (a `set` made before this read must win).
     /// `loads`: the options of a call that would load on a miss (`getOrLoad`, `wrap`), so
     /// the load rules apply (see `polycache::Cache::get_near_for_load_with`).
     pub fn near_hit<'env>(
@@ -267,8 +274,11 @@ impl Shared {
         let Some(batcher) = self.batcher.get() else {
             return Ok(None);
         };
-        if lock(&self.tick).open {
-            return Ok(None);
+        {
+            let tick = lock(&self.tick);
+            if !tick.calls.is_empty() || tick.open == Some(crate::evloop::turn()) {
+                return Ok(None);
+            }
         }
         let cache = batcher.cache();
         let found = match loads {
@@ -323,12 +333,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Ends the turn: starts the calls made after its first on the JS thread's executor
-    /// (the microtask scheduled by the first); they are first polled before this callback
-    /// returns. With none (sequential code's every turn), the executor is not entered.
+    /// Ends the turn: starts the calls queued after its first on the JS thread's executor
+    /// (the microtask scheduled by the first of them); they are first polled before this
+    /// callback returns.
     fn flush(self: &Arc<Self>, env: &Env) -> Result<()> {
         let mut tick = lock(&self.tick);
-        tick.open = false;
+        tick.open = None;
         if tick.calls.len() > 1 {
             let calls = std::mem::take(&mut tick.calls);
             drop(tick);

@@ -162,6 +162,23 @@ thread_local! {
     static LOOP: Cell<Option<&'static Local>> = const { Cell::new(None) };
     /// The executor whose callback is running on this thread (null outside one).
     static ACTIVE: Cell<*const Remote> = const { Cell::new(ptr::null()) };
+    /// Counts the turns of this thread's event loop that began in one of the callbacks the
+    /// loop makes to this addon (see [`new_turn`]).
+    static TURN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A turn of the event loop begins: called first by each callback the loop itself makes
+/// to this addon (a socket's events, the executor's and the settler's thread-safe
+/// functions), never by one a call makes. The calls of a turn that began elsewhere (a
+/// timer, another library's I/O) count as the last counted turn's, which only makes
+/// them batch (`Shared::submit`).
+pub fn new_turn() {
+    TURN.with(|turn| turn.set(turn.get().wrapping_add(1)));
+}
+
+/// The current turn (see [`new_turn`]).
+pub fn turn() -> u64 {
+    TURN.with(Cell::get)
 }
 
 pub(crate) fn check(status: sys::napi_status, what: &str) -> Result<()> {
@@ -388,6 +405,7 @@ unsafe extern "C" fn on_wake(
     // released only in `on_finalize`, after the last call.
     let remote = &*(context as *const Remote);
     remote.notified.store(false, Ordering::Release);
+    new_turn();
     if let Some(local) = LOOP.with(Cell::get) {
         if ptr::eq(Arc::as_ptr(&local.remote), remote) {
             local.enter(|| ());

@@ -248,6 +248,7 @@ unsafe extern "C" fn call_js(
     if env.is_null() {
         return; // the environment is going away; nothing can be settled or released
     }
+    crate::evloop::new_turn();
     match *message {
         Message::Settle(Settlement {
             settler,

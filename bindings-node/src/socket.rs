@@ -376,6 +376,7 @@ fn open(local: &'static Local, env: &Env, addr: &NodeAddr) -> Result<Arc<Pipe>> 
     let events = {
         let pipe = pipe.clone();
         crate::entry::function(env, c"events", move |env, args| {
+            crate::evloop::new_turn();
             crate::evloop::enter(env, |_| on_event(env, args, &pipe))??;
             Ok(ptr::null_mut())
         })?
