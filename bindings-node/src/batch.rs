@@ -252,9 +252,11 @@ impl Shared {
         if tick.calls.len() == 1 {
             drop(tick);
             if let Err(err) = self.schedule_flush(env) {
-                // No flush would run it, nor the calls queued after it.
-                lock(&self.tick).calls.clear();
-                return Err(err);
+                // No flush would run it: it fails through its promise, as every other
+                // call's error does, and the next call of the turn queues anew.
+                if let Some((_, pending)) = lock(&self.tick).calls.pop() {
+                    pending.settle(move |_| Err(err));
+                }
             }
         }
         Ok(promise)

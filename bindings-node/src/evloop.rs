@@ -5,9 +5,10 @@
 //! on the JS thread itself, inside the native callbacks that can make them ready: a turn's
 //! first call, the tick's flush, a socket's events (socket.rs), and one thread-safe
 //! function through which other threads (tokio timers, core's background tasks, redis-rs's
-//! own sockets for the topologies that keep them) wake the loop. Each such callback ends by draining: it polls
-//! the ready tasks until none is left, inside `runtime().enter()` so core's timeouts and
-//! spawns keep working against the tokio runtime, then writes the sockets' output.
+//! own sockets for the topologies that keep them) wake the loop. Each such callback ends
+//! by draining: it polls the ready tasks until none is left, inside `runtime().enter()` so
+//! core's timeouts and spawns keep working against the tokio runtime, then writes the
+//! sockets' output.
 //!
 //! One executor per JS thread (worker_threads each have their own); it is never torn
 //! down before its thread ends, so nothing is dropped against a dead environment.

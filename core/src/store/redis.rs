@@ -13,7 +13,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline};
 
-use super::connector::{Connector, NodeAddr, Reconnecting};
+use super::connector::{Connector, NodeAddr, Pipelined, Reconnecting};
 use super::{
     eval_cmds, group_by_slot, is_noscript, key_cmd, pack_key_cmd, packed_set, pttl, set_cmd,
     set_cmd_of, set_nx_cmd, wrote, Entry, Store,
@@ -155,13 +155,30 @@ impl RedisStore {
                 bounded(limit, &self.name, cmd.query_async(&mut conn)).await
             }
             Conn::Direct(direct) => {
-                let call = async {
-                    let (mut conn, generation) = direct.connection().await?;
-                    direct.checked(generation, cmd.query_async(&mut conn).await)
-                };
-                bounded(limit, &self.name, call).await
+                self.on_direct(direct, limit, |mut conn| async move {
+                    cmd.query_async(&mut conn).await
+                })
+                .await
             }
         }
+    }
+
+    /// `call` on a connector's live connection (opened first when there is none), within
+    /// `limit`; a reply that says the connection broke retires it for the next call.
+    async fn on_direct<T, F>(
+        &self,
+        direct: &Reconnecting,
+        limit: Duration,
+        call: impl FnOnce(Pipelined) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let call = async {
+            let (conn, generation) = direct.connection().await?;
+            direct.checked(generation, call(conn).await)
+        };
+        bounded(limit, &self.name, call).await
     }
 
     /// On a connector's connection: sends the one command `pack` writes as RESP bytes
@@ -172,15 +189,12 @@ impl RedisStore {
         direct: &Reconnecting,
         pack: impl FnOnce(&mut Vec<u8>),
     ) -> Result<T> {
-        let call = async {
-            let (conn, generation) = direct.connection().await?;
-            let reply = conn
-                .send(pack)
+        self.on_direct(direct, self.timeout, |conn| async move {
+            conn.send(pack)
                 .await
-                .and_then(|reply| T::from_redis_value(reply).map_err(redis::RedisError::from));
-            direct.checked(generation, reply)
-        };
-        bounded(self.timeout, &self.name, call).await
+                .and_then(|reply| T::from_redis_value(reply).map_err(redis::RedisError::from))
+        })
+        .await
     }
 
     async fn pipeline(&self, pipe: &Pipeline) -> Result<()> {
@@ -190,11 +204,10 @@ impl RedisStore {
                 bounded(self.timeout, &self.name, pipe.query_async::<()>(&mut conn)).await
             }
             Conn::Direct(direct) => {
-                let call = async {
-                    let (mut conn, generation) = direct.connection().await?;
-                    direct.checked(generation, pipe.query_async::<()>(&mut conn).await)
-                };
-                bounded(self.timeout, &self.name, call).await
+                self.on_direct(direct, self.timeout, |mut conn| async move {
+                    pipe.query_async::<()>(&mut conn).await
+                })
+                .await
             }
         }
     }
